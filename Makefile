@@ -1,0 +1,40 @@
+# Vigie — the two commands that must always work on a fresh Debian machine:
+#   make demo   runs the whole system locally
+#   make test   lints, type-checks and runs the test-suite
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The pure core: no I/O, checked with mypy --strict.
+STRICT_CORE := protocol dispatcher/escalation.py dispatcher/routing.py dispatcher/location.py device/gestures.py
+
+.PHONY: test demo bench lint typecheck system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@./scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict $(wildcard $(STRICT_CORE))
+	$(BIN)/mypy device dispatcher broker_config sandbox
+
+test: system-deps $(STAMP) lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: system-deps $(STAMP)
+	$(BIN)/python -m sandbox.demo
+
+bench: system-deps $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Mosquitto configuration (dev and prod), ACLs, PKI and device provisioning."""

@@ -1,0 +1,158 @@
+"""Run a real Mosquitto with the project's configuration (demo, tests, bench).
+
+The shipped configuration files are templates with ``${...}`` placeholders;
+:func:`render_config` fills them so that every run gets its own port, data
+directory and credentials.
+"""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from broker_config.passwords import write_password_file
+
+DISPATCHER_USER = "vigie-dispatcher"
+
+
+class BrokerError(RuntimeError):
+    """Mosquitto is missing, refused its configuration, or did not start."""
+
+
+def config_template(profile: str) -> str:
+    """Text of the shipped ``broker_config/<profile>/mosquitto.conf``."""
+    return resources.files("broker_config").joinpath(profile, "mosquitto.conf").read_text()
+
+
+def acl_path() -> Path:
+    """Path of the shipped ACL file (shared by dev and prod)."""
+    return Path(str(resources.files("broker_config").joinpath("acl")))
+
+
+def render_config(profile: str, values: Mapping[str, object]) -> str:
+    """Fill the template's ``${...}`` placeholders; a missing value is an error."""
+    try:
+        return string.Template(config_template(profile)).substitute({k: str(v) for k, v in values.items()})
+    except KeyError as exc:
+        raise BrokerError(f"broker config {profile!r} needs a value for {exc.args[0]}") from None
+
+
+def free_port() -> int:
+    """A TCP port that was free on loopback a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def mosquitto_binary() -> str:
+    """Path of the mosquitto executable (Debian installs it in /usr/sbin)."""
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise BrokerError("mosquitto is not installed: apt-get install mosquitto")
+    return found
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until ``host:port`` accepts TCP connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BrokerError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise BrokerError(f"nothing listening on {host}:{port} after {timeout} s")
+
+
+@dataclass
+class DevBroker:
+    """A loopback Mosquitto started from ``broker_config/dev``.
+
+    ``accounts`` maps usernames to passwords; the dispatcher account is added
+    by :meth:`add_account`. Use as a context manager, or call start/stop.
+    """
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    accounts: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def password_file(self) -> Path:
+        return self.workdir / "passwords"
+
+    def add_account(self, username: str, password: str) -> None:
+        """Create or update an account; takes effect at the next (re)start or reload."""
+        self.accounts[username] = password
+        write_password_file(self.password_file, self.accounts)
+
+    def write_config(self) -> Path:
+        """Render the dev template for this broker and return its path."""
+        data_dir = self.workdir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write_password_file(self.password_file, self.accounts)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            render_config(
+                "dev",
+                {
+                    "port": self.port,
+                    "password_file": self.password_file,
+                    "acl_file": acl_path(),
+                    "data_dir": data_dir,
+                    "run_as": getpass.getuser(),
+                },
+            )
+        )
+        return conf
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start Mosquitto and wait until it accepts connections."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.write_config()
+        log = (self.workdir / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
+        wait_for_port("127.0.0.1", self.port, timeout, self.proc)
+
+    def reload(self) -> None:
+        """Make Mosquitto re-read its password and ACL files (SIGHUP)."""
+        write_password_file(self.password_file, self.accounts)
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Stop the broker (SIGTERM saves persistence; SIGKILL simulates a crash)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop with ``sig`` and start again on the same port and data directory."""
+        self.stop(sig)
+        self.start()
+
+    def __enter__(self) -> DevBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Vigie dispatcher: durable ingest, location, SSJ routing, escalation, API and console."""

@@ -1,0 +1,108 @@
+"""The store interface: what the dispatcher needs from a database.
+
+SQLite (:mod:`dispatcher.store.sqlite`) is the embedded default; a PostgreSQL
+implementation fills the same protocol for multi-instance deployments.
+Every method commits before it returns: callers rely on "returned" meaning
+"durable" (above all :meth:`Store.insert_alert`, done before the MQTT ack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+
+
+class StoreError(Exception):
+    """Base class of store failures (translated from the driver's exceptions)."""
+
+
+class NotFound(StoreError):
+    """The referenced record does not exist."""
+
+
+class AlreadyExists(StoreError):
+    """A record with this id already exists."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be written now (disk full, locked, connection lost)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    """What the ingest path needs to verify a device's messages."""
+
+    device_id: str
+    hmac_key: bytes
+    state: DeviceState
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An accepted alert/test/cancel uplink, as persisted before the MQTT ack."""
+
+    id: str
+    device_id: str
+    kind: str  # "alert" | "test"
+    seq: int
+    device_ts: datetime
+    received_at: datetime
+    gesture: str
+    fix: dict[str, Any] | None  # the raw location carried by the device, if any
+    raw: bytes  # the signed payload, kept as evidence
+
+
+@dataclass(frozen=True, slots=True)
+class InsertOutcome:
+    """Result of an idempotent insert: ``created`` False means a re-send."""
+
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A durable escalation timer: due at ``due_at``, owned by nobody until claimed."""
+
+    id: int
+    alert_id: str
+    kind: str
+    due_at: datetime
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class DirectoryStore(Protocol):
+    """Practitioners, sites, devices, home visits and conventions."""
+
+    async def upsert_practitioner(self, practitioner: Practitioner) -> None: ...
+    async def get_practitioner(self, practitioner_id: str) -> Practitioner: ...
+    async def list_practitioners(self) -> Sequence[Practitioner]: ...
+
+    async def upsert_site(self, site: Site) -> None: ...
+    async def get_site(self, site_id: str) -> Site: ...
+    async def list_sites(self) -> Sequence[Site]: ...
+
+    async def add_device(self, device: Device, hmac_key: bytes) -> None:
+        """Register a new device; raises AlreadyExists, NotFound (practitioner/site)."""
+        ...
+
+    async def update_device(self, device: Device) -> None: ...
+    async def get_device(self, device_id: str) -> Device: ...
+    async def list_devices(self) -> Sequence[Device]: ...
+    async def revoke_device(self, device_id: str) -> None:
+        """Mark revoked: its signatures are refused from now on."""
+        ...
+
+    async def device_credentials(self) -> Sequence[DeviceCredentials]:
+        """Every device's key and state, for the ingest path's in-memory cache."""
+        ...
+
+    async def upsert_visit(self, visit: HomeVisit) -> None: ...
+    async def delete_visit(self, visit_id: str) -> None: ...
+    async def list_visits(self, practitioner_id: str | None = None) -> Sequence[HomeVisit]: ...
+
+    async def upsert_convention(self, convention: Convention) -> None: ...
+    async def list_conventions(self) -> Sequence[Convention]: ...

@@ -1,0 +1,85 @@
+"""Replay protection: a per-device sequence window plus a timestamp window.
+
+Devices number every signed uplink with a monotonic sequence number that
+survives restarts. A store-and-forward device re-sends a queued alert with its
+*original* sequence number, possibly after newer heartbeats got through, so a
+strict "greater than the last one" rule would refuse legitimate alerts. We use
+a sliding window (as IPsec does): any sequence number not seen before and not
+older than ``WINDOW`` below the highest one is accepted once.
+
+The dispatcher handles exact re-sends (same event id) as duplicates *before*
+consulting this window, so re-sending an alert is always safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+WINDOW = 4096  # ~34 h of 30-s heartbeats: longer than the alert age limit
+
+
+class ReplayVerdict(StrEnum):
+    """Outcome of a freshness check."""
+
+    FRESH = "fresh"
+    REPLAYED = "replay"  # sequence number already used, or far too old
+    STALE = "stale"  # timestamp older than allowed
+    FUTURE = "future_ts"  # timestamp too far ahead of our clock
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceWindow:
+    """Immutable anti-replay state for one device.
+
+    ``high`` is the highest accepted sequence number (-1 before the first);
+    bit ``i`` of ``seen`` records that ``high - i`` was accepted.
+    """
+
+    high: int = -1
+    seen: int = 0
+
+    def is_fresh(self, seq: int) -> bool:
+        """True if ``seq`` was never accepted and is inside the window."""
+        if seq > self.high:
+            return True
+        offset = self.high - seq
+        return offset < WINDOW and not (self.seen >> offset) & 1
+
+    def admit(self, seq: int) -> SequenceWindow:
+        """State after accepting ``seq`` (call only when :meth:`is_fresh`)."""
+        if seq > self.high:
+            shift = seq - self.high
+            seen = ((self.seen << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+            return SequenceWindow(high=seq, seen=seen)
+        return SequenceWindow(high=self.high, seen=self.seen | (1 << (self.high - seq)))
+
+    def to_bytes(self) -> bytes:
+        """Compact form for storage next to the device record."""
+        return self.seen.to_bytes(WINDOW // 8, "big")
+
+    @classmethod
+    def from_stored(cls, high: int, seen: bytes) -> SequenceWindow:
+        """Rebuild the window saved with :meth:`to_bytes`."""
+        return cls(high=high, seen=int.from_bytes(seen, "big"))
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Accepted timestamp range relative to the receiver's clock."""
+
+    max_age_ms: int
+    max_skew_ms: int = 60_000
+
+    def check(self, ts_ms: int, now_ms: int) -> ReplayVerdict:
+        """Classify a message timestamp against ``now_ms``."""
+        if ts_ms > now_ms + self.max_skew_ms:
+            return ReplayVerdict.FUTURE
+        if ts_ms < now_ms - self.max_age_ms:
+            return ReplayVerdict.STALE
+        return ReplayVerdict.FRESH
+
+
+# A queued alert may legitimately arrive after hours offline; a heartbeat may not.
+ALERT_TIME_WINDOW = TimeWindow(max_age_ms=24 * 3600 * 1000)
+HEARTBEAT_TIME_WINDOW = TimeWindow(max_age_ms=10 * 60 * 1000)
