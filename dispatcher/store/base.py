@@ -106,3 +106,84 @@ class DirectoryStore(Protocol):
 
     async def upsert_convention(self, convention: Convention) -> None: ...
     async def list_conventions(self) -> Sequence[Convention]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSpec:
+    """A notification the escalation decided to send (one contact, one channel)."""
+
+    contact_id: str
+    contact_name: str
+    phone: str
+    channel: str
+    purpose: str
+    tier: int
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSpec:
+    """A timer to create, due at ``due_at`` (Unix seconds)."""
+
+    kind: str
+    due_at: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One state change of an alert, written atomically with its consequences.
+
+    ``expected_version`` is the version read before computing the change; the
+    write fails with :class:`Conflict` if another writer got there first.
+    """
+
+    alert_id: str
+    expected_version: int
+    state: str
+    escalation: dict[str, Any]
+    notifications: tuple[NotificationSpec, ...] = ()
+    timers: tuple[TimerSpec, ...] = ()
+    cancel_timers: bool = False
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
+    context: dict[str, Any] | None = None
+
+
+class Conflict(StoreError):
+    """The alert changed since it was read (optimistic concurrency)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """An alert as stored, with its escalation state and context documents."""
+
+    id: str
+    device_id: str
+    kind: str
+    seq: int
+    received_at: datetime
+    gesture: str
+    fix: dict[str, Any] | None
+    state: str
+    escalation: dict[str, Any] | None
+    context: dict[str, Any] | None
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """A notification row: what was (or is to be) sent, and what came of it."""
+
+    id: int
+    alert_id: str
+    contact_id: str
+    contact_name: str
+    phone: str
+    channel: str
+    purpose: str
+    tier: int
+    round: int
+    status: str
+    provider_sid: str | None
+    error: str | None
+    attempts: int

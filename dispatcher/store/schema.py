@@ -1,0 +1,118 @@
+"""Schema migrations, applied in order; ``PRAGMA user_version`` records progress.
+
+Directory records are stored as validated JSON documents (the domain models
+are the schema), with the columns that queries filter on kept beside them.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1 — directory, alerts, escalation, notifications, timers, audit of rejections
+    """
+    CREATE TABLE practitioners (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+    CREATE TABLE sites (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+    CREATE TABLE conventions (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+    CREATE TABLE visits (
+        id TEXT PRIMARY KEY,
+        practitioner_id TEXT NOT NULL REFERENCES practitioners(id),
+        ends_at TEXT NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX visits_by_practitioner ON visits(practitioner_id, ends_at);
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        doc TEXT NOT NULL,
+        state TEXT NOT NULL,
+        hmac_key BLOB NOT NULL,
+        replay_high INTEGER NOT NULL DEFAULT -1,
+        replay_seen BLOB,
+        last_fix TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        kind TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        device_ts TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        gesture TEXT NOT NULL,
+        fix TEXT,
+        raw BLOB NOT NULL,
+        state TEXT NOT NULL,
+        escalation TEXT,
+        context TEXT,
+        version INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX alerts_by_state ON alerts(state);
+    CREATE INDEX alerts_by_received ON alerts(received_at);
+    CREATE TABLE alert_events (
+        id INTEGER PRIMARY KEY,
+        alert_id TEXT NOT NULL REFERENCES alerts(id),
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX alert_events_by_alert ON alert_events(alert_id, id);
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        alert_id TEXT NOT NULL REFERENCES alerts(id),
+        contact_id TEXT NOT NULL,
+        contact_name TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        tier INTEGER NOT NULL,
+        round INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        provider_sid TEXT UNIQUE,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_until REAL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (alert_id, contact_id, channel, purpose, tier, round)
+    );
+    CREATE INDEX notifications_by_status ON notifications(status);
+    CREATE INDEX notifications_by_phone ON notifications(phone, created_at);
+    CREATE TABLE timers (
+        id INTEGER PRIMARY KEY,
+        alert_id TEXT NOT NULL REFERENCES alerts(id),
+        kind TEXT NOT NULL,
+        due_at REAL NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}',
+        lease_owner TEXT,
+        lease_until REAL
+    );
+    CREATE INDEX timers_by_due ON timers(due_at);
+    CREATE TABLE rejections (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        device_id TEXT,
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE device_health (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id),
+        last_seen_at TEXT,
+        status TEXT,
+        battery_pct INTEGER,
+        signal_dbm INTEGER,
+        firmware TEXT,
+        uptime_s INTEGER,
+        flags TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE operator_events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        alert_id TEXT,
+        device_id TEXT,
+        message TEXT NOT NULL,
+        handled_by TEXT
+    );
+    """,
+]

@@ -1,0 +1,555 @@
+"""SQLite implementation of the store (the embedded default), via aiosqlite.
+
+WAL journal with ``synchronous=FULL``: a committed alert survives a power
+loss, not only a process crash. Each public method is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+from pydantic import BaseModel
+
+from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+from dispatcher.store.base import (
+    AlertRecord,
+    AlreadyExists,
+    Conflict,
+    DeviceCredentials,
+    InsertOutcome,
+    NewAlert,
+    NotFound,
+    NotificationRecord,
+    StoreUnavailable,
+    Timer,
+    Transition,
+)
+from dispatcher.store.schema import MIGRATIONS
+from protocol.replay import SequenceWindow
+
+M = TypeVar("M", bound=BaseModel)
+
+_NOTIFICATION_COLUMNS = (
+    "id, alert_id, contact_id, contact_name, phone, channel, purpose, tier, round, status,"
+    " provider_sid, error, attempts"
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class SqliteStore:
+    """The store on one SQLite file. Create with :meth:`open`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SqliteStore:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=FULL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+        ):
+            await conn.execute(pragma)
+        store = cls(conn, path)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def _migrate(self) -> None:
+        async with self._conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            await self._conn.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; driver errors become StoreUnavailable."""
+        try:
+            await self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        try:
+            yield self._conn
+            await self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                await self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise AlreadyExists(str(exc)) from exc
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self._conn.execute(sql, tuple(params)) as cur:
+            row: sqlite3.Row | None = await cur.fetchone()
+            return row
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self._conn.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    # -- directory -----------------------------------------------------------------
+
+    async def _upsert_doc(self, table: str, record: BaseModel, record_id: str) -> None:
+        async with self._tx() as tx:
+            await tx.execute(
+                f"INSERT INTO {table}(id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc=excluded.doc",
+                (record_id, record.model_dump_json()),
+            )
+
+    async def _get_doc(self, table: str, model: type[M], record_id: str) -> M:
+        row = await self._one(f"SELECT doc FROM {table} WHERE id=?", (record_id,))
+        if row is None:
+            raise NotFound(f"{table[:-1]} {record_id!r} does not exist")
+        return model.model_validate_json(row["doc"])
+
+    async def _list_docs(self, table: str, model: type[M]) -> list[M]:
+        return [
+            model.model_validate_json(r["doc"])
+            for r in await self._all(f"SELECT doc FROM {table} ORDER BY id")
+        ]
+
+    async def upsert_practitioner(self, practitioner: Practitioner) -> None:
+        await self._upsert_doc("practitioners", practitioner, practitioner.id)
+
+    async def get_practitioner(self, practitioner_id: str) -> Practitioner:
+        return await self._get_doc("practitioners", Practitioner, practitioner_id)
+
+    async def list_practitioners(self) -> Sequence[Practitioner]:
+        return await self._list_docs("practitioners", Practitioner)
+
+    async def upsert_site(self, site: Site) -> None:
+        await self._upsert_doc("sites", site, site.id)
+
+    async def get_site(self, site_id: str) -> Site:
+        return await self._get_doc("sites", Site, site_id)
+
+    async def list_sites(self) -> Sequence[Site]:
+        return await self._list_docs("sites", Site)
+
+    async def upsert_convention(self, convention: Convention) -> None:
+        await self._upsert_doc("conventions", convention, convention.id)
+
+    async def list_conventions(self) -> Sequence[Convention]:
+        return await self._list_docs("conventions", Convention)
+
+    async def _check_device_bindings(self, device: Device) -> None:
+        if device.practitioner_id is not None:
+            await self.get_practitioner(device.practitioner_id)
+        if device.site_id is not None:
+            await self.get_site(device.site_id)
+
+    async def add_device(self, device: Device, hmac_key: bytes) -> None:
+        await self._check_device_bindings(device)
+        if await self._one("SELECT 1 FROM devices WHERE id=?", (device.id,)) is not None:
+            raise AlreadyExists(f"device {device.id!r} already exists")
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO devices(id, doc, state, hmac_key, created_at) VALUES (?, ?, ?, ?, ?)",
+                (device.id, device.model_dump_json(), device.state.value, hmac_key, _iso(utcnow())),
+            )
+
+    async def update_device(self, device: Device) -> None:
+        await self._check_device_bindings(device)
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "UPDATE devices SET doc=?, state=? WHERE id=?",
+                (device.model_dump_json(), device.state, device.id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"device {device.id!r} does not exist")
+
+    async def get_device(self, device_id: str) -> Device:
+        return await self._get_doc("devices", Device, device_id)
+
+    async def list_devices(self) -> Sequence[Device]:
+        return await self._list_docs("devices", Device)
+
+    async def revoke_device(self, device_id: str) -> None:
+        device = await self.get_device(device_id)
+        await self.update_device(device.model_copy(update={"state": DeviceState.REVOKED}))
+
+    async def device_credentials(self) -> Sequence[DeviceCredentials]:
+        rows = await self._all("SELECT id, hmac_key, state FROM devices")
+        return [DeviceCredentials(r["id"], bytes(r["hmac_key"]), DeviceState(r["state"])) for r in rows]
+
+    async def replay_windows(self) -> dict[str, SequenceWindow]:
+        """Persisted anti-replay windows of every device."""
+        rows = await self._all("SELECT id, replay_high, replay_seen FROM devices")
+        return {
+            r["id"]: SequenceWindow.from_stored(r["replay_high"], bytes(r["replay_seen"] or b""))
+            for r in rows
+        }
+
+    async def save_replay_windows(self, windows: dict[str, SequenceWindow]) -> None:
+        """Flush in-memory windows (heartbeats) in one transaction."""
+        async with self._tx() as tx:
+            await tx.executemany(
+                "UPDATE devices SET replay_high=?, replay_seen=? WHERE id=? AND replay_high<=?",
+                [(w.high, w.to_bytes(), d, w.high) for d, w in windows.items()],
+            )
+
+    async def upsert_visit(self, visit: HomeVisit) -> None:
+        await self.get_practitioner(visit.practitioner_id)
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO visits(id, practitioner_id, ends_at, doc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET practitioner_id=excluded.practitioner_id,"
+                " ends_at=excluded.ends_at, doc=excluded.doc",
+                (visit.id, visit.practitioner_id, _iso(visit.ends_at), visit.model_dump_json()),
+            )
+
+    async def delete_visit(self, visit_id: str) -> None:
+        async with self._tx() as tx:
+            cur = await tx.execute("DELETE FROM visits WHERE id=?", (visit_id,))
+            if cur.rowcount == 0:
+                raise NotFound(f"visit {visit_id!r} does not exist")
+
+    async def list_visits(self, practitioner_id: str | None = None) -> Sequence[HomeVisit]:
+        if practitioner_id is None:
+            rows = await self._all("SELECT doc FROM visits ORDER BY ends_at")
+        else:
+            rows = await self._all(
+                "SELECT doc FROM visits WHERE practitioner_id=? ORDER BY ends_at", (practitioner_id,)
+            )
+        return [HomeVisit.model_validate_json(r["doc"]) for r in rows]
+
+    # -- alerts --------------------------------------------------------------------
+
+    async def alert_exists(self, alert_id: str) -> bool:
+        return await self._one("SELECT 1 FROM alerts WHERE id=?", (alert_id,)) is not None
+
+    async def insert_alerts(
+        self, batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]]
+    ) -> list[InsertOutcome]:
+        """Persist several accepted alerts in ONE durable transaction (group commit).
+
+        Each alert is inserted idempotently by id; for a new one its device's
+        replay window is saved and its first escalation transition applied, so
+        an alert is never stored without the decision of whom to notify.
+        """
+        outcomes: list[InsertOutcome] = []
+        async with self._tx() as tx:
+            for alert, window, first in batch:
+                outcomes.append(await self._insert_one(tx, alert, window, first))
+        return outcomes
+
+    async def _insert_one(
+        self, tx: aiosqlite.Connection, alert: NewAlert, window: SequenceWindow, first: Transition | None
+    ) -> InsertOutcome:
+        now = _iso(utcnow())
+        cur = await tx.execute(
+            "INSERT INTO alerts(id, device_id, kind, seq, device_ts, received_at, gesture, fix, raw, state,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?) ON CONFLICT(id) DO NOTHING",
+            (
+                alert.id,
+                alert.device_id,
+                alert.kind,
+                alert.seq,
+                _iso(alert.device_ts),
+                _iso(alert.received_at),
+                alert.gesture,
+                json.dumps(alert.fix) if alert.fix else None,
+                alert.raw,
+                now,
+            ),
+        )
+        if cur.rowcount == 0:
+            return InsertOutcome(created=False)
+        await tx.execute(
+            "UPDATE devices SET replay_high=?, replay_seen=?, last_fix=COALESCE(?, last_fix) WHERE id=?",
+            (window.high, window.to_bytes(), json.dumps(alert.fix) if alert.fix else None, alert.device_id),
+        )
+        await tx.execute(
+            "INSERT INTO alert_events(alert_id, at, kind, detail) VALUES (?, ?, 'received', ?)",
+            (alert.id, now, json.dumps({"seq": alert.seq, "gesture": alert.gesture})),
+        )
+        if first is not None:
+            await self._apply(tx, first)
+        return InsertOutcome(created=True)
+
+    async def apply_transition(self, transition: Transition) -> list[int]:
+        """Write a transition; return the ids of the notifications it created."""
+        async with self._tx() as tx:
+            return await self._apply(tx, transition)
+
+    async def _apply(self, tx: aiosqlite.Connection, t: Transition) -> list[int]:
+        now = _iso(utcnow())
+        cur = await tx.execute(
+            "UPDATE alerts SET state=?, escalation=?, context=COALESCE(?, context), version=version+1,"
+            " updated_at=? WHERE id=? AND version=?",
+            (
+                t.state,
+                json.dumps(t.escalation),
+                json.dumps(t.context) if t.context is not None else None,
+                now,
+                t.alert_id,
+                t.expected_version,
+            ),
+        )
+        if cur.rowcount == 0:
+            raise Conflict(f"alert {t.alert_id} changed since version {t.expected_version}")
+        if t.cancel_timers:
+            await tx.execute("DELETE FROM timers WHERE alert_id=?", (t.alert_id,))
+        await tx.executemany(
+            "INSERT INTO timers(alert_id, kind, due_at, payload) VALUES (?, ?, ?, ?)",
+            [(t.alert_id, s.kind, s.due_at, json.dumps(s.payload)) for s in t.timers],
+        )
+        await tx.executemany(
+            "INSERT INTO alert_events(alert_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+            [(t.alert_id, now, kind, json.dumps(detail)) for kind, detail in t.events],
+        )
+        ids: list[int] = []
+        for n in t.notifications:
+            cur = await tx.execute(
+                "INSERT INTO notifications(alert_id, contact_id, contact_name, phone, channel, purpose, tier,"
+                " round, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (
+                    t.alert_id,
+                    n.contact_id,
+                    n.contact_name,
+                    n.phone,
+                    n.channel,
+                    n.purpose,
+                    n.tier,
+                    n.round,
+                    now,
+                    now,
+                ),
+            )
+            if cur.rowcount and cur.lastrowid is not None:
+                ids.append(cur.lastrowid)
+        return ids
+
+    def _alert(self, row: sqlite3.Row) -> AlertRecord:
+        return AlertRecord(
+            id=row["id"],
+            device_id=row["device_id"],
+            kind=row["kind"],
+            seq=row["seq"],
+            received_at=datetime.fromisoformat(row["received_at"]),
+            gesture=row["gesture"],
+            fix=_loads(row["fix"]),
+            state=row["state"],
+            escalation=_loads(row["escalation"]),
+            context=_loads(row["context"]),
+            version=row["version"],
+        )
+
+    async def get_alert(self, alert_id: str) -> AlertRecord:
+        row = await self._one("SELECT * FROM alerts WHERE id=?", (alert_id,))
+        if row is None:
+            raise NotFound(f"alert {alert_id!r} does not exist")
+        return self._alert(row)
+
+    async def list_alerts(
+        self, *, states: Sequence[str] | None = None, limit: int = 200
+    ) -> list[AlertRecord]:
+        """Most recent first, optionally filtered by state."""
+        if states:
+            marks = ",".join("?" * len(states))
+            rows = await self._all(
+                f"SELECT * FROM alerts WHERE state IN ({marks}) ORDER BY received_at DESC LIMIT ?",
+                (*states, limit),
+            )
+        else:
+            rows = await self._all("SELECT * FROM alerts ORDER BY received_at DESC LIMIT ?", (limit,))
+        return [self._alert(r) for r in rows]
+
+    async def unstarted_alerts(self) -> list[AlertRecord]:
+        """Alerts persisted without an escalation (routing failed before commit)."""
+        rows = await self._all("SELECT * FROM alerts WHERE escalation IS NULL ORDER BY received_at")
+        return [self._alert(r) for r in rows]
+
+    async def alert_events(self, alert_id: str) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT at, kind, detail FROM alert_events WHERE alert_id=? ORDER BY id", (alert_id,)
+        )
+        return [{"at": r["at"], "kind": r["kind"], "detail": json.loads(r["detail"])} for r in rows]
+
+    async def last_fix(self, device_id: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT last_fix FROM devices WHERE id=?", (device_id,))
+        return None if row is None else _loads(row["last_fix"])
+
+    # -- notifications -------------------------------------------------------------
+
+    def _notification(self, row: sqlite3.Row) -> NotificationRecord:
+        return NotificationRecord(*(row[k] for k in _NOTIFICATION_COLUMNS.replace(" ", "").split(",")))
+
+    async def claim_notifications(
+        self, owner: str, *, ids: Sequence[int] | None = None, lease_s: float = 30.0, now: float
+    ) -> list[NotificationRecord]:
+        """Mark pending notifications as being sent by ``owner`` and return them.
+
+        Once claimed, a crash leaves the row 'sending': we then cannot know
+        whether the provider received it, so it is never re-sent blindly.
+        """
+        where = "status='pending'"
+        params: list[Any] = []
+        if ids is not None:
+            where += f" AND id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        async with self._tx() as tx:
+            async with tx.execute(
+                f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE {where}", params
+            ) as c:
+                rows = [self._notification(r) for r in await c.fetchall()]
+            await tx.executemany(
+                "UPDATE notifications SET status='sending', lease_owner=?, lease_until=?,"
+                " attempts=attempts+1, updated_at=? WHERE id=?",
+                [(owner, now + lease_s, _iso(utcnow()), r.id) for r in rows],
+            )
+        return rows
+
+    async def record_notification(
+        self, notification_id: int, *, status: str, provider_sid: str | None = None, error: str | None = None
+    ) -> None:
+        """Store what the provider answered for one notification."""
+        async with self._tx() as tx:
+            await tx.execute(
+                "UPDATE notifications SET status=?, provider_sid=COALESCE(?, provider_sid), error=?,"
+                " lease_owner=NULL, lease_until=NULL, updated_at=? WHERE id=?",
+                (status, provider_sid, error, _iso(utcnow()), notification_id),
+            )
+
+    async def notification_by_sid(self, sid: str) -> NotificationRecord | None:
+        row = await self._one(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE provider_sid=?", (sid,)
+        )
+        return None if row is None else self._notification(row)
+
+    async def notifications_for(self, alert_id: str) -> list[NotificationRecord]:
+        rows = await self._all(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE alert_id=? ORDER BY id", (alert_id,)
+        )
+        return [self._notification(r) for r in rows]
+
+    async def abandoned_notifications(self, now: float) -> list[NotificationRecord]:
+        """Rows left 'sending' by a crashed owner whose lease ran out."""
+        rows = await self._all(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE status='sending' AND lease_until<?",
+            (now,),
+        )
+        return [self._notification(r) for r in rows]
+
+    async def active_alert_for_phone(self, phone: str, states: Sequence[str]) -> str | None:
+        """Most recent alert in ``states`` that notified ``phone`` (for SMS replies)."""
+        marks = ",".join("?" * len(states))
+        row = await self._one(
+            f"SELECT n.alert_id FROM notifications n JOIN alerts a ON a.id=n.alert_id "
+            f"WHERE n.phone=? AND a.state IN ({marks}) AND n.purpose='alert' ORDER BY n.id DESC LIMIT 1",
+            (phone, *states),
+        )
+        return None if row is None else str(row["alert_id"])
+
+    # -- timers --------------------------------------------------------------------
+
+    async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:
+        """Lease the timers due at ``now`` (also those whose owner's lease expired)."""
+        async with self._tx() as tx:
+            async with tx.execute(
+                "SELECT id, alert_id, kind, due_at, payload FROM timers WHERE due_at<=?"
+                " AND (lease_until IS NULL OR lease_until<?) ORDER BY due_at LIMIT 200",
+                (now, now),
+            ) as cur:
+                rows = list(await cur.fetchall())
+            await tx.executemany(
+                "UPDATE timers SET lease_owner=?, lease_until=? WHERE id=?",
+                [(owner, now + lease_s, r["id"]) for r in rows],
+            )
+        return [
+            Timer(
+                r["id"],
+                r["alert_id"],
+                r["kind"],
+                datetime.fromtimestamp(r["due_at"], UTC),
+                json.loads(r["payload"]),
+            )
+            for r in rows
+        ]
+
+    async def delete_timer(self, timer_id: int) -> None:
+        async with self._tx() as tx:
+            await tx.execute("DELETE FROM timers WHERE id=?", (timer_id,))
+
+    async def next_timer_due(self) -> float | None:
+        row = await self._one("SELECT MIN(due_at) AS due FROM timers")
+        return None if row is None or row["due"] is None else float(row["due"])
+
+    # -- rejections, health, operator events ---------------------------------------
+
+    async def record_rejections(self, rows: Sequence[tuple[str | None, str, str, str]]) -> None:
+        """Persist rejected messages: (device_id, topic, reason, detail)."""
+        now = _iso(utcnow())
+        async with self._tx() as tx:
+            await tx.executemany(
+                "INSERT INTO rejections(at, device_id, topic, reason, detail) VALUES (?, ?, ?, ?, ?)",
+                [(now, d, t, r, detail[:500]) for d, t, r, detail in rows],
+            )
+
+    async def rejection_counts(self) -> dict[str, int]:
+        rows = await self._all("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
+        return {r["reason"]: r["n"] for r in rows}
+
+    async def save_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert the latest health snapshot of several devices."""
+        async with self._tx() as tx:
+            await tx.executemany(
+                "INSERT INTO device_health(device_id, last_seen_at, status, battery_pct, signal_dbm,"
+                " firmware, uptime_s, flags) VALUES (:device_id, :last_seen_at, :status, :battery_pct,"
+                " :signal_dbm, :firmware, :uptime_s, :flags) ON CONFLICT(device_id) DO UPDATE SET"
+                " last_seen_at=excluded.last_seen_at, status=excluded.status,"
+                " battery_pct=excluded.battery_pct,"
+                " signal_dbm=excluded.signal_dbm, firmware=excluded.firmware, uptime_s=excluded.uptime_s,"
+                " flags=excluded.flags",
+                rows,
+            )
+
+    async def device_health(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self._all("SELECT * FROM device_health ORDER BY device_id")]
+
+    async def add_operator_event(
+        self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
+    ) -> int:
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "INSERT INTO operator_events(at, kind, alert_id, device_id, message) VALUES (?, ?, ?, ?, ?)",
+                (_iso(utcnow()), kind, alert_id, device_id, message),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in await self._all("SELECT * FROM operator_events ORDER BY id DESC LIMIT ?", (limit,))
+        ]
