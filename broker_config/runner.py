@@ -96,6 +96,7 @@ class DevBroker:
     def add_account(self, username: str, password: str) -> None:
         """Create or update an account; takes effect at the next (re)start or reload."""
         self.accounts[username] = password
+        self.workdir.mkdir(parents=True, exist_ok=True)
         write_password_file(self.password_file, self.accounts)
 
     def write_config(self) -> Path:

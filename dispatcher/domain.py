@@ -111,6 +111,9 @@ class HomeVisit(_Value):
     @classmethod
     def _ends_after_start(cls, v: datetime, info: ValidationInfo) -> datetime:
         starts = info.data.get("starts_at")
+        if starts is not None and (starts.tzinfo is None) != (v.tzinfo is None):
+            # Comparing them would raise TypeError, which pydantic does not catch.
+            raise ValueError("starts_at and ends_at must both have a UTC offset, or neither")
         if starts is not None and v <= starts:
             raise ValueError("ends_at must be after starts_at")
         return v

@@ -6,6 +6,7 @@ loss, not only a process crash. Each public method is one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -60,6 +61,8 @@ class SqliteStore:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        # One connection serves every coroutine: transactions must not interleave.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteStore:
@@ -92,21 +95,22 @@ class SqliteStore:
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction; driver errors become StoreUnavailable."""
-        try:
-            await self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        try:
-            yield self._conn
-            await self._conn.execute("COMMIT")
-        except BaseException as exc:
-            if self._conn.in_transaction:
-                await self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise AlreadyExists(str(exc)) from exc
-            if isinstance(exc, sqlite3.OperationalError):
+        async with self._write_lock:
+            try:
+                await self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(str(exc)) from exc
-            raise
+            try:
+                yield self._conn
+                await self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    await self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise AlreadyExists(str(exc)) from exc
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StoreUnavailable(str(exc)) from exc
+                raise
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         async with self._conn.execute(sql, tuple(params)) as cur:

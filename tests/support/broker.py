@@ -44,7 +44,8 @@ def mqtt_recorder(
 ) -> Iterator[Recorder]:
     """Connect as ``username`` (account must exist) and subscribe to ``topic``."""
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"rec-{secrets.token_hex(4)}",
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"rec-{secrets.token_hex(4)}",
         protocol=mqtt.MQTTv5,
     )
     rec = Recorder(client)

@@ -1,0 +1,398 @@
+"""Runs the escalation state machine: persists each transition, then acts on it.
+
+Order is always: compute (pure) → write state, notification rows and timers in
+one transaction → execute the commands (send, downlink, console). After a
+crash, :meth:`Engine.recover` finds every pending row and due timer in the
+store, so any instance can pick up where the dead one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Protocol
+
+from dispatcher import escalation as esc
+from dispatcher.delivery import Delivery
+from dispatcher.directory import verify_pin
+from dispatcher.domain import AlertContext, AlertKind, AlertState, Channel, DownlinkKind
+from dispatcher.events import EventBus
+from dispatcher.location import LocationPolicy, active_visit, known_places, resolve_location
+from dispatcher.metrics import Metrics
+from dispatcher.routing import route
+from dispatcher.snapshot import DirectoryCache
+from dispatcher.store.base import (
+    Conflict,
+    NewAlert,
+    NotFound,
+    NotificationRecord,
+    NotificationSpec,
+    TimerSpec,
+    Transition,
+)
+from dispatcher.store.sqlite import SqliteStore
+from protocol.messages import Location
+
+log = logging.getLogger(__name__)
+
+OPEN_STATES = (AlertState.NOTIFYING.value, AlertState.DURESS.value, AlertState.ACKNOWLEDGED.value)
+FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
+
+
+class DownlinkSender(Protocol):
+    """Publishes a signed downlink to a device (the ingest's MQTT side)."""
+
+    def send_downlink(self, device_id: str, kind: DownlinkKind, ref: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class PlannedAlert:
+    """A new alert's first transition, ready to be committed with the alert."""
+
+    alert_id: str
+    device_id: str
+    transition: Transition
+    commands: list[esc.Command]
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class Engine:
+    """Escalation for every alert of this dispatcher instance."""
+
+    def __init__(
+        self,
+        *,
+        store: SqliteStore,
+        cache: DirectoryCache,
+        downlinks: DownlinkSender,
+        bus: EventBus,
+        metrics: Metrics,
+        location_policy: LocationPolicy,
+        instance_id: str,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._downlinks = downlinks
+        self._bus = bus
+        self._metrics = metrics
+        self._policy = location_policy
+        self._owner = instance_id
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._contexts: dict[str, AlertContext] = {}
+        self._timer_wakeup = asyncio.Event()
+        self.delivery: Delivery | None = None
+
+    def attach_delivery(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+
+    # -- a new alert ----------------------------------------------------------------
+
+    def plan(self, alert: NewAlert) -> PlannedAlert:
+        """Where she is, who is competent, whom to notify first — from memory only."""
+        ctx = self._context_for(alert)
+        snap = self._cache.current
+        decision = route(snap.conventions, ctx.location, alert.received_at)
+        phone = ctx.practitioner.phones[0] if ctx.practitioner else None
+        state, commands = esc.start(alert.id, ctx.kind, decision.plan, practitioner_phone=phone)
+        ctx = ctx.model_copy(
+            update={"convention_name": decision.convention.name if decision.convention else None}
+        )
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("located", {"source": ctx.location.source.value, "description": ctx.location.description})
+        ]
+        events.append(("routed", {"convention": ctx.convention_name, "notes": list(decision.notes)}))
+        transition = self._transition(0, state, commands, events, context=ctx)
+        self._contexts[alert.id] = ctx
+        return PlannedAlert(alert.id, alert.device_id, transition, commands)
+
+    def _context_for(self, alert: NewAlert) -> AlertContext:
+        snap = self._cache.current
+        device = snap.devices[alert.device_id]
+        practitioner = snap.practitioners.get(device.practitioner_id or "")
+        site = snap.sites.get(device.site_id or "")
+        visits = [v for v in snap.visits if practitioner and v.practitioner_id == practitioner.id]
+        fix = Location.model_validate(alert.fix) if alert.fix else None
+        location = resolve_location(
+            fix=fix,
+            now=alert.received_at,
+            visit=active_visit(visits, practitioner.id, alert.received_at) if practitioner else None,
+            site=site,
+            last_known=self._cache.last_fixes.get(alert.device_id),
+            known_places=known_places(sites=[site] if site else [], visits=visits),
+            policy=self._policy,
+        )
+        if fix is not None:
+            self._cache.last_fixes[alert.device_id] = fix
+        return AlertContext(
+            alert_id=alert.id,
+            kind=AlertKind(alert.kind),
+            received_at=alert.received_at,
+            practitioner=practitioner,
+            site=site,
+            device=device,
+            location=location,
+        )
+
+    async def after_commit(self, planned: PlannedAlert) -> None:
+        """Execute a committed new alert's first commands."""
+        await self._execute(planned.alert_id, planned.device_id, planned.commands)
+
+    # -- events on existing alerts ----------------------------------------------------
+
+    async def handle(self, alert_id: str, event: esc.Event, detail: dict[str, Any] | None = None) -> bool:
+        """Apply ``event``; return False if it changed nothing."""
+        async with self._locks[alert_id]:
+            for _ in range(5):
+                record = await self._store.get_alert(alert_id)
+                if record.escalation is None:
+                    log.warning("event %s for alert %s before its escalation started", event, alert_id)
+                    return False
+                state = esc.EscalationState.from_json(record.escalation)
+                new, commands = esc.step(state, event)
+                if new is state and not commands:
+                    return False
+                name = type(event).__name__
+                t = self._transition(record.version, new, commands, [(name, detail or _describe(event))])
+                try:
+                    await self._store.apply_transition(t)
+                except Conflict:
+                    continue  # another writer (instance) moved it: re-read and re-apply
+                await self._execute(alert_id, record.device_id, commands)
+                return True
+        raise Conflict(f"alert {alert_id} kept changing under us")
+
+    async def cancel(self, device_id: str, alert_id: str, pin: str, event_id: str) -> None:
+        """A cancel uplink: normal PIN, duress PIN, or a wrong PIN (escalation goes on)."""
+        try:
+            record = await self._store.get_alert(alert_id)
+        except NotFound:
+            log.warning("cancel %s from %s names unknown alert %s", event_id, device_id, alert_id)
+            return
+        if record.device_id != device_id:
+            log.warning("cancel %s: alert %s belongs to another device", event_id, alert_id)
+            return
+        normal, duress = self._context_practitioner_pins(record.context)
+        if duress and await _pin_matches(duress, pin):
+            await self.handle(alert_id, esc.Cancelled(duress=True), {"event_id": event_id})
+        elif normal and await _pin_matches(normal, pin):
+            await self.handle(alert_id, esc.Cancelled(duress=False), {"event_id": event_id})
+        else:
+            await self._operator_alarm(alert_id, "annulation refusée : code erroné, l'alerte continue")
+
+    def _context_practitioner_pins(self, context: dict[str, Any] | None) -> tuple[str | None, str | None]:
+        practitioner = (context or {}).get("practitioner") or {}
+        current = self._cache.current.practitioners.get(practitioner.get("id", ""))
+        if current is not None:
+            return current.cancel_pin_hash, current.duress_pin_hash
+        return practitioner.get("cancel_pin_hash"), practitioner.get("duress_pin_hash")
+
+    # -- persistence of decisions -----------------------------------------------------
+
+    def _transition(
+        self,
+        version: int,
+        state: esc.EscalationState,
+        commands: Sequence[esc.Command],
+        events: list[tuple[str, dict[str, Any]]],
+        context: AlertContext | None = None,
+    ) -> Transition:
+        now = time.time()
+        notifications = tuple(
+            NotificationSpec(
+                contact_id=c.recipient.contact_id,
+                contact_name=c.recipient.name,
+                phone=c.recipient.phone,
+                channel=c.channel.value,
+                purpose=c.purpose,
+                tier=c.tier,
+                round=c.round,
+            )
+            for c in commands
+            if isinstance(c, esc.Notify)
+        )
+        timers = tuple(
+            TimerSpec(kind=c.kind, due_at=now + c.delay_s, payload={"tier": c.tier, "round": c.round})
+            for c in commands
+            if isinstance(c, esc.StartTimer)
+        )
+        alarms = [
+            ("operator_alarm", {"reason": c.reason})
+            for c in commands
+            if isinstance(c, esc.RaiseOperatorAlarm)
+        ]
+        return Transition(
+            alert_id=state.alert_id,
+            expected_version=version,
+            state=state.state.value,
+            escalation=state.to_json(),
+            notifications=notifications,
+            timers=timers,
+            cancel_timers=any(isinstance(c, esc.CancelTimers) for c in commands),
+            events=tuple(events + alarms),
+            context=context.model_dump(mode="json") if context else None,
+        )
+
+    async def _execute(self, alert_id: str, device_id: str, commands: Sequence[esc.Command]) -> None:
+        for command in commands:
+            match command:
+                case esc.SendDownlink(kind=kind):
+                    self._downlinks.send_downlink(device_id, kind, alert_id)
+                case esc.RaiseOperatorAlarm(reason=reason):
+                    await self._operator_alarm(alert_id, reason, persisted=True)
+                case esc.PushConsole():
+                    self._bus.publish("alert", alert_id=alert_id)
+                case esc.StartTimer():
+                    self._timer_wakeup.set()
+        if self.delivery is not None and any(isinstance(c, esc.Notify) for c in commands):
+            self.delivery.kick()
+
+    async def _operator_alarm(self, alert_id: str | None, reason: str, *, persisted: bool = False) -> None:
+        self._metrics.operator_alarms.labels(reason[:40]).inc()
+        log.error("OPERATOR ALARM (alert %s): %s", alert_id, reason)
+        try:
+            await self._store.add_operator_event("alarm", reason, alert_id=alert_id)
+        except Exception:
+            log.exception("could not store operator alarm (already in the alert timeline: %s)", persisted)
+        self._bus.publish("operator_alarm", alert_id=alert_id, reason=reason)
+
+    # -- durable timers ---------------------------------------------------------------
+
+    async def run_timers(self, *, max_sleep_s: float = 1.0) -> None:
+        """Fire due timers forever (any instance may claim any timer)."""
+        while True:
+            try:
+                await self.fire_due_timers()
+                next_due = await self._store.next_timer_due()
+            except Exception:
+                log.exception("timer pass failed; retrying")
+                next_due = None
+            delay = max_sleep_s if next_due is None else min(max_sleep_s, max(0.0, next_due - time.time()))
+            self._timer_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wakeup.wait(), delay)
+
+    async def fire_due_timers(self) -> None:
+        for timer in await self._store.claim_due_timers(self._owner, now=time.time()):
+            event = esc.AckTimeout(tier=int(timer.payload["tier"]), round=int(timer.payload["round"]))
+            await self.handle(timer.alert_id, event)
+            await self._store.delete_timer(timer.id)
+
+    # -- recovery after a crash -------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Resume what a crashed instance left: unstarted alerts, pending and lost sends."""
+        for record in await self._store.unstarted_alerts():
+            log.warning("alert %s was stored without an escalation; starting it now", record.id)
+            await self._start_stored(record.id)
+        for n in await self._store.abandoned_notifications(time.time()):
+            await self._store.record_notification(
+                n.id, status="unknown", error="dispatcher died while sending"
+            )
+            await self._operator_alarm(
+                n.alert_id, f"envoi {n.channel} à {n.contact_name} incertain (arrêt brutal)"
+            )
+        if self.delivery is not None:
+            self.delivery.kick()
+        self._timer_wakeup.set()
+
+    async def _start_stored(self, alert_id: str) -> None:
+        record = await self._store.get_alert(alert_id)
+        alert = NewAlert(
+            id=record.id,
+            device_id=record.device_id,
+            kind=record.kind,
+            seq=record.seq,
+            device_ts=record.received_at,
+            received_at=record.received_at,
+            gesture=record.gesture,
+            fix=record.fix,
+            raw=b"",
+        )
+        planned = self.plan(alert)
+        await self._store.apply_transition(replace(planned.transition, expected_version=record.version))
+        await self.after_commit(planned)
+
+    # -- what the provider's webhooks tell us (dispatcher.webhooks.TwilioInbox) -------
+
+    async def delivery_status(self, sid: str, status: str, error_code: str | None) -> None:
+        n = await self._store.notification_by_sid(sid)
+        if n is None:
+            log.warning("status %s for unknown provider sid %s", status, sid)
+            return
+        await self._store.record_notification(n.id, status=status, error=error_code)
+        self._bus.publish("alert", alert_id=n.alert_id)
+        if status in FAILED_STATUSES and n.purpose == "alert":
+            await self.notification_failed(n)
+
+    async def notification_failed(self, n: NotificationRecord) -> None:
+        event = esc.DeliveryFailed(
+            contact_id=n.contact_id, channel=Channel(n.channel), tier=n.tier, round=n.round
+        )
+        await self.handle(n.alert_id, event)
+
+    async def sms_reply(self, from_number: str, body: str) -> str | None:
+        if not body.strip().startswith("1"):
+            return "Vigie : repondez 1 pour prendre en charge l'alerte en cours."
+        alert_id = await self._store.active_alert_for_phone(from_number, OPEN_STATES)
+        if alert_id is None:
+            return "Vigie : aucune alerte en cours pour ce numero."
+        contact = await self._contact_for_phone(alert_id, from_number)
+        await self.handle(alert_id, esc.Acknowledged(by=contact, via="sms"))
+        return "Vigie : prise en charge enregistree. Merci."
+
+    async def call_keypress(self, call_sid: str, from_number: str, digits: str) -> bool:
+        n = await self._store.notification_by_sid(call_sid)
+        if n is None or not digits.startswith("1"):
+            return False
+        await self.handle(n.alert_id, esc.Acknowledged(by=n.contact_id, via="voice"))
+        return True
+
+    async def _contact_for_phone(self, alert_id: str, phone: str) -> str:
+        for n in await self._store.notifications_for(alert_id):
+            if n.phone == phone:
+                return n.contact_id
+        return phone
+
+    # -- what delivery needs ------------------------------------------------------------
+
+    async def context_of(self, alert_id: str) -> AlertContext:
+        ctx = self._contexts.get(alert_id)
+        if ctx is None:
+            record = await self._store.get_alert(alert_id)
+            ctx = AlertContext.model_validate(record.context)
+            duress = bool((record.escalation or {}).get("duress"))
+            ctx = ctx.model_copy(update={"duress": duress})
+            self._contexts[alert_id] = ctx
+        return ctx
+
+    async def acker_of(self, alert_id: str) -> str:
+        record = await self._store.get_alert(alert_id)
+        state = esc.EscalationState.from_json(record.escalation or {})
+        recipient = state.plan.recipient(state.acked_by or "")
+        return recipient.name if recipient else (state.acked_by or "un operateur")
+
+    def forget(self, alert_id: str) -> None:
+        """Drop cached context of a closed alert."""
+        self._contexts.pop(alert_id, None)
+        self._locks.pop(alert_id, None)
+
+
+async def _pin_matches(pin_hash: str, pin: str) -> bool:
+    """argon2 is deliberately slow: verify off the event loop."""
+    matches: bool = await asyncio.to_thread(verify_pin, pin_hash, pin)
+    return matches
+
+
+def _describe(event: esc.Event) -> dict[str, Any]:
+    """JSON-able detail of an event for the alert's timeline."""
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(event).items()}

@@ -1,0 +1,632 @@
+"""The alert lifecycle as a pure state machine: events in, commands out.
+
+No I/O, no clock, no randomness: :func:`start` and :func:`step` take a state
+and an event and return the next state and the commands the engine must carry
+out (send an SMS, arm a durable timer, send a downlink to the device, ...).
+The engine persists the new state (optimistic concurrency on ``version``)
+*before* executing the commands, so a crash between the two at worst repeats
+commands, never loses them; every event handler is therefore idempotent with
+respect to replays (a timer that fires twice, a duplicate status callback).
+
+Lifecycle::
+
+    received -> notifying -> acknowledged -> resolved
+                   |   \\-> cancelled | false_alarm
+                   \\-> duress (cancelled with the duress PIN: escalation goes on)
+
+Escalation walks *positions* ``(round, tier)`` in strictly increasing order:
+every tier of round 0, then every tier again for each repeat. Because a
+position is never re-entered, a responder is alerted at most once per channel
+per position, which bounds the number of alert notifications.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeAlias
+
+from dispatcher.domain import AlertKind, AlertState, Channel, DownlinkKind
+
+__all__ = [
+    "PRACTITIONER_CONTACT_ID",
+    "TERMINAL_STATES",
+    "AckTimeout",
+    "Acknowledged",
+    "CancelTimers",
+    "Cancelled",
+    "Command",
+    "DeliveryFailed",
+    "EscalationPlan",
+    "EscalationState",
+    "Event",
+    "MarkedFalseAlarm",
+    "Notify",
+    "NotifyPurpose",
+    "OperatorTookOver",
+    "PlanTier",
+    "PushConsole",
+    "RaiseOperatorAlarm",
+    "Recipient",
+    "Resolved",
+    "SendDownlink",
+    "StartTimer",
+    "start",
+    "step",
+]
+
+NotifyPurpose = Literal["alert", "false_alarm", "duress_notice", "ack_notice", "test"]
+AckVia = Literal["sms", "voice", "console"]
+
+#: States in which nothing is ever sent to a responder again.
+TERMINAL_STATES = frozenset({AlertState.RESOLVED, AlertState.CANCELLED, AlertState.FALSE_ALARM})
+#: States in which the escalation may still be running.
+_ESCALATING = frozenset({AlertState.NOTIFYING, AlertState.DURESS})
+
+ALARM_EXHAUSTED = "escalade épuisée"
+ALARM_DURESS = "annulation sous contrainte"
+ALARM_NO_RECIPIENT = (
+    "aucun destinataire (pas de convention SSJ ou convention vide) : prise en charge manuelle"
+)
+ALARM_DURESS_AFTER_END = "annulation sous contrainte sur une alerte déjà close"
+
+#: Contact id of the practitioner herself in the Notify of a test alert.
+PRACTITIONER_CONTACT_ID = "practitioner"
+
+_JSON_SCHEMA = 1
+
+
+# ---------------------------------------------------------------------------
+# The plan (built by routing.build_plan)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One concrete contact to alert, resolved from the SSJ convention."""
+
+    contact_id: str
+    name: str
+    phone: str
+    channels: tuple[Channel, ...]
+    unit_id: str | None = None
+    unit_name: str | None = None
+    priority: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTier:
+    """Recipients alerted together, and how long to wait for one of them to acknowledge."""
+
+    recipients: tuple[Recipient, ...]
+    ack_timeout_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPlan:
+    """Tiers alerted in order; the whole chain is run ``repeats`` more times if nobody answers."""
+
+    tiers: tuple[PlanTier, ...] = ()
+    repeats: int = 0
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no tier has any recipient: operators must handle the alert by hand."""
+        return not any(t.recipients for t in self.tiers)
+
+    def recipient(self, contact_id: str) -> Recipient | None:
+        """The first recipient with this contact id, in any tier."""
+        for tier in self.tiers:
+            for r in tier.recipients:
+                if r.contact_id == contact_id:
+                    return r
+        return None
+
+
+Delivery: TypeAlias = tuple[str, Channel]  # (contact id, channel)
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    """Everything the machine knows about one alert; persisted as JSON by the store.
+
+    ``notified``: contact ids that received the alert, in order, without
+    duplicates (the audience of later notices). ``sent``/``failed``: alert
+    deliveries of the *current* position only, for the delivery fallback.
+    ``exhausted``: the automatic escalation has nothing left to do.
+    ``version``: +1 on every step that changes the state; unchanged states are
+    returned as the very same object and need not be written.
+    """
+
+    alert_id: str
+    kind: AlertKind
+    state: AlertState
+    plan: EscalationPlan
+    duress: bool = False
+    tier: int = 0
+    round: int = 0
+    notified: tuple[str, ...] = ()
+    acked_by: str | None = None
+    acked_via: str | None = None
+    closed_by: str | None = None
+    taken_over_by: str | None = None
+    exhausted: bool = False
+    sent: tuple[Delivery, ...] = ()
+    failed: tuple[Delivery, ...] = ()
+    version: int = 1
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def escalating(self) -> bool:
+        """True while timers and delivery failures may still move the escalation."""
+        return (
+            self.kind is AlertKind.ALERT
+            and self.state in _ESCALATING
+            and self.acked_by is None
+            and self.taken_over_by is None
+            and not self.exhausted
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-compatible dict; :meth:`from_json` gives back an equal state."""
+        return {
+            "schema": _JSON_SCHEMA,
+            "alert_id": self.alert_id,
+            "kind": self.kind.value,
+            "state": self.state.value,
+            "plan": _plan_to_json(self.plan),
+            "duress": self.duress,
+            "tier": self.tier,
+            "round": self.round,
+            "notified": list(self.notified),
+            "acked_by": self.acked_by,
+            "acked_via": self.acked_via,
+            "closed_by": self.closed_by,
+            "taken_over_by": self.taken_over_by,
+            "exhausted": self.exhausted,
+            "sent": [[c, ch.value] for c, ch in self.sent],
+            "failed": [[c, ch.value] for c, ch in self.failed],
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EscalationState:
+        """Rebuild a state written by :meth:`to_json`; raises ValueError/KeyError on bad data."""
+        if data.get("schema") != _JSON_SCHEMA:
+            raise ValueError(f"unsupported escalation state schema: {data.get('schema')!r}")
+        return cls(
+            alert_id=str(data["alert_id"]),
+            kind=AlertKind(data["kind"]),
+            state=AlertState(data["state"]),
+            plan=_plan_from_json(data["plan"]),
+            duress=bool(data["duress"]),
+            tier=int(data["tier"]),
+            round=int(data["round"]),
+            notified=tuple(str(c) for c in data["notified"]),
+            acked_by=_opt_str(data["acked_by"]),
+            acked_via=_opt_str(data["acked_via"]),
+            closed_by=_opt_str(data["closed_by"]),
+            taken_over_by=_opt_str(data["taken_over_by"]),
+            exhausted=bool(data["exhausted"]),
+            sent=tuple((str(c), Channel(ch)) for c, ch in data["sent"]),
+            failed=tuple((str(c), Channel(ch)) for c, ch in data["failed"]),
+            version=int(data["version"]),
+        )
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _plan_to_json(plan: EscalationPlan) -> dict[str, Any]:
+    return {
+        "repeats": plan.repeats,
+        "tiers": [
+            {
+                "ack_timeout_s": t.ack_timeout_s,
+                "recipients": [
+                    {
+                        "contact_id": r.contact_id,
+                        "name": r.name,
+                        "phone": r.phone,
+                        "channels": [c.value for c in r.channels],
+                        "unit_id": r.unit_id,
+                        "unit_name": r.unit_name,
+                        "priority": r.priority,
+                    }
+                    for r in t.recipients
+                ],
+            }
+            for t in plan.tiers
+        ],
+    }
+
+
+def _plan_from_json(data: dict[str, Any]) -> EscalationPlan:
+    return EscalationPlan(
+        repeats=int(data["repeats"]),
+        tiers=tuple(
+            PlanTier(
+                ack_timeout_s=int(t["ack_timeout_s"]),
+                recipients=tuple(
+                    Recipient(
+                        contact_id=str(r["contact_id"]),
+                        name=str(r["name"]),
+                        phone=str(r["phone"]),
+                        channels=tuple(Channel(c) for c in r["channels"]),
+                        unit_id=_opt_str(r["unit_id"]),
+                        unit_name=_opt_str(r["unit_name"]),
+                        priority=int(r["priority"]),
+                    )
+                    for r in t["recipients"]
+                ),
+            )
+            for t in data["tiers"]
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Events
+
+
+@dataclass(frozen=True, slots=True)
+class AckTimeout:
+    """The acknowledgement timer of position (tier, round) fired."""
+
+    tier: int
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """A human took the alert: a responder replied/pressed 1, or an operator clicked."""
+
+    by: str  # contact id, or the operator's name for the console
+    via: AckVia
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The device cancelled the alert with the normal PIN, or with the duress PIN."""
+
+    duress: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """An operator (or the acknowledging responder) closed the incident."""
+
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedFalseAlarm:
+    """An operator established that there was no danger."""
+
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailed:
+    """The provider reported failed/undelivered/no-answer/busy for one notification.
+
+    ``tier``/``round`` are those of the :class:`Notify` command, when the engine
+    kept them with the provider message; they let a late callback from an earlier
+    position be told apart from a failure of the current one.
+    """
+
+    contact_id: str
+    channel: Channel
+    tier: int | None = None
+    round: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorTookOver:
+    """An operator handles the alert by hand: automatic escalation stops, the alert stays open."""
+
+    by: str
+
+
+Event: TypeAlias = (
+    AckTimeout | Acknowledged | Cancelled | Resolved | MarkedFalseAlarm | DeliveryFailed | OperatorTookOver
+)
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Send one message (SMS) or place one call (voice) to a recipient."""
+
+    recipient: Recipient
+    channel: Channel
+    purpose: NotifyPurpose
+    tier: int
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Arm a durable timer; when due, feed ``AckTimeout(tier, round)`` back to :func:`step`."""
+
+    delay_s: int
+    tier: int
+    round: int
+    kind: Literal["ack_timeout"] = "ack_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimers:
+    """Delete every pending timer of the alert (a stale one firing anyway is harmless)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendDownlink:
+    """Feedback to the device ("received" is sent by the engine itself after persisting)."""
+
+    kind: DownlinkKind
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseOperatorAlarm:
+    """Something needs a human operator now (loud on the console)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushConsole:
+    """The alert changed: refresh the live console."""
+
+
+Command: TypeAlias = Notify | StartTimer | CancelTimers | SendDownlink | RaiseOperatorAlarm | PushConsole
+Transition: TypeAlias = tuple[EscalationState, list[Command]]
+
+
+# ---------------------------------------------------------------------------
+# Positions: (tier, round) walked in increasing (round, tier) order, empty tiers skipped
+
+
+def _positions_after(plan: EscalationPlan, tier: int, round_: int) -> Iterable[tuple[int, int]]:
+    for r in range(round_, plan.repeats + 1):
+        first = tier + 1 if r == round_ else 0
+        for t in range(first, len(plan.tiers)):
+            if plan.tiers[t].recipients:
+                yield t, r
+
+
+def _next_position(plan: EscalationPlan, tier: int, round_: int) -> tuple[int, int] | None:
+    return next(iter(_positions_after(plan, tier, round_)), None)
+
+
+def _first_position(plan: EscalationPlan) -> tuple[int, int] | None:
+    return _next_position(plan, -1, 0)
+
+
+def _alert_notifications(recipients: Iterable[Recipient], tier: int, round_: int) -> list[Notify]:
+    return [Notify(r, ch, "alert", tier, round_) for r in recipients for ch in r.channels]
+
+
+def _enter(state: EscalationState, position: tuple[int, int] | None) -> Transition:
+    """Alert every recipient of ``position`` on every channel and arm its timer; None = exhausted."""
+    if position is None:
+        return replace(state, exhausted=True), [RaiseOperatorAlarm(ALARM_EXHAUSTED)]
+    tier, round_ = position
+    plan_tier = state.plan.tiers[tier]
+    notifies = _alert_notifications(plan_tier.recipients, tier, round_)
+    new = replace(
+        state,
+        tier=tier,
+        round=round_,
+        notified=_merge(state.notified, (r.contact_id for r in plan_tier.recipients)),
+        sent=tuple((n.recipient.contact_id, n.channel) for n in notifies),
+        failed=(),
+    )
+    return new, [*notifies, StartTimer(plan_tier.ack_timeout_s, tier, round_)]
+
+
+def _merge(seen: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:
+    out = list(seen)
+    for c in more:
+        if c not in out:
+            out.append(c)
+    return tuple(out)
+
+
+def _changed(old: EscalationState, new: EscalationState, commands: list[Command]) -> Transition:
+    """Stamp a state change: next version, and a console refresh."""
+    return replace(new, version=old.version + 1), [*commands, PushConsole()]
+
+
+def _unchanged(state: EscalationState, commands: list[Command] | None = None) -> Transition:
+    return state, commands or []
+
+
+# ---------------------------------------------------------------------------
+# Notices to people already alerted
+
+
+def _notice_channel(recipient: Recipient, purpose: NotifyPurpose) -> Channel | None:
+    """SMS when possible; a voice-only contact is called for notices that change what they do."""
+    if Channel.SMS in recipient.channels:
+        return Channel.SMS
+    if purpose in ("false_alarm", "duress_notice") and Channel.VOICE in recipient.channels:
+        return Channel.VOICE
+    return None
+
+
+def _notices(state: EscalationState, purpose: NotifyPurpose, *, exclude: str | None = None) -> list[Command]:
+    commands: list[Command] = []
+    for contact_id in state.notified:
+        recipient = state.plan.recipient(contact_id)
+        if contact_id == exclude or recipient is None:
+            continue
+        channel = _notice_channel(recipient, purpose)
+        if channel is not None:
+            commands.append(Notify(recipient, channel, purpose, state.tier, state.round))
+    return commands
+
+
+def _downlink(state: EscalationState, kind: DownlinkKind) -> list[Command]:
+    # After a duress cancel the device must keep believing the alert is over:
+    # anything but "cancelled" could give her away to the aggressor.
+    if state.duress and kind != "cancelled":
+        return []
+    return [SendDownlink(kind)]
+
+
+# ---------------------------------------------------------------------------
+# Public API
+
+
+def start(
+    alert_id: str, kind: AlertKind, plan: EscalationPlan | None, *, practitioner_phone: str | None
+) -> Transition:
+    """The first transition of a freshly persisted alert.
+
+    A real alert alerts the whole first tier at once and arms its timer; with
+    no recipient at all it raises an operator alarm and stays NOTIFYING so that
+    operators can still acknowledge and resolve it. A test alert never reaches
+    a responder: the practitioner gets an SMS and the "acknowledged" feedback.
+    """
+    plan = plan or EscalationPlan()
+    state = EscalationState(alert_id=alert_id, kind=kind, state=AlertState.NOTIFYING, plan=plan)
+    if kind is AlertKind.TEST:
+        return _start_test(state, practitioner_phone)
+    if plan.is_empty:
+        return replace(state, exhausted=True), [RaiseOperatorAlarm(ALARM_NO_RECIPIENT), PushConsole()]
+    new, commands = _enter(state, _first_position(plan))
+    return new, [*commands, PushConsole()]
+
+
+def _start_test(state: EscalationState, practitioner_phone: str | None) -> Transition:
+    commands: list[Command] = []
+    if practitioner_phone is not None:
+        me = Recipient(
+            contact_id="practitioner", name="praticien", phone=practitioner_phone, channels=(Channel.SMS,)
+        )
+        commands.append(Notify(me, Channel.SMS, "test", 0, 0))
+    commands += [SendDownlink("acknowledged"), PushConsole()]
+    return replace(state, state=AlertState.RESOLVED, exhausted=True), commands
+
+
+def step(state: EscalationState, event: Event) -> Transition:
+    """Apply one event. Never raises; an event that makes no sense now changes nothing."""
+    match event:
+        case AckTimeout():
+            return _on_ack_timeout(state, event)
+        case Acknowledged():
+            return _on_acknowledged(state, event)
+        case Cancelled():
+            return _on_cancelled(state, event)
+        case Resolved():
+            return _on_closed(state, AlertState.RESOLVED, event.by)
+        case MarkedFalseAlarm():
+            return _on_closed(state, AlertState.FALSE_ALARM, event.by)
+        case DeliveryFailed():
+            return _on_delivery_failed(state, event)
+        case OperatorTookOver():
+            return _on_operator_took_over(state, event)
+    return _unchanged(state)  # pragma: no cover - unreachable with a well-typed event
+
+
+def _on_ack_timeout(state: EscalationState, event: AckTimeout) -> Transition:
+    # Timers may fire twice (crash between firing and deleting) or after the
+    # escalation moved on: only the current position's timer moves it.
+    if not state.escalating or (event.tier, event.round) != (state.tier, state.round):
+        return _unchanged(state)
+    new, commands = _enter(state, _next_position(state.plan, state.tier, state.round))
+    return _changed(state, new, commands)
+
+
+def _on_acknowledged(state: EscalationState, event: Acknowledged) -> Transition:
+    if state.kind is not AlertKind.ALERT or state.state not in _ESCALATING or state.acked_by is not None:
+        return _unchanged(state)
+    new = replace(state, state=AlertState.ACKNOWLEDGED, acked_by=event.by, acked_via=event.via)
+    commands: list[Command] = [
+        CancelTimers(),
+        *_downlink(new, "acknowledged"),
+        *_notices(new, "ack_notice", exclude=event.by),
+    ]
+    return _changed(state, new, commands)
+
+
+def _on_cancelled(state: EscalationState, event: Cancelled) -> Transition:
+    # Whatever happened before, the device gets the normal "cancelled" answer,
+    # so that a forced cancel looks exactly like a real one.
+    if state.kind is not AlertKind.ALERT or state.terminal:
+        alarm: list[Command] = [RaiseOperatorAlarm(ALARM_DURESS_AFTER_END)] if event.duress else []
+        return _unchanged(state, [SendDownlink("cancelled"), *alarm])
+    if state.duress:
+        # Once under duress, no cancel from the device can stand the responders down.
+        return _unchanged(state, [SendDownlink("cancelled")])
+    if event.duress:
+        new = replace(state, state=AlertState.DURESS, duress=True)
+        commands: list[Command] = [
+            SendDownlink("cancelled"),
+            *_notices(new, "duress_notice"),
+            RaiseOperatorAlarm(ALARM_DURESS),
+        ]
+        return _changed(state, new, commands)
+    new = replace(state, state=AlertState.CANCELLED)
+    return _changed(state, new, [CancelTimers(), SendDownlink("cancelled"), *_notices(new, "false_alarm")])
+
+
+def _on_closed(state: EscalationState, target: AlertState, by: str) -> Transition:
+    """Resolved or marked as a false alarm by an operator."""
+    if state.kind is not AlertKind.ALERT or state.terminal or state.state is AlertState.RECEIVED:
+        return _unchanged(state)
+    new = replace(state, state=target, closed_by=by)
+    commands: list[Command] = [CancelTimers()]
+    if target is AlertState.FALSE_ALARM:
+        commands += _notices(new, "false_alarm")
+    commands += _downlink(new, "resolved")
+    return _changed(state, new, commands)
+
+
+def _on_delivery_failed(state: EscalationState, event: DeliveryFailed) -> Transition:
+    delivery: Delivery = (event.contact_id, event.channel)
+    late = (event.tier is not None and event.tier != state.tier) or (
+        event.round is not None and event.round != state.round
+    )
+    if not state.escalating or late or delivery not in state.sent or delivery in state.failed:
+        # Not a failure of the current position (a notice, or a late callback): show it, change nothing.
+        return _unchanged(state, [PushConsole()])
+    new = replace(state, failed=(*state.failed, delivery))
+    commands: list[Command] = []
+    fallback = _fallback_channel(new, event.contact_id)
+    if fallback is not None:
+        tier_recipients = state.plan.tiers[state.tier].recipients
+        target = next(r for r in tier_recipients if r.contact_id == event.contact_id)
+        commands.append(Notify(target, fallback, "alert", state.tier, state.round))
+        new = replace(new, sent=(*new.sent, (event.contact_id, fallback)))
+    if set(new.sent) <= set(new.failed):
+        # Nobody of this tier can be reached: do not wait for the timeout.
+        new, advance = _enter(new, _next_position(new.plan, new.tier, new.round))
+        commands += advance
+    return _changed(state, new, commands)
+
+
+def _fallback_channel(state: EscalationState, contact_id: str) -> Channel | None:
+    """A channel of this contact not yet used at the current position."""
+    for r in state.plan.tiers[state.tier].recipients:
+        if r.contact_id == contact_id:
+            for ch in r.channels:
+                if (contact_id, ch) not in state.sent:
+                    return ch
+    return None
+
+
+def _on_operator_took_over(state: EscalationState, event: OperatorTookOver) -> Transition:
+    # Also accepted once the escalation is exhausted: that is when operators step in.
+    open_ = state.kind is AlertKind.ALERT and state.state in _ESCALATING and state.acked_by is None
+    if not open_ or state.taken_over_by is not None:
+        return _unchanged(state)
+    new = replace(state, taken_over_by=event.by)
+    return _changed(state, new, [CancelTimers()])

@@ -1,0 +1,179 @@
+"""Geocoding of registered addresses with the BAN (Base Adresse Nationale).
+
+Addresses are geocoded once, when a site or a home visit is registered, never
+on the alert hot path. :class:`AddressGeocoder` wraps geopy's ``BANFrance``
+with its asynchronous aiohttp adapter, so a slow geocoder never blocks the
+event loop; its ``domain``/``scheme`` point at the IGN Géoplateforme in
+production and at :class:`sandbox.ban_server.BanSandbox` in tests.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Self
+
+from geopy.adapters import AdapterHTTPError, AioHTTPAdapter
+from geopy.exc import (
+    GeocoderRateLimited,
+    GeocoderServiceError,
+    GeocoderTimedOut,
+    GeopyError,
+)
+from geopy.exc import (
+    GeocoderUnavailable as GeopyUnavailable,
+)
+from geopy.geocoders import BANFrance
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from dispatcher.domain import Address
+from dispatcher.settings import GeocoderSettings
+
+USER_AGENT = "vigie-dispatcher/0.1 (registration geocoding)"
+
+# BAN result types precise enough to send a patrol to; "municipality" only
+# locates the town hall, which would mislead responders.
+PRECISE_TYPES = frozenset({"housenumber", "street", "locality"})
+
+
+class GeocodingError(Exception):
+    """An address could not be geocoded; ``label`` is the address as written."""
+
+    def __init__(self, label: str, reason: str) -> None:
+        super().__init__(f"cannot geocode {label!r}: {reason}")
+        self.label = label
+        self.reason = reason
+
+
+class AddressNotFound(GeocodingError):
+    """The geocoder answered, but with no result precise or confident enough."""
+
+
+class GeocodingUnavailable(GeocodingError):
+    """The geocoding service failed (down, timing out, refusing) after retries."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: timeouts, connection errors, 429 and 5xx."""
+    if isinstance(exc, GeocoderTimedOut | GeopyUnavailable | GeocoderRateLimited):
+        return True
+    cause = exc.__cause__
+    return isinstance(cause, AdapterHTTPError) and cause.status_code >= 500
+
+
+class AddressGeocoder:
+    """Completes :class:`Address` objects with ``point`` and ``insee`` from a BAN API.
+
+    Use as an async context manager (or call :meth:`aclose`) so that the HTTP
+    session is closed. GET requests are idempotent, so transient failures are
+    retried ``attempts`` times with exponential backoff.
+    """
+
+    def __init__(
+        self,
+        settings: GeocoderSettings,
+        *,
+        min_score: float = 0.5,
+        attempts: int = 3,
+        backoff_s: float = 0.25,
+    ) -> None:
+        self._settings = settings
+        self._min_score = min_score
+        self._attempts = attempts
+        self._backoff_s = backoff_s
+        # The aiohttp session inside the adapter is created lazily, on the first
+        # request, so constructing this object needs no running loop.
+        self._ban = BANFrance(
+            domain=settings.domain,
+            scheme=settings.scheme,
+            timeout=settings.timeout_s,
+            user_agent=USER_AGENT,
+            adapter_factory=AioHTTPAdapter,
+        )
+
+    @property
+    def search_url(self) -> str:
+        """The URL queried, e.g. ``https://data.geopf.fr/geocodage/search``."""
+        url: str = self._ban.geocode_api
+        return url
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (idempotent)."""
+        adapter = self._ban.adapter
+        session = adapter.__dict__.get("session")
+        if session is not None and not session.closed:
+            await adapter.__aexit__(None, None, None)
+
+    async def geocode(self, address: Address) -> Address:
+        """Return ``address`` with ``point`` and ``insee`` filled in by the BAN.
+
+        An address that already has a point is returned unchanged without any
+        request. The label, floor, door code and details are kept as written.
+        Raises :class:`AddressNotFound` or :class:`GeocodingUnavailable`.
+        """
+        if address.point is not None:
+            return address
+        feature = await self._best_feature(address.label)
+        return _complete(address, feature)
+
+    async def _best_feature(self, label: str) -> dict[str, Any]:
+        query = label.strip()
+        if len(query) < 3:
+            # The BAN answers 400 to queries shorter than 3 characters.
+            raise AddressNotFound(label, "address too short to search")
+        location = await self._search(query)
+        if location is None:
+            raise AddressNotFound(label, "no match in the Base Adresse Nationale")
+        feature: dict[str, Any] = location.raw
+        self._check_quality(label, feature)
+        return feature
+
+    async def _search(self, query: str) -> Any:
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_is_transient),
+                stop=stop_after_attempt(self._attempts),
+                wait=wait_exponential(multiplier=self._backoff_s, max=5 * self._backoff_s + 1),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._ban.geocode(query, limit=1, exactly_one=True)
+        except GeocoderServiceError as exc:
+            raise GeocodingUnavailable(query, f"geocoder at {self.search_url} failed: {exc}") from exc
+        except GeopyError as exc:
+            raise GeocodingUnavailable(query, f"geocoder misconfigured: {exc}") from exc
+        raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _check_quality(self, label: str, feature: dict[str, Any]) -> None:
+        props = feature.get("properties") or {}
+        score = float(props.get("score") or 0.0)
+        kind = props.get("type")
+        found = props.get("label", "?")
+        if score < self._min_score:
+            raise AddressNotFound(label, f"best match {found!r} is too uncertain (score {score:.2f})")
+        if kind not in PRECISE_TYPES:
+            raise AddressNotFound(label, f"only a {kind or 'vague'} match was found ({found!r})")
+
+
+def _complete(address: Address, feature: dict[str, Any]) -> Address:
+    """Copy the feature's point and INSEE code into the address (validated)."""
+    props = feature.get("properties") or {}
+    try:
+        lon, lat = feature["geometry"]["coordinates"][:2]
+        # Validated, not model_copy'd: these values come from the network.
+        return Address.model_validate(
+            {**address.model_dump(), "point": {"lat": lat, "lon": lon}, "insee": props.get("citycode")}
+        )
+    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise GeocodingUnavailable(address.label, f"malformed geocoder answer: {exc}") from exc

@@ -1,0 +1,173 @@
+"""Device health: heartbeats and Last Will tracked in memory, flagged, flushed.
+
+A device silent for ``missed_intervals`` heartbeat intervals, one whose Last
+Will said ``offline``, or one with a low battery raises an operator-visible
+event, once per episode; coming back clears the flag (and says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from dispatcher.events import EventBus
+from dispatcher.metrics import Metrics
+from dispatcher.snapshot import DirectoryCache
+from dispatcher.store.sqlite import SqliteStore
+from protocol.messages import Heartbeat
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeviceHealth:
+    """What we know of one device's health."""
+
+    device_id: str
+    last_seen: float | None = None
+    status: str | None = None
+    battery_pct: int | None = None
+    signal_dbm: int | None = None
+    firmware: str | None = None
+    uptime_s: int | None = None
+    flags: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class HealthChange:
+    """A flag raised or cleared on a device."""
+
+    device_id: str
+    flag: str  # "offline" | "low_battery"
+    raised: bool
+    message: str
+
+
+class HealthMonitor:
+    """Tracks every device; :meth:`evaluate` is pure given the tracked data and ``now``."""
+
+    def __init__(
+        self,
+        *,
+        store: SqliteStore,
+        cache: DirectoryCache,
+        bus: EventBus,
+        metrics: Metrics,
+        missed_intervals: float = 2.0,
+        low_battery_pct: int = 20,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._bus = bus
+        self._metrics = metrics
+        self._missed = missed_intervals
+        self._low_battery = low_battery_pct
+        self._started = time.time()
+        self.devices: dict[str, DeviceHealth] = {}
+        self._dirty: set[str] = set()
+
+    def _get(self, device_id: str) -> DeviceHealth:
+        return self.devices.setdefault(device_id, DeviceHealth(device_id))
+
+    def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
+        h = self._get(hb.device)
+        h.last_seen, h.status = now, "online"
+        h.battery_pct, h.signal_dbm, h.firmware, h.uptime_s = (
+            hb.battery_pct,
+            hb.signal_dbm,
+            hb.firmware,
+            hb.uptime_s,
+        )
+        self._dirty.add(hb.device)
+
+    def on_status(self, device_id: str, state: str, now: float) -> None:
+        h = self._get(device_id)
+        h.status = state
+        if state == "online":
+            h.last_seen = now
+        self._dirty.add(device_id)
+
+    def evaluate(self, now: float) -> list[HealthChange]:
+        """Flags to raise or clear at ``now``."""
+        changes: list[HealthChange] = []
+        for device in self._cache.current.devices.values():
+            if device.state != "active":
+                continue
+            h = self._get(device.id)
+            silent_since = h.last_seen if h.last_seen is not None else self._started
+            offline = h.status == "offline" or now - silent_since > self._missed * device.heartbeat_interval_s
+            changes += self._flag(h, "offline", offline, f"balise {device.id} ({device.label}) hors ligne")
+            low = h.battery_pct is not None and h.battery_pct < self._low_battery
+            changes += self._flag(
+                h, "low_battery", low, f"batterie faible ({h.battery_pct} %) sur {device.id}"
+            )
+        return changes
+
+    @staticmethod
+    def _flag(h: DeviceHealth, flag: str, active: bool, message: str) -> list[HealthChange]:
+        if active and flag not in h.flags:
+            h.flags.add(flag)
+            return [HealthChange(h.device_id, flag, True, message)]
+        if not active and flag in h.flags:
+            h.flags.discard(flag)
+            return [HealthChange(h.device_id, flag, False, f"fin : {message}")]
+        return []
+
+    async def load(self) -> None:
+        """Resume from the last flushed snapshot (so a restart does not forget silences)."""
+        for row in await self._store.device_health():
+            h = self._get(row["device_id"])
+            h.last_seen = (
+                datetime.fromisoformat(row["last_seen_at"]).timestamp() if row["last_seen_at"] else None
+            )
+            h.status, h.battery_pct, h.firmware = row["status"], row["battery_pct"], row["firmware"]
+            h.flags = set(json.loads(row["flags"]))
+
+    async def run(self, *, period_s: float = 5.0) -> None:
+        """Evaluate and flush periodically until cancelled."""
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await self.tick(time.time())
+            except Exception:
+                log.exception("health pass failed")
+
+    async def tick(self, now: float) -> list[HealthChange]:
+        changes = self.evaluate(now)
+        for change in changes:
+            kind = change.flag if change.raised else f"{change.flag}_cleared"
+            (log.warning if change.raised else log.info)("device health: %s", change.message)
+            await self._store.add_operator_event(kind, change.message, device_id=change.device_id)
+            self._bus.publish(
+                "device_health", device_id=change.device_id, flag=change.flag, raised=change.raised
+            )
+            self._dirty.add(change.device_id)
+        self._metrics.devices_offline.set(sum("offline" in h.flags for h in self.devices.values()))
+        self._metrics.devices_low_battery.set(sum("low_battery" in h.flags for h in self.devices.values()))
+        await self.flush()
+        return changes
+
+    async def flush(self) -> None:
+        """Write the changed snapshots in one transaction."""
+        dirty, self._dirty = self._dirty, set()
+        rows = [self._row(self.devices[d]) for d in dirty if d in self._cache.current.devices]
+        if rows:
+            await self._store.save_device_health(rows)
+
+    @staticmethod
+    def _row(h: DeviceHealth) -> dict[str, object]:
+        seen = datetime.fromtimestamp(h.last_seen, UTC).isoformat() if h.last_seen else None
+        return {
+            "device_id": h.device_id,
+            "last_seen_at": seen,
+            "status": h.status,
+            "battery_pct": h.battery_pct,
+            "signal_dbm": h.signal_dbm,
+            "firmware": h.firmware,
+            "uptime_s": h.uptime_s,
+            "flags": json.dumps(sorted(h.flags)),
+        }

@@ -1,0 +1,255 @@
+"""The hot path: MQTT message → verify → persist (group commit) → PUBACK → notify.
+
+Messages that arrive together are committed in one transaction (one fsync for
+a burst). Nothing here waits on the network except the store commit: location
+and routing read memory, notifications are started as tasks. A message is
+acknowledged on MQTT only once its effects are durable, so a store outage
+leaves it with the broker instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dispatcher.domain import DownlinkKind
+from dispatcher.engine import Engine, PlannedAlert
+from dispatcher.health import HealthMonitor
+from dispatcher.metrics import Metrics
+from dispatcher.mqtt import Inbound, MqttBridge
+from dispatcher.snapshot import DirectoryCache
+from dispatcher.store.base import NewAlert, StoreUnavailable
+from dispatcher.store.sqlite import SqliteStore
+from protocol.codec import Rejected, RejectReason, decode_status, decode_uplink, encode_downlink
+from protocol.messages import Alert, Cancel, Heartbeat, TestAlert
+from protocol.replay import ALERT_TIME_WINDOW, HEARTBEAT_TIME_WINDOW, ReplayVerdict, SequenceWindow
+from protocol.topics import TopicError, downlink_topic, parse_topic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    """What one pass over the inbox decided, before the commit."""
+
+    new_alerts: list[tuple[Inbound, NewAlert, SequenceWindow, PlannedAlert]]
+    duplicates: list[tuple[Inbound, str, str]]  # (message, device, alert id)
+    cancels: list[tuple[Inbound, Cancel]]
+    done: list[Inbound]  # nothing durable to wait for: ack right away
+    rejections: list[tuple[str | None, str, str, str]]
+
+
+class Ingest:
+    """Consumes the MQTT inbox; also the engine's way to send downlinks."""
+
+    def __init__(
+        self,
+        *,
+        store: SqliteStore,
+        cache: DirectoryCache,
+        health: HealthMonitor,
+        metrics: Metrics,
+        max_batch: int = 256,
+        retry_delay_s: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._health = health
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._retry_delay_s = retry_delay_s
+        self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+        self.windows: dict[str, SequenceWindow] = {}
+        self.engine: Engine | None = None
+        self.bridge: MqttBridge | None = None
+
+    def attach(self, *, engine: Engine, bridge: MqttBridge) -> None:
+        self.engine = engine
+        self.bridge = bridge
+
+    async def load_windows(self) -> None:
+        self.windows = await self._store.replay_windows()
+
+    def submit(self, message: Inbound) -> None:
+        """Called on the event loop for every MQTT message (see MqttBridge)."""
+        self.inbox.put_nowait(message)
+
+    async def run(self) -> None:
+        """Process the inbox forever, a batch at a time."""
+        while True:
+            batch = [await self.inbox.get()]
+            while len(batch) < self._max_batch and not self.inbox.empty():
+                batch.append(self.inbox.get_nowait())
+            await self.process(batch)
+
+    async def process(self, messages: Sequence[Inbound]) -> None:
+        batch = _Batch([], [], [], [], [])
+        for message in messages:
+            await self._classify(message, batch)
+        await self._commit_until_durable(batch)
+        self._acknowledge(batch)
+        await self._start_escalations(batch)
+        await self._apply_cancels(batch)
+        await self._record_rejections(batch.rejections)
+
+    # -- classification (memory only, but for suspected re-sends) ---------------------
+
+    async def _classify(self, message: Inbound, batch: _Batch) -> None:
+        try:
+            topic = parse_topic(message.topic)
+        except TopicError as exc:
+            self._reject(batch, message, None, Rejected(RejectReason.TOPIC_MISMATCH, str(exc)))
+            return
+        try:
+            if topic.channel == "status":
+                status = decode_status(message.payload, topic.device_id)
+                self._health.on_status(topic.device_id, status.state, time.time())
+                batch.done.append(message)
+                return
+            uplink = decode_uplink(message.payload, topic, self._cache.current.key_for)
+            await self._accept(message, uplink, batch)
+        except Rejected as rejected:
+            self._reject(batch, message, topic.device_id, rejected)
+
+    async def _accept(
+        self, message: Inbound, uplink: Alert | TestAlert | Cancel | Heartbeat, batch: _Batch
+    ) -> None:
+        window = self.windows.get(uplink.device, SequenceWindow())
+        if isinstance(uplink, Alert | TestAlert) and await self._is_resend(uplink, window, batch):
+            self._metrics.duplicates.inc()
+            batch.duplicates.append((message, uplink.device, uplink.id))
+            return
+        self._check_fresh(uplink, window)
+        self.windows[uplink.device] = window = window.admit(uplink.seq)
+        self._metrics.ingested.labels(uplink.type).inc()
+        match uplink:
+            case Heartbeat():
+                self._health.on_heartbeat(uplink, time.time())
+                batch.done.append(message)
+            case Cancel():
+                batch.cancels.append((message, uplink))
+            case Alert() | TestAlert():
+                alert = _new_alert(uplink, message)
+                assert self.engine is not None
+                batch.new_alerts.append((message, alert, window, self.engine.plan(alert)))
+
+    async def _is_resend(self, uplink: Alert | TestAlert, window: SequenceWindow, batch: _Batch) -> bool:
+        """Same id as an alert already stored (or in this batch): the device did not get 'received'.
+
+        Only a sequence number already used can be a re-send, so the common
+        path never reads the store.
+        """
+        if window.is_fresh(uplink.seq):
+            return False
+        if any(a.id == uplink.id for _, a, _, _ in batch.new_alerts):
+            return True
+        try:
+            return await self._store.alert_exists(uplink.id)
+        except StoreUnavailable:
+            return False  # then rejected as a replay; the device re-sends later
+
+    def _check_fresh(self, uplink: Alert | TestAlert | Cancel | Heartbeat, window: SequenceWindow) -> None:
+        if not window.is_fresh(uplink.seq):
+            raise Rejected(RejectReason.REPLAY, f"seq {uplink.seq} already used or too old")
+        time_window = HEARTBEAT_TIME_WINDOW if isinstance(uplink, Heartbeat) else ALERT_TIME_WINDOW
+        verdict = time_window.check(uplink.ts, int(time.time() * 1000))
+        if verdict is ReplayVerdict.STALE:
+            raise Rejected(RejectReason.STALE, f"ts {uplink.ts} too old")
+        if verdict is ReplayVerdict.FUTURE:
+            raise Rejected(RejectReason.FUTURE_TS, f"ts {uplink.ts} ahead of our clock")
+
+    def _reject(self, batch: _Batch, message: Inbound, device_id: str | None, rejected: Rejected) -> None:
+        self._metrics.rejected.labels(rejected.reason.value).inc()
+        log.warning("rejected %s from %s: %s", message.topic, device_id or "?", rejected)
+        batch.rejections.append((device_id, message.topic, rejected.reason.value, rejected.detail))
+        batch.done.append(message)  # acknowledged so the broker does not redeliver it forever
+
+    # -- durability, then acknowledgement ----------------------------------------------
+
+    async def _commit_until_durable(self, batch: _Batch) -> None:
+        """Commit new alerts; while the store fails, keep them unacknowledged and retry."""
+        if not batch.new_alerts:
+            return
+        rows = [(alert, window, planned.transition) for _, alert, window, planned in batch.new_alerts]
+        while True:
+            try:
+                outcomes = await self._store.insert_alerts(rows)
+                break
+            except StoreUnavailable as exc:
+                self._metrics.store_failures.inc()
+                log.critical("STORE UNAVAILABLE, %d alert(s) held unacknowledged: %s", len(rows), exc)
+                await asyncio.sleep(self._retry_delay_s)
+        for (message, alert, _, _), outcome in zip(batch.new_alerts, outcomes, strict=True):
+            self._metrics.stage_seconds.labels("persisted").observe(time.monotonic() - message.received_at)
+            if not outcome.created:  # stored by another instance meanwhile
+                batch.duplicates.append((message, alert.device_id, alert.id))
+        batch.new_alerts = [entry for entry, o in zip(batch.new_alerts, outcomes, strict=True) if o.created]
+
+    def _acknowledge(self, batch: _Batch) -> None:
+        assert self.bridge is not None
+        for message, *_ in batch.new_alerts:
+            self.bridge.ack(message)
+            self._metrics.stage_seconds.labels("acked").observe(time.monotonic() - message.received_at)
+        for message in batch.done:
+            self.bridge.ack(message)
+        for message, device, alert_id in batch.duplicates:
+            self.bridge.ack(message)
+            self.send_downlink(device, "received", alert_id)
+
+    async def _start_escalations(self, batch: _Batch) -> None:
+        assert self.engine is not None
+        for _, alert, _, planned in batch.new_alerts:
+            self.send_downlink(alert.device_id, "received", alert.id)
+            await self.engine.after_commit(planned)
+
+    async def _apply_cancels(self, batch: _Batch) -> None:
+        assert self.engine is not None and self.bridge is not None
+        for message, cancel in batch.cancels:
+            while True:
+                try:
+                    await self.engine.cancel(cancel.device, cancel.alert_id, cancel.pin, cancel.id)
+                    break
+                except StoreUnavailable as exc:
+                    log.critical("STORE UNAVAILABLE while cancelling %s: %s", cancel.alert_id, exc)
+                    await asyncio.sleep(self._retry_delay_s)
+            self.bridge.ack(message)
+            self.send_downlink(cancel.device, "received", cancel.id)
+
+    async def _record_rejections(self, rows: list[tuple[str | None, str, str, str]]) -> None:
+        if not rows:
+            return
+        try:
+            await self._store.record_rejections(rows)
+        except StoreUnavailable:
+            log.exception("could not store %d rejection(s); they are counted and logged above", len(rows))
+
+    # -- downlinks ------------------------------------------------------------------------
+
+    def send_downlink(self, device_id: str, kind: DownlinkKind, ref: str) -> None:
+        """Sign and publish feedback for one device (engine's DownlinkSender)."""
+        key = self._cache.current.any_key_for(device_id)
+        if key is None or self.bridge is None:
+            log.error("cannot send %s downlink to %s: no key or no broker", kind, device_id)
+            return
+        _, payload = encode_downlink(
+            kind=kind, device_id=device_id, ref=ref, ts_ms=int(time.time() * 1000), key=key
+        )
+        self.bridge.publish(downlink_topic(device_id), payload, qos=1)
+
+
+def _new_alert(uplink: Alert | TestAlert, message: Inbound) -> NewAlert:
+    return NewAlert(
+        id=uplink.id,
+        device_id=uplink.device,
+        kind=uplink.type,
+        seq=uplink.seq,
+        device_ts=datetime.fromtimestamp(uplink.ts / 1000, UTC),
+        received_at=datetime.now(UTC),
+        gesture=uplink.gesture,
+        fix=uplink.location.model_dump() if uplink.location else None,
+        raw=message.payload,
+    )

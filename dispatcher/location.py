@@ -1,0 +1,498 @@
+"""Where is she? Resolving an alert's location, in order of trust.
+
+Pure functions, no I/O: every input (the fix carried by the alert, the active
+home visit, the device's site, the last known fix, the geocoded places) is
+passed in, and ``now`` comes from the caller. Geocoding happens when addresses
+are registered, never here.
+
+Order of trust (docs: DESIGN.md, "Location, in order of trust"):
+
+1. a fresh and accurate GPS fix carried by the alert;
+2. the practitioner's active home visit (address, floor, door code);
+3. the device's fixed site (cabinet, MMG);
+4. the last known position, flagged ``stale``;
+5. nothing: ``UNKNOWN``, and the alert still goes out.
+
+Descriptions are plain French meant for SMS, voice and the console. They avoid
+characters outside the GSM-7 alphabet where a plain equivalent exists
+(typographic quotes and dashes, non-breaking spaces, "œ", "±", ...), so that an
+SMS is not silently switched to UCS-2 (70 characters per segment instead of 160).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from geopy.distance import geodesic
+
+from dispatcher.domain import (
+    Address,
+    GeoPoint,
+    HomeVisit,
+    LocationSource,
+    ResolvedLocation,
+    Site,
+    SiteKind,
+)
+from protocol.messages import Location
+
+__all__ = [
+    "KnownPlace",
+    "LocationPolicy",
+    "active_visit",
+    "departement_of",
+    "describe_relative",
+    "distance_m",
+    "known_places",
+    "plain_text",
+    "resolve_location",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class LocationPolicy:
+    """Thresholds deciding how far a GPS fix is trusted.
+
+    ``near_radius_m``: a known address this close to an accepted fix is given as
+    supporting information (floor, door code, INSEE code).
+    ``departement_radius_m``: when no known address is that close, the
+    département (not the commune) is still taken from the nearest known address
+    within this radius, so that a département-wide SSJ convention can be found.
+    ``visit_overrun_s``: how long after its declared end a home visit is still
+    considered active (visits overrun; pass it to :func:`active_visit`).
+    """
+
+    max_fix_age_s: float = 120.0
+    max_accuracy_m: float = 150.0
+    near_radius_m: float = 150.0
+    departement_radius_m: float = 5_000.0
+    visit_overrun_s: float = 1_800.0
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPlace:
+    """A geocoded address of the practitioner, used to describe a GPS fix.
+
+    ``label`` is what the description shows in parentheses ("cabinet",
+    "visite à domicile", "MMG Montpellier Nord"); ``kind`` is a machine tag
+    ("cabinet", "mmg", "visite", ...). The address must carry a ``point``.
+    """
+
+    label: str
+    address: Address
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.address.point is None:
+            raise ValueError(f"known place {self.label!r} has no coordinates")
+
+    @property
+    def point(self) -> GeoPoint:
+        assert self.address.point is not None  # checked in __post_init__
+        return self.address.point
+
+    @classmethod
+    def from_site(cls, site: Site) -> KnownPlace | None:
+        """The site as a known place, or None when its address is not geocoded."""
+        if site.address.point is None:
+            return None
+        return cls(
+            label=f"{_SITE_KIND_LABEL[site.kind]} {site.name}", address=site.address, kind=site.kind.value
+        )
+
+    @classmethod
+    def from_visit(cls, visit: HomeVisit) -> KnownPlace | None:
+        """The visit's address as a known place, or None when it is not geocoded."""
+        if visit.address.point is None:
+            return None
+        return cls(label="visite à domicile", address=visit.address, kind="visite")
+
+
+def known_places(*, sites: Iterable[Site] = (), visits: Iterable[HomeVisit] = ()) -> tuple[KnownPlace, ...]:
+    """The geocoded addresses among ``sites`` and ``visits`` (others are skipped)."""
+    places = [KnownPlace.from_site(s) for s in sites] + [KnownPlace.from_visit(v) for v in visits]
+    return tuple(p for p in places if p is not None)
+
+
+# ---------------------------------------------------------------------------
+# Small pure helpers
+
+
+_SITE_KIND_LABEL: dict[SiteKind, str] = {
+    SiteKind.CABINET: "cabinet",
+    SiteKind.MMG: "maison médicale de garde",
+    SiteKind.CENTRE_SANTE: "centre de santé",
+    SiteKind.OTHER: "site",
+}
+
+# Where a point lies from a place, 8-point compass, with the French preposition.
+_COMPASS = (
+    "au nord",
+    "au nord-est",
+    "à l'est",
+    "au sud-est",
+    "au sud",
+    "au sud-ouest",
+    "à l'ouest",
+    "au nord-ouest",
+)
+
+# Characters that would force an SMS into UCS-2, mapped to a plain GSM-7 equivalent.
+_PLAIN = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u2026": "...",
+        "\u00a0": " ",
+        "\u202f": " ",
+        "\u2009": " ",
+        "\u0153": "oe",
+        "\u0152": "OE",
+        "\u00b1": "+/-",
+    }
+)
+
+
+# French guillemets carry inner (often non-breaking) spaces that straight quotes do not.
+_GUILLEMETS = re.compile(r"\u00ab\s*|\s*\u00bb")  # \s covers the non-breaking spaces too
+
+
+def plain_text(text: str) -> str:
+    """Replace typographic characters by their plain GSM-7 equivalents.
+
+    Accented letters are kept: é è à ù are GSM-7, and the others (â, ç, ...)
+    come from addresses the SMS encoder transliterates anyway.
+    """
+    return _GUILLEMETS.sub('"', text).translate(_PLAIN)
+
+
+def departement_of(insee: str) -> str:
+    """The département of an INSEE commune code: 2 characters, 3 for overseas (97x, 98x).
+
+    >>> departement_of("34172"), departement_of("2A004"), departement_of("97411")
+    ('34', '2A', '974')
+    """
+    return insee[:3] if insee.startswith(("97", "98")) else insee[:2]
+
+
+# One instance, so that geopy builds its WGS84 Geodesic once instead of at every call
+# (halves the cost; this runs on the alert's hot path). It holds no per-call state.
+_WGS84 = geodesic()
+
+
+def distance_m(a: GeoPoint, b: GeoPoint) -> float:
+    """Geodesic (WGS84) distance in metres."""
+    return float(_WGS84.measure((a.lat, a.lon), (b.lat, b.lon))) * 1000.0
+
+
+def _bearing_deg(origin: GeoPoint, target: GeoPoint) -> float:
+    """Initial great-circle bearing from origin to target, degrees clockwise from north.
+
+    A spherical formula is plenty for an 8-point compass at street scale.
+    """
+    phi1, phi2 = math.radians(origin.lat), math.radians(target.lat)
+    dlon = math.radians(target.lon - origin.lon)
+    y = math.sin(dlon) * math.cos(phi2)
+    x = math.cos(phi1) * math.sin(phi2) - math.sin(phi1) * math.cos(phi2) * math.cos(dlon)
+    return math.degrees(math.atan2(y, x)) % 360.0
+
+
+def _compass(origin: GeoPoint, target: GeoPoint) -> str:
+    return _COMPASS[round(_bearing_deg(origin, target) / 45.0) % 8]
+
+
+def _format_distance(metres: float) -> str:
+    rounded = round(metres / 10.0) * 10
+    if rounded < 1000:
+        return f"{rounded} m"
+    return f"{metres / 1000:.1f} km".replace(".", ",")
+
+
+def _approx_distance_m(a: GeoPoint, b: GeoPoint) -> float:
+    """Haversine distance: to rank places cheaply (geodesic costs ~0.1 ms a call in pure Python)."""
+    phi1, phi2 = math.radians(a.lat), math.radians(b.lat)
+    h = (
+        math.sin((phi2 - phi1) / 2) ** 2
+        + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(b.lon - a.lon) / 2) ** 2
+    )
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _offset_phrase(origin: GeoPoint, target: GeoPoint, what: str, distance: float | None = None) -> str:
+    """'à 40 m au nord-est de <what>', or 'à moins de 10 m de <what>' when too close for a direction."""
+    d = distance_m(origin, target) if distance is None else distance
+    if d < 10:
+        return f"à moins de 10 m de {what}"
+    return f"à {_format_distance(d)} {_compass(origin, target)} de {what}"
+
+
+def _format_age(seconds: float) -> str:
+    s = max(0, round(seconds))
+    if s < 90:
+        return f"il y a {s} s"
+    if s < 90 * 60:
+        return f"il y a {round(s / 60)} min"
+    return f"il y a {s // 3600} h {round((s % 3600) / 60):02d}"
+
+
+def _format_coords(p: GeoPoint) -> str:
+    # Decimal degrees with a dot: what responders type into a map; 5 decimals is about 1 m.
+    return f"{p.lat:.5f}, {p.lon:.5f}"
+
+
+def _address_line(address: Address) -> str:
+    """Label, floor, door code and details, comma-separated."""
+    parts = [address.label]
+    if address.floor:
+        parts.append(address.floor)
+    if address.access_code:
+        parts.append(f"code {address.access_code}")
+    if address.details:
+        parts.append(address.details)
+    return ", ".join(parts)
+
+
+def describe_relative(point: GeoPoint, place: KnownPlace) -> str:
+    """Where ``point`` lies from ``place``, in plain French.
+
+    e.g. "à 40 m au nord-est de 12 rue de la Loge, 34000 Montpellier (cabinet)".
+    """
+    return plain_text(_offset_phrase(place.point, point, f"{place.address.label} ({place.label})"))
+
+
+def _as_utc(dt: datetime) -> datetime:
+    # Naive datetimes are taken as UTC, the store's convention; aware ones are converted.
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _fix_point(fix: Location) -> GeoPoint:
+    return GeoPoint(lat=fix.lat, lon=fix.lon)
+
+
+def _fix_age_s(fix: Location, now: datetime) -> float:
+    # A device clock slightly ahead gives a negative age: count it as fresh, not as an error.
+    return max(0.0, _as_utc(now).timestamp() - fix.fix_ts / 1000.0)
+
+
+def _nearest(point: GeoPoint, places: Sequence[KnownPlace]) -> tuple[KnownPlace, float] | None:
+    """The nearest place and its geodesic distance (ranked by haversine: the hot path is short)."""
+    place = min(places, key=lambda p: _approx_distance_m(point, p.point), default=None)
+    return None if place is None else (place, distance_m(point, place.point))
+
+
+# ---------------------------------------------------------------------------
+# Public API
+
+
+def active_visit(
+    visits: Iterable[HomeVisit], practitioner_id: str, now: datetime, *, overrun_s: float = 0.0
+) -> HomeVisit | None:
+    """The practitioner's home visit whose window covers ``now``.
+
+    The window is ``[starts_at, ends_at + overrun_s)``: visits overrun, and a
+    practitioner still inside a flat after the declared end is exactly the case
+    this system exists for (see :attr:`LocationPolicy.visit_overrun_s`). When
+    several visits match, the one that started most recently wins.
+    """
+    t = _as_utc(now)
+    overrun = timedelta(seconds=overrun_s)
+    candidates = [
+        v
+        for v in visits
+        if v.practitioner_id == practitioner_id and _as_utc(v.starts_at) <= t < _as_utc(v.ends_at) + overrun
+    ]
+    return max(candidates, key=lambda v: _as_utc(v.starts_at), default=None)
+
+
+def resolve_location(
+    *,
+    fix: Location | None,
+    now: datetime,
+    visit: HomeVisit | None = None,
+    site: Site | None = None,
+    last_known: Location | None = None,
+    known_places: Sequence[KnownPlace] = (),
+    policy: LocationPolicy | None = None,
+) -> ResolvedLocation:
+    """The best answer to "where is she?" at ``now``, never failing for lack of data.
+
+    ``fix`` is the position carried by the alert; ``last_known`` an earlier fix
+    (e.g. from a previous alert or heartbeat). A ``fix`` that is too old or too
+    imprecise is not thrown away: it competes with ``last_known`` as the stale
+    fallback, and when a visit or site wins but the fix is far from it, the
+    description says so.
+    """
+    policy = policy or LocationPolicy()
+    if fix is not None and _is_trusted(fix, now, policy):
+        return _from_fix(fix, now, known_places, policy, stale=False)
+
+    fallback_fix = _most_recent(f for f in (fix, last_known) if f is not None)
+    if visit is not None:
+        return _from_address(
+            LocationSource.HOME_VISIT,
+            _visit_heading(visit, now),
+            visit.address,
+            note=visit.note,
+            fallback_fix=fallback_fix,
+            now=now,
+            policy=policy,
+        )
+    if site is not None:
+        heading = f"{_SITE_KIND_LABEL[site.kind].capitalize()} {site.name}"
+        return _from_address(
+            LocationSource.SITE,
+            heading,
+            site.address,
+            note=None,
+            fallback_fix=fallback_fix,
+            now=now,
+            policy=policy,
+        )
+    if fallback_fix is not None:
+        return _from_fix(fallback_fix, now, known_places, policy, stale=True)
+    return ResolvedLocation(
+        source=LocationSource.UNKNOWN,
+        description="Position inconnue : aucun GPS, aucune visite à domicile en cours, aucun site fixe.",
+    )
+
+
+def _is_trusted(fix: Location, now: datetime, policy: LocationPolicy) -> bool:
+    return _fix_age_s(fix, now) <= policy.max_fix_age_s and fix.accuracy_m <= policy.max_accuracy_m
+
+
+def _most_recent(fixes: Iterable[Location]) -> Location | None:
+    # Newest first; at equal time, the more precise one.
+    return max(fixes, key=lambda f: (f.fix_ts, -f.accuracy_m), default=None)
+
+
+def _visit_heading(visit: HomeVisit, now: datetime) -> str:
+    overrun = _as_utc(now).timestamp() - _as_utc(visit.ends_at).timestamp()
+    if overrun > 0:
+        return f"Visite à domicile (fin déclarée {_format_age(overrun)})"
+    return "Visite à domicile"
+
+
+def _territory(
+    point: GeoPoint,
+    nearest: tuple[KnownPlace, float] | None,
+    places: Sequence[KnownPlace],
+    policy: LocationPolicy,
+) -> tuple[KnownPlace | None, str | None, str | None]:
+    """(near place, INSEE, département) for a fix, from the geocoded known places.
+
+    The commune is only claimed when a known address is within ``near_radius_m``;
+    the département is inferred from farther away (``departement_radius_m``).
+    """
+    if nearest is None:
+        return None, None, None
+    place, d = nearest
+    near = place if d <= policy.near_radius_m else None
+    insee = near.address.insee if near is not None else None
+    if insee is not None:
+        return near, insee, departement_of(insee)
+    with_insee = _nearest(point, [p for p in places if p.address.insee is not None])
+    if with_insee is not None and with_insee[1] <= policy.departement_radius_m:
+        assert with_insee[0].address.insee is not None
+        return near, None, departement_of(with_insee[0].address.insee)
+    return near, None, None
+
+
+def _fix_sentence(point: GeoPoint, nearest: tuple[KnownPlace, float] | None) -> str:
+    coords = f"Coordonnées : {_format_coords(point)}."
+    if nearest is None:
+        return coords
+    place, d = nearest
+    return f"{_offset_phrase(place.point, point, f'{place.address.label} ({place.label})', d)}. {coords}"
+
+
+def _near_sentence(near: KnownPlace | None) -> str:
+    if near is None:
+        return ""
+    return f" Adresse connue la plus proche : {_address_line(near.address)}."
+
+
+def _from_fix(
+    fix: Location, now: datetime, places: Sequence[KnownPlace], policy: LocationPolicy, *, stale: bool
+) -> ResolvedLocation:
+    point = _fix_point(fix)
+    age = _fix_age_s(fix, now)
+    nearest = _nearest(point, places)
+    near, insee, departement = _territory(point, nearest, places, policy)
+    precision = f"précision {round(fix.accuracy_m)} m"
+    if stale:
+        heading = f"Dernière position connue, NON A JOUR ({_format_age(age)}, {precision})"
+    else:
+        heading = f"Position GPS ({precision}, {_format_age(age)})"
+    return ResolvedLocation(
+        source=LocationSource.LAST_KNOWN if stale else LocationSource.GPS,
+        point=point,
+        accuracy_m=fix.accuracy_m,
+        address=near.address if near is not None else None,
+        description=plain_text(f"{heading} : {_fix_sentence(point, nearest)}{_near_sentence(near)}"),
+        stale=stale,
+        fix_age_s=age,
+        insee=insee,
+        departement=departement,
+    )
+
+
+def _from_address(
+    source: LocationSource,
+    heading: str,
+    address: Address,
+    *,
+    note: str | None,
+    fallback_fix: Location | None,
+    now: datetime,
+    policy: LocationPolicy,
+) -> ResolvedLocation:
+    description = f"{heading} : {_address_line(address)}."
+    if note:
+        description += f" Note : {note}."
+    if address.point is not None:
+        description += f" Coordonnées : {_format_coords(address.point)}."
+    description += _divergent_fix_warning(address, fallback_fix, now, policy)
+    return ResolvedLocation(
+        source=source,
+        point=address.point,
+        address=address,
+        description=plain_text(description),
+        insee=address.insee,
+        departement=departement_of(address.insee) if address.insee else None,
+    )
+
+
+def _divergent_fix_warning(
+    address: Address, fix: Location | None, now: datetime, policy: LocationPolicy
+) -> str:
+    """A warning when an untrusted fix puts her clearly elsewhere than the declared address.
+
+    The fix was not good enough to be the location, but a fix kilometres away
+    from the declared visit is something a responder must know.
+    """
+    if fix is None or address.point is None:
+        return ""
+    point = _fix_point(fix)
+    d = distance_m(address.point, point)
+    if d <= policy.near_radius_m + fix.accuracy_m:
+        return ""
+    where = _offset_phrase(address.point, point, "cette adresse", d)
+    return (
+        f" Attention : dernière position GPS {where} "
+        f"({_format_age(_fix_age_s(fix, now))}, précision {round(fix.accuracy_m)} m, "
+        f"coordonnées {_format_coords(point)})."
+    )

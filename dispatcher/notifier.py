@@ -1,0 +1,266 @@
+"""SMS and voice notifications through Twilio (or the sandbox speaking its API).
+
+The notifier sends exactly one HTTP request per call and says what is known
+about it afterwards, as a :class:`ProviderResult`; it never retries by
+itself. Retrying a POST whose fate is unknown could text a gendarme twice —
+or, worse, make the engine believe an SMS left when it did not — so the
+decision belongs to the caller, who persists the attempt. The rule is:
+
+* the provider created the resource -> ``accepted`` with its SID;
+* nothing reached the provider (connection refused, pool wait or connect
+  timeout, i.e. before our request headers were written) or the provider
+  answered 5xx/429 -> ``failed``, ``retryable=True``;
+* the provider answered another 4xx (invalid number, auth) -> ``failed``,
+  permanent;
+* the request left but no answer came back (timeout, reset) -> ``unknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Literal
+from urllib.parse import quote
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from dispatcher.settings import TwilioSettings
+
+log = logging.getLogger(__name__)
+
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
+SMS_WEBHOOK_PATH = "/webhooks/twilio/sms"
+GATHER_PATH = "/webhooks/twilio/voice/gather"
+CALL_STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+Outcome = Literal["accepted", "failed", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderResult:
+    """What is known about one provider request once it returned.
+
+    ``status`` is the provider's status of the resource (``queued``...) when
+    it answered with one; ``error_code`` is Twilio's numeric code as a string
+    (``"21211"``) or a local one (``"timeout"``, ``"connect-error"``...).
+    """
+
+    outcome: Outcome
+    sid: str | None = None
+    status: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    retryable: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        """The provider created the message or call."""
+        return self.outcome == "accepted"
+
+
+class _Attempt:
+    """Tracks whether the current request's headers reached the socket."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+class _TimedHttpClient(AsyncTwilioHttpClient):
+    """Twilio's aiohttp client, with its timeout actually applied.
+
+    twilio 9.x stores the ``timeout`` given to ``AsyncTwilioHttpClient`` but
+    passes only the per-request one (always ``None`` from ``create_async``)
+    to aiohttp, which then means "no timeout at all". The session is created
+    on first use because aiohttp needs a running event loop.
+    """
+
+    session: aiohttp.ClientSession | None
+
+    def __init__(self, *, timeout: float, trace: aiohttp.TraceConfig, max_connections: int) -> None:
+        super().__init__(pool_connections=False, trace_configs=[trace], timeout=timeout)
+        self._max_connections = max_connections
+
+    async def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the library's signature
+        allow_redirects: bool = False,
+    ) -> Response:
+        if self.session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self.session = aiohttp.ClientSession(trace_configs=self.trace_configs, connector=connector)
+        return await super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout if timeout is not None else self.timeout,
+            allow_redirects=allow_redirects,
+        )
+
+
+class TwilioNotifier:
+    """Sends SMS and places calls, one request each, reporting a :class:`ProviderResult`.
+
+    Holds no state about alerts: the engine persists SIDs and decides retries.
+    """
+
+    def __init__(self, *, settings: TwilioSettings, max_connections: int = 200) -> None:
+        self._settings = settings
+        self._timeout = settings.request_timeout_s
+        self._public = settings.public_base_url.rstrip("/")
+        self._attempt: ContextVar[_Attempt | None] = ContextVar(f"twilio-attempt-{id(self)}", default=None)
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(self._on_headers_sent)
+        self._http = _TimedHttpClient(timeout=self._timeout, trace=trace, max_connections=max_connections)
+        self._client = Client(
+            settings.account_sid, settings.auth_token.get_secret_value(), http_client=self._http
+        )
+        # The one switch that points the unmodified library at the sandbox.
+        self._client.api.base_url = settings.api_base_url.rstrip("/")
+        # Resolve the lazily imported resource classes now, not on the first alert.
+        self._account = self._client.api.v2010.account
+
+    async def _on_headers_sent(
+        self, _session: aiohttp.ClientSession, _ctx: SimpleNamespace, _params: object
+    ) -> None:
+        attempt = self._attempt.get()
+        if attempt is not None:
+            attempt.sent = True
+
+    def status_callback_url(self, reference: str) -> str:
+        """Public URL Twilio posts delivery statuses to (the reference only helps reading logs)."""
+        return f"{self._public}{STATUS_CALLBACK_PATH}?ref={_quote(reference)}"
+
+    def gather_action_url(self, reference: str) -> str:
+        """Public URL of the ``<Gather action>`` for a call about ``reference``."""
+        return f"{self._public}{GATHER_PATH}?ref={_quote(reference)}"
+
+    async def send_sms(self, to: str, body: str, *, reference: str) -> ProviderResult:
+        """Send one SMS; never raises for provider or network trouble."""
+        return await self._run(
+            "sms",
+            to,
+            reference,
+            lambda: self._account.messages.create_async(
+                to=to,
+                from_=self._settings.from_number,
+                body=body,
+                status_callback=self.status_callback_url(reference),
+            ),
+        )
+
+    async def place_call(self, to: str, twiml: str, *, reference: str) -> ProviderResult:
+        """Place one voice call running ``twiml``; never raises for provider or network trouble."""
+        return await self._run(
+            "call",
+            to,
+            reference,
+            lambda: self._account.calls.create_async(
+                to=to,
+                from_=self._settings.from_number,
+                twiml=twiml,
+                status_callback=self.status_callback_url(reference),
+                status_callback_event=CALL_STATUS_EVENTS,
+                status_callback_method="POST",
+            ),
+        )
+
+    async def _run(
+        self, kind: str, to: str, reference: str, create: Callable[[], Awaitable[Any]]
+    ) -> ProviderResult:
+        attempt = _Attempt()
+        token = self._attempt.set(attempt)
+        try:
+            async with asyncio.timeout(self._timeout):
+                instance = await create()
+        except Exception as exc:  # the boundary: nothing from twilio or aiohttp escapes
+            result = _classify(exc, sent=attempt.sent)
+        else:
+            result = ProviderResult("accepted", sid=instance.sid, status=instance.status)
+        finally:
+            self._attempt.reset(token)
+        _log_result(kind, to, reference, result)
+        return result
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (idempotent)."""
+        await self._http.close()
+        self._http.session = None
+
+
+def _quote(reference: str) -> str:
+    # Keep '/' literal (legal in a query): fewer escapes, fewer chances that a
+    # proxy or client normalises the URL differently from what Twilio signed.
+    return quote(reference, safe="/")
+
+
+def _classify(exc: Exception, *, sent: bool) -> ProviderResult:
+    """Map an exception raised around one provider request to a result."""
+    if isinstance(exc, TwilioRestException | TwilioServiceException):
+        # The provider answered: whatever it said, it did not create the resource.
+        status = int(exc.status)
+        code = str(exc.code) if exc.code is not None else f"http-{status}"
+        retryable = status >= 500 or status == 429
+        return ProviderResult(
+            "failed", error_code=code, error_message=_rest_message(exc), retryable=retryable
+        )
+    if not sent:
+        # Nothing was written to the provider: safe to try again.
+        code = "timeout" if isinstance(exc, TimeoutError) else "connect-error"
+        return ProviderResult("failed", error_code=code, error_message=_describe(exc), retryable=True)
+    if isinstance(exc, TimeoutError):
+        code = "timeout"
+    elif isinstance(exc, aiohttp.ClientError):
+        code = "transport-error"
+    elif isinstance(exc, TwilioException):
+        code = "provider-error"
+    else:
+        code = "unexpected-error"
+        log.exception("unexpected error around a provider request")
+    return ProviderResult("unknown", error_code=code, error_message=_describe(exc), retryable=False)
+
+
+def _rest_message(exc: TwilioRestException | TwilioServiceException) -> str:
+    if isinstance(exc, TwilioServiceException):
+        return exc.detail or exc.title
+    # TwilioRestException.msg is "Unable to create record: <Twilio message>".
+    return str(exc.msg).split(": ", 1)[-1] if exc.msg else f"HTTP {exc.status}"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _log_result(kind: str, to: str, reference: str, result: ProviderResult) -> None:
+    level = logging.INFO if result.accepted else logging.WARNING
+    log.log(
+        level,
+        "twilio %s to=%s ref=%s outcome=%s sid=%s status=%s error=%s retryable=%s",
+        kind,
+        to,
+        reference,
+        result.outcome,
+        result.sid,
+        result.status,
+        result.error_code,
+        result.retryable,
+    )

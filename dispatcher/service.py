@@ -1,0 +1,146 @@
+"""Composition root: builds every part of one dispatcher instance and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from dispatcher.app import create_app
+from dispatcher.delivery import Delivery
+from dispatcher.engine import Engine
+from dispatcher.events import EventBus
+from dispatcher.health import HealthMonitor
+from dispatcher.ingest import Ingest
+from dispatcher.location import LocationPolicy
+from dispatcher.metrics import Metrics
+from dispatcher.mqtt import MqttBridge
+from dispatcher.notifier import TwilioNotifier
+from dispatcher.settings import DispatcherSettings
+from dispatcher.snapshot import DirectoryCache
+from dispatcher.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+def sqlite_path(database_url: str) -> Path:
+    """``sqlite:///relative`` or ``sqlite:////absolute`` → a path."""
+    prefix = "sqlite:///"
+    if not database_url.startswith(prefix):
+        raise ValueError(f"unsupported database URL {database_url!r} (expected {prefix}...)")
+    return Path(database_url[len(prefix) :])
+
+
+@dataclass
+class Dispatcher:
+    """One running instance: its parts, exposed for the API and the tests."""
+
+    settings: DispatcherSettings
+    store: SqliteStore
+    cache: DirectoryCache
+    bus: EventBus
+    metrics: Metrics
+    engine: Engine
+    ingest: Ingest
+    health: HealthMonitor
+    bridge: MqttBridge
+    notifier: TwilioNotifier
+    delivery: Delivery
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_crash_loudly)
+        self.tasks.append(task)
+
+
+def _crash_loudly(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("background task %s died", task.get_name(), exc_info=task.exception())
+
+
+async def _flush_windows(d: Dispatcher, period_s: float = 5.0) -> None:
+    """Heartbeat replay windows live in memory; persist them now and then."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            await d.store.save_replay_windows(d.ingest.windows)
+        except Exception:
+            log.exception("could not save replay windows")
+
+
+@contextlib.asynccontextmanager
+async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Dispatcher]:
+    """Start a dispatcher (store, broker session, loops); stop it on exit."""
+    store = await SqliteStore.open(sqlite_path(settings.database_url))
+    cache = DirectoryCache(store)
+    await cache.refresh()
+    await cache.load_last_fixes()
+    bus, metrics = EventBus(), Metrics()
+    health = HealthMonitor(store=store, cache=cache, bus=bus, metrics=metrics)
+    await health.load()
+    ingest = Ingest(store=store, cache=cache, health=health, metrics=metrics)
+    await ingest.load_windows()
+    engine = Engine(
+        store=store,
+        cache=cache,
+        downlinks=ingest,
+        bus=bus,
+        metrics=metrics,
+        location_policy=LocationPolicy(
+            max_fix_age_s=settings.max_fix_age_s, max_accuracy_m=settings.max_fix_accuracy_m
+        ),
+        instance_id=settings.instance_id,
+    )
+    notifier = TwilioNotifier(settings=settings.twilio)
+    delivery = Delivery(
+        store=store,
+        notifier=notifier,
+        metrics=metrics,
+        instance_id=settings.instance_id,
+        context_of=engine.context_of,
+        acker_of=engine.acker_of,
+        on_failed=engine.notification_failed,
+    )
+    engine.attach_delivery(delivery)
+    bridge = MqttBridge(settings.mqtt, on_message=ingest.submit)
+    ingest.attach(engine=engine, bridge=bridge)
+    d = Dispatcher(settings, store, cache, bus, metrics, engine, ingest, health, bridge, notifier, delivery)
+    try:
+        await engine.recover()
+        await bridge.start()
+        d.spawn(ingest.run(), "ingest")
+        d.spawn(engine.run_timers(), "timers")
+        d.spawn(health.run(), "health")
+        d.spawn(cache.run(), "directory-refresh")
+        d.spawn(_flush_windows(d), "replay-windows")
+        yield d
+    finally:
+        for task in d.tasks:
+            task.cancel()
+        await asyncio.gather(*d.tasks, return_exceptions=True)
+        await delivery.wait_idle()
+        await bridge.stop()
+        await notifier.aclose()
+        await store.close()
+
+
+async def serve(settings: DispatcherSettings) -> None:
+    """Run the dispatcher and its HTTP API until interrupted."""
+    async with running_dispatcher(settings) as d:
+        app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge)
+        config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+        server = uvicorn.Server(config)
+        log.info(
+            "dispatcher %s serving on http://%s:%s",
+            settings.instance_id,
+            settings.http_host,
+            settings.http_port,
+        )
+        await server.serve()

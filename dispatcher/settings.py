@@ -1,0 +1,79 @@
+"""Dispatcher configuration, read from ``VIGIE_*`` environment variables.
+
+Every field is documented; secrets have no default so that a production
+start without them fails loudly instead of running with a placeholder.
+Nested values use ``__``: ``VIGIE_TWILIO__AUTH_TOKEN``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MqttSettings(BaseModel):
+    """Connection of the dispatcher to the broker."""
+
+    host: str = Field(default="127.0.0.1", description="Broker host")
+    port: int = Field(default=1883, description="Broker port (8883 with TLS in production)")
+    username: str = Field(default="vigie-dispatcher", description="Account (= certificate CN with TLS)")
+    password: SecretStr | None = Field(default=None, description="Password (dev broker only)")
+    ca_file: Path | None = Field(default=None, description="CA bundle that signed the broker certificate")
+    cert_file: Path | None = Field(default=None, description="Dispatcher client certificate (TLS)")
+    key_file: Path | None = Field(default=None, description="Dispatcher client key (TLS)")
+    client_id: str = Field(default="vigie-dispatcher-1", description="Unique per instance: keeps its session")
+    share_group: str = Field(default="dispatch", description="$share group all instances join")
+    keepalive_s: int = Field(default=15, description="MQTT keepalive")
+
+
+class TwilioSettings(BaseModel):
+    """SMS and voice provider (Twilio, or the local sandbox speaking its API)."""
+
+    account_sid: str = Field(description="Twilio Account SID (ACxxxxxxxx...)")
+    auth_token: SecretStr = Field(description="Twilio auth token; also verifies webhook signatures")
+    from_number: str = Field(description="Caller id / SMS sender in E.164")
+    api_base_url: str = Field(
+        default="https://api.twilio.com", description="Twilio REST base; the sandbox's URL in dev and tests"
+    )
+    public_base_url: str = Field(
+        description="Public URL of this dispatcher as Twilio sees it, for status callbacks and webhooks"
+    )
+    request_timeout_s: float = Field(default=5.0, description="Timeout of every provider HTTP call")
+
+
+class GeocoderSettings(BaseModel):
+    """BAN-compatible geocoder used when addresses are registered (never on the hot path)."""
+
+    domain: str = Field(
+        default="data.geopf.fr/geocodage",
+        description="IGN Géoplateforme (the historical api-adresse.data.gouv.fr stopped serving in 2026)",
+    )
+    scheme: str = Field(default="https", description="'http' for a local test server")
+    timeout_s: float = Field(default=5.0, description="Per-request timeout")
+
+
+class AdminSettings(BaseSettings):
+    """What administration commands need: the store and the geocoder."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIE_", env_nested_delimiter="__", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///var/vigie.db",
+        description="sqlite:///relative/path, sqlite:////absolute/path, or postgresql://... DSN",
+    )
+    geocoder: GeocoderSettings = Field(default_factory=GeocoderSettings)
+
+
+class DispatcherSettings(AdminSettings):
+    """Top-level settings of the dispatcher service."""
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    twilio: TwilioSettings
+    http_host: str = Field(default="127.0.0.1", description="Where the REST API and console listen")
+    http_port: int = Field(default=8080, description="REST API / console / webhooks port")
+    instance_id: str = Field(default="dispatcher-1", description="Names this instance in leases and logs")
+    location_retention_days: int = Field(default=90, description="RGPD: purge location data after this")
+    max_fix_age_s: int = Field(default=120, description="A GPS fix older than this is not 'fresh'")
+    max_fix_accuracy_m: float = Field(default=150.0, description="A GPS fix less accurate is not trusted")

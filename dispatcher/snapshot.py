@@ -1,0 +1,86 @@
+"""An in-memory, immutable copy of the directory: the hot path reads only this.
+
+The store is the source of truth; the snapshot is reloaded after every change
+made through this process and periodically (changes by the admin CLI or
+another instance, such as a revocation, are picked up within
+``refresh_interval_s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+from protocol.messages import Location
+
+if TYPE_CHECKING:
+    from dispatcher.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DirectorySnapshot:
+    """The directory at one moment."""
+
+    practitioners: dict[str, Practitioner] = field(default_factory=dict)
+    sites: dict[str, Site] = field(default_factory=dict)
+    devices: dict[str, Device] = field(default_factory=dict)
+    keys: dict[str, bytes] = field(default_factory=dict)  # active devices only
+    visits: tuple[HomeVisit, ...] = ()
+    conventions: tuple[Convention, ...] = ()
+    revoked_keys: dict[str, bytes] = field(default_factory=dict)
+
+    def key_for(self, device_id: str) -> bytes | None:
+        """HMAC key of an active device; None for unknown or revoked ones."""
+        return self.keys.get(device_id)
+
+    def any_key_for(self, device_id: str) -> bytes | None:
+        """Key even of a revoked device: downlinks about its past alerts still need signing."""
+        return self.keys.get(device_id) or self.revoked_keys.get(device_id)
+
+
+async def load_snapshot(store: SqliteStore) -> DirectorySnapshot:
+    """Read the whole directory (a few thousand rows at most per département)."""
+    creds = await store.device_credentials()
+    return DirectorySnapshot(
+        practitioners={p.id: p for p in await store.list_practitioners()},
+        sites={s.id: s for s in await store.list_sites()},
+        devices={d.id: d for d in await store.list_devices()},
+        keys={c.device_id: c.hmac_key for c in creds if c.state is DeviceState.ACTIVE},
+        visits=tuple(await store.list_visits()),
+        conventions=tuple(await store.list_conventions()),
+        revoked_keys={c.device_id: c.hmac_key for c in creds if c.state is not DeviceState.ACTIVE},
+    )
+
+
+class DirectoryCache:
+    """Holds the current snapshot and the last GPS fix of each device."""
+
+    def __init__(self, store: SqliteStore, *, refresh_interval_s: float = 2.0) -> None:
+        self._store = store
+        self._interval = refresh_interval_s
+        self.current = DirectorySnapshot()
+        self.last_fixes: dict[str, Location] = {}
+
+    async def refresh(self) -> None:
+        """Reload from the store now."""
+        self.current = await load_snapshot(self._store)
+
+    async def load_last_fixes(self) -> None:
+        for device_id in self.current.devices:
+            raw = await self._store.last_fix(device_id)
+            if raw:
+                self.last_fixes[device_id] = Location.model_validate(raw)
+
+    async def run(self) -> None:
+        """Refresh periodically until cancelled; a failed refresh keeps the old snapshot."""
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("directory refresh failed; keeping the previous snapshot")

@@ -1,0 +1,1 @@
+"""Local stand-ins for external services (Twilio), for development, tests and the benchmark."""

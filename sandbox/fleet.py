@@ -1,0 +1,105 @@
+"""Simulated devices that speak the real protocol: for the demo, tests and benchmark.
+
+Unlike ``device/`` (the on-device client, with gestures and a durable queue),
+these publish signed uplinks directly, so a test can also forge, replay and
+flood — which a real device would never do.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from protocol.codec import Rejected, decode_downlink, encode_uplink, new_event_id
+from protocol.messages import Downlink, Location
+from protocol.topics import QOS, UplinkKind, downlink_topic, uplink_topic
+
+
+@dataclass
+class SimulatedDevice:
+    """One MQTT session publishing as ``device_id`` and recording its downlinks."""
+
+    device_id: str
+    key: bytes
+    host: str
+    port: int
+    password: str
+    seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    downlinks: list[Downlink] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _client: mqtt.Client | None = None
+
+    def connect(self, timeout: float = 5.0) -> None:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(self.device_id, self.password)
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *_a: subscribed.set()
+        client.on_message = self._on_message
+        client.connect(self.host, self.port)
+        client.loop_start()
+        client.subscribe(downlink_topic(self.device_id), qos=1)
+        if not subscribed.wait(timeout):
+            raise TimeoutError(f"{self.device_id}: downlink subscription not acknowledged")
+        self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.loop_stop()
+            self._client.disconnect()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        try:
+            downlink = decode_downlink(bytes(msg.payload), self.device_id, self.key)
+        except Rejected:
+            return
+        with self._cond:
+            self.downlinks.append(downlink)
+            self._cond.notify_all()
+
+    def publish_raw(self, kind: UplinkKind, payload: bytes) -> None:
+        assert self._client is not None
+        policy = QOS[kind]
+        self._client.publish(uplink_topic(self.device_id, kind), payload, qos=policy.qos).wait_for_publish(5)
+
+    def send(self, kind: UplinkKind, *, location: Location | None = None, **body: Any) -> str:
+        """Sign and publish one uplink; return its event id."""
+        event_id = new_event_id()
+        _, payload = encode_uplink(
+            kind=kind.value,
+            device_id=self.device_id,
+            event_id=event_id,
+            seq=next(self.seq),
+            ts_ms=int(time.time() * 1000),
+            key=self.key,
+            location=location,
+            **body,
+        )
+        self.publish_raw(kind, payload)
+        return event_id
+
+    def alert(self, location: Location | None = None) -> str:
+        return self.send(UplinkKind.ALERT, location=location, gesture="hold")
+
+    def wait_downlink(self, kind: str, ref: str, timeout: float = 10.0) -> Downlink:
+        """Block until a verified downlink of ``kind`` about ``ref`` arrived."""
+
+        def found() -> Downlink | None:
+            return next((d for d in self.downlinks if d.type == kind and d.ref == ref), None)
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: found() is not None, timeout):
+                raise TimeoutError(f"{self.device_id}: no {kind!r} downlink for {ref} within {timeout} s")
+            result = found()
+            assert result is not None
+            return result
+
+
+def new_device_secrets() -> tuple[bytes, str]:
+    """A fresh HMAC key and MQTT password for a simulated device."""
+    return secrets.token_bytes(32), secrets.token_urlsafe(18)

@@ -1,0 +1,93 @@
+"""Helpers to wire the Twilio sandbox to a real webhook app in tests and demos.
+
+* :class:`RecordingInbox` — a :class:`dispatcher.webhooks.TwilioInbox` that
+  records what reaches it and lets a test await it (no sleeping).
+* :func:`serve_asgi` — runs an ASGI app with uvicorn on a given port inside
+  the current event loop, returning once it accepts requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+
+@dataclass
+class RecordingInbox:
+    """Records status callbacks, SMS replies and keypresses; answers as configured."""
+
+    sms_answer: str | None = "Alerte prise en charge. Merci."
+    keypress_accepted: bool = True
+    statuses: list[tuple[str, str, str | None]] = field(default_factory=list)
+    replies: list[tuple[str, str]] = field(default_factory=list)
+    keypresses: list[tuple[str, str, str]] = field(default_factory=list)
+    _waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = field(default_factory=list)
+
+    async def delivery_status(self, sid: str, status: str, error_code: str | None) -> None:
+        """Record ``(sid, status, error_code)``."""
+        self.statuses.append((sid, status, error_code))
+        self._notify()
+
+    async def sms_reply(self, from_number: str, body: str) -> str | None:
+        """Record ``(from_number, body)`` and answer :attr:`sms_answer`."""
+        self.replies.append((from_number, body))
+        self._notify()
+        return self.sms_answer
+
+    async def call_keypress(self, call_sid: str, from_number: str, digits: str) -> bool:
+        """Record ``(call_sid, from_number, digits)`` and answer :attr:`keypress_accepted`."""
+        self.keypresses.append((call_sid, from_number, digits))
+        self._notify()
+        return self.keypress_accepted and digits == "1"
+
+    @property
+    def called(self) -> bool:
+        """Whether anything reached the inbox."""
+        return bool(self.statuses or self.replies or self.keypresses)
+
+    def statuses_of(self, sid: str) -> list[str]:
+        """Statuses received for one SID, in arrival order."""
+        return [status for s, status, _ in self.statuses if s == sid]
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds, re-checked whenever something arrives."""
+        if predicate():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (predicate, future)
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(future, within)
+        finally:
+            self._waiters.remove(waiter)
+
+    def _notify(self) -> None:
+        for predicate, future in self._waiters:
+            if not future.done() and predicate():
+                future.set_result(None)
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(
+    app: Any, port: int, *, host: str = "127.0.0.1", within: float = 10.0
+) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn in this loop; yields its base URL once it is listening."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(within):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError(f"uvicorn exited before listening on {host}:{port}")
+                await asyncio.sleep(0.01)  # uvicorn offers no event to await for "started"
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -1,0 +1,294 @@
+"""The dispatcher end to end: real Mosquitto, the sandbox provider over HTTP
+(unmodified twilio library), webhooks over HTTP, signed simulated devices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker_config.runner import DevBroker
+from dispatcher.domain import Address, GeoPoint, HomeVisit
+from protocol.codec import encode_uplink
+from protocol.messages import Location
+from protocol.topics import UplinkKind
+from sandbox.twilio_resources import NumberBehaviour
+from tests.support.system import HERAULT, System, running_system
+
+CHEF_DE_POSTE = "+33639980101"  # commissariat de Montpellier, priority 1, sms + voice
+OFFICIER_DE_QUART = "+33465710101"  # commissariat de Montpellier, priority 1, voice only
+REFERENT_SSJ = "+33639980102"  # priority 2 (tier 2 only)
+
+
+@pytest.fixture
+async def system(broker: DevBroker, tmp_path: Path) -> AsyncIterator[System]:
+    async with running_system(broker, tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+async def fast_system(broker: DevBroker, tmp_path: Path) -> AsyncIterator[System]:
+    """Same directory, with the shortest acknowledgement timeout the format allows."""
+    fast = tmp_path / "herault-fast.yaml"
+    fast.write_text(HERAULT.read_text().replace("ack_timeout_s: 120", "ack_timeout_s: 5"))
+    async with running_system(broker, tmp_path, directory=fast) as s:
+        yield s
+
+
+async def state_of(system: System, alert_id: str, expected: str, within: float = 10.0) -> None:
+    async def reached() -> None:
+        while (await system.store.get_alert(alert_id)).state != expected:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(reached(), within)
+
+
+async def test_police_zone_cabinet_alert_reaches_the_commissariat_tier_1(system: System) -> None:
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+
+    await asyncio.to_thread(device.wait_downlink, "received", alert_id)
+    await system.sandbox.wait_for(
+        lambda: (
+            bool(system.sent_to(CHEF_DE_POSTE, "message"))
+            and bool(system.sent_to(CHEF_DE_POSTE, "call"))
+            and bool(system.sent_to(OFFICIER_DE_QUART, "call"))
+        ),
+        within=10,
+    )
+    sms = system.sent_to(CHEF_DE_POSTE, "message")[0]
+    assert "Fabre" in sms and "45 Rue du Faubourg Boutonnet" in sms and "1" in sms
+    assert "RPPS" in sms or "10001234567" in sms
+    call = system.sent_to(OFFICIER_DE_QUART, "call")[0]
+    assert 'language="fr-FR"' in call and "<Gather" in call
+    assert system.sent_to(REFERENT_SSJ, "message") == []  # tier 2 only
+    assert system.sent_to(OFFICIER_DE_QUART, "message") == []  # a landline gets no SMS
+
+
+async def test_gendarmerie_zone_home_visit_goes_to_the_brigade_with_the_door_code(system: System) -> None:
+    now = datetime.now(UTC)
+    visit = HomeVisit(
+        id="visit-grabels",
+        practitioner_id="dr-karim-benali",
+        address=Address(
+            label="12 Rue des Cistes, 34790 Grabels",
+            floor="2e étage",
+            access_code="B4521",
+            insee="34116",
+            point=GeoPoint(lat=43.6480, lon=3.7990),
+        ),
+        starts_at=now - timedelta(minutes=10),
+        ends_at=now + timedelta(hours=1),
+    )
+    await system.store.upsert_visit(visit)
+    device = await system.add_device("bracelet-benali", practitioner="dr-karim-benali")
+    alert_id = await asyncio.to_thread(device.alert)
+    await asyncio.to_thread(device.wait_downlink, "received", alert_id)
+
+    notified = await notified_numbers(system, alert_id)
+    record = await system.store.get_alert(alert_id)
+    plan_units = {r["unit_id"] for r in record.escalation["plan"]["tiers"][0]["recipients"]}  # type: ignore[index]
+    assert plan_units == {"bta-saint-gely"}
+    sms = [b for n in notified for b in system.sent_to(n, "message")]
+    assert sms, "the brigade's SMS contact got nothing"
+    assert all("B4521" in body and "Cistes" in body for body in sms)
+
+
+async def notified_numbers(system: System, alert_id: str) -> set[str]:
+    """Wait for the first tier's requests to reach the provider; return the numbers."""
+
+    async def sent() -> list[str]:
+        rows = await system.store.notifications_for(alert_id)
+        return [r.phone for r in rows if r.provider_sid]
+
+    async def some() -> set[str]:
+        while not await sent():
+            await asyncio.sleep(0.05)
+        await system.dispatcher.delivery.wait_idle()
+        return set(await sent())
+
+    return await asyncio.wait_for(some(), 10)
+
+
+async def test_gps_alert_is_described_relative_to_the_nearest_known_address(system: System) -> None:
+    device = await system.add_device(
+        "bracelet-fabre", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    fix = Location(
+        lat=43.6219, lon=3.8731, accuracy_m=8, fix_ts=int(datetime.now(UTC).timestamp() * 1000), source="gnss"
+    )
+    alert_id = await asyncio.to_thread(device.alert, fix)
+    await notified_numbers(system, alert_id)
+    sms = system.sent_to(CHEF_DE_POSTE, "message")[0]
+    assert "GPS" in sms or "gps" in sms.lower()
+    assert "m " in sms and "Boutonnet" in sms  # "à 45 m au nord-est de 45 Rue du Faubourg Boutonnet"
+    assert "43.6219" in sms
+
+
+async def test_no_acknowledgement_escalates_to_tier_2_after_the_timeout(fast_system: System) -> None:
+    system = fast_system
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+    await system.sandbox.wait_for(lambda: bool(system.sent_to(CHEF_DE_POSTE, "message")), within=10)
+    assert system.sent_to(REFERENT_SSJ, "message") == []
+    # Tier 2 (the SSJ referent is priority 2, texted during office hours; the CIC always).
+    await system.sandbox.wait_for(
+        lambda: (
+            bool(system.sandbox.requests_to("+33639980120", "message"))
+            or any(
+                r.params.get("To") not in (CHEF_DE_POSTE, OFFICIER_DE_QUART)
+                for r in system.sandbox.requests
+                if r.kind in ("message", "call")
+            )
+        ),
+        within=15,
+    )
+    record = await system.store.get_alert(alert_id)
+    assert record.escalation is not None and record.escalation["tier"] == 1
+
+
+async def test_ack_by_sms_reply_stops_escalation_and_tells_the_device(fast_system: System) -> None:
+    system = fast_system
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+    await system.sandbox.wait_for(lambda: bool(system.sent_to(CHEF_DE_POSTE, "message")), within=10)
+
+    result = await system.sandbox.reply(CHEF_DE_POSTE, "1")
+    assert result.status == 200
+    await asyncio.to_thread(device.wait_downlink, "acknowledged", alert_id)
+    await state_of(system, alert_id, "acknowledged")
+    # No tier 2 after the (5 s) timeout: the timers were cancelled.
+    assert await system.store.next_timer_due() is None
+
+
+async def test_cancel_sends_false_alarm_to_those_notified(system: System) -> None:
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+    await notified_numbers(system, alert_id)
+    await asyncio.to_thread(device.send, UplinkKind.CANCEL, alert_id=alert_id, pin="2468")
+    await asyncio.to_thread(device.wait_downlink, "cancelled", alert_id)
+    await state_of(system, alert_id, "cancelled")
+    await system.sandbox.wait_for(lambda: len(system.sent_to(CHEF_DE_POSTE, "message")) == 2, within=10)
+    assert "fausse alerte" in system.sent_to(CHEF_DE_POSTE, "message")[1].lower()
+
+
+async def test_duress_cancel_looks_normal_to_the_device_but_escalation_continues(system: System) -> None:
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+    await notified_numbers(system, alert_id)
+    await asyncio.to_thread(device.send, UplinkKind.CANCEL, alert_id=alert_id, pin="1357")
+    downlink = await asyncio.to_thread(device.wait_downlink, "cancelled", alert_id)
+    assert downlink.type == "cancelled"  # exactly what a normal cancel shows
+    await state_of(system, alert_id, "duress")
+    assert await system.store.next_timer_due() is not None  # escalation goes on
+    await system.sandbox.wait_for(lambda: len(system.sent_to(CHEF_DE_POSTE, "message")) == 2, within=10)
+    assert "contrainte" in system.sent_to(CHEF_DE_POSTE, "message")[1].lower()
+
+
+async def test_test_alert_reaches_no_responder(system: System) -> None:
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    test_id = await asyncio.to_thread(device.send, UplinkKind.TEST, gesture="hold")
+    await asyncio.to_thread(device.wait_downlink, "acknowledged", test_id)
+    await system.sandbox.wait_for(lambda: bool(system.sent_to("+33639980150", "message")), within=10)
+    await system.dispatcher.delivery.wait_idle()
+    responders = {r.to for r in system.sandbox.requests if r.kind in ("message", "call")}
+    assert responders == {"+33639980150"}  # only the practitioner herself
+
+
+async def test_bad_signature_replay_and_unknown_device_are_rejected_and_nothing_is_sent(
+    system: System,
+) -> None:
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    _, forged = encode_uplink(
+        kind="alert",
+        device_id=device.device_id,
+        event_id="forged-1",
+        seq=900,
+        ts_ms=now_ms,
+        key=b"x" * 32,
+        gesture="hold",
+    )
+    await asyncio.to_thread(device.publish_raw, UplinkKind.ALERT, forged)
+    _, genuine = encode_uplink(
+        kind="alert",
+        device_id=device.device_id,
+        event_id="genuine-1",
+        seq=901,
+        ts_ms=now_ms,
+        key=device.key,
+        gesture="hold",
+    )
+    await asyncio.to_thread(device.publish_raw, UplinkKind.ALERT, genuine)
+    await asyncio.to_thread(device.wait_downlink, "received", "genuine-1")
+    _, replay = encode_uplink(
+        kind="alert",
+        device_id=device.device_id,
+        event_id="replayed-2",
+        seq=901,
+        ts_ms=now_ms,
+        key=device.key,
+        gesture="hold",
+    )
+    await asyncio.to_thread(device.publish_raw, UplinkKind.ALERT, replay)
+
+    async def counted() -> dict[str, int]:
+        while True:
+            counts = await system.store.rejection_counts()
+            if counts.get("bad_signature") and counts.get("replay"):
+                return counts
+            await asyncio.sleep(0.05)
+
+    counts = await asyncio.wait_for(counted(), 10)
+    assert counts == {"bad_signature": 1, "replay": 1}
+    assert not await system.store.alert_exists("forged-1")
+    assert not await system.store.alert_exists("replayed-2")
+    alerts = await system.store.list_alerts()
+    assert [a.id for a in alerts] == ["genuine-1"]
+
+
+async def test_forged_webhook_is_refused_with_403(system: System) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            system.public_url + "/webhooks/twilio/sms", data={"From": CHEF_DE_POSTE, "Body": "1"}
+        )
+    assert response.status_code == 403
+
+
+async def test_provider_500_falls_back_along_the_chain(system: System) -> None:
+    system.sandbox.set_number(CHEF_DE_POSTE, NumberBehaviour(http_500=True))
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+
+    async def failed_recorded() -> None:
+        while not any(n.status == "failed" for n in await system.store.notifications_for(alert_id)):
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(failed_recorded(), 20)
+    # The other tier-1 contact was called regardless, and the failure is visible.
+    await system.sandbox.wait_for(lambda: bool(system.sent_to(OFFICIER_DE_QUART, "call")), within=10)
+    rows = await system.store.notifications_for(alert_id)
+    failed = [n for n in rows if n.phone == CHEF_DE_POSTE]
+    assert failed and all(n.status == "failed" and n.attempts == 1 for n in failed)
+    assert len(system.sandbox.requests_to(CHEF_DE_POSTE, "message")) == 3  # provably failed: retried, bounded

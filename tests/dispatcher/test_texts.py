@@ -1,0 +1,202 @@
+"""French SMS and voice texts composed from an AlertContext."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+import pytest
+
+from dispatcher import texts
+from dispatcher.domain import (
+    Address,
+    AlertContext,
+    AlertKind,
+    Device,
+    DeviceKind,
+    GeoPoint,
+    LocationSource,
+    Practitioner,
+    ResolvedLocation,
+    Site,
+    SiteKind,
+)
+from dispatcher.gsm7 import is_gsm7, segments
+from dispatcher.texts import (
+    ack_notice_sms,
+    alert_sms,
+    alert_twiml,
+    duress_notice_sms,
+    false_alarm_sms,
+    local_time,
+)
+
+GATHER = "https://vigie.example.fr/webhooks/twilio/voice/gather?ref=a1"
+
+# A long, realistic home-visit address, full of characters that force UCS-2.
+ADDRESS = Address(
+    label="Résidence « Les Jardins de l’Écusson », bâtiment C, 1245 avenue du Père Soulas, 34090 Montpellier",
+    floor="4e étage, porte gauche au fond du couloir",
+    access_code="4512B",
+    details="interphone « Lefèvre–Giraud »",
+    point=GeoPoint(lat=43.6287412, lon=3.8612345),
+)
+
+
+def practitioner() -> Practitioner:
+    return Practitioner(
+        id="marie-dupont",
+        first_name="Marie-Hélène",
+        last_name="Dupont-Française",
+        rpps="10101234567",
+        phones=["+33639980123"],
+    )
+
+
+def context(**overrides: object) -> AlertContext:
+    values: dict[str, object] = {
+        "alert_id": "a1",
+        "kind": AlertKind.ALERT,
+        "received_at": datetime(2025, 1, 15, 21, 41, 30, tzinfo=UTC),  # 22:41 in Paris (CET)
+        "practitioner": practitioner(),
+        "device": Device(id="btn-1", kind=DeviceKind.POCKET, label="bouton poche"),
+        "location": ResolvedLocation(
+            source=LocationSource.HOME_VISIT,
+            point=ADDRESS.point,
+            accuracy_m=25.0,
+            address=ADDRESS,
+            description="Visite à domicile déclarée",
+        ),
+        "convention_name": "Convention SSJ Hérault",
+    }
+    values.update(overrides)
+    return AlertContext.model_validate(values)
+
+
+def test_local_time_is_paris_time_with_dst() -> None:
+    assert local_time(datetime(2025, 1, 15, 21, 41, tzinfo=UTC)) == "22:41"
+    assert local_time(datetime(2025, 7, 15, 21, 41, tzinfo=UTC)) == "23:41"
+
+
+def test_alert_sms_says_who_where_when_and_how_to_ack() -> None:
+    sms = alert_sms(context())
+    for expected in (
+        "ALERTE VIGIE",
+        "Dr Marie-Hélène Dupont-Francaise",
+        "+33639980123",
+        "RPPS 10101234567",
+        "1245 avenue du Père Soulas, 34090 Montpellier",
+        "4e étage, porte gauche",
+        "code porte 4512B",
+        "https://maps.google.com/?q=43.62874,3.86123",
+        "+/-25 m",
+        "visite à domicile déclarée",
+        "22:41",
+        "Convention SSJ Hérault",
+        "Repondez 1 pour prendre en charge",
+    ):
+        assert expected in sms, expected
+    assert is_gsm7(sms)
+    assert segments(sms) <= 3, (len(sms), sms)
+
+
+def test_short_alert_keeps_every_detail() -> None:
+    short = ADDRESS.model_copy(update={"label": "2 rue Foch, 34000 Montpellier"})
+    ctx = context(location=context().location.model_copy(update={"address": short}))
+    sms = alert_sms(ctx)
+    assert "(médecin généraliste)" in sms
+    assert "interphone" in sms
+    assert "Convention SSJ Hérault" in sms
+    assert segments(sms) <= 3
+
+
+def test_gps_fix_age_and_stale_position_in_words() -> None:
+    fresh = context(
+        location=ResolvedLocation(
+            source=LocationSource.GPS,
+            point=GeoPoint(lat=43.6, lon=3.88),
+            accuracy_m=8.4,
+            description="à 30 m du 2 rue Foch",
+            fix_age_s=40,
+        )
+    )
+    sms = alert_sms(fresh)
+    assert "position GPS il y a 40 s" in sms
+    assert "Lieu: à 30 m du 2 rue Foch" in sms
+    stale = context(
+        location=ResolvedLocation(
+            source=LocationSource.LAST_KNOWN,
+            point=GeoPoint(lat=43.6, lon=3.88),
+            description="dernière position connue",
+            stale=True,
+            fix_age_s=725,
+        )
+    )
+    assert "ANCIENNE dernière position connue il y a 12 min" in alert_sms(stale)
+
+
+def test_unknown_location_still_gives_who_and_ack() -> None:
+    sms = alert_sms(context(location=ResolvedLocation(source=LocationSource.UNKNOWN, description="inconnue")))
+    assert "Pas de coordonnees (position inconnue)" in sms
+    assert "Repondez 1" in sms
+
+
+def test_site_only_device() -> None:
+    site = Site(id="mmg-1", kind=SiteKind.MMG, name="MMG Saint-Éloi", address=ADDRESS)
+    ctx = context(
+        practitioner=None,
+        site=site,
+        location=ResolvedLocation(source=LocationSource.SITE, address=ADDRESS, description="site"),
+    )
+    sms = alert_sms(ctx)
+    assert "Bouton d'alerte de MMG Saint-Éloi" in sms
+    assert "lieu d'exercice" in sms
+
+
+@pytest.mark.parametrize(
+    ("overrides", "mark"),
+    [
+        ({"kind": AlertKind.TEST}, "TEST - aucune action requise"),
+        ({"duress": True}, "ANNULATION SOUS CONTRAINTE"),
+    ],
+)
+def test_test_and_duress_are_marked_first(overrides: dict[str, object], mark: str) -> None:
+    sms = alert_sms(context(**overrides))
+    assert sms.splitlines()[0].startswith(("TEST", "ALERTE VIGIE - ANNULATION"))
+    assert mark in sms
+
+
+def test_other_sms() -> None:
+    ctx = context()
+    false_alarm = false_alarm_sms(ctx)
+    assert "fausse alerte, annulee par le praticien" in false_alarm
+    assert "Dr Marie-Hélène Dupont-Francaise" in false_alarm
+    duress = duress_notice_sms(ctx)
+    assert "ANNULATION SOUS CONTRAINTE" in duress and "code porte 4512B" in duress
+    ack = ack_notice_sms(ctx, "Brigade de Castelnau")
+    assert "prise en charge par Brigade de Castelnau" in ack
+    test = texts.test_sms(context(kind=AlertKind.TEST))
+    assert "TEST - aucune action requise" in test and "bouton poche" in test
+    for text in (false_alarm, duress, ack, test):
+        assert is_gsm7(text)
+        assert segments(text) <= 3
+
+
+def test_alert_twiml_is_a_repeated_french_gather() -> None:
+    twiml = alert_twiml(context(), GATHER)
+    root = ET.fromstring(twiml.encode())
+    assert root.tag == "Response"
+    gather = root.find("Gather")
+    assert gather is not None
+    assert gather.get("numDigits") == "1"
+    assert gather.get("action") == GATHER
+    says = gather.findall("Say")
+    assert len(says) == 3
+    for say in says:
+        assert say.get("language") == "fr-FR"
+        assert say.get("voice")
+        assert "Le docteur Marie-Hélène Dupont-Française" in (say.text or "")
+        assert "Code de la porte : 4, 5, 1, 2, B." in (say.text or "")
+        assert "Appuyez sur 1" in (say.text or "")
+    final = root.findall("Say")
+    assert len(final) == 1 and "reste active" in (final[0].text or "")

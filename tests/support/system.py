@@ -1,0 +1,117 @@
+"""A whole Vigie on loopback for tests: broker, sandbox provider, dispatcher, devices."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from broker_config.runner import DISPATCHER_USER, DevBroker, free_port
+from dispatcher.app import create_app
+from dispatcher.directory import load_directory
+from dispatcher.domain import Device, DeviceKind
+from dispatcher.notifier import SMS_WEBHOOK_PATH
+from dispatcher.service import Dispatcher, running_dispatcher
+from dispatcher.settings import DispatcherSettings, MqttSettings, TwilioSettings
+from dispatcher.store.sqlite import SqliteStore
+from sandbox.fleet import SimulatedDevice, new_device_secrets
+from sandbox.twilio_server import TwilioSandbox
+
+HERAULT = Path(__file__).resolve().parents[2] / "dispatcher" / "data" / "herault.yaml"
+FROM_NUMBER = "+33465710199"
+
+
+@dataclass
+class System:
+    broker: DevBroker
+    sandbox: TwilioSandbox
+    dispatcher: Dispatcher
+    public_url: str
+    devices: dict[str, SimulatedDevice] = field(default_factory=dict)
+
+    @property
+    def store(self) -> SqliteStore:
+        return self.dispatcher.store
+
+    async def add_device(
+        self,
+        device_id: str,
+        *,
+        practitioner: str | None = None,
+        site: str | None = None,
+        kind: DeviceKind = DeviceKind.BRACELET,
+    ) -> SimulatedDevice:
+        """Provision a device (store + broker account) and connect it."""
+        key, password = new_device_secrets()
+        device = Device(id=device_id, kind=kind, practitioner_id=practitioner, site_id=site, label=device_id)
+        await self.store.add_device(device, key)
+        await self.dispatcher.cache.refresh()
+        self.broker.add_account(device_id, password)
+        self.broker.reload()
+        sim = SimulatedDevice(device_id, key, "127.0.0.1", self.broker.port, password)
+        await asyncio.to_thread(sim.connect)
+        self.devices[device_id] = sim
+        return sim
+
+    def sent_to(self, number: str, kind: str) -> list[str]:
+        """Bodies (SMS) or TwiML (calls) the provider received for ``number``."""
+        field_name = "Body" if kind == "message" else "Twiml"
+        return [r.params.get(field_name, "") for r in self.sandbox.requests_to(number, kind)]
+
+
+async def _serve_http(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+@asynccontextmanager
+async def running_system(
+    broker: DevBroker, workdir: Path, *, directory: Path = HERAULT
+) -> AsyncIterator[System]:
+    """Everything of Vigie, real processes and servers, on free loopback ports."""
+    db = workdir / "vigie.db"
+    store = await SqliteStore.open(db)
+    await load_directory(directory, store, None)
+    await store.close()
+
+    http_port = free_port()
+    public = f"http://127.0.0.1:{http_port}"
+    sandbox = TwilioSandbox(sms_webhook_url=public + SMS_WEBHOOK_PATH, call_hold_ms=300)
+    await sandbox.start()
+    settings = DispatcherSettings(
+        database_url=f"sqlite:///{db}",
+        mqtt=MqttSettings(
+            port=broker.port, username=DISPATCHER_USER, password=broker.accounts[DISPATCHER_USER]
+        ),
+        twilio=TwilioSettings(
+            account_sid=sandbox.account_sid,
+            auth_token=sandbox.auth_token,
+            from_number=FROM_NUMBER,
+            api_base_url=sandbox.base_url,
+            public_base_url=public,
+        ),
+        http_port=http_port,
+    )
+    try:
+        async with running_dispatcher(settings) as d:
+            app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge)
+            server, task = await _serve_http(app, http_port)
+            system = System(broker, sandbox, d, public)
+            try:
+                yield system
+            finally:
+                for sim in system.devices.values():
+                    sim.close()
+                server.should_exit = True
+                await task
+    finally:
+        await sandbox.stop()
