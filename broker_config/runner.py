@@ -14,6 +14,7 @@ import socket
 import string
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -76,8 +77,66 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     raise BrokerError(f"nothing listening on {host}:{port} after {timeout} s")
 
 
+class MosquittoProcess(ABC):
+    """Start/stop/restart a Mosquitto whose configuration a subclass writes.
+
+    Subclasses provide ``workdir``, :meth:`write_config` and :meth:`ports`.
+    """
+
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None
+
+    @abstractmethod
+    def write_config(self) -> Path:
+        """Render this profile's template into ``workdir``; return the file."""
+
+    @abstractmethod
+    def ports(self) -> list[int]:
+        """The loopback ports to wait for after starting."""
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start Mosquitto and wait until every listener accepts connections."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.write_config()
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
+        for port in self.ports():
+            wait_for_port("127.0.0.1", port, timeout, self.proc)
+
+    def signal_reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password file, ACL and CRL."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Stop the broker (SIGTERM saves persistence; SIGKILL simulates a crash)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop with ``sig`` and start again on the same ports and data directory."""
+        self.stop(sig)
+        self.start()
+
+    def log_text(self) -> str:
+        """What Mosquitto logged so far (for assertions and failure messages)."""
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+
 @dataclass
-class DevBroker:
+class DevBroker(MosquittoProcess):
     """A loopback Mosquitto started from ``broker_config/dev``.
 
     ``accounts`` maps usernames to passwords; the dispatcher account is added
@@ -119,37 +178,13 @@ class DevBroker:
         )
         return conf
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start Mosquitto and wait until it accepts connections."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        conf = self.write_config()
-        log = (self.workdir / "mosquitto.log").open("ab")
-        self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
-        wait_for_port("127.0.0.1", self.port, timeout, self.proc)
+    def ports(self) -> list[int]:
+        return [self.port]
 
     def reload(self) -> None:
         """Make Mosquitto re-read its password and ACL files (SIGHUP)."""
         write_password_file(self.password_file, self.accounts)
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10.0) -> None:
-        """Stop the broker (SIGTERM saves persistence; SIGKILL simulates a crash)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """Stop with ``sig`` and start again on the same port and data directory."""
-        self.stop(sig)
-        self.start()
+        self.signal_reload()
 
     def __enter__(self) -> DevBroker:
         self.start()

@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_ex
 
 from dispatcher import texts
 from dispatcher.domain import AlertContext
+from dispatcher.events import EventBus
 from dispatcher.metrics import Metrics
 from dispatcher.notifier import ProviderResult
 from dispatcher.store.base import NotificationRecord
@@ -55,6 +56,7 @@ class Delivery:
         store: SqliteStore,
         notifier: Notifier,
         metrics: Metrics,
+        bus: EventBus,
         instance_id: str,
         context_of: ContextLoader,
         acker_of: AckerName,
@@ -64,6 +66,7 @@ class Delivery:
         self._store = store
         self._notifier = notifier
         self._metrics = metrics
+        self._bus = bus
         self._owner = instance_id
         self._context_of = context_of
         self._acker_of = acker_of
@@ -136,6 +139,12 @@ class Delivery:
                 return texts.alert_sms(ctx)
 
     async def _record(self, n: NotificationRecord, result: ProviderResult) -> None:
+        try:
+            await self._record_outcome(n, result)
+        finally:
+            self._bus.publish("notification", alert_id=n.alert_id, id=n.id, outcome=result.outcome)
+
+    async def _record_outcome(self, n: NotificationRecord, result: ProviderResult) -> None:
         if result.accepted:
             self._metrics.notifications.labels(n.channel, n.purpose).inc()
             await self._store.record_notification(

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from dispatcher import escalation as esc
 from dispatcher.delivery import Delivery
 from dispatcher.directory import verify_pin
-from dispatcher.domain import AlertContext, AlertKind, AlertState, Channel, DownlinkKind
+from dispatcher.domain import AlertContext, AlertKind, AlertState, Channel, DeviceKind, DownlinkKind
 from dispatcher.events import EventBus
 from dispatcher.location import LocationPolicy, active_visit, known_places, resolve_location
 from dispatcher.metrics import Metrics
@@ -121,11 +121,18 @@ class Engine:
         practitioner = snap.practitioners.get(device.practitioner_id or "")
         site = snap.sites.get(device.site_id or "")
         visits = [v for v in snap.visits if practitioner and v.practitioner_id == practitioner.id]
+        # A desk button is where it is screwed, whatever visit its owner declared.
+        carried = practitioner is not None and device.kind is not DeviceKind.BUTTON
+        visit = (
+            active_visit(visits, practitioner.id, alert.received_at, overrun_s=self._policy.visit_overrun_s)
+            if (carried and practitioner)
+            else None
+        )
         fix = Location.model_validate(alert.fix) if alert.fix else None
         location = resolve_location(
             fix=fix,
             now=alert.received_at,
-            visit=active_visit(visits, practitioner.id, alert.received_at) if practitioner else None,
+            visit=visit,
             site=site,
             last_known=self._cache.last_fixes.get(alert.device_id),
             known_places=known_places(sites=[site] if site else [], visits=visits),
@@ -325,14 +332,25 @@ class Engine:
     # -- what the provider's webhooks tell us (dispatcher.webhooks.TwilioInbox) -------
 
     async def delivery_status(self, sid: str, status: str, error_code: str | None) -> None:
-        n = await self._store.notification_by_sid(sid)
+        n = await self._notification_by_sid(sid)
         if n is None:
             log.warning("status %s for unknown provider sid %s", status, sid)
             return
         await self._store.record_notification(n.id, status=status, error=error_code)
         self._bus.publish("alert", alert_id=n.alert_id)
-        if status in FAILED_STATUSES and n.purpose == "alert":
+        if status in FAILED_STATUSES:
             await self.notification_failed(n)
+
+    async def _notification_by_sid(self, sid: str, wait_s: float = 3.0) -> NotificationRecord | None:
+        """The provider may call back before we stored the SID it just returned: wait a little.
+
+        Polling the store (not an in-process event) because behind a load
+        balancer the instance that sent the request may not be the one called back.
+        """
+        deadline = time.monotonic() + wait_s
+        while (n := await self._store.notification_by_sid(sid)) is None and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return n
 
     async def notification_failed(self, n: NotificationRecord) -> None:
         event = esc.DeliveryFailed(
@@ -351,7 +369,7 @@ class Engine:
         return "Vigie : prise en charge enregistree. Merci."
 
     async def call_keypress(self, call_sid: str, from_number: str, digits: str) -> bool:
-        n = await self._store.notification_by_sid(call_sid)
+        n = await self._notification_by_sid(call_sid)
         if n is None or not digits.startswith("1"):
             return False
         await self.handle(n.alert_id, esc.Acknowledged(by=n.contact_id, via="voice"))

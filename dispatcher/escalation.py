@@ -315,13 +315,16 @@ class DeliveryFailed:
 
     ``tier``/``round`` are those of the :class:`Notify` command, when the engine
     kept them with the provider message; they let a late callback from an earlier
-    position be told apart from a failure of the current one.
+    position be told apart from a failure of the current one. ``purpose`` too:
+    only a failed *alert* counts towards the fallback and early escalation (a
+    failed "pris en charge" notice must not move anything).
     """
 
     contact_id: str
     channel: Channel
     tier: int | None = None
     round: int | None = None
+    purpose: NotifyPurpose = "alert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -595,7 +598,8 @@ def _on_delivery_failed(state: EscalationState, event: DeliveryFailed) -> Transi
     late = (event.tier is not None and event.tier != state.tier) or (
         event.round is not None and event.round != state.round
     )
-    if not state.escalating or late or delivery not in state.sent or delivery in state.failed:
+    irrelevant = event.purpose != "alert" or delivery not in state.sent or delivery in state.failed
+    if not state.escalating or late or irrelevant:
         # Not a failure of the current position (a notice, or a late callback): show it, change nothing.
         return _unchanged(state, [PushConsole()])
     new = replace(state, failed=(*state.failed, delivery))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from dispatcher.domain import DownlinkKind
 from dispatcher.engine import Engine, PlannedAlert
+from dispatcher.events import EventBus
 from dispatcher.health import HealthMonitor
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import Inbound, MqttBridge
@@ -53,6 +54,7 @@ class Ingest:
         cache: DirectoryCache,
         health: HealthMonitor,
         metrics: Metrics,
+        bus: EventBus,
         max_batch: int = 256,
         retry_delay_s: float = 0.5,
     ) -> None:
@@ -60,6 +62,7 @@ class Ingest:
         self._cache = cache
         self._health = health
         self._metrics = metrics
+        self._bus = bus
         self._max_batch = max_batch
         self._retry_delay_s = retry_delay_s
         self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()
@@ -226,6 +229,8 @@ class Ingest:
             await self._store.record_rejections(rows)
         except StoreUnavailable:
             log.exception("could not store %d rejection(s); they are counted and logged above", len(rows))
+        for device_id, _, reason, _ in rows:
+            self._bus.publish("rejected", device_id=device_id, reason=reason)
 
     # -- downlinks ------------------------------------------------------------------------
 

@@ -274,6 +274,17 @@ def describe_relative(point: GeoPoint, place: KnownPlace) -> str:
     return plain_text(_offset_phrase(place.point, point, f"{place.address.label} ({place.label})"))
 
 
+def offset_from_address(point: GeoPoint, address: Address, *, at_radius_m: float) -> str | None:
+    """'à 40 m au nord-est de <address>', or None when ``point`` is at the address
+    (within ``at_radius_m``) or the address has no coordinates."""
+    if address.point is None:
+        return None
+    d = distance_m(address.point, point)
+    if d <= at_radius_m:
+        return None
+    return plain_text(_offset_phrase(address.point, point, address.label, d))
+
+
 def _as_utc(dt: datetime) -> datetime:
     # Naive datetimes are taken as UTC, the store's convention; aware ones are converted.
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

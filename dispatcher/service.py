@@ -85,7 +85,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     bus, metrics = EventBus(), Metrics()
     health = HealthMonitor(store=store, cache=cache, bus=bus, metrics=metrics)
     await health.load()
-    ingest = Ingest(store=store, cache=cache, health=health, metrics=metrics)
+    ingest = Ingest(store=store, cache=cache, health=health, metrics=metrics, bus=bus)
     await ingest.load_windows()
     engine = Engine(
         store=store,
@@ -103,6 +103,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         store=store,
         notifier=notifier,
         metrics=metrics,
+        bus=bus,
         instance_id=settings.instance_id,
         context_of=engine.context_of,
         acker_of=engine.acker_of,

@@ -9,13 +9,15 @@ digit so that they are understood on a bad line.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from dispatcher.domain import AlertContext, AlertKind, LocationSource, ResolvedLocation
+from dispatcher.domain import Address, AlertContext, AlertKind, LocationSource, ResolvedLocation
 from dispatcher.gsm7 import segments, to_gsm7
+from dispatcher.location import offset_from_address
 
 PARIS = "Europe/Paris"
 DEFAULT_VOICE = "Polly.Lea"  # a French neural voice Twilio offers for fr-FR
@@ -25,6 +27,7 @@ MAX_SEGMENTS = 3
 ACK_LINE = "Repondez 1 pour prendre en charge"
 # Dropped in this order when an alert would not fit in MAX_SEGMENTS.
 OPTIONAL_DETAILS = ("details", "convention", "profession")
+AT_ADDRESS_M = 30.0  # a fix this close to a known address is "at" it (floor and door code apply)
 
 _SOURCE_WORDS: dict[LocationSource, str] = {
     LocationSource.GPS: "position GPS",
@@ -83,11 +86,32 @@ def _source_words(loc: ResolvedLocation) -> str:
     return words
 
 
+@dataclass(frozen=True)
+class _Place:
+    """Where to send people, as texts need it."""
+
+    address: Address | None  # the address she is at, or the known one she is near
+    offset: str | None  # "a 40 m au nord-est de <address>"; None = at the address
+
+
+def _place(ctx: AlertContext) -> _Place:
+    loc = ctx.location
+    if loc.source in (LocationSource.HOME_VISIT, LocationSource.SITE):
+        return _Place(loc.address or (ctx.site.address if ctx.site else None), None)
+    if loc.address is None or loc.point is None:
+        return _Place(loc.address, None)
+    radius = max(AT_ADDRESS_M, loc.accuracy_m or 0)
+    return _Place(loc.address, offset_from_address(loc.point, loc.address, at_radius_m=radius))
+
+
 def _where_lines(ctx: AlertContext, omit: frozenset[str] = frozenset()) -> list[str]:
     loc = ctx.location
-    address = loc.address or (ctx.site.address if ctx.site else None)
+    place = _place(ctx)
+    address = place.address
     lines: list[str] = []
-    if address is not None:
+    if address is not None and place.offset is not None:
+        lines.append(f"Lieu: {place.offset}")
+    elif address is not None:
         parts = [address.label]
         if address.floor:
             parts.append(address.floor)
@@ -96,6 +120,8 @@ def _where_lines(ctx: AlertContext, omit: frozenset[str] = frozenset()) -> list[
         if address.details and "details" not in omit:
             parts.append(address.details)
         lines.append("Lieu: " + ", ".join(parts))
+    elif loc.point is not None:
+        lines.append("Lieu: aucune adresse connue a proximite")
     else:
         lines.append(f"Lieu: {loc.description}")
     link = maps_link(loc)
@@ -198,15 +224,18 @@ def alert_speech(ctx: AlertContext) -> str:
         parts.append(f"Le docteur {p.first_name} {p.last_name}, {p.profession}, demande une aide urgente.")
     else:
         parts.append(f"Le bouton d'alerte de {_short_who(ctx)} a été déclenché.")
-    address = loc.address or (ctx.site.address if ctx.site else None)
-    if address is not None:
+    place = _place(ctx)
+    address = place.address
+    if address is not None and place.offset is not None:
+        parts.append(f"Position GPS {place.offset}.")
+    elif address is not None:
         parts.append(f"Adresse : {address.label}.")
         if address.floor:
             parts.append(f"{address.floor}.")
         if address.access_code:
             parts.append(f"Code de la porte : {_spell(address.access_code)}.")
     else:
-        parts.append(f"Position : {loc.description}.")
+        parts.append(f"Position : {loc.description}")
     if loc.stale:
         parts.append("Attention, position ancienne.")
     parts.append(f"Alerte reçue à {local_time(ctx.received_at).replace(':', ' heures ')}.")

@@ -41,11 +41,10 @@ async def fast_system(broker: DevBroker, tmp_path: Path) -> AsyncIterator[System
 
 
 async def state_of(system: System, alert_id: str, expected: str, within: float = 10.0) -> None:
-    async def reached() -> None:
-        while (await system.store.get_alert(alert_id)).state != expected:
-            await asyncio.sleep(0.05)
+    async def reached() -> bool:
+        return (await system.store.get_alert(alert_id)).state == expected
 
-    await asyncio.wait_for(reached(), within)
+    await system.until(reached, within)
 
 
 async def test_police_zone_cabinet_alert_reaches_the_commissariat_tier_1(system: System) -> None:
@@ -108,13 +107,12 @@ async def notified_numbers(system: System, alert_id: str) -> set[str]:
         rows = await system.store.notifications_for(alert_id)
         return [r.phone for r in rows if r.provider_sid]
 
-    async def some() -> set[str]:
-        while not await sent():
-            await asyncio.sleep(0.05)
-        await system.dispatcher.delivery.wait_idle()
-        return set(await sent())
+    async def some_sent() -> bool:
+        return bool(await sent())
 
-    return await asyncio.wait_for(some(), 10)
+    await system.until(some_sent)
+    await system.dispatcher.delivery.wait_idle()
+    return set(await sent())
 
 
 async def test_gps_alert_is_described_relative_to_the_nearest_known_address(system: System) -> None:
@@ -251,14 +249,12 @@ async def test_bad_signature_replay_and_unknown_device_are_rejected_and_nothing_
     )
     await asyncio.to_thread(device.publish_raw, UplinkKind.ALERT, replay)
 
-    async def counted() -> dict[str, int]:
-        while True:
-            counts = await system.store.rejection_counts()
-            if counts.get("bad_signature") and counts.get("replay"):
-                return counts
-            await asyncio.sleep(0.05)
+    async def counted() -> bool:
+        counts = await system.store.rejection_counts()
+        return bool(counts.get("bad_signature") and counts.get("replay"))
 
-    counts = await asyncio.wait_for(counted(), 10)
+    await system.until(counted)
+    counts = await system.store.rejection_counts()
     assert counts == {"bad_signature": 1, "replay": 1}
     assert not await system.store.alert_exists("forged-1")
     assert not await system.store.alert_exists("replayed-2")
@@ -281,11 +277,10 @@ async def test_provider_500_falls_back_along_the_chain(system: System) -> None:
     )
     alert_id = await asyncio.to_thread(device.alert)
 
-    async def failed_recorded() -> None:
-        while not any(n.status == "failed" for n in await system.store.notifications_for(alert_id)):
-            await asyncio.sleep(0.05)
+    async def failed_recorded() -> bool:
+        return any(n.status == "failed" for n in await system.store.notifications_for(alert_id))
 
-    await asyncio.wait_for(failed_recorded(), 20)
+    await system.until(failed_recorded, within=20)
     # The other tier-1 contact was called regardless, and the failure is visible.
     await system.sandbox.wait_for(lambda: bool(system.sent_to(OFFICIER_DE_QUART, "call")), within=10)
     rows = await system.store.notifications_for(alert_id)

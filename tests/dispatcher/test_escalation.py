@@ -379,6 +379,7 @@ def test_failure_falls_back_to_an_unused_channel() -> None:
         DeliveryFailed("officier-permanence", SMS, tier=1, round=0),  # callback about another position
         DeliveryFailed("commissaire", SMS),  # not alerted at this position
         DeliveryFailed("cic-montpellier", SMS),  # never sent on that channel
+        DeliveryFailed("officier-permanence", SMS, purpose="duress_notice"),  # a notice, not the alert
     ],
 )
 def test_failures_outside_the_current_position_only_refresh_the_console(event: DeliveryFailed) -> None:
@@ -501,6 +502,7 @@ events: st.SearchStrategy[Event] = st.one_of(
         channel=st.sampled_from([SMS, VOICE]),
         tier=st.none() | st.integers(0, 4),
         round=st.none() | st.integers(0, 4),
+        purpose=st.sampled_from(["alert", "alert", "ack_notice", "duress_notice"]),
     ),
     st.builds(OperatorTookOver, by=st.just("operateur")),
 )

@@ -122,7 +122,7 @@ def test_gps_fix_age_and_stale_position_in_words() -> None:
     )
     sms = alert_sms(fresh)
     assert "position GPS il y a 40 s" in sms
-    assert "Lieu: à 30 m du 2 rue Foch" in sms
+    assert "Lieu: aucune adresse connue a proximite" in sms
     stale = context(
         location=ResolvedLocation(
             source=LocationSource.LAST_KNOWN,
@@ -133,6 +133,36 @@ def test_gps_fix_age_and_stale_position_in_words() -> None:
         )
     )
     assert "ANCIENNE dernière position connue il y a 12 min" in alert_sms(stale)
+
+
+def gps_near_address(lat: float, lon: float) -> AlertContext:
+    return context(
+        location=ResolvedLocation(
+            source=LocationSource.GPS,
+            point=GeoPoint(lat=lat, lon=lon),
+            accuracy_m=8,
+            address=ADDRESS,  # the nearest known address
+            description="Position GPS : ...",
+            fix_age_s=12,
+        )
+    )
+
+
+def test_gps_fix_away_from_the_nearest_address_is_described_relative_to_it() -> None:
+    # ~45 m north-east of ADDRESS.point (43.6287412, 3.8612345)
+    ctx = gps_near_address(43.6287412 + 0.000286, 3.8612345 + 0.000394)
+    sms = alert_sms(ctx)
+    # The distance wording itself belongs to dispatcher.location (tested there).
+    assert "Lieu: à 40 m au nord-est de Résidence" in sms
+    assert "code porte" not in sms  # she is not in that building
+    assert "https://maps.google.com/?q=43.62903,3.86163" in sms
+    assert "Position GPS à 40 m au nord-est de Résidence" in texts.alert_speech(ctx)
+
+
+def test_gps_fix_at_a_known_address_gives_floor_and_door_code() -> None:
+    sms = alert_sms(gps_near_address(43.6287412 + 0.00003, 3.8612345))
+    assert "4e étage" in sms and "code porte 4512B" in sms
+    assert "position GPS il y a 12 s" in sms
 
 
 def test_unknown_location_still_gives_who_and_ack() -> None:

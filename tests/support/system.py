@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,16 @@ class System:
         await asyncio.to_thread(sim.connect)
         self.devices[device_id] = sim
         return sim
+
+    async def until(self, check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+        """Wait until ``check()`` holds, re-checking on every dispatcher event."""
+        async with self.dispatcher.bus.subscribe() as events:
+
+            async def settled() -> None:
+                while not await check():
+                    await events.get()
+
+            await asyncio.wait_for(settled(), within)
 
     def sent_to(self, number: str, kind: str) -> list[str]:
         """Bodies (SMS) or TwiML (calls) the provider received for ``number``."""

@@ -1,0 +1,259 @@
+"""``vigie provision ...``: the PKI and device provisioning commands.
+
+Mounted by the main CLI (``app.add_typer(provision.app, name="provision")``).
+Every command prints what it wrote, never a key, secret or PIN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from broker_config import provision
+from broker_config.provision import BrokerAccount, DeviceSpec, ProvisionError
+from broker_config.tls_runner import TlsFiles, prod_values, render_prod_config
+from dispatcher.domain import DeviceKind
+from dispatcher.store.base import DirectoryStore
+
+app = typer.Typer(help="Certificates, device bundles and revocation.", no_args_is_help=True)
+
+T = TypeVar("T")
+
+CaDir = Annotated[
+    Path,
+    typer.Option("--ca-dir", envvar="VIGIE_CA_DIR", help="CA directory (ca.pem, ca.key, crl.pem, issued/)"),
+]
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="SQLite database of the dispatcher [default: from VIGIE_DATABASE_URL]"),
+]
+Days = Annotated[int, typer.Option("--days", min=1, help="Certificate validity in days")]
+CrlDays = Annotated[int, typer.Option("--crl-days", min=1, help="CRL nextUpdate, days from now")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(1)
+
+
+def database_path(db: Path | None) -> Path:
+    """``--db``, else the path in ``VIGIE_DATABASE_URL`` (``sqlite:///rel`` or ``sqlite:////abs``)."""
+    if db is not None:
+        path = db
+    else:
+        url = os.environ.get("VIGIE_DATABASE_URL", "")
+        if not url:
+            raise ProvisionError("give --db PATH or set VIGIE_DATABASE_URL=sqlite:///PATH")
+        if not url.startswith("sqlite:///"):
+            raise ProvisionError(f"provisioning supports SQLite databases only, not {url.split(':', 1)[0]}")
+        path = Path(url.removeprefix("sqlite:///"))
+    # Opening a missing file would silently create an empty directory database.
+    if not path.is_file():
+        raise ProvisionError(f"database {path} does not exist (start the dispatcher or import the directory)")
+    return path
+
+
+def _with_store(db: Path | None, work: Callable[[DirectoryStore], Awaitable[T]]) -> T:
+    from dispatcher.store.sqlite import SqliteStore  # the dispatcher's store, only needed here
+
+    path = database_path(db)
+
+    async def run() -> T:
+        store = await SqliteStore.open(path)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _run(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command("init-ca")
+def init_ca(
+    ca_dir: CaDir = Path("pki"),
+    name: Annotated[str, typer.Option(help="CA common name")] = "Vigie device CA",
+    days: Days = 3650,
+    crl_days: CrlDays = provision.DEFAULT_CRL_DAYS,
+    import_cert: Annotated[Path | None, typer.Option(help="Use this existing CA certificate (PEM)")] = None,
+    import_key: Annotated[Path | None, typer.Option(help="...and its EC private key (PEM)")] = None,
+) -> None:
+    """Create the CA (or import an existing one) and an empty CRL."""
+    ca = _run(
+        lambda: provision.init_ca(
+            ca_dir,
+            name=name,
+            validity_days=days,
+            crl_days=crl_days,
+            import_cert=import_cert,
+            import_key=import_key,
+        )
+    )
+    typer.echo(
+        f"CA {ca.cert.subject.rfc4514_string()} in {ca_dir} (key mode 0600); CRL: {ca_dir / 'crl.pem'}"
+    )
+
+
+@app.command("server-cert")
+def server_cert(
+    host: Annotated[list[str], typer.Option("--host", help="Broker DNS name or IP (repeatable)")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for server.pem, server.key, ca.pem")],
+    ca_dir: CaDir = Path("pki"),
+    days: Days = 825,
+    force: Annotated[bool, typer.Option(help="Replace an existing server certificate")] = False,
+) -> None:
+    """Issue the broker's TLS server certificate."""
+    files = _run(
+        lambda: provision.issue_server_cert(ca_dir, out, hosts=host, validity_days=days, overwrite=force)
+    )
+    typer.echo(f"wrote {files.cert}, {files.key}, {files.ca}")
+
+
+@app.command("dispatcher-cert")
+def dispatcher_cert(
+    out: Annotated[Path, typer.Option("--out", help="Directory for dispatcher.pem, dispatcher.key, ca.pem")],
+    ca_dir: CaDir = Path("pki"),
+    days: Days = 825,
+    force: Annotated[bool, typer.Option(help="Replace an existing dispatcher certificate")] = False,
+) -> None:
+    """Issue the dispatcher's client certificate (CN vigie-dispatcher)."""
+    files = _run(lambda: provision.issue_dispatcher_cert(ca_dir, out, validity_days=days, overwrite=force))
+    typer.echo(f"wrote {files.cert}, {files.key}, {files.ca}")
+
+
+@app.command("device")
+def device(
+    device_id: Annotated[str, typer.Argument(help="Device id, [a-z0-9-]")],
+    kind: Annotated[DeviceKind, typer.Option("--kind", help="button, pocket or bracelet")],
+    broker_host: Annotated[str, typer.Option("--broker-host", help="Host name the device connects to")],
+    out: Annotated[Path, typer.Option("--out", help="Bundle directory to create (must not exist)")],
+    broker_port: Annotated[int, typer.Option("--broker-port")] = 8883,
+    practitioner: Annotated[str | None, typer.Option("--practitioner", help="Practitioner id")] = None,
+    site: Annotated[str | None, typer.Option("--site", help="Site id")] = None,
+    label: Annotated[str, typer.Option(help="Free text shown to operators")] = "",
+    cancel_pin: Annotated[
+        str | None,
+        typer.Option(envvar="VIGIE_CANCEL_PIN", help="Cancel PIN written to device.toml (else left empty)"),
+    ] = None,
+    gnss: Annotated[bool, typer.Option("--gnss/--no-gnss", help="The device has its own GNSS")] = False,
+    state_dir: Annotated[str, typer.Option(help="State directory on the device")] = "/var/lib/vigie-device",
+    days: Days = provision.DEFAULT_DEVICE_DAYS,
+    ca_dir: CaDir = Path("pki"),
+    db: DbOption = None,
+) -> None:
+    """Issue a device's certificate and secrets, write its bundle, register it."""
+    spec = DeviceSpec(
+        id=device_id,
+        kind=kind,
+        broker_host=broker_host,
+        broker_port=broker_port,
+        practitioner_id=practitioner,
+        site_id=site,
+        label=label,
+        cancel_pin=cancel_pin,
+        gnss=gnss,
+        state_dir=state_dir,
+        validity_days=days,
+    )
+    _run(lambda: provision.validate_spec(spec))
+    bundle = _run(lambda: _with_store(db, lambda store: provision.provision_device(store, ca_dir, spec, out)))
+    typer.echo(
+        f"device {device_id} registered; bundle {bundle}: device.toml, device.pem/.key, hmac.key, ca.pem"
+    )
+    if cancel_pin is None:
+        typer.secho("warning: [cancel] pin is empty in device.toml: set it before deployment", err=True)
+
+
+@app.command("revoke")
+def revoke(
+    device_id: Annotated[str, typer.Argument(help="Device id")],
+    ca_dir: CaDir = Path("pki"),
+    db: DbOption = None,
+    crl_days: CrlDays = provision.DEFAULT_CRL_DAYS,
+) -> None:
+    """Add the device's certificates to the CRL and mark it revoked in the store."""
+    done = _run(
+        lambda: _with_store(db, lambda store: provision.revoke(store, ca_dir, device_id, crl_days=crl_days))
+    )
+    serials = ", ".join(f"{s:x}" for s in done.serials) or "none found"
+    typer.echo(f"revoked {device_id}: certificate serial(s) {serials}; store updated: {done.in_store}")
+    typer.echo(
+        "next: reload the broker (systemctl reload mosquitto), then `vigie provision evict` the device"
+    )
+
+
+@app.command("evict")
+def evict(
+    device_id: Annotated[str, typer.Argument(help="Device id (= its MQTT client id)")],
+    username: Annotated[str, typer.Option(help="Loopback broker account")] = "vigie-monitor",
+    password: Annotated[
+        str, typer.Option(envvar="VIGIE_BROKER_PASSWORD", prompt=True, hide_input=True, help="Its password")
+    ] = "",
+    host: Annotated[str, typer.Option(help="Loopback listener host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Loopback listener port")] = 1883,
+) -> None:
+    """Cut a device's live broker connection and drop its session (after revoke + reload)."""
+    _run(lambda: provision.evict(BrokerAccount(host, port, username, password), device_id))
+    typer.echo(f"evicted {device_id}'s connection and session")
+
+
+@app.command("refresh-crl")
+def refresh_crl(ca_dir: CaDir = Path("pki"), crl_days: CrlDays = provision.DEFAULT_CRL_DAYS) -> None:
+    """Re-sign the CRL with a new nextUpdate (the broker refuses everyone once it passes)."""
+    next_update = _run(lambda: provision.refresh_crl(ca_dir, crl_days=crl_days))
+    typer.echo(f"CRL valid until {next_update:%Y-%m-%d %H:%M} UTC; reload the broker to use it")
+
+
+@app.command("list")
+def list_devices(ca_dir: CaDir = Path("pki"), db: DbOption = None) -> None:
+    """Devices, their binding and state, and their certificate (no secrets)."""
+    ca: Path | None = ca_dir if ca_dir.is_dir() else None
+    rows = _run(lambda: _with_store(db, lambda store: provision.list_devices(store, ca)))
+    typer.echo(f"{'ID':24} {'KIND':9} {'STATE':8} {'PRACTITIONER':16} {'SITE':16} {'CERT EXPIRES':12} CRL")
+    for r in rows:
+        expires = f"{r.cert_expires:%Y-%m-%d}" if r.cert_expires else "-"
+        typer.echo(
+            f"{r.id:24} {r.kind:9} {r.state:8} {r.practitioner_id or '-':16} {r.site_id or '-':16} "
+            f"{expires:12} {'revoked' if r.in_crl else '-'}"
+        )
+
+
+@app.command("broker-config")
+def broker_config(
+    out: Annotated[Path, typer.Option("--out", help="mosquitto.conf to write")],
+    cafile: Annotated[Path, typer.Option(help="CA certificate")],
+    certfile: Annotated[Path, typer.Option(help="Broker certificate (server.pem)")],
+    keyfile: Annotated[Path, typer.Option(help="Broker key (server.key)")],
+    crlfile: Annotated[Path, typer.Option(help="CRL (crl.pem)")],
+    password_file: Annotated[Path, typer.Option(help="Password file of the loopback accounts")],
+    acl_file: Annotated[Path | None, typer.Option(help="ACL file [default: the shipped one]")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Persistence directory")] = Path("/var/lib/mosquitto"),
+    tls_port: Annotated[int, typer.Option()] = 8883,
+    bind: Annotated[str, typer.Option(help="Address of the TLS listener")] = "0.0.0.0",
+    local_port: Annotated[int, typer.Option(help="Loopback listener port")] = 1883,
+    run_as: Annotated[str, typer.Option(help="User Mosquitto runs as")] = "mosquitto",
+) -> None:
+    """Render broker_config/prod/mosquitto.conf for this server."""
+    values = prod_values(
+        files=TlsFiles(cafile, certfile, keyfile, crlfile),
+        data_dir=data_dir,
+        password_file=password_file,
+        acl_file=acl_file,
+        tls_port=tls_port,
+        tls_bind=bind,
+        local_port=local_port,
+        run_as=run_as,
+    )
+    out.write_text(render_prod_config(values))
+    typer.echo(f"wrote {out}")

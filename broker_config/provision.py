@@ -1,0 +1,491 @@
+"""Provisioning: the CA, broker and dispatcher certificates, device bundles, revocation.
+
+The functions here do the work and raise :class:`ProvisionError` with a
+message meant for the installer; :mod:`broker_config.cli` only parses
+arguments and prints. A device is provisioned all-or-nothing: every check
+(store lookups included) runs before anything is written, the bundle is
+built in a temporary directory renamed into place, and the store row is
+added last, the bundle being removed again if that fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import tomli_w
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from broker_config import pki
+from broker_config.pki import CaPaths, CertificateAuthority, PkiError, Validity
+from dispatcher.domain import Device, DeviceKind, Practitioner
+from dispatcher.store.base import DirectoryStore, NotFound, StoreError
+from protocol.topics import TopicError, check_id
+
+DISPATCHER_CN = "vigie-dispatcher"
+# Ids under this prefix are infrastructure accounts (dispatcher, monitoring):
+# a device with such a CN would inherit their ACL rights.
+RESERVED_PREFIX = "vigie-"
+DEFAULT_CRL_DAYS = 365
+DEFAULT_DEVICE_DAYS = 825
+CANCEL_PIN_PLACEHOLDER = ""
+
+
+class ProvisionError(RuntimeError):
+    """A provisioning request that cannot be carried out; nothing was written."""
+
+
+# --------------------------------------------------------------------------- CA & infrastructure
+
+
+def init_ca(
+    ca_dir: Path,
+    *,
+    name: str = "Vigie device CA",
+    validity_days: int = 3650,
+    crl_days: int = DEFAULT_CRL_DAYS,
+    import_cert: Path | None = None,
+    import_key: Path | None = None,
+) -> CertificateAuthority:
+    """Create a CA directory (or import an existing CA) with an empty CRL.
+
+    Refuses to overwrite an existing CA: every certificate in the field
+    depends on it.
+    """
+    paths = CaPaths(ca_dir)
+    if paths.key.exists() or paths.cert.exists():
+        raise ProvisionError(f"a CA already exists in {ca_dir}; refusing to overwrite it")
+    if (import_cert is None) != (import_key is None):
+        raise ProvisionError("--import-cert and --import-key go together")
+    try:
+        if import_cert is not None and import_key is not None:
+            ca = CertificateAuthority.from_pem(import_cert.read_bytes(), import_key.read_bytes())
+        else:
+            ca = CertificateAuthority.create(name, validity_days)
+        pki.save_ca(paths, ca, next_update_days=crl_days)
+    except (OSError, PkiError) as exc:
+        raise ProvisionError(f"cannot create the CA: {exc}") from None
+    return ca
+
+
+def _load_ca(ca_dir: Path) -> CertificateAuthority:
+    paths = CaPaths(ca_dir)
+    try:
+        ca = pki.load_ca(paths)
+        pki.load_crl(paths)  # a CA without a readable CRL cannot revoke anything
+    except PkiError as exc:
+        raise ProvisionError(str(exc)) from None
+    return ca
+
+
+@dataclass(frozen=True)
+class IssuedFiles:
+    """Where an issued certificate, its key and the CA certificate were written."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def _write_identity(
+    out_dir: Path, stem: str, ca: CertificateAuthority, cert: Any, key: Any, *, overwrite: bool
+) -> IssuedFiles:
+    files = IssuedFiles(out_dir / f"{stem}.pem", out_dir / f"{stem}.key", out_dir / "ca.pem")
+    if not overwrite and (files.cert.exists() or files.key.exists()):
+        raise ProvisionError(f"{files.cert} or {files.key} already exists (use --force to replace)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pki.write_secret(files.key, pki.key_pem(key))
+    pki.write_public(files.cert, pki.cert_pem(cert))
+    pki.write_public(files.ca, pki.cert_pem(ca.cert))
+    return files
+
+
+def issue_server_cert(
+    ca_dir: Path, out_dir: Path, *, hosts: Sequence[str], validity_days: int = 825, overwrite: bool = False
+) -> IssuedFiles:
+    """Issue the broker's certificate for ``hosts`` (DNS names and/or IPs) into ``out_dir``."""
+    if not hosts:
+        raise ProvisionError("give at least one --host the devices use to reach the broker")
+    ca = _load_ca(ca_dir)
+    dns, ips = pki.split_hosts(hosts)
+    try:
+        cert, key = ca.issue(
+            hosts[0], validity=Validity.days(validity_days), client=False, dns_names=dns, ip_addresses=ips
+        )
+    except PkiError as exc:
+        raise ProvisionError(str(exc)) from None
+    return _write_identity(out_dir, "server", ca, cert, key, overwrite=overwrite)
+
+
+def issue_dispatcher_cert(
+    ca_dir: Path, out_dir: Path, *, validity_days: int = 825, overwrite: bool = False
+) -> IssuedFiles:
+    """Issue the dispatcher's client certificate (CN ``vigie-dispatcher``) into ``out_dir``."""
+    ca = _load_ca(ca_dir)
+    try:
+        cert, key = ca.issue(DISPATCHER_CN, validity=Validity.days(validity_days), client=True)
+    except PkiError as exc:
+        raise ProvisionError(str(exc)) from None
+    files = _write_identity(out_dir, "dispatcher", ca, cert, key, overwrite=overwrite)
+    _record_issued(CaPaths(ca_dir), DISPATCHER_CN, cert)
+    return files
+
+
+def _record_issued(paths: CaPaths, cn: str, cert: Any) -> Path:
+    folder = paths.issued / cn
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{cert.serial_number:x}.pem"
+    pki.write_public(path, pki.cert_pem(cert))
+    return path
+
+
+def issued_certs(ca_dir: Path, cn: str) -> list[Any]:
+    """Every certificate this CA issued to ``cn`` (oldest first)."""
+    folder = CaPaths(ca_dir).issued / cn
+    if not folder.is_dir():
+        return []
+    certs = [pki.load_cert(p) for p in sorted(folder.glob("*.pem"))]
+    return sorted(certs, key=lambda c: c.not_valid_before_utc)
+
+
+def refresh_crl(ca_dir: Path, *, crl_days: int = DEFAULT_CRL_DAYS) -> dt.datetime:
+    """Re-sign the CRL with a new nextUpdate; returns it. Run well before it passes."""
+    ca = _load_ca(ca_dir)
+    crl = pki.reissue_crl(CaPaths(ca_dir), ca, [], next_update_days=crl_days)
+    next_update = crl.next_update_utc
+    assert next_update is not None  # we always set it
+    return next_update
+
+
+# --------------------------------------------------------------------------- device bundle
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """Everything ``vigie provision device`` is asked to create."""
+
+    id: str
+    kind: DeviceKind
+    broker_host: str
+    broker_port: int = 8883
+    practitioner_id: str | None = None
+    site_id: str | None = None
+    label: str = ""
+    cancel_pin: str | None = None
+    gnss: bool = False
+    state_dir: str = "/var/lib/vigie-device"
+    keepalive_s: int = 30
+    heartbeat_interval_s: int = 30
+    validity_days: int = DEFAULT_DEVICE_DAYS
+    # Test hook: a validity in the past issues an already-expired certificate.
+    validity: Validity | None = field(default=None, compare=False)
+
+    def device(self) -> Device:
+        """The store record this spec registers."""
+        return Device(
+            id=self.id,
+            kind=self.kind,
+            label=self.label,
+            practitioner_id=self.practitioner_id,
+            site_id=self.site_id,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+        )
+
+
+def device_config(spec: DeviceSpec) -> dict[str, Any]:
+    """The ``device.toml`` document of a bundle (schema shared with the device client)."""
+    return {
+        "device": {
+            "id": spec.id,
+            "kind": spec.kind.value,
+            "hmac_key_file": "hmac.key",
+            "state_dir": spec.state_dir,
+        },
+        "mqtt": {
+            "host": spec.broker_host,
+            "port": spec.broker_port,
+            "keepalive_s": spec.keepalive_s,
+            "heartbeat_interval_s": spec.heartbeat_interval_s,
+            "ca_file": "ca.pem",
+            "cert_file": "device.pem",
+            "key_file": "device.key",
+        },
+        "gpio": {"button_pin": 17, "feedback_pin": 27, "feedback": "vibration", "pull_up": True},
+        "gestures": {
+            "hold_s": 2.0,
+            "presses": 3,
+            "within_s": 2.0,
+            "cancel_presses": 5,
+            "cancel_within_s": 3.0,
+        },
+        "cancel": {"pin": spec.cancel_pin if spec.cancel_pin is not None else CANCEL_PIN_PLACEHOLDER},
+        "gnss": {"enabled": spec.gnss, "gpsd_host": "127.0.0.1", "gpsd_port": 2947, "max_fix_age_s": 30},
+    }
+
+
+def validate_spec(spec: DeviceSpec) -> None:
+    """Checks that need no I/O: id syntax, reserved names, bindings, PIN, port."""
+    try:
+        check_id(spec.id, "device id")
+    except TopicError as exc:
+        raise ProvisionError(str(exc)) from None
+    if spec.id.startswith(RESERVED_PREFIX):
+        raise ProvisionError(f"device ids starting with {RESERVED_PREFIX!r} are reserved for infrastructure")
+    if spec.practitioner_id is None and spec.site_id is None:
+        raise ProvisionError("a device must be bound to a --practitioner, a --site, or both")
+    if spec.cancel_pin is not None and not (spec.cancel_pin.isdigit() and 4 <= len(spec.cancel_pin) <= 8):
+        raise ProvisionError("the cancel PIN must be 4 to 8 digits")
+    if not 1 <= spec.broker_port <= 65535:
+        raise ProvisionError(f"invalid broker port {spec.broker_port}")
+    if not spec.broker_host:
+        raise ProvisionError("--broker-host is required")
+
+
+async def _check_store(store: DirectoryStore, spec: DeviceSpec) -> None:
+    try:
+        await store.get_device(spec.id)
+    except NotFound:
+        pass
+    else:
+        raise ProvisionError(f"device {spec.id!r} is already registered (revoked ids are never reused)")
+    practitioner = None
+    if spec.practitioner_id is not None:
+        practitioner = await _lookup(store.get_practitioner, spec.practitioner_id, "practitioner")
+    if spec.site_id is not None:
+        await _lookup(store.get_site, spec.site_id, "site")
+    if practitioner is not None and spec.cancel_pin is not None:
+        _check_pin(practitioner, spec.cancel_pin)
+
+
+async def _lookup(getter: Any, record_id: str, what: str) -> Any:
+    try:
+        return await getter(record_id)
+    except NotFound:
+        raise ProvisionError(f"unknown {what} {record_id!r}: register it in the directory first") from None
+    except StoreError as exc:
+        raise ProvisionError(f"cannot read the store: {exc}") from None
+
+
+def _check_pin(practitioner: Practitioner, pin: str) -> None:
+    # A device whose PIN differs from the registered one would send cancels the
+    # dispatcher refuses (or, worse, mistakes for the duress PIN).
+    if practitioner.duress_pin_hash and _pin_matches(practitioner.duress_pin_hash, pin):
+        raise ProvisionError("this is the practitioner's duress PIN, not the cancel PIN")
+    if practitioner.cancel_pin_hash and not _pin_matches(practitioner.cancel_pin_hash, pin):
+        raise ProvisionError(f"the cancel PIN does not match the one registered for {practitioner.id!r}")
+
+
+def _pin_matches(hashed: str, pin: str) -> bool:
+    try:
+        return PasswordHasher().verify(hashed, pin)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ProvisionError(f"{out} already exists and is not an empty directory")
+    if not out.parent.is_dir():
+        raise ProvisionError(f"parent directory {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise ProvisionError(f"cannot write in {out.parent}")
+
+
+def _build_bundle(out: Path, spec: DeviceSpec, ca: CertificateAuthority, hmac_key: bytes) -> Any:
+    """Write the bundle into a temp dir next to ``out`` and rename it; returns the certificate."""
+    validity = spec.validity or Validity.days(spec.validity_days)
+    cert, key = ca.issue(spec.id, validity=validity, client=True)
+    # mkdtemp gives 0700: the bundle holds the device's private key and HMAC secret.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        pki.write_secret(tmp / "device.key", pki.key_pem(key))
+        pki.write_secret(tmp / "hmac.key", pki.hmac_key_file_bytes(hmac_key))
+        pki.write_public(tmp / "device.pem", pki.cert_pem(cert))
+        pki.write_public(tmp / "ca.pem", pki.cert_pem(ca.cert))
+        pki.write_public(tmp / "device.toml", tomli_w.dumps(device_config(spec)).encode())
+        if out.exists():
+            out.rmdir()  # checked empty beforehand; rename cannot replace it portably
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return cert
+
+
+async def provision_device(store: DirectoryStore, ca_dir: Path, spec: DeviceSpec, out: Path) -> Path:
+    """Create the bundle ``out`` for ``spec`` and register the device; all or nothing.
+
+    Returns the bundle directory. Raises :class:`ProvisionError`, in which case
+    neither the bundle, nor the CA's record of the certificate, nor a store
+    row exists afterwards.
+    """
+    validate_spec(spec)
+    ca = _load_ca(ca_dir)
+    _check_out_dir(out)
+    await _check_store(store, spec)
+    if issued_certs(ca_dir, spec.id):
+        raise ProvisionError(f"the CA already issued a certificate to {spec.id!r}; ids are never reused")
+    hmac_key = pki.new_hmac_key()
+    try:
+        cert = _build_bundle(out, spec, ca, hmac_key)
+    except (OSError, PkiError) as exc:
+        raise ProvisionError(f"cannot write the bundle: {exc}") from None
+    record = _record_issued(CaPaths(ca_dir), spec.id, cert)
+    try:
+        await store.add_device(spec.device(), hmac_key)
+    except BaseException as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        record.unlink(missing_ok=True)
+        _rmdir_quietly(record.parent)
+        if isinstance(exc, StoreError):
+            raise ProvisionError(f"cannot register {spec.id!r} in the store: {exc}") from None
+        raise
+    return out
+
+
+def _rmdir_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty: other certificates of this CN remain
+        path.rmdir()
+
+
+# --------------------------------------------------------------------------- revocation
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """What ``revoke`` did."""
+
+    device_id: str
+    serials: list[int]
+    in_store: bool
+
+
+async def revoke(
+    store: DirectoryStore, ca_dir: Path, device_id: str, *, crl_days: int = DEFAULT_CRL_DAYS
+) -> Revocation:
+    """Add every certificate of ``device_id`` to the CRL, then mark it revoked in the store.
+
+    The CRL goes first: if the store write fails the device is already locked
+    out of the broker, the safe side. Running it again is harmless.
+    Afterwards the broker must re-read the CRL (SIGHUP) and the device's live
+    connection must be cut (:func:`evict`): see docs/provisioning.md.
+    """
+    if device_id == DISPATCHER_CN or device_id.startswith(RESERVED_PREFIX):
+        raise ProvisionError("infrastructure certificates are not revoked with this command")
+    ca = _load_ca(ca_dir)
+    serials = [c.serial_number for c in issued_certs(ca_dir, device_id)]
+    in_store = True
+    try:
+        await store.get_device(device_id)
+    except NotFound:
+        in_store = False
+    if not serials and not in_store:
+        raise ProvisionError(f"unknown device {device_id!r}")
+    if serials:
+        pki.reissue_crl(CaPaths(ca_dir), ca, serials, next_update_days=crl_days)
+    if in_store:
+        try:
+            await store.revoke_device(device_id)
+        except StoreError as exc:
+            raise ProvisionError(f"CRL updated, but the store refused the revocation: {exc}") from None
+    return Revocation(device_id, serials, in_store)
+
+
+@dataclass(frozen=True)
+class BrokerAccount:
+    """A password account on the broker's loopback listener."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+def evict(account: BrokerAccount, client_id: str, timeout: float = 10.0) -> None:
+    """Cut the live connection of ``client_id`` and drop its session.
+
+    Mosquitto closes an existing connection when another client connects with
+    the same client id; connecting with clean start and no session expiry
+    then discards the session. On the TLS listener the client id of a device
+    is forced to its certificate CN (use_username_as_clientid), so the device
+    id is its client id. Its reconnection then fails the TLS handshake if the
+    broker has re-read the CRL.
+    """
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(account.username, account.password)
+    done = threading.Event()
+    result: list[Any] = []
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        result.append(rc)
+        done.set()
+
+    client.on_connect = on_connect
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    try:
+        client.connect(account.host, account.port, clean_start=True, properties=props)
+    except OSError as exc:
+        raise ProvisionError(f"cannot reach the broker at {account.host}:{account.port}: {exc}") from None
+    client.loop_start()
+    try:
+        if not done.wait(timeout):
+            raise ProvisionError("the broker did not answer the eviction connection")
+        if result[0].is_failure:
+            raise ProvisionError(f"the broker refused the eviction connection: {result[0]}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+# --------------------------------------------------------------------------- listing
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """One line of ``vigie provision list`` (never a secret)."""
+
+    id: str
+    kind: str
+    state: str
+    practitioner_id: str | None
+    site_id: str | None
+    cert_serial: str | None
+    cert_expires: dt.datetime | None
+    in_crl: bool
+
+
+async def list_devices(store: DirectoryStore, ca_dir: Path | None) -> list[DeviceRow]:
+    """Devices of the store with their certificate state from the CA directory."""
+    revoked: set[int] = set()
+    if ca_dir is not None and CaPaths(ca_dir).crl.exists():
+        revoked = {r.serial_number for r in pki.load_crl(CaPaths(ca_dir))}
+    rows = []
+    for device in sorted(await store.list_devices(), key=lambda d: d.id):
+        certs = issued_certs(ca_dir, device.id) if ca_dir is not None else []
+        last = certs[-1] if certs else None
+        rows.append(
+            DeviceRow(
+                id=device.id,
+                kind=device.kind.value,
+                state=device.state.value,
+                practitioner_id=device.practitioner_id,
+                site_id=device.site_id,
+                cert_serial=f"{last.serial_number:x}" if last else None,
+                cert_expires=last.not_valid_after_utc if last else None,
+                in_crl=bool(last and last.serial_number in revoked),
+            )
+        )
+    return rows

@@ -1,0 +1,571 @@
+"""The orchestrator: gestures in, durable signed uplinks out, downlinks turned into vibrations.
+
+Threads: gpiozero (button edges), the hold timer, paho's network thread, the
+feedback worker and the gpsd reader only *report* to this client's own logic
+thread through a queue. That single thread owns every decision, so the
+outbox, the signing and the sequence counter are never raced and paho's
+callback thread never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Literal
+
+from gpiozero.pins import Factory
+
+from device.config import DeviceConfig
+from device.feedback import Feedback, Pattern, PulseTiming
+from device.gestures import GestureKind, GestureRecogniser, Recognised
+from device.gnss import GpsdClient
+from device.inputs import ButtonInput
+from device.link import Backoff, Connected, Disconnected, DownlinkReceived, LinkEvent, MqttLink
+from device.queue import NewItem, Outbox, OutboxError, OutboxItem
+from protocol.codec import Rejected, decode_downlink, encode_uplink, new_event_id
+from protocol.messages import Downlink, Location
+from protocol.replay import ALERT_TIME_WINDOW
+from protocol.topics import QOS, UplinkKind, uplink_topic
+
+log = logging.getLogger(__name__)
+
+RECENT_MS = ALERT_TIME_WINDOW.max_age_ms  # how long an alert stays "ours" for downlinks and cancels
+PURGE_INTERVAL_S = 3600.0
+SignedKind = Literal["alert", "test", "cancel"]
+
+
+def firmware_version() -> str:
+    """Reported in heartbeats."""
+    try:
+        return f"vigie-device/{metadata.version('vigie')}"
+    except metadata.PackageNotFoundError:
+        return "vigie-device/dev"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReading:
+    """Battery and radio level; None when the hardware cannot tell."""
+
+    battery_pct: int | None = None
+    signal_dbm: int | None = None
+
+
+HealthProbe = Callable[[], HealthReading]
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters for logs, diagnostics and tests."""
+
+    alerts: int = 0
+    tests: int = 0
+    cancels: int = 0
+    published: int = 0
+    heartbeats: int = 0
+    connects: int = 0
+    downlinks_applied: int = 0
+    downlinks_rejected: int = 0
+    downlinks_ignored: int = 0
+    storage_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    kind: SignedKind
+    ts_ms: int
+    gesture: str = "keyboard"
+    duress: bool = False
+
+
+class _Stop:
+    pass
+
+
+_Event = _Request | LinkEvent | _Stop
+
+
+@dataclass(slots=True)
+class _Timers:
+    heartbeat_at: float = 0.0
+    resend_at: float = 0.0
+    purge_at: float = 0.0
+    last_sent: dict[str, float] = field(default_factory=dict)
+
+
+class DeviceClient:
+    """A running device. Build it, :meth:`start` it, :meth:`stop` it.
+
+    ``pin_factory`` is handed to gpiozero (a ``MockFactory`` in tests and in
+    ``--simulate``); the other keyword options exist so tests and the
+    simulator can shorten delays.
+    """
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        *,
+        key: bytes,
+        password: str | None = None,
+        pin_factory: Factory | None = None,
+        pulse_timing: PulseTiming | None = None,
+        resend_interval_s: float = 10.0,
+        backoff: Backoff | None = None,
+        health: HealthProbe = HealthReading,
+        wall_clock: Callable[[], float] = time.time,
+        gesture_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.device_id = config.device.id
+        self._key = key
+        self._resend_interval_s = resend_interval_s
+        self._health = health
+        self._wall_clock = wall_clock
+        self._started_at = time.monotonic()
+        self._events: queue.Queue[_Event] = queue.Queue()
+        self._stats = ClientStats()
+        self._stats_changed = threading.Condition()
+        self._timers = _Timers()
+        self._volatile: dict[str, OutboxItem] = {}  # only when the disk failed us
+        self._feedback_given: set[tuple[str, str]] = set()
+        self._thread = threading.Thread(target=self._run, name="vigie-client", daemon=True)
+        self.outbox = self._open_outbox()
+        self._seq_floor = self._initial_seq_floor()
+        self.feedback = Feedback.on_pin(
+            config.gpio.feedback_pin, kind=config.gpio.feedback, pin_factory=pin_factory, timing=pulse_timing
+        )
+        self.button = ButtonInput.on_pin(
+            config.gpio.button_pin,
+            GestureRecogniser(config.gestures.timing()),
+            self._on_gesture,
+            pull_up=config.gpio.pull_up,
+            pin_factory=pin_factory,
+            clock=gesture_clock,
+        )
+        self.link = MqttLink(
+            device_id=self.device_id,
+            settings=config.mqtt,
+            username=config.username,
+            password=password,
+            on_event=self._events.put,
+            backoff=backoff,
+        )
+        self.gnss = self._build_gnss()
+        if config.cancel.duress_pin is None:
+            log.warning("no cancel.duress_pin configured: the duress-cancel gesture will be ignored")
+
+    # ---- construction helpers -------------------------------------------------------------
+
+    def _open_outbox(self) -> Outbox | None:
+        try:
+            return Outbox.open(self.config.device.state_dir)
+        except OutboxError as exc:
+            log.critical("DURABLE STORAGE UNAVAILABLE, alerts will only live in memory: %s", exc)
+            return None
+
+    def _initial_seq_floor(self) -> int:
+        if self.outbox is not None:
+            try:
+                last = self.outbox.last_seq()
+                return -1 if last is None else last
+            except OutboxError as exc:
+                log.critical("cannot read the sequence counter: %s", exc)
+        # Without the stored counter, millisecond time is the only value sure to be above it.
+        return int(self._wall_clock() * 1000)
+
+    def _build_gnss(self) -> GpsdClient | None:
+        gnss = self.config.gnss
+        if not gnss.enabled:
+            return None
+        return GpsdClient(host=gnss.gpsd_host, port=gnss.gpsd_port, max_fix_age_s=gnss.max_fix_age_s)
+
+    # ---- public, thread-safe API ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the logic thread, the MQTT link and the GNSS reader."""
+        self._thread.start()
+        if self.gnss is not None:
+            self.gnss.start()
+        self.link.start()
+
+    def stop(self) -> None:
+        """Stop everything; undelivered alerts stay in the outbox for the next start."""
+        self._events.put(_Stop())
+        self._thread.join(timeout=10)
+        self.link.stop()
+        self.button.close()
+        self.feedback.close()
+        if self.gnss is not None:
+            self.gnss.stop()
+        if self.outbox is not None:
+            self.outbox.close()
+
+    def request_alert(self, gesture: str = "keyboard") -> None:
+        """Raise an alert as if the button gesture ``gesture`` had been made."""
+        self._events.put(_Request("alert", self._now_ms(), gesture=gesture))
+
+    def request_test(self) -> None:
+        """Send a test alert (exercises the chain, reaches no responder)."""
+        self._events.put(_Request("test", self._now_ms()))
+
+    def request_cancel(self, *, duress: bool = False) -> None:
+        """Cancel the most recent active alert, with the duress PIN if ``duress``."""
+        self._events.put(_Request("cancel", self._now_ms(), duress=duress))
+
+    def stats(self) -> ClientStats:
+        """A snapshot of the counters."""
+        with self._stats_changed:
+            return dataclasses.replace(self._stats)
+
+    def wait_for(self, predicate: Callable[[ClientStats], bool], timeout: float) -> bool:
+        """Block until ``predicate(stats)`` holds; False on timeout."""
+        with self._stats_changed:
+            return self._stats_changed.wait_for(lambda: predicate(self._stats), timeout)
+
+    def pending(self) -> list[OutboxItem]:
+        """Uplinks not yet confirmed by the dispatcher, oldest first."""
+        stored: list[OutboxItem] = []
+        if self.outbox is not None:
+            try:
+                stored = self.outbox.pending()
+            except OutboxError as exc:
+                log.error("cannot read the outbox: %s", exc)
+        volatile = [item for item in list(self._volatile.values()) if not item.delivered]
+        return sorted(stored + volatile, key=lambda item: item.created_ms)
+
+    # ---- event intake (other threads) -----------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def _on_gesture(self, gesture: Recognised) -> None:
+        now_ms = self._now_ms()
+        if gesture.kind.is_alert:
+            self._events.put(_Request("alert", now_ms, gesture=gesture.kind.value))
+        else:
+            duress = gesture.kind is GestureKind.DURESS_CANCEL
+            self._events.put(_Request("cancel", now_ms, duress=duress))
+
+    def _count(self, **increments: int) -> None:
+        with self._stats_changed:
+            for name, value in increments.items():
+                setattr(self._stats, name, getattr(self._stats, name) + value)
+            self._stats_changed.notify_all()
+
+    # ---- logic thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._sync_gesture_state()
+        while True:
+            try:
+                event = self._events.get(timeout=self._seconds_to_next_timer())
+            except queue.Empty:
+                event = None
+            if isinstance(event, _Stop):
+                return
+            try:
+                if event is not None:
+                    self._handle(event)
+                self._run_due_timers()
+            except Exception:  # the client must outlive any single bad event
+                log.exception("error while handling %r", event)
+
+    def _handle(self, event: _Request | LinkEvent) -> None:
+        if isinstance(event, _Request):
+            self._handle_request(event)
+        elif isinstance(event, Connected):
+            self._count(connects=1)
+            self._timers.heartbeat_at = 0.0  # say hello right away
+            self._resend(force=True)
+        elif isinstance(event, Disconnected):
+            log.info("link down (%s); alerts are kept and re-sent on reconnection", event.reason)
+        elif isinstance(event, DownlinkReceived):
+            self._handle_downlink(event.payload)
+
+    def _handle_request(self, request: _Request) -> None:
+        if request.kind == "cancel":
+            self._cancel(request)
+        else:
+            self._raise(request)
+        self._sync_gesture_state()
+
+    def _seconds_to_next_timer(self) -> float:
+        now = time.monotonic()
+        due = min(self._timers.heartbeat_at, self._timers.resend_at, self._timers.purge_at)
+        return max(0.0, min(due - now, 1.0))
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        if now >= self._timers.resend_at:
+            self._timers.resend_at = now + min(self._resend_interval_s, 1.0)
+            self._resend(force=False)
+        if now >= self._timers.heartbeat_at and self.link.is_connected:
+            self._timers.heartbeat_at = now + self.config.mqtt.heartbeat_interval_s
+            self._send_heartbeat()
+        if now >= self._timers.purge_at:
+            self._timers.purge_at = now + PURGE_INTERVAL_S
+            self._purge()
+
+    # ---- raising, storing and sending -----------------------------------------------------
+
+    def _location(self) -> Location | None:
+        return self.gnss.latest() if self.gnss is not None else None
+
+    def _raise(self, request: _Request) -> None:
+        kind: Literal["alert", "test"] = "alert" if request.kind == "alert" else "test"
+        location = self._location()
+
+        def build(seq: int) -> NewItem:
+            message, payload = encode_uplink(
+                kind=kind,
+                device_id=self.device_id,
+                event_id=new_event_id(),
+                seq=seq,
+                ts_ms=request.ts_ms,
+                key=self._key,
+                location=location,
+                gesture=request.gesture,
+            )
+            return NewItem(message.id, uplink_topic(self.device_id, UplinkKind(kind)), payload)
+
+        item = self._store(kind, build, request.ts_ms)
+        log.info(
+            "%s %s stored (seq %d, gesture %s, position %s)",
+            kind,
+            item.event_id,
+            item.seq,
+            request.gesture,
+            "yes" if location else "no",
+        )
+        self._count(**{"alerts" if kind == "alert" else "tests": 1})
+        self._send(item)
+
+    def _cancel(self, request: _Request) -> None:
+        target = self._latest_active_alert()
+        if target is None:
+            log.warning("cancel gesture ignored: no active alert")
+            return
+        pin = self.config.cancel.duress_pin if request.duress else self.config.cancel.pin
+        if pin is None:
+            log.warning("duress-cancel gesture ignored: no cancel.duress_pin configured")
+            return
+
+        def build(seq: int) -> NewItem:
+            message, payload = encode_uplink(
+                kind="cancel",
+                device_id=self.device_id,
+                event_id=new_event_id(),
+                seq=seq,
+                ts_ms=request.ts_ms,
+                key=self._key,
+                alert_id=target.event_id,
+                pin=pin,
+            )
+            topic = uplink_topic(self.device_id, UplinkKind.CANCEL)
+            return NewItem(message.id, topic, payload, ref=target.event_id)
+
+        item = self._store("cancel", build, request.ts_ms)
+        # Closed only after the cancel is stored: a crash in between leaves the alert cancellable.
+        self._close(target.event_id)
+        log.info("cancel %s stored for alert %s", item.event_id, target.event_id)
+        self._count(cancels=1)
+        self._send(item)
+
+    def _store(self, kind: SignedKind, build: Callable[[int], NewItem], ts_ms: int) -> OutboxItem:
+        """Commit first; if the disk fails, keep the message in memory and say so loudly."""
+        if self.outbox is not None:
+            try:
+                item = self.outbox.enqueue(kind, build, now_ms=ts_ms, seq_at_least=self._seq_floor + 1)
+                self._seq_floor = item.seq
+                return item
+            except OutboxError as exc:
+                error: object = exc
+        else:
+            error = "no durable storage"
+        self._seq_floor += 1
+        new = build(self._seq_floor)
+        item = OutboxItem(new.event_id, kind, self._seq_floor, new.topic, new.payload, ts_ms, new.ref)
+        self._volatile[item.event_id] = item
+        self._count(storage_failures=1)
+        log.critical(
+            "%s %s NOT STORED DURABLY (%s): sending it anyway; it is lost if the device restarts",
+            kind.upper(),
+            item.event_id,
+            error,
+        )
+        return item
+
+    def _send(self, item: OutboxItem) -> None:
+        if not self.link.is_connected:
+            log.info("%s %s waits for the broker", item.kind, item.event_id)
+            return
+        if self.link.publish(item.topic, item.payload, qos=QOS[item.kind].qos):
+            self._timers.last_sent[item.event_id] = time.monotonic()
+            self._count(published=1)
+
+    def _resend(self, *, force: bool) -> None:
+        """Send every unconfirmed message again, oldest first, byte for byte."""
+        if not self.link.is_connected:
+            return
+        now = time.monotonic()
+        for item in self.pending():
+            last = self._timers.last_sent.get(item.event_id)
+            if force or last is None or now - last >= self._resend_interval_s:
+                if last is not None:
+                    log.info("re-sending %s %s (seq %d)", item.kind, item.event_id, item.seq)
+                self._send(item)
+
+    def _send_heartbeat(self) -> None:
+        health = self._health()
+        seq = self._next_seq()
+        _, payload = encode_uplink(
+            kind="heartbeat",
+            device_id=self.device_id,
+            event_id=new_event_id(),
+            seq=seq,
+            ts_ms=self._now_ms(),
+            key=self._key,
+            location=self._location(),
+            battery_pct=health.battery_pct,
+            signal_dbm=health.signal_dbm,
+            firmware=firmware_version(),
+            uptime_s=int(time.monotonic() - self._started_at),
+        )
+        policy = QOS[UplinkKind.HEARTBEAT]
+        topic = uplink_topic(self.device_id, UplinkKind.HEARTBEAT)
+        if self.link.publish(topic, payload, qos=policy.qos, retain=policy.retain):
+            self._count(heartbeats=1)
+
+    def _next_seq(self) -> int:
+        if self.outbox is not None:
+            try:
+                self._seq_floor = self.outbox.next_seq(at_least=self._seq_floor + 1)
+                return self._seq_floor
+            except OutboxError as exc:
+                log.error("cannot persist the sequence counter: %s", exc)
+        self._seq_floor += 1
+        return self._seq_floor
+
+    def _purge(self) -> None:
+        if self.outbox is None:
+            return
+        try:
+            self.outbox.purge(self._now_ms() - RECENT_MS)
+        except OutboxError as exc:
+            log.error("cannot purge the outbox: %s", exc)
+
+    # ---- what we know about our alerts ----------------------------------------------------
+
+    def _known(self, event_id: str) -> OutboxItem | None:
+        if event_id in self._volatile:
+            return self._volatile[event_id]
+        if self.outbox is None:
+            return None
+        try:
+            return self.outbox.get(event_id)
+        except OutboxError as exc:
+            log.error("cannot read the outbox: %s", exc)
+            return None
+
+    def _latest_active_alert(self) -> OutboxItem | None:
+        since = self._now_ms() - RECENT_MS
+        candidates = [
+            item
+            for item in self._volatile.values()
+            if item.kind == "alert" and not item.closed and item.created_ms >= since
+        ]
+        if self.outbox is not None:
+            try:
+                stored = self.outbox.latest_active_alert(since_ms=since)
+            except OutboxError as exc:
+                log.error("cannot read the outbox: %s", exc)
+                stored = None
+            if stored is not None:
+                candidates.append(stored)
+        return max(candidates, key=lambda item: item.created_ms, default=None)
+
+    def _sync_gesture_state(self) -> None:
+        self.button.set_alert_active(self._latest_active_alert() is not None)
+
+    def _confirm(self, event_id: str) -> None:
+        """The dispatcher has it: stop re-sending."""
+        self._timers.last_sent.pop(event_id, None)
+        if event_id in self._volatile:
+            self._volatile[event_id] = dataclasses.replace(self._volatile[event_id], delivered=True)
+            return
+        if self.outbox is not None:
+            try:
+                self.outbox.mark_delivered(event_id, self._now_ms())
+            except OutboxError as exc:
+                log.critical("cannot record delivery of %s (it will be re-sent): %s", event_id, exc)
+
+    def _close(self, event_id: str) -> None:
+        if event_id in self._volatile:
+            self._volatile[event_id] = dataclasses.replace(self._volatile[event_id], closed=True)
+            return
+        if self.outbox is not None:
+            try:
+                self.outbox.mark_closed(event_id, self._now_ms())
+            except OutboxError as exc:
+                log.error("cannot record that %s is over: %s", event_id, exc)
+
+    def _cancels_for(self, alert_id: str) -> list[str]:
+        ids = [i.event_id for i in self._volatile.values() if i.kind == "cancel" and i.ref == alert_id]
+        if self.outbox is not None:
+            try:
+                ids += [item.event_id for item in self.outbox.cancels_for(alert_id)]
+            except OutboxError as exc:
+                log.error("cannot read the outbox: %s", exc)
+        return ids
+
+    # ---- downlinks ------------------------------------------------------------------------
+
+    def _handle_downlink(self, payload: bytes) -> None:
+        try:
+            downlink = decode_downlink(payload, self.device_id, self._key)
+        except Rejected as exc:
+            log.warning("ignored downlink (%s)", exc)
+            self._count(downlinks_rejected=1)
+            return
+        if self._known(downlink.ref) is None:
+            # A replayed "acknowledged" about someone else's or a forgotten alert must not reassure her.
+            log.warning("ignored %s downlink: %s is not a recent alert", downlink.type, downlink.ref)
+            self._count(downlinks_ignored=1)
+            return
+        self._apply(downlink)
+        self._sync_gesture_state()
+        self._count(downlinks_applied=1)
+
+    def _apply(self, downlink: Downlink) -> None:
+        ref = downlink.ref
+        log.info("downlink %s for %s", downlink.type, ref)
+        self._confirm(ref)  # any downlink about it proves the dispatcher has it
+        if downlink.type == "received":
+            self._feedback_once(ref, "received", Pattern.RECEIVED)
+        elif downlink.type == "acknowledged":
+            self._feedback_once(ref, "acknowledged", Pattern.ACKNOWLEDGED)
+        elif downlink.type == "resolved":
+            self._close(ref)
+        elif downlink.type == "cancelled":
+            self._close(ref)
+            for cancel_id in self._cancels_for(ref):
+                self._confirm(cancel_id)
+            self._feedback_once(ref, "cancelled", Pattern.CANCELLED)
+
+    def _feedback_once(self, ref: str, kind: str, pattern: Pattern) -> None:
+        if (ref, kind) in self._feedback_given:
+            return
+        self._feedback_given.add((ref, kind))
+        first = True
+        if self.outbox is not None:
+            try:
+                first = self.outbox.first_feedback(ref, kind, self._now_ms())
+            except OutboxError as exc:
+                log.error("cannot record feedback for %s: %s", ref, exc)
+        if first:
+            self.feedback.play(pattern)

@@ -1,0 +1,184 @@
+"""``make demo``: the whole of Vigie on this machine, nothing external.
+
+A Mosquitto with the project's dev config, the dispatcher (embedded SQLite,
+Hérault sample directory), the sandbox SMS/voice provider, and simulated
+devices that press now and then. Every SMS and call the police would receive
+is printed; one contact "answers" so the full cycle shows: alert → SMS/calls
+→ acknowledged → the device feels it. ``--once`` runs a single alert and
+exits 0 when the device got its 'acknowledged' feedback (used by the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+import uvicorn
+
+from broker_config.runner import DISPATCHER_USER, DevBroker, free_port
+from dispatcher.app import create_app
+from dispatcher.directory import load_directory
+from dispatcher.domain import Device, DeviceKind
+from dispatcher.notifier import SMS_WEBHOOK_PATH
+from dispatcher.service import running_dispatcher
+from dispatcher.settings import DispatcherSettings, MqttSettings, TwilioSettings
+from dispatcher.store.sqlite import SqliteStore
+from sandbox.fleet import SimulatedDevice, new_device_secrets
+from sandbox.twilio_resources import NumberBehaviour
+from sandbox.twilio_server import TwilioSandbox
+
+HERAULT = Path(__file__).resolve().parents[1] / "dispatcher" / "data" / "herault.yaml"
+DEMO_DEVICES = {  # device id -> (practitioner, site)
+    "btn-cabinet-boutonnet": ("dr-claire-fabre", "cabinet-boutonnet"),
+    "bracelet-mmg-benali": ("dr-karim-benali", "mmg-saint-gely"),
+}
+ANSWERING_CONTACT = "+33639980101"  # the Montpellier chef de poste replies "1" after 3 s
+log = logging.getLogger("vigie.demo")
+
+
+async def _prepare_store(db: Path) -> dict[str, tuple[bytes, str]]:
+    store = await SqliteStore.open(db)
+    try:
+        await load_directory(HERAULT, store, None)
+        secrets: dict[str, tuple[bytes, str]] = {}
+        for device_id, (practitioner, site) in DEMO_DEVICES.items():
+            key, password = new_device_secrets()
+            kind = DeviceKind.BUTTON if device_id.startswith("btn") else DeviceKind.BRACELET
+            device = Device(
+                id=device_id, kind=kind, label=device_id, practitioner_id=practitioner, site_id=site
+            )
+            await store.add_device(device, key)
+            secrets[device_id] = (key, password)
+        return secrets
+    finally:
+        await store.close()
+
+
+def _print_provider_traffic(sandbox: TwilioSandbox, seen: int) -> int:
+    for request in sandbox.requests[seen:]:
+        if request.kind == "message":
+            print(f"\n📱 SMS to {request.to}:\n{request.params.get('Body', '')}\n", flush=True)
+        elif request.kind == "call":
+            print(f"📞 CALL to {request.to} (TwiML, French voice, press 1 to acknowledge)", flush=True)
+    return len(sandbox.requests)
+
+
+async def _press_and_follow(device: SimulatedDevice, sandbox: TwilioSandbox, seen: int) -> int:
+    print(f"\n🔴 {device.device_id}: hidden button held for 2 s — alert sent", flush=True)
+    alert_id = await asyncio.to_thread(device.alert)
+    await asyncio.to_thread(device.wait_downlink, "received", alert_id, 10)
+    print(f"   {device.device_id}: one short vibration — the dispatcher has the alert", flush=True)
+    waiting = asyncio.create_task(asyncio.to_thread(device.wait_downlink, "acknowledged", alert_id, 30))
+    while not waiting.done():
+        seen = _print_provider_traffic(sandbox, seen)
+        await asyncio.sleep(0.2)
+    await waiting
+    seen = _print_provider_traffic(sandbox, seen)
+    print(f"   {device.device_id}: three pulses — a police contact acknowledged (replied 1)", flush=True)
+    return seen
+
+
+def _fresh_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+async def run(workdir: Path, *, once: bool, http_port: int, interval_s: float) -> None:
+    await asyncio.to_thread(_fresh_dir, workdir)
+    secrets = await _prepare_store(workdir / "vigie.db")
+    broker = DevBroker(workdir / "broker")
+    broker.add_account(DISPATCHER_USER, new_device_secrets()[1])
+    for device_id, (_, password) in secrets.items():
+        broker.add_account(device_id, password)
+    public = f"http://127.0.0.1:{http_port}"
+    sandbox = TwilioSandbox(
+        sms_webhook_url=public + SMS_WEBHOOK_PATH, log_path=workdir / "sandbox-requests.jsonl"
+    )
+    sandbox.set_number(ANSWERING_CONTACT, NumberBehaviour(ack_after_ms=3000))
+    settings = DispatcherSettings(
+        database_url=f"sqlite:///{workdir / 'vigie.db'}",
+        mqtt=MqttSettings(port=broker.port, password=broker.accounts[DISPATCHER_USER]),  # type: ignore[arg-type]
+        twilio=TwilioSettings(
+            account_sid=sandbox.account_sid,
+            auth_token=sandbox.auth_token,  # type: ignore[arg-type]
+            from_number="+33465710199",
+            api_base_url="http://placeholder",
+            public_base_url=public,
+        ),
+        http_port=http_port,
+    )
+    with broker:
+        await sandbox.start()
+        settings.twilio.api_base_url = sandbox.base_url
+        try:
+            await _run_dispatcher(settings, broker, secrets, sandbox, once=once, interval_s=interval_s)
+        finally:
+            await sandbox.stop()
+
+
+async def _run_dispatcher(
+    settings: DispatcherSettings,
+    broker: DevBroker,
+    secrets: dict[str, tuple[bytes, str]],
+    sandbox: TwilioSandbox,
+    *,
+    once: bool,
+    interval_s: float,
+) -> None:
+    async with running_dispatcher(settings) as d:
+        app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning")
+        )
+        http = asyncio.create_task(server.serve())
+        devices = [SimulatedDevice(i, key, "127.0.0.1", broker.port, pw) for i, (key, pw) in secrets.items()]
+        for device in devices:
+            await asyncio.to_thread(device.connect)
+        print(
+            f"Vigie demo running: broker 127.0.0.1:{broker.port},"
+            f" dispatcher API {settings.twilio.public_base_url}"
+        )
+        print(f"  metrics: {settings.twilio.public_base_url}/metrics   Ctrl-C to stop\n", flush=True)
+        try:
+            seen = 0
+            while True:
+                for device in devices:
+                    seen = await _press_and_follow(device, sandbox, seen)
+                    if once:
+                        return
+                    await asyncio.sleep(interval_s)
+        finally:
+            for device in devices:
+                device.close()
+            server.should_exit = True
+            await http
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--once", action="store_true", help="one alert, then exit 0 once acknowledged")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("var/demo"), help="state of this run (wiped first)"
+    )
+    parser.add_argument("--http-port", type=int, default=0, help="dispatcher API port (0 = a free one)")
+    parser.add_argument("--interval", type=float, default=20.0, help="seconds between simulated presses")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(
+            run(
+                args.workdir,
+                once=args.once,
+                http_port=args.http_port or free_port(),
+                interval_s=args.interval,
+            )
+        )
+    except KeyboardInterrupt:
+        print("\ndemo stopped")
+
+
+if __name__ == "__main__":
+    main()

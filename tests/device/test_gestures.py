@@ -1,0 +1,133 @@
+"""The pure gesture recogniser, driven with explicit timestamps (no sleeping)."""
+
+from __future__ import annotations
+
+import pytest
+
+from device.gestures import GestureKind, GestureRecogniser, GestureTiming, Recognised
+
+TIMING = GestureTiming(hold_s=2.0, presses=3, within_s=2.0, cancel_presses=5, cancel_within_s=3.0)
+
+
+def kinds(results: list[Recognised]) -> list[GestureKind]:
+    return [r.kind for r in results]
+
+
+def tap(rec: GestureRecogniser, at: float, length: float = 0.1) -> list[GestureKind]:
+    rec.press(at)
+    return kinds(rec.poll(at + length / 2) + rec.release(at + length))
+
+
+def taps(rec: GestureRecogniser, count: int, start: float = 0.0, every: float = 0.3) -> list[GestureKind]:
+    out: list[GestureKind] = []
+    for i in range(count):
+        out += tap(rec, start + i * every)
+    return out
+
+
+def test_hold_alerts_while_still_held_and_only_once() -> None:
+    rec = GestureRecogniser(TIMING)
+    rec.press(10.0)
+    assert rec.next_deadline() == pytest.approx(12.0)
+    assert rec.poll(11.99) == []
+    assert kinds(rec.poll(12.0)) == [GestureKind.ALERT_HOLD]
+    assert rec.poll(13.0) == []
+    assert rec.next_deadline() is None
+    assert rec.release(15.0) == []
+
+
+def test_hold_shorter_than_threshold_is_nothing() -> None:
+    rec = GestureRecogniser(TIMING)
+    rec.press(0.0)
+    assert rec.poll(1.9) == []
+    assert rec.release(1.9) == []
+
+
+def test_hold_is_recognised_on_release_if_the_poll_came_late() -> None:
+    rec = GestureRecogniser(TIMING)
+    rec.press(0.0)
+    result = rec.release(2.5)
+    assert kinds(result) == [GestureKind.ALERT_HOLD]
+    assert result[0].at == pytest.approx(2.0)
+
+
+def test_single_tap_never_triggers() -> None:
+    rec = GestureRecogniser(TIMING)
+    assert tap(rec, 0.0) == []
+    rec.set_alert_active(True)
+    assert tap(rec, 5.0) == []
+
+
+def test_contact_bounce_never_counts_as_presses() -> None:
+    rec = GestureRecogniser(TIMING)
+    out: list[GestureKind] = []
+    for i in range(20):  # 20 pulses of 2 ms: a bouncing contact, not 20 presses
+        rec.press(i * 0.004)
+        out += kinds(rec.release(i * 0.004 + 0.002))
+    assert out == []
+
+
+def test_triple_press_within_window_alerts_at_the_third_release() -> None:
+    rec = GestureRecogniser(TIMING)
+    assert taps(rec, 2) == []
+    assert tap(rec, 0.6) == [GestureKind.ALERT_MULTI_PRESS]
+    assert rec.alert_active
+
+
+def test_presses_spread_beyond_window_do_not_alert() -> None:
+    rec = GestureRecogniser(TIMING)
+    assert taps(rec, 3, every=1.1) == []  # first to third press: 2.2 s > 2.0 s
+
+
+def test_multi_press_can_be_disabled() -> None:
+    rec = GestureRecogniser(GestureTiming(presses=0))
+    assert taps(rec, 4) == []
+
+
+def test_cancel_needs_an_active_alert_and_five_taps() -> None:
+    rec = GestureRecogniser(TIMING)
+    rec.set_alert_active(True)
+    assert taps(rec, 4) == []
+    assert tap(rec, 1.2) == [GestureKind.CANCEL]
+    assert not rec.alert_active
+
+
+def test_panic_tapping_without_alert_alerts_once_and_never_cancels() -> None:
+    rec = GestureRecogniser(TIMING)
+    assert taps(rec, 5) == [GestureKind.ALERT_MULTI_PRESS]
+
+
+def test_taps_during_an_active_alert_do_not_raise_a_second_alert() -> None:
+    rec = GestureRecogniser(TIMING)
+    rec.set_alert_active(True)
+    assert taps(rec, 3) == []
+
+
+def test_duress_cancel_is_four_taps_then_a_hold() -> None:
+    rec = GestureRecogniser(TIMING)
+    rec.set_alert_active(True)
+    assert taps(rec, 4) == []
+    rec.press(1.3)
+    assert kinds(rec.poll(3.31)) == [GestureKind.DURESS_CANCEL]
+    assert rec.release(3.5) == []
+
+
+def test_hold_after_too_few_taps_is_an_alert_not_a_duress_cancel() -> None:
+    rec = GestureRecogniser(TIMING)
+    rec.set_alert_active(True)
+    taps(rec, 2)
+    rec.press(0.7)
+    assert kinds(rec.poll(2.7)) == [GestureKind.ALERT_HOLD]
+
+
+def test_a_recognised_gesture_starts_a_fresh_count() -> None:
+    rec = GestureRecogniser(TIMING)
+    assert taps(rec, 3) == [GestureKind.ALERT_MULTI_PRESS]
+    # Two more taps right after: with the three above they would make five, but they start afresh.
+    assert taps(rec, 2, start=0.9) == []
+
+
+@pytest.mark.parametrize("kwargs", [{"presses": 1}, {"cancel_presses": 1}, {"hold_s": 0.01}, {"within_s": 0}])
+def test_invalid_timing_is_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        GestureTiming(**kwargs)  # type: ignore[arg-type]
