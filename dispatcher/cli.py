@@ -54,14 +54,13 @@ def load_directory_command(
     """Validate a directory / SSJ convention file and load it into the store."""
     from dispatcher.directory import DirectoryError, load_directory
     from dispatcher.geocoding import AddressGeocoder
-    from dispatcher.service import sqlite_path
-    from dispatcher.store.sqlite import SqliteStore
+    from dispatcher.store import open_store
 
     _logging(False)
     settings = _settings(AdminSettings)
 
     async def run() -> None:
-        store = await SqliteStore.open(sqlite_path(settings.database_url))
+        store = await open_store(settings.database_url)
         try:
             if geocode:
                 async with AddressGeocoder(settings.geocoder) as geocoder:

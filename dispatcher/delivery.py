@@ -23,8 +23,7 @@ from dispatcher.domain import AlertContext
 from dispatcher.events import EventBus
 from dispatcher.metrics import Metrics
 from dispatcher.notifier import ProviderResult
-from dispatcher.store.base import NotificationRecord
-from dispatcher.store.sqlite import SqliteStore
+from dispatcher.store.base import NotificationRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class Delivery:
     def __init__(
         self,
         *,
-        store: SqliteStore,
+        store: Store,
         notifier: Notifier,
         metrics: Metrics,
         bus: EventBus,

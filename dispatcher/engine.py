@@ -34,10 +34,10 @@ from dispatcher.store.base import (
     NotFound,
     NotificationRecord,
     NotificationSpec,
+    Store,
     TimerSpec,
     Transition,
 )
-from dispatcher.store.sqlite import SqliteStore
 from protocol.messages import Location
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Engine:
     def __init__(
         self,
         *,
-        store: SqliteStore,
+        store: Store,
         cache: DirectoryCache,
         downlinks: DownlinkSender,
         bus: EventBus,

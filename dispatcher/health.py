@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from dispatcher.events import EventBus
 from dispatcher.metrics import Metrics
 from dispatcher.snapshot import DirectoryCache
-from dispatcher.store.sqlite import SqliteStore
+from dispatcher.store.base import Store
 from protocol.messages import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class HealthMonitor:
     def __init__(
         self,
         *,
-        store: SqliteStore,
+        store: Store,
         cache: DirectoryCache,
         bus: EventBus,
         metrics: Metrics,

@@ -23,8 +23,7 @@ from dispatcher.health import HealthMonitor
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import Inbound, MqttBridge
 from dispatcher.snapshot import DirectoryCache
-from dispatcher.store.base import NewAlert, StoreUnavailable
-from dispatcher.store.sqlite import SqliteStore
+from dispatcher.store.base import NewAlert, Store, StoreUnavailable
 from protocol.codec import Rejected, RejectReason, decode_status, decode_uplink, encode_downlink
 from protocol.messages import Alert, Cancel, Heartbeat, TestAlert
 from protocol.replay import ALERT_TIME_WINDOW, HEARTBEAT_TIME_WINDOW, ReplayVerdict, SequenceWindow
@@ -50,7 +49,7 @@ class Ingest:
     def __init__(
         self,
         *,
-        store: SqliteStore,
+        store: Store,
         cache: DirectoryCache,
         health: HealthMonitor,
         metrics: Metrics,

@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -24,17 +23,10 @@ from dispatcher.mqtt import MqttBridge
 from dispatcher.notifier import TwilioNotifier
 from dispatcher.settings import DispatcherSettings
 from dispatcher.snapshot import DirectoryCache
-from dispatcher.store.sqlite import SqliteStore
+from dispatcher.store import open_store
+from dispatcher.store.base import Store
 
 log = logging.getLogger(__name__)
-
-
-def sqlite_path(database_url: str) -> Path:
-    """``sqlite:///relative`` or ``sqlite:////absolute`` → a path."""
-    prefix = "sqlite:///"
-    if not database_url.startswith(prefix):
-        raise ValueError(f"unsupported database URL {database_url!r} (expected {prefix}...)")
-    return Path(database_url[len(prefix) :])
 
 
 @dataclass
@@ -42,7 +34,7 @@ class Dispatcher:
     """One running instance: its parts, exposed for the API and the tests."""
 
     settings: DispatcherSettings
-    store: SqliteStore
+    store: Store
     cache: DirectoryCache
     bus: EventBus
     metrics: Metrics
@@ -78,7 +70,7 @@ async def _flush_windows(d: Dispatcher, period_s: float = 5.0) -> None:
 @contextlib.asynccontextmanager
 async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Dispatcher]:
     """Start a dispatcher (store, broker session, loops); stop it on exit."""
-    store = await SqliteStore.open(sqlite_path(settings.database_url))
+    store = await open_store(settings.database_url)
     cache = DirectoryCache(store)
     await cache.refresh()
     await cache.load_last_fixes()

@@ -17,7 +17,7 @@ from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practi
 from protocol.messages import Location
 
 if TYPE_CHECKING:
-    from dispatcher.store.sqlite import SqliteStore
+    from dispatcher.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class DirectorySnapshot:
         return self.keys.get(device_id) or self.revoked_keys.get(device_id)
 
 
-async def load_snapshot(store: SqliteStore) -> DirectorySnapshot:
+async def load_snapshot(store: Store) -> DirectorySnapshot:
     """Read the whole directory (a few thousand rows at most per département)."""
     creds = await store.device_credentials()
     return DirectorySnapshot(
@@ -60,7 +60,7 @@ async def load_snapshot(store: SqliteStore) -> DirectorySnapshot:
 class DirectoryCache:
     """Holds the current snapshot and the last GPS fix of each device."""
 
-    def __init__(self, store: SqliteStore, *, refresh_interval_s: float = 2.0) -> None:
+    def __init__(self, store: Store, *, refresh_interval_s: float = 2.0) -> None:
         self._store = store
         self._interval = refresh_interval_s
         self.current = DirectorySnapshot()
