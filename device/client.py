@@ -84,7 +84,7 @@ class _Request:
 
 
 class _Stop:
-    pass
+    """Asks the logic thread to finish."""
 
 
 _Event = _Request | LinkEvent | _Stop

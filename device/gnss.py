@@ -7,6 +7,7 @@ never delayed, and never dropped, for lack of a fix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -46,10 +47,8 @@ def _accuracy_m(report: Mapping[str, Any]) -> float | None:
 def _fix_time_ms(report: Mapping[str, Any], wall_clock: Callable[[], float]) -> int:
     text = report.get("time")
     if isinstance(text, str):
-        try:
+        with contextlib.suppress(ValueError):  # gpsd gave no usable time: use ours
             return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-        except ValueError:
-            pass
     return int(wall_clock() * 1000)
 
 

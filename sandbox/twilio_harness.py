@@ -16,6 +16,8 @@ from typing import Any
 
 import uvicorn
 
+from sandbox.waiting import Waiters
+
 
 @dataclass
 class RecordingInbox:
@@ -26,7 +28,7 @@ class RecordingInbox:
     statuses: list[tuple[str, str, str | None]] = field(default_factory=list)
     replies: list[tuple[str, str]] = field(default_factory=list)
     keypresses: list[tuple[str, str, str]] = field(default_factory=list)
-    _waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = field(default_factory=list)
+    _waiters: Waiters = field(default_factory=Waiters)
 
     async def delivery_status(self, sid: str, status: str, error_code: str | None) -> None:
         """Record ``(sid, status, error_code)``."""
@@ -56,20 +58,10 @@ class RecordingInbox:
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         """Wait until ``predicate()`` holds, re-checked whenever something arrives."""
-        if predicate():
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = (predicate, future)
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(future, within)
-        finally:
-            self._waiters.remove(waiter)
+        await self._waiters.wait_for(predicate, within)
 
     def _notify(self) -> None:
-        for predicate, future in self._waiters:
-            if not future.done() and predicate():
-                future.set_result(None)
+        self._waiters.notify()
 
 
 @contextlib.asynccontextmanager

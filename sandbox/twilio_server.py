@@ -53,6 +53,7 @@ from sandbox.twilio_resources import (
     new_sid,
     said_texts,
 )
+from sandbox.waiting import Waiters
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class TwilioSandbox:
         self._call_states: dict[str, _CallState] = {}
         self._seq = itertools.count(1)
         self._inflight = 0
-        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._waiters = Waiters()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
@@ -255,15 +256,7 @@ class TwilioSandbox:
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         """Wait until ``predicate()`` holds; re-checked after every recorded event."""
-        if predicate():
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = (predicate, future)
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(future, within)
-        finally:
-            self._waiters.remove(waiter)
+        await self._waiters.wait_for(predicate, within)
 
     async def idle(self, within: float = 5.0) -> None:
         """Wait until no API request is being processed (latency sleeps included)."""
@@ -652,9 +645,7 @@ class TwilioSandbox:
             log.error("sandbox background task failed", exc_info=task.exception())
 
     def _notify(self) -> None:
-        for predicate, future in self._waiters:
-            if not future.done() and predicate():
-                future.set_result(None)
+        self._waiters.notify()
 
     def _write_log(self, entry: dict[str, Any]) -> None:
         if self._log is not None:
