@@ -16,9 +16,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from protocol.codec import Rejected, decode_downlink, encode_uplink, new_event_id
+from protocol.codec import Rejected, decode_downlink, encode_status, encode_uplink, new_event_id
 from protocol.messages import Downlink, Location
-from protocol.topics import QOS, UplinkKind, downlink_topic, uplink_topic
+from protocol.topics import QOS, UplinkKind, downlink_topic, status_topic, uplink_topic
 
 
 @dataclass
@@ -66,6 +66,15 @@ class SimulatedDevice:
         assert self._client is not None
         policy = QOS[kind]
         self._client.publish(uplink_topic(self.device_id, kind), payload, qos=policy.qos).wait_for_publish(5)
+
+    def publish_status(self, state: str) -> None:
+        """Retained presence, as the device (online) or the broker's Last Will (offline) does."""
+        assert self._client is not None
+        policy = QOS["status"]
+        payload = encode_status(self.device_id, state)
+        self._client.publish(
+            status_topic(self.device_id), payload, qos=policy.qos, retain=policy.retain
+        ).wait_for_publish(5)
 
     def send(self, kind: UplinkKind, *, location: Location | None = None, **body: Any) -> str:
         """Sign and publish one uplink; return its event id."""
