@@ -75,21 +75,28 @@ class HealthMonitor:
 
     def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
         h = self._get(hb.device)
+        before = (h.status, h.battery_pct)
         h.last_seen, h.status = now, "online"
-        h.battery_pct, h.signal_dbm, h.firmware, h.uptime_s = (
-            hb.battery_pct,
-            hb.signal_dbm,
-            hb.firmware,
-            hb.uptime_s,
-        )
+        h.battery_pct, h.signal_dbm = hb.battery_pct, hb.signal_dbm
+        h.firmware, h.uptime_s = hb.firmware, hb.uptime_s
         self._dirty.add(hb.device)
+        self._announce_if_changed(h, before)
 
     def on_status(self, device_id: str, state: str, now: float) -> None:
         h = self._get(device_id)
+        before = (h.status, h.battery_pct)
         h.status = state
         if state == "online":
             h.last_seen = now
         self._dirty.add(device_id)
+        self._announce_if_changed(h, before)
+
+    def _announce_if_changed(self, h: DeviceHealth, before: tuple[str | None, int | None]) -> None:
+        # Only changes: 10,000 devices heartbeating must not flood the console.
+        if (h.status, h.battery_pct) != before:
+            self._bus.publish(
+                "device_status", device_id=h.device_id, status=h.status, battery_pct=h.battery_pct
+            )
 
     def evaluate(self, now: float) -> list[HealthChange]:
         """Flags to raise or clear at ``now``."""
