@@ -91,7 +91,6 @@ enabled = false
 def device_broker(tmp_path: Path) -> Iterator[DevBroker]:
     """A real Mosquitto whose accounts (dispatcher + the test device) exist before it starts."""
     broker = DevBroker(tmp_path / "broker")
-    broker.workdir.mkdir(parents=True)  # add_account writes the password file before start()
     dispatcher_account(broker)
     broker.add_account(DEVICE_ID, new_password())
     broker.start()
