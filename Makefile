@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The pure core: no I/O, checked with mypy --strict.
-STRICT_CORE := protocol dispatcher/escalation.py dispatcher/routing.py dispatcher/location.py device/gestures.py
+STRICT_CORE := protocol dispatcher/escalation.py dispatcher/routing.py dispatcher/location.py dispatcher/ratelimit.py device/gestures.py device/watchdog.py
 
 .PHONY: test demo bench lint typecheck system-deps clean
 
@@ -25,7 +25,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict $(wildcard $(STRICT_CORE))
-	$(BIN)/mypy device dispatcher broker_config sandbox
+	$(BIN)/mypy device dispatcher broker_config sandbox bench
 
 test: system-deps $(STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

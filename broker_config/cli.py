@@ -18,7 +18,7 @@ from broker_config import provision
 from broker_config.provision import BrokerAccount, DeviceSpec, ProvisionError
 from broker_config.tls_runner import TlsFiles, prod_values, render_prod_config
 from dispatcher.domain import DeviceKind
-from dispatcher.store.base import DirectoryStore
+from dispatcher.store.base import DirectoryStore, StoreError
 
 app = typer.Typer(help="Certificates, device bundles and revocation.", no_args_is_help=True)
 
@@ -30,7 +30,9 @@ CaDir = Annotated[
 ]
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="SQLite database of the dispatcher [default: from VIGIE_DATABASE_URL]"),
+    typer.Option(
+        "--db", help="SQLite database of the dispatcher [default: VIGIE_DATABASE_URL, SQLite or PostgreSQL]"
+    ),
 ]
 Days = Annotated[int, typer.Option("--days", min=1, help="Certificate validity in days")]
 CrlDays = Annotated[int, typer.Option("--crl-days", min=1, help="CRL nextUpdate, days from now")]
@@ -50,7 +52,7 @@ def database_path(db: Path | None) -> Path:
         if not url:
             raise ProvisionError("give --db PATH or set VIGIE_DATABASE_URL=sqlite:///PATH")
         if not url.startswith("sqlite:///"):
-            raise ProvisionError(f"provisioning supports SQLite databases only, not {url.split(':', 1)[0]}")
+            raise ProvisionError(f"unsupported database URL scheme {url.split(':', 1)[0]!r}")
         path = Path(url.removeprefix("sqlite:///"))
     # Opening a missing file would silently create an empty directory database.
     if not path.is_file():
@@ -59,12 +61,22 @@ def database_path(db: Path | None) -> Path:
 
 
 def _with_store(db: Path | None, work: Callable[[DirectoryStore], Awaitable[T]]) -> T:
-    from dispatcher.store.sqlite import SqliteStore  # the dispatcher's store, only needed here
+    """Run ``work`` on the dispatcher's store: ``--db`` (SQLite) or ``VIGIE_DATABASE_URL``.
 
-    path = database_path(db)
+    A PostgreSQL URL is opened as is (the database is created by the DBA, the
+    schema by the dispatcher); a SQLite file must already exist.
+    """
+    from dispatcher.store import is_postgres, open_store  # the dispatcher's store, only needed here
+
+    url = os.environ.get("VIGIE_DATABASE_URL", "")
+    if db is not None or not is_postgres(url):
+        url = f"sqlite:///{database_path(db)}"
 
     async def run() -> T:
-        store = await SqliteStore.open(path)
+        try:
+            store = await open_store(url)
+        except StoreError as exc:
+            raise ProvisionError(f"cannot open the store: {exc}") from None
         try:
             return await work(store)
         finally:
@@ -126,10 +138,22 @@ def dispatcher_cert(
     ca_dir: CaDir = Path("pki"),
     days: Days = 825,
     force: Annotated[bool, typer.Option(help="Replace an existing dispatcher certificate")] = False,
+    instance: Annotated[
+        int,
+        typer.Option(
+            "--instance",
+            min=1,
+            help="Dispatcher instance number: 1 is CN vigie-dispatcher, n >= 2 is vigie-dispatcher-n",
+        ),
+    ] = 1,
 ) -> None:
-    """Issue the dispatcher's client certificate (CN vigie-dispatcher)."""
-    files = _run(lambda: provision.issue_dispatcher_cert(ca_dir, out, validity_days=days, overwrite=force))
-    typer.echo(f"wrote {files.cert}, {files.key}, {files.ca}")
+    """Issue a dispatcher instance's client certificate (one per instance: the CN is its client id)."""
+    files = _run(
+        lambda: provision.issue_dispatcher_cert(
+            ca_dir, out, validity_days=days, overwrite=force, instance=instance
+        )
+    )
+    typer.echo(f"wrote {files.cert}, {files.key}, {files.ca} (CN {provision.dispatcher_cn(instance)})")
 
 
 @app.command("device")

@@ -35,6 +35,9 @@ from dispatcher.store.base import DirectoryStore, NotFound, StoreError
 from protocol.topics import TopicError, check_id
 
 DISPATCHER_CN = "vigie-dispatcher"
+# Instance 1 keeps the historical CN; instance n >= 2 is "vigie-dispatcher-n". The
+# shipped ACL (broker_config/acl) grants the dispatcher's rights to each of them.
+MAX_DISPATCHER_INSTANCES = 4
 # Ids under this prefix are infrastructure accounts (dispatcher, monitoring):
 # a device with such a CN would inherit their ACL rights.
 RESERVED_PREFIX = "vigie-"
@@ -129,17 +132,32 @@ def issue_server_cert(
     return _write_identity(out_dir, "server", ca, cert, key, overwrite=overwrite)
 
 
+def dispatcher_cn(instance: int = 1) -> str:
+    """Certificate CN (= broker username and client id) of dispatcher instance ``instance``.
+
+    With ``use_username_as_clientid`` every TLS session is named after its CN,
+    so instances sharing a CN would kick each other off the broker.
+    """
+    if not 1 <= instance <= MAX_DISPATCHER_INSTANCES:
+        raise ProvisionError(
+            f"dispatcher instance must be 1 to {MAX_DISPATCHER_INSTANCES} (the ACL grants those); "
+            "add a 'user vigie-dispatcher-N' block to the ACL for more"
+        )
+    return DISPATCHER_CN if instance == 1 else f"{DISPATCHER_CN}-{instance}"
+
+
 def issue_dispatcher_cert(
-    ca_dir: Path, out_dir: Path, *, validity_days: int = 825, overwrite: bool = False
+    ca_dir: Path, out_dir: Path, *, validity_days: int = 825, overwrite: bool = False, instance: int = 1
 ) -> IssuedFiles:
-    """Issue the dispatcher's client certificate (CN ``vigie-dispatcher``) into ``out_dir``."""
+    """Issue dispatcher instance ``instance``'s client certificate (see :func:`dispatcher_cn`)."""
+    cn = dispatcher_cn(instance)
     ca = _load_ca(ca_dir)
     try:
-        cert, key = ca.issue(DISPATCHER_CN, validity=Validity.days(validity_days), client=True)
+        cert, key = ca.issue(cn, validity=Validity.days(validity_days), client=True)
     except PkiError as exc:
         raise ProvisionError(str(exc)) from None
     files = _write_identity(out_dir, "dispatcher", ca, cert, key, overwrite=overwrite)
-    _record_issued(CaPaths(ca_dir), DISPATCHER_CN, cert)
+    _record_issued(CaPaths(ca_dir), cn, cert)
     return files
 
 

@@ -223,8 +223,10 @@ def run(
             target=run_keyboard, args=(client, button, stop, sys.stdin), name="vigie-keyboard", daemon=True
         ).start()
     log.info("device %s running", config.device.id)
+    client.systemd.ready(f"device {config.device.id}")
     stop.wait()
     log.info("stopping")
+    client.systemd.stopping()
     client.stop()
 
 

@@ -28,6 +28,7 @@ from device.gnss import GpsdClient
 from device.inputs import ButtonInput
 from device.link import Backoff, Connected, Disconnected, DownlinkReceived, LinkEvent, MqttLink
 from device.queue import NewItem, Outbox, OutboxError, OutboxItem
+from device.watchdog import SystemdNotifier
 from protocol.codec import Rejected, decode_downlink, encode_uplink, new_event_id
 from protocol.messages import Downlink, Location
 from protocol.replay import ALERT_TIME_WINDOW
@@ -119,6 +120,7 @@ class DeviceClient:
         health: HealthProbe = HealthReading,
         wall_clock: Callable[[], float] = time.time,
         gesture_clock: Callable[[], float] = time.monotonic,
+        systemd: SystemdNotifier | None = None,
     ) -> None:
         self.config = config
         self.device_id = config.device.id
@@ -126,6 +128,9 @@ class DeviceClient:
         self._resend_interval_s = resend_interval_s
         self._health = health
         self._wall_clock = wall_clock
+        # Pinged from the logic loop itself: a deadlocked loop stops pinging and
+        # systemd (WatchdogSec=) restarts the client.
+        self.systemd = systemd if systemd is not None else SystemdNotifier()
         self._started_at = time.monotonic()
         self._events: queue.Queue[_Event] = queue.Queue()
         self._stats = ClientStats()
@@ -262,6 +267,7 @@ class DeviceClient:
     def _run(self) -> None:
         self._sync_gesture_state()
         while True:
+            self.systemd.watchdog()
             try:
                 event = self._events.get(timeout=self._seconds_to_next_timer())
             except queue.Empty:

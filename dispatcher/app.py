@@ -1,23 +1,52 @@
 """The HTTP side of the dispatcher, built by an app factory (no import-time globals).
 
-Serves the Twilio webhooks, ``/metrics`` and ``/healthz``; the REST API and the
-live console are mounted here too as they are added.
+Serves the Twilio webhooks, ``/metrics`` and ``/healthz``; given the running
+dispatcher's parts (``dispatcher=``), also the REST API under ``/api`` and the
+live operator console under ``/console/`` (see docs/console.md).
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from dispatcher.metrics import Metrics
 from dispatcher.settings import DispatcherSettings
+from dispatcher.store.base import AlreadyExists, Conflict, NotFound, StoreUnavailable
 from dispatcher.webhooks import TwilioInbox, twilio_webhooks_router
+
+if TYPE_CHECKING:
+    from dispatcher.api.deps import DispatcherParts
+    from dispatcher.geocoding import AddressGeocoder
+
+_STORE_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    NotFound: (status.HTTP_404_NOT_FOUND, "introuvable"),
+    AlreadyExists: (status.HTTP_409_CONFLICT, "existe déjà"),
+    Conflict: (status.HTTP_409_CONFLICT, "modifié entre-temps, réessayez"),
+    StoreUnavailable: (status.HTTP_503_SERVICE_UNAVAILABLE, "base de données indisponible"),
+}
 
 
 def create_app(
-    *, settings: DispatcherSettings, inbox: TwilioInbox, metrics: Metrics, ready: object
+    *,
+    settings: DispatcherSettings,
+    inbox: TwilioInbox,
+    metrics: Metrics,
+    ready: object,
+    dispatcher: DispatcherParts | None = None,
+    geocoder: AddressGeocoder | None = None,
 ) -> FastAPI:
-    """Build the FastAPI application around an already-running dispatcher core."""
-    app = FastAPI(title="Vigie dispatcher", version="0.1.0")
+    """Build the FastAPI application around an already-running dispatcher core.
+
+    Without ``dispatcher`` only the webhooks, /metrics and /healthz are served.
+    """
+    app = FastAPI(
+        title="Vigie dispatcher",
+        version="0.1.0",
+        description="Alertes discrètes des soignants : API REST, console opérateur, webhooks Twilio.",
+    )
     app.include_router(
         twilio_webhooks_router(
             auth_token=settings.twilio.auth_token.get_secret_value(),
@@ -35,4 +64,25 @@ def create_app(
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    if dispatcher is not None:
+        _mount_api(app, dispatcher, geocoder)
     return app
+
+
+def _mount_api(app: FastAPI, dispatcher: DispatcherParts, geocoder: AddressGeocoder | None) -> None:
+    from dispatcher.api import api_routers
+    from dispatcher.api.deps import ApiContext
+    from dispatcher.console.routes import mount_console
+
+    ctx = ApiContext.of(dispatcher, geocoder)
+    app.state.api = ctx
+    for router in api_routers():
+        app.include_router(router)
+    mount_console(app, ctx)
+
+    async def store_error(_request: Request, exc: Exception) -> JSONResponse:
+        code, text = next(v for k, v in _STORE_ERRORS.items() if isinstance(exc, k))
+        return JSONResponse({"detail": text}, status_code=code)
+
+    for exc_type in _STORE_ERRORS:
+        app.add_exception_handler(exc_type, store_error)

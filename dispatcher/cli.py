@@ -12,12 +12,16 @@ import typer
 from pydantic import ValidationError
 
 from broker_config.cli import app as provision_app
-from dispatcher.settings import AdminSettings, DispatcherSettings
+from dispatcher.settings import AdminSettings, DispatcherSettings, RetentionSettings
 
 S = TypeVar("S", bound=AdminSettings)
 
 app = typer.Typer(help="Vigie dispatcher and administration.", no_args_is_help=True)
 app.add_typer(provision_app, name="provision")
+user_app = typer.Typer(help="Accounts of the REST API and console.", no_args_is_help=True)
+visit_app = typer.Typer(help="Home visits (visites à domicile).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(visit_app, name="visit")
 
 
 def _settings(kind: type[S]) -> S:
@@ -76,6 +80,152 @@ def load_directory_command(
     except DirectoryError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Login, [a-z0-9._-]{3,64}")],
+    role: Annotated[str, typer.Option(help="admin, operator or practitioner")],
+    display_name: Annotated[str, typer.Option("--name", help="Shown in the console and timelines")] = "",
+    convention: Annotated[
+        list[str] | None, typer.Option(help="Convention id an operator is scoped to (repeatable)")
+    ] = None,
+    practitioner: Annotated[
+        str | None, typer.Option(help="Practitioner id of a practitioner account")
+    ] = None,
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="VIGIE_NEW_USER_PASSWORD",
+            help="Prompted (hidden) or read from VIGIE_NEW_USER_PASSWORD; never pass it as an argument",
+        ),
+    ] = "",
+) -> None:
+    """Create an account (the password is prompted, hidden, or read from the environment)."""
+    from pydantic import ValidationError as Invalid
+
+    from dispatcher.api.schemas import UserCreate
+    from dispatcher.auth import hash_password
+    from dispatcher.store import open_store
+    from dispatcher.store.base import AlreadyExists, NewUser
+
+    settings = _settings(AdminSettings)
+    try:
+        spec = UserCreate(
+            username=username,
+            display_name=display_name or username,
+            password=password,
+            role=role,  # type: ignore[arg-type]
+            practitioner_id=practitioner,
+            conventions=convention or [],
+        )
+    except Invalid as exc:
+        typer.echo(f"invalid account: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> None:
+        store = await open_store(settings.database_url)
+        try:
+            known = {c.id for c in await store.list_conventions()}
+            if unknown := sorted(set(spec.conventions) - known):
+                raise typer.BadParameter(f"unknown conventions: {unknown}")
+            if spec.practitioner_id:
+                await store.get_practitioner(spec.practitioner_id)
+            record = await store.add_user(
+                NewUser(
+                    username=spec.username,
+                    display_name=spec.display_name,
+                    password_hash=hash_password(spec.password),
+                    role=spec.role.value,
+                    practitioner_id=spec.practitioner_id,
+                    conventions=tuple(spec.conventions),
+                )
+            )
+            await store.append_audit(
+                action="config.change", user_id=None, username="cli", target_kind="user",
+                target_id=str(record.id), detail={"change": "create", "role": record.role},
+            )  # fmt: skip
+            typer.echo(f"created {record.role} {record.username} (id {record.id})")
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except AlreadyExists:
+        typer.echo(f"user {username!r} already exists", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def purge(
+    days: Annotated[
+        int | None, typer.Option(help="Override VIGIE_LOCATION_RETENTION_DAYS for this run")
+    ] = None,
+) -> None:
+    """Erase location data older than the retention period (RGPD); the service also does it hourly."""
+    from dispatcher.retention import purge as run_purge
+    from dispatcher.store import open_store
+
+    settings = _settings(RetentionSettings)
+
+    async def run() -> None:
+        store = await open_store(settings.database_url)
+        try:
+            report = await run_purge(store, days or settings.location_retention_days)
+            typer.echo(f"purged: {report}")
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+@visit_app.command("add")
+def visit_add(
+    practitioner: Annotated[str, typer.Option(help="Practitioner id")],
+    address: Annotated[str, typer.Option(help="Full postal address, geocoded with the BAN")],
+    hours: Annotated[float, typer.Option(help="Expected duration from now")] = 1.0,
+    floor: Annotated[str | None, typer.Option(help="Étage")] = None,
+    access_code: Annotated[str | None, typer.Option(help="Digicode")] = None,
+    details: Annotated[str | None, typer.Option(help="Bâtiment, interphone...")] = None,
+) -> None:
+    """Declare a home visit starting now (a running dispatcher picks it up within seconds)."""
+    import secrets
+    from datetime import UTC, datetime, timedelta
+
+    from dispatcher.domain import Address, HomeVisit
+    from dispatcher.geocoding import AddressGeocoder, GeocodingError
+    from dispatcher.store import open_store
+
+    settings = _settings(AdminSettings)
+
+    async def run() -> None:
+        place = Address(label=address, floor=floor, access_code=access_code, details=details)
+        async with AddressGeocoder(settings.geocoder) as geocoder:
+            try:
+                place = await geocoder.geocode(place)
+            except GeocodingError as exc:
+                typer.echo(
+                    f"warning: not geocoded ({exc}); routing will use the practitioner's site", err=True
+                )
+        now = datetime.now(UTC)
+        visit = HomeVisit(
+            id=f"visit-{secrets.token_hex(6)}",
+            practitioner_id=practitioner,
+            address=place,
+            starts_at=now,
+            ends_at=now + timedelta(hours=hours),
+        )
+        store = await open_store(settings.database_url)
+        try:
+            await store.upsert_visit(visit)
+        finally:
+            await store.close()
+        typer.echo(f"declared {visit.id} until {visit.ends_at.isoformat(timespec='minutes')}")
+
+    asyncio.run(run())
 
 
 def main() -> None:

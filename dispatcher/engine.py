@@ -43,6 +43,8 @@ from protocol.messages import Location
 log = logging.getLogger(__name__)
 
 OPEN_STATES = (AlertState.NOTIFYING.value, AlertState.DURESS.value, AlertState.ACKNOWLEDGED.value)
+# Not closed yet: what the vigie_alerts_active gauge counts.
+GAUGED_STATES = (AlertState.RECEIVED.value, *OPEN_STATES)
 FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
 
 
@@ -152,6 +154,7 @@ class Engine:
 
     async def after_commit(self, planned: PlannedAlert) -> None:
         """Execute a committed new alert's first commands."""
+        self._track_state(None, planned.transition.state)
         await self._execute(planned.alert_id, planned.device_id, planned.commands)
 
     # -- events on existing alerts ----------------------------------------------------
@@ -174,6 +177,7 @@ class Engine:
                     await self._store.apply_transition(t)
                 except Conflict:
                     continue  # another writer (instance) moved it: re-read and re-apply
+                self._track_state(record.state, t.state)
                 await self._execute(alert_id, record.device_id, commands)
                 return True
         raise Conflict(f"alert {alert_id} kept changing under us")
@@ -277,6 +281,10 @@ class Engine:
     async def run_timers(self, *, max_sleep_s: float = 1.0) -> None:
         """Fire due timers forever (any instance may claim any timer)."""
         while True:
+            if self.delivery is not None:
+                # Safety net: rows left 'pending' by a failed claim are picked up
+                # within a second even if no new alert or event kicks delivery.
+                self.delivery.kick()
             try:
                 await self.fire_due_timers()
                 next_due = await self._store.next_timer_due()
@@ -301,13 +309,19 @@ class Engine:
         for record in await self._store.unstarted_alerts():
             log.warning("alert %s was stored without an escalation; starting it now", record.id)
             await self._start_stored(record.id)
-        for n in await self._store.abandoned_notifications(time.time()):
+        for n in await self._store.abandoned_notifications(time.time(), self._owner):
+            if n.status == "retry_wait":
+                # Every attempt so far provably failed and none was in flight: send it now.
+                log.warning("notification %s was waiting for a retry when we died; re-queued", n.id)
+                await self._store.record_notification(n.id, status="pending", error=n.error)
+                continue
             await self._store.record_notification(
                 n.id, status="unknown", error="dispatcher died while sending"
             )
             await self._operator_alarm(
                 n.alert_id, f"envoi {n.channel} à {n.contact_name} incertain (arrêt brutal)"
             )
+        await self._seed_state_gauge()
         if self.delivery is not None:
             self.delivery.kick()
         self._timer_wakeup.set()
@@ -327,7 +341,26 @@ class Engine:
         )
         planned = self.plan(alert)
         await self._store.apply_transition(replace(planned.transition, expected_version=record.version))
+        self._track_state(record.state, None)  # after_commit counts the new state
         await self.after_commit(planned)
+
+    # -- the open-alerts gauge (this instance's view) ---------------------------------
+
+    def _track_state(self, old: str | None, new: str | None) -> None:
+        """Move one alert between the gauge's states; closed states are not counted."""
+        gauge = self._metrics.alerts_by_state
+        if old is not None and old in GAUGED_STATES:
+            gauge.labels(old).dec()
+        if new is not None and new in GAUGED_STATES:
+            gauge.labels(new).inc()
+
+    async def _seed_state_gauge(self) -> None:
+        """Start the gauge from the store (alerts opened before this process started)."""
+        counts: dict[str, int] = dict.fromkeys(GAUGED_STATES, 0)
+        for record in await self._store.list_alerts(states=list(GAUGED_STATES), limit=1_000_000):
+            counts[record.state] += 1
+        for state, count in counts.items():
+            self._metrics.alerts_by_state.labels(state).set(count)
 
     # -- what the provider's webhooks tell us (dispatcher.webhooks.TwilioInbox) -------
 
@@ -336,7 +369,10 @@ class Engine:
         if n is None:
             log.warning("status %s for unknown provider sid %s", status, sid)
             return
-        await self._store.record_notification(n.id, status=status, error=error_code)
+        if self.delivery is not None:  # grouped with the other outcomes (one commit)
+            await self.delivery.record(n.id, status=status, error=error_code)
+        else:
+            await self._store.record_notification(n.id, status=status, error=error_code)
         self._bus.publish("alert", alert_id=n.alert_id)
         if status in FAILED_STATUSES:
             await self.notification_failed(n)

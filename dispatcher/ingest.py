@@ -22,6 +22,7 @@ from dispatcher.events import EventBus
 from dispatcher.health import HealthMonitor
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import Inbound, MqttBridge
+from dispatcher.ratelimit import RateLimiter
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewAlert, Store, StoreUnavailable
 from protocol.codec import Rejected, RejectReason, decode_status, decode_uplink, encode_downlink
@@ -56,6 +57,7 @@ class Ingest:
         bus: EventBus,
         max_batch: int = 256,
         retry_delay_s: float = 0.5,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -64,6 +66,9 @@ class Ingest:
         self._bus = bus
         self._max_batch = max_batch
         self._retry_delay_s = retry_delay_s
+        # Alerts, tests and cancels only: heartbeats are QoS 0 and cheap.
+        self._limiter = rate_limiter or RateLimiter()
+        self._background: set[asyncio.Task[None]] = set()
         self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()
         self.windows: dict[str, SequenceWindow] = {}
         self.engine: Engine | None = None
@@ -96,7 +101,12 @@ class Ingest:
         self._acknowledge(batch)
         await self._start_escalations(batch)
         await self._apply_cancels(batch)
-        await self._record_rejections(batch.rejections)
+        if batch.rejections:
+            # Off the hot path: storing rejections (one more fsync) must not delay
+            # the next batch of alerts, least of all during a flood.
+            task = asyncio.create_task(self._record_rejections(batch.rejections))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     # -- classification (memory only, but for suspected re-sends) ---------------------
 
@@ -126,6 +136,10 @@ class Ingest:
             batch.duplicates.append((message, uplink.device, uplink.id))
             return
         self._check_fresh(uplink, window)
+        if not isinstance(uplink, Heartbeat) and not self._limiter.allow(uplink.device):
+            # The seq is NOT admitted: a real device re-sends the same alert until
+            # 'received', so it is accepted once the bucket has refilled.
+            raise Rejected(RejectReason.RATE_LIMITED, f"{uplink.type} from a device over its rate")
         self.windows[uplink.device] = window = window.admit(uplink.seq)
         self._metrics.ingested.labels(uplink.type).inc()
         match uplink:
@@ -204,8 +218,11 @@ class Ingest:
 
     async def _start_escalations(self, batch: _Batch) -> None:
         assert self.engine is not None
-        for _, alert, _, planned in batch.new_alerts:
+        delivery = self.engine.delivery
+        for message, alert, _, planned in batch.new_alerts:
             self.send_downlink(alert.device_id, "received", alert.id)
+            if delivery is not None:
+                delivery.expect_first_request(alert.id, message.received_at)
             await self.engine.after_commit(planned)
 
     async def _apply_cancels(self, batch: _Batch) -> None:

@@ -21,6 +21,7 @@ from dispatcher.location import LocationPolicy
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import MqttBridge
 from dispatcher.notifier import TwilioNotifier
+from dispatcher.retention import run_retention
 from dispatcher.settings import DispatcherSettings
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store import open_store
@@ -113,6 +114,12 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         d.spawn(health.run(), "health")
         d.spawn(cache.run(), "directory-refresh")
         d.spawn(_flush_windows(d), "replay-windows")
+        d.spawn(
+            run_retention(
+                store, cache, settings.location_retention_days, interval_s=settings.api.retention_interval_s
+            ),
+            "retention",
+        )
         yield d
     finally:
         for task in d.tasks:
@@ -125,9 +132,18 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
 
 
 async def serve(settings: DispatcherSettings) -> None:
-    """Run the dispatcher and its HTTP API until interrupted."""
-    async with running_dispatcher(settings) as d:
-        app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge)
+    """Run the dispatcher and its HTTP API (REST, console, webhooks) until interrupted."""
+    from dispatcher.geocoding import AddressGeocoder
+
+    async with running_dispatcher(settings) as d, AddressGeocoder(settings.geocoder) as geocoder:
+        app = create_app(
+            settings=settings,
+            inbox=d.engine,
+            metrics=d.metrics,
+            ready=d.bridge,
+            dispatcher=d,
+            geocoder=geocoder,
+        )
         config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning")
         server = uvicorn.Server(config)
         log.info(

@@ -54,6 +54,23 @@ class GeocoderSettings(BaseModel):
     timeout_s: float = Field(default=5.0, description="Per-request timeout")
 
 
+class ApiSettings(BaseModel):
+    """REST API, console sessions and login throttling (``VIGIE_API__*``)."""
+
+    cookie_secure: bool = Field(
+        default=True,
+        description="Secure flag of the session cookie; False only for plain-HTTP development",
+    )
+    session_ttl_hours: float = Field(default=12.0, description="A login lasts this long (one shift)")
+    login_max_failures: int = Field(default=5, description="Failed logins per user+IP before HTTP 429")
+    login_window_s: int = Field(default=300, description="Window in which failed logins are counted")
+    retention_interval_s: float = Field(default=3600.0, description="Period of the RGPD purge task")
+    tile_url: str = Field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="Map tiles for the console; '' shows coordinates and address only",
+    )
+
+
 class AdminSettings(BaseSettings):
     """What administration commands need: the store and the geocoder."""
 
@@ -77,3 +94,10 @@ class DispatcherSettings(AdminSettings):
     location_retention_days: int = Field(default=90, description="RGPD: purge location data after this")
     max_fix_age_s: int = Field(default=120, description="A GPS fix older than this is not 'fresh'")
     max_fix_accuracy_m: float = Field(default=150.0, description="A GPS fix less accurate is not trusted")
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+
+class RetentionSettings(AdminSettings):
+    """What ``vigie purge`` needs: the store and the retention period (same variable as the service)."""
+
+    location_retention_days: int = Field(default=90, description="RGPD: purge location data after this")

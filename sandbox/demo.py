@@ -13,18 +13,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
 from broker_config.runner import DISPATCHER_USER, DevBroker, free_port
 from dispatcher.app import create_app
+from dispatcher.auth import hash_password
 from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
 from dispatcher.service import running_dispatcher
 from dispatcher.settings import DispatcherSettings, MqttSettings, TwilioSettings
+from dispatcher.store.base import NewUser
 from dispatcher.store.sqlite import SqliteStore
 from sandbox.fleet import SimulatedDevice, new_device_secrets
 from sandbox.twilio_resources import NumberBehaviour
@@ -39,11 +43,25 @@ ANSWERING_CONTACT = "+33639980101"  # the Montpellier chef de poste replies "1" 
 log = logging.getLogger("vigie.demo")
 
 
-async def _prepare_store(db: Path) -> dict[str, tuple[bytes, str]]:
+DEMO_ACCOUNTS = {  # console username -> (role, display name); passwords are generated per run
+    "operateur": ("operator", "Opérateur SSJ 34"),
+    "admin": ("admin", "Administrateur Vigie"),
+}
+
+
+@dataclass(frozen=True)
+class DemoSecrets:
+    """What this run generated: device keys/passwords and console passwords (printed once)."""
+
+    devices: dict[str, tuple[bytes, str]]
+    accounts: dict[str, str]
+
+
+async def _prepare_store(db: Path) -> DemoSecrets:
     store = await SqliteStore.open(db)
     try:
         await load_directory(HERAULT, store, None)
-        secrets: dict[str, tuple[bytes, str]] = {}
+        devices: dict[str, tuple[bytes, str]] = {}
         for device_id, (practitioner, site) in DEMO_DEVICES.items():
             key, password = new_device_secrets()
             kind = DeviceKind.BUTTON if device_id.startswith("btn") else DeviceKind.BRACELET
@@ -51,10 +69,26 @@ async def _prepare_store(db: Path) -> dict[str, tuple[bytes, str]]:
                 id=device_id, kind=kind, label=device_id, practitioner_id=practitioner, site_id=site
             )
             await store.add_device(device, key)
-            secrets[device_id] = (key, password)
-        return secrets
+            devices[device_id] = (key, password)
+        return DemoSecrets(devices, await _add_demo_accounts(store))
     finally:
         await store.close()
+
+
+async def _add_demo_accounts(store: SqliteStore) -> dict[str, str]:
+    """Console accounts for this run only; the store keeps argon2 hashes."""
+    passwords = {name: secrets.token_urlsafe(9) for name in DEMO_ACCOUNTS}
+    for username, (role, display) in DEMO_ACCOUNTS.items():
+        await store.add_user(
+            NewUser(
+                username=username,
+                display_name=display,
+                password_hash=hash_password(passwords[username]),
+                role=role,
+                conventions=("ssj-34",) if role == "operator" else (),
+            )
+        )
+    return passwords
 
 
 def _print_provider_traffic(sandbox: TwilioSandbox, seen: int) -> int:
@@ -88,10 +122,10 @@ def _fresh_dir(path: Path) -> None:
 
 async def run(workdir: Path, *, once: bool, http_port: int, interval_s: float) -> None:
     await asyncio.to_thread(_fresh_dir, workdir)
-    secrets = await _prepare_store(workdir / "vigie.db")
+    generated = await _prepare_store(workdir / "vigie.db")
     broker = DevBroker(workdir / "broker")
     broker.add_account(DISPATCHER_USER, new_device_secrets()[1])
-    for device_id, (_, password) in secrets.items():
+    for device_id, (_, password) in generated.devices.items():
         broker.add_account(device_id, password)
     public = f"http://127.0.0.1:{http_port}"
     sandbox = TwilioSandbox(
@@ -114,7 +148,7 @@ async def run(workdir: Path, *, once: bool, http_port: int, interval_s: float) -
         await sandbox.start()
         settings.twilio.api_base_url = sandbox.base_url
         try:
-            await _run_dispatcher(settings, broker, secrets, sandbox, once=once, interval_s=interval_s)
+            await _run_dispatcher(settings, broker, generated, sandbox, once=once, interval_s=interval_s)
         finally:
             await sandbox.stop()
 
@@ -122,26 +156,25 @@ async def run(workdir: Path, *, once: bool, http_port: int, interval_s: float) -
 async def _run_dispatcher(
     settings: DispatcherSettings,
     broker: DevBroker,
-    secrets: dict[str, tuple[bytes, str]],
+    generated: DemoSecrets,
     sandbox: TwilioSandbox,
     *,
     once: bool,
     interval_s: float,
 ) -> None:
     async with running_dispatcher(settings) as d:
-        app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge)
+        app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning")
         )
         http = asyncio.create_task(server.serve())
-        devices = [SimulatedDevice(i, key, "127.0.0.1", broker.port, pw) for i, (key, pw) in secrets.items()]
+        devices = [
+            SimulatedDevice(i, key, "127.0.0.1", broker.port, pw)
+            for i, (key, pw) in generated.devices.items()
+        ]
         for device in devices:
             await asyncio.to_thread(device.connect)
-        print(
-            f"Vigie demo running: broker 127.0.0.1:{broker.port},"
-            f" dispatcher API {settings.twilio.public_base_url}"
-        )
-        print(f"  metrics: {settings.twilio.public_base_url}/metrics   Ctrl-C to stop\n", flush=True)
+        _print_banner(settings.twilio.public_base_url, broker.port, generated.accounts)
         try:
             seen = 0
             while True:
@@ -157,13 +190,21 @@ async def _run_dispatcher(
             await http
 
 
+def _print_banner(url: str, broker_port: int, accounts: dict[str, str]) -> None:
+    print(f"Vigie demo running — broker 127.0.0.1:{broker_port}")
+    print(f"  operator console: {url}/console/   API docs: {url}/docs   metrics: {url}/metrics")
+    for username, password in accounts.items():
+        print(f"  login {username!r} / {password!r} ({DEMO_ACCOUNTS[username][0]}, this run only)")
+    print("  Ctrl-C to stop\n", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--once", action="store_true", help="one alert, then exit 0 once acknowledged")
     parser.add_argument(
         "--workdir", type=Path, default=Path("var/demo"), help="state of this run (wiped first)"
     )
-    parser.add_argument("--http-port", type=int, default=0, help="dispatcher API port (0 = a free one)")
+    parser.add_argument("--http-port", type=int, default=8080, help="console/API port (0 = any free one)")
     parser.add_argument("--interval", type=float, default=20.0, help="seconds between simulated presses")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -222,7 +222,13 @@ class AlertStore(Protocol):
     ) -> None: ...
     async def notification_by_sid(self, sid: str) -> NotificationRecord | None: ...
     async def notifications_for(self, alert_id: str) -> list[NotificationRecord]: ...
-    async def abandoned_notifications(self, now: float) -> list[NotificationRecord]: ...
+    async def record_notifications(self, rows: Sequence[tuple[int, str, str | None, str | None]]) -> None: ...
+    async def mark_notification(
+        self, notification_id: int, *, status: str, owner: str, lease_until: float, error: str | None
+    ) -> None: ...
+    async def abandoned_notifications(
+        self, now: float, owner: str | None = None
+    ) -> list[NotificationRecord]: ...
     async def active_alert_for_phone(self, phone: str, states: Sequence[str]) -> str | None: ...
 
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:
@@ -241,5 +247,186 @@ class AlertStore(Protocol):
     async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]: ...
 
 
-class Store(DirectoryStore, AlertStore, Protocol):
+# -- access control, audit, notes, retention (REST API and console) ----------------
+
+#: What a purged alert's location says instead of the address (RGPD retention).
+PURGED_LOCATION = "localisation effacée (durée de conservation écoulée)"
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """An account to create; ``password_hash`` is an argon2 hash, never a password."""
+
+    username: str
+    display_name: str
+    password_hash: str
+    role: str  # "admin" | "operator" | "practitioner"
+    practitioner_id: str | None = None
+    conventions: tuple[str, ...] = ()  # convention ids an operator is scoped to
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A stored account."""
+
+    id: int
+    username: str
+    display_name: str
+    password_hash: str
+    role: str
+    practitioner_id: str | None
+    conventions: tuple[str, ...]
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the append-only audit log (who did or read what, when, from where)."""
+
+    id: int
+    at: datetime
+    user_id: int | None
+    username: str | None
+    action: str  # e.g. "alert.location.read", "alert.acknowledge", "user.create"
+    target_kind: str | None
+    target_id: str | None
+    ip: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """Filters of :meth:`AccessStore.search_alerts`; every given filter must hold.
+
+    ``convention_names`` None means "any, routed or not"; a tuple restricts to
+    alerts routed to one of these conventions (an empty tuple matches nothing).
+    Alerts are matched on ``context.convention_name`` and
+    ``context.practitioner.id`` (JSON paths; ``context->>'…'`` in PostgreSQL).
+    """
+
+    states: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    convention_names: tuple[str, ...] | None = None
+    practitioner_id: str | None = None
+    device_id: str | None = None
+    since: datetime | None = None  # received_at >= since
+    until: datetime | None = None  # received_at < until
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class NoteRecord:
+    """A free-text note an operator or the practitioner added to an alert."""
+
+    id: int
+    alert_id: str
+    at: datetime
+    user_id: int | None
+    author: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What one retention pass erased."""
+
+    alerts: int = 0  # alerts whose fix, signed payload and location were erased
+    visits: int = 0  # home visits (address, door code) deleted
+    last_fixes: int = 0  # devices' last known positions erased
+    sessions: int = 0  # expired sessions deleted
+    login_failures: int = 0  # old failed-login records deleted
+
+
+class AccessStore(Protocol):
+    """Accounts, sessions, login throttling, audit log, notes, alert search and retention.
+
+    Plain rows, one transaction per method, like the rest of the store; the
+    SQLite schema is migration 2 of :mod:`dispatcher.store.schema`.
+    """
+
+    async def add_user(self, user: NewUser) -> UserRecord:
+        """Create an account; raises AlreadyExists if the username is taken."""
+        ...
+
+    async def get_user(self, user_id: int) -> UserRecord:
+        """Raises NotFound."""
+        ...
+
+    async def get_user_by_name(self, username: str) -> UserRecord | None: ...
+    async def list_users(self) -> list[UserRecord]: ...
+    async def update_user(self, user: UserRecord) -> None:
+        """Overwrite display name, password hash, role, practitioner, conventions, disabled."""
+        ...
+
+    async def create_session(self, token_hash: str, user_id: int, expires_at: datetime) -> None: ...
+    async def session_user(self, token_hash: str, now: datetime) -> UserRecord | None:
+        """The enabled user of an unexpired session, else None."""
+        ...
+
+    async def delete_session(self, token_hash: str) -> None: ...
+    async def delete_user_sessions(self, user_id: int) -> int: ...
+
+    async def record_login_failure(self, username: str, ip: str, at: datetime) -> None: ...
+    async def count_login_failures(self, username: str, ip: str, since: datetime) -> int: ...
+    async def clear_login_failures(self, username: str, ip: str) -> None: ...
+
+    async def append_audit(
+        self,
+        *,
+        action: str,
+        user_id: int | None,
+        username: str | None,
+        target_kind: str | None = None,
+        target_id: str | None = None,
+        ip: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one entry (there is no way to change or delete one)."""
+        ...
+
+    async def list_audit(
+        self,
+        *,
+        action: str | None = None,
+        target_kind: str | None = None,
+        target_id: str | None = None,
+        user_id: int | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        """Most recent first."""
+        ...
+
+    async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
+        """Alerts matching ``query``, most recent first."""
+        ...
+
+    async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
+        """Raises NotFound if the alert does not exist."""
+        ...
+
+    async def notes_for(self, alert_id: str) -> list[NoteRecord]: ...
+    async def notification_times(self, alert_id: str) -> dict[int, tuple[datetime, datetime]]:
+        """For each notification of the alert: (created_at, updated_at = last status change)."""
+        ...
+
+    async def alert_event_times(self, alert_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
+        """For each alert, the first time of each event kind ('received', 'Acknowledged', ...)."""
+        ...
+
+    async def purge_locations(self, cutoff: datetime, *, now: datetime) -> PurgeReport:
+        """Erase location data older than ``cutoff`` (RGPD retention); idempotent.
+
+        Alerts received before ``cutoff``: device fix and signed payload
+        erased, ``context.location`` reduced to source/INSEE/département with
+        :data:`PURGED_LOCATION` as description, 'located' events likewise,
+        ``location_purged_at`` set. Devices whose last fix is older: erased.
+        Home visits that ended before ``cutoff``: deleted. Also deletes
+        sessions expired at ``now`` and login failures older than a day.
+        """
+        ...
+
+
+class Store(DirectoryStore, AlertStore, AccessStore, Protocol):
     """Everything the dispatcher persists; SQLite and PostgreSQL both implement it."""

@@ -116,3 +116,62 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+# 2 — access control, audit trail, notes and retention (issue #5: API and console).
+# Users' conventions are a JSON array of convention ids; session tokens are stored
+# only as SHA-256 digests, so a copy of the database cannot be replayed as cookies.
+MIGRATIONS.append(
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'practitioner')),
+        practitioner_id TEXT,
+        conventions TEXT NOT NULL DEFAULT '[]',
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+    CREATE TABLE login_failures (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL,
+        ip TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX login_failures_by_key ON login_failures(username, ip, at);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        user_id INTEGER,
+        username TEXT,
+        action TEXT NOT NULL,
+        target_kind TEXT,
+        target_id TEXT,
+        ip TEXT,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_by_target ON audit_log(target_kind, target_id);
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TABLE alert_notes (
+        id INTEGER PRIMARY KEY,
+        alert_id TEXT NOT NULL REFERENCES alerts(id),
+        at TEXT NOT NULL,
+        user_id INTEGER,
+        author TEXT NOT NULL,
+        text TEXT NOT NULL
+    );
+    CREATE INDEX alert_notes_by_alert ON alert_notes(alert_id, id);
+    ALTER TABLE alerts ADD COLUMN location_purged_at TEXT;
+    """
+)

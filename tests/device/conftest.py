@@ -19,6 +19,7 @@ from device.client import DeviceClient
 from device.config import DeviceConfig, load_config, read_hmac_key, read_mqtt_password
 from device.feedback import PulseTiming
 from device.link import Backoff
+from device.watchdog import SystemdNotifier
 from protocol.codec import encode_downlink
 from protocol.messages import DownlinkType
 from tests.support.broker import dispatcher_account, new_password
@@ -168,12 +169,18 @@ class DeviceFactory:
         )
 
     def start(
-        self, config_path: Path | None = None, *, manual_clock: bool = False, resend_interval_s: float = 0.5
+        self,
+        config_path: Path | None = None,
+        *,
+        manual_clock: bool = False,
+        resend_interval_s: float = 0.5,
+        systemd: SystemdNotifier | None = None,
     ) -> RunningDevice:
         config = load_config(config_path or self.config_path())
         factory = MockFactory()
         clock = ManualClock() if manual_clock else None
         options: dict[str, Any] = {"gesture_clock": clock} if clock else {}
+        options["systemd"] = systemd or SystemdNotifier(env={})  # not under systemd
         client = DeviceClient(
             config,
             key=read_hmac_key(config),

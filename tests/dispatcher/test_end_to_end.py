@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from protocol.codec import encode_uplink
 from protocol.messages import Location
 from protocol.topics import UplinkKind
 from sandbox.twilio_resources import NumberBehaviour
+from tests.support.postgres import PostgresCluster, fresh_database, postgres_cluster, stores_under_test  # noqa: F401
 from tests.support.system import HERAULT, System, running_system
 
 CHEF_DE_POSTE = "+33639980101"  # commissariat de Montpellier, priority 1, sms + voice
@@ -25,18 +26,29 @@ OFFICIER_DE_QUART = "+33465710101"  # commissariat de Montpellier, priority 1, v
 REFERENT_SSJ = "+33639980102"  # priority 2 (tier 2 only)
 
 
+@pytest.fixture(params=stores_under_test())
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every test runs on each store: SQLite, and PostgreSQL when installed ($VIGIE_TEST_STORES)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'vigie.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    with fresh_database(cluster) as url:
+        yield url
+
+
 @pytest.fixture
-async def system(broker: DevBroker, tmp_path: Path) -> AsyncIterator[System]:
-    async with running_system(broker, tmp_path) as s:
+async def system(broker: DevBroker, tmp_path: Path, store_url: str) -> AsyncIterator[System]:
+    async with running_system(broker, tmp_path, database_url=store_url) as s:
         yield s
 
 
 @pytest.fixture
-async def fast_system(broker: DevBroker, tmp_path: Path) -> AsyncIterator[System]:
+async def fast_system(broker: DevBroker, tmp_path: Path, store_url: str) -> AsyncIterator[System]:
     """Same directory, with the shortest acknowledgement timeout the format allows."""
     fast = tmp_path / "herault-fast.yaml"
     fast.write_text(HERAULT.read_text().replace("ack_timeout_s: 120", "ack_timeout_s: 5"))
-    async with running_system(broker, tmp_path, directory=fast) as s:
+    async with running_system(broker, tmp_path, directory=fast, database_url=store_url) as s:
         yield s
 
 

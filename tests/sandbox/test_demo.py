@@ -9,7 +9,16 @@ from pathlib import Path
 
 def test_demo_runs_one_alert_to_acknowledgement(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox.demo", "--once", "--workdir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "sandbox.demo",
+            "--once",
+            "--http-port",
+            "0",
+            "--workdir",
+            str(tmp_path / "demo"),
+        ],
         capture_output=True,
         text=True,
         timeout=90,
@@ -19,3 +28,4 @@ def test_demo_runs_one_alert_to_acknowledgement(tmp_path: Path) -> None:
     out = result.stdout
     assert "SMS to +33639980101" in out and "Dr Claire Fabre" in out
     assert "one short vibration" in out and "three pulses" in out
+    assert "/console/" in out and "login 'operateur'" in out

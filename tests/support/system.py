@@ -17,7 +17,8 @@ from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
 from dispatcher.service import Dispatcher, running_dispatcher
 from dispatcher.settings import DispatcherSettings, MqttSettings, TwilioSettings
-from dispatcher.store.sqlite import SqliteStore
+from dispatcher.store import open_store
+from dispatcher.store.base import Store
 from sandbox.fleet import SimulatedDevice, new_device_secrets
 from sandbox.twilio_server import TwilioSandbox
 
@@ -34,7 +35,7 @@ class System:
     devices: dict[str, SimulatedDevice] = field(default_factory=dict)
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         return self.dispatcher.store
 
     async def add_device(
@@ -85,11 +86,15 @@ async def _serve_http(app: object, port: int) -> tuple[uvicorn.Server, asyncio.T
 
 @asynccontextmanager
 async def running_system(
-    broker: DevBroker, workdir: Path, *, directory: Path = HERAULT
+    broker: DevBroker, workdir: Path, *, directory: Path = HERAULT, database_url: str | None = None
 ) -> AsyncIterator[System]:
-    """Everything of Vigie, real processes and servers, on free loopback ports."""
-    db = workdir / "vigie.db"
-    store = await SqliteStore.open(db)
+    """Everything of Vigie, real processes and servers, on free loopback ports.
+
+    ``database_url`` picks the store (an empty PostgreSQL database, say);
+    by default a new SQLite file in ``workdir``.
+    """
+    database_url = database_url or f"sqlite:///{workdir / 'vigie.db'}"
+    store = await open_store(database_url)
     await load_directory(directory, store, None)
     await store.close()
 
@@ -98,7 +103,7 @@ async def running_system(
     sandbox = TwilioSandbox(sms_webhook_url=public + SMS_WEBHOOK_PATH, call_hold_ms=300)
     await sandbox.start()
     settings = DispatcherSettings(
-        database_url=f"sqlite:///{db}",
+        database_url=database_url,
         mqtt=MqttSettings(
             port=broker.port, username=DISPATCHER_USER, password=broker.accounts[DISPATCHER_USER]
         ),
@@ -113,7 +118,9 @@ async def running_system(
     )
     try:
         async with running_dispatcher(settings) as d:
-            app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge)
+            app = create_app(
+                settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d
+            )
             server, task = await _serve_http(app, http_port)
             system = System(broker, sandbox, d, public)
             try:

@@ -1,0 +1,1 @@
+"""Benchmark of the alert path: real broker, dispatcher and provider sandbox, separate processes."""

@@ -1,0 +1,356 @@
+"""A whole Vigie for the benchmark, each part in its own process.
+
+* Mosquitto with the project's dev configuration (``DevBroker``), plus one
+  benchmark account allowed to publish any device's uplinks: a *gateway* that
+  multiplexes thousands of simulated devices over a few connections (the
+  dispatcher sees exactly the messages N devices would send; only the broker's
+  per-connection cost is not exercised).
+* The Twilio sandbox (``python -m sandbox.twilio_server``) in its own process,
+  so the receive times it records are not delayed by the load generator's GIL.
+* The dispatcher as ``vigie serve``, configured only through ``VIGIE_*``
+  environment variables, exactly as it is deployed.
+
+Cross-process times use ``time.monotonic()``: CLOCK_MONOTONIC is one clock for
+the whole Linux machine, so a publish time taken here and a receive time taken
+by the sandbox are directly comparable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from broker_config.runner import DISPATCHER_USER, DevBroker, acl_path, free_port, render_config, wait_for_port
+from dispatcher.directory import load_directory
+from dispatcher.domain import Device, DeviceKind
+from dispatcher.notifier import SMS_WEBHOOK_PATH
+from dispatcher.store.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[1]
+HERAULT = ROOT / "dispatcher" / "data" / "herault.yaml"
+FLEET_USER = "vigie-bench-fleet"
+FROM_NUMBER = "+33465710199"
+ACCOUNT_SID = "AC" + "be" * 16
+AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
+# A desk button at the Boutonnet practice: police zone, Montpellier commissariat,
+# tier 1 = SMS + call to the chef de poste and a call to the officier de quart.
+CLOSED_URL = "http://127.0.0.1:9"  # discard port: nothing listens, callbacks are refused at once
+PRACTITIONER = "dr-claire-fabre"
+SITE = "cabinet-boutonnet"
+
+
+class BenchBroker(DevBroker):
+    """The dev broker, with an extra ACL section for the benchmark's device gateway."""
+
+    def write_config(self) -> Path:
+        conf = super().write_config()
+        acl = self.workdir / "acl"
+        acl.write_text(
+            acl_path().read_text()
+            + f"\n# Benchmark only: one account publishes for every simulated device.\nuser {FLEET_USER}\n"
+            "topic write vigie/v1/dev/+/up/+\ntopic read vigie/v1/dev/+/down\n"
+        )
+        data_dir = self.workdir / "data"
+        values = {
+            "port": self.port,
+            "password_file": self.password_file,
+            "acl_file": acl,
+            "data_dir": data_dir,
+            "run_as": getpass.getuser(),
+        }
+        conf.write_text(render_config("dev", values))
+        return conf
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A group of simulated devices to register before the dispatcher starts."""
+
+    prefix: str
+    count: int
+    heartbeat_interval_s: int = 3600  # alert-only devices: never flagged silent during a run
+
+
+def device_ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{i:05d}" for i in range(count)]
+
+
+async def prepare_store(
+    db: Path,
+    specs: Iterable[DeviceSpec],
+    *,
+    directory: Path = HERAULT,
+    known: Mapping[str, bytes] | None = None,
+) -> dict[str, bytes]:
+    """Load the directory and register the devices (``known``: with these keys); return the keys."""
+    intervals = {d: spec.heartbeat_interval_s for spec in specs for d in device_ids(spec.prefix, spec.count)}
+    given = dict(known or {})
+    store = await SqliteStore.open(db)
+    keys: dict[str, bytes] = {}
+    try:
+        await load_directory(directory, store, None)
+        for device_id in [*intervals, *given]:
+            device = Device(
+                id=device_id,
+                kind=DeviceKind.BUTTON,
+                label=device_id,
+                practitioner_id=PRACTITIONER,
+                site_id=SITE,
+                heartbeat_interval_s=intervals.get(device_id, 3600),
+            )
+            keys[device_id] = given.get(device_id) or secrets.token_bytes(32)
+            await store.add_device(device, keys[device_id])
+    finally:
+        await store.close()
+    return keys
+
+
+def http_json(url: str, body: Mapping[str, Any] | None = None, timeout: float = 60.0) -> Any:
+    """GET (or POST ``body`` as JSON) and decode the JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def http_text(url: str, timeout: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text: str = response.read().decode()
+        return text
+
+
+@dataclass
+class Process:
+    """A child process with its log file, stoppable by signal."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=log, env={**os.environ, **self.env}, cwd=ROOT
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} not started"
+        return self.proc.pid
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def vigie_serve() -> list[str]:
+    """``vigie serve`` from this virtualenv (the console script, or its module form)."""
+    script = Path(sys.executable).with_name("vigie")
+    if script.exists():
+        return [str(script), "serve"]
+    return [sys.executable, "-c", "from dispatcher.cli import main; main()", "serve"]
+
+
+@dataclass
+class ProcessStats:
+    """CPU seconds (user + system) and resident memory of a process, from /proc."""
+
+    cpu_s: float
+    rss_mb: float
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessStats:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        rss_kb = 0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss_kb = int(line.split()[1])
+        return cls(cpu, rss_kb / 1024)
+
+
+@dataclass
+class Cluster:
+    """Broker + sandbox + dispatcher (or another consumer) on free loopback ports."""
+
+    workdir: Path
+    devices: list[DeviceSpec]
+    sandbox_args: list[str] = field(default_factory=list)
+    directory: Path = HERAULT
+    known_keys: dict[str, bytes] = field(default_factory=dict)  # devices registered with these keys
+    db_path: Path | None = None  # default: <workdir>/vigie.db
+    # False: the provider's status callbacks go to a closed port, isolating the alert path.
+    provider_callbacks: bool = True
+    keys: dict[str, bytes] = field(default_factory=dict)
+    broker: BenchBroker | None = None
+    sandbox: Process | None = None
+    dispatcher: Process | None = None
+    http_port: int = field(default_factory=free_port)
+    sandbox_port: int = field(default_factory=free_port)
+
+    @property
+    def db(self) -> Path:
+        return self.db_path or self.workdir / "vigie.db"
+
+    @property
+    def public_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.sandbox_port}"
+
+    @property
+    def fleet_password(self) -> str:
+        assert self.broker is not None
+        return self.broker.accounts[FLEET_USER]
+
+    def start(self, *, with_dispatcher: bool = True) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.keys = asyncio.run(
+            prepare_store(self.db, self.devices, directory=self.directory, known=self.known_keys)
+        )
+        self.broker = BenchBroker(self.workdir / "broker")
+        self.broker.add_account(DISPATCHER_USER, secrets.token_urlsafe(18))
+        self.broker.add_account(FLEET_USER, secrets.token_urlsafe(18))
+        self.broker.start()
+        self.start_sandbox()
+        if with_dispatcher:
+            self.start_dispatcher()
+
+    def start_sandbox(self) -> None:
+        args = [
+            "--port",
+            str(self.sandbox_port),
+            "--account-sid",
+            ACCOUNT_SID,
+            "--auth-token",
+            AUTH_TOKEN,
+            "--sms-webhook-url",
+            self.public_url + SMS_WEBHOOK_PATH,
+            "--call-hold-ms",
+            "1000",
+            "--seed",
+            "7",
+            *self.sandbox_args,
+        ]
+        self.sandbox = Process(
+            "sandbox", python_module("sandbox.twilio_server", *args), self.workdir / "sandbox.log"
+        )
+        self.sandbox.start()
+        wait_for_port("127.0.0.1", self.sandbox_port, 20, self.sandbox.proc)
+
+    def dispatcher_env(self) -> dict[str, str]:
+        """The whole configuration of ``vigie serve``, as its operator would write it."""
+        assert self.broker is not None
+        return {
+            "VIGIE_DATABASE_URL": f"sqlite:///{self.db}",
+            "VIGIE_MQTT__PORT": str(self.broker.port),
+            "VIGIE_MQTT__USERNAME": DISPATCHER_USER,
+            "VIGIE_MQTT__PASSWORD": self.broker.accounts[DISPATCHER_USER],
+            "VIGIE_TWILIO__ACCOUNT_SID": ACCOUNT_SID,
+            "VIGIE_TWILIO__AUTH_TOKEN": AUTH_TOKEN,
+            "VIGIE_TWILIO__FROM_NUMBER": FROM_NUMBER,
+            "VIGIE_TWILIO__API_BASE_URL": self.sandbox_url,
+            "VIGIE_TWILIO__PUBLIC_BASE_URL": self.public_url if self.provider_callbacks else CLOSED_URL,
+            "VIGIE_HTTP_PORT": str(self.http_port),
+        }
+
+    def start_dispatcher(self, timeout: float = 60.0) -> None:
+        self.dispatcher = Process(
+            "dispatcher", vigie_serve(), self.workdir / "dispatcher.log", env=self.dispatcher_env()
+        )
+        self.dispatcher.start()
+        self.wait_dispatcher_ready(timeout)
+
+    def wait_dispatcher_ready(self, timeout: float) -> None:
+        """Until /healthz says the broker session is up."""
+        deadline = time.monotonic() + timeout
+        assert self.dispatcher is not None and self.dispatcher.proc is not None
+        while time.monotonic() < deadline:
+            if self.dispatcher.proc.poll() is not None:
+                raise RuntimeError(f"dispatcher exited early; see {self.dispatcher.log_path}")
+            try:
+                if http_json(self.public_url + "/healthz", timeout=1).get("mqtt_connected"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"dispatcher not ready within {timeout} s; see {self.dispatcher.log_path}")
+
+    def restart_dispatcher(self, sig: signal.Signals = signal.SIGKILL, timeout: float = 60.0) -> None:
+        """Stop ``vigie serve`` with ``sig`` (SIGKILL: a crash) and start it again, same settings."""
+        assert self.dispatcher is not None
+        self.dispatcher.stop(sig)
+        self.start_dispatcher(timeout)
+
+    def restart_sandbox(self) -> None:
+        """Stop the provider sandbox and start it again on the same port."""
+        if self.sandbox is not None:
+            self.sandbox.stop()
+        self.start_sandbox()
+
+    def metrics(self) -> str:
+        return http_text(self.public_url + "/metrics")
+
+    def configure_sandbox(self, **config: Any) -> None:
+        http_json(self.sandbox_url + "/_sandbox/config", config)
+
+    def sandbox_requests(self) -> list[dict[str, Any]]:
+        requests: list[dict[str, Any]] = http_json(self.sandbox_url + "/_sandbox/requests", timeout=120)
+        return requests
+
+    def stop(self) -> None:
+        for part in (self.dispatcher, self.sandbox):
+            if part is not None:
+                part.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> Cluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def read_db(db: Path, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    """A read-only query on the dispatcher's SQLite file (WAL lets it run beside the writer)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return list(conn.execute(sql, tuple(params)))
+    finally:
+        conn.close()

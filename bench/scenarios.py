@@ -1,0 +1,348 @@
+"""The benchmark's scenarios; each runs on a fresh cluster and returns its figures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench import promstats
+from bench.cluster import Cluster, DeviceSpec, Process, ProcessStats, device_ids, python_module, read_db
+from bench.load import Fleet, HeartbeatLoad, Publishers, SentAlert, burst_alerts, steady_alerts
+from bench.report import percentiles_ms
+from broker_config.runner import DISPATCHER_USER
+
+STAGES = ("persisted", "acked", "first_request")
+ALERT_DEVICES = "al"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How long / how many, per mode (full, --quick, --smoke)."""
+
+    steady_s: float
+    slow_s: float
+    burst: int
+    alert_devices: int
+    heartbeat_devices: int
+    heartbeat_period_s: float
+    heartbeat_measure_s: float
+    canaries: int
+    naive_s: float
+    drain_timeout_s: float
+
+
+FULL = Sizes(60, 60, 1000, 1000, 10_000, 30, 60, 5, 60, 60)
+QUICK = Sizes(10, 10, 1000, 1000, 10_000, 30, 30, 5, 10, 45)
+SMOKE = Sizes(2, 2, 50, 60, 200, 30, 3, 0, 2, 30)
+
+
+def _first_requests(requests: list[dict[str, Any]]) -> dict[str, float]:
+    """alert id -> monotonic time the sandbox received its first SMS/call request."""
+    first: dict[str, float] = {}
+    for r in requests:
+        if r["kind"] not in ("message", "call") or not r.get("ref"):
+            continue
+        alert_id = str(r["ref"]).split("/", 1)[0]
+        t = float(r["received_at"])
+        if alert_id not in first or t < first[alert_id]:
+            first[alert_id] = t
+    return first
+
+
+def _wait(check: Callable[[], bool], timeout: float, period: float = 0.25) -> bool:
+    """Poll ``check`` (a cheap query on another process) until true or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(period)
+
+
+def _stages(metrics: str) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for stage in STAGES:
+        h = promstats.histogram(metrics, "vigie_stage_seconds", stage=stage)
+        ms = [None if v is None else round(v * 1000, 3) for v in (h.quantile(0.5), h.quantile(0.99))]
+        top = h.max_bound()
+        out[stage] = {
+            "count": h.count,
+            "p50": ms[0],
+            "p99": ms[1],
+            "max_bucket": None if top is None else top * 1000,
+        }
+    return out
+
+
+def _dispatcher_counters(metrics: str) -> dict[str, Any]:
+    errors: dict[str, float] = {}
+    for (name, labels), v in promstats.samples(metrics).items():
+        if name == "vigie_provider_errors_total":
+            d = dict(labels)
+            errors[f"{d['channel']}/{d['outcome']}"] = v
+    return {
+        "rejected": promstats.labelled(metrics, "vigie_rejected_total", "reason"),
+        "ingested": promstats.labelled(metrics, "vigie_ingested_total", "type"),
+        "provider_errors": errors,
+        "alerts_active": promstats.labelled(metrics, "vigie_alerts_active", "state"),
+        "store_failures": promstats.value(metrics, "vigie_store_failures_total"),
+        "duplicates": promstats.value(metrics, "vigie_duplicates_total"),
+    }
+
+
+def _summary(
+    name: str,
+    sent: list[SentAlert],
+    requests: list[dict[str, Any]],
+    *,
+    persisted: int | None,
+    cpu: dict[str, float] | None,
+) -> dict[str, Any]:
+    first = _first_requests(requests)
+    e2e = [first[a.alert_id] - a.published_at for a in sent if a.alert_id in first]
+    lost = sum(1 for a in sent if a.alert_id not in first)
+    start = min(a.published_at for a in sent)
+    last = max((first[a.alert_id] for a in sent if a.alert_id in first), default=start)
+    publish_span = max(a.published_at for a in sent) - start
+    return {
+        "name": name,
+        "alerts_sent": len(sent),
+        "alerts_persisted": persisted,
+        "alerts_with_first_request": len(sent) - lost,
+        "lost": lost,
+        "publish_span_s": round(publish_span, 3),
+        "all_first_requests_within_s": round(last - start, 3),
+        "throughput_per_s": round(len(sent) / (last - start), 1) if last > start else None,
+        "provider_requests": sum(1 for r in requests if r["kind"] in ("message", "call")),
+        "provider_500": sum(1 for r in requests if r.get("status") == 500),
+        "e2e_ms": percentiles_ms(e2e),
+        "dispatcher": cpu,
+    }
+
+
+def _cpu(before: ProcessStats, after: ProcessStats, seconds: float) -> dict[str, float]:
+    return {
+        "cpu_pct_of_core": round(100 * (after.cpu_s - before.cpu_s) / seconds, 1),
+        "rss_mb": round(after.rss_mb, 1),
+        "window_s": round(seconds, 1),
+    }
+
+
+def _persisted(db: Path, sent: list[SentAlert], table: str = "alerts") -> int:
+    ids = {a.alert_id for a in sent}
+    return sum(1 for (alert_id,) in read_db(db, f"SELECT id FROM {table}") if alert_id in ids)
+
+
+def alert_scenario(
+    name: str,
+    workdir: Path,
+    sizes: Sizes,
+    *,
+    rate: float | None,
+    duration_s: float,
+    burst: int | None = None,
+    sandbox: dict[str, Any] | None = None,
+    callbacks: bool = True,
+    notes: str = "",
+) -> dict[str, Any]:
+    """Alerts against the real dispatcher; latency measured at the sandbox."""
+    specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices)]
+    with Cluster(workdir / name, specs, provider_callbacks=callbacks) as cluster:
+        if sandbox:
+            cluster.configure_sandbox(**sandbox)
+        assert cluster.dispatcher is not None and cluster.broker is not None
+        pubs = Publishers(
+            port=cluster.broker.port, username="vigie-bench-fleet", password=cluster.fleet_password
+        )
+        devices = device_ids(ALERT_DEVICES, sizes.alert_devices)
+        try:
+            before, t0 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
+            if burst is not None:
+                sent = burst_alerts(pubs, Fleet(cluster.keys), devices, count=burst)
+            else:
+                assert rate is not None
+                sent = steady_alerts(pubs, Fleet(cluster.keys), devices, rate=rate, duration_s=duration_s)
+
+            def all_started() -> bool:
+                h = promstats.histogram(cluster.metrics(), "vigie_stage_seconds", stage="first_request")
+                return h.count >= len(sent)
+
+            _wait(all_started, sizes.drain_timeout_s)
+            after, t1 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
+            wanted = {a.alert_id for a in sent}
+            requests = cluster.sandbox_requests()
+            # The metric is observed just before the request leaves: give the sandbox a moment.
+            for _ in range(10):
+                if wanted <= set(_first_requests(requests)):
+                    break
+                time.sleep(0.5)
+                requests = cluster.sandbox_requests()
+            metrics = cluster.metrics()
+        finally:
+            pubs.close()
+        result = _summary(
+            name, sent, requests, persisted=_persisted(cluster.db, sent), cpu=_cpu(before, after, t1 - t0)
+        )
+    result.update(
+        offered_rate_per_s=rate,
+        duration_s=duration_s,
+        stages_ms=_stages(metrics),
+        counters=_dispatcher_counters(metrics),
+        sandbox_config=sandbox or {},
+        provider_callbacks=callbacks,
+        notes=notes,
+    )
+    return result
+
+
+def naive_scenario(
+    name: str, workdir: Path, sizes: Sizes, *, rate: float, duration_s: float
+) -> dict[str, Any]:
+    """The same load, consumed by the blocking baseline (``bench/naive.py``) instead."""
+    cluster = Cluster(workdir / name, [DeviceSpec(ALERT_DEVICES, sizes.alert_devices)])
+    try:
+        cluster.start(with_dispatcher=False)
+        return _run_naive(name, cluster, sizes, rate=rate, duration_s=duration_s)
+    finally:
+        cluster.stop()
+
+
+def _run_naive(
+    name: str, cluster: Cluster, sizes: Sizes, *, rate: float, duration_s: float
+) -> dict[str, Any]:
+    assert cluster.broker is not None
+    done = cluster.workdir / "naive-done.log"
+    done.touch()
+    naive = Process(
+        "naive",
+        python_module(
+            "bench.naive",
+            "--port",
+            str(cluster.broker.port),
+            "--password",
+            cluster.broker.accounts[DISPATCHER_USER],
+            "--directory-db",
+            str(cluster.db),
+            "--db",
+            str(cluster.workdir / "naive.db"),
+            "--sandbox",
+            cluster.sandbox_url,
+            "--done",
+            str(done),
+        ),
+        cluster.workdir / "naive.log",
+    )
+    naive.start()
+    pubs = None
+    try:
+        if not _wait(lambda: "subscribed" in naive.log_path.read_text(), 20, 0.05):
+            raise RuntimeError(f"naive baseline did not subscribe; see {naive.log_path}")
+        pubs = Publishers(
+            port=cluster.broker.port, username="vigie-bench-fleet", password=cluster.fleet_password
+        )
+        devices = device_ids(ALERT_DEVICES, cluster.devices[0].count)
+        before, t0 = ProcessStats.of(naive.pid), time.monotonic()
+        sent = steady_alerts(pubs, Fleet(cluster.keys), devices, rate=rate, duration_s=duration_s)
+        backlog_timeout = sizes.drain_timeout_s + duration_s * 3
+        _wait(lambda: len(done.read_text().splitlines()) >= len(sent), backlog_timeout)
+        after, t1 = ProcessStats.of(naive.pid), time.monotonic()
+        requests = cluster.sandbox_requests()
+        result = _summary(
+            name,
+            sent,
+            requests,
+            persisted=_persisted(cluster.workdir / "naive.db", sent),
+            cpu=_cpu(before, after, t1 - t0),
+        )
+    finally:
+        if pubs is not None:
+            pubs.close()
+        naive.stop()
+    result.update(offered_rate_per_s=rate, duration_s=duration_s, notes="blocking baseline (bench/naive.py)")
+    return result
+
+
+def heartbeat_scenario(name: str, workdir: Path, sizes: Sizes) -> dict[str, Any]:
+    """10,000 devices heartbeating every 30 s; a few canaries (5 s interval) go silent."""
+    specs = [DeviceSpec("hb", sizes.heartbeat_devices, heartbeat_interval_s=int(sizes.heartbeat_period_s))]
+    if sizes.canaries:
+        specs.append(DeviceSpec("canary", sizes.canaries * 2, heartbeat_interval_s=5))
+    with Cluster(workdir / name, specs) as cluster:
+        assert cluster.dispatcher is not None and cluster.broker is not None
+        periods = {d: sizes.heartbeat_period_s for d in device_ids("hb", sizes.heartbeat_devices)}
+        canaries = device_ids("canary", sizes.canaries * 2) if sizes.canaries else []
+        periods.update({d: 5.0 for d in canaries})
+        pubs = Publishers(
+            port=cluster.broker.port, username="vigie-bench-fleet", password=cluster.fleet_password
+        )
+        load = HeartbeatLoad(pubs, Fleet(cluster.keys), periods)
+        try:
+            before, t0 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
+            load.start()
+            detection = _silence_canaries(cluster, load, canaries[: sizes.canaries]) if canaries else None
+            remaining = sizes.heartbeat_measure_s - (time.monotonic() - t0)
+            if remaining > 0:
+                time.sleep(remaining)  # the measurement window itself: load keeps running meanwhile
+            after, t1 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
+            load.stop()
+            metrics = cluster.metrics()
+            false_offline = read_db(
+                cluster.db,
+                "SELECT COUNT(*) FROM operator_events WHERE kind='offline' AND device_id LIKE 'hb-%'",
+            )[0][0]
+        finally:
+            pubs.close()
+    return {
+        "name": name,
+        "devices": sizes.heartbeat_devices,
+        "period_s": sizes.heartbeat_period_s,
+        "heartbeats_sent": load.sent,
+        "heartbeat_rate_per_s": round(load.sent / (t1 - t0), 1),
+        "heartbeats_ingested": promstats.labelled(metrics, "vigie_ingested_total", "type").get(
+            "heartbeat", 0
+        ),
+        "dispatcher": _cpu(before, after, t1 - t0),
+        "offline_detection": detection,
+        "false_offline_flags": false_offline,
+        "devices_offline_gauge": promstats.value(metrics, "vigie_devices_offline"),
+        "counters": _dispatcher_counters(metrics),
+        "notes": (
+            f"{sizes.heartbeat_devices} devices every {sizes.heartbeat_period_s:g} s over a gateway account;"
+            f" {sizes.canaries} canaries registered with heartbeat_interval_s=5 go silent"
+        ),
+    }
+
+
+def _silence_canaries(cluster: Cluster, load: HeartbeatLoad, silenced: list[str]) -> dict[str, Any]:
+    """Silence canaries once each has been heard; time until the dispatcher flags each offline."""
+    _wait(lambda: all(d in load.last_sent for d in silenced), 15)
+    time.sleep(1.0)  # let the last heartbeats reach the dispatcher before going quiet
+    load.silence(silenced)
+    last = {d: load.last_sent[d] for d in silenced}
+    marks = ",".join("?" * len(silenced))
+    sql = (
+        "SELECT device_id, MIN(at) FROM operator_events"
+        f" WHERE kind='offline' AND device_id IN ({marks}) GROUP BY device_id"
+    )
+
+    def flagged() -> list[tuple[Any, ...]]:
+        return read_db(cluster.db, sql, silenced)
+
+    # 2 intervals (10 s) + the health pass period (5 s) + margin.
+    _wait(lambda: len(flagged()) == len(silenced), 40, 0.5)
+    delays = [datetime.fromisoformat(at).timestamp() - last[d] for d, at in flagged()]
+    return {
+        "interval_s": 5,
+        "silenced": len(silenced),
+        "flagged": len(delays),
+        "after_last_heartbeat_s": {
+            "min": round(min(delays), 2) if delays else None,
+            "max": round(max(delays), 2) if delays else None,
+        },
+        "limit_s": 2 * 5,
+    }

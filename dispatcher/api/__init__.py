@@ -1,0 +1,35 @@
+"""The REST API: one router per resource, mounted by :func:`dispatcher.app.create_app`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def api_routers() -> list[APIRouter]:
+    """Every router of the REST API (imported here, not at package import, to keep it light)."""
+    from dispatcher.api import (
+        alerts,
+        audit,
+        auth,
+        conventions,
+        devices,
+        practitioners,
+        sites,
+        stats,
+        users,
+        visits,
+    )
+
+    return [
+        auth.router,
+        users.router,
+        practitioners.router,
+        sites.router,
+        devices.router,
+        devices.events_router,
+        visits.router,
+        conventions.router,
+        alerts.router,
+        stats.router,
+        audit.router,
+    ]

@@ -1,0 +1,342 @@
+"""Request and response bodies of the REST API.
+
+Create/update schemas are separate from public ones: responses never carry
+HMAC keys, PIN hashes or password hashes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from dispatcher.auth import Role
+from dispatcher.directory import PIN_PATTERN
+from dispatcher.domain import (
+    E164,
+    Address,
+    Channel,
+    DeviceKind,
+    DeviceState,
+    GeoPoint,
+    Id,
+    LocationSource,
+    Practitioner,
+    SiteKind,
+)
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- auth and users -------------------------------------------------------------------
+
+
+class LoginRequest(_In):
+    username: Annotated[str, Field(min_length=1, max_length=100)]
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class TokenResponse(BaseModel):
+    """OAuth2 bearer token (the same opaque session as the console's cookie)."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+
+
+class UserPublic(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    practitioner_id: str | None = None
+    conventions: list[str] = Field(default_factory=list)
+    disabled: bool = False
+
+
+class UserCreate(_In):
+    username: Annotated[str, Field(pattern=r"^[a-z0-9._-]{3,64}$")]
+    display_name: Text
+    password: Annotated[str, Field(min_length=12, max_length=200)]
+    role: Role
+    practitioner_id: Id | None = None
+    conventions: list[Id] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _scope_matches_role(self) -> UserCreate:
+        if self.role is Role.OPERATOR and not self.conventions:
+            raise ValueError("an operator needs at least one convention")
+        if self.role is Role.PRACTITIONER and not self.practitioner_id:
+            raise ValueError("a practitioner account needs practitioner_id")
+        return self
+
+
+class UserUpdate(_In):
+    display_name: Text | None = None
+    password: Annotated[str, Field(min_length=12, max_length=200)] | None = None
+    conventions: list[Id] | None = None
+    disabled: bool | None = None
+
+
+# -- directory -------------------------------------------------------------------------
+
+
+class PractitionerPublic(BaseModel):
+    id: str
+    first_name: str
+    last_name: str
+    display_name: str
+    profession: str
+    rpps: str
+    phones: list[str]
+    has_cancel_pin: bool
+    has_duress_pin: bool
+
+    @classmethod
+    def of(cls, p: Practitioner) -> PractitionerPublic:
+        return cls(
+            id=p.id,
+            first_name=p.first_name,
+            last_name=p.last_name,
+            display_name=p.display_name,
+            profession=p.profession,
+            rpps=p.rpps,
+            phones=list(p.phones),
+            has_cancel_pin=p.cancel_pin_hash is not None,
+            has_duress_pin=p.duress_pin_hash is not None,
+        )
+
+
+class PractitionerWrite(_In):
+    """Create or replace a practitioner; PINs in clear are hashed and forgotten."""
+
+    first_name: Text
+    last_name: Text
+    profession: Text = "médecin généraliste"
+    rpps: Annotated[str, Field(pattern=r"^[0-9]{11}$")]
+    phones: Annotated[list[E164], Field(min_length=1, max_length=5)]
+    cancel_pin: Annotated[str, Field(pattern=PIN_PATTERN)] | None = None
+    duress_pin: Annotated[str, Field(pattern=PIN_PATTERN)] | None = None
+
+    @model_validator(mode="after")
+    def _pins_differ(self) -> PractitionerWrite:
+        if self.cancel_pin is not None and self.cancel_pin == self.duress_pin:
+            raise ValueError("duress_pin must differ from cancel_pin")
+        return self
+
+
+class PractitionerCreate(PractitionerWrite):
+    id: Id
+
+
+class AddressIn(_In):
+    label: Annotated[str, Field(min_length=3, max_length=300)]
+    floor: Annotated[str, Field(max_length=100)] | None = None
+    access_code: Annotated[str, Field(max_length=50)] | None = None
+    details: Annotated[str, Field(max_length=300)] | None = None
+    insee: Annotated[str, Field(pattern=r"^(?:[0-9]{2}|2A|2B)[0-9]{3}$")] | None = None
+    point: GeoPoint | None = None
+
+    def to_address(self) -> Address:
+        return Address.model_validate(self.model_dump())
+
+
+class SiteWrite(_In):
+    kind: SiteKind
+    name: Text
+    address: AddressIn
+
+
+class SiteCreate(SiteWrite):
+    id: Id
+
+
+class DeviceUpdate(_In):
+    """What may change on a provisioned device (its key and certificate never go through the API)."""
+
+    label: Annotated[str, Field(max_length=100)] | None = None
+    practitioner_id: Id | None = None
+    site_id: Id | None = None
+    heartbeat_interval_s: Annotated[int, Field(ge=5, le=3600)] | None = None
+
+
+class DevicePublic(BaseModel):
+    id: str
+    kind: DeviceKind
+    label: str
+    practitioner_id: str | None
+    site_id: str | None
+    state: DeviceState
+    heartbeat_interval_s: int
+
+
+class DeviceHealthPublic(BaseModel):
+    device_id: str
+    label: str
+    kind: DeviceKind
+    state: DeviceState
+    practitioner_id: str | None
+    site_id: str | None
+    status: str | None = Field(description="'online' / 'offline' as last reported, None if never seen")
+    last_seen_at: datetime | None
+    battery_pct: int | None
+    signal_dbm: int | None
+    firmware: str | None
+    offline: bool
+    low_battery: bool
+
+
+class OperatorEventPublic(BaseModel):
+    id: int
+    at: datetime
+    kind: str
+    alert_id: str | None
+    device_id: str | None
+    message: str
+
+
+class VisitCreate(_In):
+    """A visite à domicile; ``practitioner_id`` is implied for a practitioner account."""
+
+    practitioner_id: Id | None = None
+    address: AddressIn
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> VisitCreate:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if (self.ends_at - self.starts_at).total_seconds() > 24 * 3600:
+            raise ValueError("a home visit lasts at most 24 hours")
+        return self
+
+
+class VisitPublic(BaseModel):
+    id: str
+    practitioner_id: str
+    address: Address
+    starts_at: datetime
+    ends_at: datetime
+    note: str | None
+    geocoded: bool = Field(description="False: no coordinates, routing falls back on the practitioner's site")
+
+
+# -- alerts ----------------------------------------------------------------------------
+
+
+class AlertSummary(BaseModel):
+    """An alert as listed (no address nor coordinates: reading those is audited)."""
+
+    id: str
+    kind: str
+    state: str
+    received_at: datetime
+    device_id: str
+    practitioner_id: str | None
+    practitioner_name: str | None
+    site_name: str | None
+    site_kind: str | None
+    convention_name: str | None
+    location_source: LocationSource | None
+    stale: bool
+    duress: bool
+    acked_by: str | None
+    taken_over_by: str | None
+    closed_by: str | None
+    exhausted: bool
+    needs_attention: bool = Field(description="Open, and nobody has acknowledged or taken it over")
+
+
+class LocationPublic(BaseModel):
+    source: LocationSource
+    description: str
+    point: GeoPoint | None = None
+    accuracy_m: float | None = None
+    address: Address | None = None
+    stale: bool = False
+    fix_age_s: float | None = None
+    insee: str | None = None
+    departement: str | None = None
+    purged: bool = False
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    kind: str
+    text: str = Field(description="French, for the console and the report")
+    source: Literal["event", "notification", "note"]
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class NotificationPublic(BaseModel):
+    id: int
+    contact_id: str
+    contact_name: str
+    phone: str
+    channel: Channel
+    purpose: str
+    tier: int
+    round: int
+    status: str
+    error: str | None
+    attempts: int
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class NotePublic(BaseModel):
+    id: int
+    at: datetime
+    author: str
+    text: str
+
+
+class NoteCreate(_In):
+    text: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class AlertDetail(AlertSummary):
+    practitioner: PractitionerPublic | None
+    site: dict[str, Any] | None
+    device: DevicePublic | None
+    location: LocationPublic | None
+    tier: int
+    round: int
+    timeline: list[TimelineEntry]
+    notifications: list[NotificationPublic]
+    notes: list[NotePublic]
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    at: datetime
+    user_id: int | None
+    username: str | None
+    action: str
+    target_kind: str | None
+    target_id: str | None
+    ip: str | None
+    detail: dict[str, Any]
+
+
+class StatsRow(BaseModel):
+    """One anonymised cell: no names, no addresses."""
+
+    convention: str
+    departement: str | None
+    month: str = Field(description="YYYY-MM, Europe/Paris")
+    place_type: str
+    alerts: int
+    acknowledged: int
+    false_alarms: int
+    cancelled: int
+    duress: int
+    median_ack_s: float | None
+    p90_ack_s: float | None

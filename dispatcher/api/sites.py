@@ -1,0 +1,65 @@
+"""Sites (cabinets, MMG): admins write; operators read those of their territory."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from dispatcher import audit
+from dispatcher.api.deps import AdminUser, ClientIp, Ctx, UserAccess, not_found
+from dispatcher.api.schemas import SiteCreate, SiteWrite
+from dispatcher.domain import Id, Site
+
+router = APIRouter(prefix="/api/sites", tags=["sites"])
+
+
+@router.get("", response_model=list[Site])
+async def list_sites(access: UserAccess, ctx: Ctx) -> list[Site]:
+    return [s for s in await ctx.store.list_sites() if access.sees_site(s)]
+
+
+@router.get("/{site_id}", response_model=Site)
+async def get_site(site_id: Id, access: UserAccess) -> Site:
+    site = access.snapshot.sites.get(site_id)
+    if site is None or not access.sees_site(site):
+        raise not_found("site")
+    return site
+
+
+async def _save(ctx: Ctx, site: Site) -> Site:
+    if ctx.geocoder is not None and site.address.point is None:
+        from dispatcher.geocoding import GeocodingError
+
+        try:
+            site = site.model_copy(update={"address": await ctx.geocoder.geocode(site.address)})
+        except GeocodingError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"adresse : {exc}") from None
+    await ctx.store.upsert_site(site)
+    await ctx.cache.refresh()
+    return site
+
+
+@router.post("", response_model=Site, status_code=status.HTTP_201_CREATED)
+async def create_site(body: SiteCreate, admin: AdminUser, ctx: Ctx, ip: ClientIp) -> Site:
+    """Create a site; its address is geocoded when no point is given (422 if not found)."""
+    if body.id in ctx.cache.current.sites:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="ce site existe déjà")
+    site = await _save(
+        ctx, Site(id=body.id, kind=body.kind, name=body.name, address=body.address.to_address())
+    )
+    await ctx.audit.record(
+        admin, audit.CONFIG_CHANGE, target_kind="site", target_id=site.id, ip=ip, change="create"
+    )
+    return site
+
+
+@router.put("/{site_id}", response_model=Site)
+async def update_site(site_id: Id, body: SiteWrite, admin: AdminUser, ctx: Ctx, ip: ClientIp) -> Site:
+    if site_id not in ctx.cache.current.sites:
+        raise not_found("site")
+    site = await _save(
+        ctx, Site(id=site_id, kind=body.kind, name=body.name, address=body.address.to_address())
+    )
+    await ctx.audit.record(
+        admin, audit.CONFIG_CHANGE, target_kind="site", target_id=site_id, ip=ip, change="update"
+    )
+    return site

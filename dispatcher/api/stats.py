@@ -1,0 +1,48 @@
+"""Anonymised statistics export (CSV or JSON) for a territory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from dispatcher import audit
+from dispatcher.api.deps import ClientIp, Ctx, StaffUser, UserAccess
+from dispatcher.api.schemas import StatsRow
+from dispatcher.report import statistics, statistics_csv
+from dispatcher.store.base import AlertQuery
+
+router = APIRouter(prefix="/api/stats", tags=["stats"])
+
+
+@router.get(
+    "",
+    response_model=list[StatsRow],
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}},
+)
+async def export_statistics(
+    _: StaffUser,
+    access: UserAccess,
+    ctx: Ctx,
+    ip: ClientIp,
+    since: Annotated[datetime | None, Query()] = None,
+    until: Annotated[datetime | None, Query()] = None,
+    convention_id: Annotated[str | None, Query(max_length=64)] = None,
+    format: Annotated[Literal["json", "csv"], Query()] = "json",
+) -> list[StatsRow] | Response:
+    """Counts per convention, month and type of place, with acknowledgement times; no names, no addresses."""
+    query = access.alert_query(
+        AlertQuery(kinds=("alert",), since=since, until=until, limit=100_000), convention_id
+    )
+    records = [r for r in await ctx.store.search_alerts(query) if access.sees_alert(r)]
+    times = await ctx.store.alert_event_times([r.id for r in records])
+    rows = statistics(records, times, access.snapshot.conventions)
+    await ctx.audit.record(access.user, audit.STATS_EXPORT, ip=ip, format=format, rows=len(rows))
+    if format == "csv":
+        return Response(
+            statistics_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="vigie-statistiques.csv"'},
+        )
+    return rows

@@ -1,0 +1,57 @@
+"""The audit trail: who read whose location, who acted on an alert, who changed the configuration.
+
+Entries are appended through :class:`Auditor` and can never be changed or
+deleted: there is no such API, and the SQLite schema has triggers that abort
+any UPDATE or DELETE on ``audit_log``. Admins read it through ``GET /api/audit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dispatcher.auth import User
+from dispatcher.store.base import AccessStore
+
+# Action names, stable strings (they are filtered on).
+LOGIN = "auth.login"
+LOGIN_FAILED = "auth.login_failed"
+LOGOUT = "auth.logout"
+ALERT_LOCATION_READ = "alert.location.read"
+ALERT_ACKNOWLEDGE = "alert.acknowledge"
+ALERT_RESOLVE = "alert.resolve"
+ALERT_FALSE_ALARM = "alert.false_alarm"
+ALERT_TAKE_OVER = "alert.take_over"
+ALERT_NOTE = "alert.note"
+ALERT_REPORT = "alert.report"
+STATS_EXPORT = "stats.export"
+CONFIG_CHANGE = "config.change"
+VISIT_CHANGE = "visit.change"
+RETENTION_PURGE = "retention.purge"
+
+
+class Auditor:
+    """Appends audit entries on behalf of a user (or of the system when ``user`` is None)."""
+
+    def __init__(self, store: AccessStore) -> None:
+        self._store = store
+
+    async def record(
+        self,
+        user: User | None,
+        action: str,
+        *,
+        target_kind: str | None = None,
+        target_id: str | None = None,
+        ip: str | None = None,
+        **detail: Any,
+    ) -> None:
+        """Append one entry; ``detail`` must be JSON-able and must not hold secrets."""
+        await self._store.append_audit(
+            action=action,
+            user_id=user.id if user else None,
+            username=user.username if user else None,
+            target_kind=target_kind,
+            target_id=target_id,
+            ip=ip,
+            detail=detail,
+        )

@@ -1,0 +1,1 @@
+"""The live operator console: static HTML/CSS/JS modules and the WebSocket feed."""

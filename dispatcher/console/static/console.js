@@ -1,0 +1,408 @@
+// Vigie operator console: live alerts over a WebSocket, details over the REST API.
+// No framework, no build step; every string from the server goes through textContent.
+
+const $ = (id) => document.getElementById(id);
+const STATE_FR = {
+  received: "reçue", notifying: "en cours", duress: "SOUS CONTRAINTE", acknowledged: "prise en charge",
+  resolved: "clôturée", cancelled: "annulée", false_alarm: "fausse alerte",
+};
+const SOURCE_FR = {
+  gps: "GPS de la balise", home_visit: "visite à domicile déclarée", site: "lieu d'exercice",
+  last_known: "dernière position connue", unknown: "inconnue",
+};
+const OPEN = new Set(["received", "notifying", "duress", "acknowledged"]);
+
+const state = { alerts: new Map(), selected: null, ws: null, retry: 0, audio: null, beepTimer: null,
+  map: null, marker: null, circle: null, config: { tile_url: "" }, user: null };
+
+// ---- REST -------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    credentials: "same-origin",
+    headers: options.body ? { "Content-Type": "application/json" } : {},
+    ...options,
+  });
+  if (response.status === 401 && path !== "/api/auth/login") {
+    showLogin("Session expirée : reconnectez-vous.");
+    throw new Error("session expirée");
+  }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail; } catch { /* not JSON */ }
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+// ---- login ------------------------------------------------------------------------
+function showLogin(message = "") {
+  if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
+  stopAlarm();
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message;
+  $("username").focus();
+}
+
+async function onLogin(event) {
+  event.preventDefault();
+  unlockAudio(); // the click is the user gesture browsers require before playing sound
+  try {
+    await api("/api/auth/login", {
+      method: "POST",
+      body: JSON.stringify({ username: $("username").value, password: $("password").value }),
+    });
+    $("password").value = "";
+    await start();
+  } catch (error) {
+    $("login-error").textContent = error.message;
+  }
+}
+
+async function start() {
+  state.user = await api("/api/auth/me");
+  state.config = await api("/console/config");
+  $("who").textContent = `${state.user.display_name} (${state.user.role})`;
+  $("login").hidden = true;
+  $("app").hidden = false;
+  connect();
+  refreshHealth();
+}
+
+// ---- WebSocket with reconnection ----------------------------------------------------
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/api/ws`);
+  state.ws = ws;
+  ws.onopen = () => { state.retry = 0; setConn(true); };
+  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+  ws.onclose = (event) => {
+    setConn(false);
+    if (event.code === 4401) { showLogin("Session expirée : reconnectez-vous."); return; }
+    const delay = Math.min(10000, 500 * 2 ** state.retry++);
+    setTimeout(() => { if (state.ws === ws) connect(); }, delay);
+  };
+}
+
+function setConn(on) {
+  const el = $("conn");
+  el.textContent = on ? "en direct" : "hors ligne — reconnexion…";
+  el.className = `conn ${on ? "conn-on" : "conn-off"}`;
+}
+
+function onMessage(msg) {
+  if (msg.type === "snapshot") {
+    state.alerts = new Map(msg.alerts.map((a) => [a.id, a]));
+    renderAlerts();
+    if (state.selected) loadDetail(state.selected);
+  } else if (msg.type === "alert") {
+    const isNew = !state.alerts.has(msg.alert.id);
+    state.alerts.set(msg.alert.id, msg.alert);
+    renderAlerts();
+    if (isNew) refreshHealth(); // a device's first alert may come before its first heartbeat
+    if (isNew && msg.alert.needs_attention && !state.selected) select(msg.alert.id);
+    else if (msg.alert.id === state.selected) scheduleDetail();
+    if (msg.alarm) refreshEvents();
+  } else if (msg.type === "health") {
+    refreshHealth();
+  }
+}
+
+// ---- alarm: flash + Web Audio beep until someone takes the alert ------------------
+function unlockAudio() {
+  if (!state.audio) {
+    const Context = window.AudioContext || window.webkitAudioContext;
+    if (Context) state.audio = new Context();
+  }
+  if (state.audio && state.audio.state === "suspended") state.audio.resume();
+  updateSoundButton();
+}
+
+function updateSoundButton() {
+  const on = state.audio && state.audio.state === "running";
+  $("sound").textContent = on ? "Son actif" : "Activer le son";
+  $("sound").disabled = Boolean(on);
+}
+
+function beep() {
+  const ctx = state.audio;
+  if (!ctx || ctx.state !== "running") return;
+  for (const [offset, freq] of [[0, 880], [0.25, 660], [0.5, 880]]) {
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = freq;
+    osc.type = "square";
+    gain.gain.setValueAtTime(0.15, ctx.currentTime + offset);
+    gain.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + offset + 0.2);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(ctx.currentTime + offset);
+    osc.stop(ctx.currentTime + offset + 0.22);
+  }
+}
+
+function updateAlarm() {
+  const urgent = [...state.alerts.values()].filter((a) => a.needs_attention);
+  const banner = $("banner");
+  if (urgent.length === 0) { stopAlarm(); return; }
+  const first = urgent[0];
+  banner.textContent = `${urgent.length > 1 ? `${urgent.length} ALERTES` : "ALERTE"} EN COURS — ` +
+    `${first.practitioner_name || first.device_id}${first.site_name ? ` — ${first.site_name}` : ""}` +
+    `${first.duress ? " — SOUS CONTRAINTE" : ""} — cliquer pour ouvrir`;
+  banner.dataset.id = first.id;
+  banner.hidden = false;
+  document.title = `(${urgent.length}) ALERTE — Vigie`;
+  if (!state.beepTimer) { beep(); state.beepTimer = setInterval(beep, 2000); }
+}
+
+function stopAlarm() {
+  $("banner").hidden = true;
+  document.title = "Vigie — console opérateur";
+  clearInterval(state.beepTimer);
+  state.beepTimer = null;
+}
+
+// ---- alert list -------------------------------------------------------------------
+const time = (iso) => new Date(iso).toLocaleTimeString("fr-FR");
+const dateTime = (iso) => new Date(iso).toLocaleString("fr-FR");
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function renderAlerts() {
+  const showClosed = $("show-closed").checked;
+  const list = [...state.alerts.values()]
+    .filter((a) => showClosed || OPEN.has(a.state))
+    .sort((a, b) => (b.needs_attention - a.needs_attention) || b.received_at.localeCompare(a.received_at));
+  const ul = $("alerts");
+  ul.replaceChildren(...list.map((a) => {
+    const li = el("li", null, `alert st-${a.state}${a.needs_attention ? " attention" : ""}` +
+      `${a.id === state.selected ? " selected" : ""}`);
+    li.tabIndex = 0;
+    li.dataset.id = a.id;
+    li.setAttribute("role", "button");
+    const head = el("div");
+    head.append(el("span", a.practitioner_name || a.device_id, "who"), " ",
+      el("span", a.kind === "test" ? "TEST" : (STATE_FR[a.state] || a.state), `badge st-${a.state}`));
+    li.append(head, el("div", `${time(a.received_at)} · ${a.site_name || SOURCE_FR[a.location_source] || ""}`, "meta"),
+      el("div", a.acked_by ? `pris par ${a.acked_by}` : (a.convention_name || "sans convention"), "meta"));
+    li.onclick = () => select(a.id);
+    li.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") select(a.id); };
+    return li;
+  }));
+  $("no-alerts").hidden = list.length > 0;
+  updateAlarm();
+}
+
+// ---- alert detail -----------------------------------------------------------------
+let detailTimer = null;
+function scheduleDetail() {
+  clearTimeout(detailTimer);
+  detailTimer = setTimeout(() => loadDetail(state.selected), 250);
+}
+
+function select(id) {
+  state.selected = id;
+  renderAlerts();
+  loadDetail(id);
+}
+
+async function loadDetail(id) {
+  try {
+    const alert = await api(`/api/alerts/${encodeURIComponent(id)}`);
+    if (id === state.selected) renderDetail(alert);
+  } catch (error) {
+    $("act-error").textContent = error.message;
+  }
+}
+
+function kv(dl, rows) {
+  dl.replaceChildren();
+  for (const [key, value, cls] of rows) {
+    if (value === null || value === undefined || value === "") continue;
+    const dd = el("dd", null, cls);
+    if (value instanceof Node) dd.append(value); else dd.textContent = value;
+    dl.append(el("dt", key), dd);
+  }
+}
+
+function phoneLinks(phones) {
+  const span = el("span");
+  phones.forEach((phone, i) => {
+    const a = el("a", phone);
+    a.href = `tel:${phone}`;
+    span.append(i ? ", " : "", a);
+  });
+  return span;
+}
+
+function age(seconds) {
+  if (seconds === null || seconds === undefined) return null;
+  return seconds < 90 ? `${Math.round(seconds)} s` : `${Math.round(seconds / 60)} min`;
+}
+
+function renderDetail(a) {
+  $("placeholder").hidden = true;
+  $("detail").hidden = false;
+  $("d-title").textContent = a.practitioner_name || a.device_id;
+  $("d-state").textContent = a.kind === "test" ? "TEST" : (STATE_FR[a.state] || a.state);
+  $("d-state").className = `badge st-${a.state}`;
+  $("d-sub").textContent = `Alerte ${a.id} reçue le ${dateTime(a.received_at)} · ${a.convention_name || "aucune convention SSJ"}`;
+  const p = a.practitioner;
+  kv($("d-person"), [
+    ["Nom", a.practitioner_name, "big"],
+    ["Profession", p && p.profession],
+    ["RPPS", p && p.rpps],
+    ["Téléphones pré-identifiés", p && phoneLinks(p.phones), "big"],
+    ["Balise", a.device ? `${a.device.label || a.device.id} (${a.device.kind})` : a.device_id],
+    ["Lieu d'exercice", a.site && a.site.name],
+  ]);
+  const loc = a.location;
+  const addr = loc && loc.address;
+  kv($("d-location"), loc ? [
+    ["Source", SOURCE_FR[loc.source] || loc.source, loc.stale ? "warn" : ""],
+    ["Où", loc.description],
+    ["Adresse", addr && addr.label],
+    ["Étage", addr && addr.floor],
+    ["Digicode", addr && addr.access_code, "big"],
+    ["Accès", addr && addr.details],
+    ["Coordonnées", loc.point ? `${loc.point.lat.toFixed(5)}, ${loc.point.lon.toFixed(5)}` : null],
+    ["Précision", loc.accuracy_m ? `± ${Math.round(loc.accuracy_m)} m` : null],
+    ["Âge de la position", age(loc.fix_age_s)],
+    ["Attention", loc.stale ? "position ancienne, à confirmer par téléphone" : null, "warn"],
+  ] : [["Où", "inconnue"]]);
+  renderMap(loc);
+  renderActions(a);
+  $("d-timeline").replaceChildren(...a.timeline.map((e) => {
+    const tr = el("tr");
+    tr.append(el("td", time(e.at)), el("td", e.text));
+    return tr;
+  }));
+  $("d-notifications").replaceChildren(...a.notifications.map((n) => {
+    const tr = el("tr");
+    tr.append(el("td", `${n.contact_name} ${n.phone}`), el("td", n.channel === "sms" ? "SMS" : "appel"),
+      el("td", String(n.tier + 1)), el("td", n.error ? `${n.status} (${n.error})` : n.status,
+        ["failed", "undelivered", "no-answer", "busy"].includes(n.status) ? "flag" : ""));
+    return tr;
+  }));
+}
+
+function renderActions(a) {
+  const open = OPEN.has(a.state);
+  const untaken = ["received", "notifying", "duress"].includes(a.state) && !a.acked_by;
+  $("act-acknowledge").disabled = !untaken;
+  $("act-take-over").disabled = !(untaken && !a.taken_over_by);
+  $("act-resolve").disabled = !open;
+  $("act-false-alarm").disabled = !open;
+  const report = $("d-report");
+  report.hidden = a.state !== "resolved";
+  report.href = `/api/alerts/${encodeURIComponent(a.id)}/report`;
+  $("act-error").textContent = "";
+}
+
+function renderMap(loc) {
+  const box = $("map");
+  if (!loc || !loc.point || !window.L) { box.hidden = true; return; }
+  box.hidden = false;
+  const here = [loc.point.lat, loc.point.lon];
+  if (!state.map) {
+    state.map = window.L.map(box, { attributionControl: true });
+    if (state.config.tile_url) {
+      window.L.tileLayer(state.config.tile_url, {
+        maxZoom: 19, attribution: "© contributeurs OpenStreetMap",
+      }).addTo(state.map);
+    }
+  }
+  state.map.setView(here, 17);
+  if (state.marker) state.marker.remove();
+  if (state.circle) state.circle.remove();
+  state.marker = window.L.marker(here).addTo(state.map);
+  if (loc.accuracy_m) state.circle = window.L.circle(here, { radius: loc.accuracy_m, color: "#c4161c" }).addTo(state.map);
+  setTimeout(() => state.map.invalidateSize(), 0);
+}
+
+async function act(action) {
+  const id = state.selected;
+  if (!id) return;
+  if ((action === "resolve" || action === "false-alarm") &&
+      !window.confirm(action === "resolve" ? "Clôturer cette alerte ?" : "Déclarer une fausse alerte ?")) return;
+  try {
+    const summary = await api(`/api/alerts/${encodeURIComponent(id)}/${action}`, { method: "POST" });
+    state.alerts.set(summary.id, summary);
+    renderAlerts();
+    await loadDetail(id);
+  } catch (error) {
+    $("act-error").textContent = error.message;
+  }
+}
+
+async function addNote(event) {
+  event.preventDefault();
+  const text = $("note-text").value.trim();
+  if (!text || !state.selected) return;
+  try {
+    await api(`/api/alerts/${encodeURIComponent(state.selected)}/notes`, {
+      method: "POST", body: JSON.stringify({ text }),
+    });
+    $("note-text").value = "";
+    await loadDetail(state.selected);
+  } catch (error) {
+    $("act-error").textContent = error.message;
+  }
+}
+
+// ---- device health ----------------------------------------------------------------
+function since(iso) {
+  if (!iso) return "jamais";
+  return `il y a ${age((Date.now() - new Date(iso).getTime()) / 1000)}`;
+}
+
+async function refreshHealth() {
+  try {
+    const rows = await api("/api/devices/health");
+    $("health").replaceChildren(...rows.map((d) => {
+      const tr = el("tr");
+      const status = d.state === "revoked" ? "révoquée" : d.offline ? "HORS LIGNE" : (d.status || "jamais vue");
+      tr.append(el("td", d.label || d.device_id), el("td", status, d.offline ? "flag" : ""),
+        el("td", d.battery_pct === null ? "—" : `${d.battery_pct} %`, d.low_battery ? "flag" : ""),
+        el("td", since(d.last_seen_at)));
+      return tr;
+    }));
+  } catch { /* shown on the next refresh */ }
+  refreshEvents();
+}
+
+async function refreshEvents() {
+  if (!state.user || state.user.role === "practitioner") return;
+  try {
+    const events = await api("/api/operator-events?limit=15");
+    $("events").replaceChildren(...events.map((e) => el("li", `${dateTime(e.at)} — ${e.message}`,
+      e.kind === "alarm" || e.kind === "offline" || e.kind === "low_battery" ? "flag" : "")));
+  } catch { /* idem */ }
+}
+
+// ---- wiring -----------------------------------------------------------------------
+function wire() {
+  $("login-form").addEventListener("submit", onLogin);
+  $("logout").onclick = async () => {
+    try { await api("/api/auth/logout", { method: "POST" }); } catch { /* already out */ }
+    showLogin();
+  };
+  $("sound").onclick = unlockAudio;
+  $("show-closed").onchange = renderAlerts;
+  $("banner").onclick = () => select($("banner").dataset.id);
+  $("note-form").addEventListener("submit", addNote);
+  for (const action of ["acknowledge", "take-over", "resolve", "false-alarm"]) {
+    $(`act-${action}`).onclick = () => act(action);
+  }
+  setInterval(refreshHealth, 30000);
+  document.addEventListener("click", () => { if (state.audio) updateSoundButton(); });
+}
+
+wire();
+fetch("/api/auth/me", { credentials: "same-origin" })
+  .then((r) => (r.ok ? start() : showLogin()))
+  .catch(() => showLogin("Serveur injoignable."));

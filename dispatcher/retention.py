@@ -1,0 +1,52 @@
+"""RGPD retention: location data is erased after ``location_retention_days``.
+
+What goes (see :meth:`dispatcher.store.base.AccessStore.purge_locations`): GPS
+fixes and signed payloads of old alerts, their resolved address and
+coordinates, devices' last known positions, and home visits (address, floor,
+door code) that ended before the cutoff. What stays: the alert itself, its
+timeline, its commune and département, so that statistics remain possible.
+
+Run by the dispatcher every ``api.retention_interval_s`` and by ``vigie purge``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+from dispatcher.audit import RETENTION_PURGE, Auditor
+from dispatcher.snapshot import DirectoryCache
+from dispatcher.store.base import PurgeReport, Store
+
+log = logging.getLogger(__name__)
+
+
+async def purge(store: Store, retention_days: int, *, now: datetime | None = None) -> PurgeReport:
+    """Erase location data older than ``retention_days`` and audit that it was done."""
+    if retention_days < 1:
+        raise ValueError("retention_days must be at least 1")
+    now = now or datetime.now(UTC)
+    report = await store.purge_locations(now - timedelta(days=retention_days), now=now)
+    if report.alerts or report.visits or report.last_fixes:
+        await Auditor(store).record(None, RETENTION_PURGE, retention_days=retention_days, **asdict(report))
+    return report
+
+
+async def run_retention(
+    store: Store, cache: DirectoryCache, retention_days: int, *, interval_s: float
+) -> None:
+    """Purge now, then every ``interval_s``, until cancelled; failures are logged and retried."""
+    while True:
+        try:
+            report = await purge(store, retention_days)
+            if report.visits or report.last_fixes:
+                await cache.refresh()  # the hot path must not keep erased visits in memory
+                for device_id in list(cache.last_fixes):
+                    if await store.last_fix(device_id) is None:
+                        cache.last_fixes.pop(device_id, None)
+            log.info("retention pass: %s", report)
+        except Exception:
+            log.exception("retention pass failed; will retry")
+        await asyncio.sleep(interval_s)

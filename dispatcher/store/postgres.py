@@ -1,0 +1,1080 @@
+"""PostgreSQL implementation of the store, for several dispatcher instances (asyncpg).
+
+Same semantics as :class:`dispatcher.store.sqlite.SqliteStore`, method for
+method; what differs is what several instances sharing one database need:
+
+* every public method is one transaction on a connection from a pool, and a
+  commit is durable when it returns (``synchronous_commit`` must stay ``on``);
+* escalation timers and notifications are claimed with ``SELECT … FOR UPDATE
+  SKIP LOCKED`` plus a lease column: two instances never claim the same row,
+  no transaction is ever held across a provider call, and a dead instance's
+  timers are taken over once its lease has run out;
+* ``insert_alerts`` locks the rows of the batch's devices (in id order, so two
+  instances cannot deadlock) and *merges* the stored anti-replay window with
+  the caller's, so the stored window never forgets a sequence number another
+  instance accepted;
+* per-alert serialisation relies on the optimistic ``version`` check: a
+  concurrent writer makes :meth:`apply_transition` raise :class:`Conflict`,
+  and the engine re-reads and re-applies.
+
+Driver errors are translated like the SQLite store's: integrity violations
+become :class:`AlreadyExists`, a lost or refused connection, a full disk or a
+read-only server (a standby after a failover) become :class:`StoreUnavailable`.
+Deadlocks and serialization failures are retried a few times first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
+
+import asyncpg
+from asyncpg import exceptions as pgerr
+from pydantic import BaseModel
+
+from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+from dispatcher.store.base import (
+    PURGED_LOCATION,
+    AlertQuery,
+    AlertRecord,
+    AlreadyExists,
+    AuditEntry,
+    Conflict,
+    DeviceCredentials,
+    InsertOutcome,
+    NewAlert,
+    NewUser,
+    NoteRecord,
+    NotFound,
+    NotificationRecord,
+    PurgeReport,
+    StoreError,
+    StoreUnavailable,
+    Timer,
+    Transition,
+    UserRecord,
+)
+from dispatcher.store.postgres_schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION_TABLE
+from protocol.replay import WINDOW, SequenceWindow
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
+
+_NOTIFICATION_COLUMNS = (
+    "id, alert_id, contact_id, contact_name, phone, channel, purpose, tier, round, status,"
+    " provider_sid, error, attempts"
+)
+_ALERT_COLUMNS = "id, device_id, kind, seq, received_at, gesture, fix, state, escalation, context, version"
+
+# Transient by nature: the server rolled the transaction back, running it again is safe.
+_RETRYABLE = (pgerr.DeadlockDetectedError, pgerr.SerializationError)
+# The database cannot be written now; the caller keeps its data and retries later.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    pgerr.PostgresConnectionError,
+    pgerr.ConnectionDoesNotExistError,
+    pgerr.InsufficientResourcesError,  # disk full, out of memory, too many connections
+    pgerr.OperatorInterventionError,  # admin shutdown, crash recovery, cannot connect now
+    pgerr.ReadOnlySQLTransactionError,  # connected to a standby
+    pgerr.QueryCanceledError,  # statement_timeout
+    pgerr.InvalidCatalogNameError,  # database does not exist (yet)
+)
+_ATTEMPTS = 3
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    """The text form SqliteStore returns for instants (UTC, ``+00:00``)."""
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive datetimes are local time, as SqliteStore's ``astimezone`` reads them."""
+    return value.astimezone(UTC)
+
+
+def _status_count(status: str) -> int:
+    """Rows affected, from a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def merge_windows(a: SequenceWindow, b: SequenceWindow) -> SequenceWindow:
+    """The window that accepted everything ``a`` or ``b`` accepted (their union).
+
+    Two instances each admit the sequence numbers they received; storing the
+    union means a restarted instance refuses replays of both instances' messages.
+    """
+    high = max(a.high, b.high)
+    if high < 0:
+        return SequenceWindow()
+    mask = (1 << WINDOW) - 1
+    seen = 0
+    for w in (a, b):
+        shift = high - w.high
+        if w.high >= 0 and shift < WINDOW:
+            seen |= (w.seen << shift) & mask
+    return SequenceWindow(high=high, seen=seen)
+
+
+async def _init_connection(conn: Conn) -> None:
+    """Documents travel as Python objects; directory docs are cast to text to validate as JSON."""
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class PostgresStore:
+    """The store on a PostgreSQL database. Create with :meth:`open`."""
+
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout_s: float = 10.0) -> None:
+        self._pool = pool
+        # A pool exhausted for this long means the database is in trouble: StoreUnavailable.
+        self._acquire_timeout_s = acquire_timeout_s
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float = 30.0
+    ) -> PostgresStore:
+        """Connect a pool to ``dsn`` (``postgresql://user@host:port/db``) and migrate the schema."""
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=command_timeout,
+                init=_init_connection,
+                # Durability is the point of the store: refuse a server-wide "off".
+                server_settings={"synchronous_commit": "on", "application_name": "vigie-dispatcher"},
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        store = cls(pool)
+        try:
+            await store._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _migrate(self) -> None:
+        async def run(conn: Conn) -> None:
+            # Serialises concurrent starts; released at the end of the transaction.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            await conn.execute(SCHEMA_VERSION_TABLE)
+            current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                await conn.execute(script)
+                await conn.execute("INSERT INTO schema_version(version) VALUES ($1)", number)
+
+        await self._tx(run)
+
+    async def schema_version(self) -> int:
+        """The last migration applied (for operators and tests)."""
+        version: int = await self._tx(lambda c: c.fetchval("SELECT MAX(version) FROM schema_version"))
+        return version
+
+    # -- transactions and error mapping --------------------------------------------
+
+    async def _tx(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction; retry transient aborts, translate driver errors."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn, conn.transaction():
+                    return await work(conn)
+            except StoreError:
+                raise
+            except _RETRYABLE as exc:
+                if attempt == _ATTEMPTS:
+                    raise StoreUnavailable(f"transaction kept aborting: {exc}") from exc
+            except pgerr.IntegrityConstraintViolationError as exc:
+                # As SqliteStore does with sqlite3.IntegrityError (foreign keys included).
+                raise AlreadyExists(str(exc)) from exc
+            except _UNAVAILABLE as exc:
+                raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._tx(lambda c: c.fetch(sql, *args))
+        return rows
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self._tx(lambda c: c.fetchrow(sql, *args))
+        return row
+
+    # -- directory -----------------------------------------------------------------
+
+    async def _upsert_doc(self, table: str, record: BaseModel, record_id: str) -> None:
+        sql = (
+            f"INSERT INTO {table}(id, doc) VALUES ($1, $2::text::jsonb)"
+            " ON CONFLICT (id) DO UPDATE SET doc=excluded.doc"
+        )
+        await self._tx(lambda c: c.execute(sql, record_id, record.model_dump_json()))
+
+    async def _get_doc(self, table: str, model: type[M], record_id: str) -> M:
+        row = await self._fetchrow(f"SELECT doc::text AS doc FROM {table} WHERE id=$1", record_id)
+        if row is None:
+            raise NotFound(f"{table[:-1]} {record_id!r} does not exist")
+        return model.model_validate_json(row["doc"])
+
+    async def _list_docs(self, table: str, model: type[M]) -> list[M]:
+        rows = await self._fetch(f'SELECT doc::text AS doc FROM {table} ORDER BY id COLLATE "C"')
+        return [model.model_validate_json(r["doc"]) for r in rows]
+
+    async def upsert_practitioner(self, practitioner: Practitioner) -> None:
+        await self._upsert_doc("practitioners", practitioner, practitioner.id)
+
+    async def get_practitioner(self, practitioner_id: str) -> Practitioner:
+        return await self._get_doc("practitioners", Practitioner, practitioner_id)
+
+    async def list_practitioners(self) -> Sequence[Practitioner]:
+        return await self._list_docs("practitioners", Practitioner)
+
+    async def upsert_site(self, site: Site) -> None:
+        await self._upsert_doc("sites", site, site.id)
+
+    async def get_site(self, site_id: str) -> Site:
+        return await self._get_doc("sites", Site, site_id)
+
+    async def list_sites(self) -> Sequence[Site]:
+        return await self._list_docs("sites", Site)
+
+    async def upsert_convention(self, convention: Convention) -> None:
+        await self._upsert_doc("conventions", convention, convention.id)
+
+    async def list_conventions(self) -> Sequence[Convention]:
+        return await self._list_docs("conventions", Convention)
+
+    async def _check_device_bindings(self, device: Device) -> None:
+        if device.practitioner_id is not None:
+            await self.get_practitioner(device.practitioner_id)
+        if device.site_id is not None:
+            await self.get_site(device.site_id)
+
+    async def add_device(self, device: Device, hmac_key: bytes) -> None:
+        await self._check_device_bindings(device)
+        sql = (
+            "INSERT INTO devices(id, doc, state, hmac_key, created_at)"
+            " VALUES ($1, $2::text::jsonb, $3, $4, $5)"
+        )
+        try:
+            await self._tx(
+                lambda c: c.execute(
+                    sql, device.id, device.model_dump_json(), device.state.value, hmac_key, utcnow()
+                )
+            )
+        except AlreadyExists:
+            raise AlreadyExists(f"device {device.id!r} already exists") from None
+
+    async def update_device(self, device: Device) -> None:
+        await self._check_device_bindings(device)
+        status = await self._tx(
+            lambda c: c.execute(
+                "UPDATE devices SET doc=$1::text::jsonb, state=$2 WHERE id=$3",
+                device.model_dump_json(),
+                device.state.value,
+                device.id,
+            )
+        )
+        if _status_count(status) == 0:
+            raise NotFound(f"device {device.id!r} does not exist")
+
+    async def get_device(self, device_id: str) -> Device:
+        return await self._get_doc("devices", Device, device_id)
+
+    async def list_devices(self) -> Sequence[Device]:
+        return await self._list_docs("devices", Device)
+
+    async def revoke_device(self, device_id: str) -> None:
+        device = await self.get_device(device_id)
+        await self.update_device(device.model_copy(update={"state": DeviceState.REVOKED}))
+
+    async def device_credentials(self) -> Sequence[DeviceCredentials]:
+        rows = await self._fetch("SELECT id, hmac_key, state FROM devices")
+        return [DeviceCredentials(r["id"], bytes(r["hmac_key"]), DeviceState(r["state"])) for r in rows]
+
+    async def replay_windows(self) -> dict[str, SequenceWindow]:
+        """Persisted anti-replay windows of every device."""
+        rows = await self._fetch("SELECT id, replay_high, replay_seen FROM devices")
+        return {
+            r["id"]: SequenceWindow.from_stored(r["replay_high"], bytes(r["replay_seen"] or b""))
+            for r in rows
+        }
+
+    async def save_replay_windows(self, windows: dict[str, SequenceWindow]) -> None:
+        """Flush in-memory windows in one transaction, merged with what is stored.
+
+        SqliteStore skips a window older than the stored one; here another
+        instance may have stored seqs this one never saw, so both are kept.
+        """
+
+        async def run(conn: Conn) -> None:
+            stored = await self._lock_windows(conn, windows.keys())
+            rows = [
+                (d, merged.high, merged.to_bytes())
+                for d, w in windows.items()
+                if d in stored and (merged := merge_windows(stored[d], w)) != stored[d]
+            ]
+            await conn.executemany("UPDATE devices SET replay_high=$2, replay_seen=$3 WHERE id=$1", rows)
+
+        await self._tx(run)
+
+    async def _lock_windows(self, conn: Conn, device_ids: Iterable[str]) -> dict[str, SequenceWindow]:
+        """Lock the devices' rows (sorted: a fixed order cannot deadlock) and read their windows."""
+        rows = await conn.fetch(
+            "SELECT id, replay_high, replay_seen FROM devices WHERE id = ANY($1::text[])"
+            ' ORDER BY id COLLATE "C" FOR UPDATE',
+            sorted(set(device_ids)),
+        )
+        return {
+            r["id"]: SequenceWindow.from_stored(r["replay_high"], bytes(r["replay_seen"] or b""))
+            for r in rows
+        }
+
+    async def upsert_visit(self, visit: HomeVisit) -> None:
+        await self.get_practitioner(visit.practitioner_id)
+        sql = (
+            "INSERT INTO visits(id, practitioner_id, ends_at, doc) VALUES ($1, $2, $3, $4::text::jsonb)"
+            " ON CONFLICT (id) DO UPDATE SET practitioner_id=excluded.practitioner_id,"
+            " ends_at=excluded.ends_at, doc=excluded.doc"
+        )
+        await self._tx(
+            lambda c: c.execute(
+                sql, visit.id, visit.practitioner_id, _utc(visit.ends_at), visit.model_dump_json()
+            )
+        )
+
+    async def delete_visit(self, visit_id: str) -> None:
+        status = await self._tx(lambda c: c.execute("DELETE FROM visits WHERE id=$1", visit_id))
+        if _status_count(status) == 0:
+            raise NotFound(f"visit {visit_id!r} does not exist")
+
+    async def list_visits(self, practitioner_id: str | None = None) -> Sequence[HomeVisit]:
+        if practitioner_id is None:
+            rows = await self._fetch("SELECT doc::text AS doc FROM visits ORDER BY ends_at")
+        else:
+            rows = await self._fetch(
+                "SELECT doc::text AS doc FROM visits WHERE practitioner_id=$1 ORDER BY ends_at",
+                practitioner_id,
+            )
+        return [HomeVisit.model_validate_json(r["doc"]) for r in rows]
+
+    # -- alerts --------------------------------------------------------------------
+
+    async def alert_exists(self, alert_id: str) -> bool:
+        return await self._fetchrow("SELECT 1 FROM alerts WHERE id=$1", alert_id) is not None
+
+    async def insert_alerts(
+        self, batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]]
+    ) -> list[InsertOutcome]:
+        """Persist several accepted alerts in ONE durable transaction (group commit).
+
+        Each alert is inserted idempotently by id; for a new one its device's
+        replay window (merged with the stored one, under the device's row lock)
+        is saved and its first escalation transition applied.
+        """
+
+        async def run(conn: Conn) -> list[InsertOutcome]:
+            windows = await self._lock_windows(conn, (a.device_id for a, _, _ in batch))
+            return [await self._insert_one(conn, windows, a, w, first) for a, w, first in batch]
+
+        return await self._tx(run)
+
+    async def _insert_one(
+        self,
+        conn: Conn,
+        windows: dict[str, SequenceWindow],
+        alert: NewAlert,
+        window: SequenceWindow,
+        first: Transition | None,
+    ) -> InsertOutcome:
+        now = utcnow()
+        inserted = await conn.fetchval(
+            "INSERT INTO alerts(id, device_id, kind, seq, device_ts, received_at, gesture, fix, raw, state,"
+            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10)"
+            " ON CONFLICT (id) DO NOTHING RETURNING true",
+            alert.id,
+            alert.device_id,
+            alert.kind,
+            alert.seq,
+            _utc(alert.device_ts),
+            _utc(alert.received_at),
+            alert.gesture,
+            alert.fix or None,
+            alert.raw,
+            now,
+        )
+        if not inserted:
+            return InsertOutcome(created=False)
+        merged = merge_windows(windows.get(alert.device_id, SequenceWindow()), window)
+        windows[alert.device_id] = merged
+        await conn.execute(
+            "UPDATE devices SET replay_high=$1, replay_seen=$2, last_fix=COALESCE($3, last_fix) WHERE id=$4",
+            merged.high,
+            merged.to_bytes(),
+            alert.fix or None,
+            alert.device_id,
+        )
+        await conn.execute(
+            "INSERT INTO alert_events(alert_id, at, kind, detail) VALUES ($1, $2, 'received', $3)",
+            alert.id,
+            now,
+            {"seq": alert.seq, "gesture": alert.gesture},
+        )
+        if first is not None:
+            await self._apply(conn, first)
+        return InsertOutcome(created=True)
+
+    async def apply_transition(self, transition: Transition) -> list[int]:
+        """Write a transition; return the ids of the notifications it created."""
+        return await self._tx(lambda c: self._apply(c, transition))
+
+    async def _apply(self, conn: Conn, t: Transition) -> list[int]:
+        now = utcnow()
+        # Under READ COMMITTED a concurrent writer of this row makes us wait for
+        # its commit, then re-check ``version``: it no longer matches → Conflict.
+        status = await conn.execute(
+            "UPDATE alerts SET state=$1, escalation=$2, context=COALESCE($3, context), version=version+1,"
+            " updated_at=$4 WHERE id=$5 AND version=$6",
+            t.state,
+            t.escalation,
+            t.context,
+            now,
+            t.alert_id,
+            t.expected_version,
+        )
+        if _status_count(status) == 0:
+            raise Conflict(f"alert {t.alert_id} changed since version {t.expected_version}")
+        if t.cancel_timers:
+            await conn.execute("DELETE FROM timers WHERE alert_id=$1", t.alert_id)
+        if t.timers:
+            await conn.execute(
+                "INSERT INTO timers(alert_id, kind, due_at, payload)"
+                " SELECT $1, k, d, p::jsonb FROM unnest($2::text[], $3::float8[], $4::text[]) AS u(k, d, p)",
+                t.alert_id,
+                [s.kind for s in t.timers],
+                [s.due_at for s in t.timers],
+                [json.dumps(s.payload) for s in t.timers],
+            )
+        if t.events:
+            await conn.execute(
+                "INSERT INTO alert_events(alert_id, at, kind, detail)"
+                " SELECT $1, $2, k, d::jsonb FROM unnest($3::text[], $4::text[])"
+                " WITH ORDINALITY AS u(k, d, o) ORDER BY o",
+                t.alert_id,
+                now,
+                [kind for kind, _ in t.events],
+                [json.dumps(detail) for _, detail in t.events],
+            )
+        return await self._insert_notifications(conn, t, now)
+
+    async def _insert_notifications(self, conn: Conn, t: Transition, now: datetime) -> list[int]:
+        """One row per decided send; a duplicate decision (same UNIQUE key) creates nothing."""
+        if not t.notifications:
+            return []
+        columns = ("contact_id", "contact_name", "phone", "channel", "purpose")
+        rows = await conn.fetch(
+            "INSERT INTO notifications(alert_id, contact_id, contact_name, phone, channel, purpose, tier,"
+            " round, status, created_at, updated_at)"
+            " SELECT $1, ci, cn, ph, ch, pu, ti, ro, 'pending', $2, $2 FROM unnest($3::text[], $4::text[],"
+            " $5::text[], $6::text[], $7::text[], $8::int[], $9::int[]) WITH ORDINALITY"
+            " AS u(ci, cn, ph, ch, pu, ti, ro, o) ORDER BY o ON CONFLICT DO NOTHING RETURNING id",
+            t.alert_id,
+            now,
+            *([getattr(n, col) for n in t.notifications] for col in columns),
+            [n.tier for n in t.notifications],
+            [n.round for n in t.notifications],
+        )
+        # Identity values are drawn in insertion (= ORDER BY o) order.
+        return sorted(int(r["id"]) for r in rows)
+
+    def _alert(self, row: asyncpg.Record) -> AlertRecord:
+        return AlertRecord(
+            id=row["id"],
+            device_id=row["device_id"],
+            kind=row["kind"],
+            seq=row["seq"],
+            received_at=row["received_at"],
+            gesture=row["gesture"],
+            fix=row["fix"],
+            state=row["state"],
+            escalation=row["escalation"],
+            context=row["context"],
+            version=row["version"],
+        )
+
+    async def get_alert(self, alert_id: str) -> AlertRecord:
+        row = await self._fetchrow(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id=$1", alert_id)
+        if row is None:
+            raise NotFound(f"alert {alert_id!r} does not exist")
+        return self._alert(row)
+
+    async def list_alerts(
+        self, *, states: Sequence[str] | None = None, limit: int = 200
+    ) -> list[AlertRecord]:
+        """Most recent first, optionally filtered by state."""
+        if states:
+            rows = await self._fetch(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state = ANY($1::text[])"
+                " ORDER BY received_at DESC LIMIT $2",
+                list(states),
+                limit,
+            )
+        else:
+            rows = await self._fetch(
+                f"SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY received_at DESC LIMIT $1", limit
+            )
+        return [self._alert(r) for r in rows]
+
+    async def unstarted_alerts(self) -> list[AlertRecord]:
+        """Alerts persisted without an escalation (routing failed before commit)."""
+        rows = await self._fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE escalation IS NULL ORDER BY received_at"
+        )
+        return [self._alert(r) for r in rows]
+
+    async def alert_events(self, alert_id: str) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT at, kind, detail FROM alert_events WHERE alert_id=$1 ORDER BY id", alert_id
+        )
+        return [{"at": _iso(r["at"]), "kind": r["kind"], "detail": r["detail"]} for r in rows]
+
+    async def last_fix(self, device_id: str) -> dict[str, Any] | None:
+        row = await self._fetchrow("SELECT last_fix FROM devices WHERE id=$1", device_id)
+        return None if row is None else row["last_fix"]
+
+    # -- notifications -------------------------------------------------------------
+
+    @staticmethod
+    def _notification(row: asyncpg.Record) -> NotificationRecord:
+        return NotificationRecord(*(row[k] for k in _NOTIFICATION_COLUMNS.replace(" ", "").split(",")))
+
+    async def claim_notifications(
+        self, owner: str, *, ids: Sequence[int] | None = None, lease_s: float = 30.0, now: float
+    ) -> list[NotificationRecord]:
+        """Mark pending notifications as being sent by ``owner`` and return them.
+
+        ``FOR UPDATE SKIP LOCKED``: rows another instance is claiming right now
+        are skipped, rows it already claimed are no longer 'pending' when the
+        lock is taken (re-checked), so a row is claimed once. The rows are
+        returned as they were before the claim, as SqliteStore does.
+        """
+        where = "status='pending'" if ids is None else "status='pending' AND id = ANY($4::bigint[])"
+        sql = (
+            f"WITH c AS (SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE {where}"
+            " ORDER BY id FOR UPDATE SKIP LOCKED)"
+            " UPDATE notifications n SET status='sending', lease_owner=$1, lease_until=$2,"
+            " attempts=n.attempts+1, updated_at=$3 FROM c WHERE n.id=c.id"
+            f" RETURNING {', '.join('c.' + col.strip() for col in _NOTIFICATION_COLUMNS.split(','))}"
+        )
+        args: list[Any] = [owner, now + lease_s, utcnow()]
+        if ids is not None:
+            args.append(list(ids))
+        rows = await self._fetch(sql, *args)
+        return sorted((self._notification(r) for r in rows), key=lambda n: n.id)
+
+    async def record_notification(
+        self, notification_id: int, *, status: str, provider_sid: str | None = None, error: str | None = None
+    ) -> None:
+        """Store what the provider answered for one notification."""
+        await self._tx(
+            lambda c: c.execute(
+                "UPDATE notifications SET status=$1, provider_sid=COALESCE($2, provider_sid), error=$3,"
+                " lease_owner=NULL, lease_until=NULL, updated_at=$4 WHERE id=$5",
+                status,
+                provider_sid,
+                error,
+                utcnow(),
+                notification_id,
+            )
+        )
+
+    async def notification_by_sid(self, sid: str) -> NotificationRecord | None:
+        row = await self._fetchrow(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE provider_sid=$1", sid
+        )
+        return None if row is None else self._notification(row)
+
+    async def notifications_for(self, alert_id: str) -> list[NotificationRecord]:
+        rows = await self._fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE alert_id=$1 ORDER BY id", alert_id
+        )
+        return [self._notification(r) for r in rows]
+
+    async def record_notifications(self, rows: Sequence[tuple[int, str, str | None, str | None]]) -> None:
+        """Several outcomes ``(id, status, provider_sid, error)`` in one transaction (group commit)."""
+        now = utcnow()
+        await self._tx(
+            lambda c: c.executemany(
+                "UPDATE notifications SET status=$1, provider_sid=COALESCE($2, provider_sid), error=$3,"
+                " lease_owner=NULL, lease_until=NULL, updated_at=$4 WHERE id=$5",
+                [(status, sid, error, now, nid) for nid, status, sid, error in rows],
+            )
+        )
+
+    async def mark_notification(
+        self, notification_id: int, *, status: str, owner: str, lease_until: float, error: str | None
+    ) -> None:
+        """Move a claimed row between 'sending' and 'retry_wait', renewing its lease."""
+        await self._tx(
+            lambda c: c.execute(
+                "UPDATE notifications SET status=$1, lease_owner=$2, lease_until=$3,"
+                " error=COALESCE($4, error), updated_at=$5 WHERE id=$6",
+                status,
+                owner,
+                lease_until,
+                error,
+                utcnow(),
+                notification_id,
+            )
+        )
+
+    async def abandoned_notifications(self, now: float, owner: str | None = None) -> list[NotificationRecord]:
+        """Rows left 'sending' or 'retry_wait' by a crashed owner (lease run out, or ``owner`` itself)."""
+        rows = await self._fetch(
+            f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE status IN ('sending', 'retry_wait')"
+            " AND (lease_until<$1 OR lease_owner=$2) ORDER BY id",
+            now,
+            owner,
+        )
+        return [self._notification(r) for r in rows]
+
+    async def active_alert_for_phone(self, phone: str, states: Sequence[str]) -> str | None:
+        """Most recent alert in ``states`` that notified ``phone`` (for SMS replies)."""
+        row = await self._fetchrow(
+            "SELECT n.alert_id FROM notifications n JOIN alerts a ON a.id=n.alert_id"
+            " WHERE n.phone=$1 AND a.state = ANY($2::text[]) AND n.purpose='alert'"
+            " ORDER BY n.id DESC LIMIT 1",
+            phone,
+            list(states),
+        )
+        return None if row is None else str(row["alert_id"])
+
+    # -- timers --------------------------------------------------------------------
+
+    async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:
+        """Lease the timers due at ``now`` (also those whose owner's lease expired).
+
+        The lease is committed before any timer is acted on, so no transaction
+        spans the escalation step nor the provider calls it triggers; a timer
+        whose owner died is claimable again once ``lease_until`` has passed.
+        """
+        rows = await self._fetch(
+            "WITH due AS (SELECT id FROM timers WHERE due_at<=$1 AND (lease_until IS NULL OR lease_until<$1)"
+            " ORDER BY due_at LIMIT 200 FOR UPDATE SKIP LOCKED)"
+            " UPDATE timers t SET lease_owner=$2, lease_until=$3 FROM due WHERE t.id=due.id"
+            " RETURNING t.id, t.alert_id, t.kind, t.due_at, t.payload",
+            now,
+            owner,
+            now + lease_s,
+        )
+        rows = sorted(rows, key=lambda r: (r["due_at"], r["id"]))
+        return [
+            Timer(r["id"], r["alert_id"], r["kind"], datetime.fromtimestamp(r["due_at"], UTC), r["payload"])
+            for r in rows
+        ]
+
+    async def delete_timer(self, timer_id: int) -> None:
+        await self._tx(lambda c: c.execute("DELETE FROM timers WHERE id=$1", timer_id))
+
+    async def next_timer_due(self) -> float | None:
+        due = await self._tx(lambda c: c.fetchval("SELECT MIN(due_at) FROM timers"))
+        return None if due is None else float(due)
+
+    # -- rejections, health, operator events ---------------------------------------
+
+    async def record_rejections(self, rows: Sequence[tuple[str | None, str, str, str]]) -> None:
+        """Persist rejected messages: (device_id, topic, reason, detail)."""
+        now = utcnow()
+        # PostgreSQL text cannot hold NUL; a hostile payload's detail may.
+        clean = [
+            (now, d, t.replace("\x00", "\\x00"), r, detail[:500].replace("\x00", "\\x00"))
+            for d, t, r, detail in rows
+        ]
+        await self._tx(
+            lambda c: c.executemany(
+                "INSERT INTO rejections(at, device_id, topic, reason, detail) VALUES ($1, $2, $3, $4, $5)",
+                clean,
+            )
+        )
+
+    async def rejection_counts(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
+        return {r["reason"]: int(r["n"]) for r in rows}
+
+    async def save_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert the latest health snapshot of several devices."""
+        values = [
+            (
+                r["device_id"],
+                datetime.fromisoformat(r["last_seen_at"]) if r["last_seen_at"] else None,
+                r["status"],
+                r["battery_pct"],
+                r["signal_dbm"],
+                r["firmware"],
+                r["uptime_s"],
+                r["flags"],
+            )
+            for r in rows
+        ]
+        await self._tx(
+            lambda c: c.executemany(
+                "INSERT INTO device_health(device_id, last_seen_at, status, battery_pct, signal_dbm,"
+                " firmware, uptime_s, flags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT (device_id) DO UPDATE SET last_seen_at=excluded.last_seen_at,"
+                " status=excluded.status, battery_pct=excluded.battery_pct,"
+                " signal_dbm=excluded.signal_dbm, firmware=excluded.firmware,"
+                " uptime_s=excluded.uptime_s, flags=excluded.flags",
+                values,
+            )
+        )
+
+    async def device_health(self) -> list[dict[str, Any]]:
+        rows = await self._fetch('SELECT * FROM device_health ORDER BY device_id COLLATE "C"')
+        return [{**dict(r), "last_seen_at": _iso(r["last_seen_at"])} for r in rows]
+
+    async def add_operator_event(
+        self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
+    ) -> int:
+        event_id: int = await self._tx(
+            lambda c: c.fetchval(
+                "INSERT INTO operator_events(at, kind, alert_id, device_id, message)"
+                " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                utcnow(),
+                kind,
+                alert_id,
+                device_id,
+                message,
+            )
+        )
+        return int(event_id)
+
+    async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self._fetch("SELECT * FROM operator_events ORDER BY id DESC LIMIT $1", limit)
+        return [{**dict(r), "at": _iso(r["at"])} for r in rows]
+
+    # -- access control, audit, notes, search, retention (AccessStore) ----------------
+
+    @staticmethod
+    def _user(row: asyncpg.Record) -> UserRecord:
+        return UserRecord(
+            id=row["id"],
+            username=row["username"],
+            display_name=row["display_name"],
+            password_hash=row["password_hash"],
+            role=row["role"],
+            practitioner_id=row["practitioner_id"],
+            conventions=tuple(row["conventions"]),
+            disabled=row["disabled"],
+            created_at=row["created_at"],
+        )
+
+    async def add_user(self, user: NewUser) -> UserRecord:
+        if await self.get_user_by_name(user.username) is not None:
+            raise AlreadyExists(f"user {user.username!r} already exists")
+        row = await self._fetchrow(
+            "INSERT INTO users(username, display_name, password_hash, role, practitioner_id,"
+            " conventions, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            user.username,
+            user.display_name,
+            user.password_hash,
+            user.role,
+            user.practitioner_id,
+            list(user.conventions),
+            utcnow(),
+        )
+        assert row is not None  # INSERT … RETURNING always returns the row
+        return self._user(row)
+
+    async def get_user(self, user_id: int) -> UserRecord:
+        row = await self._fetchrow("SELECT * FROM users WHERE id=$1", user_id)
+        if row is None:
+            raise NotFound(f"user {user_id} does not exist")
+        return self._user(row)
+
+    async def get_user_by_name(self, username: str) -> UserRecord | None:
+        row = await self._fetchrow("SELECT * FROM users WHERE username=$1", username)
+        return None if row is None else self._user(row)
+
+    async def list_users(self) -> list[UserRecord]:
+        return [self._user(r) for r in await self._fetch('SELECT * FROM users ORDER BY username COLLATE "C"')]
+
+    async def update_user(self, user: UserRecord) -> None:
+        status = await self._tx(
+            lambda c: c.execute(
+                "UPDATE users SET display_name=$1, password_hash=$2, role=$3, practitioner_id=$4,"
+                " conventions=$5, disabled=$6 WHERE id=$7",
+                user.display_name,
+                user.password_hash,
+                user.role,
+                user.practitioner_id,
+                list(user.conventions),
+                user.disabled,
+                user.id,
+            )
+        )
+        if _status_count(status) == 0:
+            raise NotFound(f"user {user.id} does not exist")
+
+    async def create_session(self, token_hash: str, user_id: int, expires_at: datetime) -> None:
+        await self._tx(
+            lambda c: c.execute(
+                "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+                token_hash,
+                user_id,
+                utcnow(),
+                _utc(expires_at),
+            )
+        )
+
+    async def session_user(self, token_hash: str, now: datetime) -> UserRecord | None:
+        row = await self._fetchrow(
+            "SELECT u.* FROM sessions s JOIN users u ON u.id=s.user_id"
+            " WHERE s.token_hash=$1 AND s.expires_at>$2 AND NOT u.disabled",
+            token_hash,
+            _utc(now),
+        )
+        return None if row is None else self._user(row)
+
+    async def delete_session(self, token_hash: str) -> None:
+        await self._tx(lambda c: c.execute("DELETE FROM sessions WHERE token_hash=$1", token_hash))
+
+    async def delete_user_sessions(self, user_id: int) -> int:
+        status = await self._tx(lambda c: c.execute("DELETE FROM sessions WHERE user_id=$1", user_id))
+        return _status_count(status)
+
+    async def record_login_failure(self, username: str, ip: str, at: datetime) -> None:
+        await self._tx(
+            lambda c: c.execute(
+                "INSERT INTO login_failures(username, ip, at) VALUES ($1, $2, $3)", username, ip, _utc(at)
+            )
+        )
+
+    async def count_login_failures(self, username: str, ip: str, since: datetime) -> int:
+        n = await self._tx(
+            lambda c: c.fetchval(
+                "SELECT COUNT(*) FROM login_failures WHERE username=$1 AND ip=$2 AND at>=$3",
+                username,
+                ip,
+                _utc(since),
+            )
+        )
+        return int(n)
+
+    async def clear_login_failures(self, username: str, ip: str) -> None:
+        await self._tx(
+            lambda c: c.execute("DELETE FROM login_failures WHERE username=$1 AND ip=$2", username, ip)
+        )
+
+    async def append_audit(
+        self,
+        *,
+        action: str,
+        user_id: int | None,
+        username: str | None,
+        target_kind: str | None = None,
+        target_id: str | None = None,
+        ip: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        entry_id = await self._tx(
+            lambda c: c.fetchval(
+                "INSERT INTO audit_log(at, user_id, username, action, target_kind, target_id, ip, detail)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                utcnow(),
+                user_id,
+                username,
+                action,
+                target_kind,
+                target_id,
+                ip,
+                detail or {},
+            )
+        )
+        return int(entry_id)
+
+    async def list_audit(
+        self,
+        *,
+        action: str | None = None,
+        target_kind: str | None = None,
+        target_id: str | None = None,
+        user_id: int | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        where = _Where()
+        for column, value in (
+            ("action", action),
+            ("target_kind", target_kind),
+            ("target_id", target_id),
+            ("user_id", user_id),
+        ):
+            if value is not None:
+                where.add(f"{column}=$?", value)
+        if before_id is not None:
+            where.add("id<$?", before_id)
+        rows = await self._fetch(
+            f"SELECT * FROM audit_log WHERE {where.sql} ORDER BY id DESC LIMIT {where.next()}",
+            *where.params,
+            limit,
+        )
+        return [
+            AuditEntry(
+                id=r["id"],
+                at=r["at"],
+                user_id=r["user_id"],
+                username=r["username"],
+                action=r["action"],
+                target_kind=r["target_kind"],
+                target_id=r["target_id"],
+                ip=r["ip"],
+                detail=r["detail"],
+            )
+            for r in rows
+        ]
+
+    async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
+        if query.convention_names is not None and not query.convention_names:
+            return []
+        where = _Where()
+        if query.states:
+            where.add("state = ANY($?::text[])", list(query.states))
+        if query.kinds:
+            where.add("kind = ANY($?::text[])", list(query.kinds))
+        if query.convention_names is not None:
+            where.add("context->>'convention_name' = ANY($?::text[])", list(query.convention_names))
+        if query.practitioner_id is not None:
+            where.add("context->'practitioner'->>'id' = $?", query.practitioner_id)
+        if query.device_id is not None:
+            where.add("device_id=$?", query.device_id)
+        if query.since is not None:
+            where.add("received_at>=$?", _utc(query.since))
+        if query.until is not None:
+            where.add("received_at<$?", _utc(query.until))
+        rows = await self._fetch(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {where.sql}"
+            f" ORDER BY received_at DESC LIMIT {where.next()}",
+            *where.params,
+            query.limit,
+        )
+        return [self._alert(r) for r in rows]
+
+    async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
+        if not await self.alert_exists(alert_id):
+            raise NotFound(f"alert {alert_id!r} does not exist")
+        at = utcnow()
+        note_id = await self._tx(
+            lambda c: c.fetchval(
+                "INSERT INTO alert_notes(alert_id, at, user_id, author, text) VALUES ($1, $2, $3, $4, $5)"
+                " RETURNING id",
+                alert_id,
+                at,
+                user_id,
+                author,
+                text,
+            )
+        )
+        return NoteRecord(int(note_id), alert_id, at, user_id, author, text)
+
+    async def notes_for(self, alert_id: str) -> list[NoteRecord]:
+        rows = await self._fetch("SELECT * FROM alert_notes WHERE alert_id=$1 ORDER BY id", alert_id)
+        return [
+            NoteRecord(r["id"], r["alert_id"], r["at"], r["user_id"], r["author"], r["text"]) for r in rows
+        ]
+
+    async def notification_times(self, alert_id: str) -> dict[int, tuple[datetime, datetime]]:
+        rows = await self._fetch(
+            "SELECT id, created_at, updated_at FROM notifications WHERE alert_id=$1", alert_id
+        )
+        return {r["id"]: (r["created_at"], r["updated_at"]) for r in rows}
+
+    async def alert_event_times(self, alert_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
+        result: dict[str, dict[str, datetime]] = {a: {} for a in alert_ids}
+        rows = await self._fetch(
+            "SELECT alert_id, kind, MIN(at) AS first_at FROM alert_events"
+            " WHERE alert_id = ANY($1::text[]) GROUP BY alert_id, kind",
+            list(alert_ids),
+        )
+        for r in rows:
+            result[r["alert_id"]][r["kind"]] = r["first_at"]
+        return result
+
+    async def purge_locations(self, cutoff: datetime, *, now: datetime) -> PurgeReport:
+        """Erase location data older than ``cutoff`` in one transaction (see AccessStore)."""
+        return await self._tx(lambda c: self._purge(c, _utc(cutoff), _utc(now)))
+
+    async def _purge(self, conn: Conn, cutoff: datetime, now: datetime) -> PurgeReport:
+        alerts = await conn.fetch(
+            "SELECT id, context FROM alerts WHERE received_at<$1 AND location_purged_at IS NULL FOR UPDATE",
+            cutoff,
+        )
+        await conn.executemany(
+            "UPDATE alerts SET fix=NULL, raw=''::bytea, context=$2, location_purged_at=$3 WHERE id=$1",
+            [(r["id"], purged_context(r["context"]), now) for r in alerts],
+        )
+        await conn.execute(
+            "UPDATE alert_events SET detail=jsonb_set(detail, '{description}', to_jsonb($1::text))"
+            " WHERE alert_id = ANY($2::text[]) AND kind='located'",
+            PURGED_LOCATION,
+            [r["id"] for r in alerts],
+        )
+        fixes = await conn.execute(
+            "UPDATE devices SET last_fix=NULL WHERE last_fix IS NOT NULL"
+            " AND COALESCE((last_fix->>'fix_ts')::numeric, 0)<$1",
+            int(cutoff.timestamp() * 1000),
+        )
+        visits = await conn.execute("DELETE FROM visits WHERE ends_at<$1", cutoff)
+        sessions = await conn.execute("DELETE FROM sessions WHERE expires_at<=$1", now)
+        failures = await conn.execute("DELETE FROM login_failures WHERE at<$1", now - timedelta(days=1))
+        return PurgeReport(
+            alerts=len(alerts),
+            visits=_status_count(visits),
+            last_fixes=_status_count(fixes),
+            sessions=_status_count(sessions),
+            login_failures=_status_count(failures),
+        )
+
+
+class _Where:
+    """A conjunction of conditions with numbered parameters (``$?`` becomes ``$n``)."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = ["true"]
+        self.params: list[Any] = []
+
+    def add(self, clause: str, value: Any) -> None:
+        self.params.append(value)
+        self.clauses.append(clause.replace("$?", f"${len(self.params)}"))
+
+    def next(self) -> str:
+        """The placeholder of the parameter after these (e.g. the LIMIT)."""
+        return f"${len(self.params) + 1}"
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.clauses)
+
+
+def purged_context(context: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An alert context without its location details: source, commune and département remain."""
+    if not isinstance(context, dict):
+        return context
+    location = context.get("location") or {}
+    return {
+        **context,
+        "location": {
+            "source": location.get("source", "unknown"),
+            "description": PURGED_LOCATION,
+            "stale": bool(location.get("stale", False)),
+            "insee": location.get("insee"),
+            "departement": location.get("departement"),
+        },
+    }

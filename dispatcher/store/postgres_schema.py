@@ -1,0 +1,205 @@
+"""PostgreSQL schema migrations, applied in order; ``schema_version`` records progress.
+
+The tables mirror :mod:`dispatcher.store.schema` (SQLite) column for column,
+with native types where PostgreSQL has them: ``jsonb`` for documents,
+``timestamptz`` for instants, ``bytea`` for keys and raw payloads, identity
+columns for row ids. Unix-second columns (``due_at``, ``lease_until``) stay
+``double precision`` because the engine and the delivery compare them with
+``time.time()``.
+
+Migration ``n`` is ``MIGRATIONS[n - 1]``; each runs in its own transaction
+together with the ``schema_version`` row that records it, under an advisory
+lock so that several dispatcher instances starting at once migrate only once.
+Never edit a shipped migration: append a new one.
+"""
+
+from __future__ import annotations
+
+# Any constant: the key of the advisory lock taken while migrating.
+MIGRATION_LOCK_KEY = 0x56494749  # "VIGI"
+
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+MIGRATIONS: list[str] = [
+    # 1 — directory, alerts, escalation, notifications, timers, audit of rejections
+    """
+    CREATE TABLE practitioners (id text PRIMARY KEY, doc jsonb NOT NULL);
+    CREATE TABLE sites (id text PRIMARY KEY, doc jsonb NOT NULL);
+    CREATE TABLE conventions (id text PRIMARY KEY, doc jsonb NOT NULL);
+    CREATE TABLE visits (
+        id text PRIMARY KEY,
+        practitioner_id text NOT NULL REFERENCES practitioners(id),
+        ends_at timestamptz NOT NULL,
+        doc jsonb NOT NULL
+    );
+    CREATE INDEX visits_by_practitioner ON visits(practitioner_id, ends_at);
+    CREATE TABLE devices (
+        id text PRIMARY KEY,
+        doc jsonb NOT NULL,
+        state text NOT NULL,
+        hmac_key bytea NOT NULL,
+        replay_high bigint NOT NULL DEFAULT -1,
+        replay_seen bytea,
+        last_fix jsonb,
+        created_at timestamptz NOT NULL
+    );
+    CREATE TABLE alerts (
+        id text PRIMARY KEY,
+        device_id text NOT NULL REFERENCES devices(id),
+        kind text NOT NULL,
+        seq bigint NOT NULL,
+        device_ts timestamptz NOT NULL,
+        received_at timestamptz NOT NULL,
+        gesture text NOT NULL,
+        fix jsonb,
+        raw bytea NOT NULL,
+        state text NOT NULL,
+        escalation jsonb,
+        context jsonb,
+        version integer NOT NULL DEFAULT 0,
+        updated_at timestamptz NOT NULL
+    );
+    CREATE INDEX alerts_by_state ON alerts(state);
+    CREATE INDEX alerts_by_received ON alerts(received_at);
+    -- recovery looks for these after every start; normally none
+    CREATE INDEX alerts_unstarted ON alerts(received_at) WHERE escalation IS NULL;
+    CREATE TABLE alert_events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        alert_id text NOT NULL REFERENCES alerts(id),
+        at timestamptz NOT NULL,
+        kind text NOT NULL,
+        detail jsonb NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX alert_events_by_alert ON alert_events(alert_id, id);
+    CREATE TABLE notifications (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        alert_id text NOT NULL REFERENCES alerts(id),
+        contact_id text NOT NULL,
+        contact_name text NOT NULL,
+        phone text NOT NULL,
+        channel text NOT NULL,
+        purpose text NOT NULL,
+        tier integer NOT NULL,
+        round integer NOT NULL,
+        status text NOT NULL,
+        provider_sid text UNIQUE,
+        error text,
+        attempts integer NOT NULL DEFAULT 0,
+        lease_owner text,
+        lease_until double precision,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        -- one row per decision: two instances deciding the same send collide here
+        UNIQUE (alert_id, contact_id, channel, purpose, tier, round)
+    );
+    CREATE INDEX notifications_by_status ON notifications(status);
+    CREATE INDEX notifications_by_phone ON notifications(phone, created_at);
+    CREATE TABLE timers (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        alert_id text NOT NULL REFERENCES alerts(id),
+        kind text NOT NULL,
+        due_at double precision NOT NULL,
+        payload jsonb NOT NULL DEFAULT '{}',
+        lease_owner text,
+        lease_until double precision
+    );
+    CREATE INDEX timers_by_due ON timers(due_at);
+    CREATE INDEX timers_by_alert ON timers(alert_id);
+    CREATE TABLE rejections (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL,
+        device_id text,
+        topic text NOT NULL,
+        reason text NOT NULL,
+        detail text NOT NULL
+    );
+    CREATE TABLE device_health (
+        device_id text PRIMARY KEY REFERENCES devices(id),
+        last_seen_at timestamptz,
+        status text,
+        battery_pct integer,
+        signal_dbm integer,
+        firmware text,
+        uptime_s bigint,
+        flags text NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE operator_events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL,
+        kind text NOT NULL,
+        alert_id text,
+        device_id text,
+        message text NOT NULL,
+        handled_by text
+    );
+    """,
+]
+
+# 2 — access control, audit trail, notes and retention (issue #5: API and console),
+# mirroring SQLite migration 2. The audit log is append-only: UPDATE, DELETE and
+# TRUNCATE raise an integrity violation (SQLSTATE 23000), as SQLite's RAISE(ABORT) does.
+MIGRATIONS.append(
+    """
+    CREATE TABLE users (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        username text NOT NULL UNIQUE,
+        display_name text NOT NULL,
+        password_hash text NOT NULL,
+        role text NOT NULL CHECK (role IN ('admin', 'operator', 'practitioner')),
+        practitioner_id text,
+        conventions jsonb NOT NULL DEFAULT '[]',
+        disabled boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash text PRIMARY KEY,
+        user_id bigint NOT NULL REFERENCES users(id),
+        created_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+    CREATE INDEX sessions_by_user ON sessions(user_id);
+    CREATE TABLE login_failures (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        username text NOT NULL,
+        ip text NOT NULL,
+        at timestamptz NOT NULL
+    );
+    CREATE INDEX login_failures_by_key ON login_failures(username, ip, at);
+    CREATE TABLE audit_log (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL,
+        user_id bigint,
+        username text,
+        action text NOT NULL,
+        target_kind text,
+        target_id text,
+        ip text,
+        detail jsonb NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_by_target ON audit_log(target_kind, target_id);
+    CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'integrity_constraint_violation';
+    END $$;
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE OR DELETE ON audit_log
+        FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+    CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+    CREATE TABLE alert_notes (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        alert_id text NOT NULL REFERENCES alerts(id),
+        at timestamptz NOT NULL,
+        user_id bigint,
+        author text NOT NULL,
+        text text NOT NULL
+    );
+    CREATE INDEX alert_notes_by_alert ON alert_notes(alert_id, id);
+    ALTER TABLE alerts ADD COLUMN location_purged_at timestamptz;
+    """
+)

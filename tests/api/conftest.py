@@ -1,0 +1,164 @@
+"""The whole system for real (broker, provider sandbox, dispatcher), plus the full HTTP app.
+
+``running_system`` serves only the webhooks app; here the REST API and console
+app is built by the same factory around the same running dispatcher, and
+reached in-process through ``httpx.ASGITransport`` (https base URL, so that the
+Secure session cookie is sent back as a browser would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from broker_config.runner import DevBroker, free_port
+from dispatcher.app import create_app
+from dispatcher.auth import hash_password
+from dispatcher.domain import Convention
+from dispatcher.engine import Engine
+from dispatcher.events import EventBus
+from dispatcher.settings import ApiSettings, DispatcherSettings
+from dispatcher.snapshot import DirectoryCache
+from dispatcher.store.base import NewUser, Store
+from sandbox.fleet import SimulatedDevice
+from tests.support.system import System, _serve_http, running_system
+
+PASSWORD = "correct horse battery staple"
+BASE = "https://vigie.test"
+
+# A second convention (Gard), so that territorial isolation can be shown.
+GARD = Convention.model_validate(
+    {
+        "id": "ssj-30",
+        "name": "Convention SSJ Gard",
+        "departement": "30",
+        "units": [
+            {
+                "id": "csp-nimes",
+                "name": "Commissariat de Nîmes",
+                "kind": "commissariat",
+                "zone": "police",
+                "communes": ["30189"],
+                "contacts": [{"id": "csp-nimes-quart", "name": "Officier de quart", "phone": "+33639980199"}],
+            }
+        ],
+        "tiers": [{"targets": [{"unit": "competent"}]}],
+    }
+)
+
+USERS = {
+    "admin": NewUser("admin", "Alice Admin", "", "admin"),
+    "op-herault": NewUser("op-herault", "Olivier Opérateur", "", "operator", conventions=("ssj-34",)),
+    "op-gard": NewUser("op-gard", "Gaëlle Gard", "", "operator", conventions=("ssj-30",)),
+    "dr-fabre": NewUser("dr-fabre", "Claire Fabre", "", "practitioner", practitioner_id="dr-claire-fabre"),
+    "dr-benali": NewUser("dr-benali", "Karim Benali", "", "practitioner", practitioner_id="dr-karim-benali"),
+}
+
+
+@dataclass
+class Api:
+    """The running system, its full app, and a logged-in client per user."""
+
+    system: System
+    app: FastAPI
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    def anonymous(self) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=BASE)
+        self.clients.append(client)
+        return client
+
+    async def as_user(self, username: str) -> httpx.AsyncClient:
+        client = self.anonymous()
+        response = await client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return client
+
+    async def alert_from(
+        self, device_id: str, practitioner: str, site: str | None = None
+    ) -> tuple[SimulatedDevice, str]:
+        """A real signed alert over MQTT; returns once the dispatcher has persisted and routed it."""
+        device = self.system.devices.get(device_id) or await self.system.add_device(
+            device_id, practitioner=practitioner, site=site
+        )
+        alert_id = await asyncio.to_thread(device.alert)
+        await asyncio.to_thread(device.wait_downlink, "received", alert_id)
+        return device, alert_id
+
+
+async def add_users(system: System) -> None:
+    password_hash = hash_password(PASSWORD)
+    await system.store.upsert_convention(GARD)
+    for user in USERS.values():
+        await system.store.add_user(
+            NewUser(
+                user.username,
+                user.display_name,
+                password_hash,
+                user.role,
+                user.practitioner_id,
+                user.conventions,
+            )
+        )
+    await system.dispatcher.cache.refresh()
+
+
+def full_app(system: System) -> FastAPI:
+    d = system.dispatcher
+    return create_app(settings=d.settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d)
+
+
+@pytest.fixture
+async def api(broker: DevBroker, tmp_path: Path) -> AsyncIterator[Api]:
+    async with running_system(broker, tmp_path) as system:
+        await add_users(system)
+        harness = Api(system, full_app(system))
+        try:
+            yield harness
+        finally:
+            for client in harness.clients:
+                await client.aclose()
+
+
+@dataclass
+class _Parts:
+    """The running dispatcher's parts with test-specific API settings (plain HTTP, no tiles)."""
+
+    settings: DispatcherSettings
+    store: Store
+    cache: DirectoryCache
+    bus: EventBus
+    engine: Engine
+
+
+@dataclass
+class Served:
+    """The full app on its own uvicorn server (plain HTTP on loopback), around a running system."""
+
+    system: System
+    url: str
+
+
+@pytest.fixture
+async def served(broker: DevBroker, tmp_path: Path) -> AsyncIterator[Served]:
+    async with running_system(broker, tmp_path) as system:
+        await add_users(system)
+        d = system.dispatcher
+        settings = d.settings.model_copy(update={"api": ApiSettings(cookie_secure=False, tile_url="")})
+        parts = _Parts(settings, d.store, d.cache, d.bus, d.engine)
+        app = create_app(
+            settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts
+        )
+        port = free_port()
+        server, task = await _serve_http(app, port)
+        try:
+            yield Served(system, f"http://127.0.0.1:{port}")
+        finally:
+            server.should_exit = True
+            await task

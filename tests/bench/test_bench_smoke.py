@@ -1,0 +1,88 @@
+"""The benchmark itself runs (tiny numbers): every figure present, no alert lost.
+
+Timing goals are judged by ``make bench``, not here: this only proves the
+harness measures what it claims on the real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERT_SCENARIOS = (
+    "steady-10",
+    "steady-100",
+    "steady-100-no-callbacks",
+    "burst-1000",
+    "slow-provider-10",
+    "slow-provider-100",
+    "naive-100",
+)
+ALERT_FIELDS = {
+    "alerts_sent",
+    "alerts_persisted",
+    "alerts_with_first_request",
+    "lost",
+    "publish_span_s",
+    "all_first_requests_within_s",
+    "throughput_per_s",
+    "provider_requests",
+    "e2e_ms",
+    "dispatcher",
+    "wall_s",
+}
+DISPATCHER_ONLY = {"stages_ms", "counters"}
+QUANTILES = {"p50", "p95", "p99", "max", "mean"}
+
+
+@pytest.mark.timeout(180)
+def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) -> None:
+    output = tmp_path / "latest.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--smoke",
+            "--output",
+            str(output),
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(output.read_text())
+
+    assert set(report["machine"]) >= {"cpu_model", "cores", "kernel", "python", "mosquitto"}
+    scenarios = report["scenarios"]
+    assert set(scenarios) == {*ALERT_SCENARIOS, "heartbeat-10k"}
+    for name in ALERT_SCENARIOS:
+        result = scenarios[name]
+        expected = ALERT_FIELDS | (set() if name == "naive-100" else DISPATCHER_ONLY)
+        assert expected <= set(result), (name, expected - set(result))
+        assert set(result["e2e_ms"]) == QUANTILES and result["e2e_ms"]["p99"] is not None
+        assert result["lost"] == 0 and result["alerts_persisted"] == result["alerts_sent"], name
+        assert {"cpu_pct_of_core", "rss_mb"} <= set(result["dispatcher"])
+        if name != "naive-100":
+            stages = result["stages_ms"]
+            assert set(stages) == {"persisted", "acked", "first_request"}
+            assert all(stages[s]["count"] == result["alerts_sent"] for s in stages), stages
+    steady = scenarios["steady-10"]["counters"]
+    assert steady["alerts_active"]["notifying"] == scenarios["steady-10"]["alerts_sent"]  # the state gauge
+    assert steady["ingested"]["alert"] == scenarios["steady-10"]["alerts_sent"]
+    heartbeat = scenarios["heartbeat-10k"]
+    assert heartbeat["heartbeats_ingested"] > 0 and heartbeat["false_offline_flags"] == 0
+    assert {"cpu_pct_of_core", "rss_mb"} <= set(heartbeat["dispatcher"])
+    assert "offline_detection" in heartbeat
+    assert {"naive_vs_dispatcher", "slow_vs_fast_p99_ratio_10"} <= set(report["comparisons"])
+    assert set(report["verdicts"]) >= {"steady-100", "burst-1000", "heartbeat-10k"}
+    assert "p99" in done.stdout  # the table

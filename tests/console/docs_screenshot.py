@@ -1,0 +1,74 @@
+"""Regenerate docs/console.png from the demo directory: ``python -m tests.console.docs_screenshot``.
+
+Two alerts: one already acknowledged from a desk button, one new from a
+bracelet with a GPS fix, open in the detail pane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from playwright.async_api import async_playwright, expect
+
+from broker_config.runner import DevBroker
+from protocol.messages import Location
+from tests.api.conftest import PASSWORD, served
+from tests.console.test_browser import ARGS, CHROMIUM
+from tests.support.broker import dispatcher_account
+
+OUT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+
+
+async def main(workdir: Path) -> None:
+    broker = DevBroker(workdir / "broker")
+    dispatcher_account(broker)
+    broker.start()
+    try:
+        fixture = served.__wrapped__(broker, workdir)  # type: ignore[attr-defined]
+        s = await anext(fixture)
+        try:
+            await scenario(s.system, s.url)
+        finally:
+            await anext(fixture, None)
+    finally:
+        broker.stop()
+
+
+async def scenario(system: object, url: str) -> None:
+    from tests.support.system import System
+
+    assert isinstance(system, System)
+    desk = await system.add_device("btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet")
+    first = await asyncio.to_thread(desk.alert)
+    await asyncio.to_thread(desk.wait_downlink, "received", first)
+    async with httpx.AsyncClient(base_url=url) as client:
+        await client.post("/api/auth/login", json={"username": "op-herault", "password": PASSWORD})
+        await client.post(f"/api/alerts/{first}/acknowledge")
+    bracelet = await system.add_device(
+        "bracelet-benali", practitioner="dr-karim-benali", site="mmg-saint-gely"
+    )
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    fix = Location(lat=43.69262, lon=3.80581, accuracy_m=12, fix_ts=now_ms - 20_000, source="gnss")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+        await page.goto(url + "/console/")
+        await page.fill("#username", "op-herault")
+        await page.fill("#password", PASSWORD)
+        await page.click("#login-button")
+        await expect(page.locator("#conn")).to_have_text("en direct")
+        second = await asyncio.to_thread(bracelet.alert, fix)
+        await expect(page.locator(f'li.alert[data-id="{second}"]')).to_be_visible()
+        await expect(page.locator("#d-notifications")).to_contain_text("SMS", timeout=10000)
+        await page.screenshot(path=str(OUT))
+        await browser.close()
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(main(Path(tmp)))

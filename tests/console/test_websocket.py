@@ -1,0 +1,71 @@
+"""The console's WebSocket: refused without a session or from another origin; live otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from tests.api.conftest import PASSWORD, Served
+
+
+async def _session_cookie(url: str, username: str) -> str:
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200
+        return f"vigie_session={response.cookies['vigie_session']}"
+
+
+async def _close_code(url: str, headers: dict[str, str]) -> int | None:
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+        return ws.close_code
+
+
+async def test_websocket_without_a_valid_session_is_closed_4401(served: Served) -> None:
+    ws_url = served.url.replace("http", "ws") + "/api/ws"
+    assert await _close_code(ws_url, {}) == 4401
+    assert await _close_code(ws_url, {"Cookie": "vigie_session=forged"}) == 4401
+
+
+async def test_websocket_from_another_origin_is_closed_1008(served: Served) -> None:
+    cookie = await _session_cookie(served.url, "op-herault")
+    ws_url = served.url.replace("http", "ws") + "/api/ws"
+    assert await _close_code(ws_url, {"Cookie": cookie, "Origin": "https://evil.example"}) == 1008
+
+
+async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None:
+    ws_url = served.url.replace("http", "ws") + "/api/ws"
+    herault = await websockets.connect(
+        ws_url, additional_headers={"Cookie": await _session_cookie(served.url, "op-herault")}
+    )
+    gard = await websockets.connect(
+        ws_url, additional_headers={"Cookie": await _session_cookie(served.url, "op-gard")}
+    )
+    try:
+        assert json.loads(await herault.recv())["type"] == "snapshot"
+        assert json.loads(await gard.recv()) == {"type": "snapshot", "user": "Gaëlle Gard", "alerts": []}
+        device = await served.system.add_device(
+            "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+        )
+        alert_id = await asyncio.to_thread(device.alert)
+
+        async def first_alert_message() -> dict[str, object]:
+            while True:
+                message = json.loads(await herault.recv())
+                if message["type"] == "alert":
+                    return message
+
+        message = await asyncio.wait_for(first_alert_message(), 1.0)  # "within 1 s of the MQTT message"
+        assert message["alert"]["id"] == alert_id and message["alert"]["needs_attention"]  # type: ignore[index]
+        assert "location" not in message["alert"]  # type: ignore[operator]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(gard.recv(), 1.0)
+    finally:
+        await herault.close()
+        await gard.close()

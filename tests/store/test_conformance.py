@@ -1,0 +1,724 @@
+"""Store conformance: SqliteStore and PostgresStore give the same answers to the same calls.
+
+Every test runs once per implementation (``store`` is parametrised) with the
+same inputs and the same expected outputs. ``@covers`` lists the methods a
+test exercises (checked: the test must really call them), and
+:func:`test_every_protocol_method_is_implemented_and_covered` fails as soon as
+the ``Store`` protocol gains a method that an implementation lacks or that no
+conformance test exercises.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dispatcher.domain import (
+    Address,
+    Contact,
+    Convention,
+    Device,
+    DeviceKind,
+    DeviceState,
+    EscalationTier,
+    GeoPoint,
+    HomeVisit,
+    Practitioner,
+    ResponderUnit,
+    Site,
+    SiteKind,
+    TierTarget,
+    UnitKind,
+    Zone,
+)
+from dispatcher.store.base import (
+    PURGED_LOCATION,
+    AlertQuery,
+    AlreadyExists,
+    Conflict,
+    NewAlert,
+    NewUser,
+    NotFound,
+    NotificationSpec,
+    TimerSpec,
+    Transition,
+)
+from dispatcher.store.postgres import PostgresStore
+from dispatcher.store.sqlite import SqliteStore
+from protocol.replay import SequenceWindow
+from tests.store.coverage import COVERED, covers, protocol_methods
+
+NOW = datetime.now(UTC).replace(microsecond=123456)
+PRACTITIONER = Practitioner(
+    id="dr-fabre", first_name="Claire", last_name="Fabre", rpps="10001234567", phones=["+33639980150"]
+)
+SITE = Site(
+    id="cabinet-boutonnet",
+    kind=SiteKind.CABINET,
+    name="Cabinet Boutonnet",
+    address=Address(
+        label="45 Rue du Faubourg Boutonnet, 34090 Montpellier", point=GeoPoint(lat=43.6, lon=3.87)
+    ),
+)
+CONVENTION = Convention(
+    id="ssj-34",
+    name="Convention SSJ Hérault",
+    departement="34",
+    units=[
+        ResponderUnit(
+            id="csp-montpellier",
+            name="Commissariat de Montpellier",
+            kind=UnitKind.COMMISSARIAT,
+            zone=Zone.POLICE,
+            communes=["34172"],
+            polygons=[[(3.8, 43.6), (3.9, 43.6), (3.9, 43.7), (3.8, 43.6)]],
+            contacts=[Contact(id="chef-de-poste", name="Chef de poste", phone="+33639980101")],
+        )
+    ],
+    tiers=[EscalationTier(targets=[TierTarget(unit="competent")], ack_timeout_s=60)],
+)
+FIX = {
+    "lat": 43.6219,
+    "lon": 3.8731,
+    "accuracy_m": 8.0,
+    "fix_ts": int(NOW.timestamp() * 1000),
+    "source": "gnss",
+}
+
+
+def device(device_id: str = "btn-1", **changes: Any) -> Device:
+    fields: dict[str, Any] = {
+        "id": device_id,
+        "kind": DeviceKind.BUTTON,
+        "practitioner_id": PRACTITIONER.id,
+        "site_id": SITE.id,
+        "label": "bureau",
+    }
+    return Device(**(fields | changes))
+
+
+async def seed(store: Any, *device_ids: str) -> None:
+    await store.upsert_practitioner(PRACTITIONER)
+    await store.upsert_site(SITE)
+    for d in device_ids or ("btn-1",):
+        await store.add_device(device(d), b"k" * 32)
+
+
+def new_alert(
+    alert_id: str, *, device_id: str = "btn-1", seq: int = 1, at: datetime = NOW, **kw: Any
+) -> NewAlert:
+    fields: dict[str, Any] = {
+        "id": alert_id,
+        "device_id": device_id,
+        "kind": "alert",
+        "seq": seq,
+        "device_ts": at - timedelta(milliseconds=20),
+        "received_at": at,
+        "gesture": "hold",
+        "fix": None,
+        "raw": b'{"signed": true}',
+    }
+    return NewAlert(**(fields | kw))
+
+
+def spec(
+    contact: str, channel: str = "sms", *, tier: int = 0, round: int = 0, purpose: str = "alert"
+) -> NotificationSpec:
+    return NotificationSpec(
+        contact,
+        contact.title(),
+        "+3363998" + str(abs(hash(contact)) % 10000).zfill(4),
+        channel,
+        purpose,
+        tier,
+        round,
+    )
+
+
+def first(alert_id: str, *specs: NotificationSpec, timers: tuple[TimerSpec, ...] = ()) -> Transition:
+    return Transition(
+        alert_id=alert_id,
+        expected_version=0,
+        state="notifying",
+        escalation={"tier": 0, "round": 0, "plan": {"tiers": []}},
+        notifications=specs,
+        timers=timers,
+        events=(("located", {"source": "site", "description": "45 Rue du Faubourg Boutonnet"}),),
+        context={
+            "location": {"source": "site", "description": "45 Rue", "insee": "34172"},
+            "convention_name": CONVENTION.name,
+            "practitioner": {"id": PRACTITIONER.id},
+        },
+    )
+
+
+def window(*seqs: int) -> SequenceWindow:
+    w = SequenceWindow()
+    for s in seqs:
+        w = w.admit(s)
+    return w
+
+
+# -- the protocol itself ----------------------------------------------------------
+
+
+def test_every_protocol_method_is_implemented_and_covered() -> None:
+    methods = protocol_methods()
+    assert len(methods) > 60  # DirectoryStore + AlertStore + AccessStore
+    for impl in (SqliteStore, PostgresStore):
+        for name, signature in methods.items():
+            member = getattr(impl, name, None)
+            assert member is not None, f"{impl.__name__} lacks {name}"
+            assert inspect.iscoroutinefunction(member), f"{impl.__name__}.{name} is not async"
+            params = list(inspect.signature(member).parameters.values())
+            expected = list(signature.parameters.values())
+            assert [(p.name, p.kind, p.default) for p in params] == [
+                (p.name, p.kind, p.default) for p in expected
+            ], f"{impl.__name__}.{name}{inspect.signature(member)} differs from the protocol"
+    uncovered = set(methods) - COVERED - {"close"}
+    assert not uncovered, f"no conformance test exercises {sorted(uncovered)}"
+
+
+# -- directory ----------------------------------------------------------------------
+
+
+@covers(
+    "upsert_practitioner",
+    "get_practitioner",
+    "list_practitioners",
+    "upsert_site",
+    "get_site",
+    "list_sites",
+    "upsert_convention",
+    "list_conventions",
+)
+async def test_directory_documents_round_trip(store: Any) -> None:
+    other = PRACTITIONER.model_copy(update={"id": "dr-a-benali", "last_name": "Benali"})
+    for p in (PRACTITIONER, other):
+        await store.upsert_practitioner(p)
+    await store.upsert_practitioner(PRACTITIONER.model_copy(update={"phones": ["+33639980151"]}))
+    assert (await store.get_practitioner(PRACTITIONER.id)).phones == ["+33639980151"]
+    assert [p.id for p in await store.list_practitioners()] == ["dr-a-benali", "dr-fabre"]
+    await store.upsert_site(SITE)
+    assert await store.get_site(SITE.id) == SITE
+    assert await store.list_sites() == [SITE]
+    await store.upsert_convention(CONVENTION)
+    assert await store.list_conventions() == [CONVENTION]
+    with pytest.raises(NotFound):
+        await store.get_practitioner("nobody")
+    with pytest.raises(NotFound):
+        await store.get_site("nowhere")
+
+
+@covers("add_device", "update_device", "get_device", "list_devices", "revoke_device", "device_credentials")
+async def test_devices(store: Any) -> None:
+    await seed(store, "btn-2", "btn-1")
+    with pytest.raises(AlreadyExists):
+        await store.add_device(device("btn-1"), b"x" * 32)
+    with pytest.raises(NotFound):
+        await store.add_device(device("btn-3", practitioner_id="unknown"), b"x" * 32)
+    with pytest.raises(NotFound):
+        await store.update_device(device("btn-9"))
+    await store.update_device(device("btn-2", label="accueil"))
+    assert (await store.get_device("btn-2")).label == "accueil"
+    assert [d.id for d in await store.list_devices()] == ["btn-1", "btn-2"]
+    await store.revoke_device("btn-1")
+    assert (await store.get_device("btn-1")).state is DeviceState.REVOKED
+    creds = sorted(await store.device_credentials(), key=lambda c: c.device_id)
+    assert [(c.device_id, c.hmac_key, c.state) for c in creds] == [
+        ("btn-1", b"k" * 32, DeviceState.REVOKED),
+        ("btn-2", b"k" * 32, DeviceState.ACTIVE),
+    ]
+    with pytest.raises(NotFound):
+        await store.get_device("btn-9")
+
+
+@covers("upsert_visit", "delete_visit", "list_visits")
+async def test_visits(store: Any) -> None:
+    await seed(store)
+    late = HomeVisit(
+        id="v-late",
+        practitioner_id=PRACTITIONER.id,
+        address=SITE.address,
+        starts_at=NOW,
+        ends_at=NOW + timedelta(hours=2),
+        note="digicode 1234",
+    )
+    early = late.model_copy(update={"id": "v-early", "ends_at": NOW + timedelta(hours=1)})
+    await store.upsert_visit(late)
+    await store.upsert_visit(early)
+    assert [v.id for v in await store.list_visits()] == ["v-early", "v-late"]
+    assert await store.list_visits(PRACTITIONER.id) == [early, late]
+    assert await store.list_visits("dr-other") == []
+    await store.delete_visit("v-early")
+    with pytest.raises(NotFound):
+        await store.delete_visit("v-early")
+    with pytest.raises(NotFound):
+        await store.upsert_visit(late.model_copy(update={"practitioner_id": "dr-other"}))
+
+
+# -- alerts -------------------------------------------------------------------------
+
+
+@covers("insert_alerts", "alert_exists", "get_alert", "replay_windows", "last_fix", "alert_events")
+async def test_insert_alerts_is_idempotent_and_keeps_window_fix_and_first_transition(store: Any) -> None:
+    await seed(store)
+    w = window(1, 2)
+    outcomes = await store.insert_alerts(
+        [
+            (new_alert("a-1", seq=1, fix=FIX), window(1), first("a-1", spec("chef"))),
+            (new_alert("a-2", seq=2, at=NOW + timedelta(seconds=1)), w, None),
+        ]
+    )
+    assert [o.created for o in outcomes] == [True, True]
+    again = await store.insert_alerts([(new_alert("a-1", seq=1), w, None)])
+    assert [o.created for o in again] == [False]
+    assert await store.alert_exists("a-1") and not await store.alert_exists("a-3")
+    a1 = await store.get_alert("a-1")
+    assert (a1.state, a1.version, a1.fix, a1.seq, a1.received_at) == ("notifying", 1, FIX, 1, NOW)
+    assert a1.escalation == {"tier": 0, "round": 0, "plan": {"tiers": []}}
+    assert a1.context is not None and a1.context["convention_name"] == CONVENTION.name
+    a2 = await store.get_alert("a-2")
+    assert (a2.state, a2.version, a2.escalation, a2.context) == ("received", 0, None, None)
+    assert (await store.replay_windows())["btn-1"] == w
+    assert await store.last_fix("btn-1") == FIX  # a-2 had no fix: the last one is kept
+    assert await store.last_fix("btn-9") is None
+    events = await store.alert_events("a-1")
+    assert [(e["kind"], e["detail"]) for e in events] == [
+        ("received", {"seq": 1, "gesture": "hold"}),
+        ("located", {"source": "site", "description": "45 Rue du Faubourg Boutonnet"}),
+    ]
+    assert datetime.fromisoformat(events[0]["at"]).tzinfo is not None
+    with pytest.raises(NotFound):
+        await store.get_alert("a-3")
+
+
+@covers("insert_alerts")
+async def test_unknown_device_is_an_integrity_error_and_nothing_is_kept(store: Any) -> None:
+    await seed(store)
+    with pytest.raises(AlreadyExists):  # SqliteStore maps every IntegrityError so
+        await store.insert_alerts(
+            [(new_alert("a-1"), window(1), None), (new_alert("a-2", device_id="ghost"), window(1), None)]
+        )
+    assert not await store.alert_exists("a-1")  # one transaction: all or nothing
+
+
+@covers("save_replay_windows", "replay_windows")
+async def test_save_replay_windows_never_goes_back(store: Any) -> None:
+    await seed(store, "btn-1", "btn-2")
+    await store.save_replay_windows({"btn-1": window(5, 7), "btn-2": window(3)})
+    await store.save_replay_windows({"btn-1": window(5), "btn-2": window(3, 4)})  # btn-1's is older
+    windows = await store.replay_windows()
+    assert windows["btn-1"] == window(5, 7) and windows["btn-2"] == window(3, 4)
+
+
+@covers("apply_transition", "notifications_for", "get_alert", "alert_events", "next_timer_due")
+async def test_apply_transition_is_optimistic_and_writes_its_consequences(store: Any) -> None:
+    await seed(store)
+    due = time.time() + 60
+    timer = TimerSpec("ack_timeout", due, {"tier": 0, "round": 0})
+    opening = first("a-1", spec("chef"), spec("chef", "voice"), timers=(timer,))
+    await store.insert_alerts([(new_alert("a-1"), window(1), opening)])
+    assert await store.next_timer_due() == due
+    t = Transition(
+        alert_id="a-1",
+        expected_version=1,
+        state="notifying",
+        escalation={"tier": 1},
+        notifications=(spec("chef", "voice"), spec("referent", tier=1), spec("cic", "voice", tier=1)),
+        timers=(TimerSpec("ack_timeout", due + 60, {"tier": 1, "round": 0}),),
+        cancel_timers=True,
+        events=(("AckTimeout", {"tier": 0}), ("operator_alarm", {"reason": "x"})),
+    )
+    ids = await store.apply_transition(t)
+    rows = await store.notifications_for("a-1")
+    assert [(n.contact_id, n.channel, n.tier, n.status, n.attempts) for n in rows] == [
+        ("chef", "sms", 0, "pending", 0),
+        ("chef", "voice", 0, "pending", 0),
+        ("referent", "sms", 1, "pending", 0),
+        ("cic", "voice", 1, "pending", 0),
+    ]
+    assert ids == [rows[2].id, rows[3].id]  # the duplicate decision created nothing
+    assert await store.next_timer_due() == due + 60  # the old timer was cancelled
+    record = await store.get_alert("a-1")
+    assert (record.version, record.escalation) == (2, {"tier": 1})
+    assert record.context is not None and record.context["convention_name"] == CONVENTION.name  # kept
+    assert [e["kind"] for e in await store.alert_events("a-1")][-2:] == ["AckTimeout", "operator_alarm"]
+    with pytest.raises(Conflict):
+        await store.apply_transition(replace(t, notifications=(spec("late"),)))  # version 1 is gone
+    assert len(await store.notifications_for("a-1")) == 4  # nothing of the refused one
+    with pytest.raises(Conflict):
+        await store.apply_transition(replace(t, alert_id="a-404"))
+
+
+@covers("list_alerts", "unstarted_alerts")
+async def test_list_alerts_newest_first_with_state_filter_and_limit(store: Any) -> None:
+    await seed(store)
+    batch = [
+        (
+            new_alert(f"a-{i}", seq=i, at=NOW + timedelta(seconds=i)),
+            window(*range(1, i + 1)),
+            first(f"a-{i}") if i % 2 else None,
+        )
+        for i in range(1, 6)
+    ]
+    await store.insert_alerts(batch)
+    assert [a.id for a in await store.list_alerts()] == ["a-5", "a-4", "a-3", "a-2", "a-1"]
+    assert [a.id for a in await store.list_alerts(limit=2)] == ["a-5", "a-4"]
+    assert [a.id for a in await store.list_alerts(states=["received"])] == ["a-4", "a-2"]
+    assert [a.id for a in await store.list_alerts(states=["notifying", "acknowledged"], limit=1)] == ["a-5"]
+    assert [a.id for a in await store.unstarted_alerts()] == ["a-2", "a-4"]
+
+
+# -- notifications --------------------------------------------------------------------
+
+
+@covers("claim_notifications", "record_notification", "notification_by_sid", "notifications_for")
+async def test_claim_is_once_and_returns_rows_as_they_were(store: Any) -> None:
+    await seed(store)
+    await store.insert_alerts(
+        [(new_alert("a-1"), window(1), first("a-1", spec("chef"), spec("cic", "voice")))]
+    )
+    rows = await store.notifications_for("a-1")
+    only = await store.claim_notifications("inst-1", ids=[rows[1].id], now=1000.0)
+    assert [(n.id, n.status, n.attempts) for n in only] == [(rows[1].id, "pending", 0)]
+    rest = await store.claim_notifications("inst-2", now=1000.0)
+    assert [n.id for n in rest] == [rows[0].id]
+    assert await store.claim_notifications("inst-1", now=1000.0) == []
+    assert [(n.status, n.attempts) for n in await store.notifications_for("a-1")] == [("sending", 1)] * 2
+    await store.record_notification(rows[0].id, status="queued", provider_sid="SM1")
+    await store.record_notification(rows[0].id, status="delivered")  # the SID stays
+    n = await store.notification_by_sid("SM1")
+    assert n is not None and (n.id, n.status, n.provider_sid, n.error) == (
+        rows[0].id,
+        "delivered",
+        "SM1",
+        None,
+    )
+    assert await store.notification_by_sid("SM404") is None
+    await store.record_notification(rows[1].id, status="failed", error="21211: invalid number")
+    failed = (await store.notifications_for("a-1"))[1]
+    assert (failed.status, failed.error, failed.provider_sid) == ("failed", "21211: invalid number", None)
+
+
+@covers("record_notifications")
+async def test_record_notifications_in_one_go(store: Any) -> None:
+    await seed(store)
+    opening = first("a-1", spec("chef"), spec("cic", "voice"), spec("ref"))
+    await store.insert_alerts([(new_alert("a-1"), window(1), opening)])
+    a, b, c = await store.notifications_for("a-1")
+    await store.claim_notifications("i1", now=1000.0)
+    await store.record_notifications([(a.id, "queued", "SM1", None), (b.id, "failed", None, "21211: x")])
+    await store.record_notifications([])
+    rows = await store.notifications_for("a-1")
+    assert [(n.status, n.provider_sid, n.error) for n in rows] == [
+        ("queued", "SM1", None),
+        ("failed", None, "21211: x"),
+        ("sending", None, None),
+    ]
+    assert sorted(n.id for n in await store.abandoned_notifications(2000.0, "nobody")) == [c.id]
+
+
+@covers("mark_notification", "abandoned_notifications")
+async def test_abandoned_rows_are_expired_leases_or_our_own_previous_life(store: Any) -> None:
+    await seed(store)
+    await store.insert_alerts([(new_alert("a-1"), window(1), first("a-1", spec("a"), spec("b"), spec("c")))])
+    a, b, c = await store.notifications_for("a-1")
+    await store.claim_notifications("dead", ids=[a.id], lease_s=30, now=1000.0)
+    await store.claim_notifications("alive", ids=[b.id, c.id], lease_s=30, now=1000.0)
+    await store.mark_notification(
+        c.id, status="retry_wait", owner="alive", lease_until=1050.0, error="500: x"
+    )
+    assert await store.abandoned_notifications(1010.0, "nobody") == []
+    # Order unspecified (SqliteStore returns them in index order).
+    assert sorted(n.id for n in await store.abandoned_notifications(1031.0, "nobody")) == [a.id, b.id]
+    assert sorted((n.id, n.status) for n in await store.abandoned_notifications(1010.0, "alive")) == [
+        (b.id, "sending"),
+        (c.id, "retry_wait"),
+    ]
+    await store.mark_notification(c.id, status="sending", owner="alive", lease_until=1060.0, error=None)
+    row = (await store.notifications_for("a-1"))[2]
+    assert (row.status, row.error) == ("sending", "500: x")  # the error is kept
+
+
+@covers("active_alert_for_phone")
+async def test_active_alert_for_phone_is_the_latest_open_alert_notified(store: Any) -> None:
+    await seed(store)
+    chef = spec("chef")
+    await store.insert_alerts(
+        [
+            (new_alert("a-1", seq=1), window(1), first("a-1", chef)),
+            (new_alert("a-2", seq=2), window(1, 2), first("a-2", chef)),
+        ]
+    )
+    assert await store.active_alert_for_phone(chef.phone, ["notifying"]) == "a-2"
+    assert await store.active_alert_for_phone(chef.phone, ["acknowledged"]) is None
+    assert await store.active_alert_for_phone("+33639989999", ["notifying"]) is None
+
+
+# -- timers -------------------------------------------------------------------------
+
+
+@covers("claim_due_timers", "delete_timer", "next_timer_due")
+async def test_timers_are_leased_and_taken_over_after_the_lease(store: Any) -> None:
+    await seed(store)
+    timers = (
+        TimerSpec("ack_timeout", 1000.0, {"tier": 0, "round": 0}),
+        TimerSpec("ack_timeout", 1005.0, {"tier": 0, "round": 1}),
+    )
+    await store.insert_alerts([(new_alert("a-1"), window(1), first("a-1", timers=timers))])
+    assert await store.claim_due_timers("i1", now=999.0) == []
+    claimed = await store.claim_due_timers("i1", now=1001.0, lease_s=30)
+    assert [(t.alert_id, t.kind, t.payload) for t in claimed] == [
+        ("a-1", "ack_timeout", {"tier": 0, "round": 0})
+    ]
+    assert claimed[0].due_at == datetime.fromtimestamp(1000.0, UTC)
+    assert [t.payload["round"] for t in await store.claim_due_timers("i2", now=1010.0)] == [1]
+    assert await store.claim_due_timers("i2", now=1030.0) == []  # i1's lease runs until 1031
+    taken = await store.claim_due_timers("i2", now=1031.5)
+    assert [t.id for t in taken] == [claimed[0].id]
+    await store.delete_timer(claimed[0].id)
+    assert await store.next_timer_due() == 1005.0
+    await store.delete_timer(taken[0].id + 1000)  # unknown: nothing happens
+    assert await store.next_timer_due() == 1005.0
+
+
+# -- rejections, health, operator events -----------------------------------------------
+
+
+@covers(
+    "record_rejections",
+    "rejection_counts",
+    "save_device_health",
+    "device_health",
+    "add_operator_event",
+    "operator_events",
+)
+async def test_audit_trails_and_health(store: Any) -> None:
+    await seed(store, "btn-1", "btn-2")
+    await store.record_rejections(
+        [
+            ("btn-1", "vigie/v1/dev/btn-1/up/alert", "replay", "seq 3"),
+            (None, "bad/topic", "topic_mismatch", "x" * 600),
+        ]
+    )
+    await store.record_rejections([("btn-2", "vigie/v1/dev/btn-2/up/alert", "replay", "seq 4")])
+    assert await store.rejection_counts() == {"replay": 2, "topic_mismatch": 1}
+    seen = datetime.fromtimestamp(1_700_000_000.25, UTC).isoformat()
+    row = {
+        "device_id": "btn-2",
+        "last_seen_at": seen,
+        "status": "online",
+        "battery_pct": 80,
+        "signal_dbm": -70,
+        "firmware": "1.2.0",
+        "uptime_s": 3600,
+        "flags": '["low_battery"]',
+    }
+    await store.save_device_health([row, row | {"device_id": "btn-1", "last_seen_at": None, "flags": "[]"}])
+    await store.save_device_health([row | {"battery_pct": 15}])
+    health = await store.device_health()
+    assert [h["device_id"] for h in health] == ["btn-1", "btn-2"]
+    assert health[1] == row | {"battery_pct": 15}
+    assert health[0]["last_seen_at"] is None
+    first_id = await store.add_operator_event("alarm", "envoi incertain", alert_id=None, device_id="btn-1")
+    second_id = await store.add_operator_event("offline", "btn-2 silencieux", device_id="btn-2")
+    assert second_id == first_id + 1
+    events = await store.operator_events(limit=1)
+    assert [(e["id"], e["kind"], e["device_id"], e["message"], e["handled_by"]) for e in events] == [
+        (second_id, "offline", "btn-2", "btn-2 silencieux", None)
+    ]
+    assert datetime.fromisoformat(events[0]["at"]).tzinfo is not None
+    assert len(await store.operator_events()) == 2
+
+
+# -- access control, audit, notes, search, retention ------------------------------------
+
+
+@covers("add_user", "get_user", "get_user_by_name", "list_users", "update_user")
+async def test_users(store: Any) -> None:
+    op = await store.add_user(NewUser("zoe", "Zoé Op", "$argon2id$x", "operator", conventions=("ssj-34",)))
+    admin = await store.add_user(NewUser("anne", "Anne Admin", "$argon2id$y", "admin"))
+    assert (op.username, op.role, op.conventions, op.disabled) == ("zoe", "operator", ("ssj-34",), False)
+    assert op.created_at.tzinfo is not None
+    with pytest.raises(AlreadyExists):
+        await store.add_user(NewUser("zoe", "Other", "$argon2id$z", "admin"))
+    with pytest.raises(AlreadyExists):  # CHECK constraint on the role
+        await store.add_user(NewUser("bad", "Bad", "h", "superuser"))
+    assert await store.get_user(op.id) == op
+    assert await store.get_user_by_name("nobody") is None
+    assert [u.username for u in await store.list_users()] == ["anne", "zoe"]
+    await store.update_user(replace(op, disabled=True, conventions=(), display_name="Zoé"))
+    assert await store.get_user_by_name("zoe") == replace(
+        op, disabled=True, conventions=(), display_name="Zoé"
+    )
+    with pytest.raises(NotFound):
+        await store.update_user(replace(admin, id=admin.id + 100))
+    with pytest.raises(NotFound):
+        await store.get_user(admin.id + 100)
+
+
+@covers("create_session", "session_user", "delete_session", "delete_user_sessions")
+async def test_sessions(store: Any) -> None:
+    user = await store.add_user(NewUser("zoe", "Zoé", "h", "operator"))
+    await store.create_session("t1", user.id, NOW + timedelta(hours=12))
+    await store.create_session("t2", user.id, NOW + timedelta(hours=1))
+    assert await store.session_user("t1", NOW) == user
+    assert await store.session_user("t2", NOW + timedelta(hours=1)) is None  # expired
+    assert await store.session_user("t3", NOW) is None
+    await store.delete_session("t1")
+    assert await store.session_user("t1", NOW) is None
+    await store.create_session("t4", user.id, NOW + timedelta(hours=1))
+    await store.update_user(replace(user, disabled=True))
+    assert await store.session_user("t4", NOW) is None  # a disabled user has no session
+    assert await store.delete_user_sessions(user.id) == 2
+    assert await store.delete_user_sessions(user.id) == 0
+
+
+@covers("record_login_failure", "count_login_failures", "clear_login_failures")
+async def test_login_failures(store: Any) -> None:
+    for minutes in (1, 2, 10):
+        await store.record_login_failure("zoe", "192.0.2.1", NOW - timedelta(minutes=minutes))
+    await store.record_login_failure("zoe", "192.0.2.2", NOW)
+    assert await store.count_login_failures("zoe", "192.0.2.1", NOW - timedelta(minutes=5)) == 2
+    assert await store.count_login_failures("zoe", "192.0.2.1", NOW - timedelta(minutes=10)) == 3
+    await store.clear_login_failures("zoe", "192.0.2.1")
+    assert await store.count_login_failures("zoe", "192.0.2.1", NOW - timedelta(days=1)) == 0
+    assert await store.count_login_failures("zoe", "192.0.2.2", NOW - timedelta(days=1)) == 1
+
+
+@covers("append_audit", "list_audit")
+async def test_audit_log(store: Any) -> None:
+    ids = [
+        await store.append_audit(
+            action="user.create",
+            user_id=1,
+            username="anne",
+            target_kind="user",
+            target_id="2",
+            ip="192.0.2.1",
+            detail={"role": "operator"},
+        ),
+        await store.append_audit(
+            action="alert.location.read", user_id=2, username="zoe", target_kind="alert", target_id="a-1"
+        ),
+        await store.append_audit(action="alert.location.read", user_id=None, username=None),
+    ]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    entries = await store.list_audit()
+    assert [e.id for e in entries] == ids[::-1]
+    assert entries[2].detail == {"role": "operator"} and entries[1].detail == {}
+    assert entries[2].at.tzinfo is not None and entries[2].ip == "192.0.2.1"
+    assert [e.id for e in await store.list_audit(action="alert.location.read")] == [ids[2], ids[1]]
+    assert [e.id for e in await store.list_audit(target_kind="alert", target_id="a-1")] == [ids[1]]
+    assert [e.id for e in await store.list_audit(user_id=1)] == [ids[0]]
+    assert [e.id for e in await store.list_audit(before_id=ids[2], limit=1)] == [ids[1]]
+
+
+@covers("search_alerts")
+async def test_search_alerts(store: Any) -> None:
+    await seed(store, "btn-1", "btn-2")
+    await store.insert_alerts(
+        [
+            (new_alert("a-1", seq=1, at=NOW), window(1), first("a-1")),
+            (new_alert("a-2", seq=2, at=NOW + timedelta(minutes=1)), window(1, 2), None),
+            (
+                new_alert("a-3", device_id="btn-2", kind="test", at=NOW + timedelta(minutes=2)),
+                window(1),
+                first("a-3"),
+            ),
+        ]
+    )
+
+    async def ids(**query: Any) -> list[str]:
+        return [a.id for a in await store.search_alerts(AlertQuery(**query))]
+
+    assert await ids() == ["a-3", "a-2", "a-1"]
+    assert await ids(states=("notifying",)) == ["a-3", "a-1"]
+    assert await ids(kinds=("test",)) == ["a-3"]
+    assert await ids(convention_names=(CONVENTION.name,)) == ["a-3", "a-1"]
+    assert await ids(convention_names=()) == []
+    assert await ids(convention_names=("other",)) == []
+    assert await ids(practitioner_id=PRACTITIONER.id, device_id="btn-1") == ["a-1"]
+    assert await ids(since=NOW + timedelta(minutes=1)) == ["a-3", "a-2"]
+    assert await ids(until=NOW + timedelta(minutes=1)) == ["a-1"]
+    assert await ids(limit=1) == ["a-3"]
+
+
+@covers("add_note", "notes_for", "notification_times", "alert_event_times")
+async def test_notes_and_timelines(store: Any) -> None:
+    await seed(store)
+    await store.insert_alerts([(new_alert("a-1"), window(1), first("a-1", spec("chef")))])
+    note = await store.add_note("a-1", user_id=None, author="Dr Fabre", text="Patient agité, parti.")
+    assert await store.notes_for("a-1") == [note]
+    assert await store.notes_for("a-2") == []
+    with pytest.raises(NotFound):
+        await store.add_note("a-2", user_id=1, author="x", text="y")
+    (n,) = await store.notifications_for("a-1")
+    before = await store.notification_times("a-1")
+    await store.record_notification(n.id, status="queued", provider_sid="SM1")
+    created, updated = (await store.notification_times("a-1"))[n.id]
+    assert created == before[n.id][0] and updated >= created and created.tzinfo is not None
+    times = await store.alert_event_times(["a-1", "a-404"])
+    assert set(times) == {"a-1", "a-404"} and times["a-404"] == {}
+    assert set(times["a-1"]) == {"received", "located"}
+    assert times["a-1"]["received"] <= times["a-1"]["located"]
+
+
+@covers("purge_locations")
+async def test_purge_locations(store: Any) -> None:
+    await seed(store)
+    old, recent = NOW - timedelta(days=100), NOW - timedelta(days=1)
+    old_fix = FIX | {"fix_ts": int(old.timestamp() * 1000)}
+    await store.insert_alerts(
+        [
+            (new_alert("a-old", seq=1, at=old, fix=old_fix), window(1), first("a-old")),
+            (new_alert("a-new", seq=2, at=recent), window(1, 2), first("a-new")),
+        ]
+    )
+    visit = HomeVisit(
+        id="v-old",
+        practitioner_id=PRACTITIONER.id,
+        address=SITE.address,
+        starts_at=old,
+        ends_at=old + timedelta(hours=1),
+    )
+    await store.upsert_visit(visit)
+    user = await store.add_user(NewUser("zoe", "Zoé", "h", "operator"))
+    await store.create_session("gone", user.id, NOW - timedelta(minutes=1))
+    await store.create_session("live", user.id, NOW + timedelta(hours=1))
+    await store.record_login_failure("zoe", "192.0.2.1", NOW - timedelta(days=2))
+    cutoff = NOW - timedelta(days=90)
+
+    report = await store.purge_locations(cutoff, now=NOW)
+    assert (report.alerts, report.visits, report.last_fixes, report.sessions, report.login_failures) == (
+        1,
+        1,
+        1,
+        1,
+        1,
+    )
+    purged = await store.get_alert("a-old")
+    assert purged.fix is None and purged.context is not None
+    assert purged.context["location"] == {
+        "source": "site",
+        "description": PURGED_LOCATION,
+        "stale": False,
+        "insee": "34172",
+        "departement": None,
+    }
+    assert purged.context["convention_name"] == CONVENTION.name
+    located = [e for e in await store.alert_events("a-old") if e["kind"] == "located"]
+    assert located[0]["detail"] == {"source": "site", "description": PURGED_LOCATION}
+    kept = await store.get_alert("a-new")
+    assert kept.context is not None and kept.context["location"]["description"] == "45 Rue"
+    assert await store.last_fix("btn-1") is None
+    assert await store.list_visits() == []
+    assert await store.session_user("live", NOW) == user
+    again = await store.purge_locations(cutoff, now=NOW)
+    assert (again.alerts, again.visits, again.last_fixes, again.sessions, again.login_failures) == (0,) * 5
