@@ -272,11 +272,7 @@ def validate_spec(spec: DeviceSpec) -> None:
 
 
 async def _check_store(store: DirectoryStore, spec: DeviceSpec) -> None:
-    try:
-        await store.get_device(spec.id)
-    except NotFound:
-        pass
-    else:
+    if spec.id in {d.id for d in await store.list_devices()}:
         raise ProvisionError(f"device {spec.id!r} is already registered (revoked ids are never reused)")
     practitioner = None
     if spec.practitioner_id is not None:

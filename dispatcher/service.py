@@ -144,7 +144,14 @@ async def serve(settings: DispatcherSettings) -> None:
             dispatcher=d,
             geocoder=geocoder,
         )
-        config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning")
+        config = uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            # Open console WebSockets must not hold a restart (systemd) hostage.
+            timeout_graceful_shutdown=5,
+        )
         server = uvicorn.Server(config)
         log.info(
             "dispatcher %s serving on http://%s:%s",

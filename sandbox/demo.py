@@ -165,7 +165,13 @@ async def _run_dispatcher(
     async with running_dispatcher(settings) as d:
         app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d)
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning")
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=settings.http_port,
+                log_level="warning",
+                timeout_graceful_shutdown=2,
+            )
         )
         http = asyncio.create_task(server.serve())
         devices = [

@@ -69,7 +69,9 @@ async def serve_asgi(
     app: Any, port: int, *, host: str = "127.0.0.1", within: float = 10.0
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn in this loop; yields its base URL once it is listening."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -98,11 +98,11 @@ class ConsoleFeed:
             return
         reader = asyncio.create_task(self._drain())
         try:
-            async with self._ctx.bus.subscribe() as queue:
-                await self._send_snapshot(user)
-                await self._forward(user, queue, reader)
-        except (WebSocketDisconnect, RuntimeError):
-            pass  # the client went away
+            # WebSocketDisconnect / RuntimeError: the client went away, nothing to do.
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                async with self._ctx.bus.subscribe() as queue:
+                    await self._send_snapshot(user)
+                    await self._forward(user, queue, reader)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

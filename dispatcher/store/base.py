@@ -347,22 +347,18 @@ class AccessStore(Protocol):
 
     async def add_user(self, user: NewUser) -> UserRecord:
         """Create an account; raises AlreadyExists if the username is taken."""
-        ...
 
     async def get_user(self, user_id: int) -> UserRecord:
         """Raises NotFound."""
-        ...
 
     async def get_user_by_name(self, username: str) -> UserRecord | None: ...
     async def list_users(self) -> list[UserRecord]: ...
     async def update_user(self, user: UserRecord) -> None:
         """Overwrite display name, password hash, role, practitioner, conventions, disabled."""
-        ...
 
     async def create_session(self, token_hash: str, user_id: int, expires_at: datetime) -> None: ...
     async def session_user(self, token_hash: str, now: datetime) -> UserRecord | None:
         """The enabled user of an unexpired session, else None."""
-        ...
 
     async def delete_session(self, token_hash: str) -> None: ...
     async def delete_user_sessions(self, user_id: int) -> int: ...
@@ -383,7 +379,6 @@ class AccessStore(Protocol):
         detail: dict[str, Any] | None = None,
     ) -> int:
         """Append one entry (there is no way to change or delete one)."""
-        ...
 
     async def list_audit(
         self,
@@ -396,24 +391,19 @@ class AccessStore(Protocol):
         limit: int = 100,
     ) -> list[AuditEntry]:
         """Most recent first."""
-        ...
 
     async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
         """Alerts matching ``query``, most recent first."""
-        ...
 
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         """Raises NotFound if the alert does not exist."""
-        ...
 
     async def notes_for(self, alert_id: str) -> list[NoteRecord]: ...
     async def notification_times(self, alert_id: str) -> dict[int, tuple[datetime, datetime]]:
         """For each notification of the alert: (created_at, updated_at = last status change)."""
-        ...
 
     async def alert_event_times(self, alert_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
         """For each alert, the first time of each event kind ('received', 'Acknowledged', ...)."""
-        ...
 
     async def purge_locations(self, cutoff: datetime, *, now: datetime) -> PurgeReport:
         """Erase location data older than ``cutoff`` (RGPD retention); idempotent.
@@ -425,7 +415,6 @@ class AccessStore(Protocol):
         Home visits that ended before ``cutoff``: deleted. Also deletes
         sessions expired at ``now`` and login failures older than a day.
         """
-        ...
 
 
 class Store(DirectoryStore, AlertStore, AccessStore, Protocol):
