@@ -53,11 +53,29 @@ FailureHandler = Callable[[NotificationRecord], Awaitable[None]]
 
 LEASE_S = 30.0
 MAX_TRACKED_FIRST_REQUESTS = 10_000
+SPAWN_CHUNK = 8  # sends spawned between two yields to the event loop
 
 
 def _provably_failed(result: ProviderResult) -> bool:
     """Safe to try again: the provider did not create anything."""
     return result.outcome == "failed" and result.retryable
+
+
+def _first_of_each_alert_first(claimed: list[NotificationRecord]) -> list[NotificationRecord]:
+    """Claimed rows in sending order: every alert's first notification, then every second one...
+
+    Tasks start in spawn order and each request costs the event loop about a
+    millisecond to build: after a burst of 1,000 alerts, sending alert by
+    alert would start the last alert's first request after ~3,000 others.
+    Round-robin, someone is being reached for every alert three times sooner;
+    within an alert the order (the planner's) is kept.
+    """
+    rank: dict[str, int] = {}
+    keyed = []
+    for position, n in enumerate(claimed):
+        rank[n.alert_id] = rank.get(n.alert_id, -1) + 1
+        keyed.append((rank[n.alert_id], position, n))
+    return [n for *_, n in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
 class Delivery:
@@ -154,8 +172,14 @@ class Delivery:
         except Exception:
             log.exception("could not claim pending notifications; they stay pending for the next pass")
             return
-        for notification in claimed:
+        for i, notification in enumerate(_first_of_each_alert_first(claimed), start=1):
             self._spawn(self._send(notification))
+            if i % SPAWN_CHUNK == 0:
+                # Let the sends just spawned start, and whatever else is ready (an
+                # ingest commit coming back, its MQTT acks) run before spawning
+                # more: otherwise a burst's next batch of alerts waits behind
+                # thousands of requests being built.
+                await asyncio.sleep(0)
 
     async def wait_idle(self) -> None:
         """Wait until every send started so far has finished (tests, shutdown)."""

@@ -98,6 +98,13 @@ class DirectoryStore(Protocol):
     async def device_credentials(self) -> Sequence[DeviceCredentials]:
         """Every device's key and state, for the ingest path's in-memory cache."""
 
+    async def directory_version(self) -> int:
+        """A counter that moves on every directory change, by any process (triggers).
+
+        Replay windows and last fixes, updated by every alert, do not move it:
+        the in-memory snapshot polls it and reloads only when it moved.
+        """
+
     async def upsert_visit(self, visit: HomeVisit) -> None: ...
     async def delete_visit(self, visit_id: str) -> None: ...
     async def list_visits(self, practitioner_id: str | None = None) -> Sequence[HomeVisit]: ...

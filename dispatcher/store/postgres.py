@@ -4,7 +4,9 @@ Same semantics as :class:`dispatcher.store.sqlite.SqliteStore`, method for
 method; what differs is what several instances sharing one database need:
 
 * every public method is one transaction on a connection from a pool, and a
-  commit is durable when it returns (``synchronous_commit`` must stay ``on``);
+  commit is durable when it returns (``synchronous_commit`` must stay ``on``),
+  but for the notification claim, committed with ``synchronous_commit=off``
+  like SqliteStore's (see :meth:`PostgresStore.claim_notifications`);
 * escalation timers and notifications are claimed with ``SELECT … FOR UPDATE
   SKIP LOCKED`` plus a lease column: two instances never claim the same row,
   no transaction is ever held across a provider call, and a dead instance's
@@ -300,6 +302,10 @@ class PostgresStore:
         rows = await self._fetch("SELECT id, hmac_key, state FROM devices")
         return [DeviceCredentials(r["id"], bytes(r["hmac_key"]), DeviceState(r["state"])) for r in rows]
 
+    async def directory_version(self) -> int:
+        row = await self._fetchrow("SELECT version FROM directory_version WHERE id=1")
+        return 0 if row is None else int(row["version"])
+
     async def replay_windows(self) -> dict[str, SequenceWindow]:
         """Persisted anti-replay windows of every device."""
         rows = await self._fetch("SELECT id, replay_high, replay_seen FROM devices")
@@ -577,7 +583,17 @@ class PostgresStore:
         args: list[Any] = [owner, now + lease_s, utcnow()]
         if ids is not None:
             args.append(list(ids))
-        rows = await self._fetch(sql, *args)
+
+        async def claim(conn: Conn) -> list[asyncpg.Record]:
+            # The claim precedes every first provider request: no wait for the WAL
+            # flush here (as SqliteStore's synchronous=NORMAL claim). A server
+            # crash may lose it - the row is then 'pending' again and sent after
+            # recovery, possibly twice; see docs/lifecycle.md.
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
+
+        rows = await self._tx(claim)
         return sorted((self._notification(r) for r in rows), key=lambda n: n.id)
 
     async def record_notification(

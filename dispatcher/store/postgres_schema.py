@@ -203,3 +203,33 @@ MIGRATIONS.append(
     ALTER TABLE alerts ADD COLUMN location_purged_at timestamptz;
     """
 )
+
+# 3 — directory version (see the SQLite migration 3): one row bumped by statement
+# triggers on every change to what the in-memory directory snapshot holds. On
+# devices only the directory columns count, not the replay window / last fix that
+# every alert updates.
+MIGRATIONS.append(
+    """
+    CREATE TABLE directory_version (
+        id integer PRIMARY KEY CHECK (id = 1),
+        version bigint NOT NULL
+    );
+    INSERT INTO directory_version(id, version) VALUES (1, 0);
+    CREATE FUNCTION bump_directory_version() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE directory_version SET version = version + 1 WHERE id = 1;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER practitioners_bump_directory AFTER INSERT OR UPDATE OR DELETE ON practitioners
+        FOR EACH STATEMENT EXECUTE FUNCTION bump_directory_version();
+    CREATE TRIGGER sites_bump_directory AFTER INSERT OR UPDATE OR DELETE ON sites
+        FOR EACH STATEMENT EXECUTE FUNCTION bump_directory_version();
+    CREATE TRIGGER conventions_bump_directory AFTER INSERT OR UPDATE OR DELETE ON conventions
+        FOR EACH STATEMENT EXECUTE FUNCTION bump_directory_version();
+    CREATE TRIGGER visits_bump_directory AFTER INSERT OR UPDATE OR DELETE ON visits
+        FOR EACH STATEMENT EXECUTE FUNCTION bump_directory_version();
+    CREATE TRIGGER devices_bump_directory
+        AFTER INSERT OR DELETE OR UPDATE OF doc, state, hmac_key ON devices
+        FOR EACH STATEMENT EXECUTE FUNCTION bump_directory_version();
+    """
+)

@@ -175,3 +175,32 @@ MIGRATIONS.append(
     ALTER TABLE alerts ADD COLUMN location_purged_at TEXT;
     """
 )
+
+# 3 — directory version: bumped by triggers on every change to what the in-memory
+# directory snapshot holds (issue: refreshing 10,000 devices every 2 s stalled the
+# event loop). The snapshot polls this one row and reloads only when it moved.
+# On devices, only the directory columns count: replay_high/replay_seen/last_fix
+# change with every alert and must not force a reload.
+MIGRATIONS.append(
+    """
+    CREATE TABLE directory_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO directory_version(id, version) VALUES (1, 0);
+    """
+    + "".join(
+        f"""
+    CREATE TRIGGER {table}_{event.split()[0].lower()}_bumps_directory AFTER {event} ON {table}
+        BEGIN UPDATE directory_version SET version = version + 1 WHERE id = 1; END;
+    """
+        for table, events in (
+            ("practitioners", ("INSERT", "UPDATE", "DELETE")),
+            ("sites", ("INSERT", "UPDATE", "DELETE")),
+            ("conventions", ("INSERT", "UPDATE", "DELETE")),
+            ("visits", ("INSERT", "UPDATE", "DELETE")),
+            ("devices", ("INSERT", "UPDATE OF doc, state, hmac_key", "DELETE")),
+        )
+        for event in events
+    )
+)

@@ -209,7 +209,9 @@ async def stack(inbox: RecordingInbox) -> AsyncIterator[Stack]:
             public_base_url=public,
             request_timeout_s=5,
         )
-        notifier = TwilioNotifier(settings=settings)
+        # Every call event, to check the whole chain (the dispatcher asks for fewer).
+        events = ("initiated", "ringing", "answered", "completed")
+        notifier = TwilioNotifier(settings=settings, call_status_events=events)
         try:
             yield Stack(sandbox, notifier, inbox, public)
         finally:

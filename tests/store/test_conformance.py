@@ -262,6 +262,36 @@ async def test_visits(store: Any) -> None:
         await store.upsert_visit(late.model_copy(update={"practitioner_id": "dr-other"}))
 
 
+@covers("directory_version")
+async def test_directory_version_moves_on_directory_changes_only(store: Any) -> None:
+    async def moved(before: int) -> bool:
+        return await store.directory_version() > before
+
+    v = await store.directory_version()
+    await seed(store, "btn-1")  # practitioner, site, device
+    assert await moved(v)
+    v = await store.directory_version()
+    # What every alert writes on the device row must not force a directory reload.
+    await store.insert_alerts([(new_alert("a-1", seq=1, fix=FIX), window(1), None)])
+    await store.save_replay_windows({"btn-1": window(1, 2)})
+    assert await store.directory_version() == v
+    await store.revoke_device("btn-1")
+    assert await moved(v)
+    v = await store.directory_version()
+    await store.upsert_site(SITE)
+    assert await moved(v)
+    v = await store.directory_version()
+    ends = NOW + timedelta(hours=1)
+    visit = HomeVisit(
+        id="v-1", practitioner_id=PRACTITIONER.id, address=SITE.address, starts_at=NOW, ends_at=ends
+    )
+    await store.upsert_visit(visit)
+    assert await moved(v)
+    v = await store.directory_version()
+    await store.delete_visit("v-1")
+    assert await moved(v)
+
+
 # -- alerts -------------------------------------------------------------------------
 
 

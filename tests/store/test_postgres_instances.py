@@ -22,6 +22,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import Conflict, TimerSpec, Transition
 from dispatcher.store.postgres import PostgresStore, merge_windows
+from dispatcher.store.postgres_schema import MIGRATIONS
 from protocol.replay import WINDOW, SequenceWindow
 from tests.store.test_conformance import first, new_alert, seed, spec, window
 from tests.support.system import HERAULT
@@ -34,7 +35,7 @@ async def instances(postgres_url: str) -> AsyncIterator[Pair]:
     """Two stores on one fresh database, migrated concurrently (the advisory lock at work)."""
     a, b = await asyncio.gather(PostgresStore.open(postgres_url), PostgresStore.open(postgres_url))
     try:
-        assert await a.schema_version() == await b.schema_version() == 2
+        assert await a.schema_version() == await b.schema_version() == len(MIGRATIONS)
         yield a, b
     finally:
         await asyncio.gather(a.close(), b.close())
