@@ -91,7 +91,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         ),
         instance_id=settings.instance_id,
     )
-    notifier = TwilioNotifier(settings=settings.twilio)
+    notifier = TwilioNotifier(settings=settings.twilio, max_connections=settings.twilio.max_connections)
     delivery = Delivery(
         store=store,
         notifier=notifier,

@@ -41,6 +41,12 @@ class TwilioSettings(BaseModel):
         description="Public URL of this dispatcher as Twilio sees it, for status callbacks and webhooks"
     )
     request_timeout_s: float = Field(default=5.0, description="Timeout of every provider HTTP call")
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Provider connection pool: size it for alert rate x 3 requests x provider latency"
+        " (100 alerts/s against a 3 s provider needs ~900)",
+    )
 
 
 class GeocoderSettings(BaseModel):
