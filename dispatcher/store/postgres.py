@@ -36,7 +36,7 @@ import asyncpg
 from asyncpg import exceptions as pgerr
 from pydantic import BaseModel
 
-from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+from dispatcher.domain import Device, DeviceState, HomeVisit
 from dispatcher.store.base import (
     PURGED_LOCATION,
     AlertQuery,
@@ -58,6 +58,7 @@ from dispatcher.store.base import (
     Transition,
     UserRecord,
 )
+from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.postgres_schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION_TABLE
 from protocol.replay import WINDOW, SequenceWindow
 
@@ -130,7 +131,7 @@ async def _init_connection(conn: Conn) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class PostgresStore:
+class PostgresStore(DocumentDirectory):
     """The store on a PostgreSQL database. Create with :meth:`open`."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout_s: float = 10.0) -> None:
@@ -230,36 +231,6 @@ class PostgresStore:
         rows = await self._fetch(f'SELECT doc::text AS doc FROM {table} ORDER BY id COLLATE "C"')
         return [model.model_validate_json(r["doc"]) for r in rows]
 
-    async def upsert_practitioner(self, practitioner: Practitioner) -> None:
-        await self._upsert_doc("practitioners", practitioner, practitioner.id)
-
-    async def get_practitioner(self, practitioner_id: str) -> Practitioner:
-        return await self._get_doc("practitioners", Practitioner, practitioner_id)
-
-    async def list_practitioners(self) -> Sequence[Practitioner]:
-        return await self._list_docs("practitioners", Practitioner)
-
-    async def upsert_site(self, site: Site) -> None:
-        await self._upsert_doc("sites", site, site.id)
-
-    async def get_site(self, site_id: str) -> Site:
-        return await self._get_doc("sites", Site, site_id)
-
-    async def list_sites(self) -> Sequence[Site]:
-        return await self._list_docs("sites", Site)
-
-    async def upsert_convention(self, convention: Convention) -> None:
-        await self._upsert_doc("conventions", convention, convention.id)
-
-    async def list_conventions(self) -> Sequence[Convention]:
-        return await self._list_docs("conventions", Convention)
-
-    async def _check_device_bindings(self, device: Device) -> None:
-        if device.practitioner_id is not None:
-            await self.get_practitioner(device.practitioner_id)
-        if device.site_id is not None:
-            await self.get_site(device.site_id)
-
     async def add_device(self, device: Device, hmac_key: bytes) -> None:
         await self._check_device_bindings(device)
         sql = (
@@ -287,16 +258,6 @@ class PostgresStore:
         )
         if _status_count(status) == 0:
             raise NotFound(f"device {device.id!r} does not exist")
-
-    async def get_device(self, device_id: str) -> Device:
-        return await self._get_doc("devices", Device, device_id)
-
-    async def list_devices(self) -> Sequence[Device]:
-        return await self._list_docs("devices", Device)
-
-    async def revoke_device(self, device_id: str) -> None:
-        device = await self.get_device(device_id)
-        await self.update_device(device.model_copy(update={"state": DeviceState.REVOKED}))
 
     async def device_credentials(self) -> Sequence[DeviceCredentials]:
         rows = await self._fetch("SELECT id, hmac_key, state FROM devices")

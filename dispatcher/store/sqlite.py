@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import aiosqlite
 from pydantic import BaseModel
 
-from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+from dispatcher.domain import Device, DeviceState, HomeVisit
 from dispatcher.store.base import (
     PURGED_LOCATION,
     AlertQuery,
@@ -39,6 +39,7 @@ from dispatcher.store.base import (
     Transition,
     UserRecord,
 )
+from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.schema import MIGRATIONS
 from protocol.replay import SequenceWindow
 
@@ -63,7 +64,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SqliteStore:
+class SqliteStore(DocumentDirectory):
     """The store on one SQLite file. Create with :meth:`open`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
@@ -170,36 +171,6 @@ class SqliteStore:
             for r in await self._all(f"SELECT doc FROM {table} ORDER BY id")
         ]
 
-    async def upsert_practitioner(self, practitioner: Practitioner) -> None:
-        await self._upsert_doc("practitioners", practitioner, practitioner.id)
-
-    async def get_practitioner(self, practitioner_id: str) -> Practitioner:
-        return await self._get_doc("practitioners", Practitioner, practitioner_id)
-
-    async def list_practitioners(self) -> Sequence[Practitioner]:
-        return await self._list_docs("practitioners", Practitioner)
-
-    async def upsert_site(self, site: Site) -> None:
-        await self._upsert_doc("sites", site, site.id)
-
-    async def get_site(self, site_id: str) -> Site:
-        return await self._get_doc("sites", Site, site_id)
-
-    async def list_sites(self) -> Sequence[Site]:
-        return await self._list_docs("sites", Site)
-
-    async def upsert_convention(self, convention: Convention) -> None:
-        await self._upsert_doc("conventions", convention, convention.id)
-
-    async def list_conventions(self) -> Sequence[Convention]:
-        return await self._list_docs("conventions", Convention)
-
-    async def _check_device_bindings(self, device: Device) -> None:
-        if device.practitioner_id is not None:
-            await self.get_practitioner(device.practitioner_id)
-        if device.site_id is not None:
-            await self.get_site(device.site_id)
-
     async def add_device(self, device: Device, hmac_key: bytes) -> None:
         await self._check_device_bindings(device)
         if await self._one("SELECT 1 FROM devices WHERE id=?", (device.id,)) is not None:
@@ -219,16 +190,6 @@ class SqliteStore:
             )
             if cur.rowcount == 0:
                 raise NotFound(f"device {device.id!r} does not exist")
-
-    async def get_device(self, device_id: str) -> Device:
-        return await self._get_doc("devices", Device, device_id)
-
-    async def list_devices(self) -> Sequence[Device]:
-        return await self._list_docs("devices", Device)
-
-    async def revoke_device(self, device_id: str) -> None:
-        device = await self.get_device(device_id)
-        await self.update_device(device.model_copy(update={"state": DeviceState.REVOKED}))
 
     async def device_credentials(self) -> Sequence[DeviceCredentials]:
         rows = await self._all("SELECT id, hmac_key, state FROM devices")

@@ -1,0 +1,79 @@
+"""Directory methods both stores share, written once over three document primitives.
+
+Each store keeps practitioners, sites, conventions and devices as validated
+JSON documents; only how a document is read or written differs (SQL dialect,
+driver), so the stores implement :meth:`_upsert_doc`, :meth:`_get_doc`,
+:meth:`_list_docs` and :meth:`update_device`, and inherit the rest from here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from dispatcher.domain import Convention, Device, DeviceState, Practitioner, Site
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class DocumentDirectory(ABC):
+    """Practitioners, sites, conventions and device lookups over document tables."""
+
+    @abstractmethod
+    async def _upsert_doc(self, table: str, record: BaseModel, record_id: str) -> None:
+        """Insert or replace the document ``record_id`` of ``table`` (one transaction)."""
+
+    @abstractmethod
+    async def _get_doc(self, table: str, model: type[M], record_id: str) -> M:
+        """The document ``record_id`` of ``table``; raises NotFound."""
+
+    @abstractmethod
+    async def _list_docs(self, table: str, model: type[M]) -> list[M]:
+        """Every document of ``table``, ordered by id."""
+
+    @abstractmethod
+    async def update_device(self, device: Device) -> None:
+        """Replace a device's document and state; raises NotFound."""
+
+    async def upsert_practitioner(self, practitioner: Practitioner) -> None:
+        await self._upsert_doc("practitioners", practitioner, practitioner.id)
+
+    async def get_practitioner(self, practitioner_id: str) -> Practitioner:
+        return await self._get_doc("practitioners", Practitioner, practitioner_id)
+
+    async def list_practitioners(self) -> Sequence[Practitioner]:
+        return await self._list_docs("practitioners", Practitioner)
+
+    async def upsert_site(self, site: Site) -> None:
+        await self._upsert_doc("sites", site, site.id)
+
+    async def get_site(self, site_id: str) -> Site:
+        return await self._get_doc("sites", Site, site_id)
+
+    async def list_sites(self) -> Sequence[Site]:
+        return await self._list_docs("sites", Site)
+
+    async def upsert_convention(self, convention: Convention) -> None:
+        await self._upsert_doc("conventions", convention, convention.id)
+
+    async def list_conventions(self) -> Sequence[Convention]:
+        return await self._list_docs("conventions", Convention)
+
+    async def _check_device_bindings(self, device: Device) -> None:
+        if device.practitioner_id is not None:
+            await self.get_practitioner(device.practitioner_id)
+        if device.site_id is not None:
+            await self.get_site(device.site_id)
+
+    async def get_device(self, device_id: str) -> Device:
+        return await self._get_doc("devices", Device, device_id)
+
+    async def list_devices(self) -> Sequence[Device]:
+        return await self._list_docs("devices", Device)
+
+    async def revoke_device(self, device_id: str) -> None:
+        device = await self.get_device(device_id)
+        await self.update_device(device.model_copy(update={"state": DeviceState.REVOKED}))
