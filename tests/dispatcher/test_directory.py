@@ -66,23 +66,6 @@ def strip_points(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def ban() -> AsyncIterator[BanSandbox]:
-    sandbox = BanSandbox()
-    await sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        await sandbox.stop()
-
-
-@pytest.fixture
-async def geocoder(ban: BanSandbox) -> AsyncIterator[AddressGeocoder]:
-    settings = GeocoderSettings(domain=ban.base_domain, scheme="http", timeout_s=5)
-    async with AddressGeocoder(settings, backoff_s=0.001) as g:
-        yield g
-
-
-@pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = await SqliteStore.open(tmp_path / "vigie.db")
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -12,23 +11,6 @@ from dispatcher.domain import Address, GeoPoint
 from dispatcher.geocoding import AddressGeocoder, AddressNotFound, GeocodingError, GeocodingUnavailable
 from dispatcher.settings import GeocoderSettings
 from sandbox.ban_server import BanSandbox
-
-
-@pytest.fixture
-async def ban() -> AsyncIterator[BanSandbox]:
-    sandbox = BanSandbox()
-    await sandbox.start()
-    try:
-        yield sandbox
-    finally:
-        await sandbox.stop()
-
-
-@pytest.fixture
-async def geocoder(ban: BanSandbox) -> AsyncIterator[AddressGeocoder]:
-    settings = GeocoderSettings(domain=ban.base_domain, scheme="http", timeout_s=5)
-    async with AddressGeocoder(settings, backoff_s=0.001) as g:
-        yield g
 
 
 def test_default_settings_query_the_geoplateforme() -> None:
