@@ -94,15 +94,21 @@ def main(argv: list[str] | None = None) -> None:
     client.username_pw_set(DISPATCHER_USER, args.password)
     client.on_message = handler.on_message
 
-    def subscribe(c: mqtt.Client, *_a: Any) -> None:
-        c.subscribe(shared_uplink_filter(), qos=1)
+    def subscribe(c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+        print(f"connected: {reason}", flush=True)
+        if not reason.is_failure:
+            c.subscribe(shared_uplink_filter(), qos=1)
+
+    def subscribed(_c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object) -> None:
+        print(f"subscribed: {[str(r) for r in reasons]}", flush=True)
 
     client.on_connect = subscribe
-    client.on_subscribe = lambda *_a: print("subscribed", flush=True)
-    client.connect("127.0.0.1", args.port)
+    client.on_subscribe = subscribed
+    client.connect_async("127.0.0.1", args.port)
     signal.signal(signal.SIGTERM, lambda *_a: client.disconnect())
     print("naive baseline ready", flush=True)
-    client.loop_forever()
+    # Retry a refused first connection like any later one instead of dying on it.
+    client.loop_forever(retry_first_connection=True)
 
 
 if __name__ == "__main__":

@@ -240,8 +240,7 @@ def _run_naive(
     naive.start()
     pubs = None
     try:
-        if not _wait(lambda: "subscribed" in naive.log_path.read_text(), 20, 0.05):
-            raise RuntimeError(f"naive baseline did not subscribe; see {naive.log_path}")
+        _wait_subscribed(naive, timeout=60)
         pubs = Publishers(
             port=cluster.broker.port, username="vigie-bench-fleet", password=cluster.fleet_password
         )
@@ -265,6 +264,21 @@ def _run_naive(
         naive.stop()
     result.update(offered_rate_per_s=rate, duration_s=duration_s, notes="blocking baseline (bench/naive.py)")
     return result
+
+
+def _wait_subscribed(naive: Process, *, timeout: float) -> None:
+    """Until the baseline's subscription is granted; its log in the error otherwise."""
+
+    def subscribed() -> bool:
+        if naive.proc is not None and naive.proc.poll() is not None:
+            return True  # exited: stop waiting, reported below
+        return "subscribed: ['Granted QoS 1']" in naive.log_path.read_text()
+
+    _wait(subscribed, timeout, 0.05)
+    log = naive.log_path.read_text()
+    if "subscribed: ['Granted QoS 1']" not in log:
+        tail = "\n".join(log.splitlines()[-20:])
+        raise RuntimeError(f"naive baseline did not subscribe within {timeout} s; its log ends:\n{tail}")
 
 
 def heartbeat_scenario(name: str, workdir: Path, sizes: Sizes) -> dict[str, Any]:

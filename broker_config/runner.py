@@ -70,10 +70,14 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
         if proc is not None and proc.poll() is not None:
             raise BrokerError(f"process exited with {proc.returncode} before listening on {port}")
         try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
+            with socket.create_connection((host, port), timeout=0.2) as sock:
+                # Linux can connect a socket to itself when its ephemeral port happens to
+                # be the one probed (TCP simultaneous open): that is nobody listening.
+                if sock.getsockname()[1] != port:
+                    return
         except OSError:
-            time.sleep(0.02)
+            pass
+        time.sleep(0.02)
     raise BrokerError(f"nothing listening on {host}:{port} after {timeout} s")
 
 
