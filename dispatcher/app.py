@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from dispatcher.metrics import Metrics
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.base import AlreadyExists, Conflict, NotFound, StoreUnavailable
-from dispatcher.webhooks import TwilioInbox, twilio_webhooks_router
+from dispatcher.webhooks import TwilioInbox, TwilioWebhooks
 
 if TYPE_CHECKING:
     from dispatcher.api.deps import DispatcherParts
@@ -47,12 +47,11 @@ def create_app(
         version="0.1.0",
         description="Alertes discrètes des soignants : API REST, console opérateur, webhooks Twilio.",
     )
-    app.include_router(
-        twilio_webhooks_router(
-            auth_token=settings.twilio.auth_token.get_secret_value(),
-            public_base_url=settings.twilio.public_base_url,
-            inbox=inbox,
-        )
+    app.add_middleware(
+        TwilioWebhooks,
+        auth_token=settings.twilio.auth_token.get_secret_value(),
+        public_base_url=settings.twilio.public_base_url,
+        inbox=inbox,
     )
 
     @app.get("/healthz")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+import uvloop
 from pydantic import ValidationError
 
 from broker_config.cli import app as provision_app
@@ -47,7 +48,7 @@ def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
     from dispatcher.service import serve as run
 
     _logging(verbose)
-    asyncio.run(run(_settings(DispatcherSettings)))
+    uvloop.run(run(_settings(DispatcherSettings)))
 
 
 @app.command("load-directory")

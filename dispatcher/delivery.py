@@ -53,6 +53,9 @@ FailureHandler = Callable[[NotificationRecord], Awaitable[None]]
 
 LEASE_S = 30.0
 MAX_TRACKED_FIRST_REQUESTS = 10_000
+# Provider SIDs this instance recorded, for its status callbacks: ~6 per alert,
+# 10,000 covers the callbacks of the last few minutes at 100 alerts/s.
+MAX_REMEMBERED_SIDS = 10_000
 SPAWN_CHUNK = 8  # sends spawned between two yields to the event loop
 
 
@@ -112,12 +115,23 @@ class Delivery:
         self._recorder: asyncio.Task[None] | None = None
         # alert id -> monotonic MQTT receipt, for the "first_request" stage metric.
         self._first_pending: OrderedDict[str, float] = OrderedDict()
+        self._sent: OrderedDict[str, NotificationRecord] = OrderedDict()
 
     def expect_first_request(self, alert_id: str, received_at: float) -> None:
         """Remember when ``alert_id`` arrived, to time its first provider request."""
         self._first_pending[alert_id] = received_at
         while len(self._first_pending) > MAX_TRACKED_FIRST_REQUESTS:  # alerts notifying nobody
             self._first_pending.popitem(last=False)
+
+    def sent_with_sid(self, sid: str) -> NotificationRecord | None:
+        """The notification this instance sent and stored under provider ``sid``, if recent.
+
+        Spares the store a read per status callback. The row's identity (alert,
+        contact, channel, tier, round) never changes; its status here is the
+        one at sending time. None: ask the store (another instance sent it, or
+        it is older).
+        """
+        return self._sent.get(sid)
 
     def kick(self) -> None:
         """Send whatever is pending now, without waiting for it.
@@ -250,10 +264,20 @@ class Delivery:
         finally:
             self._bus.publish("notification", alert_id=n.alert_id, id=n.id, outcome=result.outcome)
 
+    def _remember_sid(self, sid: str | None, n: NotificationRecord) -> None:
+        # Only once the SID is durable: a callback answered from memory is then
+        # recorded after it, never overwritten by the 'queued' of the send.
+        if sid is None:
+            return
+        self._sent[sid] = n
+        while len(self._sent) > MAX_REMEMBERED_SIDS:
+            self._sent.popitem(last=False)
+
     async def _record_outcome(self, n: NotificationRecord, result: ProviderResult) -> None:
         if result.accepted:
             self._metrics.notifications.labels(n.channel, n.purpose).inc()
             await self.record(n.id, status=result.status or "queued", provider_sid=result.sid)
+            self._remember_sid(result.sid, n)
             return
         self._metrics.provider_errors.labels(n.channel, result.outcome).inc()
         error = f"{result.error_code}: {result.error_message}"

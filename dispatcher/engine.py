@@ -378,11 +378,15 @@ class Engine:
             await self.notification_failed(n)
 
     async def _notification_by_sid(self, sid: str, wait_s: float = 3.0) -> NotificationRecord | None:
-        """The provider may call back before we stored the SID it just returned: wait a little.
+        """The notification behind a provider SID: from memory when this instance sent it.
 
-        Polling the store (not an in-process event) because behind a load
-        balancer the instance that sent the request may not be the one called back.
+        Otherwise from the store, waiting a little: the provider may call back
+        before the SID it just returned is stored. Polling the store (not an
+        in-process event) because behind a load balancer the instance that sent
+        the request may not be the one called back.
         """
+        if self.delivery is not None and (n := self.delivery.sent_with_sid(sid)) is not None:
+            return n
         deadline = time.monotonic() + wait_s
         while (n := await self._store.notification_by_sid(sid)) is None and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
-
-from twilio.twiml.voice_response import VoiceResponse
 
 from dispatcher.domain import Address, AlertContext, AlertKind, LocationSource, ResolvedLocation
 from dispatcher.gsm7 import segments, to_gsm7
@@ -243,22 +242,35 @@ def alert_speech(ctx: AlertContext) -> str:
     return " ".join(parts)
 
 
+NO_KEY_SPEECH = "Aucune touche reçue. L'alerte reste active et sera transmise à un autre contact."
+_XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+# What ElementTree escapes in attribute values, on top of &, < and >.
+_ATTRIBUTE_ENTITIES = {'"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"}
+
+
 def alert_twiml(ctx: AlertContext, gather_action_url: str, *, voice: str = DEFAULT_VOICE) -> str:
     """TwiML of the alert call: the message repeated inside a one-digit ``<Gather>``.
 
     The responder can press 1 at any moment while the message plays; if
     nothing is pressed after the repeats, a last sentence says the alert stays
     open (the escalation engine moves on by itself).
+
+    A string template, not ``twilio.twiml``'s ElementTree builder: it is
+    rendered for every call an alert places, where the builder cost about
+    0.5 ms of the event loop each. The tests hold it to the builder's output
+    byte for byte.
     """
-    response = VoiceResponse()
-    gather = response.gather(num_digits=1, action=gather_action_url, method="POST", timeout=5)
-    speech = alert_speech(ctx)
-    for _ in range(VOICE_REPEATS):
-        gather.say(speech, language=VOICE_LANGUAGE, voice=voice)
-        gather.pause(length=1)
-    response.say(
-        "Aucune touche reçue. L'alerte reste active et sera transmise à un autre contact.",
-        language=VOICE_LANGUAGE,
-        voice=voice,
+    spoken = _say_element(alert_speech(ctx), voice) + '<Pause length="1" />'
+    return (
+        f"{_XML_DECLARATION}<Response>"
+        f'<Gather action="{_attribute(gather_action_url)}" method="POST" numDigits="1" timeout="5">'
+        f"{spoken * VOICE_REPEATS}</Gather>{_say_element(NO_KEY_SPEECH, voice)}</Response>"
     )
-    return str(response.to_xml())
+
+
+def _say_element(text: str, voice: str) -> str:
+    return f'<Say language="{_attribute(VOICE_LANGUAGE)}" voice="{_attribute(voice)}">{escape(text)}</Say>'
+
+
+def _attribute(value: str) -> str:
+    return escape(value, _ATTRIBUTE_ENTITIES)

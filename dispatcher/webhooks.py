@@ -8,11 +8,15 @@ parameters. Anything else gets a 403: a forged "1" would silence an alert.
 
 from __future__ import annotations
 
+import hmac
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Request, Response
-from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
@@ -24,6 +28,9 @@ log = logging.getLogger(__name__)
 
 XML = "application/xml"
 ACK_DIGIT = "1"
+EMPTY_TWIML = "<Response/>"
+# Twilio's webhook forms are a few hundred bytes; anything much larger is not Twilio.
+MAX_BODY_BYTES = 64 * 1024
 
 
 class TwilioInbox(Protocol):
@@ -39,8 +46,8 @@ class TwilioInbox(Protocol):
         """A called contact pressed keys; True when it acknowledged an alert."""
 
 
-class _SignatureError(Exception):
-    """A Twilio webhook whose X-Twilio-Signature does not verify (answered 403)."""
+Form = Mapping[str, str]
+Handler = Callable[[Form, str], Awaitable[Response]]
 
 
 def _twiml(body: str, status_code: int = 200) -> Response:
@@ -51,73 +58,120 @@ def _say(response: VoiceResponse, text: str) -> None:
     response.say(text, language=VOICE_LANGUAGE, voice=DEFAULT_VOICE)
 
 
-def twilio_webhooks_router(*, auth_token: str, public_base_url: str, inbox: TwilioInbox) -> APIRouter:
-    """Routes Twilio calls back, verified against ``public_base_url`` + path + query.
+class TwilioSignatures:
+    """Checks ``X-Twilio-Signature`` with the ``twilio`` library's algorithm."""
 
-    Include it in the app without a prefix: the paths are the ones the
-    notifier gives Twilio.
+    def __init__(self, auth_token: str) -> None:
+        self._validator = RequestValidator(auth_token)
+
+    def valid(self, url: str, form: Form, signature: str) -> bool:
+        """Whether ``signature`` signs ``url`` + ``form`` with the account's auth token.
+
+        One HMAC for the URL exactly as configured (what Twilio signs); the
+        library's ``validate`` — which always computes two, with and without
+        an explicit port — only when that one does not match.
+        """
+        expected = self._validator.compute_signature(url, dict(form))
+        if hmac.compare_digest(expected.encode(), signature.encode()):
+            return True
+        return bool(self._validator.validate(url, dict(form), signature))
+
+
+class TwilioWebhooks:
+    """ASGI middleware answering Twilio's webhooks in front of the rest of the app.
+
+    Status callbacks are the dispatcher's busiest HTTP traffic (about six per
+    alert, all while alerts are being sent), so they skip FastAPI's routing,
+    dependency injection and exception middlewares; docs/performance.md has
+    the measurement. Every other request goes on to ``app``. The paths are
+    the ones the notifier gives Twilio.
     """
-    validator = RequestValidator(auth_token)
-    public = public_base_url.rstrip("/")
-    router = APIRouter()
 
-    def public_url(request: Request, path: str) -> str:
-        query = request.url.query
-        return f"{public}{path}?{query}" if query else f"{public}{path}"
+    def __init__(self, app: ASGIApp, *, auth_token: str, public_base_url: str, inbox: TwilioInbox) -> None:
+        self._app = app
+        self._signatures = TwilioSignatures(auth_token)
+        self._public = public_base_url.rstrip("/")
+        self._inbox = inbox
+        self._routes: dict[str, Handler] = {
+            STATUS_CALLBACK_PATH: self._status,
+            SMS_WEBHOOK_PATH: self._sms,
+            GATHER_PATH: self._gather,
+        }
 
-    async def verified_form(request: Request, path: str) -> FormData:
-        form = await request.form()
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self._routes.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None:
+            await self._app(scope, receive, send)
+            return
+        response = await self._answer(Request(scope, receive), handler)
+        await response(scope, receive, send)
+
+    async def _answer(self, request: Request, handler: Handler) -> Response:
+        if request.method != "POST":
+            return Response(status_code=405, headers={"Allow": "POST"})
+        url = self._public_url(request)
+        body = await _body(request)
+        if body is None:
+            log.warning("twilio webhook rejected: body over %d bytes (url=%s)", MAX_BODY_BYTES, url)
+            return _twiml(EMPTY_TWIML, 413)
+        form = _form(request, body)
         signature = request.headers.get("X-Twilio-Signature")
-        url = public_url(request, path)
         if not signature:
             log.warning("twilio webhook rejected: no X-Twilio-Signature (url=%s)", url)
-            raise _SignatureError
-        if not validator.validate(url, form, signature):
+            return _twiml(EMPTY_TWIML, 403)
+        if not self._signatures.valid(url, form, signature):
             log.warning("twilio webhook rejected: bad signature for url=%s", url)
-            raise _SignatureError
-        return form
+            return _twiml(EMPTY_TWIML, 403)
+        return await handler(form, url)
 
-    @router.post(STATUS_CALLBACK_PATH, response_class=Response)
-    async def status(request: Request) -> Response:
-        try:
-            form = await verified_form(request, STATUS_CALLBACK_PATH)
-        except _SignatureError:
-            return _twiml("<Response/>", 403)
-        sid = str(form.get("MessageSid") or form.get("CallSid") or "")
-        state = str(form.get("MessageStatus") or form.get("CallStatus") or "")
+    def _public_url(self, request: Request) -> str:
+        """The URL Twilio called (and signed): the public base, not the proxy's upstream."""
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        path = request.scope["path"]
+        return f"{self._public}{path}?{query}" if query else f"{self._public}{path}"
+
+    async def _status(self, form: Form, _url: str) -> Response:
+        sid = form.get("MessageSid") or form.get("CallSid") or ""
+        state = form.get("MessageStatus") or form.get("CallStatus") or ""
         if not sid or not state:
             log.warning("twilio status callback without sid/status: %s", dict(form))
-            return _twiml("<Response/>", 400)
-        error = form.get("ErrorCode")
-        await inbox.delivery_status(sid, state, str(error) if error else None)
-        return _twiml("<Response/>")
+            return _twiml(EMPTY_TWIML, 400)
+        await self._inbox.delivery_status(sid, state, form.get("ErrorCode") or None)
+        return _twiml(EMPTY_TWIML)
 
-    @router.post(SMS_WEBHOOK_PATH, response_class=Response)
-    async def sms(request: Request) -> Response:
-        try:
-            form = await verified_form(request, SMS_WEBHOOK_PATH)
-        except _SignatureError:
-            return _twiml("<Response/>", 403)
-        answer = await inbox.sms_reply(str(form.get("From", "")), str(form.get("Body", "")))
+    async def _sms(self, form: Form, _url: str) -> Response:
+        answer = await self._inbox.sms_reply(form.get("From", ""), form.get("Body", ""))
         response = MessagingResponse()
         if answer:
             response.message(answer)
         return _twiml(str(response.to_xml()))
 
-    @router.post(GATHER_PATH, response_class=Response)
-    async def gather(request: Request) -> Response:
-        try:
-            form = await verified_form(request, GATHER_PATH)
-        except _SignatureError:
-            return _twiml("<Response/>", 403)
-        digits = str(form.get("Digits", ""))
+    async def _gather(self, form: Form, url: str) -> Response:
+        digits = form.get("Digits", "")
         # On a call we placed, From is our caller id and To is the contact.
-        direction = str(form.get("Direction", "outbound-api"))
-        contact = str(form.get("To" if direction.startswith("outbound") else "From", ""))
-        accepted = await inbox.call_keypress(str(form.get("CallSid", "")), contact, digits)
-        return _twiml(_gather_answer(accepted, digits, public_url(request, GATHER_PATH)))
+        direction = form.get("Direction", "outbound-api")
+        contact = form.get("To" if direction.startswith("outbound") else "From", "")
+        accepted = await self._inbox.call_keypress(form.get("CallSid", ""), contact, digits)
+        return _twiml(_gather_answer(accepted, digits, url))
 
-    return router
+
+async def _body(request: Request) -> bytes | None:
+    """The request body, or None past :data:`MAX_BODY_BYTES` (read no further)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _form(request: Request, body: bytes) -> Form:
+    """Twilio posts ``application/x-www-form-urlencoded``; anything else has no fields."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
 def _gather_answer(accepted: bool, digits: str, action_url: str) -> str:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import uvloop
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from twilio.request_validator import RequestValidator
 from yarl import URL
@@ -785,7 +786,7 @@ async def _serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the sandbox as a process until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(_serve(_parse_args(argv)))
+    uvloop.run(_serve(_parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,24 @@ async def test_police_zone_cabinet_alert_reaches_the_commissariat_tier_1(system:
     assert system.sent_to(OFFICIER_DE_QUART, "message") == []  # a landline gets no SMS
 
 
+async def test_provider_status_callbacks_reach_the_alert_timeline(system: System) -> None:
+    device = await system.add_device("btn-status", practitioner="dr-claire-fabre", site="cabinet-boutonnet")
+    alert_id = await asyncio.to_thread(device.alert)
+
+    async def sms_delivered_and_calls_over() -> bool:
+        rows = await system.store.notifications_for(alert_id)
+        sms = [n for n in rows if n.channel == "sms" and n.purpose == "alert"]
+        calls = [n for n in rows if n.channel == "voice"]
+        return (
+            bool(sms and calls)
+            and all(n.status == "delivered" for n in sms)
+            and all(n.status in ("completed", "no-answer", "busy") for n in calls)
+        )
+
+    # The sandbox calls back like Twilio (sent, delivered; answered, completed), signed.
+    await system.until(sms_delivered_and_calls_over, within=20)
+
+
 async def test_gendarmerie_zone_home_visit_goes_to_the_brigade_with_the_door_code(system: System) -> None:
     now = datetime.now(UTC)
     visit = HomeVisit(

@@ -6,6 +6,9 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from twilio.twiml.voice_response import VoiceResponse
 
 from dispatcher import texts
 from dispatcher.domain import (
@@ -230,3 +233,43 @@ def test_alert_twiml_is_a_repeated_french_gather() -> None:
         assert "Appuyez sur 1" in (say.text or "")
     final = root.findall("Say")
     assert len(final) == 1 and "reste active" in (final[0].text or "")
+
+
+def builder_twiml(speech: str, action: str, voice: str) -> str:
+    """The same call built with twilio's TwiML builder: the reference the template must match."""
+    response = VoiceResponse()
+    gather = response.gather(num_digits=1, action=action, method="POST", timeout=5)
+    for _ in range(texts.VOICE_REPEATS):
+        gather.say(speech, language=texts.VOICE_LANGUAGE, voice=voice)
+        gather.pause(length=1)
+    response.say(texts.NO_KEY_SPEECH, language=texts.VOICE_LANGUAGE, voice=voice)
+    return str(response.to_xml())
+
+
+@pytest.mark.parametrize(
+    "ctx",
+    [context(), context(kind=AlertKind.TEST), context(practitioner=None), context(duress=True)],
+    ids=["visit", "test", "device-only", "duress"],
+)
+def test_alert_twiml_is_what_the_twilio_builder_renders(ctx: AlertContext) -> None:
+    action = GATHER + "&n=2"  # an ampersand to escape in the attribute
+    assert alert_twiml(ctx, action) == builder_twiml(texts.alert_speech(ctx), action, texts.DEFAULT_VOICE)
+
+
+@given(
+    first_name=st.text(max_size=40),
+    action=st.text(max_size=60),
+    voice=st.text(min_size=1, max_size=20),
+)
+def test_alert_twiml_escapes_like_the_builder(first_name: str, action: str, voice: str) -> None:
+    # ElementTree cannot serialise control characters either; outside XML's alphabet, no comparison.
+    assume(all(_xml_char(c) for c in first_name + action + voice))
+    ctx = context(practitioner=practitioner().model_copy(update={"first_name": first_name}))
+    rendered = alert_twiml(ctx, action, voice=voice)
+    assert rendered == builder_twiml(texts.alert_speech(ctx), action, voice)
+    ET.fromstring(rendered.encode())  # and it parses
+
+
+def _xml_char(c: str) -> bool:
+    code = ord(c)
+    return code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000

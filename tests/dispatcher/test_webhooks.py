@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 from broker_config.runner import free_port
 from dispatcher.notifier import GATHER_PATH, SMS_WEBHOOK_PATH, STATUS_CALLBACK_PATH, TwilioNotifier
 from dispatcher.settings import TwilioSettings
-from dispatcher.webhooks import twilio_webhooks_router
+from dispatcher.webhooks import TwilioWebhooks
 from sandbox.twilio_harness import RecordingInbox, serve_asgi
 from sandbox.twilio_resources import NumberBehaviour
 from sandbox.twilio_server import TwilioSandbox
@@ -29,7 +29,7 @@ CALL_SID = "CA" + "1" * 32
 
 def make_app(inbox: RecordingInbox, *, token: str = TOKEN, public: str = PUBLIC) -> FastAPI:
     app = FastAPI()
-    app.include_router(twilio_webhooks_router(auth_token=token, public_base_url=public, inbox=inbox))
+    app.add_middleware(TwilioWebhooks, auth_token=token, public_base_url=public, inbox=inbox)
     return app
 
 
@@ -121,6 +121,60 @@ async def test_query_string_is_part_of_the_signed_url(
     signed_without_query = sign(PUBLIC + STATUS_CALLBACK_PATH, params)
     response = await client.post(f"{STATUS_CALLBACK_PATH}?ref=x", data=params, headers=signed_without_query)
     assert response.status_code == 403
+    assert not inbox.called
+
+
+async def test_signature_over_the_explicit_port_variant_is_accepted(
+    client: httpx.AsyncClient, inbox: RecordingInbox
+) -> None:
+    # Twilio may sign https://host:443/... for a URL configured without the port.
+    params = {"MessageSid": "SM" + "d" * 32, "MessageStatus": "delivered"}
+    signed = sign(PUBLIC + ":443" + STATUS_CALLBACK_PATH, params)
+    response = await client.post(STATUS_CALLBACK_PATH, data=params, headers=signed)
+    assert response.status_code == 200
+    assert inbox.statuses == [("SM" + "d" * 32, "delivered", None)]
+
+
+async def test_accented_sms_body_is_verified_and_passed_on(
+    client: httpx.AsyncClient, inbox: RecordingInbox
+) -> None:
+    params = PARAMS | {"Body": "1 reçu, j'arrive"}
+    response = await client.post(
+        SMS_WEBHOOK_PATH, data=params, headers=sign(PUBLIC + SMS_WEBHOOK_PATH, params)
+    )
+    assert response.status_code == 200
+    assert inbox.replies == [(CONTACT, "1 reçu, j'arrive")]
+
+
+async def test_webhook_paths_accept_only_post(client: httpx.AsyncClient, inbox: RecordingInbox) -> None:
+    response = await client.get(STATUS_CALLBACK_PATH)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert not inbox.called
+
+
+async def test_oversized_body_is_refused_unread(
+    client: httpx.AsyncClient, inbox: RecordingInbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    params = {"MessageSid": "SM" + "e" * 32, "MessageStatus": "sent", "Padding": "x" * 70_000}
+    response = await client.post(
+        STATUS_CALLBACK_PATH, data=params, headers=sign(PUBLIC + STATUS_CALLBACK_PATH, params)
+    )
+    assert response.status_code == 413
+    assert not inbox.called
+    assert "body over" in caplog.text
+
+
+async def test_other_paths_reach_the_rest_of_the_app(inbox: RecordingInbox) -> None:
+    app = make_app(inbox)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/healthz")).json() == {"ok": True}
+        assert (await c.post("/webhooks/twilio/unknown")).status_code == 404
     assert not inbox.called
 
 
