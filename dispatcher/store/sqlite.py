@@ -6,7 +6,6 @@ loss, not only a process crash. Each public method is one transaction.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -41,6 +40,7 @@ from dispatcher.store.base import (
 )
 from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.schema import MIGRATIONS
+from dispatcher.store.writelock import PriorityWriteLock
 from protocol.replay import SequenceWindow
 
 M = TypeVar("M", bound=BaseModel)
@@ -70,8 +70,9 @@ class SqliteStore(DocumentDirectory):
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
-        # One connection serves every coroutine: transactions must not interleave.
-        self._write_lock = asyncio.Lock()
+        # One connection serves every coroutine: transactions must not interleave,
+        # and those on an alert's way to its first SMS go first.
+        self._write_lock = PriorityWriteLock()
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteStore:
@@ -103,8 +104,8 @@ class SqliteStore(DocumentDirectory):
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction; driver errors become StoreUnavailable."""
-        async with self._write_lock:
+        """One write transaction (routine priority); driver errors become StoreUnavailable."""
+        async with self._write_lock.hold(urgent=False):
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -121,7 +122,9 @@ class SqliteStore(DocumentDirectory):
                     raise StoreUnavailable(str(exc)) from exc
                 raise
 
-    async def _atomic(self, work: Callable[[sqlite3.Connection], T], *, power_safe: bool = True) -> T:
+    async def _atomic(
+        self, work: Callable[[sqlite3.Connection], T], *, power_safe: bool = True, urgent: bool = True
+    ) -> T:
         """Run ``work`` as one write transaction, whole, on aiosqlite's thread.
 
         For the hot path's transactions: :meth:`_tx` costs a thread hop (and an
@@ -129,8 +132,9 @@ class SqliteStore(DocumentDirectory):
         this costs one. ``power_safe=False`` commits without the WAL fsync
         (``synchronous=NORMAL``): durable against a crash or kill -9 of the
         process, not against a power loss; the next power-safe commit syncs it.
+        ``urgent=False`` lets the alert path's transactions go first.
         """
-        async with self._write_lock:
+        async with self._write_lock.hold(urgent=urgent):
             try:
                 # aiosqlite has no public "run this function on your thread".
                 result: T = await self._conn._execute(_run_atomic, self._conn._conn, work, power_safe)
@@ -362,11 +366,12 @@ class SqliteStore(DocumentDirectory):
         now = _iso(utcnow())
         params = [(status, sid, error, now, nid) for nid, status, sid, error in rows]
         await self._atomic(
-            lambda tx: tx.executemany(
+            urgent=False,
+            work=lambda tx: tx.executemany(
                 "UPDATE notifications SET status=?, provider_sid=COALESCE(?, provider_sid), error=?,"
                 " lease_owner=NULL, lease_until=NULL, updated_at=? WHERE id=?",
                 params,
-            )
+            ),
         )
 
     async def notification_by_sid(self, sid: str) -> NotificationRecord | None:
