@@ -48,7 +48,7 @@ CALL_STATUS_EVENTS: tuple[str, ...] = ("answered", "completed")
 # Concurrent provider requests. Size it for rate x provider latency: 100 alerts/s
 # x 3 requests x a 3 s provider is 900 in flight; requests beyond the pool wait
 # for a connection and may time out before leaving.
-DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_CONNECTIONS = 4000  # see TwilioSettings.max_connections
 
 Outcome = Literal["accepted", "failed", "unknown"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,9 +132,33 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         await store.close()
 
 
+# Besides provider connections: the store, the broker, console WebSockets, callbacks.
+FILE_DESCRIPTOR_HEADROOM = 1024
+
+
+def fit_open_file_limit(needed: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to ``needed`` (capped by the hard limit); return the new soft limit.
+
+    Every provider connection is a file descriptor, and Linux's default soft
+    limit (1,024) is below the pool a slow provider fills at 100 alerts/s.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return soft
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        log.warning(
+            "open-file limit %d is below the %d the provider pool may need: raise LimitNOFILE", target, needed
+        )
+    return target
+
+
 async def serve(settings: DispatcherSettings) -> None:
     """Run the dispatcher and its HTTP API (REST, console, webhooks) until interrupted."""
     from dispatcher.geocoding import AddressGeocoder
+
+    fit_open_file_limit(settings.twilio.max_connections + FILE_DESCRIPTOR_HEADROOM)
 
     async with running_dispatcher(settings) as d, AddressGeocoder(settings.geocoder) as geocoder:
         app = create_app(

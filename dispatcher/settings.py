@@ -42,10 +42,11 @@ class TwilioSettings(BaseModel):
     )
     request_timeout_s: float = Field(default=5.0, description="Timeout of every provider HTTP call")
     max_connections: int = Field(
-        default=1000,
+        default=4000,
         ge=1,
-        description="Provider connection pool: size it for alert rate x 3 requests x provider latency"
-        " (100 alerts/s against a 3 s provider needs ~900)",
+        description="Provider connection pool: size it for alert rate x 3 requests x provider latency,"
+        " plus retries (100 alerts/s against a 3 s provider keeps ~900 busy; at 1,000 requests queued"
+        " for a connection: docs/performance.md). The dispatcher raises its open-file limit to fit.",
     )
 
 
