@@ -33,11 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from broker_config.runner import DISPATCHER_USER, DevBroker, acl_path, free_port, render_config, wait_for_port
 from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
-from dispatcher.store.sqlite import SqliteStore
+from dispatcher.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 HERAULT = ROOT / "dispatcher" / "data" / "herault.yaml"
@@ -89,7 +91,7 @@ def device_ids(prefix: str, count: int) -> list[str]:
 
 
 async def prepare_store(
-    db: Path,
+    url: str,
     specs: Iterable[DeviceSpec],
     *,
     directory: Path = HERAULT,
@@ -98,7 +100,7 @@ async def prepare_store(
     """Load the directory and register the devices (``known``: with these keys); return the keys."""
     intervals = {d: spec.heartbeat_interval_s for spec in specs for d in device_ids(spec.prefix, spec.count)}
     given = dict(known or {})
-    store = await SqliteStore.open(db)
+    store = await open_store(url)
     keys: dict[str, bytes] = {}
     try:
         await load_directory(directory, store, None)
@@ -207,18 +209,25 @@ class Cluster:
     directory: Path = HERAULT
     known_keys: dict[str, bytes] = field(default_factory=dict)  # devices registered with these keys
     db_path: Path | None = None  # default: <workdir>/vigie.db
+    database_url: str | None = None  # a PostgreSQL DSN; None: the SQLite file above
+    instances: int = 1  # dispatchers sharing the broker (one $share group) and the store
     # False: the provider's status callbacks go to a closed port, isolating the alert path.
     provider_callbacks: bool = True
     keys: dict[str, bytes] = field(default_factory=dict)
     broker: BenchBroker | None = None
     sandbox: Process | None = None
     dispatcher: Process | None = None
+    others: list[tuple[Process, int]] = field(default_factory=list)  # instances 2..n, HTTP port
     http_port: int = field(default_factory=free_port)
     sandbox_port: int = field(default_factory=free_port)
 
     @property
     def db(self) -> Path:
         return self.db_path or self.workdir / "vigie.db"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.db}"
 
     @property
     def public_url(self) -> str:
@@ -236,7 +245,7 @@ class Cluster:
     def start(self, *, with_dispatcher: bool = True) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.keys = asyncio.run(
-            prepare_store(self.db, self.devices, directory=self.directory, known=self.known_keys)
+            prepare_store(self.store_url, self.devices, directory=self.directory, known=self.known_keys)
         )
         self.broker = BenchBroker(self.workdir / "broker")
         self.broker.add_account(DISPATCHER_USER, secrets.token_urlsafe(18))
@@ -272,7 +281,7 @@ class Cluster:
         """The whole configuration of ``vigie serve``, as its operator would write it."""
         assert self.broker is not None
         return {
-            "VIGIE_DATABASE_URL": f"sqlite:///{self.db}",
+            "VIGIE_DATABASE_URL": self.store_url,
             "VIGIE_MQTT__PORT": str(self.broker.port),
             "VIGIE_MQTT__USERNAME": DISPATCHER_USER,
             "VIGIE_MQTT__PASSWORD": self.broker.accounts[DISPATCHER_USER],
@@ -290,21 +299,47 @@ class Cluster:
         )
         self.dispatcher.start()
         self.wait_dispatcher_ready(timeout)
+        for number in range(2, self.instances + 1):
+            self._start_other_instance(number, timeout)
+
+    def _start_other_instance(self, number: int, timeout: float) -> None:
+        """Instance ``number``: same settings, its own identity, HTTP port and callback URL."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = self.dispatcher_env() | {
+            "VIGIE_INSTANCE_ID": f"bench-{number}",
+            "VIGIE_MQTT__CLIENT_ID": f"vigie-bench-{number}",  # its own persistent session
+            "VIGIE_HTTP_PORT": str(port),
+            "VIGIE_TWILIO__PUBLIC_BASE_URL": url if self.provider_callbacks else CLOSED_URL,
+        }
+        process = Process(
+            f"dispatcher-{number}", vigie_serve(), self.workdir / f"dispatcher-{number}.log", env=env
+        )
+        process.start()
+        self.others.append((process, port))
+        _wait_ready(process, url, timeout)
 
     def wait_dispatcher_ready(self, timeout: float) -> None:
         """Until /healthz says the broker session is up."""
-        deadline = time.monotonic() + timeout
-        assert self.dispatcher is not None and self.dispatcher.proc is not None
-        while time.monotonic() < deadline:
-            if self.dispatcher.proc.poll() is not None:
-                raise RuntimeError(f"dispatcher exited early; see {self.dispatcher.log_path}")
-            try:
-                if http_json(self.public_url + "/healthz", timeout=1).get("mqtt_connected"):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"dispatcher not ready within {timeout} s; see {self.dispatcher.log_path}")
+        assert self.dispatcher is not None
+        _wait_ready(self.dispatcher, self.public_url, timeout)
+
+    @property
+    def dispatcher_pids(self) -> list[int]:
+        """Every running instance's process id."""
+        first = [self.dispatcher.pid] if self.dispatcher is not None else []
+        return first + [process.pid for process, _ in self.others]
+
+    def all_metrics(self) -> list[str]:
+        """/metrics of every instance."""
+        urls = [self.public_url] + [f"http://127.0.0.1:{port}" for _, port in self.others]
+        return [http_text(url + "/metrics") for url in urls]
+
+    def stored_alert_ids(self) -> set[str]:
+        """Ids of the alerts in the store (SQLite file or PostgreSQL)."""
+        if self.database_url is None:
+            return {alert_id for (alert_id,) in read_db(self.db, "SELECT id FROM alerts")}
+        return asyncio.run(_postgres_alert_ids(self.database_url))
 
     def restart_dispatcher(self, sig: signal.Signals = signal.SIGKILL, timeout: float = 60.0) -> None:
         """Stop ``vigie serve`` with ``sig`` (SIGKILL: a crash) and start it again, same settings."""
@@ -329,6 +364,9 @@ class Cluster:
         return requests
 
     def stop(self) -> None:
+        for process, _ in self.others:
+            process.stop()
+        self.others.clear()
         for part in (self.dispatcher, self.sandbox):
             if part is not None:
                 part.stop()
@@ -345,6 +383,30 @@ class Cluster:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def _wait_ready(process: Process, url: str, timeout: float) -> None:
+    """Until the instance's /healthz says its broker session is up."""
+    deadline = time.monotonic() + timeout
+    assert process.proc is not None
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"{process.name} exited early; see {process.log_path}")
+        try:
+            if http_json(url + "/healthz", timeout=1).get("mqtt_connected"):
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{process.name} not ready within {timeout} s; see {process.log_path}")
+
+
+async def _postgres_alert_ids(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {row["id"] for row in await conn.fetch("SELECT id FROM alerts")}
+    finally:
+        await conn.close()
 
 
 def read_db(db: Path, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:

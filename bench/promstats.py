@@ -79,3 +79,12 @@ def histogram(text: str, name: str, **match: str) -> Histogram:
         elif sample == f"{name}_sum":
             total = v
     return Histogram(sorted(buckets), count, total)
+
+
+def merged(parts: list[Histogram]) -> Histogram:
+    """Several instances' series of one histogram (same buckets) as one: the counts add up."""
+    cumulative: dict[float, float] = {}
+    for h in parts:
+        for bound, count in h.buckets:
+            cumulative[bound] = cumulative.get(bound, 0.0) + count
+    return Histogram(sorted(cumulative.items()), sum(h.count for h in parts), sum(h.total for h in parts))

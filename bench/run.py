@@ -70,6 +70,7 @@ def _scenarios() -> dict[str, Runner]:
         ),
         "slow-provider-10": slow(10),
         "slow-provider-100": slow(100),
+        "steady-100-pg-2": lambda w, s: sc.postgres_scenario("steady-100-pg-2", w, s, rate=100, instances=2),
         "heartbeat-10k": lambda w, s: sc.heartbeat_scenario("heartbeat-10k", w, s),
         "naive-100": lambda w, s: sc.naive_scenario("naive-100", w, s, rate=100, duration_s=s.naive_s),
     }

@@ -14,6 +14,7 @@ from bench.cluster import Cluster, DeviceSpec, Process, ProcessStats, device_ids
 from bench.load import Fleet, HeartbeatLoad, Publishers, SentAlert, burst_alerts, steady_alerts
 from bench.report import percentiles_ms
 from broker_config.runner import DISPATCHER_USER
+from sandbox.postgres import PostgresCluster, pg_bin_dir
 
 STAGES = ("persisted", "acked", "first_request")
 ALERT_DEVICES = "al"
@@ -64,10 +65,11 @@ def _wait(check: Callable[[], bool], timeout: float, period: float = 0.25) -> bo
         time.sleep(period)
 
 
-def _stages(metrics: str) -> dict[str, dict[str, float | None]]:
+def _stages(metrics: list[str]) -> dict[str, dict[str, float | None]]:
+    """Stage quantiles over every instance's /metrics."""
     out: dict[str, dict[str, float | None]] = {}
     for stage in STAGES:
-        h = promstats.histogram(metrics, "vigie_stage_seconds", stage=stage)
+        h = promstats.merged([promstats.histogram(m, "vigie_stage_seconds", stage=stage) for m in metrics])
         ms = [None if v is None else round(v * 1000, 3) for v in (h.quantile(0.5), h.quantile(0.99))]
         top = h.max_bound()
         out[stage] = {
@@ -125,6 +127,12 @@ def _summary(
     }
 
 
+def _all(pids: list[int]) -> ProcessStats:
+    """CPU and memory of several processes (instances) added up."""
+    stats = [ProcessStats.of(pid) for pid in pids]
+    return ProcessStats(sum(s.cpu_s for s in stats), sum(s.rss_mb for s in stats))
+
+
 def _cpu(before: ProcessStats, after: ProcessStats, seconds: float) -> dict[str, float]:
     return {
         "cpu_pct_of_core": round(100 * (after.cpu_s - before.cpu_s) / seconds, 1),
@@ -148,11 +156,19 @@ def alert_scenario(
     burst: int | None = None,
     sandbox: dict[str, Any] | None = None,
     callbacks: bool = True,
+    database_url: str | None = None,
+    instances: int = 1,
     notes: str = "",
 ) -> dict[str, Any]:
-    """Alerts against the real dispatcher; latency measured at the sandbox."""
+    """Alerts against the real dispatcher(s); latency measured at the sandbox.
+
+    ``database_url``: a PostgreSQL DSN (default: SQLite); ``instances``:
+    dispatchers sharing it (CPU and RSS are their sum).
+    """
     specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices)]
-    with Cluster(workdir / name, specs, provider_callbacks=callbacks) as cluster:
+    with Cluster(
+        workdir / name, specs, provider_callbacks=callbacks, database_url=database_url, instances=instances
+    ) as cluster:
         if sandbox:
             cluster.configure_sandbox(**sandbox)
         assert cluster.dispatcher is not None and cluster.broker is not None
@@ -161,7 +177,7 @@ def alert_scenario(
         )
         devices = device_ids(ALERT_DEVICES, sizes.alert_devices)
         try:
-            before, t0 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
+            before, t0 = _all(cluster.dispatcher_pids), time.monotonic()
             if burst is not None:
                 sent = burst_alerts(pubs, Fleet(cluster.keys), devices, count=burst)
             else:
@@ -172,8 +188,16 @@ def alert_scenario(
                 h = promstats.histogram(cluster.metrics(), "vigie_stage_seconds", stage="first_request")
                 return h.count >= len(sent)
 
-            _wait(all_started, sizes.drain_timeout_s)
-            after, t1 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
+            def all_reached_sandbox() -> bool:
+                # With several instances one may send what another received (any instance
+                # claims pending rows), and only the receiving one times the first request.
+                return {a.alert_id for a in sent} <= set(_first_requests(cluster.sandbox_requests()))
+
+            if instances == 1:
+                _wait(all_started, sizes.drain_timeout_s)
+            else:
+                _wait(all_reached_sandbox, sizes.drain_timeout_s, 1.0)
+            after, t1 = _all(cluster.dispatcher_pids), time.monotonic()
             wanted = {a.alert_id for a in sent}
             requests = cluster.sandbox_requests()
             # The metric is observed just before the request leaves: give the sandbox a moment.
@@ -182,22 +206,50 @@ def alert_scenario(
                     break
                 time.sleep(0.5)
                 requests = cluster.sandbox_requests()
-            metrics = cluster.metrics()
+            metrics = cluster.all_metrics()
+            stored = cluster.stored_alert_ids()
         finally:
             pubs.close()
-        result = _summary(
-            name, sent, requests, persisted=_persisted(cluster.db, sent), cpu=_cpu(before, after, t1 - t0)
-        )
+        persisted = sum(1 for a in sent if a.alert_id in stored)
+        result = _summary(name, sent, requests, persisted=persisted, cpu=_cpu(before, after, t1 - t0))
     result.update(
         offered_rate_per_s=rate,
         duration_s=duration_s,
         stages_ms=_stages(metrics),
-        counters=_dispatcher_counters(metrics),
+        counters=_dispatcher_counters(metrics[0])
+        if instances == 1
+        else [_dispatcher_counters(m) for m in metrics],
+        store="postgresql" if database_url else "sqlite",
+        instances=instances,
         sandbox_config=sandbox or {},
         provider_callbacks=callbacks,
         notes=notes,
     )
     return result
+
+
+def postgres_scenario(
+    name: str, workdir: Path, sizes: Sizes, *, rate: float, instances: int
+) -> dict[str, Any]:
+    """The steady load on ``instances`` dispatchers sharing a throw-away PostgreSQL (scale-out)."""
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    server = PostgresCluster(bin_dir)
+    server.start()
+    try:
+        return alert_scenario(
+            name,
+            workdir,
+            sizes,
+            rate=rate,
+            duration_s=sizes.steady_s,
+            database_url=server.url(server.create_database("bench")),
+            instances=instances,
+            notes=f"{instances} dispatchers, one PostgreSQL (fsync on)",
+        )
+    finally:
+        server.stop()
 
 
 def naive_scenario(

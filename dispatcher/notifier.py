@@ -120,13 +120,17 @@ class _TimedHttpClient(AsyncTwilioHttpClient):
             # third of each request's CPU on the event loop.
             body = urlencode(data, doseq=True).encode()
             headers = {**(headers or {}), "Content-Type": "application/x-www-form-urlencoded"}
+        if auth is not None:
+            # The same header twilio's client would build with aiohttp's BasicAuth,
+            # which aiohttp deprecates (a warning per request, removal in 4.0).
+            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
         return await super().request(
             method,
             url,
             params=params,
             data=body,  # type: ignore[arg-type]  # aiohttp sends bytes as they are
             headers=headers,
-            auth=auth,
+            auth=None,
             timeout=timeout if timeout is not None else self.timeout,
             allow_redirects=allow_redirects,
         )
