@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import scenarios as sc
 from bench.report import RESULTS, machine, table, write_json
+from dispatcher.health import HEALTH_PASS_S
 
 Runner = Callable[[Path, sc.Sizes], dict[str, Any]]
 
@@ -115,9 +116,9 @@ def verdicts(results: dict[str, dict[str, Any]], comp: dict[str, Any]) -> dict[s
         worst = (detection.get("after_last_heartbeat_s") or {}).get("max")
         cpu_ok = hb["dispatcher"]["cpu_pct_of_core"] < 50
         # The dispatcher flags a device once it has been silent for 2 intervals, on a
-        # health pass every 5 s: "within 2 intervals" is met up to that pass period.
+        # health pass every HEALTH_PASS_S: "within 2 intervals" is met up to that pass.
         flagged_ok = worst is None or (
-            detection["flagged"] == detection["silenced"] and worst <= detection["limit_s"] + 5
+            detection["flagged"] == detection["silenced"] and worst <= detection["limit_s"] + HEALTH_PASS_S
         )
         out["heartbeat-10k"] = cpu_ok and flagged_ok
     return out

@@ -399,7 +399,7 @@ def _silence_canaries(cluster: Cluster, load: HeartbeatLoad, silenced: list[str]
     def flagged() -> list[tuple[Any, ...]]:
         return read_db(cluster.db, sql, silenced)
 
-    # 2 intervals (10 s) + the health pass period (5 s) + margin.
+    # 2 intervals (10 s) + the health pass period (HEALTH_PASS_S) + a generous margin.
     _wait(lambda: len(flagged()) == len(silenced), 40, 0.5)
     delays = [datetime.fromisoformat(at).timestamp() - last[d] for d, at in flagged()]
     return {
