@@ -7,6 +7,7 @@ directory and credentials.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import shutil
 import signal
@@ -69,14 +70,11 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise BrokerError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection((host, port), timeout=0.2) as sock:
-                # Linux can connect a socket to itself when its ephemeral port happens to
-                # be the one probed (TCP simultaneous open): that is nobody listening.
-                if sock.getsockname()[1] != port:
-                    return
-        except OSError:
-            pass
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2) as sock:
+            # Linux can connect a socket to itself when its ephemeral port happens to
+            # be the one probed (TCP simultaneous open): that is nobody listening.
+            if sock.getsockname()[1] != port:
+                return
         time.sleep(0.02)
     raise BrokerError(f"nothing listening on {host}:{port} after {timeout} s")
 
