@@ -35,7 +35,15 @@ from typing import Any
 
 import asyncpg
 
-from broker_config.runner import DISPATCHER_USER, DevBroker, acl_path, free_port, render_config, wait_for_port
+from broker_config.runner import (
+    DISPATCHER_USER,
+    DevBroker,
+    acl_path,
+    free_port,
+    render_config,
+    stop_process,
+    wait_for_port,
+)
 from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
@@ -156,15 +164,8 @@ class Process:
         return self.proc.pid
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 15.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, sig, timeout)
         self.proc = None
 
 
