@@ -237,7 +237,7 @@ class AlertState(StrEnum):
     DURESS = "duress"  # cancelled with the duress PIN: escalation continues
 
 
-DownlinkKind = Literal["received", "acknowledged", "resolved", "cancelled"]
+DownlinkKind = Literal["received", "acknowledged", "resolved", "cancelled", "cancel_refused"]
 
 
 class AlertContext(_Value):

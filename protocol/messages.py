@@ -82,7 +82,9 @@ class Heartbeat(_Uplink):
 Uplink = Annotated[Alert | TestAlert | Cancel | Heartbeat, Field(discriminator="type")]
 UPLINK_ADAPTER: TypeAdapter[Alert | TestAlert | Cancel | Heartbeat] = TypeAdapter(Uplink)
 
-DownlinkType = Literal["received", "acknowledged", "resolved", "cancelled"]
+#: ``resolved`` and ``cancelled`` both close the alert on the device (one "closed" feeling);
+#: ``cancel_refused`` (a wrong PIN, or PIN guessing rate-limited) keeps it open.
+DownlinkType = Literal["received", "acknowledged", "resolved", "cancelled", "cancel_refused"]
 
 
 class Downlink(_Frozen):

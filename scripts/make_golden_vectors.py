@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol.codec import encode_downlink, encode_uplink, to_bytes
-from protocol.messages import Location
+from protocol.messages import DownlinkType, Location
 from protocol.signing import canonical_bytes
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "protocol" / "vectors"
@@ -34,6 +34,16 @@ def _vector(name: str, description: str, topic: str, payload: bytes, expect: str
         **extra,
     }
     (OUT / f"{name}.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def _downlink_vector(name: str, description: str, kind: DownlinkType, delay_ms: int, event_id: str) -> None:
+    """A downlink about the ``alert_gps`` alert, ``delay_ms`` after it."""
+    ref = "0f6d8a52-6a55-4c1e-9c7e-1d0b1e6f3a01"
+    _, down = encode_downlink(
+        kind=kind, device_id=DEVICE, ref=ref, ts_ms=TS + delay_ms, key=KEY, event_id=event_id
+    )
+    build = {"kind": kind, "ref": ref, "ts_ms": TS + delay_ms, "event_id": event_id}
+    _vector(name, description, f"vigie/v1/dev/{DEVICE}/down", down, "accept", build=build)
 
 
 def main() -> None:
@@ -143,26 +153,19 @@ def main() -> None:
             "uptime_s": 86400,
         },
     )
-    _, down = encode_downlink(
-        kind="received",
-        device_id=DEVICE,
-        ref="0f6d8a52-6a55-4c1e-9c7e-1d0b1e6f3a01",
-        ts_ms=TS + 900,
-        key=KEY,
-        event_id="c0ffee00-0000-4000-8000-000000000006",
-    )
-    _vector(
+    _downlink_vector(
         "downlink_received",
         "Dispatcher confirms the alert is stored",
-        f"{up}/down",
-        down,
-        "accept",
-        build={
-            "kind": "received",
-            "ref": "0f6d8a52-6a55-4c1e-9c7e-1d0b1e6f3a01",
-            "ts_ms": TS + 900,
-            "event_id": "c0ffee00-0000-4000-8000-000000000006",
-        },
+        "received",
+        900,
+        "c0ffee00-0000-4000-8000-000000000006",
+    )
+    _downlink_vector(
+        "downlink_cancel_refused",
+        "Dispatcher refused a cancel (wrong PIN or too many tries): the alert stays open; ref is the alert",
+        "cancel_refused",
+        1900,
+        "c0ffee00-0000-4000-8000-000000000007",
     )
     tampered = json.loads(alert)
     tampered["location"]["lat"] = 43.7
