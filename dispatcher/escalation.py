@@ -27,6 +27,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeAlias
 
 from dispatcher.domain import AlertKind, AlertState, Channel, DownlinkKind
+from dispatcher.escalation_plan import (
+    EscalationPlan,
+    PlanTier,
+    Recipient,
+    opt_str,
+    plan_from_json,
+    plan_to_json,
+)
 
 __all__ = [
     "PRACTITIONER_CONTACT_ID",
@@ -74,52 +82,6 @@ ALARM_DURESS_AFTER_END = "annulation sous contrainte sur une alerte déjà close
 PRACTITIONER_CONTACT_ID = "practitioner"
 
 _JSON_SCHEMA = 1
-
-
-# ---------------------------------------------------------------------------
-# The plan (built by routing.build_plan)
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """One concrete contact to alert, resolved from the SSJ convention."""
-
-    contact_id: str
-    name: str
-    phone: str
-    channels: tuple[Channel, ...]
-    unit_id: str | None = None
-    unit_name: str | None = None
-    priority: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class PlanTier:
-    """Recipients alerted together, and how long to wait for one of them to acknowledge."""
-
-    recipients: tuple[Recipient, ...]
-    ack_timeout_s: int
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationPlan:
-    """Tiers alerted in order; the whole chain is run ``repeats`` more times if nobody answers."""
-
-    tiers: tuple[PlanTier, ...] = ()
-    repeats: int = 0
-
-    @property
-    def is_empty(self) -> bool:
-        """True when no tier has any recipient: operators must handle the alert by hand."""
-        return not any(t.recipients for t in self.tiers)
-
-    def recipient(self, contact_id: str) -> Recipient | None:
-        """The first recipient with this contact id, in any tier."""
-        for tier in self.tiers:
-            for r in tier.recipients:
-                if r.contact_id == contact_id:
-                    return r
-        return None
 
 
 Delivery: TypeAlias = tuple[str, Channel]  # (contact id, channel)
@@ -176,7 +138,7 @@ class EscalationState:
             "alert_id": self.alert_id,
             "kind": self.kind.value,
             "state": self.state.value,
-            "plan": _plan_to_json(self.plan),
+            "plan": plan_to_json(self.plan),
             "duress": self.duress,
             "tier": self.tier,
             "round": self.round,
@@ -200,72 +162,20 @@ class EscalationState:
             alert_id=str(data["alert_id"]),
             kind=AlertKind(data["kind"]),
             state=AlertState(data["state"]),
-            plan=_plan_from_json(data["plan"]),
+            plan=plan_from_json(data["plan"]),
             duress=bool(data["duress"]),
             tier=int(data["tier"]),
             round=int(data["round"]),
             notified=tuple(str(c) for c in data["notified"]),
-            acked_by=_opt_str(data["acked_by"]),
-            acked_via=_opt_str(data["acked_via"]),
-            closed_by=_opt_str(data["closed_by"]),
-            taken_over_by=_opt_str(data["taken_over_by"]),
+            acked_by=opt_str(data["acked_by"]),
+            acked_via=opt_str(data["acked_via"]),
+            closed_by=opt_str(data["closed_by"]),
+            taken_over_by=opt_str(data["taken_over_by"]),
             exhausted=bool(data["exhausted"]),
             sent=tuple((str(c), Channel(ch)) for c, ch in data["sent"]),
             failed=tuple((str(c), Channel(ch)) for c, ch in data["failed"]),
             version=int(data["version"]),
         )
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _plan_to_json(plan: EscalationPlan) -> dict[str, Any]:
-    return {
-        "repeats": plan.repeats,
-        "tiers": [
-            {
-                "ack_timeout_s": t.ack_timeout_s,
-                "recipients": [
-                    {
-                        "contact_id": r.contact_id,
-                        "name": r.name,
-                        "phone": r.phone,
-                        "channels": [c.value for c in r.channels],
-                        "unit_id": r.unit_id,
-                        "unit_name": r.unit_name,
-                        "priority": r.priority,
-                    }
-                    for r in t.recipients
-                ],
-            }
-            for t in plan.tiers
-        ],
-    }
-
-
-def _plan_from_json(data: dict[str, Any]) -> EscalationPlan:
-    return EscalationPlan(
-        repeats=int(data["repeats"]),
-        tiers=tuple(
-            PlanTier(
-                ack_timeout_s=int(t["ack_timeout_s"]),
-                recipients=tuple(
-                    Recipient(
-                        contact_id=str(r["contact_id"]),
-                        name=str(r["name"]),
-                        phone=str(r["phone"]),
-                        channels=tuple(Channel(c) for c in r["channels"]),
-                        unit_id=_opt_str(r["unit_id"]),
-                        unit_name=_opt_str(r["unit_name"]),
-                        priority=int(r["priority"]),
-                    )
-                    for r in t["recipients"]
-                ),
-            )
-            for t in data["tiers"]
-        ),
-    )
 
 
 # ---------------------------------------------------------------------------
