@@ -292,6 +292,8 @@ class Cluster:
             "VIGIE_TWILIO__API_BASE_URL": self.sandbox_url,
             "VIGIE_TWILIO__PUBLIC_BASE_URL": self.public_url if self.provider_callbacks else CLOSED_URL,
             "VIGIE_HTTP_PORT": str(self.http_port),
+            "VIGIE_FALLBACK__NAME": "Permanence Vigie",
+            "VIGIE_FALLBACK__PHONE": "+33465710190",
         }
 
     def start_dispatcher(self, timeout: float = 60.0) -> None:

@@ -368,6 +368,11 @@ def _check_convention(loc: Loc, convention: Convention) -> list[_Ref]:
                         f"unknown unit {target.unit!r} (known: {known})",
                     )
                 )
+    for f, unit_id in enumerate(convention.fallback_units):
+        if unit_id not in unit_ids:
+            refs.append(
+                _Ref((*loc, "fallback_units", f), f"unknown unit {unit_id!r} (known: {', '.join(unit_ids)})")
+            )
     dep = convention.departement
     communes = [((*loc, "communes", k), code) for k, code in enumerate(convention.communes)]
     for j, unit in enumerate(convention.units):

@@ -196,6 +196,11 @@ class Convention(_Value):
     units: list[ResponderUnit] = Field(min_length=1)
     tiers: list[EscalationTier] = Field(min_length=1)
     repeats: Annotated[int, Field(ge=0, le=5)] = 1
+    fallback_units: list[Id] = Field(
+        min_length=1,
+        description="Departmental units (e.g. the CIC and the CORG) alerted together when the zone"
+        " (police or gendarmerie) cannot be determined, or when the competent unit has nobody on duty",
+    )
 
 
 class LocationSource(StrEnum):
@@ -256,3 +261,6 @@ class AlertContext(_Value):
     location: ResolvedLocation
     convention_name: str | None = None
     duress: bool = False
+    routing_reason: str | None = Field(
+        default=None, description="Why a fallback routed the alert (said in every message), else None"
+    )

@@ -24,9 +24,9 @@ from dispatcher.delivery import Delivery
 from dispatcher.directory import verify_pin
 from dispatcher.domain import AlertContext, AlertKind, AlertState, Channel, DeviceKind, DownlinkKind
 from dispatcher.events import EventBus
+from dispatcher.fallback import route
 from dispatcher.location import LocationPolicy, active_visit, known_places, resolve_location
 from dispatcher.metrics import Metrics
-from dispatcher.routing import route
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import (
     Conflict,
@@ -81,6 +81,7 @@ class Engine:
         metrics: Metrics,
         location_policy: LocationPolicy,
         instance_id: str,
+        fallback_contact: esc.Recipient,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -89,6 +90,7 @@ class Engine:
         self._metrics = metrics
         self._policy = location_policy
         self._owner = instance_id
+        self._fallback_contact = fallback_contact
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._contexts: dict[str, AlertContext] = {}
         self._timer_wakeup = asyncio.Event()
@@ -103,16 +105,32 @@ class Engine:
         """Where she is, who is competent, whom to notify first — from memory only."""
         ctx = self._context_for(alert)
         snap = self._cache.current
-        decision = route(snap.conventions, ctx.location, alert.received_at)
+        decision = route(snap.conventions, ctx.location, alert.received_at, self._fallback_contact)
         phone = ctx.practitioner.phones[0] if ctx.practitioner else None
         state, commands = esc.start(alert.id, ctx.kind, decision.plan, practitioner_phone=phone)
+        if decision.reason is not None and ctx.kind is AlertKind.ALERT:
+            # Operators must know an alert went to a fallback, and why.
+            commands = [*commands, esc.RaiseOperatorAlarm(f"routage de secours : {decision.reason}")]
         ctx = ctx.model_copy(
-            update={"convention_name": decision.convention.name if decision.convention else None}
+            update={
+                "convention_name": decision.convention.name if decision.convention else None,
+                "routing_reason": decision.reason,
+            }
         )
         events: list[tuple[str, dict[str, Any]]] = [
             ("located", {"source": ctx.location.source.value, "description": ctx.location.description})
         ]
-        events.append(("routed", {"convention": ctx.convention_name, "notes": list(decision.notes)}))
+        events.append(
+            (
+                "routed",
+                {
+                    "convention": ctx.convention_name,
+                    "notes": list(decision.notes),
+                    "fallback": decision.fallback.value if decision.fallback else None,
+                    "reason": decision.reason,
+                },
+            )
+        )
         transition = self._transition(0, state, commands, events, context=ctx)
         self._contexts[alert.id] = ctx
         return PlannedAlert(alert.id, alert.device_id, transition, commands)

@@ -1,15 +1,15 @@
 """SSJ routing: which convention, which units, which people, in which order.
 
 Pure functions over the in-memory directory: the conventions and a
-:class:`~dispatcher.domain.ResolvedLocation` in, a :class:`RoutingDecision` out.
-A decision without a convention is not an error: the engine raises an operator
-alarm and the operators handle the alert by hand.
+:class:`~dispatcher.domain.ResolvedLocation` in, a convention's escalation plan
+out. The plan may come out empty (contact hours, zone unknown):
+:mod:`dispatcher.fallback` owns the chain that completes it, so that no alert
+ever reaches nobody.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -21,18 +21,21 @@ from dispatcher.domain import (
     ResolvedLocation,
     ResponderUnit,
     TierTarget,
-    Zone,
 )
 from dispatcher.escalation import EscalationPlan, PlanTier, Recipient
 
 __all__ = [
     "COMPETENT",
-    "RoutingDecision",
+    "build_convention_plan",
     "build_plan",
     "competent_units",
+    "fallback_units",
     "find_convention",
+    "matching_units",
+    "on_duty_recipients",
+    "paris_time",
     "point_in_ring",
-    "route",
+    "where",
 ]
 
 #: The :class:`TierTarget` unit meaning "the unit(s) territorially competent for the location".
@@ -40,19 +43,6 @@ COMPETENT = "competent"
 
 # Contact hours in conventions are French local times.
 _PARIS = ZoneInfo("Europe/Paris")
-
-
-@dataclass(frozen=True, slots=True)
-class RoutingDecision:
-    """The outcome of routing one alert, with human-readable notes for the console.
-
-    ``convention`` None means no convention covers the location: manual handling.
-    """
-
-    convention: Convention | None
-    units: tuple[ResponderUnit, ...]
-    plan: EscalationPlan | None
-    notes: tuple[str, ...]
 
 
 # ---------------------------------------------------------------------------
@@ -119,34 +109,31 @@ def find_convention(conventions: Iterable[Convention], location: ResolvedLocatio
 # Units
 
 
-def _competent(convention: Convention, location: ResolvedLocation) -> tuple[list[ResponderUnit], list[str]]:
-    matching = [
+def matching_units(convention: Convention, location: ResolvedLocation) -> list[ResponderUnit]:
+    """Units whose polygons contain the point or whose communes list the INSEE code (maybe none)."""
+    return [
         u
         for u in convention.units
         if (location.insee is not None and location.insee in u.communes)
         or _unit_polygon_contains(u, location.point)
     ]
-    if matching:
-        return matching, []
-    law_enforcement = [u for u in convention.units if u.zone in (Zone.POLICE, Zone.GENDARMERIE)]
-    fallback = law_enforcement or list(convention.units)
-    where = f"commune {location.insee}" if location.insee else "commune inconnue"
-    kind = "police/gendarmerie " if law_enforcement else ""
-    note = (
-        f"Aucune unité compétente trouvée ({where}) : toutes les unités {kind}de la convention sont alertées."
-    )
-    return fallback, [note]
+
+
+def fallback_units(convention: Convention) -> list[ResponderUnit]:
+    """The convention's departmental fallback units (e.g. CIC and CORG), in the file's order."""
+    by_id = {u.id: u for u in convention.units}
+    return [by_id[i] for i in convention.fallback_units if i in by_id]
 
 
 def competent_units(convention: Convention, location: ResolvedLocation) -> list[ResponderUnit]:
     """Units territorially competent for the location (police or gendarmerie zone).
 
     A unit is competent when one of its polygons contains the point or its
-    communes list the location's INSEE code. When none is (unknown commune, no
-    point), every police/gendarmerie unit of the convention is returned rather
-    than nothing (every unit if it has none); :func:`route` notes it.
+    communes list the location's INSEE code. When none is (zone not
+    determined: unknown commune, no point), the convention's departmental
+    fallback units stand in for it (see :mod:`dispatcher.fallback`).
     """
-    return _competent(convention, location)[0]
+    return matching_units(convention, location) or fallback_units(convention)
 
 
 # ---------------------------------------------------------------------------
@@ -194,6 +181,19 @@ def _dedupe(candidates: Iterable[tuple[ResponderUnit, Contact]]) -> list[tuple[R
     return out
 
 
+def _on_duty(
+    units: Sequence[ResponderUnit], max_priority: int, local_now: datetime
+) -> list[tuple[ResponderUnit, Contact]]:
+    """On-duty contacts of ``units`` up to ``max_priority``; when contact hours leave none,
+    those of the next priority that has someone on duty (never an off-duty contact)."""
+    pairs = [(u, c) for u in units for c in u.contacts if _covers(c, local_now)]
+    within = [(u, c) for u, c in pairs if c.priority <= max_priority]
+    if within or not pairs:
+        return within
+    nearest = min(c.priority for _, c in pairs)
+    return [(u, c) for u, c in pairs if c.priority == nearest]
+
+
 def _plan_tier(
     convention: Convention,
     tier: EscalationTier,
@@ -206,24 +206,34 @@ def _plan_tier(
     for target in tier.targets:
         units, unit_notes = _target_units(convention, target, competent)
         notes += unit_notes
-        candidates += [(u, c) for u in units for c in u.contacts if c.priority <= target.max_priority]
-    candidates = _dedupe(candidates)
-    on_duty = [(u, c) for u, c in candidates if _covers(c, local_now)]
-    if candidates and not on_duty:
-        # Better to wake someone off duty than to alert nobody at this tier.
-        notes.append(f"Niveau {index + 1} : aucun contact en service à cette heure, tous sont alertés.")
-        on_duty = candidates
+        reachable = _on_duty(units, target.max_priority, local_now)
+        if units and any(c.priority > target.max_priority for _, c in reachable):
+            notes.append(f"Niveau {index + 1} : contacts hors service, priorité suivante alertée.")
+        candidates += reachable
+    on_duty = _dedupe(candidates)
     # Stable sort: priority first, then the convention's order.
     on_duty.sort(key=lambda uc: uc[1].priority)
     recipients = tuple(_recipient(u, c) for u, c in on_duty)
     return PlanTier(recipients=recipients, ack_timeout_s=tier.ack_timeout_s), notes
 
 
-def _build_plan(
+def paris_time(now: datetime) -> datetime:
+    """``now`` in Europe/Paris, where contact hours are written (naive = UTC, never server time)."""
+    return (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(_PARIS)
+
+
+def on_duty_recipients(units: Sequence[ResponderUnit], now: datetime) -> tuple[Recipient, ...]:
+    """Every contact of ``units`` on duty at ``now`` (any priority, sorted by it), deduplicated."""
+    pairs = _dedupe(_on_duty(units, 9, paris_time(now)))
+    pairs.sort(key=lambda uc: uc[1].priority)
+    return tuple(_recipient(u, c) for u, c in pairs)
+
+
+def build_convention_plan(
     convention: Convention, now: datetime, competent: Sequence[ResponderUnit]
 ) -> tuple[EscalationPlan, list[str]]:
-    # Naive times are UTC by the project's convention, never the server's local time.
-    local_now = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(_PARIS)
+    """The convention's tiers with ``competent`` standing for ``unit: competent``, and notes."""
+    local_now = paris_time(now)
     tiers: list[PlanTier] = []
     notes: list[str] = []
     for index, tier in enumerate(convention.tiers):
@@ -239,30 +249,17 @@ def _build_plan(
 def build_plan(convention: Convention, location: ResolvedLocation, now: datetime) -> EscalationPlan:
     """The concrete escalation plan of ``convention`` for an alert at ``location`` at ``now``.
 
-    Each tier's targets become recipients (``max_priority`` applied, contacts
-    off duty at ``now`` in Europe/Paris skipped unless that would empty the
-    tier, duplicates removed, sorted by priority). Tiers left empty are dropped.
-    A naive ``now`` is taken as UTC.
+    Each tier's targets become recipients (``max_priority`` applied; contacts
+    off duty at ``now`` in Europe/Paris are never alerted: the next priority
+    of the same units that has someone on duty stands in, else the tier is
+    dropped; duplicates removed, sorted by priority). A naive ``now`` is taken
+    as UTC. The plan may be empty: :func:`dispatcher.fallback.route` completes it.
     """
-    competent, _ = _competent(convention, location)
-    return _build_plan(convention, now, competent)[0]
+    return build_convention_plan(convention, now, competent_units(convention, location))[0]
 
 
-def route(conventions: Iterable[Convention], location: ResolvedLocation, now: datetime) -> RoutingDecision:
-    """Convention, competent units and escalation plan for an alert, with notes for the operators."""
-    convention = find_convention(conventions, location)
-    if convention is None:
-        note = f"Aucune convention SSJ ne couvre cette position ({_where(location)}) : traitement manuel."
-        return RoutingDecision(convention=None, units=(), plan=None, notes=(note,))
-    units, notes = _competent(convention, location)
-    plan, plan_notes = _build_plan(convention, now, units)
-    notes += plan_notes
-    if plan.is_empty:
-        notes.append(f"La convention {convention.id} ne donne aucun destinataire : traitement manuel.")
-    return RoutingDecision(convention=convention, units=tuple(units), plan=plan, notes=tuple(notes))
-
-
-def _where(location: ResolvedLocation) -> str:
+def where(location: ResolvedLocation) -> str:
+    """'commune 34172', 'département 34' or 'commune et département inconnus'."""
     if location.insee:
         return f"commune {location.insee}"
     if location.departement:

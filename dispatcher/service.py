@@ -16,6 +16,7 @@ from dispatcher.app import create_app
 from dispatcher.delivery import Delivery
 from dispatcher.engine import Engine
 from dispatcher.events import EventBus
+from dispatcher.fallback import deployment_recipient
 from dispatcher.health import HealthMonitor
 from dispatcher.ingest import Ingest
 from dispatcher.location import LocationPolicy
@@ -91,6 +92,9 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
             max_fix_age_s=settings.max_fix_age_s, max_accuracy_m=settings.max_fix_accuracy_m
         ),
         instance_id=settings.instance_id,
+        fallback_contact=deployment_recipient(
+            settings.fallback.name, settings.fallback.phone, settings.fallback.channels
+        ),
     )
     notifier = TwilioNotifier(settings=settings.twilio, max_connections=settings.twilio.max_connections)
     delivery = Delivery(

@@ -8,6 +8,7 @@ Nested values use ``__``: ``VIGIE_TWILIO__AUTH_TOKEN``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,23 @@ class GeocoderSettings(BaseModel):
     timeout_s: float = Field(default=5.0, description="Per-request timeout")
 
 
+class FallbackContactSettings(BaseModel):
+    """The deployment-wide fallback contact (``VIGIE_FALLBACK__*``): the last tier of trust.
+
+    Alerted, 24/7, when no SSJ convention covers an alert's location, when the
+    location is unknown, or when every unit of the convention is off duty. A
+    desk that always answers (e.g. the regional police command centre, or the
+    on-call security referent of the URPS). Required: no default, the
+    dispatcher refuses to start without it.
+    """
+
+    name: str = Field(min_length=1, description="Who answers, as the timeline shows it")
+    phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164 number, e.g. +33465710190")
+    channels: list[Literal["sms", "voice"]] = Field(
+        default=["sms", "voice"], min_length=1, description="Default both"
+    )
+
+
 class ApiSettings(BaseModel):
     """REST API, console sessions and login throttling (``VIGIE_API__*``)."""
 
@@ -95,6 +113,9 @@ class DispatcherSettings(AdminSettings):
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     twilio: TwilioSettings
+    fallback: FallbackContactSettings = Field(
+        description="Deployment-wide fallback contact (VIGIE_FALLBACK__NAME, VIGIE_FALLBACK__PHONE): required"
+    )
     http_host: str = Field(default="127.0.0.1", description="Where the REST API and console listen")
     http_port: int = Field(default=8080, description="REST API / console / webhooks port")
     instance_id: str = Field(default="dispatcher-1", description="Names this instance in leases and logs")

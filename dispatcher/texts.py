@@ -137,6 +137,11 @@ def _when(ctx: AlertContext, omit: frozenset[str] = frozenset()) -> str:
     return when
 
 
+def _fallback_line(ctx: AlertContext) -> str:
+    """Why this contact gets an alert routed through a fallback ('' when the competent unit does)."""
+    return f"Routage de secours: {ctx.routing_reason}" if ctx.routing_reason else ""
+
+
 def _sms(lines: list[str]) -> str:
     return to_gsm7("\n".join(line for line in lines if line))
 
@@ -151,7 +156,8 @@ def _fitted(header: str, ctx: AlertContext, ack: str) -> str:
     for drop in (None, *OPTIONAL_DETAILS):
         if drop is not None:
             omit = omit | {drop}
-        text = _sms([header, _who(ctx, omit), *_where_lines(ctx, omit), _when(ctx, omit), ack])
+        who = _who(ctx, omit)
+        text = _sms([header, _fallback_line(ctx), who, *_where_lines(ctx, omit), _when(ctx, omit), ack])
         if segments(text) <= MAX_SEGMENTS:
             break
     return text
@@ -223,6 +229,8 @@ def alert_speech(ctx: AlertContext) -> str:
         parts.append(f"Le docteur {p.first_name} {p.last_name}, {p.profession}, demande une aide urgente.")
     else:
         parts.append(f"Le bouton d'alerte de {_short_who(ctx)} a été déclenché.")
+    if ctx.routing_reason:
+        parts.append(f"Alerte transmise en secours : {ctx.routing_reason}.")
     place = _place(ctx)
     address = place.address
     if address is not None and place.offset is not None:

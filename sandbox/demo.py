@@ -27,7 +27,7 @@ from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
 from dispatcher.service import running_dispatcher
-from dispatcher.settings import DispatcherSettings, MqttSettings, TwilioSettings
+from dispatcher.settings import DispatcherSettings, FallbackContactSettings, MqttSettings, TwilioSettings
 from dispatcher.store.base import NewUser
 from dispatcher.store.sqlite import SqliteStore
 from sandbox.fleet import SimulatedDevice, new_device_secrets
@@ -142,6 +142,8 @@ async def run(workdir: Path, *, once: bool, http_port: int, interval_s: float) -
             api_base_url="http://placeholder",
             public_base_url=public,
         ),
+        # Demo value (ARCEP fiction range); production: VIGIE_FALLBACK__NAME / __PHONE.
+        fallback=FallbackContactSettings(name="Permanence Vigie (démo)", phone="+33465710190"),
         http_port=http_port,
     )
     with broker:

@@ -49,6 +49,7 @@ GARD = Convention.model_validate(
             }
         ],
         "tiers": [{"targets": [{"unit": "competent"}]}],
+        "fallback_units": ["csp-nimes"],
     }
 )
 

@@ -274,6 +274,25 @@ def test_commune_outside_the_departement() -> None:
     assert "outside" in problem.message
 
 
+def test_a_convention_without_fallback_units_is_refused_with_the_field_named() -> None:
+    doc = sample_doc()
+    del doc["conventions"][0]["fallback_units"]
+    [problem] = problems_of(doc).problems
+    assert problem.path == "conventions[0].fallback_units"
+    assert "required" in problem.message.lower()
+    doc["conventions"][0]["fallback_units"] = []
+    [problem] = problems_of(doc).problems
+    assert problem.path == "conventions[0].fallback_units"
+
+
+def test_fallback_units_must_be_units_of_the_convention() -> None:
+    doc = sample_doc()
+    doc["conventions"][0]["fallback_units"] = ["cic-34", "corg-13"]
+    [problem] = problems_of(doc).problems
+    assert problem.path == "conventions[0].fallback_units[1]"
+    assert "unknown unit 'corg-13'" in problem.message
+
+
 def test_devices_are_not_in_the_directory() -> None:
     doc = sample_doc()
     doc["devices"] = [{"id": "btn-1", "kind": "button"}]
@@ -334,6 +353,7 @@ def test_yaml_pitfalls_are_read_as_written() -> None:
         "        contacts:\n"
         "          - {id: k, name: K, phone: +33465710160, hours: [{start: 19:00, end: 07:30}]}\n"
         "    tiers: [{targets: [{unit: u}]}]\n"
+        "    fallback_units: [u]\n"
     )
     directory = parse_directory(text)
     contact = directory.conventions[0].units[0].contacts[0]

@@ -21,7 +21,9 @@ from dispatcher.domain import (
     Zone,
 )
 from dispatcher.escalation import Recipient
-from dispatcher.routing import build_plan, competent_units, find_convention, point_in_ring, route
+from dispatcher.fallback import DEPLOYMENT_CONTACT_ID, Fallback, RoutingDecision, deployment_recipient
+from dispatcher.fallback import route as route_with
+from dispatcher.routing import build_plan, competent_units, find_convention, point_in_ring
 
 MONTPELLIER = "34172"
 CASTELNAU = "34057"
@@ -83,11 +85,19 @@ SAMU = ResponderUnit(
         Contact(id="regulation-samu", name="Régulation SAMU", phone="+33465710120", channels=[Channel.VOICE])
     ],
 )
+CENTRES = ResponderUnit(
+    id="cic-corg-34",
+    name="CIC et CORG de l'Hérault",
+    kind=UnitKind.COMMISSARIAT,
+    zone=Zone.ANY,
+    contacts=[Contact(id="chef-de-salle", name="Chef de salle CIC", phone="+33465710140")],
+)
 SSJ_HERAULT = Convention(
     id="ssj-herault",
     name="Convention SSJ de l'Hérault",
     departement="34",
-    units=[COMMISSARIAT, BRIGADE, SAMU],
+    units=[COMMISSARIAT, BRIGADE, SAMU, CENTRES],
+    fallback_units=["cic-corg-34"],
     tiers=[
         EscalationTier(targets=[TierTarget(unit="competent", max_priority=1)], ack_timeout_s=90),
         EscalationTier(
@@ -104,6 +114,7 @@ SSJ_MONTPELLIER = Convention(
     departement="34",
     communes=[MONTPELLIER],
     units=[COMMISSARIAT],
+    fallback_units=["dipn-34-montpellier"],
     tiers=[EscalationTier(targets=[TierTarget(unit="competent")])],
 )
 SSJ_GARD = Convention(
@@ -112,7 +123,14 @@ SSJ_GARD = Convention(
     departement="30",
     units=[SAMU.model_copy(update={"id": "samu-30"})],
     tiers=[EscalationTier(targets=[TierTarget(unit="samu-30")])],
+    fallback_units=["samu-30"],
 )
+DEPLOYMENT = deployment_recipient("Permanence Vigie", "+33465710190", ["sms", "voice"])
+
+
+def route(conventions: list[Convention], location: ResolvedLocation, now: datetime) -> RoutingDecision:
+    """Routing with the deployment contact every dispatcher is configured with."""
+    return route_with(conventions, location, now, DEPLOYMENT)
 
 
 def at(
@@ -210,11 +228,14 @@ def test_polygon_decides_without_an_insee_code() -> None:
     ]
 
 
-def test_unknown_commune_falls_back_to_every_police_and_gendarmerie_unit() -> None:
+def test_unknown_commune_goes_to_the_departmental_fallback_units_with_the_reason() -> None:
     decision = route([SSJ_HERAULT], at("34999"), WINTER_NIGHT)
-    assert list(decision.units) == [COMMISSARIAT, BRIGADE]  # not the SAMU
-    assert any("Aucune unité compétente trouvée (commune 34999)" in n for n in decision.notes)
-    assert competent_units(SSJ_HERAULT, at(None, departement="34")) == [COMMISSARIAT, BRIGADE]
+    assert decision.fallback is Fallback.DEPARTEMENTAL
+    assert list(decision.units) == [CENTRES]
+    assert ids(decision.plan.tiers[0].recipients) == ["chef-de-salle"]
+    assert decision.reason is not None and decision.reason.startswith("zone non déterminée")
+    assert any("Aucune unité compétente (commune 34999)" in n for n in decision.notes)
+    assert competent_units(SSJ_HERAULT, at(None, departement="34")) == [CENTRES]
 
 
 def test_fallback_never_returns_nothing_when_the_convention_has_units() -> None:
@@ -254,14 +275,13 @@ def test_contact_hours_are_read_in_paris_time() -> None:
     assert "commissaire" not in ids(build_plan(SSJ_HERAULT, at(MONTPELLIER), evening).tiers[1].recipients)
 
 
-def test_off_duty_contacts_are_kept_when_nobody_else_is_on_duty() -> None:
-    # At night the brigade commander is the only priority-1 contact of Saint-Gély:
-    # better to wake him than to alert nobody at the first tier.
+def test_off_duty_contacts_fall_through_to_the_next_priority_never_to_silence() -> None:
+    # At night the brigade commander (priority 1, office hours) is off duty: the
+    # next priority of the same unit that is on duty (the CORG desk) takes tier 1.
     decision = route([SSJ_HERAULT], at(SAINT_GELY), WINTER_NIGHT)
-    assert decision.plan is not None
-    assert ids(decision.plan.tiers[0].recipients) == ["cdt-brigade"]
-    assert any("Niveau 1 : aucun contact en service" in n for n in decision.notes)
-    # Tier 2 has the CORG on duty: the brigade commander is left to sleep.
+    assert decision.fallback is None
+    assert ids(decision.plan.tiers[0].recipients) == ["corg-34"]
+    assert any("priorité suivante" in n for n in decision.notes)
     assert ids(decision.plan.tiers[1].recipients) == ["regulation-samu", "corg-34"]
 
 
@@ -321,20 +341,20 @@ def test_naive_now_is_taken_as_utc_not_as_server_local_time() -> None:
 # --- route -----------------------------------------------------------------------------
 
 
-def test_route_without_convention_asks_for_manual_handling() -> None:
+def test_route_without_convention_goes_to_the_deployment_contact() -> None:
     decision = route([SSJ_HERAULT], at("30189"), WINTER_NIGHT)
     assert decision.convention is None
-    assert decision.plan is None
+    assert decision.fallback is Fallback.DEPLOYMENT
+    assert [t.recipients for t in decision.plan.tiers] == [(DEPLOYMENT,)]
     assert decision.units == ()
-    assert decision.notes == (
-        "Aucune convention SSJ ne couvre cette position (commune 30189) : traitement manuel.",
-    )
+    assert decision.reason is not None and "aucune convention" in decision.reason
 
 
-def test_route_unknown_everything() -> None:
+def test_route_unknown_everything_goes_to_the_deployment_contact() -> None:
     decision = route([SSJ_HERAULT], at(None), WINTER_NIGHT)
     assert decision.convention is None
-    assert "commune et département inconnus" in decision.notes[0]
+    assert decision.plan.tiers[0].recipients[0].contact_id == DEPLOYMENT_CONTACT_ID
+    assert decision.reason == "aucune convention SSJ ne couvre cette position — adresse sans commune connue"
 
 
 def test_route_montpellier() -> None:
@@ -346,28 +366,19 @@ def test_route_montpellier() -> None:
     assert decision.notes == ()
 
 
-def test_route_convention_without_any_recipient_is_noted() -> None:
-    strict = SSJ_GARD.model_copy(
-        update={"tiers": [EscalationTier(targets=[TierTarget(unit="samu-30", max_priority=1)])]}
+def test_a_convention_with_nobody_on_duty_ends_with_the_deployment_contact() -> None:
+    asleep = Contact(
+        id="samu-30-chef", name="Chef", phone="+33465710130", hours=[Hours(start=time(8), end=time(9))]
     )
-    nobody = strict.model_copy(
-        update={
-            "units": [
-                SAMU.model_copy(
-                    update={
-                        "id": "samu-30",
-                        "contacts": [
-                            Contact(id="samu-30-chef", name="Chef", phone="+33465710130", priority=5)
-                        ],
-                    }
-                )
-            ]
-        }
+    nobody = SSJ_GARD.model_copy(
+        update={"units": [SAMU.model_copy(update={"id": "samu-30", "contacts": [asleep]})]}
     )
     decision = route([nobody], at("30189"), WINTER_NIGHT)
     assert decision.convention == nobody
-    assert decision.plan is not None and decision.plan.is_empty
-    assert any("ne donne aucun destinataire" in n for n in decision.notes)
+    assert decision.fallback is Fallback.DEPLOYMENT
+    assert decision.plan.tiers[0].recipients == (DEPLOYMENT,)
+    assert decision.reason is not None
+    assert "aucun contact de la convention ssj-gard en service" in decision.reason
 
 
 # --- end to end through the pure core -----------------------------------------------------------
@@ -405,7 +416,5 @@ def test_home_visit_in_saint_gely_alerts_the_brigade_first() -> None:
     notified = {
         (c.recipient.contact_id, c.recipient.phone, c.channel) for c in commands if isinstance(c, Notify)
     }
-    assert notified == {
-        ("cdt-brigade", "+33639980111", Channel.SMS),
-        ("cdt-brigade", "+33639980111", Channel.VOICE),
-    }
+    # 22:30: the brigade commander is off duty, the CORG desk (next priority) is alerted.
+    assert notified == {("corg-34", "+33465710111", Channel.VOICE)}

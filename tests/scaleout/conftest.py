@@ -106,6 +106,8 @@ class Cluster:
             # must not turn into an 'unknown' outcome (never re-sent by design).
             "VIGIE_TWILIO__REQUEST_TIMEOUT_S": "30",
             "VIGIE_HTTP_PORT": str(instance.http_port),
+            "VIGIE_FALLBACK__NAME": "Permanence Vigie",
+            "VIGIE_FALLBACK__PHONE": "+33465710190",
         }
 
     async def start_instance(self, name: str) -> Instance:

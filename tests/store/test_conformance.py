@@ -81,6 +81,7 @@ CONVENTION = Convention(
         )
     ],
     tiers=[EscalationTier(targets=[TierTarget(unit="competent")], ack_timeout_s=60)],
+    fallback_units=["csp-montpellier"],
 )
 FIX = {
     "lat": 43.6219,

@@ -17,6 +17,7 @@ from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.engine import Engine
 from dispatcher.events import EventBus
+from dispatcher.fallback import deployment_recipient
 from dispatcher.location import LocationPolicy
 from dispatcher.metrics import Metrics
 from dispatcher.snapshot import DirectoryCache
@@ -161,6 +162,7 @@ async def _engine(store: Any, instance_id: str) -> Engine:
         metrics=Metrics(),
         location_policy=LocationPolicy(),
         instance_id=instance_id,
+        fallback_contact=deployment_recipient("Permanence Vigie", "+33465710190", ["sms", "voice"]),
     )
 
 

@@ -16,7 +16,7 @@ from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
 from dispatcher.service import Dispatcher, running_dispatcher
-from dispatcher.settings import DispatcherSettings, MqttSettings, TwilioSettings
+from dispatcher.settings import DispatcherSettings, FallbackContactSettings, MqttSettings, TwilioSettings
 from dispatcher.store import open_store
 from dispatcher.store.base import Store
 from sandbox.fleet import SimulatedDevice, new_device_secrets
@@ -24,6 +24,7 @@ from sandbox.twilio_server import TwilioSandbox
 
 HERAULT = Path(__file__).resolve().parents[2] / "dispatcher" / "data" / "herault.yaml"
 FROM_NUMBER = "+33465710199"
+FALLBACK_NUMBER = "+33465710190"  # the deployment-wide fallback contact
 
 
 @dataclass
@@ -116,6 +117,7 @@ async def running_system(
             api_base_url=sandbox.base_url,
             public_base_url=public,
         ),
+        fallback=FallbackContactSettings(name="Permanence Vigie", phone=FALLBACK_NUMBER),
         http_port=http_port,
     )
     try:
