@@ -14,7 +14,7 @@ Simulator keys (one key, or one key per line when stdin is not a terminal):
 ====  ==========================================================================
 a     alert: hold the button for ``gestures.hold_s``
 m     alert: ``gestures.presses`` quick taps
-t     test alert (exercises the chain, reaches no responder)
+t     test alert: the test gesture (``gestures.test_presses`` taps, then wait)
 c     cancel: ``gestures.cancel_presses`` quick taps (needs an active alert)
 d     duress cancel: ``cancel_presses - 1`` taps then a hold (looks like a cancel)
 p     a single tap (does nothing, by design)
@@ -54,7 +54,7 @@ log = logging.getLogger("device.cli")
 DEFAULT_CONFIG = Path("/etc/vigie/device.toml")
 TAP_S = 0.08
 BETWEEN_TAPS_S = 0.12
-HELP = """keys: a=alert (hold)  m=alert (taps)  t=test alert  c=cancel  d=duress cancel
+HELP = """keys: a=alert (hold)  m=alert (taps)  t=test (taps, then wait)  c=cancel  d=duress cancel
       p=single tap (ignored by design)  h=help  q=quit"""
 
 
@@ -117,6 +117,14 @@ def _keys(stream: TextIO) -> Iterator[str]:
             yield from line.strip()
 
 
+def _test_gesture(client: DeviceClient, button: SimulatedButton) -> None:
+    presses = client.config.gestures.test_presses
+    if presses:
+        button.taps(presses)  # recognised once gestures.within_s has passed without a third tap
+    else:
+        client.request_test()  # the gesture is disabled on this device: ask directly
+
+
 def run_keyboard(
     client: DeviceClient, button: SimulatedButton, stop: threading.Event, stream: TextIO
 ) -> None:
@@ -124,7 +132,7 @@ def run_keyboard(
     actions = {
         "a": button.hold,
         "m": lambda: button.taps(max(client.config.gestures.presses, 2)),
-        "t": client.request_test,
+        "t": lambda: _test_gesture(client, button),
         "c": lambda: button.taps(client.config.gestures.cancel_presses),
         "d": button.duress,
         "p": lambda: button.taps(1),
@@ -190,7 +198,7 @@ def run(
 ) -> None:
     """Run the Vigie device client.
 
-    With --simulate, keys on stdin drive a mock button: a=alert (hold), m=alert (taps), t=test alert,
+    With --simulate, keys on stdin drive a mock button: a=alert (hold), m=alert (taps), t=test (taps),
     c=cancel, d=duress cancel, p=single tap (ignored by design), h=help, q=quit.
     """
     _configure_logging(log_level)

@@ -1,8 +1,8 @@
 """The orchestrator: gestures in, durable signed uplinks out, downlinks turned into vibrations.
 
 Threads: gpiozero (button edges), the hold timer, paho's network thread, the
-feedback worker and the gpsd reader only *report* to this client's own logic
-thread through a queue. That single thread owns every decision, so the
+feedback worker, the battery reader and the gpsd reader only *report* to this
+client's own logic thread through a queue. That single thread owns every decision, so the
 outbox, the signing and the sequence counter are never raced and paho's
 callback thread never waits on the disk.
 """
@@ -21,13 +21,16 @@ from typing import Literal
 
 from gpiozero.pins import Factory
 
+from device.battery import BatteryMonitor, battery_reader
 from device.config import DeviceConfig
-from device.feedback import Feedback, Pattern, PulseTiming
+from device.feedback import Feedback
 from device.gestures import GestureKind, GestureRecogniser, Recognised
 from device.gnss import GpsdClient
+from device.haptics import LowBatteryWatch, NotDeliveredWatch, Pattern, PulseTiming
 from device.inputs import ButtonInput
+from device.ledger import Ledger
 from device.link import Backoff, Connected, Disconnected, DownlinkReceived, LinkEvent, MqttLink
-from device.queue import NewItem, Outbox, OutboxError, OutboxItem
+from device.queue import NewItem, Outbox, OutboxItem
 from device.watchdog import SystemdNotifier
 from protocol.codec import Rejected, decode_downlink, encode_uplink, new_event_id
 from protocol.messages import Downlink, Location
@@ -84,11 +87,16 @@ class _Request:
     duress: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _BatteryReading:
+    pct: int | None
+
+
 class _Stop:
     """Asks the logic thread to finish."""
 
 
-_Event = _Request | LinkEvent | _Stop
+_Event = _Request | LinkEvent | _BatteryReading | _Stop
 
 
 @dataclass(slots=True)
@@ -136,11 +144,17 @@ class DeviceClient:
         self._stats = ClientStats()
         self._stats_changed = threading.Condition()
         self._timers = _Timers()
-        self._volatile: dict[str, OutboxItem] = {}  # only when the disk failed us
         self._feedback_given: set[tuple[str, str]] = set()
         self._thread = threading.Thread(target=self._run, name="vigie-client", daemon=True)
-        self.outbox = self._open_outbox()
-        self._seq_floor = self._initial_seq_floor()
+        self.ledger = Ledger(config.device.state_dir, now_ms=self._now_ms, recent_ms=RECENT_MS)
+        self._undelivered = NotDeliveredWatch(config.haptic_policy())
+        self._low_battery = LowBatteryWatch(config.haptic_policy())
+        self._battery_pct: int | None = None
+        self.battery = BatteryMonitor(
+            battery_reader(sysfs_root=config.battery.sysfs_root, command=config.battery.command),
+            lambda pct: self._events.put(_BatteryReading(pct)),
+            interval_s=config.battery.interval_s,
+        )
         self.feedback = Feedback.on_pin(
             config.gpio.feedback_pin, kind=config.gpio.feedback, pin_factory=pin_factory, timing=pulse_timing
         )
@@ -161,27 +175,13 @@ class DeviceClient:
             backoff=backoff,
         )
         self.gnss = self._build_gnss()
-        if config.cancel.duress_pin is None:
-            log.warning("no cancel.duress_pin configured: the duress-cancel gesture will be ignored")
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The durable outbox, None when the state directory could not be opened."""
+        return self.ledger.outbox
 
     # ---- construction helpers -------------------------------------------------------------
-
-    def _open_outbox(self) -> Outbox | None:
-        try:
-            return Outbox.open(self.config.device.state_dir)
-        except OutboxError as exc:
-            log.critical("DURABLE STORAGE UNAVAILABLE, alerts will only live in memory: %s", exc)
-            return None
-
-    def _initial_seq_floor(self) -> int:
-        if self.outbox is not None:
-            try:
-                last = self.outbox.last_seq()
-                return -1 if last is None else last
-            except OutboxError as exc:
-                log.critical("cannot read the sequence counter: %s", exc)
-        # Without the stored counter, millisecond time is the only value sure to be above it.
-        return int(self._wall_clock() * 1000)
 
     def _build_gnss(self) -> GpsdClient | None:
         gnss = self.config.gnss
@@ -196,6 +196,7 @@ class DeviceClient:
         self._thread.start()
         if self.gnss is not None:
             self.gnss.start()
+        self.battery.start()
         self.link.start()
 
     def stop(self) -> None:
@@ -205,18 +206,18 @@ class DeviceClient:
         self.link.stop()
         self.button.close()
         self.feedback.close()
+        self.battery.stop()
         if self.gnss is not None:
             self.gnss.stop()
-        if self.outbox is not None:
-            self.outbox.close()
+        self.ledger.close()
 
     def request_alert(self, gesture: str = "keyboard") -> None:
         """Raise an alert as if the button gesture ``gesture`` had been made."""
         self._events.put(_Request("alert", self._now_ms(), gesture=gesture))
 
-    def request_test(self) -> None:
-        """Send a test alert (exercises the chain, reaches no responder)."""
-        self._events.put(_Request("test", self._now_ms()))
+    def request_test(self, gesture: str = "keyboard") -> None:
+        """Send a test alert (exercises the chain; responders only in a drill the convention allows)."""
+        self._events.put(_Request("test", self._now_ms(), gesture=gesture))
 
     def request_cancel(self, *, duress: bool = False) -> None:
         """Cancel the most recent active alert, with the duress PIN if ``duress``."""
@@ -234,14 +235,7 @@ class DeviceClient:
 
     def pending(self) -> list[OutboxItem]:
         """Uplinks not yet confirmed by the dispatcher, oldest first."""
-        stored: list[OutboxItem] = []
-        if self.outbox is not None:
-            try:
-                stored = self.outbox.pending()
-            except OutboxError as exc:
-                log.error("cannot read the outbox: %s", exc)
-        volatile = [item for item in list(self._volatile.values()) if not item.delivered]
-        return sorted(stored + volatile, key=lambda item: item.created_ms)
+        return self.ledger.pending()
 
     # ---- event intake (other threads) -----------------------------------------------------
 
@@ -252,6 +246,8 @@ class DeviceClient:
         now_ms = self._now_ms()
         if gesture.kind.is_alert:
             self._events.put(_Request("alert", now_ms, gesture=gesture.kind.value))
+        elif gesture.kind is GestureKind.TEST:
+            self._events.put(_Request("test", now_ms, gesture="multi_press"))
         else:
             duress = gesture.kind is GestureKind.DURESS_CANCEL
             self._events.put(_Request("cancel", now_ms, duress=duress))
@@ -266,6 +262,9 @@ class DeviceClient:
 
     def _run(self) -> None:
         self._sync_gesture_state()
+        for item in self.pending():  # still undelivered from before a restart: she must know
+            if item.kind in ("alert", "test"):
+                self._undelivered.watch(item.event_id, time.monotonic())
         while True:
             self.systemd.watchdog()
             try:
@@ -281,9 +280,12 @@ class DeviceClient:
             except Exception:  # the client must outlive any single bad event
                 log.exception("error while handling %r", event)
 
-    def _handle(self, event: _Request | LinkEvent) -> None:
+    def _handle(self, event: _Request | LinkEvent | _BatteryReading) -> None:
         if isinstance(event, _Request):
             self._handle_request(event)
+        elif isinstance(event, _BatteryReading):
+            self._battery_pct = event.pct
+            self._play(self._low_battery.reading(event.pct, time.monotonic()))
         elif isinstance(event, Connected):
             self._count(connects=1)
             self._timers.heartbeat_at = 0.0  # say hello right away
@@ -303,6 +305,9 @@ class DeviceClient:
     def _seconds_to_next_timer(self) -> float:
         now = time.monotonic()
         due = min(self._timers.heartbeat_at, self._timers.resend_at, self._timers.purge_at)
+        not_delivered = self._undelivered.next_deadline()
+        if not_delivered is not None:
+            due = min(due, not_delivered)
         return max(0.0, min(due - now, 1.0))
 
     def _run_due_timers(self) -> None:
@@ -315,7 +320,12 @@ class DeviceClient:
             self._send_heartbeat()
         if now >= self._timers.purge_at:
             self._timers.purge_at = now + PURGE_INTERVAL_S
-            self._purge()
+            self.ledger.purge()
+        self._play(self._undelivered.poll(now))
+
+    def _play(self, patterns: list[Pattern]) -> None:
+        for pattern in patterns:
+            self.feedback.play(pattern)
 
     # ---- raising, storing and sending -----------------------------------------------------
 
@@ -349,16 +359,17 @@ class DeviceClient:
             "yes" if location else "no",
         )
         self._count(**{"alerts" if kind == "alert" else "tests": 1})
+        self._undelivered.watch(item.event_id, time.monotonic())
         self._send(item)
 
     def _cancel(self, request: _Request) -> None:
-        target = self._latest_active_alert()
+        target = self.ledger.latest_active_alert()
         if target is None:
             log.warning("cancel gesture ignored: no active alert")
             return
         pin = self.config.cancel.duress_pin if request.duress else self.config.cancel.pin
-        if pin is None:
-            log.warning("duress-cancel gesture ignored: no cancel.duress_pin configured")
+        if pin is None:  # refused at start-up (device.config); kept for configs built in code
+            log.error("duress-cancel gesture ignored: no cancel.duress_pin configured")
             return
 
         def build(seq: int) -> NewItem:
@@ -383,27 +394,10 @@ class DeviceClient:
         self._send(item)
 
     def _store(self, kind: SignedKind, build: Callable[[int], NewItem], ts_ms: int) -> OutboxItem:
-        """Commit first; if the disk fails, keep the message in memory and say so loudly."""
-        if self.outbox is not None:
-            try:
-                item = self.outbox.enqueue(kind, build, now_ms=ts_ms, seq_at_least=self._seq_floor + 1)
-                self._seq_floor = item.seq
-                return item
-            except OutboxError as exc:
-                error: object = exc
-        else:
-            error = "no durable storage"
-        self._seq_floor += 1
-        new = build(self._seq_floor)
-        item = OutboxItem(new.event_id, kind, self._seq_floor, new.topic, new.payload, ts_ms, new.ref)
-        self._volatile[item.event_id] = item
-        self._count(storage_failures=1)
-        log.critical(
-            "%s %s NOT STORED DURABLY (%s): sending it anyway; it is lost if the device restarts",
-            kind.upper(),
-            item.event_id,
-            error,
-        )
+        """Commit first (the ledger keeps it in memory, loudly, if the disk fails)."""
+        item, durable = self.ledger.store(kind, build, ts_ms)
+        if not durable:
+            self._count(storage_failures=1)
         return item
 
     def _send(self, item: OutboxItem) -> None:
@@ -428,7 +422,7 @@ class DeviceClient:
 
     def _send_heartbeat(self) -> None:
         health = self._health()
-        seq = self._next_seq()
+        seq = self.ledger.next_seq()
         _, payload = encode_uplink(
             kind="heartbeat",
             device_id=self.device_id,
@@ -437,7 +431,7 @@ class DeviceClient:
             ts_ms=self._now_ms(),
             key=self._key,
             location=self._location(),
-            battery_pct=health.battery_pct,
+            battery_pct=health.battery_pct if health.battery_pct is not None else self._battery_pct,
             signal_dbm=health.signal_dbm,
             firmware=firmware_version(),
             uptime_s=int(time.monotonic() - self._started_at),
@@ -447,87 +441,20 @@ class DeviceClient:
         if self.link.publish(topic, payload, qos=policy.qos, retain=policy.retain):
             self._count(heartbeats=1)
 
-    def _next_seq(self) -> int:
-        if self.outbox is not None:
-            try:
-                self._seq_floor = self.outbox.next_seq(at_least=self._seq_floor + 1)
-                return self._seq_floor
-            except OutboxError as exc:
-                log.error("cannot persist the sequence counter: %s", exc)
-        self._seq_floor += 1
-        return self._seq_floor
-
-    def _purge(self) -> None:
-        if self.outbox is None:
-            return
-        try:
-            self.outbox.purge(self._now_ms() - RECENT_MS)
-        except OutboxError as exc:
-            log.error("cannot purge the outbox: %s", exc)
-
     # ---- what we know about our alerts ----------------------------------------------------
 
-    def _known(self, event_id: str) -> OutboxItem | None:
-        if event_id in self._volatile:
-            return self._volatile[event_id]
-        if self.outbox is None:
-            return None
-        try:
-            return self.outbox.get(event_id)
-        except OutboxError as exc:
-            log.error("cannot read the outbox: %s", exc)
-            return None
-
-    def _latest_active_alert(self) -> OutboxItem | None:
-        since = self._now_ms() - RECENT_MS
-        candidates = [
-            item
-            for item in self._volatile.values()
-            if item.kind == "alert" and not item.closed and item.created_ms >= since
-        ]
-        if self.outbox is not None:
-            try:
-                stored = self.outbox.latest_active_alert(since_ms=since)
-            except OutboxError as exc:
-                log.error("cannot read the outbox: %s", exc)
-                stored = None
-            if stored is not None:
-                candidates.append(stored)
-        return max(candidates, key=lambda item: item.created_ms, default=None)
-
     def _sync_gesture_state(self) -> None:
-        self.button.set_alert_active(self._latest_active_alert() is not None)
+        self.button.set_alert_active(self.ledger.latest_active_alert() is not None)
 
     def _confirm(self, event_id: str) -> None:
-        """The dispatcher has it: stop re-sending."""
+        """The dispatcher has it: stop re-sending, and stop the "not delivered" reminder."""
         self._timers.last_sent.pop(event_id, None)
-        if event_id in self._volatile:
-            self._volatile[event_id] = dataclasses.replace(self._volatile[event_id], delivered=True)
-            return
-        if self.outbox is not None:
-            try:
-                self.outbox.mark_delivered(event_id, self._now_ms())
-            except OutboxError as exc:
-                log.critical("cannot record delivery of %s (it will be re-sent): %s", event_id, exc)
+        self._undelivered.settle(event_id)
+        self.ledger.confirm(event_id)
 
     def _close(self, event_id: str) -> None:
-        if event_id in self._volatile:
-            self._volatile[event_id] = dataclasses.replace(self._volatile[event_id], closed=True)
-            return
-        if self.outbox is not None:
-            try:
-                self.outbox.mark_closed(event_id, self._now_ms())
-            except OutboxError as exc:
-                log.error("cannot record that %s is over: %s", event_id, exc)
-
-    def _cancels_for(self, alert_id: str) -> list[str]:
-        ids = [i.event_id for i in self._volatile.values() if i.kind == "cancel" and i.ref == alert_id]
-        if self.outbox is not None:
-            try:
-                ids += [item.event_id for item in self.outbox.cancels_for(alert_id)]
-            except OutboxError as exc:
-                log.error("cannot read the outbox: %s", exc)
-        return ids
+        self._undelivered.settle(event_id)
+        self.ledger.close_alert(event_id)
 
     # ---- downlinks ------------------------------------------------------------------------
 
@@ -538,7 +465,7 @@ class DeviceClient:
             log.warning("ignored downlink (%s)", exc)
             self._count(downlinks_rejected=1)
             return
-        if self._known(downlink.ref) is None:
+        if self.ledger.known(downlink.ref) is None:
             # A replayed "acknowledged" about someone else's or a forgotten alert must not reassure her.
             log.warning("ignored %s downlink: %s is not a recent alert", downlink.type, downlink.ref)
             self._count(downlinks_ignored=1)
@@ -548,30 +475,43 @@ class DeviceClient:
         self._count(downlinks_applied=1)
 
     def _apply(self, downlink: Downlink) -> None:
+        """Turn a verified downlink about our message ``ref`` into state and a pattern (see haptics)."""
         ref = downlink.ref
         log.info("downlink %s for %s", downlink.type, ref)
         self._confirm(ref)  # any downlink about it proves the dispatcher has it
+        item = self.ledger.known(ref)
+        kind = item.kind if item is not None else "alert"
         if downlink.type == "received":
-            self._feedback_once(ref, "received", Pattern.RECEIVED)
+            if kind != "cancel":  # a cancel's answer is "closed" or "cancel refused", not a pulse of its own
+                self._feedback_once(
+                    ref, "received", Pattern.TEST_RECEIVED if kind == "test" else Pattern.RECEIVED
+                )
         elif downlink.type == "acknowledged":
             self._feedback_once(ref, "acknowledged", Pattern.ACKNOWLEDGED)
-        elif downlink.type == "resolved":
+        elif downlink.type in ("resolved", "cancelled"):
+            # Resolved, false alarm, or a cancel taken (normal or duress PIN: the same pulse, on purpose).
             self._close(ref)
-        elif downlink.type == "cancelled":
-            self._close(ref)
-            for cancel_id in self._cancels_for(ref):
+            for cancel_id in self.ledger.cancels_for(ref):
                 self._confirm(cancel_id)
-            self._feedback_once(ref, "cancelled", Pattern.CANCELLED)
+            self._feedback_once(ref, "closed", Pattern.CLOSED)
+        elif downlink.type == "cancel_refused":
+            self._cancel_refused(item.ref if item is not None and kind == "cancel" and item.ref else ref)
+
+    def _cancel_refused(self, alert_id: str) -> None:
+        """The dispatcher kept the alert open: so must we, and she must feel it."""
+        for cancel_id in self.ledger.cancels_for(alert_id):
+            self._confirm(cancel_id)  # refused for good: re-sending the same cancel changes nothing
+        alert = self.ledger.known(alert_id)
+        if alert is None or not alert.closed or (alert_id, "closed") in self._feedback_given:
+            return  # already open again (a repeated refusal), or really over: nothing to reopen
+        if self.outbox is not None and self.outbox.has_feedback(alert_id, "closed"):
+            return
+        self.ledger.reopen_alert(alert_id)
+        self.feedback.play(Pattern.CANCEL_REFUSED)
 
     def _feedback_once(self, ref: str, kind: str, pattern: Pattern) -> None:
         if (ref, kind) in self._feedback_given:
             return
         self._feedback_given.add((ref, kind))
-        first = True
-        if self.outbox is not None:
-            try:
-                first = self.outbox.first_feedback(ref, kind, self._now_ms())
-            except OutboxError as exc:
-                log.error("cannot record feedback for %s: %s", ref, exc)
-        if first:
+        if self.ledger.first_feedback(ref, kind):
             self.feedback.play(pattern)

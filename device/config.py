@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from device.gestures import GestureTiming
+from device.haptics import HapticPolicy
 
 DeviceId = Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")]
 Pin = Annotated[str, Field(pattern=r"^[0-9]{4,8}$")]
@@ -79,11 +80,21 @@ class GesturesSection(_Section):
     within_s: float = Field(default=2.0, gt=0, le=30)
     cancel_presses: int = Field(default=5, ge=2, le=20)
     cancel_within_s: float = Field(default=3.0, gt=0, le=30)
+    test_presses: int = Field(default=2, ge=0, le=19)
+    duress: bool = True
 
     @model_validator(mode="after")
     def _single_tap_never_alerts(self) -> GesturesSection:
         if self.presses == 1:
             raise ValueError("presses must be 0 (disabled) or at least 2: a single tap never alerts")
+        if self.test_presses == 1:
+            raise ValueError(
+                "test_presses must be 0 (disabled) or at least 2: a single tap never does anything"
+            )
+        if self.test_presses and self.presses and self.test_presses >= self.presses:
+            raise ValueError(
+                "test_presses must be fewer than presses (those taps would raise an alert first)"
+            )
         return self
 
     def timing(self) -> GestureTiming:
@@ -94,6 +105,8 @@ class GesturesSection(_Section):
             within_s=self.within_s,
             cancel_presses=self.cancel_presses,
             cancel_within_s=self.cancel_within_s,
+            test_presses=self.test_presses,
+            duress=self.duress,
         )
 
 
@@ -108,6 +121,23 @@ class CancelSection(_Section):
         if self.duress_pin is not None and self.duress_pin == self.pin:
             raise ValueError("duress_pin must differ from pin")
         return self
+
+
+class FeedbackSection(_Section):
+    """``[feedback]``: when to tell her an alert has not reached the dispatcher yet."""
+
+    not_delivered_after_s: float = Field(default=15.0, gt=0, le=600)
+    not_delivered_repeat_s: float = Field(default=15.0, gt=0, le=600)
+
+
+class BatterySection(_Section):
+    """``[battery]``: where the level comes from (sysfs, or a command) and when it is low."""
+
+    sysfs_root: Path = Path("/sys/class/power_supply")
+    command: str | None = Field(default=None, min_length=1)
+    interval_s: float = Field(default=60.0, gt=0, le=3600)
+    low_pct: int = Field(default=15, ge=0, le=100)
+    low_repeat_s: float = Field(default=1800.0, gt=0, le=86400)
 
 
 class GnssSection(_Section):
@@ -128,6 +158,17 @@ class DeviceConfig(_Section):
     gestures: GesturesSection = GesturesSection()
     cancel: CancelSection
     gnss: GnssSection = GnssSection()
+    feedback: FeedbackSection = FeedbackSection()
+    battery: BatterySection = BatterySection()
+
+    def haptic_policy(self) -> HapticPolicy:
+        """When the repeated patterns (not delivered, low battery) are due."""
+        return HapticPolicy(
+            not_delivered_after_s=self.feedback.not_delivered_after_s,
+            not_delivered_repeat_s=self.feedback.not_delivered_repeat_s,
+            low_battery_pct=self.battery.low_pct,
+            low_battery_repeat_s=self.battery.low_repeat_s,
+        )
 
     @property
     def username(self) -> str:
@@ -150,7 +191,18 @@ def parse_config(data: dict[str, Any], base_dir: Path) -> DeviceConfig:
         config = DeviceConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    _check_duress_pin(config)
     return _resolve_paths(config, base_dir)
+
+
+def _check_duress_pin(config: DeviceConfig) -> None:
+    # Refuse to start rather than ignore the gesture: under threat, a duress cancel that
+    # silently does nothing would leave her believing the police were told.
+    if config.gestures.duress and config.cancel.duress_pin is None:
+        raise ConfigError(
+            "cancel.duress_pin: missing, but the duress gesture is enabled (gestures.duress = true); "
+            "set the duress PIN given at provisioning, or disable the gesture with gestures.duress = false"
+        )
 
 
 def _resolve(base_dir: Path, path: Path | None) -> Path | None:
@@ -167,13 +219,14 @@ def _resolve_paths(config: DeviceConfig, base_dir: Path) -> DeviceConfig:
             "state_dir": _resolve(base_dir, config.device.state_dir),
         }
     )
+    battery = config.battery.model_copy(update={"sysfs_root": _resolve(base_dir, config.battery.sysfs_root)})
     mqtt = config.mqtt.model_copy(
         update={
             name: _resolve(base_dir, getattr(config.mqtt, name))
             for name in ("ca_file", "cert_file", "key_file", "password_file")
         }
     )
-    return config.model_copy(update={"device": device, "mqtt": mqtt})
+    return config.model_copy(update={"device": device, "mqtt": mqtt, "battery": battery})
 
 
 def load_config(path: Path) -> DeviceConfig:

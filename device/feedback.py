@@ -1,8 +1,9 @@
 """Tactile feedback: a vibration motor (or buzzer) on a gpiozero digital output.
 
-Nothing visible on purpose: no LED can give her away. Patterns are played one
-after the other by a worker thread, so a ``received`` and an ``acknowledged``
-arriving together stay distinguishable.
+Nothing visible on purpose: no LED can give her away. Patterns (their rhythms
+and meanings are in :mod:`device.haptics`) are played one after the other by a
+worker thread, so a ``received`` and an ``acknowledged`` arriving together
+stay distinguishable.
 """
 
 from __future__ import annotations
@@ -10,22 +11,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Literal, Protocol
 
 from gpiozero import Buzzer, DigitalOutputDevice
 from gpiozero.pins import Factory
 
+from device.haptics import Pattern, PulseTiming
+
 log = logging.getLogger(__name__)
-
-
-class Pattern(StrEnum):
-    """What the person can feel, and what it means."""
-
-    RECEIVED = "received"  # one short pulse: the dispatcher has the alert
-    ACKNOWLEDGED = "acknowledged"  # three short pulses: a human took it
-    CANCELLED = "cancelled"  # one long pulse: the cancel was taken into account
 
 
 class OnOff(Protocol):
@@ -36,23 +29,6 @@ class OnOff(Protocol):
     def off(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PulseTiming:
-    """Durations in seconds; tests use tiny values."""
-
-    short_s: float = 0.15
-    long_s: float = 0.6
-    gap_s: float = 0.15
-
-    def steps(self, pattern: Pattern) -> list[float]:
-        """On-durations of the pulses of ``pattern``."""
-        if pattern is Pattern.ACKNOWLEDGED:
-            return [self.short_s] * 3
-        if pattern is Pattern.CANCELLED:
-            return [self.long_s]
-        return [self.short_s]
 
 
 class Feedback:
@@ -98,6 +74,11 @@ class Feedback:
         with self._done:
             return list(self._played)
 
+    def wait_played(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` patterns have been played in all."""
+        with self._done:
+            return self._done.wait_for(lambda: len(self._played) >= count, timeout)
+
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every requested pattern has been played."""
         with self._done:
@@ -111,7 +92,11 @@ class Feedback:
         self._output.close()
 
     def _run(self) -> None:
+        first = True
         while (pattern := self._queue.get()) is not None:
+            if not first:
+                threading.Event().wait(self._timing.pause_s)  # felt as two patterns, not one
+            first = False
             try:
                 self._pulse(self._timing.steps(pattern))
             except Exception:  # a broken motor must not take the client down

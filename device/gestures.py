@@ -20,6 +20,14 @@ does not:
 * **Duress cancel.** While an alert is active, ``cancel_presses - 1`` taps
   followed by a hold (the last press held for ``hold_s``), all starting within
   ``cancel_within_s``. To an onlooker it looks like the ordinary cancel.
+  With ``duress`` off, that gesture is a hold like any other: a new alert
+  (the safe side), never a plain cancel.
+* **Test.** When no alert is active, exactly ``test_presses`` taps (2 by
+  default in device.toml, 0 disables it) whose press times fall within
+  ``within_s``, followed by nothing until ``within_s`` after the first: a test
+  alert. It is recognised only once that window is over, so a third tap (or a
+  hold) still makes an alert: the test can never steal an alert, it only
+  uses taps that would otherwise have done nothing.
 * A single tap never does anything, and every recognised gesture starts a
   fresh count so the taps of one gesture never feed the next.
 """
@@ -37,6 +45,7 @@ class GestureKind(StrEnum):
     ALERT_MULTI_PRESS = "multi_press"
     CANCEL = "cancel"
     DURESS_CANCEL = "duress_cancel"
+    TEST = "test"
 
     @property
     def is_alert(self) -> bool:
@@ -54,6 +63,8 @@ class GestureTiming:
     cancel_presses: int = 5
     cancel_within_s: float = 3.0
     min_press_s: float = 0.03
+    test_presses: int = 0
+    duress: bool = True
 
     def __post_init__(self) -> None:
         if self.hold_s <= self.min_press_s:
@@ -62,6 +73,12 @@ class GestureTiming:
             raise ValueError("presses must be 0 (disabled) or at least 2: a single tap never alerts")
         if self.cancel_presses < 2:
             raise ValueError("cancel_presses must be at least 2")
+        if self.test_presses == 1 or self.test_presses < 0:
+            raise ValueError(
+                "test_presses must be 0 (disabled) or at least 2: a single tap never does anything"
+            )
+        if self.test_presses and self.presses and self.test_presses >= self.presses:
+            raise ValueError("test_presses must be fewer than presses (those taps raise an alert first)")
         if self.within_s <= 0 or self.cancel_within_s <= 0 or self.min_press_s < 0:
             raise ValueError("time windows must be positive")
 
@@ -118,23 +135,39 @@ class GestureRecogniser:
         return self._tap(pressed_at, now)
 
     def poll(self, now: float) -> list[Recognised]:
-        """Recognise a hold that matured by ``now``; call at :meth:`next_deadline`."""
+        """Recognise a hold or a test that matured by ``now``; call at :meth:`next_deadline`."""
         pressed_at = self._pressed_at
-        if pressed_at is None or self._hold_fired or now - pressed_at < self.timing.hold_s:
+        if pressed_at is None:
+            test_at = self._test_deadline()
+            if test_at is None or now < test_at:
+                return []
+            self._taps.clear()
+            return [Recognised(GestureKind.TEST, now)]
+        if self._hold_fired or now - pressed_at < self.timing.hold_s:
             return []
         self._hold_fired = True
         return [self._hold_matured(pressed_at, now)]
 
     def next_deadline(self) -> float | None:
         """Clock time at which :meth:`poll` may recognise something, or None."""
-        if self._pressed_at is None or self._hold_fired:
+        if self._pressed_at is None:
+            return self._test_deadline()
+        if self._hold_fired:
             return None
         return self._pressed_at + self.timing.hold_s
+
+    def _test_deadline(self) -> float | None:
+        """End of the window of a pending test gesture (released, no alert active), or None."""
+        wanted = self.timing.test_presses
+        if not wanted or self.alert_active or not self._taps:
+            return None
+        group = [t for t in self._taps if t >= self._taps[-1] - self.timing.within_s]
+        return group[0] + self.timing.within_s if len(group) == wanted else None
 
     def _hold_matured(self, pressed_at: float, now: float) -> Recognised:
         earlier_taps = self._taps_since(pressed_at - self.timing.cancel_within_s)
         self._taps.clear()
-        if self.alert_active and earlier_taps >= self.timing.cancel_presses - 1:
+        if self.timing.duress and self.alert_active and earlier_taps >= self.timing.cancel_presses - 1:
             return self._cancelled(GestureKind.DURESS_CANCEL, now)
         self.alert_active = True
         return Recognised(GestureKind.ALERT_HOLD, now)

@@ -88,6 +88,7 @@ class ButtonInput:
     def _released(self) -> None:
         with self._lock:
             recognised = self._recogniser.release(self._clock())
+            self._lock.notify_all()  # a test gesture's window may now be pending
         self._dispatch(recognised)
 
     def _poll_forever(self) -> None:

@@ -239,6 +239,21 @@ class Outbox:
             )
         )
 
+    def mark_open(self, event_id: str) -> None:
+        """The alert is active again (the dispatcher refused its cancel)."""
+        self._write(
+            lambda conn: conn.execute("UPDATE outbox SET closed_ms = NULL WHERE event_id = ?", (event_id,))
+        )
+
+    def has_feedback(self, ref: str, kind: str) -> bool:
+        """True if feedback ``kind`` was already given for ``ref``."""
+        row = self._read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM feedback_given WHERE ref = ? AND type = ?", (ref, kind)
+            ).fetchone()
+        )
+        return row is not None
+
     def cancels_for(self, alert_id: str) -> list[OutboxItem]:
         """Pending cancel messages that target ``alert_id``."""
         rows = self._read(

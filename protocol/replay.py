@@ -64,6 +64,25 @@ class SequenceWindow:
         return cls(high=high, seen=int.from_bytes(seen, "big"))
 
 
+def fresh_sequence_start(now_ms: int) -> int:
+    """First sequence number of a device whose counter is new (first start, or state directory lost).
+
+    The wall clock in milliseconds. A device numbers its messages one by one
+    from there, so as long as it sends fewer than 1,000 messages a second on
+    average (it sends one heartbeat every 30 s) its counter stays below the
+    clock, and a counter restarted later from the clock starts above every
+    sequence number it used before: the dispatcher's window accepts the new
+    messages (``seq > high``) while every captured old one stays refused
+    (already seen, or more than :data:`WINDOW` below). Counters that started at
+    0 (devices provisioned before this rule) are far below any clock value, so
+    they come back the same way. Needs a clock set within a few minutes, which
+    the timestamp window demands anyway (docs/protocol.md).
+    """
+    if now_ms < 0:
+        raise ValueError("the clock is before 1970")
+    return now_ms
+
+
 @dataclass(frozen=True, slots=True)
 class TimeWindow:
     """Accepted timestamp range relative to the receiver's clock."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from protocol.codec import encode_downlink, encode_uplink, to_bytes
 from protocol.messages import DownlinkType, Location
+from protocol.replay import fresh_sequence_start
 from protocol.signing import canonical_bytes
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "protocol" / "vectors"
@@ -192,6 +193,46 @@ def main() -> None:
         alert,
         "replay",
         window={"high": 45, "seen_seqs": [41, 42, 43, 44, 45]},
+    )
+    _lost_state_vectors(up, alert2)
+
+
+def _lost_state_vectors(up: str, old_alert: bytes) -> None:
+    """The device's state directory is lost an hour after the vectors above (docs/protocol.md)."""
+    reflashed_at = TS + 3_600_000
+    seq = fresh_sequence_start(reflashed_at)
+    _, alert = encode_uplink(
+        kind="alert",
+        device_id=DEVICE,
+        event_id="e1a2b3c4-d5e6-4f70-8192-a3b4c5d6e708",
+        seq=seq,
+        ts_ms=reflashed_at,
+        key=KEY,
+        gesture="hold",
+    )
+    _vector(
+        "resync_after_lost_state",
+        "First alert after the state directory was lost: its counter starts at the clock (ms), "
+        "above the old counter's window",
+        f"{up}/up/alert",
+        alert,
+        "accept",
+        build={
+            "kind": "alert",
+            "event_id": "e1a2b3c4-d5e6-4f70-8192-a3b4c5d6e708",
+            "seq": seq,
+            "gesture": "hold",
+        },
+        fresh_start={"now_ms": reflashed_at, "seq": seq},
+        window={"high": 45, "seen_seqs": [41, 42, 43, 44, 45]},
+    )
+    _vector(
+        "replayed_before_lost_state",
+        "A captured message of the old counter (alert_no_fix, seq 42), replayed after the new one was seen",
+        f"{up}/up/alert",
+        old_alert,
+        "replay",
+        window={"high": seq, "seen_seqs": [41, 42, 43, 44, 45, seq]},
     )
 
 

@@ -27,7 +27,26 @@ from tests.support.broker import dispatcher_account, new_password
 DEVICE_ID = "btn-test-1"
 BUTTON_PIN = 17
 FEEDBACK_PIN = 27
-FAST_PULSES = PulseTiming(short_s=0.01, long_s=0.03, gap_s=0.01)
+FAST_PULSES = PulseTiming(short_s=0.01, long_s=0.03, gap_s=0.01, pause_s=0.01)
+# Slow enough to tell short from long, and one pattern from the next, on a loaded machine.
+READABLE_PULSES = PulseTiming(short_s=0.02, long_s=0.25, gap_s=0.03, pause_s=0.35)
+
+
+def felt_rhythms(pin: MockPin, timing: PulseTiming = READABLE_PULSES) -> list[str]:
+    """The motor pin's history read back as rhythms, e.g. ``["S", "SSS", "L"]``.
+
+    gpiozero's mock pin records each change with the time since the previous
+    one: a rising edge carries how long the motor was off, a falling edge how
+    long it was on.
+    """
+    groups: list[str] = []
+    for change in pin.states[1:]:
+        if change.state:
+            if not groups or change.timestamp > (timing.gap_s + timing.pause_s) / 2:
+                groups.append("")
+        else:
+            groups[-1] += "L" if change.timestamp > (timing.short_s + timing.long_s) / 2 else "S"
+    return groups
 
 
 def write_device_config(
@@ -39,6 +58,9 @@ def write_device_config(
     state_dir: str = "state",
     hold_s: float = 0.2,
     extra_gestures: str = "",
+    cancel: str = 'pin = "1234"\nduress_pin = "9999"',
+    feedback: str = "",
+    battery: str = 'sysfs_root = "power_supply"',
 ) -> Path:
     """A complete device TOML (plus key and password files) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -78,11 +100,16 @@ cancel_within_s = 3.0
 {extra_gestures}
 
 [cancel]
-pin = "1234"
-duress_pin = "9999"
+{cancel}
 
 [gnss]
 enabled = false
+
+[feedback]
+{feedback}
+
+[battery]
+{battery}
 """
     )
     return path
@@ -155,6 +182,12 @@ class RunningDevice:
         self.clock.advance(gap)
 
 
+def wait_applied(device: RunningDevice, applied: int) -> None:
+    """Wait until ``applied`` downlinks were handled and their vibrations played out."""
+    assert device.client.wait_for(lambda s: s.downlinks_applied >= applied, 5)
+    assert device.client.feedback.wait_idle(5)
+
+
 @dataclass
 class DeviceFactory:
     """Builds clients for a test and stops them all at teardown."""
@@ -175,6 +208,7 @@ class DeviceFactory:
         manual_clock: bool = False,
         resend_interval_s: float = 0.5,
         systemd: SystemdNotifier | None = None,
+        pulses: PulseTiming = FAST_PULSES,
     ) -> RunningDevice:
         config = load_config(config_path or self.config_path())
         factory = MockFactory()
@@ -186,7 +220,7 @@ class DeviceFactory:
             key=read_hmac_key(config),
             password=read_mqtt_password(config),
             pin_factory=factory,
-            pulse_timing=FAST_PULSES,
+            pulse_timing=pulses,
             resend_interval_s=resend_interval_s,
             backoff=Backoff(min_s=1, max_s=1),
             **options,

@@ -13,7 +13,7 @@ from device.client import DeviceClient
 from protocol.codec import decode_status, decode_uplink
 from protocol.messages import Alert, Cancel, Heartbeat
 from protocol.topics import parse_topic, status_topic
-from tests.device.conftest import DEVICE_ID, DeviceFactory, Dispatcher, RunningDevice
+from tests.device.conftest import DEVICE_ID, DeviceFactory, Dispatcher, RunningDevice, wait_applied
 from tests.support.broker import Recorder, mqtt_recorder
 
 UPLINKS = f"vigie/v1/dev/{DEVICE_ID}/up/+"
@@ -45,11 +45,6 @@ def motor_levels(device: RunningDevice) -> list[bool]:
     return [bool(s.state) for s in device.motor.states]
 
 
-def wait_feedback(device: RunningDevice, applied: int) -> None:
-    assert device.client.wait_for(lambda s: s.downlinks_applied >= applied, 5)
-    assert device.client.feedback.wait_idle(5)
-
-
 def test_hold_sends_exactly_one_signed_alert_and_received_pulses_once(
     devices: DeviceFactory, device_broker: DevBroker, dispatcher: Dispatcher
 ) -> None:
@@ -63,13 +58,13 @@ def test_hold_sends_exactly_one_signed_alert_and_received_pulses_once(
         assert alert.location is None  # GNSS disabled: the alert goes without position
 
         dispatcher.send("received", alert.id, device.key)
-        wait_feedback(device, 1)
+        wait_applied(device, 1)
         assert motor_levels(device) == [False, True, False]  # one short pulse
         assert device.client.pending() == []
 
         # A duplicate "received" (dispatcher retry) must not vibrate again.
         dispatcher.send("received", alert.id, device.key)
-        wait_feedback(device, 2)
+        wait_applied(device, 2)
         assert motor_levels(device) == [False, True, False]
         assert {a.id for a in alerts_in(device, rec)} == {alert.id}
         assert device.client.stats().alerts == 1
@@ -104,7 +99,7 @@ def test_acknowledged_gives_the_distinct_three_pulse_pattern(
         (alert,) = wait_alerts(device, rec, 1)
         dispatcher.send("received", alert.id, device.key)
         dispatcher.send("acknowledged", alert.id, device.key)
-        wait_feedback(device, 2)
+        wait_applied(device, 2)
         assert motor_levels(device) == [False, True, False] + [True, False] * 3
 
 
@@ -128,7 +123,7 @@ def test_bad_downlinks_are_ignored_and_logged_then_a_good_one_works(
         assert [p.event_id for p in device.client.pending()] == [alert.id]
 
         dispatcher.send("received", alert.id, device.key)
-        wait_feedback(device, 1)
+        wait_applied(device, 1)
         assert motor_levels(device) == [False, True, False]
         assert device.client.pending() == []
 
@@ -182,7 +177,7 @@ def test_cancel_and_duress_cancel_target_the_latest_alert_with_their_pins(
         assert (duress.alert_id, duress.pin) == (alert_id, "9999")
 
         dispatcher.send("cancelled", alert_id, device.key)
-        wait_feedback(device, 1)
+        wait_applied(device, 1)
         assert motor_levels(device) == [False, True, False]  # the same feedback for both PINs
 
 

@@ -38,9 +38,22 @@ def test_example_config_loads_with_its_files(tmp_path: Path) -> None:
 
 def test_minimal_config_uses_defaults(tmp_path: Path) -> None:
     config = parse_config(
-        {"device": {"id": "b-1", "hmac_key_file": "k"}, "cancel": {"pin": "1234"}}, tmp_path
+        {"device": {"id": "b-1", "hmac_key_file": "k"}, "cancel": {"pin": "1234", "duress_pin": "9999"}},
+        tmp_path,
     )
     assert (config.mqtt.port, config.gestures.presses, config.gnss.enabled) == (8883, 3, False)
+    assert (config.gestures.test_presses, config.gestures.duress) == (2, True)
+    assert config.feedback.not_delivered_after_s == 15
+    assert config.battery.sysfs_root == Path("/sys/class/power_supply")
+    assert (config.battery.command, config.battery.low_pct) == (None, 15)
+
+
+def test_duress_gesture_without_a_duress_pin_is_refused_naming_the_field(tmp_path: Path) -> None:
+    data = {"device": {"id": "b-1", "hmac_key_file": "k"}, "cancel": {"pin": "1234"}}
+    with pytest.raises(ConfigError, match=r"^cancel\.duress_pin: missing, but the duress gesture is enabled"):
+        parse_config(data, tmp_path)
+    config = parse_config({**data, "gestures": {"duress": False}}, tmp_path)
+    assert config.gestures.timing().duress is False
 
 
 @pytest.mark.parametrize(
@@ -52,6 +65,11 @@ def test_minimal_config_uses_defaults(tmp_path: Path) -> None:
         (lambda d: d["device"].update(kind="watch"), "device.kind"),
         (lambda d: d["gestures"].update(hold_s="long"), "gestures.hold_s"),
         (lambda d: d["gestures"].update(presses=1), "gestures: Value error, presses must be 0"),
+        (lambda d: d["gestures"].update(test_presses=1), "gestures: Value error, test_presses must be 0"),
+        (lambda d: d["gestures"].update(test_presses=3), "test_presses must be fewer than presses"),
+        (lambda d: d.update(feedback={"not_delivered_after_s": 0}), "feedback.not_delivered_after_s"),
+        (lambda d: d.update(battery={"low_pct": 101}), "battery.low_pct"),
+        (lambda d: d.update(battery={"command": ""}), "battery.command"),
         (lambda d: d["gpio"].update(feedback="led"), "gpio.feedback"),
         (lambda d: d["cancel"].update(pin="12"), "cancel.pin"),
         (lambda d: d["cancel"].update(duress_pin="1234"), "duress_pin must differ"),

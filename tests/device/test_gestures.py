@@ -131,3 +131,65 @@ def test_a_recognised_gesture_starts_a_fresh_count() -> None:
 def test_invalid_timing_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         GestureTiming(**kwargs)  # type: ignore[arg-type]
+
+
+TEST_TIMING = GestureTiming(
+    hold_s=2.0, presses=3, within_s=2.0, cancel_presses=5, cancel_within_s=3.0, test_presses=2
+)
+
+
+def test_double_tap_is_a_test_once_its_window_is_over() -> None:
+    rec = GestureRecogniser(TEST_TIMING)
+    assert taps(rec, 2, start=10.0) == []
+    assert rec.next_deadline() == pytest.approx(12.0)
+    assert rec.poll(11.9) == []
+    assert kinds(rec.poll(12.0)) == [GestureKind.TEST]
+    assert rec.next_deadline() is None and not rec.alert_active  # a test is not an alert to cancel
+    assert rec.poll(20.0) == []
+
+
+def test_a_third_tap_in_the_window_makes_an_alert_never_a_test() -> None:
+    rec = GestureRecogniser(TEST_TIMING)
+    assert taps(rec, 3, start=10.0, every=0.8) == [GestureKind.ALERT_MULTI_PRESS]
+    assert rec.poll(30.0) == []
+
+
+def test_pressing_when_the_test_window_ends_waits_for_what_the_press_becomes() -> None:
+    rec = GestureRecogniser(TEST_TIMING)
+    taps(rec, 2, start=10.0)  # taps at 10.0 and 10.3: the window ends at 12.0
+    rec.press(11.9)
+    assert rec.poll(12.0) == []  # she is pressing: maybe a third tap, maybe a hold
+    assert kinds(rec.poll(13.9)) == [GestureKind.ALERT_HOLD]
+    assert rec.release(14.5) == [] and rec.poll(20.0) == []
+
+
+def test_two_taps_then_a_hold_is_an_alert() -> None:
+    rec = GestureRecogniser(TEST_TIMING)
+    taps(rec, 2, start=10.0)
+    rec.press(10.8)
+    assert rec.next_deadline() == pytest.approx(12.8)
+    assert kinds(rec.poll(12.8)) == [GestureKind.ALERT_HOLD]
+
+
+def test_no_test_while_an_alert_is_active_and_none_when_disabled() -> None:
+    rec = GestureRecogniser(TEST_TIMING)
+    rec.set_alert_active(True)
+    taps(rec, 2, start=10.0)
+    assert rec.next_deadline() is None and rec.poll(20.0) == []
+    rec = GestureRecogniser(TIMING)  # test_presses = 0
+    taps(rec, 2, start=10.0)
+    assert rec.next_deadline() is None and rec.poll(20.0) == []
+
+
+def test_without_the_duress_gesture_taps_then_hold_is_a_new_alert_never_a_cancel() -> None:
+    rec = GestureRecogniser(GestureTiming(duress=False))
+    rec.set_alert_active(True)
+    taps(rec, 4, start=10.0)
+    rec.press(11.5)
+    assert kinds(rec.poll(13.5)) == [GestureKind.ALERT_HOLD]
+
+
+@pytest.mark.parametrize("kwargs", [{"test_presses": 1}, {"test_presses": -2}, {"test_presses": 3}])
+def test_bad_test_presses_refused(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="test_presses"):
+        GestureTiming(**kwargs)

@@ -112,13 +112,25 @@ def test_killed_process_delivers_its_alert_after_restart_with_the_same_id(
     assert second.terminate() == 0  # SIGTERM: clean shutdown
 
 
-def test_malformed_config_exits_with_a_message_naming_the_field(tmp_path: Path) -> None:
-    config = write_device_config(tmp_path / "dev", port=1883, extra_gestures="hold_seconds = 2")
-    result = subprocess.run(
+def run_once(config: Path) -> subprocess.CompletedProcess[str]:
+    """``vigie-device --config`` run to its end (a configuration error ends it at once)."""
+    return subprocess.run(
         [sys.executable, "-c", "from device.cli import main; main()", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_malformed_config_exits_with_a_message_naming_the_field(tmp_path: Path) -> None:
+    config = write_device_config(tmp_path / "dev", port=1883, extra_gestures="hold_seconds = 2")
+    result = run_once(config)
     assert result.returncode == 2
     assert "gestures.hold_seconds: unknown key" in result.stderr
+
+
+def test_duress_gesture_without_duress_pin_refuses_to_start(tmp_path: Path) -> None:
+    config = write_device_config(tmp_path / "dev", port=1883, cancel='pin = "1234"')
+    result = run_once(config)
+    assert result.returncode == 2
+    assert "configuration error: cancel.duress_pin: missing" in result.stderr

@@ -24,7 +24,7 @@ from protocol.codec import (
     encode_uplink,
 )
 from protocol.messages import Location
-from protocol.replay import SequenceWindow
+from protocol.replay import SequenceWindow, fresh_sequence_start
 from protocol.signing import canonical_bytes
 from protocol.topics import parse_topic
 
@@ -53,6 +53,9 @@ def test_every_vector_is_exercised() -> None:
         "downlink_received",
         "tampered_location",
         "replayed_alert",
+        "resync_after_lost_state",
+        "replayed_before_lost_state",
+        "downlink_cancel_refused",
     } <= set(all_vectors())
 
 
@@ -121,6 +124,33 @@ def test_replayed_vector_has_a_valid_signature_but_an_already_used_sequence() ->
         window = window.admit(seq)
     assert window.high == vector["window"]["high"]
     assert not window.is_fresh(message.seq)
+
+
+def _window(vector: dict[str, Any]) -> SequenceWindow:
+    window = SequenceWindow()
+    for seq in vector["window"]["seen_seqs"]:
+        window = window.admit(seq)
+    assert window.high == vector["window"]["high"]
+    return window
+
+
+def test_a_device_that_lost_its_state_is_accepted_with_a_counter_from_the_clock() -> None:
+    vector = load("resync_after_lost_state")
+    message = decode_uplink(vector["payload"].encode(), parse_topic(vector["topic"]), key_lookup(vector))
+    assert (
+        message.seq == fresh_sequence_start(vector["fresh_start"]["now_ms"]) == vector["fresh_start"]["seq"]
+    )
+    old_counter = _window(vector)  # what the dispatcher remembers of the device before the reflash
+    assert old_counter.is_fresh(message.seq)
+
+
+def test_a_captured_message_of_the_old_counter_stays_refused_after_the_resync() -> None:
+    vector = load("replayed_before_lost_state")
+    message = decode_uplink(vector["payload"].encode(), parse_topic(vector["topic"]), key_lookup(vector))
+    assert message.id == load("alert_no_fix")["build"]["event_id"]
+    after_resync = _window(vector)
+    assert not after_resync.is_fresh(message.seq)
+    assert not after_resync.is_fresh(vector["window"]["high"])  # the resync message itself, replayed
 
 
 def test_downlink_signed_for_another_device_is_refused() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.replay import WINDOW, ReplayVerdict, SequenceWindow, TimeWindow
+from protocol.replay import WINDOW, ReplayVerdict, SequenceWindow, TimeWindow, fresh_sequence_start
 
 
 def test_each_sequence_number_is_accepted_once() -> None:
@@ -52,3 +53,15 @@ def test_time_window() -> None:
     assert tw.check(5000, now_ms=5500) is ReplayVerdict.FRESH
     assert tw.check(3000, now_ms=5500) is ReplayVerdict.STALE
     assert tw.check(5700, now_ms=5500) is ReplayVerdict.FUTURE
+
+
+def test_fresh_sequence_start_is_the_clock_and_clears_any_older_counter() -> None:
+    now_ms = 1_795_000_000_000
+    assert fresh_sequence_start(now_ms) == now_ms
+    # An old counter: started at the clock a day earlier, then 2,880 heartbeats (one per 30 s).
+    old = SequenceWindow()
+    for n in range(2880):
+        old = old.admit(fresh_sequence_start(now_ms - 86_400_000) + n)
+    assert old.is_fresh(fresh_sequence_start(now_ms))
+    with pytest.raises(ValueError):
+        fresh_sequence_start(-1)
