@@ -55,9 +55,14 @@ def create_app(
     )
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, object]:
-        """Liveness and broker connection, for systemd / load balancers."""
-        return {"ok": True, "mqtt_connected": bool(getattr(ready, "is_connected", False))}
+    async def healthz(response: Response) -> dict[str, object]:
+        """Liveness (503 once a background loop such as the ingest died) and broker connection."""
+        dead_tasks = getattr(dispatcher, "dead_tasks", None)  # a running Dispatcher has it
+        dead: list[str] = dead_tasks() if callable(dead_tasks) else []
+        if dead:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        mqtt_connected = bool(getattr(ready, "is_connected", False))
+        return {"ok": not dead, "dead_tasks": dead, "mqtt_connected": mqtt_connected}
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:

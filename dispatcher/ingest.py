@@ -70,6 +70,7 @@ class Ingest:
         self._limiter = rate_limiter or RateLimiter()
         self._background: set[asyncio.Task[None]] = set()
         self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+        self._acked: set[int] = set()  # mids acknowledged by the batch being processed
         self.windows: dict[str, SequenceWindow] = {}
         self.engine: Engine | None = None
         self.bridge: MqttBridge | None = None
@@ -86,15 +87,36 @@ class Ingest:
         self.inbox.put_nowait(message)
 
     async def run(self) -> None:
-        """Process the inbox forever, a batch at a time."""
+        """Process the inbox forever, a batch at a time; no message can end this loop."""
         while True:
             batch = [await self.inbox.get()]
             while len(batch) < self._max_batch and not self.inbox.empty():
                 batch.append(self.inbox.get_nowait())
-            await self.process(batch)
+            try:
+                await self.process(batch)
+            except Exception:  # a bug after classification: lose this batch's work, never the ingest
+                log.critical("ingest failed on a batch of %d; releasing it", len(batch), exc_info=True)
+                self._release_unacked(batch)
+
+    def _release_unacked(self, messages: Sequence[Inbound]) -> None:
+        """Ack what the failed batch left unacknowledged, or the broker's in-flight window fills up.
+
+        Safe for alerts: devices re-send until the ``received`` downlink, not until PUBACK.
+        """
+        assert self.bridge is not None
+        for message in messages:
+            if message.mid not in self._acked:
+                self._metrics.rejected.labels(RejectReason.INTERNAL_ERROR.value).inc()
+                self.bridge.ack(message)
+
+    def _ack(self, message: Inbound) -> None:
+        assert self.bridge is not None
+        self._acked.add(message.mid)
+        self.bridge.ack(message)
 
     async def process(self, messages: Sequence[Inbound]) -> None:
         batch = _Batch([], [], [], [], [])
+        self._acked.clear()
         for message in messages:
             await self._classify(message, batch)
         await self._commit_until_durable(batch)
@@ -111,6 +133,14 @@ class Ingest:
     # -- classification (memory only, but for suspected re-sends) ---------------------
 
     async def _classify(self, message: Inbound, batch: _Batch) -> None:
+        try:
+            await self._classify_checked(message, batch)
+        except Exception as exc:  # a bug must cost this one message, never the ingest task
+            log.exception("internal error while processing %s; refused", message.topic)
+            reason = Rejected(RejectReason.INTERNAL_ERROR, type(exc).__name__)
+            self._reject(batch, message, _device_of(message.topic), reason)
+
+    async def _classify_checked(self, message: Inbound, batch: _Batch) -> None:
         try:
             topic = parse_topic(message.topic)
         except TopicError as exc:
@@ -206,14 +236,13 @@ class Ingest:
         batch.new_alerts = [entry for entry, o in zip(batch.new_alerts, outcomes, strict=True) if o.created]
 
     def _acknowledge(self, batch: _Batch) -> None:
-        assert self.bridge is not None
         for message, *_ in batch.new_alerts:
-            self.bridge.ack(message)
+            self._ack(message)
             self._metrics.stage_seconds.labels("acked").observe(time.monotonic() - message.received_at)
         for message in batch.done:
-            self.bridge.ack(message)
+            self._ack(message)
         for message, device, alert_id in batch.duplicates:
-            self.bridge.ack(message)
+            self._ack(message)
             self.send_downlink(device, "received", alert_id)
 
     async def _start_escalations(self, batch: _Batch) -> None:
@@ -235,7 +264,7 @@ class Ingest:
                 except StoreUnavailable as exc:
                     log.critical("STORE UNAVAILABLE while cancelling %s: %s", cancel.alert_id, exc)
                     await asyncio.sleep(self._retry_delay_s)
-            self.bridge.ack(message)
+            self._ack(message)
             self.send_downlink(cancel.device, "received", cancel.id)
 
     async def _record_rejections(self, rows: list[tuple[str | None, str, str, str]]) -> None:
@@ -260,6 +289,13 @@ class Ingest:
             kind=kind, device_id=device_id, ref=ref, ts_ms=int(time.time() * 1000), key=key
         )
         self.bridge.publish(downlink_topic(device_id), payload, qos=1)
+
+
+def _device_of(topic: str) -> str | None:
+    try:
+        return parse_topic(topic).device_id
+    except TopicError:
+        return None
 
 
 def _new_alert(uplink: Alert | TestAlert, message: Inbound) -> NewAlert:

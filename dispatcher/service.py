@@ -19,6 +19,7 @@ from dispatcher.events import EventBus
 from dispatcher.fallback import deployment_recipient
 from dispatcher.health import HealthMonitor
 from dispatcher.ingest import Ingest
+from dispatcher.liveness import feed_watchdog
 from dispatcher.location import LocationPolicy
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import MqttBridge
@@ -53,6 +54,10 @@ class Dispatcher:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_crash_loudly)
         self.tasks.append(task)
+
+    def dead_tasks(self) -> list[str]:
+        """Background loops that ended: each should run until shutdown, so any is a dead dispatcher."""
+        return [task.get_name() for task in self.tasks if task.done()]
 
 
 def _crash_loudly(task: asyncio.Task[Any]) -> None:
@@ -182,10 +187,14 @@ async def serve(settings: DispatcherSettings) -> None:
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
+        watchdog = asyncio.create_task(feed_watchdog(d.dead_tasks))
         log.info(
             "dispatcher %s serving on http://%s:%s",
             settings.instance_id,
             settings.http_host,
             settings.http_port,
         )
-        await server.serve()
+        try:
+            await server.serve()
+        finally:
+            watchdog.cancel()

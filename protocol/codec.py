@@ -1,6 +1,6 @@
 """Encoding and decoding of wire messages: the one place bytes become models.
 
-Decoding checks, in order: size, JSON, version, topic/payload agreement, the
+Decoding checks, in order: size, nesting depth, JSON, version, topic/payload agreement, the
 device's key, the signature, then the schema. Each failure raises
 :class:`Rejected` with a :class:`RejectReason` that callers count and log.
 Freshness (sequence and time windows) is stateful and lives in
@@ -36,6 +36,13 @@ from protocol.topics import ParsedTopic
 UplinkMessage = Alert | TestAlert | Cancel | Heartbeat
 KeyLookup = Callable[[str], bytes | None]
 
+# The schema nests two levels (the message, its location); anything deeper is
+# hostile. Bounding it before json.loads keeps every later step (signature
+# re-serialisation, validation) far from Python's recursion limit.
+MAX_JSON_DEPTH = 8
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+
 
 class RejectReason(StrEnum):
     """Why a message was refused; used as a metrics label and in logs."""
@@ -51,6 +58,10 @@ class RejectReason(StrEnum):
     STALE = "stale"
     FUTURE_TS = "future_ts"
     RATE_LIMITED = "rate_limited"
+    TOO_DEEP = "too_deep"
+    # Not the sender's fault as far as we know: a bug met while processing it.
+    # Counted and logged like any rejection so that one message never stops the ingest.
+    INTERNAL_ERROR = "internal_error"
 
 
 class Rejected(Exception):
@@ -120,12 +131,49 @@ def encode_status(device_id: str, state: str) -> bytes:
     return to_bytes(Status(v=PROTOCOL_VERSION, state=state, device=device_id).model_dump())  # type: ignore[arg-type]
 
 
+def nesting_exceeds(payload: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if ``payload``'s JSON arrays/objects nest deeper than ``limit``.
+
+    The common case costs two C-level counts: a payload with at most ``limit``
+    brackets cannot nest deeper. Only the rest is scanned byte by byte
+    (skipping string contents), and payloads are at most 4 KiB.
+    """
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in _CLOSERS:
+            depth -= 1
+    return False
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN/Infinity: json.loads would accept them
+
+
 def _load_object(payload: bytes) -> dict[str, Any]:
+    """Bounded, fail-closed JSON: size, then depth, then the parser; nothing but Rejected escapes."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise Rejected(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    if nesting_exceeds(payload):
+        raise Rejected(RejectReason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH}")
     try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        obj = json.loads(payload, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise Rejected(RejectReason.NOT_JSON, str(exc)[:120]) from None
     if not isinstance(obj, dict):
         raise Rejected(RejectReason.BAD_SCHEMA, "payload is not a JSON object")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,10 +35,15 @@ class SimulatedDevice:
     downlinks: list[Downlink] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _client: mqtt.Client | None = None
+    # Mutual TLS (the production broker): the certificate is the identity, no password.
+    tls: ssl.SSLContext | None = None
 
     def connect(self, timeout: float = 5.0) -> None:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id, protocol=mqtt.MQTTv5)
-        client.username_pw_set(self.device_id, self.password)
+        if self.tls is not None:
+            client.tls_set_context(self.tls)
+        else:
+            client.username_pw_set(self.device_id, self.password)
         subscribed = threading.Event()
         client.on_subscribe = lambda *_a: subscribed.set()
         client.on_message = self._on_message
@@ -76,8 +82,8 @@ class SimulatedDevice:
             status_topic(self.device_id), payload, qos=policy.qos, retain=policy.retain
         ).wait_for_publish(5)
 
-    def send(self, kind: UplinkKind, *, location: Location | None = None, **body: Any) -> str:
-        """Sign and publish one uplink; return its event id."""
+    def encode(self, kind: UplinkKind, *, location: Location | None = None, **body: Any) -> tuple[str, bytes]:
+        """Sign one new uplink (next sequence number, current time): its event id and wire bytes."""
         event_id = new_event_id()
         _, payload = encode_uplink(
             kind=kind.value,
@@ -89,6 +95,11 @@ class SimulatedDevice:
             location=location,
             **body,
         )
+        return event_id, payload
+
+    def send(self, kind: UplinkKind, *, location: Location | None = None, **body: Any) -> str:
+        """Sign and publish one uplink; return its event id."""
+        event_id, payload = self.encode(kind, location=location, **body)
         self.publish_raw(kind, payload)
         return event_id
 

@@ -128,6 +128,8 @@ def test_any_change_without_the_key_fails_the_signature(kind: UplinkKind, field:
         RejectReason.TOPIC_MISMATCH,
         RejectReason.UNKNOWN_DEVICE,
         RejectReason.TOO_LARGE,
+        RejectReason.NOT_JSON,  # NaN/Infinity: refused by the decoder itself (issue 13)
+        RejectReason.TOO_DEEP,
     }
 
 
@@ -159,13 +161,18 @@ def test_every_other_version_is_bad_version(version: Any) -> None:
     payload = json.dumps(fields, allow_nan=True).encode()
     assume(len(payload) <= MAX_PAYLOAD_BYTES)
     reason = outcome(decode_uplink, payload, TOPICS[UplinkKind.ALERT], key_for)
+    try:
+        json.dumps(version, allow_nan=False)
+    except ValueError:  # NaN/Infinity are not JSON: refused by the decoder before the version
+        assert reason is RejectReason.NOT_JSON
+        return
     # ``True == 1`` in Python, so a boolean version reaches the (strict) schema instead.
     assert reason is RejectReason.BAD_VERSION or (version is True and reason is not None)
 
 
 def test_deeply_nested_json_is_refused_not_crashing() -> None:
     payload = b"[" * (MAX_PAYLOAD_BYTES - 1)
-    assert outcome(decode_uplink, payload, TOPICS[UplinkKind.ALERT], key_for) is RejectReason.NOT_JSON
+    assert outcome(decode_uplink, payload, TOPICS[UplinkKind.ALERT], key_for) is RejectReason.TOO_DEEP
 
 
 @FUZZ

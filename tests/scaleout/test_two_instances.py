@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from protocol.codec import encode_uplink, new_event_id
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice
 from tests.scaleout.conftest import Cluster, sms_webhook
@@ -244,14 +243,4 @@ async def test_killed_instance_timers_are_taken_over_after_the_lease(fast_cluste
 
 def signed_alert(device: SimulatedDevice) -> tuple[str, bytes]:
     """A signed alert uplink the test can re-send byte for byte, as the device client does."""
-    alert_id = new_event_id()
-    _, payload = encode_uplink(
-        kind="alert",
-        device_id=device.device_id,
-        event_id=alert_id,
-        seq=next(device.seq),
-        ts_ms=int(time.time() * 1000),
-        key=device.key,
-        gesture="hold",
-    )
-    return alert_id, payload
+    return device.encode(UplinkKind.ALERT, gesture="hold")

@@ -87,14 +87,24 @@ async def _serve_http(app: object, port: int) -> tuple[uvicorn.Server, asyncio.T
     return server, task
 
 
+def _dev_dispatcher_mqtt(broker: DevBroker) -> MqttSettings:
+    return MqttSettings(port=broker.port, username=DISPATCHER_USER, password=broker.accounts[DISPATCHER_USER])
+
+
 @asynccontextmanager
 async def running_system(
-    broker: DevBroker, workdir: Path, *, directory: Path = HERAULT, database_url: str | None = None
+    broker: DevBroker,
+    workdir: Path,
+    *,
+    directory: Path = HERAULT,
+    database_url: str | None = None,
+    mqtt: MqttSettings | None = None,
 ) -> AsyncIterator[System]:
     """Everything of Vigie, real processes and servers, on free loopback ports.
 
     ``database_url`` picks the store (an empty PostgreSQL database, say);
-    by default a new SQLite file in ``workdir``.
+    by default a new SQLite file in ``workdir``. ``mqtt`` replaces the dev
+    broker's dispatcher account (the production broker's TLS identity, say).
     """
     database_url = database_url or f"sqlite:///{workdir / 'vigie.db'}"
     store = await open_store(database_url)
@@ -107,9 +117,7 @@ async def running_system(
     await sandbox.start()
     settings = DispatcherSettings(
         database_url=database_url,
-        mqtt=MqttSettings(
-            port=broker.port, username=DISPATCHER_USER, password=broker.accounts[DISPATCHER_USER]
-        ),
+        mqtt=mqtt or _dev_dispatcher_mqtt(broker),
         twilio=TwilioSettings(
             account_sid=sandbox.account_sid,
             auth_token=sandbox.auth_token,

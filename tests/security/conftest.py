@@ -1,0 +1,24 @@
+"""Fixtures of the attack suite; every test here carries the ``attacks`` marker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.security.mqtt_stack import PROFILES, Stack, stack_for
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.attacks)
+
+
+@pytest.fixture(params=PROFILES)
+async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    """A running Vigie on the dev broker (passwords) and on the prod broker (mutual TLS)."""
+    async with stack_for(request.param, tmp_path) as s:
+        yield s

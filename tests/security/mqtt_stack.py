@@ -1,0 +1,204 @@
+"""One running Vigie per broker profile (dev: passwords; prod: mutual TLS) for the MQTT attacks.
+
+The broker is the real Mosquitto started from ``broker_config/dev`` or
+``broker_config/prod`` with the shipped ACL; in prod every device is made by
+the provisioning code (certificate + HMAC key + store row). The dispatcher is
+the real one (``tests.support.system.running_system``). Attack clients log in
+with a device's own credentials — what a stolen or hostile device has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bench.promstats import labelled
+from broker_config.pki import CaPaths
+from broker_config.runner import DevBroker
+from broker_config.tls_runner import TlsBroker, TlsFiles
+from dispatcher.settings import MqttSettings
+from protocol.topics import UplinkKind
+from sandbox.fleet import SimulatedDevice
+from tests.broker_config.helpers import Client, Pki, make_pki, tls_context
+from tests.support.broker import dispatcher_account, new_password
+from tests.support.system import System, running_system
+
+PROFILES = ["dev", "prod"]
+MONITOR = "vigie-monitor"
+# A desk button at the Boutonnet practice (police zone) in the demo directory.
+PLACE = {"practitioner": "dr-claire-fabre", "site": "cabinet-boutonnet"}
+
+
+@dataclass
+class Stack:
+    """A running system on one broker profile, and ways to log in to it."""
+
+    profile: str
+    system: System
+    broker: DevBroker | TlsBroker
+    pki: Pki | None = None
+    monitor_password: str = ""
+
+    @property
+    def port(self) -> int:
+        return self.broker.tls_port if isinstance(self.broker, TlsBroker) else self.broker.port
+
+    async def add_device(self, device_id: str) -> SimulatedDevice:
+        """Provision a device (dev: store + password account; prod: the provisioning code) and connect it."""
+        if self.pki is None:
+            return await self.system.add_device(
+                device_id, practitioner=PLACE["practitioner"], site=PLACE["site"]
+            )
+        pki = self.pki
+        await asyncio.to_thread(
+            pki.provision, device_id, practitioner_id=PLACE["practitioner"], site_id=PLACE["site"]
+        )
+        await self.system.dispatcher.cache.refresh()
+        key = bytes.fromhex((pki.bundle(device_id) / "hmac.key").read_text().strip())
+        sim = SimulatedDevice(
+            device_id, key, "127.0.0.1", self.port, "", tls=tls_context(pki.device(device_id))
+        )
+        await asyncio.to_thread(sim.connect)
+        self.system.devices[device_id] = sim
+        return sim
+
+    def _credentials(self, client: mqtt.Client, username: str) -> None:
+        if self.pki is not None and username != MONITOR:
+            client.tls_set_context(tls_context(self.pki.device(username)))
+        elif username == MONITOR:
+            client.username_pw_set(MONITOR, self.monitor_password)
+        else:
+            assert isinstance(self.broker, DevBroker)
+            client.username_pw_set(username, self.broker.accounts[username])
+
+    def login(
+        self,
+        username: str,
+        *,
+        client_id: str | None = None,
+        clean_start: bool = True,
+        session_expiry: int | None = None,
+    ) -> Client:
+        """Connect with a device's (or the loopback monitor's) credentials; wait for CONNACK."""
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"atk-{secrets.token_hex(4)}",
+            protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        self._credentials(client, username)
+        raw = Client(client)
+        connected = threading.Event()
+        outcome: list[str] = []
+
+        def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            outcome.append("ok" if not rc.is_failure else f"refused: {rc}")
+            connected.set()
+
+        def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+            with raw.cond:
+                raw.messages.append(msg)
+                raw.cond.notify_all()
+
+        def on_disconnect(*_a: Any) -> None:
+            raw.disconnected.set()
+            connected.set()
+
+        client.on_connect, client.on_message, client.on_disconnect = on_connect, on_message, on_disconnect
+        props = None
+        if session_expiry is not None:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry
+        port = self.broker.local_port if self.pki is not None and username == MONITOR else self.port
+        client.connect("127.0.0.1", port, clean_start=clean_start, properties=props)
+        client.loop_start()
+        if not connected.wait(5) or outcome[:1] != ["ok"]:
+            client.loop_stop()
+            raise ConnectionRefusedError(outcome[0] if outcome else "no CONNACK")
+        return raw
+
+    async def metrics(self, name: str, label: str) -> dict[str, float]:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(self.system.public_url + "/metrics")).text
+        return labelled(text, name, label)
+
+    async def rejected(self) -> dict[str, float]:
+        return await self.metrics("vigie_rejected_total", "reason")
+
+    async def healthz(self) -> httpx.Response:
+        async with httpx.AsyncClient() as http:
+            return await http.get(self.system.public_url + "/healthz")
+
+
+def press_until_received(device: SimulatedDevice, within: float = 20.0, resend_s: float = 1.0) -> str:
+    """Store-and-forward like device/: the same bytes again until the 'received' downlink."""
+    alert_id, payload = device.encode(UplinkKind.ALERT, gesture="hold")
+    deadline = time.monotonic() + within
+    while True:
+        device.publish_raw(UplinkKind.ALERT, payload)
+        try:
+            device.wait_downlink("received", alert_id, timeout=min(resend_s, deadline - time.monotonic()))
+            return alert_id
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
+
+
+@asynccontextmanager
+async def dev_stack(workdir: Path) -> AsyncIterator[Stack]:
+    broker = DevBroker(workdir / "broker")
+    dispatcher_account(broker)
+    broker.add_account(MONITOR, new_password())
+    broker.start()
+    try:
+        async with running_system(broker, workdir) as system:
+            yield Stack("dev", system, broker, monitor_password=broker.accounts[MONITOR])
+    finally:
+        broker.stop()
+
+
+@asynccontextmanager
+async def prod_stack(workdir: Path) -> AsyncIterator[Stack]:
+    pki = await asyncio.to_thread(make_pki, workdir / "pki")
+    ca = CaPaths(pki.ca_dir)
+    files = TlsFiles(ca.cert, pki.server_dir / "server.pem", pki.server_dir / "server.key", ca.crl)
+    monitor_password = new_password()
+    broker = TlsBroker(workdir / "broker", files, accounts={MONITOR: monitor_password})
+    broker.start()
+    ident = pki.dispatcher
+    mqtt_settings = MqttSettings(
+        host="127.0.0.1",
+        port=broker.tls_port,
+        username="vigie-dispatcher",
+        client_id="vigie-dispatcher",
+        ca_file=ident.ca,
+        cert_file=ident.cert,
+        key_file=ident.key,
+    )
+    try:
+        async with running_system(
+            broker,  # type: ignore[arg-type]  # only add_device needs a DevBroker; Stack provisions instead
+            workdir,
+            database_url=f"sqlite:///{pki.db}",
+            mqtt=mqtt_settings,
+        ) as system:
+            yield Stack("prod", system, broker, pki=pki, monitor_password=monitor_password)
+    finally:
+        broker.stop()
+
+
+def stack_for(profile: str, workdir: Path) -> Any:
+    """The async context manager of ``profile`` ('dev' or 'prod')."""
+    return dev_stack(workdir) if profile == "dev" else prod_stack(workdir)
