@@ -1,8 +1,11 @@
-"""Device health: heartbeats and Last Will tracked in memory, flagged, flushed.
+"""Device health, the I/O shell around :mod:`dispatcher.devicehealth`.
 
-A device silent for ``missed_intervals`` heartbeat intervals, one whose Last
-Will said ``offline``, or one with a low battery raises an operator-visible
-event, once per episode; coming back clears the flag (and says so).
+Every instance records the heartbeats and Last Wills it receives and merges
+them into the store each pass; the instance that holds the ``health`` lease (one
+at a time, taken over within a lease period when it dies) reads what the others
+merged, decides the flags and writes each change with its operator event in one
+transaction. So a device is flagged once per episode however many instances
+share its traffic, and a new leader resumes from the stored flags.
 """
 
 from __future__ import annotations
@@ -11,50 +14,34 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections import deque
 from datetime import UTC, datetime
 
+from dispatcher.devicehealth import DeviceHealth, HealthChange, Monitored, evaluate, merge
 from dispatcher.events import EventBus
 from dispatcher.metrics import Metrics
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import Store
 from protocol.messages import Heartbeat
 
+__all__ = ["DeviceHealth", "HealthChange", "HealthMonitor"]
+
 log = logging.getLogger(__name__)
 
 # A silent device is flagged at most one pass after its missed intervals; a pass
 # over 10,000 devices costs ~5 ms of the event loop (docs/performance.md).
 HEALTH_PASS_S = 1.0
-# Snapshots (last seen, battery...) survive a restart up to this old.
-FLUSH_EVERY_S = 5.0
-
-
-@dataclass
-class DeviceHealth:
-    """What we know of one device's health."""
-
-    device_id: str
-    last_seen: float | None = None
-    status: str | None = None
-    battery_pct: int | None = None
-    signal_dbm: int | None = None
-    firmware: str | None = None
-    uptime_s: int | None = None
-    flags: set[str] = field(default_factory=set)
-
-
-@dataclass(frozen=True)
-class HealthChange:
-    """A flag raised or cleared on a device."""
-
-    device_id: str
-    flag: str  # "offline" | "low_battery"
-    raised: bool
-    message: str
+LEASE = "health"
+# The leader holds its lease this long past each renewal: a dead leader is
+# replaced within it (and one pass).
+LEASE_S = 5.0
+# Rows merged by a transaction that committed after a newer one are re-read for
+# this long: merging is idempotent, so reading a row twice costs nothing.
+REREAD_S = 3.0
 
 
 class HealthMonitor:
-    """Tracks every device; :meth:`evaluate` is pure given the tracked data and ``now``."""
+    """Tracks devices' health on one instance; leads the flags when it holds the lease."""
 
     def __init__(
         self,
@@ -63,6 +50,7 @@ class HealthMonitor:
         cache: DirectoryCache,
         bus: EventBus,
         metrics: Metrics,
+        instance_id: str = "dispatcher-1",
         missed_intervals: float = 2.0,
         low_battery_pct: int = 20,
     ) -> None:
@@ -70,35 +58,42 @@ class HealthMonitor:
         self._cache = cache
         self._bus = bus
         self._metrics = metrics
+        self._instance_id = instance_id
         self._missed = missed_intervals
         self._low_battery = low_battery_pct
-        self._started = time.time()
         self.devices: dict[str, DeviceHealth] = {}
         self._dirty: set[str] = set()
+        self.leading = False
+        self._watching_since = time.time()
+        self._revs: deque[tuple[float, int]] = deque()  # (monotonic time, highest rev read then)
+        self._highest_rev = 0
 
     def _get(self, device_id: str) -> DeviceHealth:
-        # Not setdefault(): it would build a DeviceHealth on every heartbeat and
-        # for every device on every health pass, only to throw it away.
+        # Not setdefault(): it would build a DeviceHealth on every heartbeat.
         h = self.devices.get(device_id)
         if h is None:
             h = self.devices[device_id] = DeviceHealth(device_id)
         return h
 
     def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
+        """A heartbeat this instance received."""
         h = self._get(hb.device)
         before = (h.status, h.battery_pct)
-        h.last_seen, h.status = now, "online"
-        h.battery_pct, h.signal_dbm = hb.battery_pct, hb.signal_dbm
-        h.firmware, h.uptime_s = hb.firmware, hb.uptime_s
+        h.heard(
+            now,
+            battery_pct=hb.battery_pct,
+            signal_dbm=hb.signal_dbm,
+            firmware=hb.firmware,
+            uptime_s=hb.uptime_s,
+        )
         self._dirty.add(hb.device)
         self._announce_if_changed(h, before)
 
     def on_status(self, device_id: str, state: str, now: float) -> None:
+        """A status message (retained online, or the Last Will's offline) this instance received."""
         h = self._get(device_id)
         before = (h.status, h.battery_pct)
-        h.status = state
-        if state == "online":
-            h.last_seen = now
+        h.set_status(state, now)
         self._dirty.add(device_id)
         self._announce_if_changed(h, before)
 
@@ -109,99 +104,133 @@ class HealthMonitor:
                 "device_status", device_id=h.device_id, status=h.status, battery_pct=h.battery_pct
             )
 
-    def evaluate(self, now: float) -> list[HealthChange]:
-        """Flags to raise or clear at ``now``.
-
-        Runs on the event loop over every device (10,000 in the benchmark):
-        the common case - nothing changed - builds no message and no list.
-        """
-        changes: list[HealthChange] = []
-        for device in self._cache.current.devices.values():
-            if device.state != "active":
-                continue
-            h = self._get(device.id)
-            silent_since = h.last_seen if h.last_seen is not None else self._started
-            offline = h.status == "offline" or now - silent_since > self._missed * device.heartbeat_interval_s
-            if offline != ("offline" in h.flags):
-                changes.append(
-                    self._flip(h, "offline", offline, f"balise {device.id} ({device.label}) hors ligne")
-                )
-            low = h.battery_pct is not None and h.battery_pct < self._low_battery
-            if low != ("low_battery" in h.flags):
-                message = f"batterie faible ({h.battery_pct} %) sur {device.id}"
-                changes.append(self._flip(h, "low_battery", low, message))
-        return changes
-
-    @staticmethod
-    def _flip(h: DeviceHealth, flag: str, active: bool, message: str) -> HealthChange:
-        """Raise or clear ``flag`` (the caller checked that it changes)."""
-        if active:
-            h.flags.add(flag)
-            return HealthChange(h.device_id, flag, True, message)
-        h.flags.discard(flag)
-        return HealthChange(h.device_id, flag, False, f"fin : {message}")
-
     async def load(self) -> None:
-        """Resume from the last flushed snapshot (so a restart does not forget silences)."""
-        for row in await self._store.device_health():
-            h = self._get(row["device_id"])
-            h.last_seen = (
-                datetime.fromisoformat(row["last_seen_at"]).timestamp() if row["last_seen_at"] else None
-            )
-            h.status, h.battery_pct, h.firmware = row["status"], row["battery_pct"], row["firmware"]
-            h.flags = set(json.loads(row["flags"]))
+        """Resume from the stored health (so a restart does not forget silences or flags)."""
+        self._watching_since = time.time()
+        self._revs.clear()
+        self._highest_rev = 0
+        self._absorb(await self._store.device_health(), with_flags=True)
+        # From here on, read only the rows merged since (see _pull).
+        self._revs.append((time.monotonic() - REREAD_S, self._highest_rev))
 
-    async def run(self, *, period_s: float = HEALTH_PASS_S, flush_every_s: float = FLUSH_EVERY_S) -> None:
-        """Raise and clear flags every ``period_s``; flush snapshots every ``flush_every_s``."""
-        last_flush = time.monotonic()
-        while True:
-            await asyncio.sleep(period_s)
-            try:
-                await self.check(time.time())
-                if time.monotonic() - last_flush >= flush_every_s:
-                    last_flush = time.monotonic()
-                    await self.flush()
-            except Exception:
-                log.exception("health pass failed")
+    async def run(self, *, period_s: float = HEALTH_PASS_S) -> None:
+        """One pass every ``period_s`` until cancelled; the lease is given up on the way out."""
+        try:
+            while True:
+                await asyncio.sleep(period_s)
+                try:
+                    await self.tick(time.time())
+                except Exception:
+                    log.exception("health pass failed")
+        finally:
+            if self.leading:
+                await asyncio.shield(self._store.release_lease(LEASE, self._instance_id))
 
     async def tick(self, now: float) -> list[HealthChange]:
-        """One whole pass: :meth:`check`, then :meth:`flush`."""
-        changes = await self.check(now)
+        """One pass: merge what this instance heard; if it leads, raise and clear flags as of ``now``."""
         await self.flush()
-        return changes
+        leading = await self._store.hold_lease(LEASE, self._instance_id, now=time.time(), lease_s=LEASE_S)
+        if leading and not self.leading:
+            log.info("health: instance %s now decides device flags", self._instance_id)
+            await self.load()  # the flags the previous leader wrote, and everything merged so far
+        self.leading = leading
+        if not leading:
+            return []
+        await self._pull()
+        return await self.check(now)
 
     async def check(self, now: float) -> list[HealthChange]:
-        """Raise and clear flags as of ``now``: operator events, console, metrics."""
-        changes = self.evaluate(now)
+        """Raise and clear flags as of ``now`` (the leader's part): operator events, console, metrics."""
+        monitored = [
+            Monitored(d.id, d.label, d.heartbeat_interval_s)
+            for d in self._cache.current.devices.values()
+            if d.state == "active"
+        ]
+        for m in monitored:
+            self._get(m.device_id)
+        changes = evaluate(
+            monitored,
+            self.devices,
+            now=now,
+            watching_since=self._watching_since,
+            missed_intervals=self._missed,
+            low_battery_pct=self._low_battery,
+        )
         for change in changes:
-            kind = change.flag if change.raised else f"{change.flag}_cleared"
-            (log.warning if change.raised else log.info)("device health: %s", change.message)
-            await self._store.add_operator_event(kind, change.message, device_id=change.device_id)
-            self._bus.publish(
-                "device_health", device_id=change.device_id, flag=change.flag, raised=change.raised
-            )
-            self._dirty.add(change.device_id)
+            await self._record(change)
         self._metrics.devices_offline.set(sum("offline" in h.flags for h in self.devices.values()))
         self._metrics.devices_low_battery.set(sum("low_battery" in h.flags for h in self.devices.values()))
         return changes
 
-    async def flush(self) -> None:
-        """Write the changed snapshots in one transaction."""
-        dirty, self._dirty = self._dirty, set()
-        rows = [self._row(self.devices[d]) for d in dirty if d in self._cache.current.devices]
-        if rows:
-            await self._store.save_device_health(rows)
+    async def _record(self, change: HealthChange) -> None:
+        kind = change.flag if change.raised else f"{change.flag}_cleared"
+        (log.warning if change.raised else log.info)("device health: %s", change.message)
+        flags = json.dumps(sorted(self.devices[change.device_id].flags))
+        await self._store.record_health_change(change.device_id, flags, kind, change.message)
+        self._bus.publish("device_health", device_id=change.device_id, flag=change.flag, raised=change.raised)
 
-    @staticmethod
-    def _row(h: DeviceHealth) -> dict[str, object]:
-        seen = datetime.fromtimestamp(h.last_seen, UTC).isoformat() if h.last_seen else None
-        return {
-            "device_id": h.device_id,
-            "last_seen_at": seen,
-            "status": h.status,
-            "battery_pct": h.battery_pct,
-            "signal_dbm": h.signal_dbm,
-            "firmware": h.firmware,
-            "uptime_s": h.uptime_s,
-            "flags": json.dumps(sorted(h.flags)),
-        }
+    async def flush(self) -> None:
+        """Merge this instance's new observations into the store, in one transaction."""
+        dirty, self._dirty = self._dirty, set()
+        rows = [_row(self.devices[d]) for d in dirty if d in self._cache.current.devices]
+        if rows:
+            try:
+                await self._store.merge_device_health(rows)
+            except Exception:
+                self._dirty |= dirty  # merged next pass: merging twice is harmless
+                raise
+
+    async def _pull(self) -> None:
+        """Merge what the other instances merged since the last read (with a margin, see REREAD_S)."""
+        now = time.monotonic()
+        while len(self._revs) > 1 and self._revs[1][0] <= now - REREAD_S:
+            self._revs.popleft()
+        after = self._revs[0][1] if self._revs and self._revs[0][0] <= now - REREAD_S else 0
+        self._absorb(await self._store.device_health(after_rev=after), with_flags=False)
+        self._revs.append((now, self._highest_rev))
+
+    def _absorb(self, rows: list[dict[str, object]], *, with_flags: bool) -> None:
+        for row in rows:
+            h = self._get(str(row["device_id"]))
+            merge(h, _from_row(row))
+            if with_flags:
+                h.flags = set(json.loads(str(row["flags"])))
+            self._highest_rev = max(self._highest_rev, int(str(row.get("rev") or 0)))
+
+
+def _instant(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds") if ts is not None else None
+
+
+def _epoch(text: object) -> float | None:
+    return datetime.fromisoformat(str(text)).timestamp() if text else None
+
+
+def _row(h: DeviceHealth) -> dict[str, object]:
+    return {
+        "device_id": h.device_id,
+        "last_seen_at": _instant(h.last_seen),
+        "status": h.status,
+        "status_at": _instant(h.status_at),
+        "battery_pct": h.battery_pct,
+        "signal_dbm": h.signal_dbm,
+        "firmware": h.firmware,
+        "uptime_s": h.uptime_s,
+    }
+
+
+def _from_row(row: dict[str, object]) -> DeviceHealth:
+    def num(key: str) -> int | None:
+        value = row.get(key)
+        return None if value is None else int(str(value))
+
+    return DeviceHealth(
+        str(row["device_id"]),
+        last_seen=_epoch(row.get("last_seen_at")),
+        status=None if row.get("status") is None else str(row["status"]),
+        status_at=_epoch(row.get("status_at")),
+        battery_pct=num("battery_pct"),
+        signal_dbm=num("signal_dbm"),
+        firmware=None if row.get("firmware") is None else str(row["firmware"]),
+        uptime_s=num("uptime_s"),
+    )

@@ -83,7 +83,9 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     await cache.refresh()
     await cache.load_last_fixes()
     bus, metrics = EventBus(), Metrics()
-    health = HealthMonitor(store=store, cache=cache, bus=bus, metrics=metrics)
+    health = HealthMonitor(
+        store=store, cache=cache, bus=bus, metrics=metrics, instance_id=settings.instance_id
+    )
     await health.load()
     ingest = Ingest(store=store, cache=cache, health=health, metrics=metrics, bus=bus)
     await ingest.load_windows()

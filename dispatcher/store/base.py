@@ -246,8 +246,26 @@ class AlertStore(Protocol):
 
     async def record_rejections(self, rows: Sequence[tuple[str | None, str, str, str]]) -> None: ...
     async def rejection_counts(self) -> dict[str, int]: ...
-    async def save_device_health(self, rows: Sequence[dict[str, Any]]) -> None: ...
-    async def device_health(self) -> list[dict[str, Any]]: ...
+    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Merge observations (``last_seen_at``, ``status``/``status_at``, readings) of any instance.
+
+        ``last_seen_at`` only moves forward and carries the readings with it; of
+        two statuses the later ``status_at`` wins; ``flags`` are left as they are.
+        Every merged row gets a new ``rev``, larger than any before it.
+        """
+
+    async def device_health(self, *, after_rev: int = 0) -> list[dict[str, Any]]:
+        """Health rows (with ``flags`` and ``rev``) whose ``rev`` is above ``after_rev``."""
+
+    async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
+        """Set a device's flags (JSON list) and add the operator event, in one transaction."""
+
+    async def hold_lease(self, name: str, owner: str, *, now: float, lease_s: float) -> bool:
+        """Take or renew the lease ``name`` until ``now + lease_s``; False while another owner holds it."""
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease up (if ``owner`` holds it) so that another instance takes it at once."""
+
     async def add_operator_event(
         self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
     ) -> int: ...

@@ -98,6 +98,11 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
+def _instant(text: str | None) -> datetime | None:
+    """An ISO instant from the health snapshots, as PostgreSQL's timestamptz wants it."""
+    return datetime.fromisoformat(text) if text else None
+
+
 def _utc(value: datetime) -> datetime:
     """Naive datetimes are local time, as SqliteStore's ``astimezone`` reads them."""
     return value.astimezone(UTC)
@@ -686,36 +691,88 @@ class PostgresStore(DocumentDirectory):
         rows = await self._fetch("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
         return {r["reason"]: int(r["n"]) for r in rows}
 
-    async def save_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Upsert the latest health snapshot of several devices."""
+    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Merge observations of any instance (see :meth:`Store.merge_device_health`)."""
+        newer = "(device_health.last_seen_at IS NULL OR excluded.last_seen_at > device_health.last_seen_at)"
+        later = "(device_health.status_at IS NULL OR excluded.status_at > device_health.status_at)"
+        readings = ", ".join(
+            f"{c}=CASE WHEN {newer} AND excluded.last_seen_at IS NOT NULL"
+            f" THEN excluded.{c} ELSE device_health.{c} END"
+            for c in ("battery_pct", "signal_dbm", "firmware", "uptime_s")
+        )
         values = [
             (
                 r["device_id"],
-                datetime.fromisoformat(r["last_seen_at"]) if r["last_seen_at"] else None,
-                r["status"],
-                r["battery_pct"],
-                r["signal_dbm"],
-                r["firmware"],
-                r["uptime_s"],
-                r["flags"],
+                _instant(r.get("last_seen_at")),
+                r.get("status"),
+                _instant(r.get("status_at")),
+                r.get("battery_pct"),
+                r.get("signal_dbm"),
+                r.get("firmware"),
+                r.get("uptime_s"),
             )
             for r in rows
         ]
         await self._tx(
             lambda c: c.executemany(
-                "INSERT INTO device_health(device_id, last_seen_at, status, battery_pct, signal_dbm,"
-                " firmware, uptime_s, flags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                " ON CONFLICT (device_id) DO UPDATE SET last_seen_at=excluded.last_seen_at,"
-                " status=excluded.status, battery_pct=excluded.battery_pct,"
-                " signal_dbm=excluded.signal_dbm, firmware=excluded.firmware,"
-                " uptime_s=excluded.uptime_s, flags=excluded.flags",
+                "INSERT INTO device_health(device_id, last_seen_at, status, status_at, battery_pct,"
+                " signal_dbm, firmware, uptime_s, rev)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nextval('device_health_rev'))"
+                f" ON CONFLICT (device_id) DO UPDATE SET {readings},"
+                " last_seen_at=GREATEST(device_health.last_seen_at, excluded.last_seen_at),"
+                f" status=CASE WHEN {later} AND excluded.status_at IS NOT NULL"
+                " THEN excluded.status ELSE device_health.status END,"
+                " status_at=GREATEST(device_health.status_at, excluded.status_at),"
+                " rev=excluded.rev",
                 values,
             )
         )
 
-    async def device_health(self) -> list[dict[str, Any]]:
-        rows = await self._fetch('SELECT * FROM device_health ORDER BY device_id COLLATE "C"')
-        return [{**dict(r), "last_seen_at": _iso(r["last_seen_at"])} for r in rows]
+    async def device_health(self, *, after_rev: int = 0) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            'SELECT * FROM device_health WHERE rev > $1 ORDER BY device_id COLLATE "C"', after_rev
+        )
+        return [
+            {**dict(r), "last_seen_at": _iso(r["last_seen_at"]), "status_at": _iso(r["status_at"])}
+            for r in rows
+        ]
+
+    async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
+        async def work(c: Conn) -> int:
+            await c.execute(
+                "INSERT INTO device_health(device_id, flags) VALUES ($1, $2)"
+                " ON CONFLICT (device_id) DO UPDATE SET flags=excluded.flags",
+                device_id,
+                flags,
+            )
+            event_id: int = await c.fetchval(
+                "INSERT INTO operator_events(at, kind, device_id, message) VALUES ($1, $2, $3, $4)"
+                " RETURNING id",
+                utcnow(),
+                kind,
+                device_id,
+                message,
+            )
+            return event_id
+
+        return await self._tx(work)
+
+    async def hold_lease(self, name: str, owner: str, *, now: float, lease_s: float) -> bool:
+        holder = await self._tx(
+            lambda c: c.fetchval(
+                "INSERT INTO leases(name, owner, until) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE"
+                " SET owner=excluded.owner, until=excluded.until"
+                " WHERE leases.owner=excluded.owner OR leases.until < $4 RETURNING owner",
+                name,
+                owner,
+                now + lease_s,
+                now,
+            )
+        )
+        return bool(holder == owner)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._tx(lambda c: c.execute("DELETE FROM leases WHERE name=$1 AND owner=$2", name, owner))
 
     async def add_operator_event(
         self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None

@@ -233,3 +233,19 @@ MIGRATIONS.append(
         FOR EACH STATEMENT EXECUTE FUNCTION bump_directory_version();
     """
 )
+
+# 4 — device health with N instances (see the SQLite migration 4): merged
+# observations ordered by a sequence, and the leases that elect one health leader.
+MIGRATIONS.append(
+    """
+    CREATE SEQUENCE device_health_rev;
+    ALTER TABLE device_health ADD COLUMN status_at timestamptz;
+    ALTER TABLE device_health ADD COLUMN rev bigint NOT NULL DEFAULT 0;
+    CREATE INDEX device_health_by_rev ON device_health(rev);
+    CREATE TABLE leases (
+        name text PRIMARY KEY,
+        owner text NOT NULL,
+        until double precision NOT NULL
+    );
+    """
+)

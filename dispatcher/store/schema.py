@@ -204,3 +204,20 @@ MIGRATIONS.append(
         for event in events
     )
 )
+
+# 4 — device health with N instances (docs/architecture.md): every instance merges
+# what it heard into device_health (latest status wins by status_at, last_seen only
+# moves forward; rev orders the changes for the leader's incremental reads), and
+# one instance at a time - the holder of the 'health' lease - writes the flags.
+MIGRATIONS.append(
+    """
+    ALTER TABLE device_health ADD COLUMN status_at TEXT;
+    ALTER TABLE device_health ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX device_health_by_rev ON device_health(rev);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    """
+)

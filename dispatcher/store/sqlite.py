@@ -470,22 +470,62 @@ class SqliteStore(DocumentDirectory):
         rows = await self._all("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
         return {r["reason"]: r["n"] for r in rows}
 
-    async def save_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Upsert the latest health snapshot of several devices."""
+    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Merge observations of any instance (see :meth:`Store.merge_device_health`)."""
+        # NULL compares as unknown: COALESCE makes "newer than nothing" true.
+        newer = (
+            "COALESCE(excluded.last_seen_at > device_health.last_seen_at, excluded.last_seen_at IS NOT NULL)"
+        )
+        later = "COALESCE(excluded.status_at > device_health.status_at, excluded.status_at IS NOT NULL)"
+        readings = ", ".join(
+            f"{c}=CASE WHEN {newer} THEN excluded.{c} ELSE device_health.{c} END"
+            for c in ("battery_pct", "signal_dbm", "firmware", "uptime_s", "last_seen_at")
+        )
         async with self._tx() as tx:
             await tx.executemany(
-                "INSERT INTO device_health(device_id, last_seen_at, status, battery_pct, signal_dbm,"
-                " firmware, uptime_s, flags) VALUES (:device_id, :last_seen_at, :status, :battery_pct,"
-                " :signal_dbm, :firmware, :uptime_s, :flags) ON CONFLICT(device_id) DO UPDATE SET"
-                " last_seen_at=excluded.last_seen_at, status=excluded.status,"
-                " battery_pct=excluded.battery_pct,"
-                " signal_dbm=excluded.signal_dbm, firmware=excluded.firmware, uptime_s=excluded.uptime_s,"
-                " flags=excluded.flags",
-                rows,
+                "INSERT INTO device_health(device_id, last_seen_at, status, status_at, battery_pct,"
+                " signal_dbm, firmware, uptime_s, rev) VALUES (:device_id, :last_seen_at, :status,"
+                " :status_at, :battery_pct, :signal_dbm, :firmware, :uptime_s,"
+                " (SELECT COALESCE(MAX(rev), 0) + 1 FROM device_health))"
+                f" ON CONFLICT(device_id) DO UPDATE SET {readings},"
+                f" status=CASE WHEN {later} THEN excluded.status ELSE device_health.status END,"
+                f" status_at=CASE WHEN {later} THEN excluded.status_at ELSE device_health.status_at END,"
+                " rev=excluded.rev",
+                [_health_params(r) for r in rows],
             )
 
-    async def device_health(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self._all("SELECT * FROM device_health ORDER BY device_id")]
+    async def device_health(self, *, after_rev: int = 0) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM device_health WHERE rev > ? ORDER BY device_id"
+        return [dict(r) for r in await self._all(sql, (after_rev,))]
+
+    async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO device_health(device_id, flags) VALUES (?, ?)"
+                " ON CONFLICT(device_id) DO UPDATE SET flags=excluded.flags",
+                (device_id, flags),
+            )
+            cur = await tx.execute(
+                "INSERT INTO operator_events(at, kind, device_id, message) VALUES (?, ?, ?, ?)",
+                (_iso(utcnow()), kind, device_id, message),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def hold_lease(self, name: str, owner: str, *, now: float, lease_s: float) -> bool:
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO leases(name, owner, until) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE"
+                " SET owner=excluded.owner, until=excluded.until"
+                " WHERE leases.owner=excluded.owner OR leases.until < ?",
+                (name, owner, now + lease_s, now),
+            )
+            cur = await tx.execute("SELECT owner FROM leases WHERE name=?", (name,))
+            row = await cur.fetchone()
+        return row is not None and row[0] == owner
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        async with self._tx() as tx:
+            await tx.execute("DELETE FROM leases WHERE name=? AND owner=?", (name, owner))
 
     async def add_operator_event(
         self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
@@ -926,3 +966,13 @@ def _fetchone(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> sq
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
     return conn.execute(sql, params).fetchall()
+
+
+_HEALTH_COLUMNS = (
+    "device_id", "last_seen_at", "status", "status_at", "battery_pct", "signal_dbm", "firmware", "uptime_s"
+)
+
+
+def _health_params(row: dict[str, Any]) -> dict[str, Any]:
+    """A health observation as SQL parameters (every column named, ``None`` when absent)."""
+    return {k: row.get(k) for k in _HEALTH_COLUMNS}

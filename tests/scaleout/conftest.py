@@ -120,7 +120,7 @@ class Cluster:
         await _wait_healthy(instance)
         return instance
 
-    async def add_devices(self, count: int) -> None:
+    async def add_devices(self, count: int, *, heartbeat_interval_s: int = 30) -> None:
         """Register ``count`` desk buttons of Dr Fabre's cabinet and connect them.
 
         Call before starting the instances: they read the directory at start
@@ -136,6 +136,7 @@ class Cluster:
                     practitioner_id="dr-claire-fabre",
                     site_id="cabinet-boutonnet",
                     label=device_id,
+                    heartbeat_interval_s=heartbeat_interval_s,
                 ),
                 key,
             )

@@ -522,15 +522,8 @@ async def test_timers_are_leased_and_taken_over_after_the_lease(store: Any) -> N
 # -- rejections, health, operator events -----------------------------------------------
 
 
-@covers(
-    "record_rejections",
-    "rejection_counts",
-    "save_device_health",
-    "device_health",
-    "add_operator_event",
-    "operator_events",
-)
-async def test_audit_trails_and_health(store: Any) -> None:
+@covers("record_rejections", "rejection_counts", "add_operator_event", "operator_events")
+async def test_audit_trails(store: Any) -> None:
     await seed(store, "btn-1", "btn-2")
     await store.record_rejections(
         [
@@ -540,23 +533,6 @@ async def test_audit_trails_and_health(store: Any) -> None:
     )
     await store.record_rejections([("btn-2", "vigie/v1/dev/btn-2/up/alert", "replay", "seq 4")])
     assert await store.rejection_counts() == {"replay": 2, "topic_mismatch": 1}
-    seen = datetime.fromtimestamp(1_700_000_000.25, UTC).isoformat()
-    row = {
-        "device_id": "btn-2",
-        "last_seen_at": seen,
-        "status": "online",
-        "battery_pct": 80,
-        "signal_dbm": -70,
-        "firmware": "1.2.0",
-        "uptime_s": 3600,
-        "flags": '["low_battery"]',
-    }
-    await store.save_device_health([row, row | {"device_id": "btn-1", "last_seen_at": None, "flags": "[]"}])
-    await store.save_device_health([row | {"battery_pct": 15}])
-    health = await store.device_health()
-    assert [h["device_id"] for h in health] == ["btn-1", "btn-2"]
-    assert health[1] == row | {"battery_pct": 15}
-    assert health[0]["last_seen_at"] is None
     first_id = await store.add_operator_event("alarm", "envoi incertain", alert_id=None, device_id="btn-1")
     second_id = await store.add_operator_event("offline", "btn-2 silencieux", device_id="btn-2")
     assert second_id == first_id + 1
@@ -566,6 +542,73 @@ async def test_audit_trails_and_health(store: Any) -> None:
     ]
     assert datetime.fromisoformat(events[0]["at"]).tzinfo is not None
     assert len(await store.operator_events()) == 2
+
+
+def _at(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+
+
+def _observation(device_id: str, seen: float | None, status_at: float | None, **extra: Any) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        "last_seen_at": None if seen is None else _at(seen),
+        "status": extra.pop("status", "online"),
+        "status_at": None if status_at is None else _at(status_at),
+        "battery_pct": extra.pop("battery_pct", 80),
+        "signal_dbm": -70,
+        "firmware": "1.2.0",
+        "uptime_s": 3600,
+    }
+
+
+@covers("merge_device_health", "device_health", "record_health_change")
+async def test_health_observations_merge_whatever_the_order(store: Any) -> None:
+    """Two instances' snapshots, written out of order, end in the newest of each."""
+    await seed(store, "btn-1", "btn-2")
+    t = 1_700_000_000.25
+    await store.merge_device_health([_observation("btn-2", t + 10, t + 10, battery_pct=40)])
+    # An older heartbeat (another instance, flushed late) and a newer Last Will.
+    await store.merge_device_health(
+        [
+            _observation("btn-2", t, t, battery_pct=90),
+            _observation("btn-1", None, t + 20, status="offline", battery_pct=None),
+        ]
+    )
+    await store.merge_device_health([_observation("btn-2", None, t + 15, status="offline", battery_pct=None)])
+    rows = {r["device_id"]: r for r in await store.device_health()}
+    assert (rows["btn-2"]["last_seen_at"], rows["btn-2"]["battery_pct"]) == (_at(t + 10), 40)
+    assert (rows["btn-2"]["status"], rows["btn-2"]["status_at"]) == ("offline", _at(t + 15))
+    assert (rows["btn-1"]["status"], rows["btn-1"]["last_seen_at"]) == ("offline", None)
+    assert rows["btn-1"]["flags"] == "[]"
+
+    # Flags are the leader's: merging observations leaves them alone.
+    event_id = await store.record_health_change("btn-2", '["offline"]', "offline", "balise btn-2 hors ligne")
+    await store.merge_device_health([_observation("btn-2", t + 30, t + 30)])
+    rows = {r["device_id"]: r for r in await store.device_health()}
+    assert rows["btn-2"]["flags"] == '["offline"]'
+    assert (rows["btn-2"]["status"], rows["btn-2"]["last_seen_at"]) == ("online", _at(t + 30))
+    assert [(e["id"], e["kind"]) for e in await store.operator_events()] == [(event_id, "offline")]
+
+    # Incremental reads: only what was merged after a given rev.
+    last_rev = max(r["rev"] for r in rows.values())
+    await store.merge_device_health([_observation("btn-1", t + 40, t + 40)])
+    assert [r["device_id"] for r in await store.device_health(after_rev=last_rev)] == ["btn-1"]
+    assert await store.device_health(after_rev=last_rev + 1) == []
+
+
+@covers("hold_lease", "release_lease")
+async def test_one_lease_holder_at_a_time(store: Any) -> None:
+    assert await store.hold_lease("health", "a", now=1000.0, lease_s=5.0)
+    assert not await store.hold_lease("health", "b", now=1002.0, lease_s=5.0)
+    assert await store.hold_lease("health", "a", now=1004.0, lease_s=5.0)  # renewed until 1009
+    assert not await store.hold_lease("health", "b", now=1008.0, lease_s=5.0)
+    assert await store.hold_lease("health", "b", now=1010.0, lease_s=5.0)  # a's ran out
+    assert not await store.hold_lease("health", "a", now=1011.0, lease_s=5.0)
+    await store.release_lease("health", "a")  # not a's any more: nothing happens
+    assert not await store.hold_lease("health", "a", now=1012.0, lease_s=5.0)
+    await store.release_lease("health", "b")
+    assert await store.hold_lease("health", "a", now=1012.0, lease_s=5.0)
+    assert await store.hold_lease("other", "b", now=1012.0, lease_s=5.0)  # leases are independent
 
 
 # -- access control, audit, notes, search, retention ------------------------------------

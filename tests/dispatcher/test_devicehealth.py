@@ -1,0 +1,105 @@
+"""The pure core of device health: merging instances' observations, deciding flags once."""
+
+from __future__ import annotations
+
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dispatcher.devicehealth import DeviceHealth, Monitored, evaluate, is_offline, merge
+
+# An observation: (time, kind, battery): a heartbeat, or a status message.
+observations = st.lists(
+    st.tuples(
+        st.integers(0, 10_000).map(float),
+        st.sampled_from(["heartbeat", "online", "offline"]),
+        st.integers(0, 100),
+    ),
+    max_size=30,
+    unique_by=lambda o: o[0],
+).map(sorted)
+
+
+def observe(h: DeviceHealth, obs: tuple[float, str, int]) -> None:
+    at, kind, battery = obs
+    if kind == "heartbeat":
+        h.heard(at, battery_pct=battery)
+    else:
+        h.set_status(kind, at)
+
+
+def one_instance_view(obs: list[tuple[float, str, int]]) -> DeviceHealth:
+    h = DeviceHealth("btn-1")
+    for o in obs:
+        observe(h, o)
+    return h
+
+
+@settings(max_examples=300)
+@given(
+    obs=observations,
+    owners=st.lists(st.integers(0, 2), min_size=30, max_size=30),
+    order=st.permutations([0, 1, 2]),
+)
+def test_merging_instances_views_equals_one_instance_seeing_everything(
+    obs: list[tuple[float, str, int]], owners: list[int], order: list[int]
+) -> None:
+    """Whichever instance received what, merged in any order, gives the same health."""
+    views = [DeviceHealth("btn-1") for _ in range(3)]
+    for o, owner in zip(obs, owners, strict=False):
+        observe(views[owner], o)
+    merged = DeviceHealth("btn-1")
+    for i in order:
+        merge(merged, views[i])
+        merge(merged, views[i])  # idempotent: a snapshot flushed twice
+    truth = one_instance_view(obs)
+    assert (merged.last_seen, merged.status, merged.status_at) == (
+        truth.last_seen,
+        truth.status,
+        truth.status_at,
+    )
+    if not any(kind == "online" for _, kind, _ in obs):  # readings ride with the latest heartbeat
+        assert merged.battery_pct == truth.battery_pct
+
+
+@settings(max_examples=300)
+@given(obs=observations, now=st.integers(0, 12_000).map(float), interval=st.sampled_from([5.0, 30.0, 300.0]))
+def test_flags_are_raised_once_and_say_the_truth(
+    obs: list[tuple[float, str, int]], now: float, interval: float
+) -> None:
+    h = one_instance_view(obs)
+    health = {"btn-1": h}
+    devices = [Monitored("btn-1", "Bouton accueil", interval)]
+    kwargs = {"now": now, "watching_since": 0.0, "missed_intervals": 2.0, "low_battery_pct": 20}
+    first = evaluate(devices, health, **kwargs)  # type: ignore[arg-type]
+    assert evaluate(devices, health, **kwargs) == []  # type: ignore[arg-type]
+    expected_offline = is_offline(copy.copy(h), interval, missed=2.0, now=now, watching_since=0.0)
+    assert ("offline" in h.flags) == expected_offline
+    assert ("low_battery" in h.flags) == (h.battery_pct is not None and h.battery_pct < 20)
+    assert all(c.raised for c in first)  # from no flags, only raises
+    assert all("hors ligne" in c.message or "batterie faible" in c.message for c in first)
+
+
+def test_a_heartbeat_after_the_last_will_brings_the_device_back() -> None:
+    h = DeviceHealth("btn-1")
+    h.heard(100.0, battery_pct=80)
+    h.set_status("offline", 110.0)
+    assert is_offline(h, 30.0, missed=2.0, now=111.0, watching_since=0.0)
+    late_will = DeviceHealth("btn-1")
+    late_will.set_status("offline", 105.0)  # another instance, flushed late: older than the heartbeat below
+    h.heard(120.0, battery_pct=79)
+    merge(h, late_will)
+    assert not is_offline(h, 30.0, missed=2.0, now=121.0, watching_since=0.0)
+
+
+def test_the_message_names_the_device_without_empty_brackets() -> None:
+    health = {"btn-1": DeviceHealth("btn-1"), "btn-2": DeviceHealth("btn-2")}
+    devices = [Monitored("btn-1", "", 30.0), Monitored("btn-2", "Bouton accueil", 30.0)]
+    changes = evaluate(
+        devices, health, now=100.0, watching_since=0.0, missed_intervals=2.0, low_battery_pct=20
+    )
+    assert [c.message for c in changes] == [
+        "balise btn-1 hors ligne",
+        "balise btn-2 (Bouton accueil) hors ligne",
+    ]
