@@ -169,6 +169,32 @@ def statistics(
     return rows
 
 
+COUNT_COLUMNS = ("alerts", "acknowledged", "false_alarms", "cancelled", "duress")
+
+
+def suppress_small_counts(rows: Sequence[StatsRow], threshold: int) -> list[StatsRow]:
+    """Counts from 1 to ``threshold - 1`` become ``"<threshold"``, so that no cell singles anyone out.
+
+    A cell with fewer alerts than the threshold also loses its acknowledgement
+    times (a median of two delays is each person's delay). Zero stays zero: it
+    says nothing about anyone. ``threshold <= 1`` turns suppression off.
+    """
+    if threshold <= 1:
+        return list(rows)
+    hidden = f"<{threshold}"
+
+    def shown(value: int | str) -> int | str:
+        return hidden if isinstance(value, int) and 0 < value < threshold else value
+
+    out = []
+    for row in rows:
+        update: dict[str, object] = {c: shown(getattr(row, c)) for c in COUNT_COLUMNS}
+        if update["alerts"] == hidden:
+            update |= {"median_ack_s": None, "p90_ack_s": None}
+        out.append(row.model_copy(update=update))
+    return out
+
+
 def statistics_csv(rows: Sequence[StatsRow]) -> str:
     """CSV with a header line, one row per cell."""
     out = io.StringIO()

@@ -90,6 +90,11 @@ class ApiSettings(BaseModel):
     login_max_failures: int = Field(default=5, description="Failed logins per user+IP before HTTP 429")
     login_window_s: int = Field(default=300, description="Window in which failed logins are counted")
     retention_interval_s: float = Field(default=3600.0, description="Period of the RGPD purge task")
+    stats_min_count: int = Field(
+        default=5,
+        ge=1,
+        description='Statistics cells counting fewer than this are exported as "<N" (1: no suppression)',
+    )
     tile_url: str = Field(
         default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         description="Map tiles for the console; '' shows coordinates and address only",

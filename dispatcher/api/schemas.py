@@ -333,10 +333,10 @@ class StatsRow(BaseModel):
     departement: str | None
     month: str = Field(description="YYYY-MM, Europe/Paris")
     place_type: str
-    alerts: int
-    acknowledged: int
-    false_alarms: int
-    cancelled: int
-    duress: int
-    median_ack_s: float | None
+    alerts: int | str = Field(description='A count, or "<N" under the small-count threshold')
+    acknowledged: int | str
+    false_alarms: int | str
+    cancelled: int | str
+    duress: int | str
+    median_ack_s: float | None = Field(description="None when the cell is under the threshold")
     p90_ack_s: float | None

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from dispatcher import audit
 from dispatcher.api.deps import ClientIp, Ctx, StaffUser, UserAccess
 from dispatcher.api.schemas import StatsRow
-from dispatcher.report import statistics, statistics_csv
+from dispatcher.report import statistics, statistics_csv, suppress_small_counts
 from dispatcher.store.base import AlertQuery
 
 router = APIRouter(prefix="/api/stats", tags=["stats"])
@@ -31,13 +31,18 @@ async def export_statistics(
     convention_id: Annotated[str | None, Query(max_length=64)] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> list[StatsRow] | Response:
-    """Counts per convention, month and type of place, with acknowledgement times; no names, no addresses."""
+    """Counts per convention, month and type of place, with acknowledgement times; no names, no addresses.
+
+    Counts under ``VIGIE_API__STATS_MIN_COUNT`` are shown as ``"<N"`` (small-count suppression).
+    """
     query = access.alert_query(
         AlertQuery(kinds=("alert",), since=since, until=until, limit=100_000), convention_id
     )
     records = [r for r in await ctx.store.search_alerts(query) if access.sees_alert(r)]
     times = await ctx.store.alert_event_times([r.id for r in records])
-    rows = statistics(records, times, access.snapshot.conventions)
+    rows = suppress_small_counts(
+        statistics(records, times, access.snapshot.conventions), ctx.settings.api.stats_min_count
+    )
     await ctx.audit.record(access.user, audit.STATS_EXPORT, ip=ip, format=format, rows=len(rows))
     if format == "csv":
         return Response(
