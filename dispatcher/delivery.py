@@ -47,7 +47,6 @@ class Notifier(Protocol):
 
 
 ContextLoader = Callable[[str], Awaitable[AlertContext]]
-AckerName = Callable[[str], Awaitable[str]]
 FailureHandler = Callable[[NotificationRecord], Awaitable[None]]
 
 
@@ -93,7 +92,6 @@ class Delivery:
         bus: EventBus,
         instance_id: str,
         context_of: ContextLoader,
-        acker_of: AckerName,
         on_failed: FailureHandler,
         retry_attempts: int = 3,
         retry_base_s: float = 0.5,
@@ -104,7 +102,6 @@ class Delivery:
         self._bus = bus
         self._owner = instance_id
         self._context_of = context_of
-        self._acker_of = acker_of
         self._on_failed = on_failed
         self._retry_attempts = retry_attempts
         self._retry_base_s = retry_base_s
@@ -240,23 +237,13 @@ class Delivery:
         received_at = self._first_pending.pop(n.alert_id, None)
         if received_at is not None:  # the alert's first provider request starts now
             self._metrics.stage_seconds.labels("first_request").observe(time.monotonic() - received_at)
+        # What to say was decided with the row (purpose, position, duress, who acted):
+        # the words are right whichever instance sends them, whatever the cache holds.
+        facts = texts.Facts(n.purpose, n.tier, n.round, n.duress, n.actor)
         if n.channel == "voice":
-            twiml = texts.alert_twiml(ctx, self._notifier.gather_action_url(reference))
+            twiml = texts.twiml_for(ctx, facts, self._notifier.gather_action_url(reference))
             return await self._notifier.place_call(n.phone, twiml, reference=reference)
-        return await self._notifier.send_sms(n.phone, await self._sms_body(n, ctx), reference=reference)
-
-    async def _sms_body(self, n: NotificationRecord, ctx: AlertContext) -> str:
-        match n.purpose:
-            case "false_alarm":
-                return texts.false_alarm_sms(ctx)
-            case "duress_notice":
-                return texts.duress_notice_sms(ctx)
-            case "ack_notice":
-                return texts.ack_notice_sms(ctx, await self._acker_of(n.alert_id))
-            case "test":
-                return texts.test_sms(ctx)
-            case _:
-                return texts.alert_sms(ctx)
+        return await self._notifier.send_sms(n.phone, texts.sms_for(ctx, facts), reference=reference)
 
     async def _record(self, n: NotificationRecord, result: ProviderResult) -> None:
         try:

@@ -230,6 +230,7 @@ class ResolvedLocation(_Value):
 class AlertKind(StrEnum):
     ALERT = "alert"
     TEST = "test"
+    DRILL = "drill"  # a test on a convention that consented to drills: the real chain, announced as a drill
 
 
 class AlertState(StrEnum):

@@ -245,6 +245,8 @@ class Engine:
                 purpose=c.purpose,
                 tier=c.tier,
                 round=c.round,
+                duress=c.duress,
+                actor=c.actor,
             )
             for c in commands
             if isinstance(c, esc.Notify)
@@ -442,20 +444,13 @@ class Engine:
     # -- what delivery needs ------------------------------------------------------------
 
     async def context_of(self, alert_id: str) -> AlertContext:
+        """Who, where, when: fixed at the alert's start (duress and actors come with each notification)."""
         ctx = self._contexts.get(alert_id)
         if ctx is None:
             record = await self._store.get_alert(alert_id)
             ctx = AlertContext.model_validate(record.context)
-            duress = bool((record.escalation or {}).get("duress"))
-            ctx = ctx.model_copy(update={"duress": duress})
             self._contexts[alert_id] = ctx
         return ctx
-
-    async def acker_of(self, alert_id: str) -> str:
-        record = await self._store.get_alert(alert_id)
-        state = esc.EscalationState.from_json(record.escalation or {})
-        recipient = state.plan.recipient(state.acked_by or "")
-        return recipient.name if recipient else (state.acked_by or "un operateur")
 
     def forget(self, alert_id: str) -> None:
         """Drop cached context of a closed alert."""

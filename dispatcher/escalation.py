@@ -18,6 +18,21 @@ Escalation walks *positions* ``(round, tier)`` in strictly increasing order:
 every tier of round 0, then every tier again for each repeat. Because a
 position is never re-entered, a responder is alerted at most once per channel
 per position, which bounds the number of alert notifications.
+
+Invariants (tested as properties in tests/dispatcher/test_escalation.py and
+test_messages.py):
+
+* a stand-down (``cancelled``, ``false_alarm``, ``resolved``) is its own
+  purpose, never ``alert``, and reaches every contact already alerted —
+  the acknowledging one included — by SMS, or by a call when SMS is not
+  one of their channels;
+* once under duress, every notification carries ``duress=True``, no
+  stand-down is ever sent again (no cancel undoes it, an operator cannot
+  mark it a false alarm: it can only be resolved), and the device only
+  ever hears ``cancelled``;
+* a test alert reaches nobody but the practitioner; a drill (a test on a
+  convention that consented) runs the real chain, marked as a drill by the
+  texts.
 """
 
 from __future__ import annotations
@@ -63,13 +78,19 @@ __all__ = [
     "step",
 ]
 
-NotifyPurpose = Literal["alert", "false_alarm", "duress_notice", "ack_notice", "test"]
+NotifyPurpose = Literal[
+    "alert", "cancelled", "false_alarm", "resolved", "duress_notice", "ack_notice", "test"
+]
+#: Messages that tell responders to stand down (never after a duress).
+STAND_DOWNS: frozenset[NotifyPurpose] = frozenset({"cancelled", "false_alarm", "resolved"})
 AckVia = Literal["sms", "voice", "console"]
 
 #: States in which nothing is ever sent to a responder again.
 TERMINAL_STATES = frozenset({AlertState.RESOLVED, AlertState.CANCELLED, AlertState.FALSE_ALARM})
 #: States in which the escalation may still be running.
 _ESCALATING = frozenset({AlertState.NOTIFYING, AlertState.DURESS})
+#: Kinds that run the responders' chain: a drill runs it too, announced as a drill.
+_CHAIN_KINDS = frozenset({AlertKind.ALERT, AlertKind.DRILL})
 
 ALARM_EXHAUSTED = "escalade épuisée"
 ALARM_DURESS = "annulation sous contrainte"
@@ -124,7 +145,7 @@ class EscalationState:
     def escalating(self) -> bool:
         """True while timers and delivery failures may still move the escalation."""
         return (
-            self.kind is AlertKind.ALERT
+            self.kind in _CHAIN_KINDS
             and self.state in _ESCALATING
             and self.acked_by is None
             and self.taken_over_by is None
@@ -255,13 +276,20 @@ Event: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    """Send one message (SMS) or place one call (voice) to a recipient."""
+    """Send one message (SMS) or place one call (voice) to a recipient.
+
+    ``duress``: decided after a duress, the message must say the danger is
+    confirmed. ``actor``: who acknowledged / closed, as the message names
+    them (None: the practitioner herself, for a cancel).
+    """
 
     recipient: Recipient
     channel: Channel
     purpose: NotifyPurpose
     tier: int
     round: int
+    duress: bool = False
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,8 +350,10 @@ def _first_position(plan: EscalationPlan) -> tuple[int, int] | None:
     return _next_position(plan, -1, 0)
 
 
-def _alert_notifications(recipients: Iterable[Recipient], tier: int, round_: int) -> list[Notify]:
-    return [Notify(r, ch, "alert", tier, round_) for r in recipients for ch in r.channels]
+def _alert_notifications(
+    recipients: Iterable[Recipient], tier: int, round_: int, *, duress: bool
+) -> list[Notify]:
+    return [Notify(r, ch, "alert", tier, round_, duress=duress) for r in recipients for ch in r.channels]
 
 
 def _enter(state: EscalationState, position: tuple[int, int] | None) -> Transition:
@@ -332,7 +362,7 @@ def _enter(state: EscalationState, position: tuple[int, int] | None) -> Transiti
         return replace(state, exhausted=True), [RaiseOperatorAlarm(ALARM_EXHAUSTED)]
     tier, round_ = position
     plan_tier = state.plan.tiers[tier]
-    notifies = _alert_notifications(plan_tier.recipients, tier, round_)
+    notifies = _alert_notifications(plan_tier.recipients, tier, round_, duress=state.duress)
     new = replace(
         state,
         tier=tier,
@@ -369,12 +399,19 @@ def _notice_channel(recipient: Recipient, purpose: NotifyPurpose) -> Channel | N
     """SMS when possible; a voice-only contact is called for notices that change what they do."""
     if Channel.SMS in recipient.channels:
         return Channel.SMS
-    if purpose in ("false_alarm", "duress_notice") and Channel.VOICE in recipient.channels:
+    changes_what_they_do = purpose in STAND_DOWNS or purpose == "duress_notice"
+    if changes_what_they_do and Channel.VOICE in recipient.channels:
         return Channel.VOICE
     return None
 
 
-def _notices(state: EscalationState, purpose: NotifyPurpose, *, exclude: str | None = None) -> list[Command]:
+def _notices(
+    state: EscalationState,
+    purpose: NotifyPurpose,
+    *,
+    exclude: str | None = None,
+    actor: str | None = None,
+) -> list[Command]:
     commands: list[Command] = []
     for contact_id in state.notified:
         recipient = state.plan.recipient(contact_id)
@@ -382,8 +419,16 @@ def _notices(state: EscalationState, purpose: NotifyPurpose, *, exclude: str | N
             continue
         channel = _notice_channel(recipient, purpose)
         if channel is not None:
-            commands.append(Notify(recipient, channel, purpose, state.tier, state.round))
+            commands.append(
+                Notify(recipient, channel, purpose, state.tier, state.round, duress=state.duress, actor=actor)
+            )
     return commands
+
+
+def _name_of(state: EscalationState, by: str) -> str:
+    """A contact id becomes the contact's name; an operator's name stays as it is."""
+    recipient = state.plan.recipient(by)
+    return recipient.name if recipient else by
 
 
 def _downlink(state: EscalationState, kind: DownlinkKind) -> list[Command]:
@@ -459,13 +504,16 @@ def _on_ack_timeout(state: EscalationState, event: AckTimeout) -> Transition:
 
 
 def _on_acknowledged(state: EscalationState, event: Acknowledged) -> Transition:
-    if state.kind is not AlertKind.ALERT or state.state not in _ESCALATING or state.acked_by is not None:
+    if state.kind not in _CHAIN_KINDS or state.state not in _ESCALATING or state.acked_by is not None:
         return _unchanged(state)
     new = replace(state, state=AlertState.ACKNOWLEDGED, acked_by=event.by, acked_via=event.via)
+    if state.plan.recipient(event.by) is not None:
+        # Whoever took it is in the audience of every later notice (a cancel must reach them).
+        new = replace(new, notified=_merge(new.notified, [event.by]))
     commands: list[Command] = [
         CancelTimers(),
         *_downlink(new, "acknowledged"),
-        *_notices(new, "ack_notice", exclude=event.by),
+        *_notices(new, "ack_notice", exclude=event.by, actor=_name_of(state, event.by)),
     ]
     return _changed(state, new, commands)
 
@@ -473,7 +521,7 @@ def _on_acknowledged(state: EscalationState, event: Acknowledged) -> Transition:
 def _on_cancelled(state: EscalationState, event: Cancelled) -> Transition:
     # Whatever happened before, the device gets the normal "cancelled" answer,
     # so that a forced cancel looks exactly like a real one.
-    if state.kind is not AlertKind.ALERT or state.terminal:
+    if state.kind not in _CHAIN_KINDS or state.terminal:
         alarm: list[Command] = [RaiseOperatorAlarm(ALARM_DURESS_AFTER_END)] if event.duress else []
         return _unchanged(state, [SendDownlink("cancelled"), *alarm])
     if state.duress:
@@ -488,17 +536,26 @@ def _on_cancelled(state: EscalationState, event: Cancelled) -> Transition:
         ]
         return _changed(state, new, commands)
     new = replace(state, state=AlertState.CANCELLED)
-    return _changed(state, new, [CancelTimers(), SendDownlink("cancelled"), *_notices(new, "false_alarm")])
+    return _changed(state, new, [CancelTimers(), SendDownlink("cancelled"), *_notices(new, "cancelled")])
 
 
 def _on_closed(state: EscalationState, target: AlertState, by: str) -> Transition:
-    """Resolved or marked as a false alarm by an operator."""
-    if state.kind is not AlertKind.ALERT or state.terminal or state.state is AlertState.RECEIVED:
+    """Resolved or marked as a false alarm by an operator (or resolved by the acknowledging responder).
+
+    A duress alert is never a false alarm: the practitioner was forced to
+    cancel, whatever she says afterwards; operators resolve it.
+    """
+    false_alarm = target is AlertState.FALSE_ALARM
+    if (
+        state.kind not in _CHAIN_KINDS
+        or state.terminal
+        or state.state is AlertState.RECEIVED
+        or (false_alarm and state.duress)
+    ):
         return _unchanged(state)
     new = replace(state, state=target, closed_by=by)
-    commands: list[Command] = [CancelTimers()]
-    if target is AlertState.FALSE_ALARM:
-        commands += _notices(new, "false_alarm")
+    purpose: NotifyPurpose = "false_alarm" if false_alarm else "resolved"
+    commands: list[Command] = [CancelTimers(), *_notices(new, purpose, exclude=by, actor=_name_of(state, by))]
     commands += _downlink(new, "resolved")
     return _changed(state, new, commands)
 
@@ -518,7 +575,7 @@ def _on_delivery_failed(state: EscalationState, event: DeliveryFailed) -> Transi
     if fallback is not None:
         tier_recipients = state.plan.tiers[state.tier].recipients
         target = next(r for r in tier_recipients if r.contact_id == event.contact_id)
-        commands.append(Notify(target, fallback, "alert", state.tier, state.round))
+        commands.append(Notify(target, fallback, "alert", state.tier, state.round, duress=state.duress))
         new = replace(new, sent=(*new.sent, (event.contact_id, fallback)))
     if set(new.sent) <= set(new.failed):
         # Nobody of this tier can be reached: do not wait for the timeout.
@@ -539,7 +596,7 @@ def _fallback_channel(state: EscalationState, contact_id: str) -> Channel | None
 
 def _on_operator_took_over(state: EscalationState, event: OperatorTookOver) -> Transition:
     # Also accepted once the escalation is exhausted: that is when operators step in.
-    open_ = state.kind is AlertKind.ALERT and state.state in _ESCALATING and state.acked_by is None
+    open_ = state.kind in _CHAIN_KINDS and state.state in _ESCALATING and state.acked_by is None
     if not open_ or state.taken_over_by is not None:
         return _unchanged(state)
     new = replace(state, taken_over_by=event.by)

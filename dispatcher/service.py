@@ -111,7 +111,6 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         bus=bus,
         instance_id=settings.instance_id,
         context_of=engine.context_of,
-        acker_of=engine.acker_of,
         on_failed=engine.notification_failed,
     )
     engine.attach_delivery(delivery)

@@ -9,6 +9,7 @@ digit so that they are understood on a bad line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from xml.sax.saxutils import escape
@@ -24,6 +25,13 @@ VOICE_LANGUAGE = "fr-FR"
 VOICE_REPEATS = 3
 MAX_SEGMENTS = 3
 ACK_LINE = "Repondez 1 pour prendre en charge"
+ACK_SPEECH = "Appuyez sur 1 pour prendre en charge."
+NOTICE_REPEATS = 2  # an information call is said twice (no key to press)
+#: Every message of a drill starts with this, voice included (SMS: GSM-7, "—" becomes "-").
+DRILL_PREFIX = "EXERCICE — NE PAS INTERVENIR"
+#: What every message decided after a duress cancel says (SMS, GSM-7 / voice).
+DURESS_SMS = "DANGER CONFIRME (annulation sous contrainte)"
+DURESS_SPEECH = "Annulation sous contrainte : le danger est confirmé."
 # Dropped in this order when an alert would not fit in MAX_SEGMENTS.
 OPTIONAL_DETAILS = ("details", "convention", "profession")
 AT_ADDRESS_M = 30.0  # a fix this close to a known address is "at" it (floor and door code apply)
@@ -163,44 +171,100 @@ def _fitted(header: str, ctx: AlertContext, ack: str) -> str:
     return text
 
 
-def alert_sms(ctx: AlertContext) -> str:
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What a message must say beyond the alert itself, decided with the notification.
+
+    ``tier``/``round``: the escalation position (a next tier and a repeat say
+    so). ``duress``: decided after a duress cancel — the danger is confirmed.
+    ``actor``: who acknowledged or closed it (None for the practitioner's own
+    cancel).
+    """
+
+    purpose: str = "alert"
+    tier: int = 0
+    round: int = 0
+    duress: bool = False
+    actor: str | None = None
+
+
+def _drill(ctx: AlertContext, text: str, *, sms: bool) -> str:
+    """Every message of a drill starts with the drill warning, voice included."""
+    if ctx.kind is not AlertKind.DRILL:
+        return text
+    return f"{DRILL_PREFIX}\n{text}" if sms else f"{DRILL_PREFIX}. {text}"
+
+
+def _alert_header(ctx: AlertContext, facts: Facts) -> str:
+    if facts.duress or ctx.duress:
+        return f"ALERTE VIGIE - {DURESS_SMS}"
+    if facts.round > 0:
+        return f"ALERTE VIGIE - RELANCE {facts.round}: praticien en danger, toujours sans prise en charge"
+    if facts.tier > 0:
+        return "ALERTE VIGIE - praticien en danger, sans reponse des premiers contacts"
+    return "ALERTE VIGIE - praticien en danger"
+
+
+def alert_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
     """SMS to a responder: who, where, when, and how to acknowledge (≤ 3 segments if possible)."""
+    facts = facts or Facts()
     if ctx.kind is AlertKind.TEST:
         header, ack = "TEST - aucune action requise. Essai VIGIE", "Test: repondez 1 pour verifier la chaine"
-    elif ctx.duress:
-        header, ack = "ALERTE VIGIE - ANNULATION SOUS CONTRAINTE, danger maintenu", ACK_LINE
     else:
-        header, ack = "ALERTE VIGIE - praticien en danger", ACK_LINE
+        header, ack = _drill(ctx, _alert_header(ctx, facts), sms=True), ACK_LINE
     return _fitted(header, ctx, ack)
 
 
-def duress_notice_sms(ctx: AlertContext) -> str:
+def duress_notice_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
     """SMS to responders when the alert was cancelled with the duress PIN.
 
     The practitioner appears to cancel in front of her aggressor; responders
     must understand the opposite: the danger is confirmed.
     """
-    return _fitted("VIGIE - ANNULATION SOUS CONTRAINTE: ignorez l'annulation, danger confirme", ctx, ACK_LINE)
+    header = f"VIGIE - {DURESS_SMS}: ignorez l'annulation"
+    return _fitted(_drill(ctx, header, sms=True), ctx, ACK_LINE)
 
 
-def false_alarm_sms(ctx: AlertContext) -> str:
-    """SMS to responders already notified: the practitioner cancelled (normal PIN)."""
-    return _sms(
-        [
-            f"VIGIE: fausse alerte, annulee par le praticien ({_short_who(ctx)}, alerte de "
-            f"{local_time(ctx.received_at)})",
-            "Aucune intervention requise.",
-        ]
-    )
+def _about(ctx: AlertContext) -> str:
+    return f"alerte de {_short_who(ctx)} ({local_time(ctx.received_at)})"
 
 
-def ack_notice_sms(ctx: AlertContext, acked_by: str) -> str:
+def _closing_sms(ctx: AlertContext, header: str, what: str, last: str) -> str:
+    """Stand-downs and closings: what happened, which alert, what to do — no acknowledgement line."""
+    alert = _about(ctx)
+    return _sms([_drill(ctx, header, sms=True), f"{alert[0].upper()}{alert[1:]} {what}.", last])
+
+
+def cancelled_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """Stand-down: the practitioner cancelled with her own PIN."""
+    what = "annulee par le praticien avec son code personnel"
+    return _closing_sms(ctx, "VIGIE - FIN D'ALERTE", what, "Aucune intervention requise.")
+
+
+def false_alarm_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """Stand-down: an operator declared a false alarm (rows without an actor: the practitioner)."""
+    actor = facts.actor if facts else None
+    if actor is None:
+        return cancelled_sms(ctx, facts)
+    what = f"declaree fausse alerte par {actor}"
+    return _closing_sms(ctx, "VIGIE - FIN D'ALERTE - fausse alerte", what, "Aucune intervention requise.")
+
+
+def resolved_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """The incident is closed (by an operator or the responder who took it)."""
+    facts = facts or Facts()
+    header = f"VIGIE - INCIDENT CLOS - {DURESS_SMS}" if facts.duress else "VIGIE - INCIDENT CLOS"
+    return _closing_sms(ctx, header, f"close par {facts.actor or 'un operateur'}", "Merci.")
+
+
+def ack_notice_sms(ctx: AlertContext, facts: Facts) -> str:
     """SMS to the other notified contacts: someone took the alert."""
-    when = local_time(ctx.received_at)
-    return _sms([f"VIGIE: alerte {_short_who(ctx)} ({when}) prise en charge par {acked_by}."])
+    duress = f" {DURESS_SMS}." if facts.duress else ""
+    by = facts.actor or "un operateur"
+    return _sms([_drill(ctx, f"VIGIE: {_about(ctx)} prise en charge par {by}.{duress}", sms=True)])
 
 
-def test_sms(ctx: AlertContext) -> str:
+def test_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
     """SMS to the practitioner herself after she tested her device."""
     device = ctx.device.label or ctx.device.id
     return _sms(
@@ -217,22 +281,20 @@ def _spell(code: str) -> str:
     return ", ".join(c for c in code if not c.isspace())
 
 
-def alert_speech(ctx: AlertContext) -> str:
-    """The French sentence spoken to a responder who answers the call."""
+def _spoken_who(ctx: AlertContext) -> str:
+    p = ctx.practitioner
+    return f"du docteur {p.first_name} {p.last_name}" if p is not None else f"de {_short_who(ctx)}"
+
+
+def _spoken_time(ctx: AlertContext) -> str:
+    return local_time(ctx.received_at).replace(":", " heures ")
+
+
+def _spoken_place(ctx: AlertContext) -> list[str]:
     loc = ctx.location
-    test = ctx.kind is AlertKind.TEST
-    parts = ["Ceci est un test Vigie, aucune action requise." if test else "Alerte Vigie."]
-    if ctx.duress:
-        parts.append("Annulation sous contrainte : le danger est confirmé.")
-    if ctx.practitioner is not None:
-        p = ctx.practitioner
-        parts.append(f"Le docteur {p.first_name} {p.last_name}, {p.profession}, demande une aide urgente.")
-    else:
-        parts.append(f"Le bouton d'alerte de {_short_who(ctx)} a été déclenché.")
-    if ctx.routing_reason:
-        parts.append(f"Alerte transmise en secours : {ctx.routing_reason}.")
     place = _place(ctx)
     address = place.address
+    parts: list[str] = []
     if address is not None and place.offset is not None:
         parts.append(f"Position GPS {place.offset}.")
     elif address is not None:
@@ -245,9 +307,90 @@ def alert_speech(ctx: AlertContext) -> str:
         parts.append(f"Position : {loc.description}")
     if loc.stale:
         parts.append("Attention, position ancienne.")
-    parts.append(f"Alerte reçue à {local_time(ctx.received_at).replace(':', ' heures ')}.")
-    parts.append("Appuyez sur 1 pour prendre en charge.")
-    return " ".join(parts)
+    return parts
+
+
+def _spoken_header(ctx: AlertContext, facts: Facts) -> list[str]:
+    if ctx.kind is AlertKind.TEST:
+        return ["Ceci est un test Vigie, aucune action requise."]
+    parts = ["Alerte Vigie."]
+    if facts.duress or ctx.duress:
+        parts.append(DURESS_SPEECH)
+    elif facts.round > 0:
+        parts.append(f"Relance numéro {facts.round} : personne n'a encore pris l'alerte en charge.")
+    elif facts.tier > 0:
+        parts.append("Les premiers contacts n'ont pas répondu.")
+    return parts
+
+
+def alert_speech(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """The French sentence spoken to a responder who answers the alert call."""
+    parts = _spoken_header(ctx, facts or Facts())
+    if ctx.practitioner is not None:
+        p = ctx.practitioner
+        parts.append(f"Le docteur {p.first_name} {p.last_name}, {p.profession}, demande une aide urgente.")
+    else:
+        parts.append(f"Le bouton d'alerte de {_short_who(ctx)} a été déclenché.")
+    if ctx.routing_reason:
+        parts.append(f"Alerte transmise en secours : {ctx.routing_reason}.")
+    parts += _spoken_place(ctx)
+    parts.append(f"Alerte reçue à {_spoken_time(ctx)}.")
+    parts.append(ACK_SPEECH)
+    return _drill(ctx, " ".join(parts), sms=False)
+
+
+def duress_notice_speech(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """The call to a voice-only contact after a duress cancel: an alert, not a stand-down."""
+    parts = ["Alerte Vigie.", DURESS_SPEECH, "Ignorez toute annulation et poursuivez l'intervention."]
+    parts.append(f"Alerte {_spoken_who(ctx)}, reçue à {_spoken_time(ctx)}.")
+    parts += _spoken_place(ctx)
+    parts.append(ACK_SPEECH)
+    return _drill(ctx, " ".join(parts), sms=False)
+
+
+def _stand_down_speech(ctx: AlertContext, what: str) -> str:
+    text = (
+        f"Message Vigie, fin d'alerte. L'alerte {_spoken_who(ctx)}, reçue à {_spoken_time(ctx)}, {what}. "
+        "Aucune intervention n'est requise. Il est inutile de rappeler."
+    )
+    return _drill(ctx, text, sms=False)
+
+
+def cancelled_speech(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """Stand-down call: the practitioner cancelled with her own code."""
+    return _stand_down_speech(ctx, "a été annulée par le praticien avec son code personnel")
+
+
+def false_alarm_speech(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """Stand-down call: an operator declared a false alarm."""
+    actor = facts.actor if facts else None
+    if actor is None:
+        return cancelled_speech(ctx, facts)
+    return _stand_down_speech(ctx, f"est une fausse alerte, déclarée par {actor}")
+
+
+def _information_speech(ctx: AlertContext, facts: Facts | None, subject: str, what: str) -> str:
+    """'Message Vigie. [danger confirmé.] L'<subject> du docteur X, ... <what> par <actor>.'"""
+    facts = facts or Facts()
+    duress = f" {DURESS_SPEECH}" if facts.duress else ""
+    text = f"Message Vigie.{duress} {subject} {_spoken_who(ctx)}, {what} par {facts.actor or 'un opérateur'}."
+    return _drill(ctx, text, sms=False)
+
+
+def resolved_speech(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """Closing call: the incident is over."""
+    when = f"alerte reçue à {_spoken_time(ctx)}, a été clos"
+    return _information_speech(ctx, facts, "L'incident", when) + " Merci."
+
+
+def ack_notice_speech(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """Information call: someone took the alert (only SMS contacts get it today)."""
+    return _information_speech(ctx, facts, "L'alerte", f"reçue à {_spoken_time(ctx)}, a été prise en charge")
+
+
+def test_speech(ctx: AlertContext, facts: Facts | None = None) -> str:
+    """Never called today (a test texts the practitioner only); here so that every row has a voice."""
+    return f"Test Vigie, aucune action requise. Votre bouton {ctx.device.label or ctx.device.id} fonctionne."
 
 
 NO_KEY_SPEECH = "Aucune touche reçue. L'alerte reste active et sera transmise à un autre contact."
@@ -256,7 +399,9 @@ _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 _ATTRIBUTE_ENTITIES = {'"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"}
 
 
-def alert_twiml(ctx: AlertContext, gather_action_url: str, *, voice: str = DEFAULT_VOICE) -> str:
+def alert_twiml(
+    ctx: AlertContext, gather_action_url: str, *, voice: str = DEFAULT_VOICE, facts: Facts | None = None
+) -> str:
     """TwiML of the alert call: the message repeated inside a one-digit ``<Gather>``.
 
     The responder can press 1 at any moment while the message plays; if
@@ -268,12 +413,64 @@ def alert_twiml(ctx: AlertContext, gather_action_url: str, *, voice: str = DEFAU
     0.5 ms of the event loop each. The tests hold it to the builder's output
     byte for byte.
     """
-    spoken = _say_element(alert_speech(ctx), voice) + '<Pause length="1" />'
+    return _gather_twiml(alert_speech(ctx, facts), gather_action_url, voice)
+
+
+def _gather_twiml(speech: str, gather_action_url: str, voice: str) -> str:
+    spoken = _say_element(speech, voice) + '<Pause length="1" />'
     return (
         f"{_XML_DECLARATION}<Response>"
         f'<Gather action="{_attribute(gather_action_url)}" method="POST" numDigits="1" timeout="5">'
         f"{spoken * VOICE_REPEATS}</Gather>{_say_element(NO_KEY_SPEECH, voice)}</Response>"
     )
+
+
+def _notice_twiml(speech: str, voice: str) -> str:
+    """A call that only informs: said twice, no ``<Gather>`` — nothing to press."""
+    spoken = _say_element(speech, voice) + '<Pause length="1" />'
+    return f"{_XML_DECLARATION}<Response>{spoken * NOTICE_REPEATS}</Response>"
+
+
+# ---------------------------------------------------------------------------
+# The audience table: what each audience hears, for every event (docs/lifecycle.md)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One row: the SMS, the spoken script, and whether the call asks to press 1."""
+
+    audience: str
+    sms: Callable[[AlertContext, Facts], str]
+    speech: Callable[[AlertContext, Facts], str]
+    gather: bool
+
+
+#: purpose of a notification → what is said. "alert" covers the first tier, the
+#: next tiers and the repeats (the header says which, from ``Facts``); a drill
+#: is any row of an alert of kind ``drill`` (every text starts with DRILL_PREFIX).
+MESSAGES: dict[str, Message] = {
+    "alert": Message("responders of the current tier", alert_sms, alert_speech, gather=True),
+    "duress_notice": Message(
+        "responders already alerted", duress_notice_sms, duress_notice_speech, gather=True
+    ),
+    "ack_notice": Message("the other responders alerted", ack_notice_sms, ack_notice_speech, gather=False),
+    "cancelled": Message("responders already alerted", cancelled_sms, cancelled_speech, gather=False),
+    "false_alarm": Message("responders already alerted", false_alarm_sms, false_alarm_speech, gather=False),
+    "resolved": Message("responders already alerted", resolved_sms, resolved_speech, gather=False),
+    "test": Message("the practitioner", test_sms, test_speech, gather=False),
+}
+
+
+def sms_for(ctx: AlertContext, facts: Facts) -> str:
+    """The SMS body of a notification."""
+    return MESSAGES[facts.purpose].sms(ctx, facts)
+
+
+def twiml_for(ctx: AlertContext, facts: Facts, gather_action_url: str, *, voice: str = DEFAULT_VOICE) -> str:
+    """The TwiML of a call: a ``<Gather>`` only for what asks to press 1 (never a stand-down)."""
+    message = MESSAGES[facts.purpose]
+    speech = message.speech(ctx, facts)
+    return _gather_twiml(speech, gather_action_url, voice) if message.gather else _notice_twiml(speech, voice)
 
 
 def _say_element(text: str, voice: str) -> str:

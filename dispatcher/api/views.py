@@ -26,7 +26,9 @@ _VIA = {"sms": "réponse SMS", "voice": "touche 1 au téléphone", "console": "c
 _CHANNEL = {"sms": "SMS", "voice": "Appel"}
 _PURPOSE = {
     "alert": "alerte",
-    "false_alarm": "fausse alerte",
+    "cancelled": "fin d'alerte (annulée par le praticien)",
+    "false_alarm": "fin d'alerte (fausse alerte)",
+    "resolved": "avis de clôture",
     "duress_notice": "avis de contrainte",
     "ack_notice": "avis de prise en charge",
     "test": "test",

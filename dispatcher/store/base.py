@@ -124,6 +124,8 @@ class NotificationSpec:
     purpose: str
     tier: int
     round: int
+    duress: bool = False  # decided after a duress: the message says the danger is confirmed
+    actor: str | None = None  # who acknowledged / closed, as the message names them
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,8 @@ class NotificationRecord:
     provider_sid: str | None
     error: str | None
     attempts: int
+    duress: bool = False
+    actor: str | None = None
 
 
 class AlertStore(Protocol):

@@ -68,7 +68,7 @@ Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
 _NOTIFICATION_COLUMNS = (
     "id, alert_id, contact_id, contact_name, phone, channel, purpose, tier, round, status,"
-    " provider_sid, error, attempts"
+    " provider_sid, error, attempts, duress, actor"
 )
 _ALERT_COLUMNS = "id, device_id, kind, seq, received_at, gesture, fix, state, escalation, context, version"
 
@@ -454,15 +454,18 @@ class PostgresStore(DocumentDirectory):
         columns = ("contact_id", "contact_name", "phone", "channel", "purpose")
         rows = await conn.fetch(
             "INSERT INTO notifications(alert_id, contact_id, contact_name, phone, channel, purpose, tier,"
-            " round, status, created_at, updated_at)"
-            " SELECT $1, ci, cn, ph, ch, pu, ti, ro, 'pending', $2, $2 FROM unnest($3::text[], $4::text[],"
-            " $5::text[], $6::text[], $7::text[], $8::int[], $9::int[]) WITH ORDINALITY"
-            " AS u(ci, cn, ph, ch, pu, ti, ro, o) ORDER BY o ON CONFLICT DO NOTHING RETURNING id",
+            " round, duress, actor, status, created_at, updated_at)"
+            " SELECT $1, ci, cn, ph, ch, pu, ti, ro, du, ac, 'pending', $2, $2 FROM unnest($3::text[],"
+            " $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::bool[], $11::text[])"
+            " WITH ORDINALITY AS u(ci, cn, ph, ch, pu, ti, ro, du, ac, o) ORDER BY o ON CONFLICT DO NOTHING"
+            " RETURNING id",
             t.alert_id,
             now,
             *([getattr(n, col) for n in t.notifications] for col in columns),
             [n.tier for n in t.notifications],
             [n.round for n in t.notifications],
+            [n.duress for n in t.notifications],
+            [n.actor for n in t.notifications],
         )
         # Identity values are drawn in insertion (= ORDER BY o) order.
         return sorted(int(r["id"]) for r in rows)

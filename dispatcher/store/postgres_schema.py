@@ -249,3 +249,10 @@ MIGRATIONS.append(
     );
     """
 )
+
+# 5 — what a notification must say, decided with it (see the SQLite migration 5).
+MIGRATIONS.append(
+    """
+    ALTER TABLE notifications ADD COLUMN duress boolean NOT NULL DEFAULT false, ADD COLUMN actor text;
+    """
+)

@@ -221,3 +221,14 @@ MIGRATIONS.append(
     );
     """
 )
+
+# 5 — what a notification must say, decided with it: ``duress`` (decided after a
+# duress cancel: the danger is confirmed) and ``actor`` (who acknowledged or closed
+# the alert). Read by delivery from the row, so that any instance sends the right
+# words without re-reading the alert.
+MIGRATIONS.append(
+    """
+    ALTER TABLE notifications ADD COLUMN duress INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE notifications ADD COLUMN actor TEXT;
+    """
+)

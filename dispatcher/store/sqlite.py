@@ -10,6 +10,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,7 +49,7 @@ T = TypeVar("T")
 
 _NOTIFICATION_COLUMNS = (
     "id, alert_id, contact_id, contact_name, phone, channel, purpose, tier, round, status,"
-    " provider_sid, error, attempts"
+    " provider_sid, error, attempts, duress, actor"
 )
 
 
@@ -317,7 +318,8 @@ class SqliteStore(DocumentDirectory):
     # -- notifications -------------------------------------------------------------
 
     def _notification(self, row: sqlite3.Row) -> NotificationRecord:
-        return NotificationRecord(*(row[k] for k in _NOTIFICATION_COLUMNS.replace(" ", "").split(",")))
+        record = NotificationRecord(*(row[k] for k in _NOTIFICATION_COLUMNS.replace(" ", "").split(",")))
+        return replace(record, duress=bool(record.duress))  # SQLite stores booleans as integers
 
     async def claim_notifications(
         self, owner: str, *, ids: Sequence[int] | None = None, lease_s: float = 30.0, now: float
@@ -920,7 +922,8 @@ def _apply(tx: sqlite3.Connection, t: Transition) -> list[int]:
     for n in t.notifications:
         cur = tx.execute(
             "INSERT INTO notifications(alert_id, contact_id, contact_name, phone, channel, purpose, tier,"
-            " round, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
+            " round, duress, actor, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
             " ON CONFLICT DO NOTHING",
             (
                 t.alert_id,
@@ -931,6 +934,8 @@ def _apply(tx: sqlite3.Connection, t: Transition) -> list[int]:
                 n.purpose,
                 n.tier,
                 n.round,
+                int(n.duress),
+                n.actor,
                 now,
                 now,
             ),

@@ -210,7 +210,8 @@ async def test_cancel_sends_false_alarm_to_those_notified(system: System) -> Non
     await asyncio.to_thread(device.wait_downlink, "cancelled", alert_id)
     await state_of(system, alert_id, "cancelled")
     await system.sandbox.wait_for(lambda: len(system.sent_to(CHEF_DE_POSTE, "message")) == 2, within=10)
-    assert "fausse alerte" in system.sent_to(CHEF_DE_POSTE, "message")[1].lower()
+    stand_down = system.sent_to(CHEF_DE_POSTE, "message")[1].lower()
+    assert "fin d'alerte" in stand_down and "annulee par le praticien" in stand_down
 
 
 async def test_duress_cancel_looks_normal_to_the_device_but_escalation_continues(system: System) -> None:

@@ -259,10 +259,10 @@ def test_normal_cancel_stands_everyone_down() -> None:
     assert state.state is AlertState.CANCELLED
     assert CancelTimers() in commands
     assert SendDownlink("cancelled") in commands
-    # The voice-only desk is called: a false alarm changes what responders do.
+    # The voice-only desk is called: a stand-down changes what responders do.
     assert notifies(commands) == {
-        ("officier-permanence", SMS, "false_alarm"),
-        ("cic-montpellier", VOICE, "false_alarm"),
+        ("officier-permanence", SMS, "cancelled"),
+        ("cic-montpellier", VOICE, "cancelled"),
     }
 
 
@@ -302,7 +302,7 @@ def test_cancel_after_acknowledgement() -> None:
     acked, _ = step(started(), Acknowledged(by="officier-permanence", via="sms"))
     state, commands = step(acked, Cancelled(duress=False))
     assert state.state is AlertState.CANCELLED
-    assert ("officier-permanence", SMS, "false_alarm") in notifies(commands)
+    assert ("officier-permanence", SMS, "cancelled") in notifies(commands)
 
     state, commands = step(acked, Cancelled(duress=True))
     assert state.state is AlertState.DURESS
@@ -329,7 +329,13 @@ def test_resolve_without_acknowledgement() -> None:
     state, commands = step(started(), Resolved(by="Mme Roux"))
     assert state.state is AlertState.RESOLVED
     assert state.closed_by == "Mme Roux"
-    assert commands == [CancelTimers(), SendDownlink("resolved"), PushConsole()]
+    assert commands[0] == CancelTimers() and commands[-2:] == [SendDownlink("resolved"), PushConsole()]
+    # Those alerted are told it is over, by the operator's name.
+    assert notifies(commands) == {
+        ("officier-permanence", SMS, "resolved"),
+        ("cic-montpellier", VOICE, "resolved"),
+    }
+    assert {n.actor for n in of_type(commands, Notify) if isinstance(n, Notify)} == {"Mme Roux"}
     assert step(state, Resolved(by="Mme Roux")) == (state, [])
     assert step(state, Acknowledged(by="officier-permanence", via="sms")) == (state, [])
 

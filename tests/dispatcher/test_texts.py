@@ -190,23 +190,23 @@ def test_site_only_device() -> None:
     ("overrides", "mark"),
     [
         ({"kind": AlertKind.TEST}, "TEST - aucune action requise"),
-        ({"duress": True}, "ANNULATION SOUS CONTRAINTE"),
+        ({"duress": True}, "DANGER CONFIRME (annulation sous contrainte)"),
     ],
 )
 def test_test_and_duress_are_marked_first(overrides: dict[str, object], mark: str) -> None:
     sms = alert_sms(context(**overrides))
-    assert sms.splitlines()[0].startswith(("TEST", "ALERTE VIGIE - ANNULATION"))
+    assert sms.splitlines()[0].startswith(("TEST", "ALERTE VIGIE - DANGER CONFIRME"))
     assert mark in sms
 
 
 def test_other_sms() -> None:
     ctx = context()
-    false_alarm = false_alarm_sms(ctx)
-    assert "fausse alerte, annulee par le praticien" in false_alarm
+    false_alarm = false_alarm_sms(ctx)  # a row without an actor: the practitioner's own cancel
+    assert "annulee par le praticien" in false_alarm
     assert "Dr Marie-Hélène Dupont-Francaise" in false_alarm
     duress = duress_notice_sms(ctx)
-    assert "ANNULATION SOUS CONTRAINTE" in duress and "code porte 4512B" in duress
-    ack = ack_notice_sms(ctx, "Brigade de Castelnau")
+    assert "DANGER CONFIRME" in duress and "code porte 4512B" in duress
+    ack = ack_notice_sms(ctx, texts.Facts("ack_notice", actor="Brigade de Castelnau"))
     assert "prise en charge par Brigade de Castelnau" in ack
     test = texts.test_sms(context(kind=AlertKind.TEST))
     assert "TEST - aucune action requise" in test and "bouton poche" in test

@@ -437,6 +437,18 @@ async def test_claim_is_once_and_returns_rows_as_they_were(store: Any) -> None:
     assert (failed.status, failed.error, failed.provider_sid) == ("failed", "21211: invalid number", None)
 
 
+async def test_a_notification_keeps_what_it_must_say(store: Any) -> None:
+    """Duress and actor are decided with the notification and come back with it, claimed or read."""
+    await seed(store)
+    said = replace(spec("chef", purpose="false_alarm"), duress=True, actor="Mme Roux (opérateur Vigie)")
+    await store.insert_alerts([(new_alert("a-1"), window(1), first("a-1", spec("cic", "voice"), said))])
+    plain, marked = await store.notifications_for("a-1")
+    assert (plain.duress, plain.actor) == (False, None)
+    assert (marked.duress, marked.actor) == (True, "Mme Roux (opérateur Vigie)")
+    claimed = await store.claim_notifications("inst-1", now=1000.0)
+    assert [(n.duress, n.actor) for n in claimed] == [(False, None), (True, "Mme Roux (opérateur Vigie)")]
+
+
 @covers("record_notifications")
 async def test_record_notifications_in_one_go(store: Any) -> None:
     await seed(store)
