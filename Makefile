@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The pure core: no I/O, checked with mypy --strict.
-STRICT_CORE := protocol dispatcher/escalation.py dispatcher/escalation_plan.py dispatcher/routing.py dispatcher/fallback.py dispatcher/location.py dispatcher/ratelimit.py dispatcher/devicehealth.py device/gestures.py device/watchdog.py device/haptics.py
+STRICT_CORE := protocol dispatcher/escalation.py dispatcher/escalation_plan.py dispatcher/visit_timer.py dispatcher/routing.py dispatcher/fallback.py dispatcher/location.py dispatcher/ratelimit.py dispatcher/devicehealth.py device/gestures.py device/watchdog.py device/haptics.py
 
 .PHONY: test demo bench lint typecheck system-deps clean
 

@@ -52,6 +52,7 @@ def create_app(
         auth_token=settings.twilio.auth_token.get_secret_value(),
         public_base_url=settings.twilio.public_base_url,
         inbox=inbox,
+        visit_replies=dispatcher.visits if dispatcher is not None else None,
     )
 
     @app.get("/healthz")
@@ -77,12 +78,15 @@ def _mount_api(app: FastAPI, dispatcher: DispatcherParts, geocoder: AddressGeoco
     from dispatcher.api import api_routers
     from dispatcher.api.deps import ApiContext
     from dispatcher.console.routes import mount_console
+    from dispatcher.practitioner import practitioner_routers
+    from dispatcher.practitioner.page import mount_practitioner_page
 
     ctx = ApiContext.of(dispatcher, geocoder)
     app.state.api = ctx
-    for router in api_routers():
+    for router in api_routers() + practitioner_routers():
         app.include_router(router)
     mount_console(app, ctx)
+    mount_practitioner_page(app)
 
     async def store_error(_request: Request, exc: Exception) -> JSONResponse:
         code, text = next(v for k, v in _STORE_ERRORS.items() if isinstance(exc, k))

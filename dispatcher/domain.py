@@ -106,6 +106,10 @@ class HomeVisit(_Value):
     starts_at: datetime
     ends_at: datetime
     note: str | None = None
+    dangerous: bool = Field(default=False, description="'Lieu signalé dangereux' (declared by her)")
+    checked_out_at: datetime | None = Field(
+        default=None, description="She said she left ('Je suis sortie'): no longer locates her alerts"
+    )
 
     @field_validator("ends_at")
     @classmethod
@@ -264,4 +268,7 @@ class AlertContext(_Value):
     duress: bool = False
     routing_reason: str | None = Field(
         default=None, description="Why a fallback routed the alert (said in every message), else None"
+    )
+    reason: str | None = Field(
+        default=None, description="Why the dispatcher raised it itself, e.g. 'visite non clôturée'"
     )

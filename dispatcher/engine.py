@@ -103,7 +103,10 @@ class Engine:
 
     def plan(self, alert: NewAlert) -> PlannedAlert:
         """Where she is, who is competent, whom to notify first — from memory only."""
-        ctx = self._context_for(alert)
+        return self.plan_with(alert, self._context_for(alert))
+
+    def plan_with(self, alert: NewAlert, ctx: AlertContext) -> PlannedAlert:
+        """Route and start an alert whose context is already known (device alerts, visit timers)."""
         snap = self._cache.current
         decision = route(snap.conventions, ctx.location, alert.received_at, self._fallback_contact)
         phone = ctx.practitioner.phones[0] if ctx.practitioner else None
@@ -111,6 +114,12 @@ class Engine:
         if decision.reason is not None and ctx.kind is AlertKind.ALERT:
             # Operators must know an alert went to a fallback, and why.
             commands = [*commands, esc.RaiseOperatorAlarm(f"routage de secours : {decision.reason}")]
+        if ctx.duress and not state.terminal:
+            # Raised under duress (a visit check answered with her duress code): no
+            # downlink may tell the device, operators are alarmed at once.
+            state = replace(state, state=AlertState.DURESS, duress=True)
+            alarm = esc.RaiseOperatorAlarm(f"{ctx.reason or 'alerte'} : réponse sous contrainte")
+            commands = [*commands, alarm]
         ctx = ctx.model_copy(
             update={
                 "convention_name": decision.convention.name if decision.convention else None,
@@ -120,6 +129,8 @@ class Engine:
         events: list[tuple[str, dict[str, Any]]] = [
             ("located", {"source": ctx.location.source.value, "description": ctx.location.description})
         ]
+        if ctx.reason:
+            events.insert(0, ("raised", {"reason": ctx.reason, "duress": ctx.duress}))
         events.append(
             (
                 "routed",

@@ -127,6 +127,19 @@ class AddressGeocoder:
         feature = await self._best_feature(address.label)
         return _complete(address, feature)
 
+    async def suggest(self, query: str, *, limit: int = 5) -> list[dict[str, Any]]:
+        """Candidate addresses for an autocomplete field: BAN features, best first.
+
+        Raises :class:`GeocodingUnavailable`; a query under 3 characters gives [].
+        """
+        if len(query.strip()) < 3:
+            return []
+        try:
+            found = await self._ban.geocode(query.strip(), limit=limit, exactly_one=False)
+        except GeopyError as exc:
+            raise GeocodingUnavailable(query, f"geocoder at {self.search_url} failed: {exc}") from exc
+        return [location.raw for location in found or []]
+
     async def _best_feature(self, label: str) -> dict[str, Any]:
         query = label.strip()
         if len(query) < 3:

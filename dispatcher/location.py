@@ -316,15 +316,18 @@ def active_visit(
 
     The window is ``[starts_at, ends_at + overrun_s)``: visits overrun, and a
     practitioner still inside a flat after the declared end is exactly the case
-    this system exists for (see :attr:`LocationPolicy.visit_overrun_s`). When
-    several visits match, the one that started most recently wins.
+    this system exists for (see :attr:`LocationPolicy.visit_overrun_s`). A visit
+    she checked out of ends then, overrun or not. When several visits match,
+    the one that started most recently wins.
     """
     t = _as_utc(now)
     overrun = timedelta(seconds=overrun_s)
     candidates = [
         v
         for v in visits
-        if v.practitioner_id == practitioner_id and _as_utc(v.starts_at) <= t < _as_utc(v.ends_at) + overrun
+        if v.practitioner_id == practitioner_id
+        and _as_utc(v.starts_at) <= t < _as_utc(v.ends_at) + overrun
+        and (v.checked_out_at is None or t < _as_utc(v.checked_out_at))
     ]
     return max(candidates, key=lambda v: _as_utc(v.starts_at), default=None)
 

@@ -29,6 +29,7 @@ from dispatcher.settings import DispatcherSettings
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store import open_store
 from dispatcher.store.base import Store
+from dispatcher.visit_runner import VisitTimers
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Dispatcher:
     bridge: MqttBridge
     notifier: TwilioNotifier
     delivery: Delivery
+    visits: VisitTimers
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
@@ -89,15 +91,14 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     await health.load()
     ingest = Ingest(store=store, cache=cache, health=health, metrics=metrics, bus=bus)
     await ingest.load_windows()
+    policy = LocationPolicy(max_fix_age_s=settings.max_fix_age_s, max_accuracy_m=settings.max_fix_accuracy_m)
     engine = Engine(
         store=store,
         cache=cache,
         downlinks=ingest,
         bus=bus,
         metrics=metrics,
-        location_policy=LocationPolicy(
-            max_fix_age_s=settings.max_fix_age_s, max_accuracy_m=settings.max_fix_accuracy_m
-        ),
+        location_policy=policy,
         instance_id=settings.instance_id,
         fallback_contact=deployment_recipient(
             settings.fallback.name, settings.fallback.phone, settings.fallback.channels
@@ -116,12 +117,25 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     engine.attach_delivery(delivery)
     bridge = MqttBridge(settings.mqtt, on_message=ingest.submit)
     ingest.attach(engine=engine, bridge=bridge)
-    d = Dispatcher(settings, store, cache, bus, metrics, engine, ingest, health, bridge, notifier, delivery)
+    visits = VisitTimers(
+        store=store,
+        cache=cache,
+        engine=engine,
+        notifier=notifier,
+        bus=bus,
+        settings=settings.visits,
+        location_policy=policy,
+        instance_id=settings.instance_id,
+    )
+    d = Dispatcher(
+        settings, store, cache, bus, metrics, engine, ingest, health, bridge, notifier, delivery, visits
+    )
     try:
         await engine.recover()
         await bridge.start()
         d.spawn(ingest.run(), "ingest")
         d.spawn(engine.run_timers(), "timers")
+        d.spawn(visits.run(), "visit-timers")
         d.spawn(health.run(), "health")
         d.spawn(cache.run(), "directory-refresh")
         d.spawn(_flush_windows(d), "replay-windows")

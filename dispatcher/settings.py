@@ -101,6 +101,26 @@ class ApiSettings(BaseModel):
     )
 
 
+class VisitSettings(BaseModel):
+    """Home-visit timers (``VIGIE_VISITS__*``, docs/practitioner.md)."""
+
+    grace_s: int = Field(
+        default=300, ge=1, le=3600, description="Time she has to answer 'Tout va bien ?' before the alert"
+    )
+    min_duration_s: int = Field(default=300, ge=1, description="Shortest expected duration accepted")
+    max_duration_s: int = Field(default=12 * 3600, ge=60, description="Longest expected duration accepted")
+    max_extension_s: int = Field(default=4 * 3600, ge=60, description="Longest single extension accepted")
+    ok_words: list[str] = Field(
+        default_factory=lambda: ["ok", "oui", "sortie"],
+        description="Answers to the check that close the visit (case and accents ignored)",
+    )
+    duress_words: list[str] = Field(
+        default_factory=list,
+        description="Answers that look like an OK but raise a duress alert; her duress PIN always does",
+    )
+    poll_s: float = Field(default=1.0, gt=0, description="Longest sleep of the visit timer loop")
+
+
 class AdminSettings(BaseSettings):
     """What administration commands need: the store and the geocoder."""
 
@@ -128,6 +148,7 @@ class DispatcherSettings(AdminSettings):
     max_fix_age_s: int = Field(default=120, description="A GPS fix older than this is not 'fresh'")
     max_fix_accuracy_m: float = Field(default=150.0, description="A GPS fix less accurate is not trusted")
     api: ApiSettings = Field(default_factory=ApiSettings)
+    visits: VisitSettings = Field(default_factory=VisitSettings)
 
 
 class RetentionSettings(AdminSettings):

@@ -196,6 +196,9 @@ def _drill(ctx: AlertContext, text: str, *, sms: bool) -> str:
 
 
 def _alert_header(ctx: AlertContext, facts: Facts) -> str:
+    if ctx.reason:  # raised by the dispatcher itself (visit timer): say why, in every alert SMS
+        state = "DANGER CONFIRME (reponse sous contrainte)" if facts.duress or ctx.duress else "praticien sans reponse"
+        return f"ALERTE VIGIE - {ctx.reason}, {state}"
     if facts.duress or ctx.duress:
         return f"ALERTE VIGIE - {DURESS_SMS}"
     if facts.round > 0:
@@ -226,7 +229,8 @@ def duress_notice_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
 
 
 def _about(ctx: AlertContext) -> str:
-    return f"alerte de {_short_who(ctx)} ({local_time(ctx.received_at)})"
+    reason = f", {ctx.reason}" if ctx.reason else ""
+    return f"alerte de {_short_who(ctx)} ({local_time(ctx.received_at)}{reason})"
 
 
 def _closing_sms(ctx: AlertContext, header: str, what: str, last: str) -> str:
@@ -276,6 +280,18 @@ def test_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
     )
 
 
+def visit_check_sms(deadline: datetime) -> str:
+    """The discreet check sent to her when a declared visit passes its expected end.
+
+    Nothing in it says "alert" or "danger": someone reading over her shoulder
+    sees a routine reminder. OK closes the visit; her duress code looks the same.
+    """
+    return to_gsm7(
+        f"Vigie : tout va bien ? Repondez OK pour cloturer votre visite avant {local_time(deadline)},"
+        " ou prolongez-la dans l'application."
+    )
+
+
 def _spell(code: str) -> str:
     """'4512B' -> '4, 5, 1, 2, B': read slowly, one symbol at a time."""
     return ", ".join(c for c in code if not c.isspace())
@@ -314,6 +330,8 @@ def _spoken_header(ctx: AlertContext, facts: Facts) -> list[str]:
     if ctx.kind is AlertKind.TEST:
         return ["Ceci est un test Vigie, aucune action requise."]
     parts = ["Alerte Vigie."]
+    if ctx.reason:
+        parts.append(f"Motif : {ctx.reason}, sans réponse de sa part.")
     if facts.duress or ctx.duress:
         parts.append(DURESS_SPEECH)
     elif facts.round > 0:

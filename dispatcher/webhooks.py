@@ -46,6 +46,13 @@ class TwilioInbox(Protocol):
         """A called contact pressed keys; True when it acknowledged an alert."""
 
 
+class VisitReplies(Protocol):
+    """Her answers to a visit's "Tout va bien ?" (dispatcher.visit_runner.VisitTimers)."""
+
+    async def check_reply(self, from_number: str, body: str) -> str | None:
+        """The answer to send ('' for none), or None when the SMS is not a check reply."""
+
+
 Form = Mapping[str, str]
 Handler = Callable[[Form, str], Awaitable[Response]]
 
@@ -87,8 +94,17 @@ class TwilioWebhooks:
     the ones the notifier gives Twilio.
     """
 
-    def __init__(self, app: ASGIApp, *, auth_token: str, public_base_url: str, inbox: TwilioInbox) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        auth_token: str,
+        public_base_url: str,
+        inbox: TwilioInbox,
+        visit_replies: VisitReplies | None = None,
+    ) -> None:
         self._app = app
+        self._visit_replies = visit_replies
         self._signatures = TwilioSignatures(auth_token)
         self._public = public_base_url.rstrip("/")
         self._inbox = inbox
@@ -140,11 +156,19 @@ class TwilioWebhooks:
         return _twiml(EMPTY_TWIML)
 
     async def _sms(self, form: Form, _url: str) -> Response:
-        answer = await self._inbox.sms_reply(form.get("From", ""), form.get("Body", ""))
+        answer = await self._visit_reply(form)
+        if answer is None:
+            answer = await self._inbox.sms_reply(form.get("From", ""), form.get("Body", ""))
         response = MessagingResponse()
         if answer:
             response.message(answer)
         return _twiml(str(response.to_xml()))
+
+    async def _visit_reply(self, form: Form) -> str | None:
+        """A practitioner answering her visit check: a separate branch before the responders'."""
+        if self._visit_replies is None:
+            return None
+        return await self._visit_replies.check_reply(form.get("From", ""), form.get("Body", ""))
 
     async def _gather(self, form: Form, url: str) -> Response:
         digits = form.get("Digits", "")

@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from dispatcher.auth import Role, User
-from dispatcher.domain import Device, LocationSource, ResolvedLocation, Site
+from dispatcher.domain import Address, Device, LocationSource, ResolvedLocation, Site
 from dispatcher.location import departement_of
 from dispatcher.routing import find_convention
 from dispatcher.snapshot import DirectorySnapshot
@@ -83,9 +83,14 @@ class Access:
 
     def site_convention(self, site: Site) -> str | None:
         """Id of the convention whose territory holds the site, if any."""
-        address = site.address
+        return self.address_convention(site.address)
+
+    def address_convention(
+        self, address: Address, source: LocationSource = LocationSource.SITE
+    ) -> str | None:
+        """Id of the convention whose territory holds ``address`` (a site's, a home visit's), if any."""
         location = ResolvedLocation(
-            source=LocationSource.SITE,
+            source=source,
             point=address.point,
             address=address,
             description=address.label,

@@ -25,6 +25,7 @@ from dispatcher.store.base import Store
 if TYPE_CHECKING:
     from dispatcher.engine import Engine
     from dispatcher.geocoding import AddressGeocoder
+    from dispatcher.visit_runner import VisitTimers
 
 
 class DispatcherParts(Protocol):
@@ -35,6 +36,7 @@ class DispatcherParts(Protocol):
     cache: DirectoryCache
     bus: EventBus
     engine: Engine
+    visits: VisitTimers
 
 
 @dataclass
@@ -48,6 +50,7 @@ class ApiContext:
     engine: Engine
     auth: Authenticator
     audit: Auditor
+    visits: VisitTimers
     geocoder: AddressGeocoder | None = None
 
     @classmethod
@@ -61,6 +64,7 @@ class ApiContext:
             engine=parts.engine,
             auth=Authenticator(parts.store, parts.settings.api),
             audit=Auditor(parts.store),
+            visits=parts.visits,
             geocoder=geocoder,
         )
 

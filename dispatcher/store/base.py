@@ -57,6 +57,21 @@ class NewAlert:
     raw: bytes  # the signed payload, kept as evidence
 
 
+def server_alert(alert_id: str, device_id: str, *, kind: str, gesture: str, at: datetime) -> NewAlert:
+    """An alert the dispatcher raises itself (visit timer, test from her page): no uplink behind it."""
+    return NewAlert(
+        id=alert_id,
+        device_id=device_id,
+        kind=kind,
+        seq=-1,
+        device_ts=at,
+        received_at=at,
+        gesture=gesture,
+        fix=None,
+        raw=b"",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class InsertOutcome:
     """Result of an idempotent insert: ``created`` False means a re-send."""
@@ -446,5 +461,82 @@ class AccessStore(Protocol):
         """
 
 
-class Store(DirectoryStore, AlertStore, AccessStore, Protocol):
+# -- home-visit timers and practitioners' incident reports (issue 14) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class VisitTimerRecord:
+    """A visit timer row: the pure state (:mod:`dispatcher.visit_timer`) and its due time."""
+
+    visit_id: str
+    practitioner_id: str
+    phase: str
+    due_at: float | None
+    state: dict[str, Any]
+    version: int
+    alert_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class VisitTimerWrite:
+    """One atomic write of a visit timer, with what must change with it.
+
+    ``expected_version`` 0 creates the row (AlreadyExists if it exists), else
+    the row must still be at that version (Conflict otherwise); the write also
+    releases any lease. ``visit`` is upserted with it; ``alert`` (a server-raised
+    alert, inserted without touching any device's replay window) is inserted
+    with its first escalation ``first`` and recorded as the timer's alert.
+    """
+
+    visit_id: str
+    practitioner_id: str
+    phase: str
+    due_at: float | None
+    state: dict[str, Any]
+    expected_version: int
+    visit: HomeVisit | None = None
+    alert: NewAlert | None = None
+    first: Transition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentReportRecord:
+    """The practitioner's *fiche de signalement* of one alert, as last saved."""
+
+    alert_id: str
+    doc: dict[str, Any]
+    author: str
+    user_id: int | None
+    updated_at: datetime
+
+
+class VisitStore(Protocol):
+    """Durable visit timers (any instance resumes them) and incident reports."""
+
+    async def write_visit_timer(self, write: VisitTimerWrite) -> None: ...
+    async def get_visit_timer(self, visit_id: str) -> VisitTimerRecord:
+        """Raises NotFound."""
+
+    async def list_visit_timers(
+        self, *, practitioner_id: str | None = None, phases: Sequence[str] = (), limit: int = 100
+    ) -> list[VisitTimerRecord]:
+        """Most recently declared first."""
+
+    async def claim_due_visit_timers(
+        self, owner: str, *, now: float, lease_s: float = 30.0
+    ) -> list[VisitTimerRecord]:
+        """Lease the rows due at ``now`` (or whose owner's lease ran out)."""
+
+    async def next_visit_timer_due(self) -> float | None: ...
+    async def save_incident_report(
+        self, alert_id: str, doc: dict[str, Any], *, user_id: int | None, author: str
+    ) -> None:
+        """Insert or replace the report of ``alert_id`` (NotFound if no such alert)."""
+
+    async def get_incident_report(self, alert_id: str) -> IncidentReportRecord | None: ...
+    async def insert_server_alert(self, alert: NewAlert, first: Transition) -> None:
+        """An alert the dispatcher raises itself (a device test from her page): no replay window."""
+
+
+class Store(DirectoryStore, AlertStore, AccessStore, VisitStore, Protocol):
     """Everything the dispatcher persists; SQLite and PostgreSQL both implement it."""

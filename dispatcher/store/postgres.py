@@ -60,6 +60,7 @@ from dispatcher.store.base import (
 )
 from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.postgres_schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION_TABLE
+from dispatcher.store.postgres_visits import PostgresVisits
 from protocol.replay import WINDOW, SequenceWindow
 
 M = TypeVar("M", bound=BaseModel)
@@ -136,7 +137,7 @@ async def _init_connection(conn: Conn) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class PostgresStore(DocumentDirectory):
+class PostgresStore(PostgresVisits, DocumentDirectory):
     """The store on a PostgreSQL database. Create with :meth:`open`."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout_s: float = 10.0) -> None:

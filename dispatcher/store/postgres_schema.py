@@ -256,3 +256,32 @@ MIGRATIONS.append(
     ALTER TABLE notifications ADD COLUMN duress boolean NOT NULL DEFAULT false, ADD COLUMN actor text;
     """
 )
+
+# 6 — home-visit timers and the practitioner's incident reports (see the SQLite
+# migration 6).
+MIGRATIONS.append(
+    """
+    CREATE TABLE visit_timers (
+        visit_id text PRIMARY KEY,
+        practitioner_id text NOT NULL,
+        phase text NOT NULL,
+        due_at double precision,
+        state jsonb NOT NULL,
+        version integer NOT NULL,
+        alert_id text REFERENCES alerts(id),
+        lease_owner text,
+        lease_until double precision,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL
+    );
+    CREATE INDEX visit_timers_by_due ON visit_timers(due_at);
+    CREATE INDEX visit_timers_by_practitioner ON visit_timers(practitioner_id, created_at);
+    CREATE TABLE incident_reports (
+        alert_id text PRIMARY KEY REFERENCES alerts(id),
+        doc jsonb NOT NULL,
+        author text NOT NULL,
+        user_id bigint,
+        updated_at timestamptz NOT NULL
+    );
+    """
+)

@@ -232,3 +232,33 @@ MIGRATIONS.append(
     ALTER TABLE notifications ADD COLUMN actor TEXT;
     """
 )
+
+# 6 — home-visit timers and the practitioner's incident reports (issue 14). A visit
+# timer is one row with its due time (like the escalation's timers, any instance
+# claims it with a lease); ``state`` is the JSON of dispatcher.visit_timer's state.
+MIGRATIONS.append(
+    """
+    CREATE TABLE visit_timers (
+        visit_id TEXT PRIMARY KEY,
+        practitioner_id TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        due_at REAL,
+        state TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        alert_id TEXT REFERENCES alerts(id),
+        lease_owner TEXT,
+        lease_until REAL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX visit_timers_by_due ON visit_timers(due_at);
+    CREATE INDEX visit_timers_by_practitioner ON visit_timers(practitioner_id, created_at);
+    CREATE TABLE incident_reports (
+        alert_id TEXT PRIMARY KEY REFERENCES alerts(id),
+        doc TEXT NOT NULL,
+        author TEXT NOT NULL,
+        user_id INTEGER,
+        updated_at TEXT NOT NULL
+    );
+    """
+)

@@ -41,6 +41,7 @@ from dispatcher.store.base import (
 )
 from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.schema import MIGRATIONS
+from dispatcher.store.sqlite_visits import SqliteVisits
 from dispatcher.store.writelock import PriorityWriteLock
 from protocol.replay import SequenceWindow
 
@@ -65,7 +66,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SqliteStore(DocumentDirectory):
+class SqliteStore(SqliteVisits, DocumentDirectory):
     """The store on one SQLite file. Create with :meth:`open`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:

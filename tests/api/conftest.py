@@ -26,6 +26,7 @@ from dispatcher.events import EventBus
 from dispatcher.settings import ApiSettings, DispatcherSettings
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewUser, Store
+from dispatcher.visit_runner import VisitTimers
 from sandbox.fleet import SimulatedDevice
 from tests.support.system import System, _serve_http, running_system
 
@@ -136,6 +137,7 @@ class _Parts:
     cache: DirectoryCache
     bus: EventBus
     engine: Engine
+    visits: VisitTimers
 
 
 @dataclass
@@ -152,7 +154,7 @@ async def served(broker: DevBroker, tmp_path: Path) -> AsyncIterator[Served]:
         await add_users(system)
         d = system.dispatcher
         settings = d.settings.model_copy(update={"api": ApiSettings(cookie_secure=False, tile_url="")})
-        parts = _Parts(settings, d.store, d.cache, d.bus, d.engine)
+        parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
         app = create_app(
             settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts
         )

@@ -1,0 +1,255 @@
+"""Her home visits: declare (with autocomplete), check out, extend; operators' open visits.
+
+A visit is accepted only with a place: geocoded by the BAN, else placed in its
+commune from the postcode and commune she gives (INSEE code), else refused
+with a 422 naming the field, so the form can offer the commune route.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
+
+from dispatcher import audit
+from dispatcher import visit_timer as vt
+from dispatcher.api.deps import ClientIp, Ctx, CurrentUser, StaffUser, UserAccess, not_found, require
+from dispatcher.auth import Role, User
+from dispatcher.domain import Address, HomeVisit, Id, LocationSource
+from dispatcher.geocoding import AddressNotFound, GeocodingError
+from dispatcher.practitioner.schemas import MyVisit, OpenVisit, Suggestion, VisitDeclare, VisitExtend
+from dispatcher.store.base import NotFound, VisitTimerRecord
+from dispatcher.visit_runner import UNFINISHED, Actor, words
+
+router = APIRouter(
+    prefix="/api/me", tags=["practitioner"], dependencies=[Depends(require(Role.PRACTITIONER))]
+)
+operators_router = APIRouter(prefix="/api/open-visits", tags=["visits"])
+
+VISIT_READ = "visit.read"
+
+
+def practitioner_of(user: User) -> str:
+    """Her practitioner id (an account without one has nothing to see)."""
+    if not user.practitioner_id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="compte sans praticien associé")
+    return user.practitioner_id
+
+
+def _invalid(field: str, message: str, value: Any) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": value}]
+    )
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _mine(visit: HomeVisit | None, state: vt.VisitTimerState) -> MyVisit:
+    address = visit.address if visit else Address(label="?")
+    return MyVisit(
+        id=state.visit_id,
+        label=address.label,
+        floor=address.floor,
+        access_code=address.access_code,
+        notes=address.details,
+        dangerous=bool(visit and visit.dangerous),
+        geocoded=address.point is not None,
+        phase=state.public_phase,
+        started_at=datetime.fromtimestamp(state.started_at, UTC),
+        ends_at=datetime.fromtimestamp(state.ends_at, UTC),
+        check_deadline=None if state.duress else _dt(state.check_deadline),
+        closed_at=_dt(state.closed_at) if not state.duress else _dt(state.escalated_at),
+    )
+
+
+def _fold(name: str) -> str:
+    """'Saint-Gély-du-Fesc' and 'saint gely du fesc' compare equal."""
+    return " ".join(words(name))
+
+
+async def _place(ctx: Ctx, body: VisitDeclare) -> Address:
+    """The address, geocoded; else its commune's INSEE code; else a 422 naming the field."""
+    address = Address(label=body.label, floor=body.floor, access_code=body.access_code, details=body.notes)
+    if ctx.geocoder is None:
+        raise _invalid("label", "aucun géocodeur configuré : adresse impossible à situer", body.label)
+    try:
+        return await ctx.geocoder.geocode(address)
+    except AddressNotFound:
+        pass
+    except GeocodingError:
+        raise _invalid("label", "géocodeur indisponible : réessayez dans un instant", body.label) from None
+    if not (body.postcode and body.commune):
+        raise _invalid("label", "adresse introuvable : indiquez le code postal et la commune", body.label)
+    try:
+        features = await ctx.geocoder.suggest(f"{body.postcode} {body.commune}", limit=5)
+    except GeocodingError:
+        features = []
+    wanted = _fold(body.commune)
+    for feature in features:
+        props = feature.get("properties") or {}
+        same_city = _fold(str(props.get("city", ""))) == wanted
+        if props.get("postcode") == body.postcode and same_city and props.get("citycode"):
+            return address.model_copy(update={"insee": props["citycode"]})
+    raise _invalid("commune", "commune introuvable pour ce code postal", body.commune)
+
+
+@router.post("/visits", response_model=MyVisit, status_code=status.HTTP_201_CREATED)
+async def declare_visit(body: VisitDeclare, user: CurrentUser, ctx: Ctx, ip: ClientIp) -> MyVisit:
+    """Declare a visit starting now; its timer checks on her at the end of ``duration_s``."""
+    me = practitioner_of(user)
+    limits = ctx.visits.settings
+    if not limits.min_duration_s <= body.duration_s <= limits.max_duration_s:
+        raise _invalid(
+            "duration_s",
+            f"durée entre {limits.min_duration_s // 60} min et {limits.max_duration_s // 3600} h",
+            body.duration_s,
+        )
+    if me not in ctx.cache.current.practitioners:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="praticien inconnu")
+    now = datetime.now(UTC)
+    visit = HomeVisit(
+        id=f"visit-{secrets.token_hex(6)}",
+        practitioner_id=me,
+        address=await _place(ctx, body),
+        starts_at=now,
+        ends_at=datetime.fromtimestamp(now.timestamp() + body.duration_s, UTC),
+        dangerous=body.dangerous,
+    )
+    state = await ctx.visits.declare(visit, body.duration_s, Actor(user, ip))
+    await ctx.audit.record(
+        user, audit.VISIT_CHANGE, target_kind="visit", target_id=visit.id, ip=ip, change="create"
+    )
+    return _mine(visit, state)
+
+
+async def _my_visits(ctx: Ctx, me: str, limit: int) -> list[MyVisit]:
+    visits = {v.id: v for v in await ctx.store.list_visits(me)}
+    records = await ctx.store.list_visit_timers(practitioner_id=me, limit=limit)
+    return [_mine(visits.get(r.visit_id), vt.VisitTimerState.from_json(r.state)) for r in records]
+
+
+@router.get("/visits", response_model=list[MyVisit])
+async def list_my_visits(
+    user: CurrentUser, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> list[MyVisit]:
+    """Her visits, most recent first (open ones with their timer)."""
+    return await _my_visits(ctx, practitioner_of(user), limit)
+
+
+async def _own_timer(ctx: Ctx, user: User, visit_id: str) -> VisitTimerRecord:
+    try:
+        record = await ctx.store.get_visit_timer(visit_id)
+    except NotFound:
+        raise not_found("visite") from None
+    if record.practitioner_id != practitioner_of(user):
+        raise not_found("visite")
+    return record
+
+
+@router.post("/visits/{visit_id}/checkout", response_model=MyVisit)
+async def check_out(visit_id: Id, user: CurrentUser, ctx: Ctx, ip: ClientIp) -> MyVisit:
+    """'Je suis sortie' (also her answer to the check on the page)."""
+    await _own_timer(ctx, user, visit_id)
+    event = vt.CheckOut(now=time.time(), via="page")
+    await ctx.visits.apply(visit_id, event, Actor(user, ip))
+    return await _one(ctx, user, visit_id)
+
+
+@router.post("/visits/{visit_id}/extend", response_model=MyVisit)
+async def extend(visit_id: Id, body: VisitExtend, user: CurrentUser, ctx: Ctx, ip: ClientIp) -> MyVisit:
+    """More time: the check moves ``by_s`` past the later of now and the expected end."""
+    record = await _own_timer(ctx, user, visit_id)
+    if body.by_s > ctx.visits.settings.max_extension_s:
+        raise _invalid("by_s", "prolongation trop longue", body.by_s)
+    if record.phase not in UNFINISHED:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="visite déjà clôturée")
+    await ctx.visits.apply(visit_id, vt.Extend(now=time.time(), by_s=body.by_s), Actor(user, ip))
+    return await _one(ctx, user, visit_id)
+
+
+async def _one(ctx: Ctx, user: User, visit_id: str) -> MyVisit:
+    record = await _own_timer(ctx, user, visit_id)
+    visits = {v.id: v for v in await ctx.store.list_visits(record.practitioner_id)}
+    return _mine(visits.get(visit_id), vt.VisitTimerState.from_json(record.state))
+
+
+@router.get("/addresses/recent", response_model=list[MyVisit])
+async def recent_addresses(user: CurrentUser, ctx: Ctx) -> list[MyVisit]:
+    """Her last distinct addresses (with floor, door code, notes), one tap away."""
+    seen: set[str] = set()
+    out = []
+    for visit in await _my_visits(ctx, practitioner_of(user), 50):
+        if visit.label not in seen and visit.label != "?":
+            seen.add(visit.label)
+            out.append(visit)
+    return out[:6]
+
+
+@router.get("/geocode", response_model=list[Suggestion])
+async def autocomplete(ctx: Ctx, q: Annotated[str, Query(min_length=3, max_length=200)]) -> list[Suggestion]:
+    """Address suggestions through the dispatcher's geocoder (BAN)."""
+    if ctx.geocoder is None:
+        return []
+    try:
+        features = await ctx.geocoder.suggest(q, limit=5)
+    except GeocodingError:
+        return []
+    out = []
+    for f in features:
+        props = f.get("properties") or {}
+        out.append(
+            Suggestion(
+                label=str(props.get("label", "")),
+                postcode=props.get("postcode"),
+                city=props.get("city"),
+                kind=props.get("type"),
+            )
+        )
+    return [s for s in out if s.label]
+
+
+# -- operators: open visits of their territory -----------------------------------------
+
+
+@operators_router.get("", response_model=list[OpenVisit])
+async def open_visits(staff: StaffUser, access: UserAccess, ctx: Ctx, ip: ClientIp) -> list[OpenVisit]:
+    """Open visits in the operator's territory (all for an admin), overdue ones first."""
+    now = time.time()
+    out = []
+    visits = {v.id: v for v in await ctx.store.list_visits()}
+    for record in await ctx.store.list_visit_timers(phases=UNFINISHED, limit=500):
+        visit = visits.get(record.visit_id)
+        if visit is None:
+            continue
+        if (
+            not access.is_admin
+            and access.address_convention(visit.address, LocationSource.HOME_VISIT)
+            not in access.convention_ids
+        ):
+            continue
+        state = vt.VisitTimerState.from_json(record.state)
+        practitioner = access.snapshot.practitioners.get(record.practitioner_id)
+        out.append(
+            OpenVisit(
+                id=record.visit_id,
+                practitioner_id=record.practitioner_id,
+                practitioner_name=practitioner.display_name if practitioner else record.practitioner_id,
+                label=visit.address.label,
+                dangerous=visit.dangerous,
+                phase=state.phase,
+                started_at=datetime.fromtimestamp(state.started_at, UTC),
+                ends_at=datetime.fromtimestamp(state.ends_at, UTC),
+                overdue=state.overdue(now),
+                check_deadline=_dt(state.check_deadline),
+                alert_id=record.alert_id,
+            )
+        )
+    await ctx.audit.record(staff, VISIT_READ, target_kind="visit", ip=ip, count=len(out))
+    out.sort(key=lambda v: (not v.overdue, v.ends_at))
+    return out

@@ -1,0 +1,104 @@
+"""Store conformance of the visit timers, server-raised alerts and incident reports (issue 14).
+
+Same fixtures as test_conformance.py: every test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from dispatcher.domain import HomeVisit
+from dispatcher.store.base import AlreadyExists, Conflict, NotFound, VisitTimerWrite
+from tests.store.coverage import covers
+from tests.store.test_conformance import NOW, PRACTITIONER, SITE, first, new_alert, seed, spec
+
+VISIT = HomeVisit(
+    id="visit-1",
+    practitioner_id=PRACTITIONER.id,
+    address=SITE.address,
+    starts_at=NOW,
+    ends_at=NOW + timedelta(minutes=30),
+)
+
+
+def write(version: int, phase: str = "open", due: float | None = 100.0, **kw: Any) -> VisitTimerWrite:
+    return VisitTimerWrite(
+        visit_id="visit-1",
+        practitioner_id=PRACTITIONER.id,
+        phase=phase,
+        due_at=due,
+        state={"phase": phase, "n": version},
+        expected_version=version,
+        **kw,
+    )
+
+
+@covers("write_visit_timer", "get_visit_timer", "list_visit_timers", "claim_due_visit_timers")
+async def test_visit_timers_are_optimistic_and_leased(store: Any) -> None:
+    await seed(store)
+    await store.write_visit_timer(write(0, visit=VISIT))
+    with pytest.raises(AlreadyExists):
+        await store.write_visit_timer(write(0))
+    assert await store.list_visits(PRACTITIONER.id) == [VISIT]
+    record = await store.get_visit_timer("visit-1")
+    assert (record.phase, record.due_at, record.version, record.alert_id) == ("open", 100.0, 1, None)
+    assert record.state == {"phase": "open", "n": 0}
+
+    assert await store.claim_due_visit_timers("a", now=99.0) == []
+    (claimed,) = await store.claim_due_visit_timers("a", now=100.0, lease_s=30)
+    assert claimed.visit_id == "visit-1"
+    assert await store.claim_due_visit_timers("b", now=120.0) == [], "leased to a"
+    assert [r.visit_id for r in await store.claim_due_visit_timers("b", now=131.0)] == ["visit-1"]
+
+    await store.write_visit_timer(write(1, phase="checking", due=200.0))
+    with pytest.raises(Conflict):
+        await store.write_visit_timer(write(1, phase="closed", due=None))
+    assert [r.visit_id for r in await store.claim_due_visit_timers("c", now=200.0)] == ["visit-1"], (
+        "a write releases the lease"
+    )
+    assert [r.phase for r in await store.list_visit_timers(practitioner_id=PRACTITIONER.id)] == ["checking"]
+    assert await store.list_visit_timers(phases=("closed",)) == []
+    assert await store.list_visit_timers(practitioner_id="dr-other") == []
+    with pytest.raises(NotFound):
+        await store.get_visit_timer("visit-2")
+
+
+@covers("next_visit_timer_due", "write_visit_timer")
+async def test_a_visit_alert_is_written_with_its_timer(store: Any) -> None:
+    await seed(store)
+    assert await store.next_visit_timer_due() is None
+    await store.write_visit_timer(write(0, due=150.0))
+    assert await store.next_visit_timer_due() == 150.0
+    windows = await store.replay_windows()
+    alert = new_alert("visit-1-alerte", seq=-1, raw=b"")
+    await store.write_visit_timer(
+        write(1, phase="escalated", due=None, alert=alert, first=first(alert.id, spec("chef")))
+    )
+    record = await store.get_visit_timer("visit-1")
+    assert (record.phase, record.alert_id, record.version) == ("escalated", "visit-1-alerte", 2)
+    assert (await store.get_alert("visit-1-alerte")).state == "notifying"
+    assert [n.contact_id for n in await store.notifications_for("visit-1-alerte")] == ["chef"]
+    assert await store.replay_windows() == windows, "a server-raised alert leaves the device's window alone"
+    assert await store.next_visit_timer_due() is None
+
+
+@covers("insert_server_alert", "save_incident_report", "get_incident_report")
+async def test_server_alerts_and_incident_reports(store: Any) -> None:
+    await seed(store)
+    windows = await store.replay_windows()
+    alert = new_alert("test-1", kind="test", seq=-1, raw=b"")
+    await store.insert_server_alert(alert, first("test-1", spec("practitioner", purpose="test")))
+    assert (await store.get_alert("test-1")).kind == "test"
+    assert await store.replay_windows() == windows
+    assert await store.get_incident_report("test-1") is None
+    with pytest.raises(NotFound):
+        await store.save_incident_report("nope", {"facts": "x"}, user_id=1, author="Claire")
+    await store.save_incident_report("test-1", {"facts": "insultes"}, user_id=1, author="Claire")
+    await store.save_incident_report("test-1", {"facts": "menaces"}, user_id=2, author="Claire F.")
+    report = await store.get_incident_report("test-1")
+    assert report is not None
+    assert (report.doc, report.author, report.user_id) == ({"facts": "menaces"}, "Claire F.", 2)
+    assert report.updated_at.tzinfo is not None
