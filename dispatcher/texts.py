@@ -197,7 +197,11 @@ def _drill(ctx: AlertContext, text: str, *, sms: bool) -> str:
 
 def _alert_header(ctx: AlertContext, facts: Facts) -> str:
     if ctx.reason:  # raised by the dispatcher itself (visit timer): say why, in every alert SMS
-        state = "DANGER CONFIRME (reponse sous contrainte)" if facts.duress or ctx.duress else "praticien sans reponse"
+        state = (
+            "DANGER CONFIRME (reponse sous contrainte)"
+            if facts.duress or ctx.duress
+            else "praticien sans reponse"
+        )
         return f"ALERTE VIGIE - {ctx.reason}, {state}"
     if facts.duress or ctx.duress:
         return f"ALERTE VIGIE - {DURESS_SMS}"
