@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from dispatcher.settings import MqttSettings
-from protocol.topics import shared_status_filter, shared_uplink_filter
+from protocol.topics import DEFAULT_SHARE_GROUP, shared_status_filter, shared_uplink_filter
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,15 @@ class Inbound:
 class MqttBridge:
     """One persistent MQTT v5 session, shared-subscribed to every device uplink."""
 
-    def __init__(self, settings: MqttSettings, *, on_message: Callable[[Inbound], None]) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        on_message: Callable[[Inbound], None],
+        share_group: str = DEFAULT_SHARE_GROUP,
+    ) -> None:
         self._settings = settings
+        self._share_group = settings.share_group or share_group
         self._on_message = on_message
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
@@ -121,9 +128,13 @@ class MqttBridge:
         if reason.is_failure:
             log.error("broker refused the dispatcher: %s", reason)
             return
-        group = self._settings.share_group
+        group = self._share_group
+        if group != DEFAULT_SHARE_GROUP:
+            # A persistent session from before the secret group may still hold the public
+            # one, which any device login can join; leave it (a no-op when absent).
+            client.unsubscribe([shared_uplink_filter(), shared_status_filter()])
         client.subscribe([(shared_uplink_filter(group), 1), (shared_status_filter(group), 1)])
-        log.info("connected to broker, subscribed as $share/%s", group)
+        log.info("connected to broker, subscribed to the dispatchers' share group")
         self._call(self._connected.set)
 
     def _handle_disconnect(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+import secrets
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,11 @@ async def _flush_windows(d: Dispatcher, period_s: float = 5.0) -> None:
             log.exception("could not save replay windows")
 
 
+async def _share_group(store: Store) -> str:
+    """The dispatchers' secret $share group name, the same for every instance on ``store``."""
+    return await store.deployment_secret("mqtt_share_group", f"vigie-{secrets.token_hex(16)}")
+
+
 @contextlib.asynccontextmanager
 async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Dispatcher]:
     """Start a dispatcher (store, broker session, loops); stop it on exit."""
@@ -115,7 +121,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         on_failed=engine.notification_failed,
     )
     engine.attach_delivery(delivery)
-    bridge = MqttBridge(settings.mqtt, on_message=ingest.submit)
+    bridge = MqttBridge(settings.mqtt, on_message=ingest.submit, share_group=await _share_group(store))
     ingest.attach(engine=engine, bridge=bridge)
     visits = VisitTimers(
         store=store,

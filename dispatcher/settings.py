@@ -25,7 +25,14 @@ class MqttSettings(BaseModel):
     cert_file: Path | None = Field(default=None, description="Dispatcher client certificate (TLS)")
     key_file: Path | None = Field(default=None, description="Dispatcher client key (TLS)")
     client_id: str = Field(default="vigie-dispatcher-1", description="Unique per instance: keeps its session")
-    share_group: str = Field(default="dispatch", description="$share group all instances join")
+    share_group: str | None = Field(
+        default=None,
+        min_length=16,
+        description="$share group all instances join. Unset (the default): a random name generated once"
+        " and kept in the store, so every instance on that store joins the same group and no device login"
+        " can guess it (Mosquitto 2.0 lets any client subscribe to any $share group: issue 13). Set it only"
+        " to pin a secret of your own (at least 16 characters).",
+    )
     keepalive_s: int = Field(default=15, description="MQTT keepalive")
 
 

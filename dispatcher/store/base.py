@@ -221,6 +221,14 @@ class AlertStore(Protocol):
     async def replay_windows(self) -> dict[str, SequenceWindow]: ...
     async def save_replay_windows(self, windows: dict[str, SequenceWindow]) -> None: ...
 
+    async def deployment_secret(self, name: str, candidate: str) -> str:
+        """The secret ``name`` of this deployment: ``candidate`` if it had none yet, else the stored one.
+
+        Every instance on the store gets the same answer (first writer wins), so
+        a value only the dispatchers know needs no configuration (e.g. the MQTT
+        share-group name that devices must not be able to join).
+        """
+
     async def alert_exists(self, alert_id: str) -> bool: ...
     async def insert_alerts(
         self, batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]]

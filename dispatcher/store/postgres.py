@@ -281,6 +281,18 @@ class PostgresStore(PostgresVisits, DocumentDirectory):
             for r in rows
         }
 
+    async def deployment_secret(self, name: str, candidate: str) -> str:
+        async def run(conn: Conn) -> str:
+            await conn.execute(
+                "INSERT INTO deployment_secrets(name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                name,
+                candidate,
+            )
+            value: str = await conn.fetchval("SELECT value FROM deployment_secrets WHERE name=$1", name)
+            return value
+
+        return await self._tx(run)
+
     async def save_replay_windows(self, windows: dict[str, SequenceWindow]) -> None:
         """Flush in-memory windows in one transaction, merged with what is stored.
 

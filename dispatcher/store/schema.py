@@ -262,3 +262,11 @@ MIGRATIONS.append(
     );
     """
 )
+
+# 7 — secrets of the deployment that only the dispatchers share (issue 13): the MQTT
+# share-group name, so that a device login cannot join the dispatchers' group.
+MIGRATIONS.append(
+    """
+    CREATE TABLE deployment_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """
+)

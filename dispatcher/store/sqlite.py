@@ -221,6 +221,17 @@ class SqliteStore(SqliteVisits, DocumentDirectory):
                 [(w.high, w.to_bytes(), d, w.high) for d, w in windows.items()],
             )
 
+    async def deployment_secret(self, name: str, candidate: str) -> str:
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO deployment_secrets(name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                (name, candidate),
+            )
+            cur = await tx.execute("SELECT value FROM deployment_secrets WHERE name=?", (name,))
+            row = await cur.fetchone()
+        assert row is not None
+        return str(row[0])
+
     async def upsert_visit(self, visit: HomeVisit) -> None:
         await self.get_practitioner(visit.practitioner_id)
         async with self._tx() as tx:

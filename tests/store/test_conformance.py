@@ -295,6 +295,13 @@ async def test_directory_version_moves_on_directory_changes_only(store: Any) -> 
     assert await moved(v)
 
 
+@covers("deployment_secret")
+async def test_deployment_secret_first_writer_wins(store: Any) -> None:
+    assert await store.deployment_secret("mqtt_share_group", "first") == "first"
+    assert await store.deployment_secret("mqtt_share_group", "second") == "first"
+    assert await store.deployment_secret("other", "x") == "x"
+
+
 # -- alerts -------------------------------------------------------------------------
 
 
