@@ -11,8 +11,10 @@ STRICT_CORE := protocol dispatcher/escalation.py dispatcher/escalation_plan.py d
 
 .PHONY: test demo bench lint typecheck system-deps clean
 
+# A venv is rebuilt whenever it is incomplete (a `python3 -m venv` interrupted,
+# or run before python3-venv was installed, leaves a python without pip).
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	test -x $(BIN)/python -a -x $(BIN)/pip || { rm -rf $(VENV) && $(PY) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)

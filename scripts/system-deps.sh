@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Vigie's demo and tests run against for real:
-# Mosquitto (broker), Chromium (console browser tests), PostgreSQL (scale-out
-# store tests). Installs them when we are root, otherwise says what to install.
+# Installs the Debian packages `make test` and `make demo` need on a fresh
+# Debian 12 machine (checked from a debootstrap minbase root by
+# scripts/fresh-debian-check.sh):
+#   python3-venv        `python3 -m venv` (the project's .venv)
+#   mosquitto           the broker the demo and the tests run for real
+#   chromium, fonts     the console's browser tests; libatomic1 is what the
+#                       node driver bundled with Playwright for Python needs
+#   postgresql          the scale-out store tests
+#   systemd             systemd-analyze verifies the deploy/ units
+#   openssl             the shell signing example of docs/protocol.md (tested)
+# Installs them when we are root, otherwise says what to install.
 set -euo pipefail
 
 have_postgres() {
   command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 }
+have_package() {  # installed, per dpkg (for libraries, which have no command)
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"
+}
 
 need=()
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+have_package libatomic1 || need+=(libatomic1)
 have_postgres || need+=(postgresql)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "Vigie needs these Debian packages: ${need[*]}" >&2
-  echo "Install them with:  sudo apt-get install -y ${need[*]}" >&2
+  echo "Vigie a besoin de ces paquets Debian : ${need[*]}" >&2
+  echo "Installez-les avec :  sudo apt-get install -y ${need[*]}" >&2
   exit 1
 fi
-echo "Installing ${need[*]} with apt-get ..."
+echo "Installation de ${need[*]} (apt-get) ..."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
