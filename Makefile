@@ -6,10 +6,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make demo HTTP_PORT=27080 BROKER_PORT=27883 when 8080 / 1883 are taken.
+HTTP_PORT ?= 8080
+BROKER_PORT ?= 1883
 # The pure core: no I/O, checked with mypy --strict.
 STRICT_CORE := protocol dispatcher/escalation.py dispatcher/escalation_plan.py dispatcher/visit_timer.py dispatcher/routing.py dispatcher/fallback.py dispatcher/location.py dispatcher/ratelimit.py dispatcher/devicehealth.py device/gestures.py device/watchdog.py device/haptics.py
 
-.PHONY: test demo bench lint typecheck system-deps clean
+.PHONY: test demo demo-device bench lint typecheck system-deps clean
 
 # A venv is rebuilt whenever it is incomplete (a `python3 -m venv` interrupted,
 # or run before python3-venv was installed, leaves a python without pip).
@@ -33,7 +36,12 @@ test: system-deps $(STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: system-deps $(STAMP)
-	$(BIN)/python -m sandbox.demo
+	$(BIN)/python -m sandbox.demo --http-port $(HTTP_PORT) --broker-port $(BROKER_PORT)
+
+# A button pressed from the keyboard, against the running demo (second terminal).
+demo-device: $(STAMP)
+	@test -f var/demo/appareil/device.toml || { echo "make demo-device : lancez d'abord make demo (dans un autre terminal)" >&2; exit 2; }
+	$(BIN)/vigie-device --simulate --config var/demo/appareil/device.toml
 
 bench: system-deps $(STAMP)
 	$(BIN)/python -m bench.run

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -172,6 +173,13 @@ def device(
     ] = None,
     gnss: Annotated[bool, typer.Option("--gnss/--no-gnss", help="The device has its own GNSS")] = False,
     state_dir: Annotated[str, typer.Option(help="State directory on the device")] = "/var/lib/vigie-device",
+    dev_broker: Annotated[
+        bool,
+        typer.Option(
+            "--dev-broker",
+            help="For the development broker: a password account (mqtt.password) instead of TLS",
+        ),
+    ] = False,
     days: Days = provision.DEFAULT_DEVICE_DAYS,
     ca_dir: CaDir = Path("pki"),
     db: DbOption = None,
@@ -189,12 +197,18 @@ def device(
         gnss=gnss,
         state_dir=state_dir,
         validity_days=days,
+        dev_broker_password=secrets.token_urlsafe(18) if dev_broker else None,
     )
     _run(lambda: provision.validate_spec(spec))
     bundle = _run(lambda: _with_store(db, lambda store: provision.provision_device(store, ca_dir, spec, out)))
     typer.echo(
         f"device {device_id} registered; bundle {bundle}: device.toml, device.pem/.key, hmac.key, ca.pem"
     )
+    if dev_broker:
+        typer.echo(
+            f"development broker: account {device_id} (password in {bundle / 'mqtt.password'}); "
+            f"give it to the broker with `vigie broker dev --device-bundle {bundle}`"
+        )
     if cancel_pin is None:
         typer.secho("warning: [cancel] pin is empty in device.toml: set it before deployment", err=True)
 

@@ -207,6 +207,9 @@ class DeviceSpec:
     keepalive_s: int = 30
     heartbeat_interval_s: int = 30
     validity_days: int = DEFAULT_DEVICE_DAYS
+    # Development broker (password accounts, no TLS): the bundle's device.toml
+    # names this password file instead of the TLS files (docs/provisioning.md).
+    dev_broker_password: str | None = field(default=None, repr=False)
     # Test hook: a validity in the past issues an already-expired certificate.
     validity: Validity | None = field(default=None, compare=False)
 
@@ -250,6 +253,18 @@ def device_config(spec: DeviceSpec) -> dict[str, Any]:
         },
         "cancel": {"pin": spec.cancel_pin if spec.cancel_pin is not None else CANCEL_PIN_PLACEHOLDER},
         "gnss": {"enabled": spec.gnss, "gpsd_host": "127.0.0.1", "gpsd_port": 2947, "max_fix_age_s": 30},
+    } | ({"mqtt": _dev_broker_mqtt(spec)} if spec.dev_broker_password is not None else {})
+
+
+def _dev_broker_mqtt(spec: DeviceSpec) -> dict[str, Any]:
+    """``[mqtt]`` for the development broker: the device's password account instead of TLS."""
+    return {
+        "host": spec.broker_host,
+        "port": spec.broker_port,
+        "keepalive_s": spec.keepalive_s,
+        "heartbeat_interval_s": spec.heartbeat_interval_s,
+        "username": spec.id,
+        "password_file": "mqtt.password",
     }
 
 
@@ -311,16 +326,19 @@ def _pin_matches(hashed: str, pin: str) -> bool:
 def _check_out_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ProvisionError(f"{out} already exists and is not an empty directory")
-    if not out.parent.is_dir():
-        raise ProvisionError(f"parent directory {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK):
-        raise ProvisionError(f"cannot write in {out.parent}")
+    # Missing parents are created (by _build_bundle); the nearest existing one must be writable.
+    existing = next(p for p in out.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise ProvisionError(f"{existing} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise ProvisionError(f"cannot write in {existing}")
 
 
 def _build_bundle(out: Path, spec: DeviceSpec, ca: CertificateAuthority, hmac_key: bytes) -> Any:
     """Write the bundle into a temp dir next to ``out`` and rename it; returns the certificate."""
     validity = spec.validity or Validity.days(spec.validity_days)
     cert, key = ca.issue(spec.id, validity=validity, client=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     # mkdtemp gives 0700: the bundle holds the device's private key and HMAC secret.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -329,6 +347,8 @@ def _build_bundle(out: Path, spec: DeviceSpec, ca: CertificateAuthority, hmac_ke
         pki.write_public(tmp / "device.pem", pki.cert_pem(cert))
         pki.write_public(tmp / "ca.pem", pki.cert_pem(ca.cert))
         pki.write_public(tmp / "device.toml", tomli_w.dumps(device_config(spec)).encode())
+        if spec.dev_broker_password is not None:
+            pki.write_secret(tmp / "mqtt.password", (spec.dev_broker_password + "\n").encode())
         if out.exists():
             out.rmdir()  # checked empty beforehand; rename cannot replace it portably
         tmp.rename(out)

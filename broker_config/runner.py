@@ -117,7 +117,11 @@ class MosquittoProcess(ABC):
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.write_config()
         with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
+            # Its own session: a terminal's Ctrl-C reaches our process group, and
+            # the broker must outlive it until we have stopped the dispatcher.
+            self.proc = subprocess.Popen(
+                [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log, start_new_session=True
+            )
         for port in self.ports():
             wait_for_port("127.0.0.1", port, timeout, self.proc)
 

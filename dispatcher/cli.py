@@ -13,12 +13,14 @@ import uvloop
 from pydantic import ValidationError
 
 from broker_config.cli import app as provision_app
+from broker_config.dev_cli import app as broker_app
 from dispatcher.settings import AdminSettings, DispatcherSettings, RetentionSettings
 
 S = TypeVar("S", bound=AdminSettings)
 
 app = typer.Typer(help="Vigie dispatcher and administration.", no_args_is_help=True)
 app.add_typer(provision_app, name="provision")
+app.add_typer(broker_app, name="broker")
 user_app = typer.Typer(help="Accounts of the REST API and console.", no_args_is_help=True)
 visit_app = typer.Typer(help="Home visits (visites à domicile).", no_args_is_help=True)
 app.add_typer(user_app, name="user")
@@ -34,6 +36,39 @@ def _settings(kind: type[S]) -> S:
         raise typer.Exit(2) from None
 
 
+CreateOption = Annotated[
+    bool,
+    typer.Option(
+        "--create",
+        help="Create the SQLite database if it does not exist (without it, a missing file is an error)",
+    ),
+]
+
+
+def _require_database(database_url: str, create: bool) -> None:
+    """Refuse a SQLite path that does not exist, unless ``--create``.
+
+    Opening a SQLite file creates it: a typo in VIGIE_DATABASE_URL would
+    otherwise give an empty directory that routes nobody, silently.
+    """
+    from dispatcher.store import is_postgres, sqlite_path
+
+    if is_postgres(database_url) or not database_url.startswith("sqlite:///"):
+        return  # PostgreSQL databases are created by the DBA; a bad URL fails on its own
+    path = sqlite_path(database_url)
+    if path.is_file():
+        return
+    if not create:
+        typer.echo(
+            f"erreur : la base SQLite {path} n'existe pas (VIGIE_DATABASE_URL={database_url}) ; "
+            "vérifiez le chemin, ou ajoutez --create pour la créer",
+            err=True,
+        )
+        raise typer.Exit(2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"création de la base SQLite {path}", err=True)
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -43,11 +78,15 @@ def _logging(verbose: bool) -> None:
 
 
 @app.command()
-def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def serve(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False, create: CreateOption = False
+) -> None:
     """Run the dispatcher: MQTT ingest, escalation, webhooks, API."""
     from dispatcher.service import serve as run
 
     _logging(verbose)
+    # The database first: a typo in its path is the likelier mistake, and names itself.
+    _require_database(_settings(AdminSettings).database_url, create)
     uvloop.run(run(_settings(DispatcherSettings)))
 
 
@@ -55,6 +94,7 @@ def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 def load_directory_command(
     path: Annotated[Path, typer.Argument(help="Directory YAML (see docs/directory.md)")],
     geocode: Annotated[bool, typer.Option(help="Geocode addresses without coordinates")] = True,
+    create: CreateOption = False,
 ) -> None:
     """Validate a directory / SSJ convention file and load it into the store."""
     from dispatcher.directory import DirectoryError, load_directory
@@ -63,6 +103,7 @@ def load_directory_command(
 
     _logging(False)
     settings = _settings(AdminSettings)
+    _require_database(settings.database_url, create)
 
     async def run() -> None:
         store = await open_store(settings.database_url)
@@ -104,6 +145,7 @@ def user_add(
             help="Prompted (hidden) or read from VIGIE_NEW_USER_PASSWORD; never pass it as an argument",
         ),
     ] = "",
+    create: CreateOption = False,
 ) -> None:
     """Create an account (the password is prompted, hidden, or read from the environment)."""
     from pydantic import ValidationError as Invalid
@@ -114,6 +156,7 @@ def user_add(
     from dispatcher.store.base import AlreadyExists, NewUser
 
     settings = _settings(AdminSettings)
+    _require_database(settings.database_url, create)
     try:
         spec = UserCreate(
             username=username,
@@ -165,12 +208,14 @@ def purge(
     days: Annotated[
         int | None, typer.Option(help="Override VIGIE_LOCATION_RETENTION_DAYS for this run")
     ] = None,
+    create: CreateOption = False,
 ) -> None:
     """Erase location data older than the retention period (RGPD); the service also does it hourly."""
     from dispatcher.retention import purge as run_purge
     from dispatcher.store import open_store
 
     settings = _settings(RetentionSettings)
+    _require_database(settings.database_url, create)
 
     async def run() -> None:
         store = await open_store(settings.database_url)
@@ -191,6 +236,7 @@ def visit_add(
     floor: Annotated[str | None, typer.Option(help="Étage")] = None,
     access_code: Annotated[str | None, typer.Option(help="Digicode")] = None,
     details: Annotated[str | None, typer.Option(help="Bâtiment, interphone...")] = None,
+    create: CreateOption = False,
 ) -> None:
     """Declare a home visit starting now (a running dispatcher picks it up within seconds)."""
     import secrets
@@ -201,6 +247,7 @@ def visit_add(
     from dispatcher.store import open_store
 
     settings = _settings(AdminSettings)
+    _require_database(settings.database_url, create)
 
     async def run() -> None:
         place = Address(label=address, floor=floor, access_code=access_code, details=details)

@@ -1,118 +1,263 @@
-"""``make demo``: the whole of Vigie on this machine, nothing external.
+"""``make demo``: the whole of Vigie on this machine, nothing external, until Ctrl-C.
 
 A Mosquitto with the project's dev config, the dispatcher (embedded SQLite,
-Hérault sample directory), the sandbox SMS/voice provider, and simulated
-devices that press now and then. Every SMS and call the police would receive
-is printed; one contact "answers" so the full cycle shows: alert → SMS/calls
-→ acknowledged → the device feels it. ``--once`` runs a single alert and
-exits 0 when the device got its 'acknowledged' feedback (used by the tests).
+Hérault sample directory with short demo timings), the sandbox SMS/voice
+provider whose contacts behave like people (sandbox/people.py: some reply
+« 1 » after a few seconds, some never, some calls ring out), and two
+simulated devices that heartbeat and press now and then. Every SMS, call,
+reply and vibration is printed, and every path shows: taken at the first
+tier, escalated, chain exhausted. A third device is left for a person to
+press from the keyboard (``make demo-device``).
+
+``--once`` runs a single alert and exits 0 when the device got its
+'acknowledged' feedback; ``--duration`` stops by itself (the soak test).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
 import logging
-import secrets
 import shutil
+import signal
+import socket
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
-from broker_config.runner import DISPATCHER_USER, DevBroker, free_port
+from broker_config.runner import DISPATCHER_USER, BrokerError, DevBroker, free_port
 from dispatcher.app import create_app
-from dispatcher.auth import hash_password
-from dispatcher.directory import load_directory
-from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
-from dispatcher.service import running_dispatcher
+from dispatcher.service import Dispatcher, running_dispatcher
 from dispatcher.settings import DispatcherSettings, FallbackContactSettings, MqttSettings, TwilioSettings
-from dispatcher.store.base import NewUser
-from dispatcher.store.sqlite import SqliteStore
-from sandbox.fleet import SimulatedDevice, new_device_secrets
+from protocol.topics import UplinkKind
+from sandbox import demo_setup as setup
+from sandbox.demo_watch import AlertWatch, device_felt, say
+from sandbox.fleet import SimulatedDevice
+from sandbox.people import DEMO_PEOPLE, People
 from sandbox.twilio_resources import NumberBehaviour
 from sandbox.twilio_server import TwilioSandbox
 
-HERAULT = Path(__file__).resolve().parents[1] / "dispatcher" / "data" / "herault.yaml"
-DEMO_DEVICES = {  # device id -> (practitioner, site)
-    "btn-cabinet-boutonnet": ("dr-claire-fabre", "cabinet-boutonnet"),
-    "bracelet-mmg-benali": ("dr-karim-benali", "mmg-saint-gely"),
-}
-ANSWERING_CONTACT = "+33639980101"  # the Montpellier chef de poste replies "1" after 3 s
+ANSWERING_CONTACT = "+33639980101"  # --once: the Montpellier chef de poste always replies after 3 s
+HEARTBEAT_S = 15.0  # simulated devices; the dispatcher flags a device after 2 x 30 s of silence
 log = logging.getLogger("vigie.demo")
 
 
-DEMO_ACCOUNTS = {  # console username -> (role, display name); passwords are generated per run
-    "operateur": ("operator", "Opérateur SSJ 34"),
-    "admin": ("admin", "Administrateur Vigie"),
-}
+class DemoError(Exception):
+    """The demo cannot start; the message says what to change (one line, in French)."""
 
 
 @dataclass(frozen=True)
-class DemoSecrets:
-    """What this run generated: device keys/passwords and console passwords (printed once)."""
+class Options:
+    """The command line, checked."""
 
-    devices: dict[str, tuple[bytes, str]]
-    accounts: dict[str, str]
+    workdir: Path
+    http_port: int
+    broker_port: int
+    interval_s: float
+    ack_timeout_s: int
+    people: Path
+    once: bool
+    duration_s: float | None
+    seed: int | None
 
 
-async def _prepare_store(db: Path) -> DemoSecrets:
-    store = await SqliteStore.open(db)
+def check_port_free(port: int, variable: str) -> None:
+    """Refuse early, in one line, a port something else already listens on."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            other = 27080 if variable == "HTTP_PORT" else 27883
+            raise DemoError(
+                f"le port {port} est déjà utilisé ({variable}) : relancez avec make demo {variable}={other}"
+            ) from None
+
+
+async def run(options: Options) -> None:
+    """Prepare everything, run until Ctrl-C / SIGTERM / ``--duration``, then stop cleanly."""
+    await asyncio.to_thread(_fresh_dir, options.workdir)
+    directory = setup.demo_directory(
+        setup.HERAULT, options.workdir / "annuaire.yaml", ack_timeout_s=options.ack_timeout_s
+    )
+    generated = await setup.prepare_store(options.workdir / "vigie.db", options.workdir / "annuaire.yaml")
+    broker = DevBroker(options.workdir / "broker", port=options.broker_port)
+    setup.broker_accounts(broker, generated)
+    hand_config = setup.write_hand_device(
+        options.workdir / "appareil",
+        generated,
+        broker.port,
+        setup.practitioner_entry(directory, setup.HAND_PRACTITIONER),
+    )
+    public = f"http://127.0.0.1:{options.http_port}"
+    sandbox = TwilioSandbox(
+        auth_token=generated.twilio_auth_token,
+        sms_webhook_url=public + SMS_WEBHOOK_PATH,
+        log_path=options.workdir / "sandbox-requests.jsonl",
+        people=None if options.once else People.from_file(options.people, seed=options.seed),
+        seed=options.seed,
+    )
+    if options.once:
+        sandbox.set_number(ANSWERING_CONTACT, NumberBehaviour(ack_after_ms=3000))
     try:
-        await load_directory(HERAULT, store, None)
-        devices: dict[str, tuple[bytes, str]] = {}
-        for device_id, (practitioner, site) in DEMO_DEVICES.items():
-            key, password = new_device_secrets()
-            kind = DeviceKind.BUTTON if device_id.startswith("btn") else DeviceKind.BRACELET
-            device = Device(
-                id=device_id, kind=kind, label=device_id, practitioner_id=practitioner, site_id=site
-            )
-            await store.add_device(device, key)
-            devices[device_id] = (key, password)
-        return DemoSecrets(devices, await _add_demo_accounts(store))
+        broker.start()
+    except BrokerError as exc:
+        raise DemoError(f"le broker MQTT n'a pas démarré : {exc} (journal : {broker.log_file})") from None
+    try:
+        await sandbox.start()
+        settings = _settings(options, public, broker, generated, sandbox)
+        async with running_dispatcher(settings) as d:
+            await _serve(d, settings, options, broker, generated, sandbox, hand_config, directory)
     finally:
-        await store.close()
+        await sandbox.stop()
+        broker.stop()
 
 
-async def _add_demo_accounts(store: SqliteStore) -> dict[str, str]:
-    """Console accounts for this run only; the store keeps argon2 hashes."""
-    passwords = {name: secrets.token_urlsafe(9) for name in DEMO_ACCOUNTS}
-    for username, (role, display) in DEMO_ACCOUNTS.items():
-        await store.add_user(
-            NewUser(
-                username=username,
-                display_name=display,
-                password_hash=hash_password(passwords[username]),
-                role=role,
-                conventions=("ssj-34",) if role == "operator" else (),
-            )
+def _settings(
+    options: Options, public: str, broker: DevBroker, generated: setup.DemoSecrets, sandbox: TwilioSandbox
+) -> DispatcherSettings:
+    return DispatcherSettings(
+        database_url=f"sqlite:///{options.workdir / 'vigie.db'}",
+        mqtt=MqttSettings(port=broker.port, password=broker.accounts[DISPATCHER_USER]),  # type: ignore[arg-type]
+        twilio=TwilioSettings(
+            account_sid=sandbox.account_sid,
+            auth_token=generated.twilio_auth_token,  # type: ignore[arg-type]
+            from_number="+33465710199",
+            api_base_url=sandbox.base_url,
+            public_base_url=public,
+        ),
+        # Demo value (ARCEP fiction range); production: VIGIE_FALLBACK__NAME / __PHONE.
+        fallback=FallbackContactSettings(name="Permanence Vigie (démo)", phone="+33465710190"),
+        http_port=options.http_port,
+    )
+
+
+async def _serve(
+    d: Dispatcher,
+    settings: DispatcherSettings,
+    options: Options,
+    broker: DevBroker,
+    generated: setup.DemoSecrets,
+    sandbox: TwilioSandbox,
+    hand_config: Path,
+    directory: dict[str, object],
+) -> None:
+    app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=settings.http_port, log_level="warning", timeout_graceful_shutdown=2
         )
-    return passwords
+    )
+    http = asyncio.create_task(server.serve())
+    devices = [_simulated(device_id, generated, broker.port) for device_id in setup.SIMULATED_DEVICES]
+    watch = AlertWatch(d.store, d.bus, sandbox, _phone_names(directory))
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for device in devices:
+            await asyncio.to_thread(device.connect)
+            tasks.append(asyncio.create_task(_heartbeats(device)))
+        tasks.append(asyncio.create_task(watch.run()))
+        _print_banner(settings, broker.port, generated, hand_config)
+        if options.once:
+            await _once(devices[0], watch)
+            return
+        await _press_until_stopped(devices, watch, options)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for device in devices:
+            device.close()
+        await sandbox.stop()  # no more simulated replies to a console that is going away
+        server.should_exit = True
+        await http
+    say("\n" + watch.summary())
 
 
-def _print_provider_traffic(sandbox: TwilioSandbox, seen: int) -> int:
-    for request in sandbox.requests[seen:]:
-        if request.kind == "message":
-            print(f"\n📱 SMS to {request.to}:\n{request.params.get('Body', '')}\n", flush=True)
-        elif request.kind == "call":
-            print(f"📞 CALL to {request.to} (TwiML, French voice, press 1 to acknowledge)", flush=True)
-    return len(sandbox.requests)
+def _simulated(device_id: str, generated: setup.DemoSecrets, broker_port: int) -> SimulatedDevice:
+    key, password = generated.devices[device_id]
+    return SimulatedDevice(device_id, key, "127.0.0.1", broker_port, password, on_downlink=device_felt)
 
 
-async def _press_and_follow(device: SimulatedDevice, sandbox: TwilioSandbox, seen: int) -> int:
-    print(f"\n🔴 {device.device_id}: hidden button held for 2 s — alert sent", flush=True)
+async def _heartbeats(device: SimulatedDevice) -> None:
+    """Presence and heartbeats as a real device sends them, so health is truthful."""
+    started = time.monotonic()
+    await asyncio.to_thread(device.publish_status, "online")
+    while True:
+        uptime = int(time.monotonic() - started)
+        await asyncio.to_thread(
+            device.send, UplinkKind.HEARTBEAT, battery_pct=87, firmware="demo", uptime_s=uptime
+        )
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _press(device: SimulatedDevice, watch: AlertWatch, number: int) -> str:
+    label = f"alerte {number} ({device.device_id})"
     alert_id = await asyncio.to_thread(device.alert)
-    await asyncio.to_thread(device.wait_downlink, "received", alert_id, 10)
-    print(f"   {device.device_id}: one short vibration — the dispatcher has the alert", flush=True)
-    waiting = asyncio.create_task(asyncio.to_thread(device.wait_downlink, "acknowledged", alert_id, 30))
-    while not waiting.done():
-        seen = _print_provider_traffic(sandbox, seen)
-        await asyncio.sleep(0.2)
-    await waiting
-    seen = _print_provider_traffic(sandbox, seen)
-    print(f"   {device.device_id}: three pulses — a police contact acknowledged (replied 1)", flush=True)
-    return seen
+    watch.pressed(alert_id, label)
+    say(f"\n🔴 {label} : bouton caché maintenu 2 s — alerte envoyée")
+    return alert_id
+
+
+async def _once(device: SimulatedDevice, watch: AlertWatch) -> None:
+    alert_id = await _press(device, watch, 1)
+    await asyncio.to_thread(device.wait_downlink, "acknowledged", alert_id, 60)
+    async with asyncio.timeout(10):
+        await watch.wait_outcome(alert_id, "prise en charge")
+
+
+async def _press_until_stopped(devices: list[SimulatedDevice], watch: AlertWatch, options: Options) -> None:
+    """Press each device in turn every ``interval_s``; stop on a signal or after ``duration_s``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+    number = 0
+    while not stop.is_set():
+        number += 1
+        await _press(devices[(number - 1) % len(devices)], watch, number)
+        wait = options.interval_s
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    say("\narrêt de la démo…")
+
+
+def _phone_names(directory: dict[str, object]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for convention in directory.get("conventions", []) or []:  # type: ignore[attr-defined]
+        for unit in convention.get("units", []):
+            for contact in unit.get("contacts", []):
+                names[str(contact["phone"])] = f"({contact['name']})"
+    return names
+
+
+def _print_banner(
+    settings: DispatcherSettings, broker_port: int, generated: setup.DemoSecrets, hand_config: Path
+) -> None:
+    url = settings.twilio.public_base_url
+    say(f"Démo Vigie en marche — broker MQTT 127.0.0.1:{broker_port}, console {url}/console/")
+    say(f"  API : {url}/docs   métriques : {url}/metrics")
+    for username, password in generated.accounts.items():
+        role = setup.ROLE_NAMES[setup.DEMO_ACCOUNTS[username][0]]
+        say(f"  identifiant {username} / mot de passe {password}  ({role}, valable pour cette démo)")
+    say("  Appuyer soi-même sur un bouton : dans un autre terminal,")
+    say(f"    make demo-device        (= vigie-device --simulate --config {hand_config})")
+    say("    puis « a » (maintien 2 s) ou « m » (trois appuis) ; « c » annule, « q » quitte")
+    say("  Répondre à la place d'un contact : docs/sandbox.md (curl)")
+    say("  Ctrl-C pour arrêter\n")
 
 
 def _fresh_dir(path: Path) -> None:
@@ -120,113 +265,47 @@ def _fresh_dir(path: Path) -> None:
     path.mkdir(parents=True)
 
 
-async def run(workdir: Path, *, once: bool, http_port: int, interval_s: float) -> None:
-    await asyncio.to_thread(_fresh_dir, workdir)
-    generated = await _prepare_store(workdir / "vigie.db")
-    broker = DevBroker(workdir / "broker")
-    broker.add_account(DISPATCHER_USER, new_device_secrets()[1])
-    for device_id, (_, password) in generated.devices.items():
-        broker.add_account(device_id, password)
-    public = f"http://127.0.0.1:{http_port}"
-    sandbox = TwilioSandbox(
-        sms_webhook_url=public + SMS_WEBHOOK_PATH, log_path=workdir / "sandbox-requests.jsonl"
-    )
-    sandbox.set_number(ANSWERING_CONTACT, NumberBehaviour(ack_after_ms=3000))
-    settings = DispatcherSettings(
-        database_url=f"sqlite:///{workdir / 'vigie.db'}",
-        mqtt=MqttSettings(port=broker.port, password=broker.accounts[DISPATCHER_USER]),  # type: ignore[arg-type]
-        twilio=TwilioSettings(
-            account_sid=sandbox.account_sid,
-            auth_token=sandbox.auth_token,  # type: ignore[arg-type]
-            from_number="+33465710199",
-            api_base_url="http://placeholder",
-            public_base_url=public,
-        ),
-        # Demo value (ARCEP fiction range); production: VIGIE_FALLBACK__NAME / __PHONE.
-        fallback=FallbackContactSettings(name="Permanence Vigie (démo)", phone="+33465710190"),
-        http_port=http_port,
-    )
-    with broker:
-        await sandbox.start()
-        settings.twilio.api_base_url = sandbox.base_url
-        try:
-            await _run_dispatcher(settings, broker, generated, sandbox, once=once, interval_s=interval_s)
-        finally:
-            await sandbox.stop()
-
-
-async def _run_dispatcher(
-    settings: DispatcherSettings,
-    broker: DevBroker,
-    generated: DemoSecrets,
-    sandbox: TwilioSandbox,
-    *,
-    once: bool,
-    interval_s: float,
-) -> None:
-    async with running_dispatcher(settings) as d:
-        app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                port=settings.http_port,
-                log_level="warning",
-                timeout_graceful_shutdown=2,
-            )
-        )
-        http = asyncio.create_task(server.serve())
-        devices = [
-            SimulatedDevice(i, key, "127.0.0.1", broker.port, pw)
-            for i, (key, pw) in generated.devices.items()
-        ]
-        for device in devices:
-            await asyncio.to_thread(device.connect)
-        _print_banner(settings.twilio.public_base_url, broker.port, generated.accounts)
-        try:
-            seen = 0
-            while True:
-                for device in devices:
-                    seen = await _press_and_follow(device, sandbox, seen)
-                    if once:
-                        return
-                    await asyncio.sleep(interval_s)
-        finally:
-            for device in devices:
-                device.close()
-            server.should_exit = True
-            await http
-
-
-def _print_banner(url: str, broker_port: int, accounts: dict[str, str]) -> None:
-    print(f"Vigie demo running — broker 127.0.0.1:{broker_port}")
-    print(f"  operator console: {url}/console/   API docs: {url}/docs   metrics: {url}/metrics")
-    for username, password in accounts.items():
-        print(f"  login {username!r} / {password!r} ({DEMO_ACCOUNTS[username][0]}, this run only)")
-    print("  Ctrl-C to stop\n", flush=True)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def parse_args(argv: list[str] | None = None) -> Options:
+    """The demo's command line (``make demo`` passes the ports)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--once", action="store_true", help="one alert, then exit 0 once acknowledged")
     parser.add_argument(
         "--workdir", type=Path, default=Path("var/demo"), help="state of this run (wiped first)"
     )
     parser.add_argument("--http-port", type=int, default=8080, help="console/API port (0 = any free one)")
+    parser.add_argument("--broker-port", type=int, default=1883, help="MQTT broker port (0 = any free one)")
     parser.add_argument("--interval", type=float, default=20.0, help="seconds between simulated presses")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser.add_argument("--ack-timeout", type=int, default=25, help="seconds each tier waits (min 5)")
+    parser.add_argument("--people", type=Path, default=DEMO_PEOPLE, help="who answers (personas TOML)")
+    parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many s")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the people's draws")
+    args = parser.parse_args(argv)
+    return Options(
+        workdir=args.workdir,
+        http_port=args.http_port or free_port(),
+        broker_port=args.broker_port or free_port(),
+        interval_s=args.interval,
+        ack_timeout_s=max(5, args.ack_timeout),
+        people=args.people,
+        once=args.once,
+        duration_s=args.duration,
+        seed=args.seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m sandbox.demo`` (``make demo``)."""
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s : %(message)s")
     try:
-        asyncio.run(
-            run(
-                args.workdir,
-                once=args.once,
-                http_port=args.http_port or free_port(),
-                interval_s=args.interval,
-            )
-        )
+        check_port_free(options.http_port, "HTTP_PORT")
+        check_port_free(options.broker_port, "BROKER_PORT")
+        asyncio.run(run(options))
+    except DemoError as exc:
+        print(f"make demo : {exc}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
-        print("\ndemo stopped")
+        say("\ndémo arrêtée")
 
 
 if __name__ == "__main__":

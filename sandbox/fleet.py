@@ -12,6 +12,7 @@ import secrets
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ class SimulatedDevice:
     host: str
     port: int
     password: str
+    on_downlink: Callable[[str, Downlink], None] | None = None  # called from paho's thread
     seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     downlinks: list[Downlink] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -67,6 +69,8 @@ class SimulatedDevice:
         with self._cond:
             self.downlinks.append(downlink)
             self._cond.notify_all()
+        if self.on_downlink is not None:
+            self.on_downlink(self.device_id, downlink)
 
     def publish_raw(self, kind: UplinkKind, payload: bytes) -> None:
         assert self._client is not None

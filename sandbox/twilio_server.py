@@ -16,6 +16,9 @@ Control API (no auth: bind it to loopback):
 * ``POST /_sandbox/press`` ``{"call_sid": "CA..."}`` or ``{"to": "+33..."}``, ``"digits": "1"``
 * ``GET /_sandbox/requests`` (``?to=``, ``?kind=``, ``?ref=``), ``GET /_sandbox/webhooks``
 * ``POST /_sandbox/reset``
+* ``GET/POST /_sandbox/people`` ``{"number": "+33...", ...Persona}`` (see :mod:`sandbox.people`)
+
+Curl examples: docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from twilio.request_validator import RequestValidator
 from yarl import URL
 
+from sandbox.people import People, persona_from_json
 from sandbox.twilio_resources import (
     API_VERSION,
     E164,
@@ -158,6 +162,7 @@ class TwilioSandbox:
         sms_webhook_url: str | None = None,
         log_path: Path | None = None,
         seed: int | None = None,
+        people: People | None = None,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -179,6 +184,7 @@ class TwilioSandbox:
         self._rng = random.Random(seed)
         self._validator = RequestValidator(auth_token)
         self._numbers: dict[str, NumberBehaviour] = {}
+        self.people = people or People({}, seed=seed)
         self._call_states: dict[str, _CallState] = {}
         self._seq = itertools.count(1)
         self._inflight = 0
@@ -217,6 +223,7 @@ class TwilioSandbox:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        self._session = None  # stop() may be called twice (the demo stops it before the dispatcher)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -330,6 +337,8 @@ class TwilioSandbox:
         app.router.add_get("/_sandbox/requests", self._ctl_requests)
         app.router.add_get("/_sandbox/webhooks", self._ctl_webhooks)
         app.router.add_post("/_sandbox/reset", self._ctl_reset)
+        app.router.add_get("/_sandbox/people", self._ctl_people)
+        app.router.add_post("/_sandbox/people", self._ctl_people)
         return app
 
     async def _create_message(self, request: web.Request) -> web.Response:
@@ -475,7 +484,8 @@ class TwilioSandbox:
             await asyncio.sleep(self.config.callback_latency_ms / 1000)
 
     async def _message_lifecycle(self, message: Message) -> None:
-        behaviour = self._numbers.get(message.to, NumberBehaviour())
+        behaviour = self._numbers.get(message.to) or self.people.sms(message.to, message.body)
+        behaviour = behaviour or NumberBehaviour()
         final = behaviour.sms_status
         steps = ["sent", final] if final != "failed" else [final]
         for status in steps:
@@ -508,7 +518,7 @@ class TwilioSandbox:
 
     async def _call_lifecycle(self, call: Call) -> None:
         state = self._call_states[call.sid]
-        behaviour = self._numbers.get(call.to, NumberBehaviour())
+        behaviour = self._numbers.get(call.to) or self.people.call(call.to) or NumberBehaviour()
         try:
             for status, event in (("initiated", "initiated"), ("ringing", "ringing")):
                 await self._step()
@@ -698,6 +708,16 @@ class TwilioSandbox:
     async def _ctl_webhooks(self, _request: web.Request) -> web.Response:
         return web.json_response([w.to_json() for w in self.webhooks])
 
+    async def _ctl_people(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                data = dict(await request.json())
+                number = str(data.pop("number"))
+                self.people.personas[number] = persona_from_json(data)
+            except (KeyError, ValueError, TypeError) as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({n: asdict(p) for n, p in self.people.personas.items()})
+
     async def _ctl_reset(self, _request: web.Request) -> web.Response:
         self.reset()
         return web.json_response({})
@@ -753,7 +773,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--call-hold-ms", type=float, default=5000.0, help="answered call waits for a key")
     parser.add_argument("--sms-webhook-url", default=None, help="where replies are posted (our number)")
     parser.add_argument("--log", type=Path, default=None, help="JSONL file of every request")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the failure draw")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the failure and people draws")
+    parser.add_argument("--people", type=Path, default=None, help="personas TOML (see sandbox/people.py)")
     return parser.parse_args(argv)
 
 
@@ -770,6 +791,7 @@ async def _serve(args: argparse.Namespace) -> None:
         sms_webhook_url=args.sms_webhook_url,
         log_path=args.log,
         seed=args.seed,
+        people=People.from_file(args.people, seed=args.seed) if args.people else None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

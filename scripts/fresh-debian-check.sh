@@ -16,7 +16,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 REF="$(git -C "$HERE" rev-parse HEAD)"
 ROOT=/var/tmp/vigie-fresh/root
-DEMO_SECONDS=75
+DEMO_SECONDS=120
 HTTP_PORT=27180
 BROKER_PORT=27183
 MIRROR=http://deb.debian.org/debian
@@ -47,9 +47,10 @@ bind() {  # bind <host path> <path in root> [ro]
   mounts+=("$ROOT$2")
   if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$ROOT$2"; fi
 }
+EGRESS_ENV=()
 in_root() {  # a clean environment: nothing of this machine's settings leaks in
   env -i HOME=/root LANG=C.UTF-8 TERM=dumb PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    DEBIAN_FRONTEND=noninteractive chroot "$ROOT" /bin/bash -c "$1"
+    DEBIAN_FRONTEND=noninteractive "${EGRESS_ENV[@]}" chroot "$ROOT" /bin/bash -c "$1"
 }
 
 command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
@@ -67,8 +68,14 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # A chroot has no init: packages must not start services (a real machine runs
 # systemd, and system-deps.sh disables them there).
 printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"; chmod +x "$ROOT/usr/sbin/policy-rc.d"
-# This workplace's egress may re-sign TLS: its local CAs are not part of the check.
-cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/" 2>/dev/null || true
+# This machine's egress may re-sign TLS with a local CA: not part of the check,
+# so the root trusts it too, and pip (which has its own CA bundle) is told to
+# use the system's.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  mkdir -p "$ROOT/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  EGRESS_ENV=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
+fi
 
 echo "[2/4] apt-get install git make python3 ca-certificates; git clone ($REF)"
 in_root "apt-get update -qq && apt-get install -y -qq --no-install-recommends git make python3 ca-certificates \
@@ -97,8 +104,9 @@ demo_rc=0; wait "$demo" || demo_rc=$?
 
 pytest_line=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$LOGS/test.log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//' || true)
 alerts=$(grep -c "alerte envoyée" "$LOGS/demo.log" || true)
-acked=$(grep -c "trois impulsions" "$LOGS/demo.log" || true)
-escalated=$(grep -c "palier 2" "$LOGS/demo.log" || true)
+acked=$(grep -c "prise en charge par" "$LOGS/demo.log" || true)
+escalated=$(grep -c "personne n'a répondu à temps" "$LOGS/demo.log" || true)
+exhausted=$(grep -c "chaîne épuisée" "$LOGS/demo.log" || true)
 tracebacks=$(grep -c "Traceback" "$LOGS/demo.log" || true)
 banner=no; grep -q "/console/" "$LOGS/demo.log" && banner=yes
 demo_ok=no
@@ -113,7 +121,7 @@ cat <<SUMMARY
   system packages   : $(grep -o 'Installation de .* (apt-get)' "$LOGS/test.log" | head -1 | sed 's/Installation de //;s/ (apt-get)//')
   make test         : $( [ "$test_ok" = yes ] && echo PASS || echo "FAIL (exit $test_rc)" ) in ${test_s} s — ${pytest_line:-no pytest summary line}
   make demo         : $( [ "$demo_ok" = yes ] && echo PASS || echo FAIL ) — alive after ${DEMO_SECONDS} s: $demo_alive, exit after Ctrl-C: $demo_rc, console URL printed: $banner
-                      alerts pressed: $alerts, acknowledged: $acked, escalation lines (palier 2): $escalated, tracebacks: $tracebacks
+                      alerts pressed: $alerts, taken: $acked, escalations: $escalated, exhausted: $exhausted, tracebacks: $tracebacks
   total             : $(( $(date +%s) - started )) s; logs in $LOGS
 SUMMARY
 [ "$test_ok" = yes ] && [ "$demo_ok" = yes ]
