@@ -206,8 +206,8 @@ def device(
     )
     if dev_broker:
         typer.echo(
-            f"development broker: account {device_id} (password in {bundle / 'mqtt.password'}); "
-            f"give it to the broker with `vigie broker dev --device-bundle {bundle}`"
+            f"broker de développement : compte {device_id} (mot de passe dans {bundle / 'mqtt.password'}) ; "
+            f"à donner au broker avec `vigie broker dev --device-bundle {bundle}`"
         )
     if cancel_pin is None:
         typer.secho("warning: [cancel] pin is empty in device.toml: set it before deployment", err=True)

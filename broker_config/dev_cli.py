@@ -33,7 +33,7 @@ def bundle_account(bundle: Path) -> tuple[str, str]:
         password = (bundle / str(mqtt["password_file"])).read_text(encoding="utf-8").strip()
     except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         raise typer.BadParameter(
-            f"{bundle}: not a --dev-broker bundle (device.toml with [mqtt] password_file): {exc}"
+            f"{bundle} : pas un bundle --dev-broker (device.toml avec [mqtt] password_file) : {exc}"
         ) from None
     return username, password
 
@@ -69,7 +69,7 @@ def dev(
     try:
         broker.start()
     except BrokerError as exc:
-        typer.echo(f"error: {exc} (log: {broker.log_file})", err=True)
+        typer.echo(f"erreur : {exc} (journal : {broker.log_file})", err=True)
         raise typer.Exit(1) from None
     env = workdir / "dispatcher.env"
     env.write_text(
@@ -84,17 +84,18 @@ def dev(
     try:
         while not stop.wait(1.0):
             if broker.proc is not None and broker.proc.poll() is not None:
-                typer.echo(f"error: mosquitto stopped (log: {broker.log_file})", err=True)
+                typer.echo(f"erreur : mosquitto s'est arrêté (journal : {broker.log_file})", err=True)
                 raise typer.Exit(1)
     finally:
         broker.stop()
 
 
 def _print_ready(broker: DevBroker, env: Path, bundles: list[Path], extra: list[str]) -> None:
-    typer.echo(f"development broker on 127.0.0.1:{broker.port} (config {broker.workdir / 'mosquitto.conf'})")
-    typer.echo(f"  dispatcher: account {DISPATCHER_USER}, settings in {env} (set -a; . {env}; set +a)")
+    conf = broker.workdir / "mosquitto.conf"
+    typer.echo(f"broker de développement sur 127.0.0.1:{broker.port} (config {conf})")
+    typer.echo(f"  dispatcher : compte {DISPATCHER_USER}, réglages dans {env} (set -a; . {env}; set +a)")
     for bundle in bundles:
-        typer.echo(f"  device: account {bundle_account(bundle)[0]} (password from {bundle})")
+        typer.echo(f"  balise : compte {bundle_account(bundle)[0]} (mot de passe lu dans {bundle})")
     for name in extra:
-        typer.echo(f"  account {name} / {broker.accounts[name]}")
-    typer.echo("  Ctrl-C to stop", err=False)
+        typer.echo(f"  compte {name} / mot de passe {broker.accounts[name]}")
+    typer.echo("  Ctrl-C pour arrêter")

@@ -46,7 +46,7 @@ async def run_retention(
                 for device_id in list(cache.last_fixes):
                     if await store.last_fix(device_id) is None:
                         cache.last_fixes.pop(device_id, None)
-            log.info("retention pass: %s", report)
+            log.info("purge RGPD (rétention) : %s", report)
         except Exception:
             log.exception("retention pass failed; will retry")
         await asyncio.sleep(interval_s)

@@ -96,6 +96,11 @@ class ParsedTopic:
     channel: str  # "up", "status" or "down"
     kind: UplinkKind | None  # set for "up" topics only
 
+    def __str__(self) -> str:
+        # The topic itself, for log lines and rejection reasons (not a Python repr).
+        leaf = f"/{self.kind.value}" if self.kind is not None else ""
+        return f"{ROOT}/{self.device_id}/{self.channel}{leaf}"
+
 
 def parse_topic(topic: str) -> ParsedTopic:
     """Split a concrete topic; raise TopicError for anything outside the tree."""

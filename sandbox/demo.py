@@ -165,7 +165,7 @@ async def _serve(
             await asyncio.to_thread(device.connect)
             tasks.append(asyncio.create_task(_heartbeats(device)))
         tasks.append(asyncio.create_task(watch.run()))
-        _print_banner(settings, broker.port, generated, hand_config)
+        _print_banner(settings, broker.port, generated, hand_config, sandbox.base_url)
         if options.once:
             await _once(devices[0], watch)
             return
@@ -245,7 +245,11 @@ def _phone_names(directory: dict[str, object]) -> dict[str, str]:
 
 
 def _print_banner(
-    settings: DispatcherSettings, broker_port: int, generated: setup.DemoSecrets, hand_config: Path
+    settings: DispatcherSettings,
+    broker_port: int,
+    generated: setup.DemoSecrets,
+    hand_config: Path,
+    sandbox_url: str,
 ) -> None:
     url = settings.twilio.public_base_url
     say(f"Démo Vigie en marche — broker MQTT 127.0.0.1:{broker_port}, console {url}/console/")
@@ -256,7 +260,7 @@ def _print_banner(
     say("  Appuyer soi-même sur un bouton : dans un autre terminal,")
     say(f"    make demo-device        (= vigie-device --simulate --config {hand_config})")
     say("    puis « a » (maintien 2 s) ou « m » (trois appuis) ; « c » annule, « q » quitte")
-    say("  Répondre à la place d'un contact : docs/sandbox.md (curl)")
+    say(f"  Répondre à la place d'un contact : curl, voir docs/sandbox.md (bac à sable : {sandbox_url})")
     say("  Ctrl-C pour arrêter\n")
 
 

@@ -798,7 +798,7 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await sandbox.start()
-    print(f"twilio sandbox listening on {sandbox.base_url}", flush=True)
+    print(f"twilio sandbox listening on {sandbox.base_url} (account {sandbox.account_sid})", flush=True)
     try:
         await stop.wait()
     finally:

@@ -389,6 +389,10 @@ class PurgeReport:
     sessions: int = 0  # expired sessions deleted
     login_failures: int = 0  # old failed-login records deleted
 
+    def __str__(self) -> str:
+        # For logs and the CLI: counts, not a Python repr.
+        return ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__)
+
 
 class AccessStore(Protocol):
     """Accounts, sessions, login throttling, audit log, notes, alert search and retention.

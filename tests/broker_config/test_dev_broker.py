@@ -32,7 +32,7 @@ def _dev_bundle(pki: Pki, out: Path, port: int) -> None:
         env=env,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "vigie broker dev --device-bundle" in result.output
+    assert "vigie broker dev --device-bundle" in result.output.replace("\n", "")
 
 
 def test_dev_bundle_creates_missing_parents_and_names_a_password(pki: Pki, tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_vigie_broker_dev_runs_the_project_config_with_the_bundles_accounts(pki:
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert f"development broker on 127.0.0.1:{port}" in first, first
+        assert f"broker de développement sur 127.0.0.1:{port}" in first, first
         password = (bundle / "mqtt.password").read_text().strip()
         reason = _connect(port, "btn-dev-1", password)
         assert reason is not None and not reason.is_failure, reason
