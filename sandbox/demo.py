@@ -253,7 +253,7 @@ def _print_banner(
 ) -> None:
     url = settings.twilio.public_base_url
     say(f"Démo Vigie en marche — broker MQTT 127.0.0.1:{broker_port}, console {url}/console/")
-    say(f"  API : {url}/docs   métriques : {url}/metrics")
+    say(f"  page de la praticienne : {url}/moi/   API : {url}/docs   métriques : {url}/metrics")
     for username, password in generated.accounts.items():
         role = setup.ROLE_NAMES[setup.DEMO_ACCOUNTS[username][0]]
         say(f"  identifiant {username} / mot de passe {password}  ({role}, valable pour cette démo)")

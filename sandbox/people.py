@@ -35,9 +35,9 @@ from sandbox.twilio_resources import NumberBehaviour
 
 DEMO_PEOPLE = Path(__file__).resolve().parent / "data" / "demo-people.toml"
 
-# The reply an alert SMS asks for, when it names one: « répondez 1 A7 » style
-# codes (the dispatcher's reply codes); a bare « 1 » otherwise.
-_REPLY_CODE = re.compile(r"[«\"]\s*(1\s+[A-Z0-9]{1,6})\s*[»\"]")
+# The reply an alert SMS asks for when it names the alert's code ("Repondez 1 K42
+# pour prendre en charge", dispatcher/replycodes.py), quoted or not; a bare "1" otherwise.
+_REPLY_CODE = re.compile(r"(?:[Rr][ée]pondez|[«\"])\s*(1\s+[A-Z][0-9]{1,5})\b")
 
 
 class PeopleError(ValueError):

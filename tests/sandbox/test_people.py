@@ -37,6 +37,7 @@ def test_draws_follow_the_probabilities() -> None:
 
 def test_reply_names_the_code_the_sms_asks_for() -> None:
     assert reply_text("Repondez 1 pour prendre en charge") == "1"
+    assert reply_text("ALERTE VIGIE ...\nRepondez 1 K42 pour prendre en charge") == "1 K42"
     assert reply_text("Pour prendre en charge, repondez « 1 A7 »") == "1 A7"
     assert reply_text('repondez "1 K2" (code de cette alerte)') == "1 K2"
 
