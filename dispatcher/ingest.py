@@ -170,6 +170,13 @@ class Ingest:
             # The seq is NOT admitted: a real device re-sends the same alert until
             # 'received', so it is accepted once the bucket has refilled.
             raise Rejected(RejectReason.RATE_LIMITED, f"{uplink.type} from a device over its rate")
+        if window.is_new_counter(uplink.seq):
+            log.info(
+                "%s numbers from %d now (was %d): new or lost state directory",
+                uplink.device,
+                uplink.seq,
+                window.high,
+            )
         self.windows[uplink.device] = window = window.admit(uplink.seq)
         self._metrics.ingested.labels(uplink.type).inc()
         match uplink:

@@ -46,6 +46,15 @@ class SequenceWindow:
         offset = self.high - seq
         return offset < WINDOW and not (self.seen >> offset) & 1
 
+    def is_new_counter(self, seq: int) -> bool:
+        """True when ``seq`` lies beyond the whole window: the device started a new counter.
+
+        That is what a device does after losing its state directory
+        (:func:`fresh_sequence_start`); it is accepted like any higher number,
+        and worth a line in the log.
+        """
+        return self.high >= 0 and seq - self.high > WINDOW
+
     def admit(self, seq: int) -> SequenceWindow:
         """State after accepting ``seq`` (call only when :meth:`is_fresh`)."""
         if seq > self.high:

@@ -65,3 +65,11 @@ def test_fresh_sequence_start_is_the_clock_and_clears_any_older_counter() -> Non
     assert old.is_fresh(fresh_sequence_start(now_ms))
     with pytest.raises(ValueError):
         fresh_sequence_start(-1)
+
+
+def test_a_new_counter_is_told_apart_from_an_ordinary_step() -> None:
+    window = SequenceWindow().admit(41)
+    assert not SequenceWindow().is_new_counter(fresh_sequence_start(1_795_000_000_000))  # first message
+    assert not window.is_new_counter(42)
+    assert not window.is_new_counter(41 + WINDOW)
+    assert window.is_new_counter(fresh_sequence_start(1_795_000_000_000))
