@@ -21,9 +21,7 @@ log = logging.getLogger(__name__)
 DeadTasks = Callable[[], list[str]]
 
 
-async def feed_watchdog(
-    dead_tasks: DeadTasks, *, env: Mapping[str, str] | None = None
-) -> None:
+async def feed_watchdog(dead_tasks: DeadTasks, *, env: Mapping[str, str] | None = None) -> None:
     """Say READY=1 (the broker session and the loops are up), then WATCHDOG=1 while ``dead_tasks()`` is empty.
 
     Outside systemd (no ``NOTIFY_SOCKET``) this returns at once. Once a loop is

@@ -151,6 +151,10 @@ class ConsoleFeed:
                 "flag": event.get("flag"),
                 "raised": event.get("raised"),
             }
+        if (
+            kind == "visit"
+        ):  # a home visit moved: no data here, the console re-reads /api/open-visits (scoped)
+            return {"type": "visit"}
         alert_id = event.get("alert_id")
         if kind not in ("alert", "notification", "operator_alarm") or not alert_id:
             return None

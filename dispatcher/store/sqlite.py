@@ -986,7 +986,14 @@ def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> li
 
 
 _HEALTH_COLUMNS = (
-    "device_id", "last_seen_at", "status", "status_at", "battery_pct", "signal_dbm", "firmware", "uptime_s"
+    "device_id",
+    "last_seen_at",
+    "status",
+    "status_at",
+    "battery_pct",
+    "signal_dbm",
+    "firmware",
+    "uptime_s",
 )
 
 

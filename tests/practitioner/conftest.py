@@ -49,10 +49,16 @@ class Harness:
 
 
 @pytest.fixture
+def grace_s() -> int:
+    """The check's grace period; a module overrides it when a page must see the check."""
+    return GRACE_S
+
+
+@pytest.fixture
 async def harness(
-    broker: DevBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker: DevBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace_s: int
 ) -> AsyncIterator[Harness]:
-    monkeypatch.setenv("VIGIE_VISITS__GRACE_S", str(GRACE_S))
+    monkeypatch.setenv("VIGIE_VISITS__GRACE_S", str(grace_s))
     monkeypatch.setenv("VIGIE_VISITS__MIN_DURATION_S", "1")
     monkeypatch.setenv("VIGIE_VISITS__POLL_S", "0.2")
     ban = BanSandbox()

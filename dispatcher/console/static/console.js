@@ -61,6 +61,7 @@ async function onLogin(event) {
 
 async function start() {
   state.user = await api("/api/auth/me");
+  if (state.user.role === "practitioner") { location.replace("/moi/"); return; } // her own page
   state.config = await api("/console/config");
   $("who").textContent = `${state.user.display_name} (${state.user.role})`;
   $("login").hidden = true;
@@ -105,6 +106,8 @@ function onMessage(msg) {
     if (msg.alarm) refreshEvents();
   } else if (msg.type === "health") {
     refreshHealth();
+  } else if (msg.type === "visit") {
+    refreshVisits();
   }
 }
 
@@ -373,6 +376,22 @@ async function refreshHealth() {
     }));
   } catch { /* shown on the next refresh */ }
   refreshEvents();
+  refreshVisits();
+}
+
+// Open home visits of the territory (docs/practitioner.md); overdue ones first, highlighted.
+async function refreshVisits() {
+  try {
+    const visits = await api("/api/open-visits");
+    $("open-visits").replaceChildren(...visits.map((v) => {
+      const li = el("li", `${v.practitioner_name} — ${v.label} — fin prévue ${dateTime(v.ends_at)}`
+        + (v.phase === "checking" ? " — vérification en cours" : "") + (v.dangerous ? " — lieu signalé dangereux" : ""),
+      v.overdue ? "flag overdue" : "");
+      li.dataset.id = v.id;
+      return li;
+    }));
+    $("no-open-visits").hidden = visits.length > 0;
+  } catch { /* idem */ }
 }
 
 async function refreshEvents() {
