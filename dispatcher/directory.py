@@ -89,13 +89,13 @@ def verify_pin(pin_hash: str, pin: str) -> bool:
 # ---------------------------------------------------------------- file model
 
 
-class PractitionerEntry(Practitioner):
-    """A practitioner as written in the file: may carry demo PINs in clear, hashed on load."""
+class _ClearPins(BaseModel):
+    """Demo PINs in clear (``cancel_pin``/``duress_pin``), or argon2 hashes; hashed on load."""
 
     cancel_pin: str | None = Field(default=None, pattern=PIN_PATTERN, repr=False)
     duress_pin: str | None = Field(default=None, pattern=PIN_PATTERN, repr=False)
 
-    @field_validator("cancel_pin_hash", "duress_pin_hash")
+    @field_validator("cancel_pin_hash", "duress_pin_hash", check_fields=False)
     @classmethod
     def _argon2_hash(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith("$argon2"):
@@ -104,23 +104,40 @@ class PractitionerEntry(Practitioner):
 
     @model_validator(mode="after")
     def _pins_consistent(self) -> Self:
-        if self.cancel_pin is not None and self.cancel_pin_hash is not None:
+        hashes = self.model_dump(include={"cancel_pin_hash", "duress_pin_hash"})
+        if self.cancel_pin is not None and hashes.get("cancel_pin_hash") is not None:
             raise ValueError("give cancel_pin or cancel_pin_hash, not both")
-        if self.duress_pin is not None and self.duress_pin_hash is not None:
+        if self.duress_pin is not None and hashes.get("duress_pin_hash") is not None:
             raise ValueError("give duress_pin or duress_pin_hash, not both")
         if self.cancel_pin is not None and self.cancel_pin == self.duress_pin:
             # The dispatcher could not tell a real cancel from a coerced one.
             raise ValueError("duress_pin must differ from cancel_pin")
         return self
 
-    def to_practitioner(self) -> Practitioner:
-        """The domain object, with clear PINs replaced by their argon2 hashes."""
+    def _hashed(self) -> dict[str, Any]:
+        """The fields of the domain object, clear PINs replaced by their argon2 hashes."""
         data = self.model_dump(exclude={"cancel_pin", "duress_pin"})
         if self.cancel_pin is not None:
             data["cancel_pin_hash"] = hash_pin(self.cancel_pin)
         if self.duress_pin is not None:
             data["duress_pin_hash"] = hash_pin(self.duress_pin)
-        return Practitioner.model_validate(data)
+        return data
+
+
+class PractitionerEntry(Practitioner, _ClearPins):
+    """A practitioner as written in the file: may carry demo PINs in clear, hashed on load."""
+
+    def to_practitioner(self) -> Practitioner:
+        """The domain object, with clear PINs replaced by their argon2 hashes."""
+        return Practitioner.model_validate(self._hashed())
+
+
+class SiteEntry(Site, _ClearPins):
+    """A site as written in the file: the staff PINs that cancel its desk buttons' alerts."""
+
+    def to_site(self) -> Site:
+        """The domain object, with clear PINs replaced by their argon2 hashes."""
+        return Site.model_validate(self._hashed())
 
 
 class DirectoryFile(BaseModel):
@@ -129,7 +146,7 @@ class DirectoryFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     practitioners: list[PractitionerEntry] = Field(default_factory=list)
-    sites: list[Site] = Field(default_factory=list)
+    sites: list[SiteEntry] = Field(default_factory=list)
     conventions: list[Convention] = Field(default_factory=list)
     visits: list[HomeVisit] = Field(default_factory=list)
 
@@ -199,7 +216,7 @@ def parse_directory(text: str, source: str = "<directory>") -> Directory:
         raise DirectoryError(source, problems)
     return Directory(
         practitioners=[p.to_practitioner() for p in model.practitioners],
-        sites=list(model.sites),
+        sites=[s.to_site() for s in model.sites],
         conventions=list(model.conventions),
         visits=list(model.visits),
     )

@@ -72,6 +72,12 @@ class Site(_Value):
     kind: SiteKind
     name: str
     address: Address
+    cancel_pin_hash: str | None = Field(
+        default=None, repr=False, description="argon2 hash of the staff PIN cancelling a desk button's alert"
+    )
+    duress_pin_hash: str | None = Field(
+        default=None, repr=False, description="argon2 hash of the staff duress PIN"
+    )
 
 
 class DeviceKind(StrEnum):

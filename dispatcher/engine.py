@@ -20,8 +20,8 @@ from enum import Enum
 from typing import Any, Protocol
 
 from dispatcher import escalation as esc
+from dispatcher.cancels import REFUSALS, PinCheck, PinGuard, Verdict
 from dispatcher.delivery import Delivery
-from dispatcher.directory import verify_pin
 from dispatcher.domain import AlertContext, AlertKind, AlertState, Channel, DeviceKind, DownlinkKind
 from dispatcher.events import EventBus
 from dispatcher.fallback import route
@@ -82,6 +82,7 @@ class Engine:
         location_policy: LocationPolicy,
         instance_id: str,
         fallback_contact: esc.Recipient,
+        pin_guard: PinGuard | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -91,6 +92,7 @@ class Engine:
         self._policy = location_policy
         self._owner = instance_id
         self._fallback_contact = fallback_contact
+        self._pin_guard = pin_guard or PinGuard()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._contexts: dict[str, AlertContext] = {}
         self._timer_wakeup = asyncio.Event()
@@ -171,6 +173,8 @@ class Engine:
         )
         if fix is not None:
             self._cache.last_fixes[alert.device_id] = fix
+        if site is not None and (site.cancel_pin_hash or site.duress_pin_hash):  # shown to operators
+            site = site.model_copy(update={"cancel_pin_hash": None, "duress_pin_hash": None})
         return AlertContext(
             alert_id=alert.id,
             kind=AlertKind(alert.kind),
@@ -212,29 +216,41 @@ class Engine:
         raise Conflict(f"alert {alert_id} kept changing under us")
 
     async def cancel(self, device_id: str, alert_id: str, pin: str, event_id: str) -> None:
-        """A cancel uplink: normal PIN, duress PIN, or a wrong PIN (escalation goes on)."""
+        """A cancel uplink: normal PIN, duress PIN, or refused (wrong PIN, no PIN, too many tries)."""
         try:
             record = await self._store.get_alert(alert_id)
         except NotFound:
             log.warning("cancel %s from %s names unknown alert %s", event_id, device_id, alert_id)
+            await self._refuse_cancel(device_id, alert_id, Verdict.NO_PIN, "alerte inconnue", known=False)
             return
         if record.device_id != device_id:
             log.warning("cancel %s: alert %s belongs to another device", event_id, alert_id)
             return
-        normal, duress = self._context_practitioner_pins(record.context)
-        if duress and await _pin_matches(duress, pin):
-            await self.handle(alert_id, esc.Cancelled(duress=True), {"event_id": event_id})
-        elif normal and await _pin_matches(normal, pin):
-            await self.handle(alert_id, esc.Cancelled(duress=False), {"event_id": event_id})
-        else:
-            await self._operator_alarm(alert_id, "annulation refusée : code erroné, l'alerte continue")
+        verdict, owner = await self._pin_guard.check(device_id, self._pins_of(device_id, record.context), pin)
+        if verdict in (Verdict.NORMAL, Verdict.DURESS):
+            detail = {"event_id": event_id, "duress": verdict is Verdict.DURESS, "pin_of": owner}
+            await self.handle(alert_id, esc.Cancelled(duress=verdict is Verdict.DURESS), detail)
+            return
+        await self._refuse_cancel(device_id, alert_id, verdict, REFUSALS[verdict])
 
-    def _context_practitioner_pins(self, context: dict[str, Any] | None) -> tuple[str | None, str | None]:
-        practitioner = (context or {}).get("practitioner") or {}
-        current = self._cache.current.practitioners.get(practitioner.get("id", ""))
-        if current is not None:
-            return current.cancel_pin_hash, current.duress_pin_hash
-        return practitioner.get("cancel_pin_hash"), practitioner.get("duress_pin_hash")
+    async def _refuse_cancel(
+        self, device_id: str, alert_id: str, verdict: Verdict, why: str, *, known: bool = True
+    ) -> None:
+        """The alert goes on: counted, logged, the device told (it keeps it open), operators alarmed."""
+        self._metrics.cancels_refused.labels(verdict.value).inc()
+        log.warning("cancel of alert %s from %s refused: %s", alert_id, device_id, verdict.value)
+        self._downlinks.send_downlink(device_id, "cancel_refused", alert_id)
+        reason = f"annulation refusée ({device_id}) : {why}, l'alerte continue"
+        await self._operator_alarm(alert_id if known else None, reason)
+
+    def _pins_of(self, device_id: str, context: dict[str, Any] | None) -> PinCheck:
+        """The PINs that may cancel this device's alerts, as the directory has them now."""
+        snap = self._cache.current
+        stored = context or {}
+        device = snap.devices.get(device_id)
+        practitioner_id = (stored.get("practitioner") or {}).get("id", "")
+        site_id = (stored.get("site") or {}).get("id", "")
+        return PinCheck.for_device(device, snap.practitioners.get(practitioner_id), snap.sites.get(site_id))
 
     # -- persistence of decisions -----------------------------------------------------
 
@@ -467,12 +483,6 @@ class Engine:
         """Drop cached context of a closed alert."""
         self._contexts.pop(alert_id, None)
         self._locks.pop(alert_id, None)
-
-
-async def _pin_matches(pin_hash: str, pin: str) -> bool:
-    """argon2 is deliberately slow: verify off the event loop."""
-    matches: bool = await asyncio.to_thread(verify_pin, pin_hash, pin)
-    return matches
 
 
 def _describe(event: esc.Event) -> dict[str, Any]:

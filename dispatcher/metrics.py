@@ -57,6 +57,12 @@ class Metrics:
         self.devices_low_battery = Gauge(
             "vigie_devices_low_battery", "Devices flagged low battery", registry=r
         )
+        self.cancels_refused = Counter(
+            "vigie_cancels_refused_total",
+            "Cancels refused: wrong_pin, no_pin, rate_limited (never a duress)",
+            ["reason"],
+            registry=r,
+        )
         self.operator_alarms = Counter(
             "vigie_operator_alarms_total", "Operator alarms raised", ["reason"], registry=r
         )
