@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from broker_config import provision
+from broker_config import pins, provision
 from broker_config.provision import BrokerAccount, DeviceSpec, ProvisionError
 from broker_config.tls_runner import TlsFiles, prod_values, render_prod_config
 from dispatcher.domain import DeviceKind
@@ -169,8 +169,16 @@ def device(
     label: Annotated[str, typer.Option(help="Free text shown to operators")] = "",
     cancel_pin: Annotated[
         str | None,
-        typer.Option(envvar="VIGIE_CANCEL_PIN", help="Cancel PIN written to device.toml (else left empty)"),
+        typer.Option(envvar="VIGIE_CANCEL_PIN", help="Cancel PIN (else asked, hidden, twice)"),
     ] = None,
+    duress_pin: Annotated[
+        str | None,
+        typer.Option(envvar="VIGIE_DURESS_PIN", help="Duress PIN (else asked, hidden, twice)"),
+    ] = None,
+    generate_pins: Annotated[
+        bool,
+        typer.Option("--generate-pins", help="Draw both PINs at random and show them once"),
+    ] = False,
     gnss: Annotated[bool, typer.Option("--gnss/--no-gnss", help="The device has its own GNSS")] = False,
     state_dir: Annotated[str, typer.Option(help="State directory on the device")] = "/var/lib/vigie-device",
     dev_broker: Annotated[
@@ -184,7 +192,13 @@ def device(
     ca_dir: CaDir = Path("pki"),
     db: DbOption = None,
 ) -> None:
-    """Issue a device's certificate and secrets, write its bundle, register it."""
+    """Issue a device's certificate and secrets, write its bundle, register it.
+
+    The cancel and duress PINs are asked (or drawn with --generate-pins); the server keeps only
+    their argon2 hashes (on the practitioner, or the site for a desk button of a site only), the
+    device gets them in its device.toml.
+    """
+    chosen = _run(lambda: _choose_pins(cancel_pin, duress_pin, generate=generate_pins))
     spec = DeviceSpec(
         id=device_id,
         kind=kind,
@@ -193,7 +207,8 @@ def device(
         practitioner_id=practitioner,
         site_id=site,
         label=label,
-        cancel_pin=cancel_pin,
+        cancel_pin=chosen.cancel,
+        duress_pin=chosen.duress,
         gnss=gnss,
         state_dir=state_dir,
         validity_days=days,
@@ -209,8 +224,42 @@ def device(
             f"broker de développement : compte {device_id} (mot de passe dans {bundle / 'mqtt.password'}) ; "
             f"à donner au broker avec `vigie broker dev --device-bundle {bundle}`"
         )
-    if cancel_pin is None:
-        typer.secho("warning: [cancel] pin is empty in device.toml: set it before deployment", err=True)
+    if generate_pins:
+        typer.echo(
+            f"PINs, shown this once (the server keeps only their hashes): cancel {chosen.cancel}, "
+            f"duress {chosen.duress}. Give them to the practitioner in person."
+        )
+
+
+def _choose_pins(cancel: str | None, duress: str | None, *, generate: bool) -> pins.Pins:
+    """The PINs given as options, else asked (hidden, twice), or drawn at random."""
+    if generate:
+        if cancel is not None or duress is not None:
+            raise ProvisionError("use --generate-pins or give the PINs, not both")
+        return pins.generate()
+    try:
+        cancel = _given_or_asked(cancel, "cancel PIN", "Cancel PIN (4-8 digits: calls the alert off)")
+        duress = _given_or_asked(duress, "duress PIN", "Duress PIN (4-8 digits: looks like a cancel, is not)")
+        return pins.Pins(cancel, duress)
+    except pins.PinError as exc:
+        raise ProvisionError(str(exc)) from None
+
+
+def _given_or_asked(pin: str | None, what: str, label: str) -> str:
+    pin = pin if pin is not None else _ask_pin(label)
+    pins.check_format(pin, what)  # at once: not after the next question
+    return pin
+
+
+def _ask_pin(label: str) -> str:
+    try:
+        answer: str = typer.prompt(label, hide_input=True, confirmation_prompt=True)
+    except typer.Abort:  # end of input: a script that gave no PIN
+        raise ProvisionError(
+            "no PIN given: answer the prompts, or pass --cancel-pin and --duress-pin "
+            "(VIGIE_CANCEL_PIN, VIGIE_DURESS_PIN), or --generate-pins"
+        ) from None
+    return answer.strip()
 
 
 @app.command("revoke")

@@ -41,9 +41,9 @@ def bundle_account(bundle: Path) -> tuple[str, str]:
 @app.command("dev")
 def dev(
     port: Annotated[int, typer.Option(help="Loopback port to listen on")] = 1883,
-    workdir: Annotated[
-        Path, typer.Option(help="Where the config, password file, data and log go")
-    ] = Path("var/dev-broker"),
+    workdir: Annotated[Path, typer.Option(help="Where the config, password file, data and log go")] = Path(
+        "var/dev-broker"
+    ),
     device_bundle: Annotated[
         list[Path] | None,
         typer.Option("--device-bundle", help="Bundle of `vigie provision device --dev-broker` (repeatable)"),

@@ -23,14 +23,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import tomli_w
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from broker_config import pki
+from broker_config import pins, pki
 from broker_config.pki import CaPaths, CertificateAuthority, PkiError, Validity
-from dispatcher.domain import Device, DeviceKind, Practitioner
+from dispatcher.domain import Device, DeviceKind, Practitioner, Site
 from dispatcher.store.base import DirectoryStore, NotFound, StoreError
 from protocol.topics import TopicError, check_id
 
@@ -201,7 +199,9 @@ class DeviceSpec:
     practitioner_id: str | None = None
     site_id: str | None = None
     label: str = ""
-    cancel_pin: str | None = None
+    cancel_pin: str | None = field(default=None, repr=False)
+    # None: the device gets no duress PIN and its duress gesture is turned off (gestures.duress).
+    duress_pin: str | None = field(default=None, repr=False)
     gnss: bool = False
     state_dir: str = "/var/lib/vigie-device"
     keepalive_s: int = 30
@@ -250,8 +250,11 @@ def device_config(spec: DeviceSpec) -> dict[str, Any]:
             "within_s": 2.0,
             "cancel_presses": 5,
             "cancel_within_s": 3.0,
+            "test_presses": 2,
+            "duress": spec.duress_pin is not None,
         },
-        "cancel": {"pin": spec.cancel_pin if spec.cancel_pin is not None else CANCEL_PIN_PLACEHOLDER},
+        "cancel": {"pin": spec.cancel_pin if spec.cancel_pin is not None else CANCEL_PIN_PLACEHOLDER}
+        | ({"duress_pin": spec.duress_pin} if spec.duress_pin is not None else {}),
         "gnss": {"enabled": spec.gnss, "gpsd_host": "127.0.0.1", "gpsd_port": 2947, "max_fix_age_s": 30},
     } | ({"mqtt": _dev_broker_mqtt(spec)} if spec.dev_broker_password is not None else {})
 
@@ -278,24 +281,54 @@ def validate_spec(spec: DeviceSpec) -> None:
         raise ProvisionError(f"device ids starting with {RESERVED_PREFIX!r} are reserved for infrastructure")
     if spec.practitioner_id is None and spec.site_id is None:
         raise ProvisionError("a device must be bound to a --practitioner, a --site, or both")
-    if spec.cancel_pin is not None and not (spec.cancel_pin.isdigit() and 4 <= len(spec.cancel_pin) <= 8):
-        raise ProvisionError("the cancel PIN must be 4 to 8 digits")
+    _spec_pins(spec)
     if not 1 <= spec.broker_port <= 65535:
         raise ProvisionError(f"invalid broker port {spec.broker_port}")
     if not spec.broker_host:
         raise ProvisionError("--broker-host is required")
 
 
-async def _check_store(store: DirectoryStore, spec: DeviceSpec) -> None:
+def _spec_pins(spec: DeviceSpec) -> pins.Pins | None:
+    if spec.cancel_pin is None:
+        if spec.duress_pin is not None:
+            raise ProvisionError("a duress PIN needs a cancel PIN")
+        return None
+    try:
+        return pins.Pins(spec.cancel_pin, spec.duress_pin)
+    except pins.PinError as exc:
+        raise ProvisionError(str(exc)) from None
+
+
+PinOwner = Practitioner | Site
+
+
+async def _check_store(store: DirectoryStore, spec: DeviceSpec) -> tuple[PinOwner, PinOwner] | None:
+    """Check ids and bindings; return the PIN owner before and after adding missing hashes, if any."""
     if spec.id in {d.id for d in await store.list_devices()}:
         raise ProvisionError(f"device {spec.id!r} is already registered (revoked ids are never reused)")
-    practitioner = None
+    practitioner = site = None
     if spec.practitioner_id is not None:
         practitioner = await _lookup(store.get_practitioner, spec.practitioner_id, "practitioner")
     if spec.site_id is not None:
-        await _lookup(store.get_site, spec.site_id, "site")
-    if practitioner is not None and spec.cancel_pin is not None:
-        _check_pin(practitioner, spec.cancel_pin)
+        site = await _lookup(store.get_site, spec.site_id, "site")
+    # Her own PINs when the device is hers; the site's staff PINs for a desk button of a site only.
+    owner = practitioner if practitioner is not None else site
+    given = _spec_pins(spec)
+    if given is None or owner is None or not pins.owns_pins(owner):
+        return None
+    try:
+        pins.check_against(owner, given, repr(owner.id))
+    except pins.PinError as exc:
+        raise ProvisionError(str(exc)) from None
+    updated: PinOwner | None = pins.with_missing_hashes(owner, given)
+    return None if updated is None else (owner, updated)
+
+
+async def _save_owner(store: DirectoryStore, owner: PinOwner) -> None:
+    if isinstance(owner, Practitioner):
+        await store.upsert_practitioner(owner)
+    else:
+        await store.upsert_site(owner)
 
 
 async def _lookup(getter: Any, record_id: str, what: str) -> Any:
@@ -305,22 +338,6 @@ async def _lookup(getter: Any, record_id: str, what: str) -> Any:
         raise ProvisionError(f"unknown {what} {record_id!r}: register it in the directory first") from None
     except StoreError as exc:
         raise ProvisionError(f"cannot read the store: {exc}") from None
-
-
-def _check_pin(practitioner: Practitioner, pin: str) -> None:
-    # A device whose PIN differs from the registered one would send cancels the
-    # dispatcher refuses (or, worse, mistakes for the duress PIN).
-    if practitioner.duress_pin_hash and _pin_matches(practitioner.duress_pin_hash, pin):
-        raise ProvisionError("this is the practitioner's duress PIN, not the cancel PIN")
-    if practitioner.cancel_pin_hash and not _pin_matches(practitioner.cancel_pin_hash, pin):
-        raise ProvisionError(f"the cancel PIN does not match the one registered for {practitioner.id!r}")
-
-
-def _pin_matches(hashed: str, pin: str) -> bool:
-    try:
-        return PasswordHasher().verify(hashed, pin)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def _check_out_dir(out: Path) -> None:
@@ -346,7 +363,8 @@ def _build_bundle(out: Path, spec: DeviceSpec, ca: CertificateAuthority, hmac_ke
         pki.write_secret(tmp / "hmac.key", pki.hmac_key_file_bytes(hmac_key))
         pki.write_public(tmp / "device.pem", pki.cert_pem(cert))
         pki.write_public(tmp / "ca.pem", pki.cert_pem(ca.cert))
-        pki.write_public(tmp / "device.toml", tomli_w.dumps(device_config(spec)).encode())
+        # 0600: it holds the device's cancel and duress PINs.
+        pki.write_secret(tmp / "device.toml", tomli_w.dumps(device_config(spec)).encode())
         if spec.dev_broker_password is not None:
             pki.write_secret(tmp / "mqtt.password", (spec.dev_broker_password + "\n").encode())
         if out.exists():
@@ -368,7 +386,7 @@ async def provision_device(store: DirectoryStore, ca_dir: Path, spec: DeviceSpec
     validate_spec(spec)
     ca = _load_ca(ca_dir)
     _check_out_dir(out)
-    await _check_store(store, spec)
+    owner_change = await _check_store(store, spec)
     if issued_certs(ca_dir, spec.id):
         raise ProvisionError(f"the CA already issued a certificate to {spec.id!r}; ids are never reused")
     hmac_key = pki.new_hmac_key()
@@ -378,8 +396,13 @@ async def provision_device(store: DirectoryStore, ca_dir: Path, spec: DeviceSpec
         raise ProvisionError(f"cannot write the bundle: {exc}") from None
     record = _record_issued(CaPaths(ca_dir), spec.id, cert)
     try:
+        if owner_change is not None:
+            await _save_owner(store, owner_change[1])
         await store.add_device(spec.device(), hmac_key)
     except BaseException as exc:
+        if owner_change is not None:  # PINs nobody will ever be shown again must not stay registered
+            with contextlib.suppress(StoreError):
+                await _save_owner(store, owner_change[0])
         shutil.rmtree(out, ignore_errors=True)
         record.unlink(missing_ok=True)
         _rmdir_quietly(record.parent)

@@ -59,8 +59,9 @@ install -d -m 0755 "$PREFIX/docs"
 
 echo "==> bundle in $CONF_DIR"
 install -d -m 0700 -o vigie-device -g vigie-device "$CONF_DIR"
-for f in device.toml device.pem ca.pem; do install -m 0644 -o vigie-device -g vigie-device "$BUNDLE/$f" "$CONF_DIR/"; done
-for f in device.key hmac.key; do install -m 0600 -o vigie-device -g vigie-device "$BUNDLE/$f" "$CONF_DIR/"; done
+for f in device.pem ca.pem; do install -m 0644 -o vigie-device -g vigie-device "$BUNDLE/$f" "$CONF_DIR/"; done
+# device.toml holds the cancel and duress PINs.
+for f in device.toml device.key hmac.key; do install -m 0600 -o vigie-device -g vigie-device "$BUNDLE/$f" "$CONF_DIR/"; done
 if grep -Eq '^pin = ""' "$CONF_DIR/device.toml"; then
   echo "WARNING: [cancel] pin is empty in $CONF_DIR/device.toml: set the practitioner's cancel PIN" >&2
 fi
@@ -72,4 +73,4 @@ systemctl enable vigie-device.service >/dev/null
 systemctl restart vigie-device.service
 sleep 2
 systemctl --no-pager --lines=5 status vigie-device.service || true
-echo "done: journalctl -u vigie-device -f   (press the button for a test alert: hold then 'test' gesture)"
+echo "done: journalctl -u vigie-device -f   (test alert: tap twice, wait 2 s; the button answers short-long)"

@@ -28,6 +28,7 @@ def _dev_bundle(pki: Pki, out: Path, port: int) -> None:
         app,
         ["device", "btn-dev-1", "--kind", "button", "--practitioner", PRACTITIONER.id,
          "--broker-host", "127.0.0.1", "--broker-port", str(port), "--dev-broker", "--cancel-pin", "2468",
+         "--duress-pin", "1357",
          "--out", str(out)],
         env=env,
     )  # fmt: skip
@@ -91,9 +92,7 @@ def test_vigie_broker_dev_runs_the_project_config_with_the_bundles_accounts(pki:
         assert reason is not None and not reason.is_failure, reason
         refused = _connect(port, "btn-dev-1", "wrong-password")
         assert refused is None or refused.is_failure
-        env = dict(
-            line.split("=", 1) for line in (workdir / "dispatcher.env").read_text().splitlines()
-        )
+        env = dict(line.split("=", 1) for line in (workdir / "dispatcher.env").read_text().splitlines())
         assert env["VIGIE_MQTT__PORT"] == str(port)
         reason = _connect(port, env["VIGIE_MQTT__USERNAME"], env["VIGIE_MQTT__PASSWORD"])
         assert reason is not None and not reason.is_failure, reason

@@ -133,7 +133,7 @@ def test_provisioning_works_on_a_postgresql_store(pki: Pki, postgres_url: str, t
 
     asyncio.run(seed())
     bundle = tmp_path / "btn-pg"
-    args = ["device", "btn-pg", "--kind", "pocket", "--practitioner", PRACTITIONER.id]
+    args = ["device", "btn-pg", "--kind", "pocket", "--practitioner", PRACTITIONER.id, "--generate-pins"]
     result = runner.invoke(app, [*args, "--broker-host", "localhost", "--out", str(bundle)], env=env)
     assert result.exit_code == 0, result.output
     listing = runner.invoke(app, ["list"], env=env)

@@ -47,7 +47,7 @@ def test_bundle_contents_and_modes(pki: Pki) -> None:
         "device.toml",
         "hmac.key",
     ]
-    for secret in ("device.key", "hmac.key"):
+    for secret in ("device.key", "hmac.key", "device.toml"):  # device.toml holds the PINs
         assert _mode(bundle / secret) == 0o600
     assert _mode(bundle) == 0o700
     assert _mode(pki.ca_dir / "ca.key") == 0o600
@@ -72,7 +72,8 @@ def test_bundle_contents_and_modes(pki: Pki) -> None:
         "key_file": "device.key",
     }
     assert set(config) == {"device", "mqtt", "gpio", "gestures", "cancel", "gnss"}
-    assert config["cancel"] == {"pin": "4821"}
+    assert config["cancel"] == {"pin": "4821"}  # no duress PIN given: the gesture is turned off
+    assert config["gestures"]["duress"] is False
     assert config["gnss"]["enabled"] is True
     cert = pkimod.load_cert(bundle / "device.pem")
     assert pkimod.common_name(cert) == "bra-001"
@@ -163,6 +164,30 @@ def test_store_failure_rolls_back_bundle(pki: Pki) -> None:
     _assert_nothing_written(pki, "btn-005")
 
 
+def test_store_failure_leaves_no_pin_registered(pki: Pki) -> None:
+    spec = DeviceSpec(
+        id="btn-007",
+        kind=DeviceKind.BUTTON,
+        broker_host="h",
+        practitioner_id=PRACTITIONER.id,
+        cancel_pin="2468",
+        duress_pin="1357",
+    )
+    with pytest.raises(ProvisionError, match="disk is full"):
+        run_with_store(
+            pki.db,
+            lambda store: provision.provision_device(
+                FailingRegistration(store),  # type: ignore[arg-type]
+                pki.ca_dir,
+                spec,
+                pki.bundle("btn-007"),
+            ),
+        )
+    _assert_nothing_written(pki, "btn-007")
+    stored = run_with_store(pki.db, lambda store: store.get_practitioner(PRACTITIONER.id))
+    assert (stored.cancel_pin_hash, stored.duress_pin_hash) == (None, None)
+
+
 def test_wrong_cancel_pin_refused(pki: Pki) -> None:
     from argon2 import PasswordHasher
 
@@ -192,7 +217,7 @@ def test_cli_end_to_end(pki: Pki, tmp_path: Path) -> None:
     run("dispatcher-cert", "--out", str(tmp_path / "disp"))
     bundle = tmp_path / "pi-btn-010"
     out = run(
-        "device", "btn-010", "--kind", "button", "--site", SITE.id,
+        "device", "btn-010", "--kind", "button", "--site", SITE.id, "--generate-pins",
         "--broker-host", "broker.vigie.example", "--broker-port", "8883", "--out", str(bundle),
     )  # fmt: skip
     assert "btn-010" in out
