@@ -149,8 +149,7 @@ class FailingRegistration:
         raise StoreUnavailable("database or disk is full")
 
 
-def test_store_failure_rolls_back_bundle(pki: Pki) -> None:
-    spec = DeviceSpec(id="btn-005", kind=DeviceKind.BUTTON, broker_host="h", practitioner_id=PRACTITIONER.id)
+def _provision_on_a_full_disk(pki: Pki, spec: DeviceSpec) -> None:
     with pytest.raises(ProvisionError, match="disk is full"):
         run_with_store(
             pki.db,
@@ -158,9 +157,14 @@ def test_store_failure_rolls_back_bundle(pki: Pki) -> None:
                 FailingRegistration(store),  # type: ignore[arg-type]
                 pki.ca_dir,
                 spec,
-                pki.bundle("btn-005"),
+                pki.bundle(spec.id),
             ),
         )
+
+
+def test_store_failure_rolls_back_bundle(pki: Pki) -> None:
+    spec = DeviceSpec(id="btn-005", kind=DeviceKind.BUTTON, broker_host="h", practitioner_id=PRACTITIONER.id)
+    _provision_on_a_full_disk(pki, spec)
     _assert_nothing_written(pki, "btn-005")
 
 
@@ -173,16 +177,7 @@ def test_store_failure_leaves_no_pin_registered(pki: Pki) -> None:
         cancel_pin="2468",
         duress_pin="1357",
     )
-    with pytest.raises(ProvisionError, match="disk is full"):
-        run_with_store(
-            pki.db,
-            lambda store: provision.provision_device(
-                FailingRegistration(store),  # type: ignore[arg-type]
-                pki.ca_dir,
-                spec,
-                pki.bundle("btn-007"),
-            ),
-        )
+    _provision_on_a_full_disk(pki, spec)
     _assert_nothing_written(pki, "btn-007")
     stored = run_with_store(pki.db, lambda store: store.get_practitioner(PRACTITIONER.id))
     assert (stored.cancel_pin_hash, stored.duress_pin_hash) == (None, None)
