@@ -26,7 +26,7 @@ from device.config import DeviceConfig
 from device.feedback import Feedback
 from device.gestures import GestureKind, GestureRecogniser, Recognised
 from device.gnss import GpsdClient
-from device.haptics import LowBatteryWatch, NotDeliveredWatch, Pattern, PulseTiming
+from device.haptics import LowBatteryWatch, NotDeliveredWatch, Pattern, PulseTiming, downlink_pattern
 from device.inputs import ButtonInput
 from device.ledger import Ledger
 from device.link import Backoff, Connected, Disconnected, DownlinkReceived, LinkEvent, MqttLink
@@ -480,22 +480,17 @@ class DeviceClient:
         log.info("downlink %s for %s", downlink.type, ref)
         self._confirm(ref)  # any downlink about it proves the dispatcher has it
         item = self.ledger.known(ref)
-        kind = item.kind if item is not None else "alert"
-        if downlink.type == "received":
-            if kind != "cancel":  # a cancel's answer is "closed" or "cancel refused", not a pulse of its own
-                self._feedback_once(
-                    ref, "received", Pattern.TEST_RECEIVED if kind == "test" else Pattern.RECEIVED
-                )
-        elif downlink.type == "acknowledged":
-            self._feedback_once(ref, "acknowledged", Pattern.ACKNOWLEDGED)
-        elif downlink.type in ("resolved", "cancelled"):
-            # Resolved, false alarm, or a cancel taken (normal or duress PIN: the same pulse, on purpose).
+        about = item.kind if item is not None else "alert"
+        pattern = downlink_pattern(downlink.type, about)
+        if downlink.type in ("resolved", "cancelled"):
             self._close(ref)
             for cancel_id in self.ledger.cancels_for(ref):
                 self._confirm(cancel_id)
             self._feedback_once(ref, "closed", Pattern.CLOSED)
         elif downlink.type == "cancel_refused":
-            self._cancel_refused(item.ref if item is not None and kind == "cancel" and item.ref else ref)
+            self._cancel_refused(item.ref if item is not None and about == "cancel" and item.ref else ref)
+        elif pattern is not None:
+            self._feedback_once(ref, downlink.type, pattern)
 
     def _cancel_refused(self, alert_id: str) -> None:
         """The dispatcher kept the alert open: so must we, and she must feel it."""

@@ -52,6 +52,22 @@ RHYTHMS: dict[Pattern, str] = {
 }
 
 
+def downlink_pattern(downlink_type: str, about: str) -> Pattern | None:
+    """What a downlink of ``downlink_type`` about our ``about`` (alert, test, cancel) makes her feel.
+
+    A cancel's own ``received`` gives nothing: its answer is ``closed`` or
+    ``cancel_refused``. Unknown types give nothing.
+    """
+    if downlink_type == "received":
+        return None if about == "cancel" else Pattern.TEST_RECEIVED if about == "test" else Pattern.RECEIVED
+    return {
+        "acknowledged": Pattern.ACKNOWLEDGED,
+        "resolved": Pattern.CLOSED,  # resolved or false alarm
+        "cancelled": Pattern.CLOSED,  # normal or duress PIN: the same, on purpose
+        "cancel_refused": Pattern.CANCEL_REFUSED,
+    }.get(downlink_type)
+
+
 @dataclass(frozen=True, slots=True)
 class PulseTiming:
     """Durations in seconds; tests use tiny values.

@@ -14,17 +14,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from device.haptics import Pattern, downlink_pattern
 from dispatcher.escalation import EscalationState
 from dispatcher.events import EventBus
 from dispatcher.store.base import Store
 from protocol.messages import Downlink
 from sandbox.twilio_server import TwilioSandbox
 
-FELT = {  # downlink type -> what the practitioner feels, in the device's own words
-    "received": "une vibration courte — le dispatcher a l'alerte",
-    "acknowledged": "trois impulsions — un contact a pris l'alerte",
-    "resolved": "rien (alerte close par l'opérateur)",
-    "cancelled": "une impulsion longue — annulation prise en compte",
+FELT = {  # what the practitioner feels (device/haptics.py decides which), in the device's own words
+    Pattern.RECEIVED: "une vibration courte — le dispatcher a l'alerte",
+    Pattern.TEST_RECEIVED: "courte puis longue — le test est arrivé",
+    Pattern.ACKNOWLEDGED: "trois impulsions courtes — un contact a pris l'alerte",
+    Pattern.CLOSED: "une impulsion longue — alerte close (résolue, fausse alerte, annulation acceptée)",
+    Pattern.CANCEL_REFUSED: "deux impulsions longues — annulation refusée, l'alerte continue",
 }
 CHANNELS = {"sms": "SMS « 1 »", "voice": "touche 1 pendant l'appel", "console": "console"}
 
@@ -36,7 +38,8 @@ def say(line: str) -> None:
 
 def device_felt(device_id: str, downlink: Downlink) -> None:
     """Called from the device's MQTT thread for every verified downlink."""
-    felt = FELT.get(downlink.type, downlink.type)
+    pattern = downlink_pattern(downlink.type, "alert")
+    felt = FELT.get(pattern, downlink.type) if pattern is not None else "rien"
     say(f"   📳 {device_id} : {felt}")
 
 

@@ -15,7 +15,7 @@ from broker_config.provision import ProvisionError
 from device.config import load_config
 from dispatcher.directory import verify_pin
 from dispatcher.domain import Practitioner
-from tests.broker_config.helpers import PRACTITIONER, Pki, run_with_store
+from tests.broker_config.helpers import PRACTITIONER, SITE, Pki, run_with_store
 
 
 def practitioner(pki: Pki) -> Practitioner:
@@ -128,3 +128,16 @@ def test_bundle_without_pins_still_writes_a_placeholder(pki: Pki, tmp_path: Path
     bundle = pki.provision("btn-108")  # the programmatic path (benchmarks, fault tests)
     assert device_pins(pki, "btn-108") == {"pin": ""}
     assert bundle.is_dir() and tmp_path.is_dir()
+
+
+def test_a_site_only_desk_button_gets_the_sites_staff_pins(pki: Pki) -> None:
+    env = {"VIGIE_CA_DIR": str(pki.ca_dir), "VIGIE_DATABASE_URL": f"sqlite:///{pki.db}"}
+    args = ["device", "desk-001", "--kind", "button", "--site", SITE.id, "--broker-host", "localhost"]
+    args += ["--out", str(pki.bundle("desk-001")), "--cancel-pin", "4321", "--duress-pin", "8765"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    site = run_with_store(pki.db, lambda store: store.get_site(SITE.id))
+    assert site.cancel_pin_hash and verify_pin(site.cancel_pin_hash, "4321")
+    assert site.duress_pin_hash and verify_pin(site.duress_pin_hash, "8765")
+    assert practitioner(pki).cancel_pin_hash is None  # nobody's personal PINs
+    assert device_pins(pki, "desk-001") == {"pin": "4321", "duress_pin": "8765"}

@@ -11,6 +11,7 @@ from device.haptics import (
     NotDeliveredWatch,
     Pattern,
     PulseTiming,
+    downlink_pattern,
 )
 
 POLICY = HapticPolicy(
@@ -89,3 +90,13 @@ def test_low_battery_at_once_then_rarely_and_again_after_a_charge() -> None:
 def test_bad_policy_is_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         HapticPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_each_downlink_has_its_pattern_and_a_cancels_received_has_none() -> None:
+    assert downlink_pattern("received", "alert") is Pattern.RECEIVED
+    assert downlink_pattern("received", "test") is Pattern.TEST_RECEIVED
+    assert downlink_pattern("received", "cancel") is None
+    assert downlink_pattern("acknowledged", "alert") is Pattern.ACKNOWLEDGED
+    assert downlink_pattern("resolved", "alert") is downlink_pattern("cancelled", "alert") is Pattern.CLOSED
+    assert downlink_pattern("cancel_refused", "alert") is Pattern.CANCEL_REFUSED
+    assert downlink_pattern("something-new", "alert") is None
