@@ -13,54 +13,17 @@ import shutil
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from gpiozero.pins.mock import MockFactory
 
 from broker_config.runner import DISPATCHER_USER, DevBroker
 from device.client import DeviceClient
-from device.config import load_config, read_hmac_key, read_mqtt_password
-from device.link import Backoff
-from device.watchdog import SystemdNotifier
-from dispatcher.domain import Device, DeviceKind
 from protocol.topics import UplinkKind, parse_topic
 from sandbox.fleet import SimulatedDevice
-from tests.device.conftest import FAST_PULSES, write_device_config
+from tests.device.conftest import write_device_config
+from tests.device.real_dispatcher import register, run_device
 from tests.support.broker import mqtt_recorder, new_password
 from tests.support.system import System, running_system
 
 DEVICE = "bra-reflashed"
-
-
-async def register(system: System, broker: DevBroker, config: Path, password: str) -> bytes:
-    """What provisioning does: the device's key in the store, its account on the broker."""
-    key = read_hmac_key(load_config(config))
-    device = Device(
-        id=DEVICE,
-        kind=DeviceKind.BRACELET,
-        practitioner_id="dr-claire-fabre",
-        site_id="cabinet-boutonnet",
-        label=DEVICE,
-    )
-    await system.store.add_device(device, key)
-    await system.dispatcher.cache.refresh()
-    broker.add_account(DEVICE, password)
-    broker.reload()
-    return key
-
-
-def run_device(config: Path) -> DeviceClient:
-    loaded = load_config(config)
-    client = DeviceClient(
-        loaded,
-        key=read_hmac_key(loaded),
-        password=read_mqtt_password(loaded),
-        pin_factory=MockFactory(),
-        pulse_timing=FAST_PULSES,
-        resend_interval_s=0.5,
-        backoff=Backoff(min_s=1, max_s=1),
-        systemd=SystemdNotifier(env={}),
-    )
-    client.start()
-    return client
 
 
 def alert_until_received(client: DeviceClient) -> None:
