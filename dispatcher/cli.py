@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 from typing import Annotated, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 import uvloop
@@ -17,6 +18,8 @@ from broker_config.dev_cli import app as broker_app
 from dispatcher.settings import AdminSettings, DispatcherSettings, RetentionSettings
 
 S = TypeVar("S", bound=AdminSettings)
+ROLE_NAMES = {"operator": "opérateur", "admin": "administrateur", "practitioner": "praticien(ne)"}
+PARIS = ZoneInfo("Europe/Paris")
 
 app = typer.Typer(help="Vigie dispatcher and administration.", no_args_is_help=True)
 app.add_typer(provision_app, name="provision")
@@ -32,7 +35,7 @@ def _settings(kind: type[S]) -> S:
         return kind()
     except ValidationError as exc:
         fields = ", ".join("VIGIE_" + "__".join(str(p).upper() for p in e["loc"]) for e in exc.errors())
-        typer.echo(f"invalid or missing settings: {fields}\n{exc}", err=True)
+        typer.echo(f"réglages invalides ou manquants : {fields}\n{exc}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -167,7 +170,7 @@ def user_add(
             conventions=convention or [],
         )
     except Invalid as exc:
-        typer.echo(f"invalid account: {exc}", err=True)
+        typer.echo(f"compte invalide : {exc}", err=True)
         raise typer.Exit(2) from None
 
     async def run() -> None:
@@ -175,7 +178,7 @@ def user_add(
         try:
             known = {c.id for c in await store.list_conventions()}
             if unknown := sorted(set(spec.conventions) - known):
-                raise typer.BadParameter(f"unknown conventions: {unknown}")
+                raise typer.BadParameter(f"conventions inconnues : {', '.join(unknown)}")
             if spec.practitioner_id:
                 await store.get_practitioner(spec.practitioner_id)
             record = await store.add_user(
@@ -192,14 +195,15 @@ def user_add(
                 action="config.change", user_id=None, username="cli", target_kind="user",
                 target_id=str(record.id), detail={"change": "create", "role": record.role},
             )  # fmt: skip
-            typer.echo(f"created {record.role} {record.username} (id {record.id})")
+            role = ROLE_NAMES.get(record.role, record.role)
+            typer.echo(f"compte {role} {record.username} créé (id {record.id})")
         finally:
             await store.close()
 
     try:
         asyncio.run(run())
     except AlreadyExists:
-        typer.echo(f"user {username!r} already exists", err=True)
+        typer.echo(f"le compte {username} existe déjà", err=True)
         raise typer.Exit(1) from None
 
 
@@ -221,7 +225,7 @@ def purge(
         store = await open_store(settings.database_url)
         try:
             report = await run_purge(store, days or settings.location_retention_days)
-            typer.echo(f"purged: {report}")
+            typer.echo(f"purge : {report}")
         finally:
             await store.close()
 
@@ -256,7 +260,9 @@ def visit_add(
                 place = await geocoder.geocode(place)
             except GeocodingError as exc:
                 typer.echo(
-                    f"warning: not geocoded ({exc}); routing will use the practitioner's site", err=True
+                    f"attention : adresse non géocodée ({exc}) ; "
+                    "le routage utilisera le site de la praticienne",
+                    err=True,
                 )
         now = datetime.now(UTC)
         visit = HomeVisit(
@@ -271,7 +277,8 @@ def visit_add(
             await store.upsert_visit(visit)
         finally:
             await store.close()
-        typer.echo(f"declared {visit.id} until {visit.ends_at.isoformat(timespec='minutes')}")
+        until = visit.ends_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
+        typer.echo(f"visite {visit.id} déclarée jusqu'au {until} (heure de Paris)")
 
     asyncio.run(run())
 

@@ -431,11 +431,11 @@ class LoadReport:
 
     def __str__(self) -> str:
         counts = (
-            f"{self.practitioners} practitioner(s), {self.sites} site(s), "
-            f"{self.conventions} convention(s), {self.visits} visit(s)"
+            f"{self.practitioners} praticien(s), {self.sites} site(s), "
+            f"{self.conventions} convention(s), {self.visits} visite(s)"
         )
-        lines = [f"{self.source}: loaded {counts}; {len(self.geocoded)} address(es) geocoded"]
-        lines += [f"  without a point: {path}" for path in self.unlocated]
+        lines = [f"{self.source} : chargé {counts} ; {len(self.geocoded)} adresse(s) géocodée(s)"]
+        lines += [f"  sans position : {path}" for path in self.unlocated]
         return "\n".join(lines)
 
 

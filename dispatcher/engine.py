@@ -316,7 +316,7 @@ class Engine:
 
     async def _operator_alarm(self, alert_id: str | None, reason: str, *, persisted: bool = False) -> None:
         self._metrics.operator_alarms.labels(reason[:40]).inc()
-        log.error("OPERATOR ALARM (alert %s): %s", alert_id, reason)
+        log.error("ALARME OPÉRATEUR (alerte %s) : %s", alert_id, reason)
         try:
             await self._store.add_operator_event("alarm", reason, alert_id=alert_id)
         except Exception:

@@ -260,6 +260,7 @@ def _print_banner(
     say("  Appuyer soi-même sur un bouton : dans un autre terminal,")
     say(f"    make demo-device        (= vigie-device --simulate --config {hand_config})")
     say("    puis « a » (maintien 2 s) ou « m » (trois appuis) ; « c » annule, « q » quitte")
+    say(f"    ({setup.HAND_DEVICE} est « hors ligne » dans la console tant qu'il ne tourne pas)")
     say(f"  Répondre à la place d'un contact : curl, voir docs/sandbox.md (bac à sable : {sandbox_url})")
     say("  Ctrl-C pour arrêter\n")
 

@@ -28,6 +28,11 @@ SIMULATED_DEVICES = {  # device id -> (practitioner, site): pressed by the demo 
     "btn-cabinet-boutonnet": ("dr-claire-fabre", "cabinet-boutonnet"),
     "bracelet-mmg-benali": ("dr-karim-benali", "mmg-saint-gely"),
 }
+LABELS = {  # what operators read next to the id
+    "btn-cabinet-boutonnet": "bouton sous le bureau, cabinet Boutonnet",
+    "bracelet-mmg-benali": "bracelet du Dr Benali, MMG",
+    "btn-demo-clavier": "bouton de poche simulé au clavier (make demo-device)",
+}
 # The device a person presses from the keyboard (make demo-device): Dr Fabre's pocket button.
 HAND_DEVICE = "btn-demo-clavier"
 HAND_PRACTITIONER, HAND_SITE = "dr-claire-fabre", "cabinet-boutonnet"
@@ -75,7 +80,7 @@ async def prepare_store(db: Path, directory: Path) -> DemoSecrets:
             key, password = new_device_secrets()
             kind = DeviceKind.BRACELET if device_id.startswith("bracelet") else DeviceKind.BUTTON
             device = Device(
-                id=device_id, kind=kind, label=device_id, practitioner_id=practitioner, site_id=site
+                id=device_id, kind=kind, label=LABELS[device_id], practitioner_id=practitioner, site_id=site
             )
             await store.add_device(device, key)
             generated.devices[device_id] = (key, password)
