@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import faulthandler
 import logging
 import shutil
 import signal
@@ -301,6 +302,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m sandbox.demo`` (``make demo``)."""
     options = parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack, without stopping
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s : %(message)s")
     try:
         check_port_free(options.http_port, "HTTP_PORT")

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from broker_config.runner import free_port
 
 
 def _demo(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """Run the demo; if it outlives ``timeout``, fail with every thread's stack (SIGUSR1)."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "sandbox.demo", *args],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
     )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the demo still ran after {timeout} s:\n{out[-3000:]}\n{err[-6000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_demo_runs_one_alert_to_acknowledgement(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
-    result = _demo("--once", "--http-port", "0", "--broker-port", "0", "--workdir", str(workdir), timeout=120)
+    result = _demo("--once", "--http-port", "0", "--broker-port", "0", "--workdir", str(workdir), timeout=100)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "SMS à +33639980101" in out and "Dr Claire Fabre" in out
