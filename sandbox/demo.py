@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +34,19 @@ import uvicorn
 
 from broker_config.runner import DISPATCHER_USER, BrokerError, DevBroker, free_port
 from dispatcher.app import create_app
+from dispatcher.geocoding import AddressGeocoder
 from dispatcher.notifier import SMS_WEBHOOK_PATH
 from dispatcher.service import Dispatcher, running_dispatcher
-from dispatcher.settings import DispatcherSettings, FallbackContactSettings, MqttSettings, TwilioSettings
+from dispatcher.settings import (
+    DispatcherSettings,
+    FallbackContactSettings,
+    GeocoderSettings,
+    MqttSettings,
+    TwilioSettings,
+)
 from protocol.topics import UplinkKind
 from sandbox import demo_setup as setup
+from sandbox.ban_server import BanSandbox
 from sandbox.demo_watch import AlertWatch, device_felt, say
 from sandbox.fleet import SimulatedDevice
 from sandbox.people import DEMO_PEOPLE, People
@@ -115,11 +124,20 @@ async def run(options: Options) -> None:
     try:
         await sandbox.start()
         settings = _settings(options, public, broker, generated, sandbox)
-        async with running_dispatcher(settings) as d:
-            await _serve(d, settings, options, broker, generated, sandbox, hand_config, directory)
+        async with running_dispatcher(settings) as d, _demo_geocoder() as geocoder:
+            await _serve(d, settings, options, broker, generated, sandbox, hand_config, directory, geocoder)
     finally:
         await sandbox.stop()
         broker.stop()
+
+
+@contextlib.asynccontextmanager
+async def _demo_geocoder() -> AsyncIterator[AddressGeocoder]:
+    """The BAN sandbox and a geocoder on it: addresses of her page's visits are placed offline."""
+    async with BanSandbox() as ban:
+        settings = GeocoderSettings(domain=ban.base_domain, scheme="http")
+        async with AddressGeocoder(settings) as geocoder:
+            yield geocoder
 
 
 def _settings(
@@ -150,8 +168,11 @@ async def _serve(
     sandbox: TwilioSandbox,
     hand_config: Path,
     directory: dict[str, object],
+    geocoder: AddressGeocoder,
 ) -> None:
-    app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d)
+    app = create_app(
+        settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d, geocoder=geocoder
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=settings.http_port, log_level="warning", timeout_graceful_shutdown=2

@@ -49,9 +49,9 @@ async def login(page: Page, h: Harness, username: str = "dr-fabre", path: str = 
     await page.click("#login-button")
 
 
-async def shot(page: Page, name: str) -> None:
+async def shot(page: Page, name: str, *, full_page: bool = False) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> None:
@@ -209,7 +209,7 @@ async def test_her_alerts_and_the_fiche_saved_reloaded_and_downloaded(
     await page.fill("#r-complaint-place", "Commissariat de Montpellier")
     await page.click("#r-save")
     await expect(page.locator("#r-status")).to_contain_text("Enregistrée le")
-    await shot(page, "practitioner-report")
+    await shot(page, "practitioner-report", full_page=True)
 
     await page.reload()
     await page.click(".tabs button[data-tab='alerts']")

@@ -384,7 +384,8 @@ async function refreshVisits() {
   try {
     const visits = await api("/api/open-visits");
     $("open-visits").replaceChildren(...visits.map((v) => {
-      const li = el("li", `${v.practitioner_name} — ${v.label} — fin prévue ${dateTime(v.ends_at)}`
+      const end = new Date(v.ends_at).toLocaleTimeString("fr-FR", { timeZone: "Europe/Paris", hour: "2-digit", minute: "2-digit" });
+      const li = el("li", `${v.practitioner_name} — ${v.label} — fin prévue ${end}${v.overdue ? " (dépassée)" : ""}`
         + (v.phase === "checking" ? " — vérification en cours" : "") + (v.dangerous ? " — lieu signalé dangereux" : ""),
       v.overdue ? "flag overdue" : "");
       li.dataset.id = v.id;
