@@ -8,13 +8,17 @@ The sequence counter lives here too, with the rule that lets a device whose
 state directory was lost come back (docs/protocol.md, "Sequence numbers after
 a lost state"): a *new* counter starts at the wall clock in milliseconds
 (:func:`protocol.replay.fresh_sequence_start`), above anything the same
-device could have used before.
+device could have used before. A Pi has no real-time clock: a reflashed one
+may boot with its image's date until NTP steps the clock. If the clock jumps
+forward after a counter was started from it, the counter is moved up to the
+corrected clock, once: otherwise it would stay below the dispatcher's window.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,14 +27,26 @@ from protocol.replay import fresh_sequence_start
 
 log = logging.getLogger(__name__)
 
+CLOCK_STEP_MS = 5 * 60 * 1000  # a jump this big is the clock being set, not drift
+
 
 class Ledger:
     """The outbox (when it could be opened) plus the messages that only live in memory."""
 
-    def __init__(self, state_dir: Path, *, now_ms: Callable[[], int], recent_ms: int) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        now_ms: Callable[[], int],
+        recent_ms: int,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._now_ms = now_ms
+        self._monotonic = monotonic
         self._recent_ms = recent_ms
         self._volatile: dict[str, OutboxItem] = {}  # only when the disk failed us
+        # (wall ms, monotonic s) when this process started a counter from the clock.
+        self._fresh_origin: tuple[int, float] | None = None
         self.outbox = self._open(state_dir)
         self._seq_floor = self._initial_seq_floor()
 
@@ -52,10 +68,26 @@ class Ledger:
             else:
                 if last is not None:
                     return last
-                start = fresh_sequence_start(self._now_ms())
-                log.warning("new sequence counter (state directory new or lost): starting at %d", start)
-                return start - 1
-        return fresh_sequence_start(self._now_ms()) - 1
+                log.warning("new sequence counter (state directory new or lost), from the clock")
+        now = self._now_ms()
+        self._fresh_origin = (now, self._monotonic())
+        return fresh_sequence_start(now) - 1
+
+    def _follow_clock_setting(self) -> None:
+        """Move a counter started from a clock that was behind up to the clock, once it is set."""
+        if self._fresh_origin is None:
+            return
+        wall_ms, mono_s = self._fresh_origin
+        now = self._now_ms()
+        if now - (wall_ms + int((self._monotonic() - mono_s) * 1000)) <= CLOCK_STEP_MS:
+            return
+        self._fresh_origin = None
+        floor = fresh_sequence_start(now) - 1
+        if floor > self._seq_floor:
+            log.warning(
+                "the clock was set forward: sequence counter moved from %d to %d", self._seq_floor, floor
+            )
+            self._seq_floor = floor
 
     def close(self) -> None:
         """Close the database; undelivered messages stay in it for the next start."""
@@ -66,6 +98,7 @@ class Ledger:
 
     def store(self, kind: str, build: Callable[[int], NewItem], ts_ms: int) -> tuple[OutboxItem, bool]:
         """Commit first; if the disk fails keep it in memory. Returns the item and whether it is durable."""
+        self._follow_clock_setting()
         error: object = "no durable storage"
         if self.outbox is not None:
             try:
@@ -88,6 +121,7 @@ class Ledger:
 
     def next_seq(self) -> int:
         """Allocate (and persist, when possible) the next sequence number."""
+        self._follow_clock_setting()
         if self.outbox is not None:
             try:
                 self._seq_floor = self.outbox.next_seq(at_least=self._seq_floor + 1)
