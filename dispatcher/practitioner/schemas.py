@@ -64,6 +64,9 @@ class OpenVisit(BaseModel):
     overdue: bool
     check_deadline: datetime | None
     alert_id: str | None
+    extensions: int = 0
+    finished_at: datetime | None = Field(default=None, description="Checked out, or escalated")
+    closed_via: str | None = Field(default=None, description="page or sms, for a check-out")
 
 
 class Suggestion(BaseModel):

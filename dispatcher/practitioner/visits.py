@@ -217,39 +217,57 @@ async def autocomplete(ctx: Ctx, q: Annotated[str, Query(min_length=3, max_lengt
 # -- operators: open visits of their territory -----------------------------------------
 
 
+def _operator_view(access: UserAccess, visit: HomeVisit, record: VisitTimerRecord, now: float) -> OpenVisit:
+    state = vt.VisitTimerState.from_json(record.state)
+    practitioner = access.snapshot.practitioners.get(record.practitioner_id)
+    return OpenVisit(
+        id=record.visit_id,
+        practitioner_id=record.practitioner_id,
+        practitioner_name=practitioner.display_name if practitioner else record.practitioner_id,
+        label=visit.address.label,
+        dangerous=visit.dangerous,
+        phase=state.phase,  # the truth, duress included: operators must know
+        started_at=datetime.fromtimestamp(state.started_at, UTC),
+        ends_at=datetime.fromtimestamp(state.ends_at, UTC),
+        overdue=state.overdue(now),
+        check_deadline=_dt(state.check_deadline),
+        alert_id=record.alert_id,
+        extensions=state.extensions,
+        finished_at=_dt(state.closed_at if state.phase == "closed" else state.escalated_at),
+        closed_via=state.closed_via,
+    )
+
+
 @operators_router.get("", response_model=list[OpenVisit])
-async def open_visits(staff: StaffUser, access: UserAccess, ctx: Ctx, ip: ClientIp) -> list[OpenVisit]:
-    """Open visits in the operator's territory (all for an admin), overdue ones first."""
+async def open_visits(
+    staff: StaffUser,
+    access: UserAccess,
+    ctx: Ctx,
+    ip: ClientIp,
+    recent_h: Annotated[float, Query(ge=0, le=24, description="Also visits finished this recently")] = 0,
+) -> list[OpenVisit]:
+    """Open visits in the operator's territory (all for an admin), overdue ones first.
+
+    With ``recent_h``, also those checked out or escalated within that many
+    hours (the console shows check-outs and escalations as they happen).
+    """
     now = time.time()
-    out = []
     visits = {v.id: v for v in await ctx.store.list_visits()}
-    for record in await ctx.store.list_visit_timers(phases=UNFINISHED, limit=500):
+    records = await ctx.store.list_visit_timers(phases=UNFINISHED, limit=500)
+    if recent_h:
+        finished = await ctx.store.list_visit_timers(phases=("closed", "escalated"), limit=200)
+        records += [r for r in finished if r.state.get("closed_at") or r.state.get("escalated_at")]
+    out = []
+    for record in records:
         visit = visits.get(record.visit_id)
-        if visit is None:
-            continue
-        if (
-            not access.is_admin
-            and access.address_convention(visit.address, LocationSource.HOME_VISIT)
-            not in access.convention_ids
+        if visit is None or not (
+            access.is_admin
+            or access.address_convention(visit.address, LocationSource.HOME_VISIT) in access.convention_ids
         ):
             continue
-        state = vt.VisitTimerState.from_json(record.state)
-        practitioner = access.snapshot.practitioners.get(record.practitioner_id)
-        out.append(
-            OpenVisit(
-                id=record.visit_id,
-                practitioner_id=record.practitioner_id,
-                practitioner_name=practitioner.display_name if practitioner else record.practitioner_id,
-                label=visit.address.label,
-                dangerous=visit.dangerous,
-                phase=state.phase,
-                started_at=datetime.fromtimestamp(state.started_at, UTC),
-                ends_at=datetime.fromtimestamp(state.ends_at, UTC),
-                overdue=state.overdue(now),
-                check_deadline=_dt(state.check_deadline),
-                alert_id=record.alert_id,
-            )
-        )
+        view = _operator_view(access, visit, record, now)
+        if view.finished_at is None or view.finished_at.timestamp() >= now - recent_h * 3600:
+            out.append(view)
     await ctx.audit.record(staff, VISIT_READ, target_kind="visit", ip=ip, count=len(out))
-    out.sort(key=lambda v: (not v.overdue, v.ends_at))
+    out.sort(key=lambda v: (v.finished_at is not None, not v.overdue, v.ends_at))
     return out

@@ -242,5 +242,11 @@ async def test_operators_see_open_visits_of_their_territory_overdue_highlighted(
     await expect(page.locator(f"#open-visits li[data-id='{overdue['id']}']")).to_have_class(
         "flag overdue", timeout=10_000
     )
-    await expect(page.locator(f"#open-visits li[data-id='{later['id']}']")).to_contain_text("Dr Claire Fabre")
+    later_item = page.locator(f"#open-visits li[data-id='{later['id']}']")
+    await expect(later_item).to_contain_text("Dr Claire Fabre")
+    await dr.post(f"/api/me/visits/{later['id']}/extend", json={"by_s": 900})
+    await expect(later_item).to_contain_text("prolongée ×1", timeout=5000)  # live, over the WebSocket
+    await dr.post(f"/api/me/visits/{later['id']}/checkout")
+    await expect(later_item).to_contain_text("(sortie déclarée)", timeout=5000)
+    await expect(page.locator(f"#open-visits li[data-id='{overdue['id']}']")).to_contain_text("dépassée")
     await shot(page, "console-open-visits")

@@ -379,15 +379,26 @@ async function refreshHealth() {
   refreshVisits();
 }
 
-// Open home visits of the territory (docs/practitioner.md); overdue ones first, highlighted.
+// Home visits of the territory (docs/practitioner.md): open ones, overdue first and highlighted,
+// then those checked out or escalated in the last hours.
+const parisTime = (iso) => new Date(iso).toLocaleTimeString("fr-FR", { timeZone: "Europe/Paris", hour: "2-digit", minute: "2-digit" });
+function visitText(v) {
+  const parts = [v.practitioner_name, v.label];
+  if (v.phase === "closed") parts.push(`clôturée à ${parisTime(v.finished_at)} (${v.closed_via === "sms" ? "OK par SMS" : "sortie déclarée"})`);
+  else if (v.phase === "escalated") parts.push(`ALERTE visite non clôturée à ${parisTime(v.finished_at)}`);
+  else parts.push(`fin prévue ${parisTime(v.ends_at)}${v.overdue ? " (dépassée)" : ""}`);
+  if (v.phase === "checking") parts.push("vérification en cours");
+  if (v.extensions) parts.push(`prolongée ×${v.extensions}`);
+  if (v.dangerous) parts.push("lieu signalé dangereux");
+  return parts.join(" — ");
+}
+
 async function refreshVisits() {
   try {
-    const visits = await api("/api/open-visits");
+    const visits = await api("/api/open-visits?recent_h=6");
     $("open-visits").replaceChildren(...visits.map((v) => {
-      const end = new Date(v.ends_at).toLocaleTimeString("fr-FR", { timeZone: "Europe/Paris", hour: "2-digit", minute: "2-digit" });
-      const li = el("li", `${v.practitioner_name} — ${v.label} — fin prévue ${end}${v.overdue ? " (dépassée)" : ""}`
-        + (v.phase === "checking" ? " — vérification en cours" : "") + (v.dangerous ? " — lieu signalé dangereux" : ""),
-      v.overdue ? "flag overdue" : "");
+      const cls = v.phase === "escalated" || v.overdue ? "flag overdue" : v.phase === "closed" ? "muted" : "";
+      const li = el("li", visitText(v), cls);
       li.dataset.id = v.id;
       return li;
     }));
