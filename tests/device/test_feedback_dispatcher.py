@@ -61,3 +61,32 @@ async def test_wrong_pin_is_felt_as_refused_and_the_duress_pin_as_an_ordinary_cl
             assert alert.id == active.event_id and alert.state == "duress"
         finally:
             await asyncio.to_thread(client.stop)
+
+
+async def test_a_real_devices_low_battery_reaches_the_dispatchers_device_health(
+    broker: DevBroker, tmp_path: Path
+) -> None:
+    supply = tmp_path / "pi" / "power_supply" / "ups-hat"
+    supply.mkdir(parents=True)
+    (supply / "type").write_text("Battery\n")
+    (supply / "capacity").write_text("9\n")
+    password = new_password()
+    config = write_device_config(
+        tmp_path / "pi",
+        port=broker.port,
+        device_id=DEVICE,
+        password=password,
+        battery='sysfs_root = "power_supply"',
+    )
+    async with running_system(broker, tmp_path / "server") as system:
+        await register(system, broker, config, password)
+        client = await asyncio.to_thread(run_device, config)
+        try:
+
+            async def flagged() -> bool:
+                health = system.dispatcher.health.devices.get(DEVICE)
+                return health is not None and health.battery_pct == 9 and "low_battery" in health.flags
+
+            await system.until(flagged, within=15)
+        finally:
+            await asyncio.to_thread(client.stop)
