@@ -8,22 +8,12 @@ failure rate and per-number behaviour are adjustable while it runs, and
 every API request is recorded (monotonic receive time, JSONL log) so tests
 and the benchmark can count what was sent to whom.
 
-Control API (no auth: bind it to loopback):
-
-* ``GET/POST /_sandbox/config`` — latency_ms, failure_rate, callback_latency_ms, call_hold_ms, sms_webhook_url
-* ``POST /_sandbox/numbers`` ``{"number": "+33...", ...NumberBehaviour}``; ``DELETE /_sandbox/numbers``
-* ``POST /_sandbox/reply`` ``{"from": "+33...", "body": "1"}``
-* ``POST /_sandbox/press`` ``{"call_sid": "CA..."}`` or ``{"to": "+33..."}``, ``"digits": "1"``
-* ``GET /_sandbox/requests`` (``?to=``, ``?kind=``, ``?ref=``), ``GET /_sandbox/webhooks``
-* ``POST /_sandbox/reset``
-* ``GET/POST /_sandbox/people`` ``{"number": "+33...", ...Persona}`` (see :mod:`sandbox.people`)
-
-Curl examples: docs/sandbox.md.
+Control API (``/_sandbox/...``, no auth: bind it to loopback): :mod:`sandbox.twilio_control`.
+The process: :mod:`sandbox.twilio_cli`. Curl examples: docs/sandbox.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
@@ -31,7 +21,6 @@ import itertools
 import json
 import logging
 import random
-import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
@@ -39,12 +28,11 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import uvloop
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientOSError, ClientSession, ClientTimeout, ServerDisconnectedError, web
 from twilio.request_validator import RequestValidator
 from yarl import URL
 
-from sandbox.people import People, persona_from_json
+from sandbox.people import People
 from sandbox.twilio_resources import (
     API_VERSION,
     E164,
@@ -249,6 +237,11 @@ class TwilioSandbox:
         """Override how ``number`` behaves (always fails, never answers, acks by itself...)."""
         self._numbers[number] = behaviour
 
+    @property
+    def numbers(self) -> dict[str, NumberBehaviour]:
+        """The scripted numbers (a copy)."""
+        return dict(self._numbers)
+
     def clear_numbers(self) -> None:
         """Forget every per-number override."""
         self._numbers.clear()
@@ -328,17 +321,9 @@ class TwilioSandbox:
         app.router.add_get(base + "/Messages/{sid:[A-Za-z0-9]+}.json", self._fetch_message)
         app.router.add_get(base + "/Calls/{sid:[A-Za-z0-9]+}.json", self._fetch_call)
         app.router.add_route("*", f"/{API_VERSION}/{{tail:.*}}", self._not_found)
-        app.router.add_get("/_sandbox/config", self._ctl_config)
-        app.router.add_post("/_sandbox/config", self._ctl_config)
-        app.router.add_post("/_sandbox/numbers", self._ctl_numbers)
-        app.router.add_delete("/_sandbox/numbers", self._ctl_numbers)
-        app.router.add_post("/_sandbox/reply", self._ctl_reply)
-        app.router.add_post("/_sandbox/press", self._ctl_press)
-        app.router.add_get("/_sandbox/requests", self._ctl_requests)
-        app.router.add_get("/_sandbox/webhooks", self._ctl_webhooks)
-        app.router.add_post("/_sandbox/reset", self._ctl_reset)
-        app.router.add_get("/_sandbox/people", self._ctl_people)
-        app.router.add_post("/_sandbox/people", self._ctl_people)
+        from sandbox.twilio_control import add_control_routes  # it imports this module
+
+        add_control_routes(app, self)
         return app
 
     async def _create_message(self, request: web.Request) -> web.Response:
@@ -597,22 +582,34 @@ class TwilioSandbox:
             "User-Agent": "TwilioProxy/1.1",
             "Content-Type": "application/x-www-form-urlencoded",
         }
-        assert self._session is not None, "sandbox not started"
         try:
-            # encoded=True: send the URL byte for byte as given, like Twilio does;
-            # requoting it (yarl's default) would break the signature.
-            # The form encoded here, as aiohttp's FormData would (urlencode), at a
-            # fraction of its cost: this runs for every callback.
-            body = urlencode(params).encode()
-            async with self._session.post(URL(url, encoded=True), data=body, headers=headers) as response:
-                record.status = response.status
-                record.response = await response.text()
+            await self._send_webhook(record, url, urlencode(params).encode(), headers)
         except (ClientError, TimeoutError) as exc:
             record.error = f"{type(exc).__name__}: {exc}"
             log.warning("sandbox webhook %s to %s failed: %s", kind, url, record.error)
         self._write_log(record.to_json())
         self._notify()
         return WebhookResult(record.status, record.response, said_texts(record.response), record.error)
+
+    async def _send_webhook(self, record: RecordedWebhook, url: str, body: bytes, headers: Any) -> None:
+        """POST ``body``; once more on a pooled connection the server had just closed.
+
+        A keep-alive connection the dispatcher's server times out as we reuse it
+        resets before the request is read: sending again is what any HTTP client
+        does, and what keeps the demo's long runs from losing a callback.
+        """
+        assert self._session is not None, "sandbox not started"
+        for attempt in (1, 2):
+            try:
+                # encoded=True: send the URL byte for byte as given, like Twilio does;
+                # requoting it (yarl's default) would break the signature.
+                async with self._session.post(URL(url, encoded=True), data=body, headers=headers) as response:
+                    record.status = response.status
+                    record.response = await response.text()
+                    return
+            except (ServerDisconnectedError, ClientOSError):
+                if attempt == 2:
+                    raise
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -671,58 +668,6 @@ class TwilioSandbox:
 
     # -- control endpoints -----------------------------------------------------------
 
-    async def _ctl_config(self, request: web.Request) -> web.Response:
-        if request.method == "POST":
-            try:
-                self.configure(**await request.json())
-            except (ValueError, TypeError) as exc:
-                return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(asdict(self.config))
-
-    async def _ctl_numbers(self, request: web.Request) -> web.Response:
-        if request.method == "DELETE":
-            self.clear_numbers()
-            return web.json_response({})
-        try:
-            data = dict(await request.json())
-            number = str(data.pop("number"))
-            self.set_number(number, NumberBehaviour.from_json(data))
-        except (KeyError, ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({n: b.to_json() for n, b in self._numbers.items()})
-
-    async def _ctl_reply(self, request: web.Request) -> web.Response:
-        data = await request.json()
-        return await _control(self.reply(str(data["from"]), str(data.get("body", "1")), to=data.get("to")))
-
-    async def _ctl_press(self, request: web.Request) -> web.Response:
-        data = await request.json()
-        digits = str(data.get("digits", "1"))
-        return await _control(self.press(call_sid=data.get("call_sid"), to=data.get("to"), digits=digits))
-
-    async def _ctl_requests(self, request: web.Request) -> web.Response:
-        wanted = {k: request.query[k] for k in ("to", "kind", "ref") if k in request.query}
-        selected = [r.to_json() for r in self.requests if all(getattr(r, k) == v for k, v in wanted.items())]
-        return web.json_response(selected)
-
-    async def _ctl_webhooks(self, _request: web.Request) -> web.Response:
-        return web.json_response([w.to_json() for w in self.webhooks])
-
-    async def _ctl_people(self, request: web.Request) -> web.Response:
-        if request.method == "POST":
-            try:
-                data = dict(await request.json())
-                number = str(data.pop("number"))
-                self.people.personas[number] = persona_from_json(data)
-            except (KeyError, ValueError, TypeError) as exc:
-                return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({n: asdict(p) for n, p in self.people.personas.items()})
-
-    async def _ctl_reset(self, _request: web.Request) -> web.Response:
-        self.reset()
-        return web.json_response({})
-
-
 def _reference(status_callback: str | None) -> str | None:
     if not status_callback:
         return None
@@ -740,16 +685,6 @@ async def _first(*events: asyncio.Event) -> None:
             task.cancel()
 
 
-async def _control(action: Coroutine[Any, Any, WebhookResult]) -> web.Response:
-    try:
-        result = await action
-    except SandboxError as exc:
-        return web.json_response({"error": str(exc)}, status=409)
-    except TimeoutError:
-        return web.json_response({"error": "timed out"}, status=504)
-    return web.json_response(result.to_json())
-
-
 def _json(body: dict[str, Any], status: int) -> web.Response:
     response = web.json_response(body, status=status)
     response.headers["Twilio-Request-Id"] = new_sid("RQ")
@@ -761,54 +696,11 @@ def _error(code: int, message: str | None = None) -> web.Response:
     return _json(error_body(status, code, message), status)
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Local Twilio API sandbox for Vigie")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8790)
-    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
-    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each API answer")
-    parser.add_argument("--failure-rate", type=float, default=0.0, help="share of API calls answered 500")
-    parser.add_argument("--callback-latency-ms", type=float, default=50.0, help="delay between statuses")
-    parser.add_argument("--call-hold-ms", type=float, default=5000.0, help="answered call waits for a key")
-    parser.add_argument("--sms-webhook-url", default=None, help="where replies are posted (our number)")
-    parser.add_argument("--log", type=Path, default=None, help="JSONL file of every request")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the failure and people draws")
-    parser.add_argument("--people", type=Path, default=None, help="personas TOML (see sandbox/people.py)")
-    return parser.parse_args(argv)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    sandbox = TwilioSandbox(
-        account_sid=args.account_sid,
-        auth_token=args.auth_token,
-        host=args.host,
-        port=args.port,
-        latency_ms=args.latency_ms,
-        failure_rate=args.failure_rate,
-        callback_latency_ms=args.callback_latency_ms,
-        call_hold_ms=args.call_hold_ms,
-        sms_webhook_url=args.sms_webhook_url,
-        log_path=args.log,
-        seed=args.seed,
-        people=People.from_file(args.people, seed=args.seed) if args.people else None,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await sandbox.start()
-    print(f"twilio sandbox listening on {sandbox.base_url} (account {sandbox.account_sid})", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await sandbox.stop()
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Run the sandbox as a process until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvloop.run(_serve(_parse_args(argv)))
+    """Run the sandbox as a process until SIGINT/SIGTERM (``sandbox/twilio_cli.py``)."""
+    from sandbox.twilio_cli import main as run
+
+    run(argv)
 
 
 if __name__ == "__main__":

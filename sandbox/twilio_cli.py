@@ -1,0 +1,64 @@
+"""``vigie-sandbox-twilio`` / ``python -m sandbox.twilio_server``: the sandbox as its own process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import uvloop
+
+from sandbox.people import People
+from sandbox.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioSandbox
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Local Twilio API sandbox for Vigie")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
+    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each API answer")
+    parser.add_argument("--failure-rate", type=float, default=0.0, help="share of API calls answered 500")
+    parser.add_argument("--callback-latency-ms", type=float, default=50.0, help="delay between statuses")
+    parser.add_argument("--call-hold-ms", type=float, default=5000.0, help="answered call waits for a key")
+    parser.add_argument("--sms-webhook-url", default=None, help="where replies are posted (our number)")
+    parser.add_argument("--log", type=Path, default=None, help="JSONL file of every request")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the failure and people draws")
+    parser.add_argument("--people", type=Path, default=None, help="personas TOML (see sandbox/people.py)")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    sandbox = TwilioSandbox(
+        account_sid=args.account_sid,
+        auth_token=args.auth_token,
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        failure_rate=args.failure_rate,
+        callback_latency_ms=args.callback_latency_ms,
+        call_hold_ms=args.call_hold_ms,
+        sms_webhook_url=args.sms_webhook_url,
+        log_path=args.log,
+        seed=args.seed,
+        people=People.from_file(args.people, seed=args.seed) if args.people else None,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await sandbox.start()
+    print(f"twilio sandbox listening on {sandbox.base_url} (account {sandbox.account_sid})", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await sandbox.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the sandbox as a process until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvloop.run(_serve(_parse_args(argv)))
