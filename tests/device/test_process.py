@@ -16,7 +16,7 @@ import pytest
 
 from broker_config.runner import DISPATCHER_USER, DevBroker
 from protocol.codec import decode_uplink
-from protocol.messages import Alert
+from protocol.messages import Alert, TestAlert
 from protocol.topics import parse_topic
 from tests.device.conftest import DEVICE_ID, write_device_config
 from tests.support.broker import mqtt_recorder
@@ -134,3 +134,21 @@ def test_duress_gesture_without_duress_pin_refuses_to_start(tmp_path: Path) -> N
     result = run_once(config)
     assert result.returncode == 2
     assert "configuration error: cancel.duress_pin: missing" in result.stderr
+
+
+def test_simulator_t_key_makes_the_test_gesture_and_a_test_goes_out(
+    tmp_path: Path, device_broker: DevBroker, processes: list[DeviceProcess]
+) -> None:
+    config = write_device_config(
+        tmp_path / "dev", port=device_broker.port, password=device_broker.accounts[DEVICE_ID]
+    )
+    with mqtt_recorder(device_broker, DISPATCHER_USER, f"vigie/v1/dev/{DEVICE_ID}/up/test") as rec:
+        device = DeviceProcess(config)
+        processes.append(device)
+        device.wait_line(CONNECTED)
+        device.press("t")  # two real taps on the mock pin, then the window runs out
+        (message,) = rec.wait_for(1, timeout=15)
+    device.wait_line("gesture recognised: test")
+    key = bytes.fromhex((config.parent / "hmac.key").read_text().strip())
+    test = decode_uplink(bytes(message.payload), parse_topic(message.topic), lambda _d: key)
+    assert isinstance(test, TestAlert) and test.gesture == "multi_press"
