@@ -341,7 +341,12 @@ class VisitTimers:
 
     async def fire_due(self) -> None:
         for record in await self._store.claim_due_visit_timers(self._owner, now=time.time()):
-            await self.apply(record.visit_id, vt.TimerFired(now=time.time()), Actor(via="timer"))
+            try:
+                await self.apply(record.visit_id, vt.TimerFired(now=time.time()), Actor(via="timer"))
+            except Exception:
+                # One visit's failure must not hold the others' timers; its lease
+                # runs out and it is tried again.
+                log.exception("visit timer %s failed; retried after its lease", record.visit_id)
 
 
 @dataclass(frozen=True)

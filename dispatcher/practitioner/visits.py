@@ -112,6 +112,11 @@ async def declare_visit(body: VisitDeclare, user: CurrentUser, ctx: Ctx, ip: Cli
         )
     if me not in ctx.cache.current.practitioners:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="praticien inconnu")
+    if await ctx.store.list_visit_timers(practitioner_id=me, phases=UNFINISHED, limit=1):
+        # One visit at a time: an older one still ticking would check on her at the wrong moment.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail="une visite est déjà en cours : clôturez-la d'abord"
+        )
     now = datetime.now(UTC)
     visit = HomeVisit(
         id=f"visit-{secrets.token_hex(6)}",

@@ -233,17 +233,19 @@ async def test_her_alerts_and_the_fiche_saved_reloaded_and_downloaded(
 async def test_operators_see_open_visits_of_their_territory_overdue_highlighted(
     browser: Browser, harness: Harness
 ) -> None:
-    dr = await harness.as_user("dr-fabre")
+    fabre, dr = await harness.as_user("dr-fabre"), await harness.as_user("dr-benali")
     body = {"label": "8 Rue de la Croix de Lavit, 34090 Montpellier", "floor": "3e", "duration_s": 1}
-    overdue = (await dr.post("/api/me/visits", json=body)).json()
-    later = (await dr.post("/api/me/visits", json={**body, "duration_s": 3600})).json()
+    overdue = (await fabre.post("/api/me/visits", json=body)).json()
+    body = {"label": "120 Avenue de Lodève, 34070 Montpellier", "dangerous": True, "duration_s": 3600}
+    later = (await dr.post("/api/me/visits", json=body)).json()
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     await login(page, harness, username="op-herault")
     await expect(page.locator(f"#open-visits li[data-id='{overdue['id']}']")).to_have_class(
         "flag overdue", timeout=10_000
     )
     later_item = page.locator(f"#open-visits li[data-id='{later['id']}']")
-    await expect(later_item).to_contain_text("Dr Claire Fabre")
+    await expect(later_item).to_contain_text("Dr Karim Benali")
+    await expect(later_item).to_contain_text("lieu signalé dangereux")
     await dr.post(f"/api/me/visits/{later['id']}/extend", json={"by_s": 900})
     await expect(later_item).to_contain_text("prolongée ×1", timeout=5000)  # live, over the WebSocket
     await dr.post(f"/api/me/visits/{later['id']}/checkout")

@@ -113,3 +113,13 @@ async def test_operators_see_open_visits_of_their_territory_only(harness: Harnes
     assert [v["id"] for v in (await admin.get("/api/open-visits")).json()] == [visit["id"]]
     reads = await harness.system.store.list_audit(action="visit.read")
     assert {a.username for a in reads} == {"op-herault", "op-gard", "admin"}
+
+
+async def test_her_page_is_served_with_a_strict_csp_and_a_pwa_manifest(harness: Harness) -> None:
+    client = await harness.as_user("dr-fabre")
+    page = await client.get("/moi/")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    assert 'lang="fr"' in page.text and "cdn" not in page.text.lower()
+    manifest = await client.get("/moi/manifest.webmanifest")
+    assert manifest.headers["content-type"].startswith("application/manifest+json")
+    assert manifest.json()["start_url"] == "/moi/" and manifest.json()["lang"] == "fr"

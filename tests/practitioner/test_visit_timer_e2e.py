@@ -129,6 +129,8 @@ async def test_checkout_and_extension_from_the_page(harness: Harness) -> None:
     longer = await dr.post(f"/api/me/visits/{visit['id']}/extend", json={"by_s": 900})
     assert longer.status_code == 200, longer.text
     assert longer.json()["ends_at"] > str(visit["ends_at"])
+    second = await dr.post("/api/me/visits", json={**VISIT, "duration_s": 600})
+    assert second.status_code == 409, "one open visit at a time"
     out = await dr.post(f"/api/me/visits/{visit['id']}/checkout")
     assert out.json()["phase"] == "closed"
     again = await dr.post(f"/api/me/visits/{visit['id']}/extend", json={"by_s": 900})
