@@ -499,7 +499,7 @@ class DeviceClient:
         alert = self.ledger.known(alert_id)
         if alert is None or not alert.closed or (alert_id, "closed") in self._feedback_given:
             return  # already open again (a repeated refusal), or really over: nothing to reopen
-        if self.outbox is not None and self.outbox.has_feedback(alert_id, "closed"):
+        if self.ledger.feedback_given(alert_id, "closed"):
             return
         self.ledger.reopen_alert(alert_id)
         self.feedback.play(Pattern.CANCEL_REFUSED)

@@ -173,6 +173,16 @@ class Ledger:
             log.error("cannot record feedback for %s: %s", ref, exc)
             return True
 
+    def feedback_given(self, ref: str, kind: str) -> bool:
+        """True if feedback ``kind`` was recorded for ``ref`` (False when it cannot be read)."""
+        if self.outbox is None:
+            return False
+        try:
+            return self.outbox.has_feedback(ref, kind)
+        except OutboxError as exc:
+            log.error("cannot read the feedback given for %s: %s", ref, exc)
+            return False
+
     def purge(self) -> None:
         """Forget delivered messages older than the recent horizon."""
         if self.outbox is None:
