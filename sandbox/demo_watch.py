@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +34,10 @@ CHANNELS = {"sms": "SMS « 1 »", "voice": "touche 1 pendant l'appel", "console"
 
 def say(line: str) -> None:
     """One line of the demo terminal, flushed at once (it is often piped to a log)."""
-    print(line, flush=True)
+    # One write per line: the device's MQTT thread prints too, and print()
+    # writes the text and its newline separately.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def device_felt(device_id: str, downlink: Downlink) -> None:
