@@ -39,16 +39,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 from dispatcher.domain import AlertKind, AlertState, Channel, DownlinkKind
 from dispatcher.escalation_plan import (
     EscalationPlan,
     PlanTier,
     Recipient,
-    opt_str,
-    plan_from_json,
-    plan_to_json,
+)
+from dispatcher.escalation_state import (
+    CHAIN_KINDS,
+    ESCALATING_STATES,
+    TERMINAL_STATES,
+    Delivery,
+    EscalationState,
 )
 
 __all__ = [
@@ -85,13 +89,6 @@ NotifyPurpose = Literal[
 STAND_DOWNS: frozenset[NotifyPurpose] = frozenset({"cancelled", "false_alarm", "resolved"})
 AckVia = Literal["sms", "voice", "console"]
 
-#: States in which nothing is ever sent to a responder again.
-TERMINAL_STATES = frozenset({AlertState.RESOLVED, AlertState.CANCELLED, AlertState.FALSE_ALARM})
-#: States in which the escalation may still be running.
-_ESCALATING = frozenset({AlertState.NOTIFYING, AlertState.DURESS})
-#: Kinds that run the responders' chain: a drill runs it too, announced as a drill.
-_CHAIN_KINDS = frozenset({AlertKind.ALERT, AlertKind.DRILL})
-
 ALARM_EXHAUSTED = "escalade épuisée"
 ALARM_DURESS = "annulation sous contrainte"
 ALARM_NO_RECIPIENT = (
@@ -101,103 +98,6 @@ ALARM_DURESS_AFTER_END = "annulation sous contrainte sur une alerte déjà close
 
 #: Contact id of the practitioner herself in the Notify of a test alert.
 PRACTITIONER_CONTACT_ID = "practitioner"
-
-_JSON_SCHEMA = 1
-
-
-Delivery: TypeAlias = tuple[str, Channel]  # (contact id, channel)
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationState:
-    """Everything the machine knows about one alert; persisted as JSON by the store.
-
-    ``notified``: contact ids that received the alert, in order, without
-    duplicates (the audience of later notices). ``sent``/``failed``: alert
-    deliveries of the *current* position only, for the delivery fallback.
-    ``exhausted``: the automatic escalation has nothing left to do.
-    ``version``: +1 on every step that changes the state; unchanged states are
-    returned as the very same object and need not be written.
-    """
-
-    alert_id: str
-    kind: AlertKind
-    state: AlertState
-    plan: EscalationPlan
-    duress: bool = False
-    tier: int = 0
-    round: int = 0
-    notified: tuple[str, ...] = ()
-    acked_by: str | None = None
-    acked_via: str | None = None
-    closed_by: str | None = None
-    taken_over_by: str | None = None
-    exhausted: bool = False
-    sent: tuple[Delivery, ...] = ()
-    failed: tuple[Delivery, ...] = ()
-    version: int = 1
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
-
-    @property
-    def escalating(self) -> bool:
-        """True while timers and delivery failures may still move the escalation."""
-        return (
-            self.kind in _CHAIN_KINDS
-            and self.state in _ESCALATING
-            and self.acked_by is None
-            and self.taken_over_by is None
-            and not self.exhausted
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-compatible dict; :meth:`from_json` gives back an equal state."""
-        return {
-            "schema": _JSON_SCHEMA,
-            "alert_id": self.alert_id,
-            "kind": self.kind.value,
-            "state": self.state.value,
-            "plan": plan_to_json(self.plan),
-            "duress": self.duress,
-            "tier": self.tier,
-            "round": self.round,
-            "notified": list(self.notified),
-            "acked_by": self.acked_by,
-            "acked_via": self.acked_via,
-            "closed_by": self.closed_by,
-            "taken_over_by": self.taken_over_by,
-            "exhausted": self.exhausted,
-            "sent": [[c, ch.value] for c, ch in self.sent],
-            "failed": [[c, ch.value] for c, ch in self.failed],
-            "version": self.version,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> EscalationState:
-        """Rebuild a state written by :meth:`to_json`; raises ValueError/KeyError on bad data."""
-        if data.get("schema") != _JSON_SCHEMA:
-            raise ValueError(f"unsupported escalation state schema: {data.get('schema')!r}")
-        return cls(
-            alert_id=str(data["alert_id"]),
-            kind=AlertKind(data["kind"]),
-            state=AlertState(data["state"]),
-            plan=plan_from_json(data["plan"]),
-            duress=bool(data["duress"]),
-            tier=int(data["tier"]),
-            round=int(data["round"]),
-            notified=tuple(str(c) for c in data["notified"]),
-            acked_by=opt_str(data["acked_by"]),
-            acked_via=opt_str(data["acked_via"]),
-            closed_by=opt_str(data["closed_by"]),
-            taken_over_by=opt_str(data["taken_over_by"]),
-            exhausted=bool(data["exhausted"]),
-            sent=tuple((str(c), Channel(ch)) for c, ch in data["sent"]),
-            failed=tuple((str(c), Channel(ch)) for c, ch in data["failed"]),
-            version=int(data["version"]),
-        )
-
 
 # ---------------------------------------------------------------------------
 # Events
@@ -359,7 +259,7 @@ def _alert_notifications(
 def _enter(state: EscalationState, position: tuple[int, int] | None) -> Transition:
     """Alert every recipient of ``position`` on every channel and arm its timer; None = exhausted."""
     if position is None:
-        return replace(state, exhausted=True), [RaiseOperatorAlarm(ALARM_EXHAUSTED)]
+        return replace(state, exhausted=True, alarm=ALARM_EXHAUSTED), [RaiseOperatorAlarm(ALARM_EXHAUSTED)]
     tier, round_ = position
     plan_tier = state.plan.tiers[tier]
     notifies = _alert_notifications(plan_tier.recipients, tier, round_, duress=state.duress)
@@ -458,7 +358,8 @@ def start(
     if kind is AlertKind.TEST:
         return _start_test(state, practitioner_phone)
     if plan.is_empty:
-        return replace(state, exhausted=True), [RaiseOperatorAlarm(ALARM_NO_RECIPIENT), PushConsole()]
+        unrouted = replace(state, exhausted=True, alarm=ALARM_NO_RECIPIENT)
+        return unrouted, [RaiseOperatorAlarm(ALARM_NO_RECIPIENT), PushConsole()]
     new, commands = _enter(state, _first_position(plan))
     return new, [*commands, PushConsole()]
 
@@ -504,9 +405,10 @@ def _on_ack_timeout(state: EscalationState, event: AckTimeout) -> Transition:
 
 
 def _on_acknowledged(state: EscalationState, event: Acknowledged) -> Transition:
-    if state.kind not in _CHAIN_KINDS or state.state not in _ESCALATING or state.acked_by is not None:
+    if state.kind not in CHAIN_KINDS or state.state not in ESCALATING_STATES or state.acked_by is not None:
         return _unchanged(state)
-    new = replace(state, state=AlertState.ACKNOWLEDGED, acked_by=event.by, acked_via=event.via)
+    # A human has it: the alarms raised so far are answered (a later duress raises its own).
+    new = replace(state, state=AlertState.ACKNOWLEDGED, acked_by=event.by, acked_via=event.via, alarm=None)
     if state.plan.recipient(event.by) is not None:
         # Whoever took it is in the audience of every later notice (a cancel must reach them).
         new = replace(new, notified=_merge(new.notified, [event.by]))
@@ -521,21 +423,23 @@ def _on_acknowledged(state: EscalationState, event: Acknowledged) -> Transition:
 def _on_cancelled(state: EscalationState, event: Cancelled) -> Transition:
     # Whatever happened before, the device gets the normal "cancelled" answer,
     # so that a forced cancel looks exactly like a real one.
-    if state.kind not in _CHAIN_KINDS or state.terminal:
+    if state.kind not in CHAIN_KINDS or state.terminal:
         alarm: list[Command] = [RaiseOperatorAlarm(ALARM_DURESS_AFTER_END)] if event.duress else []
         return _unchanged(state, [SendDownlink("cancelled"), *alarm])
     if state.duress:
         # Once under duress, no cancel from the device can stand the responders down.
         return _unchanged(state, [SendDownlink("cancelled")])
     if event.duress:
-        new = replace(state, state=AlertState.DURESS, duress=True)
+        # What a normal cancel would have left, kept for the views the aggressor may see.
+        cover = replace(state, state=AlertState.CANCELLED, version=state.version + 1)
+        new = replace(state, state=AlertState.DURESS, duress=True, alarm=ALARM_DURESS, cover=cover)
         commands: list[Command] = [
             SendDownlink("cancelled"),
             *_notices(new, "duress_notice"),
             RaiseOperatorAlarm(ALARM_DURESS),
         ]
         return _changed(state, new, commands)
-    new = replace(state, state=AlertState.CANCELLED)
+    new = replace(state, state=AlertState.CANCELLED, alarm=None)
     return _changed(state, new, [CancelTimers(), SendDownlink("cancelled"), *_notices(new, "cancelled")])
 
 
@@ -547,13 +451,13 @@ def _on_closed(state: EscalationState, target: AlertState, by: str) -> Transitio
     """
     false_alarm = target is AlertState.FALSE_ALARM
     if (
-        state.kind not in _CHAIN_KINDS
+        state.kind not in CHAIN_KINDS
         or state.terminal
         or state.state is AlertState.RECEIVED
         or (false_alarm and state.duress)
     ):
         return _unchanged(state)
-    new = replace(state, state=target, closed_by=by)
+    new = replace(state, state=target, closed_by=by, alarm=None)
     purpose: NotifyPurpose = "false_alarm" if false_alarm else "resolved"
     commands: list[Command] = [CancelTimers(), *_notices(new, purpose, exclude=by, actor=_name_of(state, by))]
     commands += _downlink(new, "resolved")
@@ -595,9 +499,11 @@ def _fallback_channel(state: EscalationState, contact_id: str) -> Channel | None
 
 
 def _on_operator_took_over(state: EscalationState, event: OperatorTookOver) -> Transition:
+    """An operator handles it by hand; also how an alarm (duress after an acknowledgement...) is answered."""
     # Also accepted once the escalation is exhausted: that is when operators step in.
-    open_ = state.kind in _CHAIN_KINDS and state.state in _ESCALATING and state.acked_by is None
-    if not open_ or state.taken_over_by is not None:
+    chain = state.kind in CHAIN_KINDS and not state.terminal
+    untaken = state.state in ESCALATING_STATES and state.acked_by is None and state.taken_over_by is None
+    if not chain or not (untaken or state.alarm is not None):
         return _unchanged(state)
-    new = replace(state, taken_over_by=event.by)
+    new = replace(state, taken_over_by=state.taken_over_by or event.by, alarm=None)
     return _changed(state, new, [CancelTimers()])

@@ -13,7 +13,7 @@ from dispatcher import escalation as esc
 from dispatcher.api import views
 from dispatcher.api.deps import ClientIp, Ctx, CurrentUser, StaffUser, UserAccess, not_found
 from dispatcher.api.schemas import AlertDetail, AlertSummary, NoteCreate, NotePublic, TimelineEntry
-from dispatcher.auth import User
+from dispatcher.auth import Role, User
 from dispatcher.report import REPORTABLE_STATES, fiche_html
 from dispatcher.store.base import AlertQuery, AlertRecord, NotFound
 
@@ -60,7 +60,8 @@ async def list_alerts(
         limit=limit,
     )
     records = await ctx.store.search_alerts(access.alert_query(query, convention_id))
-    return [views.summary(r) for r in records if access.sees_alert(r)]
+    mine = _hers(access.user)
+    return [views.summary(r, as_practitioner=mine) for r in records if access.sees_alert(r)]
 
 
 @router.get("/{alert_id}", response_model=AlertDetail, responses=_404)
@@ -70,7 +71,7 @@ async def get_alert(alert_id: str, ctx: Ctx, access: UserAccess, ip: ClientIp) -
     await ctx.audit.record(
         access.user, audit.ALERT_LOCATION_READ, target_kind="alert", target_id=alert_id, ip=ip
     )
-    return await views.detail(ctx.store, record)
+    return await views.detail(ctx.store, record, as_practitioner=_hers(access.user))
 
 
 @router.get("/{alert_id}/timeline", response_model=list[TimelineEntry], responses=_404)
@@ -80,7 +81,7 @@ async def get_timeline(alert_id: str, ctx: Ctx, access: UserAccess, ip: ClientIp
     await ctx.audit.record(
         access.user, audit.ALERT_LOCATION_READ, target_kind="alert", target_id=alert_id, ip=ip, via="timeline"
     )
-    return (await views.detail(ctx.store, record)).timeline
+    return (await views.detail(ctx.store, record, as_practitioner=_hers(access.user))).timeline
 
 
 async def _act(
@@ -97,6 +98,11 @@ async def _act(
     # The engine pushes to consoles only for some transitions; every console must see this one.
     ctx.bus.publish("alert", alert_id=alert_id)
     return views.summary(await ctx.store.get_alert(alert_id))
+
+
+def _hers(user: User) -> bool:
+    """A practitioner sees her alerts through :func:`views.practitioner_record` (duress = cancel)."""
+    return user.role is Role.PRACTITIONER
 
 
 def _by(user: User) -> str:

@@ -251,7 +251,12 @@ class AlertSummary(BaseModel):
     taken_over_by: str | None
     closed_by: str | None
     exhausted: bool
-    needs_attention: bool = Field(description="Open, and nobody has acknowledged or taken it over")
+    alarm: str | None = Field(
+        default=None, description="Operator alarm no human has taken in hand (duress, exhausted, unrouted)"
+    )
+    needs_attention: bool = Field(
+        description="Open, and nobody has it yet or an alarm is unanswered: the console rings"
+    )
 
 
 class LocationPublic(BaseModel):

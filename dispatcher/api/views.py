@@ -5,6 +5,7 @@ Shared by the REST routers, the console WebSocket and the incident report.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -70,7 +71,29 @@ def contact_name(record: AlertRecord, contact_id: str | None) -> str | None:
     return contact_id
 
 
-def summary(record: AlertRecord) -> AlertSummary:
+def hides_duress(record: AlertRecord) -> bool:
+    """Under duress and not yet resolved by an operator: she must see a plain cancel."""
+    esc = _escalation(record)
+    return bool(esc.get("duress")) and record.state != "resolved" and bool(esc.get("cover"))
+
+
+def practitioner_record(record: AlertRecord) -> AlertRecord:
+    """The alert as the practitioner may see it, wherever she looks (API, console, her page).
+
+    Someone may be holding her phone: under duress, until an operator resolved
+    it, she is shown the state a normal cancel would have left at that moment
+    (kept by the escalation as ``cover``), never the duress.
+    """
+    if not hides_duress(record):
+        return record
+    cover = _escalation(record)["cover"]
+    return replace(record, state=str(cover["state"]), escalation=cover)
+
+
+def summary(record: AlertRecord, *, as_practitioner: bool = False) -> AlertSummary:
+    """The alert as listed; ``as_practitioner``: as she may see it (:func:`practitioner_record`)."""
+    if as_practitioner:
+        record = practitioner_record(record)
     ctx, esc = _context(record), _escalation(record)
     practitioner = ctx.get("practitioner") or {}
     site = ctx.get("site") or {}
@@ -95,13 +118,21 @@ def summary(record: AlertRecord) -> AlertSummary:
         taken_over_by=taken,
         closed_by=esc.get("closed_by"),
         exhausted=bool(esc.get("exhausted")),
-        needs_attention=(
-            record.kind == "alert"
-            and record.state in {"received", "notifying", "duress"}
-            and not acked
-            and not taken
-        ),
+        alarm=esc.get("alarm"),
+        needs_attention=_needs_attention(record, esc),
     )
+
+
+def _needs_attention(record: AlertRecord, esc: dict[str, Any]) -> bool:
+    """Ring the console: nobody has it yet, or an alarm (duress, exhausted, unrouted) is unanswered.
+
+    The alarm counts whatever the state: a duress after an acknowledgement rings again.
+    """
+    if record.kind not in ("alert", "drill") or record.state not in OPEN_STATES:
+        return False
+    untaken = record.state in {"received", "notifying", "duress"}
+    untaken = untaken and not esc.get("acked_by") and not esc.get("taken_over_by")
+    return untaken or bool(esc.get("alarm"))
 
 
 def _event_text(record: AlertRecord, kind: str, d: dict[str, Any]) -> str:
@@ -121,9 +152,10 @@ def _event_text(record: AlertRecord, kind: str, d: dict[str, Any]) -> str:
         case "DeliveryFailed":
             return f"Échec {_CHANNEL.get(d.get('channel', ''), d.get('channel'))} vers {d.get('contact_id')}"
         case "Cancelled":
+            whose = "du site" if d.get("pin_of") == "site" else "du praticien"
             if d.get("duress"):
-                return "ANNULATION SOUS CONTRAINTE depuis la balise : l'alerte continue"
-            return "Annulée depuis la balise (code correct)"
+                return f"Code de contrainte {whose} saisi sur la balise : danger confirmé, l'alerte continue"
+            return f"Annulée depuis la balise avec le code d'annulation {whose}"
         case "Resolved":
             return f"Clôturée par {by}"
         case "MarkedFalseAlarm":
@@ -194,6 +226,25 @@ def timeline(
     return sorted(entries, key=lambda e: e.at)
 
 
+def _as_if_cancelled(
+    events: list[dict[str, Any]],
+    notifications: list[NotificationRecord],
+    times: dict[int, tuple[datetime, datetime]],
+    notes: list[NoteRecord],
+) -> tuple[list[dict[str, Any]], list[NotificationRecord], list[NoteRecord]]:
+    """The history up to her duress cancel, told as a normal cancel: what came after is not hers to see."""
+    cut = next(i for i, e in enumerate(events) if e["kind"] == "Cancelled" and e["detail"].get("duress"))
+    at = events[cut]["at"]
+    told = [*events[:cut], {**events[cut], "detail": {**events[cut]["detail"], "duress": False}}]
+    moment = datetime.fromisoformat(at)
+    before = [n for n in notifications if n.id in times and times[n.id][0] <= moment]
+    # The duress notices went to the very people a normal cancel stands down, on the same channels.
+    as_cancel = [
+        replace(n, purpose="cancelled", duress=False) if n.purpose == "duress_notice" else n for n in before
+    ]
+    return told, as_cancel, [note for note in notes if note.at <= moment]
+
+
 def _location(record: AlertRecord) -> LocationPublic | None:
     raw = _context(record).get("location")
     if not raw:
@@ -201,13 +252,20 @@ def _location(record: AlertRecord) -> LocationPublic | None:
     return LocationPublic.model_validate({**raw, "purged": raw.get("description") == PURGED_LOCATION})
 
 
-async def detail(store: Store, record: AlertRecord) -> AlertDetail:
-    """Everything about one alert (includes its location: audit the read)."""
-    ctx, esc = _context(record), _escalation(record)
+async def detail(store: Store, record: AlertRecord, *, as_practitioner: bool = False) -> AlertDetail:
+    """Everything about one alert (includes its location: audit the read).
+
+    ``as_practitioner``: as she may see it — under duress, the alert as it stood
+    when she cancelled, as if the cancel had been a normal one.
+    """
     events = await store.alert_events(record.id)
     notifications = await store.notifications_for(record.id)
     times = await store.notification_times(record.id)
     notes = await store.notes_for(record.id)
+    if as_practitioner and hides_duress(record):
+        events, notifications, notes = _as_if_cancelled(events, notifications, times, notes)
+        record = practitioner_record(record)
+    ctx, esc = _context(record), _escalation(record)
     practitioner = (
         PractitionerPublic.of(Practitioner.model_validate(ctx["practitioner"]))
         if ctx.get("practitioner")

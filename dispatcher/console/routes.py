@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from dispatcher.api import views
 from dispatcher.api.access import Access
 from dispatcher.api.deps import ApiContext
-from dispatcher.auth import SESSION_COOKIE, User
+from dispatcher.auth import SESSION_COOKIE, Role, User
 from dispatcher.store.base import AlertQuery, NotFound
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,12 @@ class ConsoleFeed:
     async def _send_snapshot(self, user: User) -> None:
         access = self._access(user)
         records = await self._ctx.store.search_alerts(access.alert_query(AlertQuery(limit=200)))
-        alerts = [views.summary(r).model_dump(mode="json") for r in records if access.sees_alert(r)]
+        mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel
+        alerts = [
+            views.summary(r, as_practitioner=mine).model_dump(mode="json")
+            for r in records
+            if access.sees_alert(r)
+        ]
         await self._ws.send_json({"type": "snapshot", "user": user.display_name, "alerts": alerts})
 
     async def _forward(
@@ -164,7 +169,9 @@ class ConsoleFeed:
             return None
         if not self._access(user).sees_alert(record):
             return None
-        message: dict[str, Any] = {"type": "alert", "alert": views.summary(record).model_dump(mode="json")}
-        if kind == "operator_alarm":
+        mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel, and no alarm
+        summary = views.summary(record, as_practitioner=mine).model_dump(mode="json")
+        message: dict[str, Any] = {"type": "alert", "alert": summary}
+        if kind == "operator_alarm" and not mine:
             message["alarm"] = event.get("reason")
         return message

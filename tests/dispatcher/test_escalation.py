@@ -322,6 +322,34 @@ def test_cancel_after_the_end_only_answers_the_device(closing: Event) -> None:
     assert commands[0] == SendDownlink("cancelled") and of_type(commands, RaiseOperatorAlarm)
 
 
+def test_a_duress_after_an_acknowledgement_rings_again_until_an_operator_takes_it() -> None:
+    acked, _ = step(started(), Acknowledged(by="officier-permanence", via="sms"))
+    assert acked.alarm is None
+    state, _ = step(acked, Cancelled(duress=True))
+    assert state.alarm == "annulation sous contrainte"
+    # What she may be shown: exactly what a normal cancel would have left.
+    assert state.cover == replace(step(acked, Cancelled(duress=False))[0], version=state.version)
+    assert (
+        state.cover is not None and not state.cover.duress and state.cover.acked_by == "officier-permanence"
+    )
+    taken, _ = step(state, OperatorTookOver(by="Mme Roux"))
+    assert taken.alarm is None and taken.taken_over_by == "Mme Roux" and taken.state is AlertState.DURESS
+    assert step(taken, OperatorTookOver(by="M. Blanc")) == (taken, [])
+    assert EscalationState.from_json(json.loads(json.dumps(taken.to_json()))) == taken
+
+
+def test_an_exhausted_or_unrouted_alert_keeps_its_alarm_until_a_human_has_it() -> None:
+    state = started()
+    for _ in range(4):
+        state, _ = step(state, AckTimeout(state.tier, state.round))
+    assert state.exhausted and state.alarm == "escalade épuisée"
+    acked, _ = step(state, Acknowledged(by="commissaire", via="voice"))
+    assert acked.alarm is None
+    unrouted, _ = start("a-2", AlertKind.ALERT, EscalationPlan(), practitioner_phone=None)
+    assert unrouted.alarm is not None and "aucun destinataire" in unrouted.alarm
+    assert step(unrouted, OperatorTookOver(by="Mme Roux"))[0].alarm is None
+
+
 # --- closing ---------------------------------------------------------------------------------
 
 
@@ -548,6 +576,10 @@ def test_any_event_sequence_is_safe(plan: EscalationPlan, kind: AlertKind, scrip
             assert commands[-1] == PushConsole()
         if before.exhausted:
             assert not of_type(commands, StartTimer)
+        # An alarm is only pending on an open alert; a duress keeps what a cancel would have shown.
+        assert state.alarm is None or not state.terminal
+        assert (state.cover is not None) == state.duress
+        assert state.cover is None or (state.cover.state is AlertState.CANCELLED and not state.cover.duress)
         positions += [(t.round, t.tier) for t in of_type(commands, StartTimer) if isinstance(t, StartTimer)]
         assert EscalationState.from_json(json.loads(json.dumps(state.to_json()))) == state
 

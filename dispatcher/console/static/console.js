@@ -148,9 +148,12 @@ function updateAlarm() {
   const banner = $("banner");
   if (urgent.length === 0) { stopAlarm(); return; }
   const first = urgent[0];
-  banner.textContent = `${urgent.length > 1 ? `${urgent.length} ALERTES` : "ALERTE"} EN COURS — ` +
+  // An unanswered alarm (duress, exhausted escalation, nobody to alert) says which, whatever the state.
+  const why = first.alarm ? ` — ${first.alarm.toUpperCase()}` : (first.duress ? " — SOUS CONTRAINTE" : "");
+  banner.textContent = `${first.kind === "drill" ? "EXERCICE — " : ""}` +
+    `${urgent.length > 1 ? `${urgent.length} ALERTES` : "ALERTE"} EN COURS — ` +
     `${first.practitioner_name || first.device_id}${first.site_name ? ` — ${first.site_name}` : ""}` +
-    `${first.duress ? " — SOUS CONTRAINTE" : ""} — cliquer pour ouvrir`;
+    `${why} — cliquer pour ouvrir`;
   banner.dataset.id = first.id;
   banner.hidden = false;
   document.title = `(${urgent.length}) ALERTE — Vigie`;
@@ -162,6 +165,13 @@ function stopAlarm() {
   document.title = "Vigie — console opérateur";
   clearInterval(state.beepTimer);
   state.beepTimer = null;
+}
+
+// Tests and drills are told apart from real alerts everywhere they are listed.
+function stateLabel(a) {
+  if (a.kind === "test") return "TEST";
+  const label = STATE_FR[a.state] || a.state;
+  return a.kind === "drill" ? `EXERCICE — ${label}` : label;
 }
 
 // ---- alert list -------------------------------------------------------------------
@@ -189,7 +199,7 @@ function renderAlerts() {
     li.setAttribute("role", "button");
     const head = el("div");
     head.append(el("span", a.practitioner_name || a.device_id, "who"), " ",
-      el("span", a.kind === "test" ? "TEST" : (STATE_FR[a.state] || a.state), `badge st-${a.state}`));
+      el("span", stateLabel(a), `badge st-${a.state}`));
     li.append(head, el("div", `${time(a.received_at)} · ${a.site_name || SOURCE_FR[a.location_source] || ""}`, "meta"),
       el("div", a.acked_by ? `pris par ${a.acked_by}` : (a.convention_name || "sans convention"), "meta"));
     li.onclick = () => select(a.id);
@@ -251,7 +261,7 @@ function renderDetail(a) {
   $("placeholder").hidden = true;
   $("detail").hidden = false;
   $("d-title").textContent = a.practitioner_name || a.device_id;
-  $("d-state").textContent = a.kind === "test" ? "TEST" : (STATE_FR[a.state] || a.state);
+  $("d-state").textContent = stateLabel(a);
   $("d-state").className = `badge st-${a.state}`;
   $("d-sub").textContent = `Alerte ${a.id} reçue le ${dateTime(a.received_at)} · ${a.convention_name || "aucune convention SSJ"}`;
   const p = a.practitioner;
@@ -297,7 +307,8 @@ function renderActions(a) {
   const open = OPEN.has(a.state);
   const untaken = ["received", "notifying", "duress"].includes(a.state) && !a.acked_by;
   $("act-acknowledge").disabled = !untaken;
-  $("act-take-over").disabled = !(untaken && !a.taken_over_by);
+  // Taking it in hand is also how an alarm is answered (a duress after an acknowledgement...).
+  $("act-take-over").disabled = !((untaken && !a.taken_over_by) || (open && a.alarm));
   $("act-resolve").disabled = !open;
   $("act-false-alarm").disabled = !open;
   const report = $("d-report");

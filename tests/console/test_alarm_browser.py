@@ -1,0 +1,58 @@
+"""In headless Chromium: the banner, sound and flash come back for a duress after an acknowledgement.
+
+The operator takes the alert (the banner goes), then the practitioner is forced
+to cancel with her duress PIN: the alert was already acknowledged, yet the
+console must ring again until an operator takes it in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from protocol.topics import UplinkKind
+from tests.api.conftest import Served
+from tests.console.test_browser import ARTIFACTS, browser, chromium, login  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.browser
+ATTENTION = re.compile(r"\battention\b")
+
+
+async def test_a_duress_after_an_acknowledgement_rings_the_console_again(
+    browser: Browser,  # noqa: F811
+    served: Served,
+) -> None:
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await login(page, served, "op-herault")
+    device = await served.system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+    item = page.locator(f'li.alert[data-id="{alert_id}"]')
+    await expect(page.locator("#banner")).to_be_visible(timeout=5000)
+    await page.click("#act-acknowledge")
+    await expect(page.locator("#d-state")).to_have_text("prise en charge", timeout=5000)
+    await expect(page.locator("#banner")).to_be_hidden()
+    await expect(item).not_to_have_class(ATTENTION)
+    assert not (await page.title()).startswith("(")
+
+    await asyncio.to_thread(device.send, UplinkKind.CANCEL, alert_id=alert_id, pin="1357")
+    await asyncio.to_thread(device.wait_downlink, "cancelled", alert_id)  # the device sees a cancel
+    banner = page.locator("#banner")
+    await expect(banner).to_be_visible(timeout=5000)
+    await expect(banner).to_contain_text("ANNULATION SOUS CONTRAINTE")
+    await expect(item).to_have_class(ATTENTION)  # the flashing row
+    assert (await page.title()).startswith("(1) ALERTE")  # the beep runs while the title counts alerts
+    await expect(page.locator("#d-timeline")).to_contain_text("Code de contrainte", timeout=5000)
+    await page.screenshot(path=str(ARTIFACTS / "console-duress-after-ack.png"))
+
+    take_over = page.locator("#act-take-over")
+    await expect(take_over).to_be_enabled()
+    await take_over.click()
+    await expect(banner).to_be_hidden(timeout=5000)
+    assert errors == []
