@@ -161,10 +161,13 @@ class VisitTimers:
         raised = None
         located = synced or visit
         if raise_alert is not None and located is not None:
-            # Her other alerts keep being located at the visit for a while: she may still be there.
-            held = max(new.ends_at, time.time()) + HOLD_AFTER_ALERT_S
-            synced = located.model_copy(update={"ends_at": _dt(held), "checked_out_at": None})
-            raised = self._plan_alert(synced, raise_alert)
+            if not raise_alert.duress:
+                # Her other alerts keep being located at the visit for a while: she may still be
+                # there. After a duress answer the record is left untouched instead (its declared
+                # end plus the overrun still locates her), so that nothing differs from an OK.
+                held = max(new.ends_at, time.time()) + HOLD_AFTER_ALERT_S
+                synced = located = located.model_copy(update={"ends_at": _dt(held), "checked_out_at": None})
+            raised = self._plan_alert(located, raise_alert)
         write = VisitTimerWrite(
             visit_id=record.visit_id,
             practitioner_id=record.practitioner_id,

@@ -297,13 +297,14 @@ def _on_extend(state: VisitTimerState, event: Extend) -> Transition:
 
 def _on_checkout(state: VisitTimerState, event: CheckOut) -> Transition:
     new = replace(state, phase="closed", closed_at=event.now, closed_via=event.via)
-    commands: list[Command] = [SyncVisit(state.ends_at, event.now)]
+    commands: list[Command]
     if event.duress:
-        # Closed for anyone looking at her phone; escalated for the operators.
+        # Closed for anyone looking at her phone; escalated for the operators. The
+        # visit record is left as it is: it keeps locating her alerts (overrun).
         new = replace(new, phase="escalated", escalated_at=event.now, duress=True)
-        commands += [RaiseAlert(REASON, duress=True), Record("visit.escalate", (("duress", "true"),))]
+        commands = [RaiseAlert(REASON, duress=True), Record("visit.escalate", (("duress", "true"),))]
     else:
-        commands.append(Record("visit.checkout", (("via", event.via),)))
+        commands = [SyncVisit(state.ends_at, event.now), Record("visit.checkout", (("via", event.via),))]
     if event.via == "sms":
         commands.append(Reply(CLOSED_REPLY))
     return _changed(state, new, commands)

@@ -57,7 +57,7 @@ def test_a_visit_timer_survives_kill9_before_its_end_and_during_its_check(
         monkeypatch.setenv("VIGIE_GEOCODER__DOMAIN", f"127.0.0.1:{ban_port}")
         monkeypatch.setenv("VIGIE_GEOCODER__SCHEME", "http")
         monkeypatch.setenv("VIGIE_VISITS__MIN_DURATION_S", "1")
-        monkeypatch.setenv("VIGIE_VISITS__GRACE_S", "8")
+        monkeypatch.setenv("VIGIE_VISITS__GRACE_S", "12")
         cluster = make_cluster(devices=1)
         asyncio.run(add_practitioner_account(cluster.store_url))
         log = provider_log(cluster)

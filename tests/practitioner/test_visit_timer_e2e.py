@@ -13,6 +13,9 @@ import pytest
 from tests.practitioner.conftest import FABRE_PHONE, Harness
 from tests.support.system import FROM_NUMBER
 
+# Her answer must arrive within the grace period even on a loaded machine.
+REPLY_IN_TIME = pytest.mark.parametrize("grace_s", [15])
+
 VISIT = {
     "label": "8 Rue de la Croix de Lavit, 34090 Montpellier",
     "floor": "3e étage gauche",
@@ -82,12 +85,14 @@ async def test_a_visit_left_open_raises_an_alert_with_address_floor_and_door_cod
     assert {"visit.open", "visit.check_sent", "visit.escalate"} <= {a.action for a in audit}
 
 
-async def test_an_ok_reply_closes_the_visit_and_nothing_else_is_sent(harness: Harness) -> None:
+@REPLY_IN_TIME
+async def test_an_ok_reply_closes_the_visit_and_nothing_else_is_sent(harness: Harness, grace_s: int) -> None:
     await harness.system.add_device("bracelet-fabre", practitioner="dr-claire-fabre")
     dr = await harness.as_user("dr-fabre")
     visit = await declare(dr)
     await wait_check_sms(harness)
 
+    assert harness.system.dispatcher.visits.settings.grace_s == grace_s
     answer = await harness.system.sandbox.reply(FABRE_PHONE, "Ok !")
     assert "visite cloturee" in answer.body
     timer = await harness.system.store.get_visit_timer(str(visit["id"]))
@@ -103,7 +108,8 @@ async def test_an_ok_reply_closes_the_visit_and_nothing_else_is_sent(harness: Ha
     assert visit_doc.checked_out_at is not None
 
 
-async def test_a_duress_reply_looks_like_ok_and_escalates(harness: Harness) -> None:
+@REPLY_IN_TIME
+async def test_a_duress_reply_looks_like_ok_and_escalates(harness: Harness, grace_s: int) -> None:
     await harness.system.add_device("bracelet-fabre", practitioner="dr-claire-fabre")
     dr = await harness.as_user("dr-fabre")
     visit = await declare(dr, duration_s=1)
