@@ -164,7 +164,7 @@ class HealthMonitor:
 
     async def _record(self, change: HealthChange) -> None:
         kind = change.flag if change.raised else f"{change.flag}_cleared"
-        (log.warning if change.raised else log.info)("device health: %s", change.message)
+        (log.warning if change.raised else log.info)("santé des balises : %s", change.message)
         flags = json.dumps(sorted(self.devices[change.device_id].flags))
         await self._store.record_health_change(change.device_id, flags, kind, change.message)
         self._bus.publish("device_health", device_id=change.device_id, flag=change.flag, raised=change.raised)

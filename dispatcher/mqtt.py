@@ -57,6 +57,7 @@ class MqttBridge:
         self._on_message = on_message
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
+        self._stopping = False
         self._client = self._build_client()
 
     def _build_client(self) -> mqtt.Client:
@@ -102,6 +103,7 @@ class MqttBridge:
             raise MqttUnavailable(f"no CONNACK from {s.host}:{s.port} within {connect_timeout_s} s") from None
 
     async def stop(self) -> None:
+        self._stopping = True  # the disconnection that follows is ours, not a fault
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
@@ -140,7 +142,10 @@ class MqttBridge:
     def _handle_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
-        log.warning("disconnected from broker (%s); paho reconnects with backoff", reason)
+        if self._stopping:
+            log.info("disconnected from broker (stopping)")
+        else:
+            log.warning("disconnected from broker (%s); paho reconnects with backoff", reason)
         self._call(self._connected.clear)
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
