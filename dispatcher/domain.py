@@ -206,6 +206,11 @@ class Convention(_Value):
     units: list[ResponderUnit] = Field(min_length=1)
     tiers: list[EscalationTier] = Field(min_length=1)
     repeats: Annotated[int, Field(ge=0, le=5)] = 1
+    drills: bool = Field(
+        default=False,
+        description="Explicit consent: a test alert runs the real chain as a drill (every message starts"
+        " with 'EXERCICE — NE PAS INTERVENIR'); without it a test reaches the practitioner only",
+    )
     fallback_units: list[Id] = Field(
         min_length=1,
         description="Departmental units (e.g. the CIC and the CORG) alerted together when the zone"

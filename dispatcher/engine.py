@@ -22,7 +22,15 @@ from typing import Any, Protocol
 from dispatcher import escalation as esc
 from dispatcher.cancels import REFUSALS, PinCheck, PinGuard, Verdict
 from dispatcher.delivery import Delivery
-from dispatcher.domain import AlertContext, AlertKind, AlertState, Channel, DeviceKind, DownlinkKind
+from dispatcher.domain import (
+    AlertContext,
+    AlertKind,
+    AlertState,
+    Channel,
+    Convention,
+    DeviceKind,
+    DownlinkKind,
+)
 from dispatcher.events import EventBus
 from dispatcher.fallback import route
 from dispatcher.location import LocationPolicy, active_visit, known_places, resolve_location
@@ -62,6 +70,7 @@ class PlannedAlert:
     device_id: str
     transition: Transition
     commands: list[esc.Command]
+    kind: str | None = None  # stored kind when planning changed it (a test becomes a drill)
 
 
 def _utc(ts: float) -> datetime:
@@ -111,9 +120,12 @@ class Engine:
         """Route and start an alert whose context is already known (device alerts, visit timers)."""
         snap = self._cache.current
         decision = route(snap.conventions, ctx.location, alert.received_at, self._fallback_contact)
+        drill = _drill_event(ctx.kind, decision.convention)
+        if drill is not None and drill[1]["consent"]:
+            ctx = ctx.model_copy(update={"kind": AlertKind.DRILL})
         phone = ctx.practitioner.phones[0] if ctx.practitioner else None
         state, commands = esc.start(alert.id, ctx.kind, decision.plan, practitioner_phone=phone)
-        if decision.reason is not None and ctx.kind is AlertKind.ALERT:
+        if decision.reason is not None and ctx.kind in (AlertKind.ALERT, AlertKind.DRILL):
             # Operators must know an alert went to a fallback, and why.
             commands = [*commands, esc.RaiseOperatorAlarm(f"routage de secours : {decision.reason}")]
         if ctx.duress and not state.terminal:
@@ -144,9 +156,12 @@ class Engine:
                 },
             )
         )
+        if drill is not None:
+            events.append(drill)
         transition = self._transition(0, state, commands, events, context=ctx)
         self._contexts[alert.id] = ctx
-        return PlannedAlert(alert.id, alert.device_id, transition, commands)
+        kind = ctx.kind.value if ctx.kind.value != alert.kind else None
+        return PlannedAlert(alert.id, alert.device_id, transition, commands, kind)
 
     def _context_for(self, alert: NewAlert) -> AlertContext:
         snap = self._cache.current
@@ -483,6 +498,14 @@ class Engine:
         """Drop cached context of a closed alert."""
         self._contexts.pop(alert_id, None)
         self._locks.pop(alert_id, None)
+
+
+def _drill_event(kind: AlertKind, convention: Convention | None) -> tuple[str, dict[str, Any]] | None:
+    """A test becomes a drill of the real chain only where the convention consented (``drills: true``)."""
+    if kind is not AlertKind.TEST:
+        return None
+    consent = convention is not None and convention.drills
+    return "drill", {"consent": consent, "convention": convention.name if convention else None}
 
 
 def _describe(event: esc.Event) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from dispatcher.domain import DownlinkKind
@@ -227,7 +227,10 @@ class Ingest:
         """Commit new alerts; while the store fails, keep them unacknowledged and retry."""
         if not batch.new_alerts:
             return
-        rows = [(alert, window, planned.transition) for _, alert, window, planned in batch.new_alerts]
+        rows = [
+            (replace(alert, kind=planned.kind) if planned.kind else alert, window, planned.transition)
+            for _, alert, window, planned in batch.new_alerts
+        ]  # planning may store a test as a drill (the convention consented)
         while True:
             try:
                 outcomes = await self._store.insert_alerts(rows)

@@ -30,13 +30,16 @@ async def export_statistics(
     until: Annotated[datetime | None, Query()] = None,
     convention_id: Annotated[str | None, Query(max_length=64)] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
+    kind: Annotated[
+        Literal["alert", "drill"], Query(description="real alerts, or the drills counted apart")
+    ] = "alert",
 ) -> list[StatsRow] | Response:
     """Counts per convention, month and type of place, with acknowledgement times; no names, no addresses.
 
     Counts under ``VIGIE_API__STATS_MIN_COUNT`` are shown as ``"<N"`` (small-count suppression).
     """
     query = access.alert_query(
-        AlertQuery(kinds=("alert",), since=since, until=until, limit=100_000), convention_id
+        AlertQuery(kinds=(kind,), since=since, until=until, limit=100_000), convention_id
     )
     records = [r for r in await ctx.store.search_alerts(query) if access.sees_alert(r)]
     times = await ctx.store.alert_event_times([r.id for r in records])

@@ -34,6 +34,10 @@ _PURPOSE = {
     "ack_notice": "avis de prise en charge",
     "test": "test",
 }
+_DRILL_RUN = "chaîne réelle déroulée, chaque message commence par « EXERCICE — NE PAS INTERVENIR »"
+_DRILL_REFUSED = (
+    "Test : la convention n'a pas consenti aux exercices (drills: true) ; seul le praticien est prévenu"
+)
 _STATUS = {
     "pending": "en attente",
     "sending": "en cours d'envoi",
@@ -164,6 +168,10 @@ def _event_text(record: AlertRecord, kind: str, d: dict[str, Any]) -> str:
             return f"Prise en main manuelle par {by} : escalade automatique arrêtée"
         case "operator_alarm":
             return f"Alarme opérateur : {d.get('reason', '')}"
+        case "drill":
+            if d.get("consent"):
+                return f"Exercice consenti par la convention ({d.get('convention')}) : {_DRILL_RUN}"
+            return _DRILL_REFUSED
     return kind
 
 

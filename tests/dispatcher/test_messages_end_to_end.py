@@ -16,6 +16,8 @@ import pytest
 from broker_config.runner import DevBroker
 from dispatcher import escalation as esc
 from dispatcher.domain import DeviceKind
+from dispatcher.gsm7 import to_gsm7
+from dispatcher.texts import DRILL_PREFIX
 from protocol.topics import UplinkKind
 from tests.support.system import HERAULT, System, running_system
 
@@ -140,3 +142,57 @@ async def test_a_site_only_desk_button_is_cancelled_with_the_staff_pin(system: S
         return (await system.store.get_alert(alert_id)).state == "cancelled"
 
     await system.until(cancelled)
+
+
+@pytest.fixture
+async def drill_system(broker: DevBroker, tmp_path: Path) -> AsyncIterator[System]:
+    """The Hérault convention with its explicit consent to drills."""
+    drills = tmp_path / "herault-drills.yaml"
+    consent = '    departement: "34"\n    drills: true\n'
+    drills.write_text(HERAULT.read_text().replace('    departement: "34"\n', consent, 1))
+    async with running_system(broker, tmp_path, directory=drills) as s:
+        yield s
+
+
+async def test_a_drill_runs_the_real_chain_and_every_request_says_so(drill_system: System) -> None:
+    system = drill_system
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    drill_id = await asyncio.to_thread(device.send, UplinkKind.TEST, gesture="hold")
+    await asyncio.to_thread(device.wait_downlink, "received", drill_id)
+    call = await nth(system, OFFICIER_DE_QUART, "call", 1)
+    sms = await nth(system, CHEF_DE_POSTE, "message", 1)
+    assert sms.startswith(to_gsm7(DRILL_PREFIX)) and "Repondez 1" in sms
+    assert f"{DRILL_PREFIX}. Alerte Vigie." in call and "<Gather" in call
+    record = await system.store.get_alert(drill_id)
+    assert record.kind == "drill" and record.state == "notifying"
+    # Its stand-down says so too, and every request the provider got for it carries the prefix.
+    await asyncio.to_thread(device.send, UplinkKind.CANCEL, alert_id=drill_id, pin="2468")
+    await nth(system, OFFICIER_DE_QUART, "call", 2)
+    await system.dispatcher.delivery.wait_idle()
+    bodies = [
+        r.params.get("Body") or r.params.get("Twiml", "")
+        for r in system.sandbox.requests
+        if r.kind in ("message", "call")
+    ]
+    assert len(bodies) >= 5
+    assert all(to_gsm7(DRILL_PREFIX) in b or DRILL_PREFIX in b for b in bodies)
+    timeline = [e for e in await system.store.alert_events(drill_id) if e["kind"] == "drill"]
+    assert timeline and timeline[0]["detail"]["consent"] is True
+
+
+async def test_without_consent_a_test_stays_practitioners_only_and_the_timeline_says_why(
+    system: System,
+) -> None:
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    test_id = await asyncio.to_thread(device.send, UplinkKind.TEST, gesture="hold")
+    await asyncio.to_thread(device.wait_downlink, "acknowledged", test_id)
+    await system.dispatcher.delivery.wait_idle()
+    record = await system.store.get_alert(test_id)
+    assert record.kind == "test"
+    assert {r.to for r in system.sandbox.requests if r.kind in ("message", "call")} <= {"+33639980150"}
+    drill = [e for e in await system.store.alert_events(test_id) if e["kind"] == "drill"]
+    assert drill and drill[0]["detail"]["consent"] is False
