@@ -31,7 +31,7 @@ async def visible_alert(ctx: Ctx, access: UserAccess, alert_id: str) -> AlertRec
         record = await ctx.store.get_alert(alert_id)
     except NotFound:
         raise not_found("alerte") from None
-    if not access.sees_alert(record):
+    if not access.sees_alert(record) or (_hers(access.user) and views.hidden_from_practitioner(record)):
         raise not_found("alerte")
     return record
 
@@ -61,7 +61,8 @@ async def list_alerts(
     )
     records = await ctx.store.search_alerts(access.alert_query(query, convention_id))
     mine = _hers(access.user)
-    return [views.summary(r, as_practitioner=mine) for r in records if access.sees_alert(r)]
+    shown = [r for r in records if access.sees_alert(r) and not (mine and views.hidden_from_practitioner(r))]
+    return [views.summary(r, as_practitioner=mine) for r in shown]
 
 
 @router.get("/{alert_id}", response_model=AlertDetail, responses=_404)

@@ -81,6 +81,15 @@ def hides_duress(record: AlertRecord) -> bool:
     return bool(esc.get("duress")) and record.state != "resolved" and bool(esc.get("cover"))
 
 
+def hidden_from_practitioner(record: AlertRecord) -> bool:
+    """Raised under duress (a visit check answered with her duress code): not hers to see until resolved.
+
+    There is no cancel it could pass for: she "answered OK", so nothing happened.
+    """
+    esc = _escalation(record)
+    return bool(esc.get("duress")) and record.state != "resolved" and not esc.get("cover")
+
+
 def practitioner_record(record: AlertRecord) -> AlertRecord:
     """The alert as the practitioner may see it, wherever she looks (API, console, her page).
 

@@ -121,11 +121,10 @@ class ConsoleFeed:
         access = self._access(user)
         records = await self._ctx.store.search_alerts(access.alert_query(AlertQuery(limit=200)))
         mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel
-        alerts = [
-            views.summary(r, as_practitioner=mine).model_dump(mode="json")
-            for r in records
-            if access.sees_alert(r)
+        shown = [
+            r for r in records if access.sees_alert(r) and not (mine and views.hidden_from_practitioner(r))
         ]
+        alerts = [views.summary(r, as_practitioner=mine).model_dump(mode="json") for r in shown]
         await self._ws.send_json({"type": "snapshot", "user": user.display_name, "alerts": alerts})
 
     async def _forward(
@@ -167,9 +166,9 @@ class ConsoleFeed:
             record = await self._ctx.store.get_alert(str(alert_id))
         except NotFound:
             return None
-        if not self._access(user).sees_alert(record):
-            return None
         mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel, and no alarm
+        if not self._access(user).sees_alert(record) or (mine and views.hidden_from_practitioner(record)):
+            return None
         summary = views.summary(record, as_practitioner=mine).model_dump(mode="json")
         message: dict[str, Any] = {"type": "alert", "alert": summary}
         if kind == "operator_alarm" and not mine:

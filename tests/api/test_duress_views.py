@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import websockets
 
+from dispatcher.api import views
+from dispatcher.store.base import AlertRecord
 from protocol.topics import UplinkKind
 from tests.api.conftest import Api, Served
 from tests.console.test_websocket import _session_cookie
@@ -104,3 +107,34 @@ async def test_her_console_feed_shows_a_duress_as_a_cancel(served: Served) -> No
         alerts = {a["id"]: a for a in snapshot["alerts"]}
         assert same_shape(alerts[forced]) == same_shape(alerts[plain])
         assert not alerts[forced]["needs_attention"] and alerts[forced]["alarm"] is None
+
+
+def record(state: str, escalation: dict[str, Any]) -> AlertRecord:
+    return AlertRecord(
+        id="a-1",
+        device_id="btn-1",
+        kind="alert",
+        seq=1,
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+        gesture="hold",
+        fix=None,
+        state=state,
+        escalation=escalation,
+        context={},
+        version=3,
+    )
+
+
+def test_the_one_rule_of_what_she_may_see() -> None:
+    cover = {"state": "cancelled", "duress": False, "acked_by": None}
+    forced = record("duress", {"duress": True, "cover": cover, "alarm": "annulation sous contrainte"})
+    assert views.practitioner_record(forced).state == "cancelled"
+    assert views.practitioner_record(forced).escalation == cover
+    assert not views.summary(forced, as_practitioner=True).duress
+    assert views.summary(forced).duress and views.summary(forced).needs_attention  # operators: the truth
+    resolved = record("resolved", {"duress": True, "cover": cover})
+    assert views.practitioner_record(resolved) is resolved  # resolved by an operator: the truth
+    # Raised under duress (a visit check answered with her duress code): nothing to pass for; hidden.
+    raised = record("duress", {"duress": True})
+    assert views.hidden_from_practitioner(raised) and not views.hidden_from_practitioner(forced)
+    assert not views.hidden_from_practitioner(record("notifying", {"duress": False}))
