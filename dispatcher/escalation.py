@@ -24,12 +24,17 @@ test_messages.py):
 
 * a stand-down (``cancelled``, ``false_alarm``, ``resolved``) is its own
   purpose, never ``alert``, and reaches every contact already alerted —
-  the acknowledging one included — by SMS, or by a call when SMS is not
-  one of their channels;
+  the acknowledging one included (a closing skips whoever closed it) — by
+  SMS, or by a call when SMS is not one of their channels;
 * once under duress, every notification carries ``duress=True``, no
   stand-down is ever sent again (no cancel undoes it, an operator cannot
   mark it a false alarm: it can only be resolved), and the device only
   ever hears ``cancelled``;
+* an operator alarm (duress, exhausted, nobody to alert) stays in ``alarm``
+  until a human has the alert (an acknowledgement, an operator taking it in
+  hand), whatever the state; it is never set on a closed alert;
+* after a duress cancel, ``cover`` holds the state a normal cancel would have left:
+  what the practitioner's own views show until an operator resolves it;
 * a test alert reaches nobody but the practitioner; a drill (a test on a
   convention that consented) runs the real chain, marked as a drill by the
   texts.

@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from dispatcher.app import create_app
+from dispatcher.cancels import PinGuard
 from dispatcher.delivery import Delivery
 from dispatcher.engine import Engine
 from dispatcher.events import EventBus
@@ -25,6 +26,7 @@ from dispatcher.location import LocationPolicy
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import MqttBridge
 from dispatcher.notifier import TwilioNotifier
+from dispatcher.ratelimit import BucketPolicy
 from dispatcher.retention import run_retention
 from dispatcher.settings import DispatcherSettings
 from dispatcher.snapshot import DirectoryCache
@@ -108,6 +110,9 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         instance_id=settings.instance_id,
         fallback_contact=deployment_recipient(
             settings.fallback.name, settings.fallback.phone, settings.fallback.channels
+        ),
+        pin_guard=PinGuard(
+            BucketPolicy(burst=settings.cancel_pin_tries, refill_per_s=1 / settings.cancel_pin_refill_s)
         ),
     )
     notifier = TwilioNotifier(settings=settings.twilio, max_connections=settings.twilio.max_connections)

@@ -154,6 +154,10 @@ class DispatcherSettings(AdminSettings):
     location_retention_days: int = Field(default=90, description="RGPD: purge location data after this")
     max_fix_age_s: int = Field(default=120, description="A GPS fix older than this is not 'fresh'")
     max_fix_accuracy_m: float = Field(default=150.0, description="A GPS fix less accurate is not trusted")
+    cancel_pin_tries: int = Field(default=5, ge=1, description="PIN tries a device may make at once")
+    cancel_pin_refill_s: float = Field(
+        default=60.0, gt=0, description="One more PIN try per device every this many seconds (guessing limit)"
+    )
     api: ApiSettings = Field(default_factory=ApiSettings)
     visits: VisitSettings = Field(default_factory=VisitSettings)
 
