@@ -15,7 +15,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
+from dispatcher.admission import Admission, device_of
 from dispatcher.domain import DownlinkKind
 from dispatcher.engine import Engine, PlannedAlert
 from dispatcher.events import EventBus
@@ -23,6 +25,7 @@ from dispatcher.health import HealthMonitor
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import Inbound, MqttBridge
 from dispatcher.ratelimit import RateLimiter
+from dispatcher.rejectlog import RejectionLog
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewAlert, Store, StoreUnavailable
 from protocol.codec import Rejected, RejectReason, decode_status, decode_uplink, encode_downlink
@@ -31,6 +34,12 @@ from protocol.replay import ALERT_TIME_WINDOW, HEARTBEAT_TIME_WINDOW, ReplayVerd
 from protocol.topics import TopicError, downlink_topic, parse_topic
 
 log = logging.getLogger(__name__)
+
+_REFUSED = {
+    RejectReason.TOO_LARGE: "larger than the protocol allows",
+    RejectReason.RATE_LIMITED: "over the device's message rate (flooding)",
+    RejectReason.QUEUE_FULL: "the device's queue is full (flooding)",
+}
 
 
 @dataclass
@@ -41,7 +50,7 @@ class _Batch:
     duplicates: list[tuple[Inbound, str, str]]  # (message, device, alert id)
     cancels: list[tuple[Inbound, Cancel]]
     done: list[Inbound]  # nothing durable to wait for: ack right away
-    rejections: list[tuple[str | None, str, str, str]]
+    rejected: int = 0
 
 
 class Ingest:
@@ -58,6 +67,8 @@ class Ingest:
         max_batch: int = 256,
         retry_delay_s: float = 0.5,
         rate_limiter: RateLimiter | None = None,
+        admission: Admission | None = None,
+        rejections: RejectionLog | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -69,7 +80,12 @@ class Ingest:
         # Alerts, tests and cancels only: heartbeats are QoS 0 and cheap.
         self._limiter = rate_limiter or RateLimiter()
         self._background: set[asyncio.Task[None]] = set()
-        self.inbox: asyncio.Queue[Inbound] = asyncio.Queue()
+        # Per-device bounded queues, served round-robin: one device cannot delay another.
+        self.admission = admission or Admission()
+        # Rejections are counted each, but logged and stored once per device and reason per interval.
+        self.rejections = rejections or RejectionLog()
+        self._refused: dict[RejectReason, Any] = {}  # metric children, looked up once (flood path)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._acked: set[int] = set()  # mids acknowledged by the batch being processed
         self.windows: dict[str, SequenceWindow] = {}
         self.engine: Engine | None = None
@@ -83,20 +99,36 @@ class Ingest:
         self.windows = await self._store.replay_windows()
 
     def submit(self, message: Inbound) -> None:
-        """Called on the event loop for every MQTT message (see MqttBridge)."""
-        self.inbox.put_nowait(message)
+        """Called on paho's network thread for every MQTT message: queued for its device, or refused now."""
+        device = device_of(message.topic)
+        reason = self.admission.offer(message, device)
+        if reason is None:
+            return
+        counter = self._refused.get(reason)
+        if counter is None:  # created on first use: /metrics lists only reasons that happened
+            counter = self._refused[reason] = self._metrics.rejected.labels(reason.value)
+        counter.inc()
+        first = self.rejections.note(device or None, message.topic, reason.value, _REFUSED[reason])
+        if self.bridge is not None:
+            self.bridge.ack(message)  # a genuine alert is re-sent by its device until 'received'
+        if first and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._store_rejections)
 
     async def run(self) -> None:
-        """Process the inbox forever, a batch at a time; no message can end this loop."""
-        while True:
-            batch = [await self.inbox.get()]
-            while len(batch) < self._max_batch and not self.inbox.empty():
-                batch.append(self.inbox.get_nowait())
-            try:
-                await self.process(batch)
-            except Exception:  # a bug after classification: lose this batch's work, never the ingest
-                log.critical("ingest failed on a batch of %d; releasing it", len(batch), exc_info=True)
-                self._release_unacked(batch)
+        """Process admitted messages forever, a batch at a time; no message can end this loop."""
+        self._loop = asyncio.get_running_loop()
+        self.admission.bind(self._loop)
+        summaries = asyncio.create_task(self._store_rejections_forever())
+        try:
+            while True:
+                batch = await self.admission.take(self._max_batch)
+                try:
+                    await self.process(batch)
+                except Exception:  # a bug after classification: lose this batch's work, never the ingest
+                    log.critical("ingest failed on a batch of %d; releasing it", len(batch), exc_info=True)
+                    self._release_unacked(batch)
+        finally:
+            summaries.cancel()
 
     def _release_unacked(self, messages: Sequence[Inbound]) -> None:
         """Ack what the failed batch left unacknowledged, or the broker's in-flight window fills up.
@@ -115,7 +147,7 @@ class Ingest:
         self.bridge.ack(message)
 
     async def process(self, messages: Sequence[Inbound]) -> None:
-        batch = _Batch([], [], [], [], [])
+        batch = _Batch([], [], [], [])
         self._acked.clear()
         for message in messages:
             await self._classify(message, batch)
@@ -123,12 +155,9 @@ class Ingest:
         self._acknowledge(batch)
         await self._start_escalations(batch)
         await self._apply_cancels(batch)
-        if batch.rejections:
-            # Off the hot path: storing rejections (one more fsync) must not delay
-            # the next batch of alerts, least of all during a flood.
-            task = asyncio.create_task(self._record_rejections(batch.rejections))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self._store_rejections()
+        if batch.rejected:  # one event per batch (rows and log lines are sampled, see RejectionLog)
+            self._bus.publish("rejected", count=batch.rejected)
 
     # -- classification (memory only, but for suspected re-sends) ---------------------
 
@@ -138,7 +167,7 @@ class Ingest:
         except Exception as exc:  # a bug must cost this one message, never the ingest task
             log.exception("internal error while processing %s; refused", message.topic)
             reason = Rejected(RejectReason.INTERNAL_ERROR, type(exc).__name__)
-            self._reject(batch, message, _device_of(message.topic), reason)
+            self._reject(batch, message, device_of(message.topic) or None, reason)
 
     async def _classify_checked(self, message: Inbound, batch: _Batch) -> None:
         try:
@@ -217,8 +246,8 @@ class Ingest:
 
     def _reject(self, batch: _Batch, message: Inbound, device_id: str | None, rejected: Rejected) -> None:
         self._metrics.rejected.labels(rejected.reason.value).inc()
-        log.warning("rejected %s from %s: %s", message.topic, device_id or "?", rejected)
-        batch.rejections.append((device_id, message.topic, rejected.reason.value, rejected.detail))
+        self.rejections.note(device_id, message.topic, rejected.reason.value, rejected.detail)
+        batch.rejected += 1
         batch.done.append(message)  # acknowledged so the broker does not redeliver it forever
 
     # -- durability, then acknowledgement ----------------------------------------------
@@ -277,9 +306,23 @@ class Ingest:
             self._ack(message)
             self.send_downlink(cancel.device, "received", cancel.id)
 
-    async def _record_rejections(self, rows: list[tuple[str | None, str, str, str]]) -> None:
-        if not rows:
+    def _store_rejections(self) -> None:
+        """Store what the rejection log says is due, off the hot path (one more fsync)."""
+        if not self.rejections.due():
             return
+        rows = self.rejections.drain()
+        if rows:
+            task = asyncio.create_task(self._record_rejections(rows))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _store_rejections_forever(self) -> None:
+        """The per-interval summaries must be stored even when no message comes to trigger it."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._store_rejections()
+
+    async def _record_rejections(self, rows: list[tuple[str | None, str, str, str]]) -> None:
         try:
             await self._store.record_rejections(rows)
         except StoreUnavailable:
@@ -299,13 +342,6 @@ class Ingest:
             kind=kind, device_id=device_id, ref=ref, ts_ms=int(time.time() * 1000), key=key
         )
         self.bridge.publish(downlink_topic(device_id), payload, qos=1)
-
-
-def _device_of(topic: str) -> str | None:
-    try:
-        return parse_topic(topic).device_id
-    except TopicError:
-        return None
 
 
 def _new_alert(uplink: Alert | TestAlert, message: Inbound) -> NewAlert:

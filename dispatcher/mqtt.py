@@ -43,7 +43,11 @@ class Inbound:
 
 
 class MqttBridge:
-    """One persistent MQTT v5 session, shared-subscribed to every device uplink."""
+    """One persistent MQTT v5 session, shared-subscribed to every device uplink.
+
+    ``on_message`` is called on paho's network thread for every message: it must be
+    thread-safe and quick (the ingest's :meth:`~dispatcher.ingest.Ingest.submit` is).
+    """
 
     def __init__(
         self,
@@ -149,8 +153,9 @@ class MqttBridge:
         self._call(self._connected.clear)
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        inbound = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic())
-        self._call(self._on_message, inbound)
+        # On paho's thread: ``on_message`` (the ingest's admission) refuses a flood here,
+        # without waking the event loop for each message.
+        self._on_message(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic()))
 
     def _call(self, fn: Callable[..., object], *args: object) -> None:
         if self._loop is not None and not self._loop.is_closed():

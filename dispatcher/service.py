@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from dispatcher.admission import Admission, admission_policy
 from dispatcher.app import create_app
 from dispatcher.cancels import PinGuard
 from dispatcher.delivery import Delivery
@@ -27,6 +28,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.mqtt import MqttBridge
 from dispatcher.notifier import TwilioNotifier
 from dispatcher.ratelimit import BucketPolicy
+from dispatcher.rejectlog import RejectionLog
 from dispatcher.retention import run_retention
 from dispatcher.settings import DispatcherSettings
 from dispatcher.snapshot import DirectoryCache
@@ -97,7 +99,15 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         store=store, cache=cache, bus=bus, metrics=metrics, instance_id=settings.instance_id
     )
     await health.load()
-    ingest = Ingest(store=store, cache=cache, health=health, metrics=metrics, bus=bus)
+    ingest = Ingest(
+        store=store,
+        cache=cache,
+        health=health,
+        metrics=metrics,
+        bus=bus,
+        admission=Admission(admission_policy(settings.ingest)),
+        rejections=RejectionLog(settings.ingest.rejection_log_interval_s),
+    )
     await ingest.load_windows()
     policy = LocationPolicy(max_fix_age_s=settings.max_fix_age_s, max_accuracy_m=settings.max_fix_accuracy_m)
     engine = Engine(

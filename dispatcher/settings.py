@@ -58,6 +58,25 @@ class TwilioSettings(BaseModel):
     )
 
 
+class IngestSettings(BaseModel):
+    """Admission control of the MQTT ingest (``VIGIE_INGEST__*``), so that one device cannot delay another.
+
+    A genuine device sends a heartbeat every 30 s and, rarely, an alert re-sent every
+    10 s until 'received': far below these bounds. Refused messages are acknowledged
+    and counted (``vigie_rejected_total{reason="rate_limited"|"queue_full"|"too_large"}``).
+    """
+
+    device_burst: float = Field(default=50.0, ge=1, description="Messages a device may send at once")
+    device_rate_per_s: float = Field(default=5.0, gt=0, description="Then this many per second, sustained")
+    device_queue: int = Field(default=32, ge=1, description="Messages of one device waiting to be processed")
+    max_queued: int = Field(default=20_000, ge=1, description="Messages waiting, all devices together")
+    rejection_log_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Rejections are logged and stored once per device and reason per interval, then summed",
+    )
+
+
 class GeocoderSettings(BaseModel):
     """BAN-compatible geocoder used when addresses are registered (never on the hot path)."""
 
@@ -144,6 +163,7 @@ class DispatcherSettings(AdminSettings):
     """Top-level settings of the dispatcher service."""
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     twilio: TwilioSettings
     fallback: FallbackContactSettings = Field(
         description="Deployment-wide fallback contact (VIGIE_FALLBACK__NAME, VIGIE_FALLBACK__PHONE): required"

@@ -58,6 +58,7 @@ class RejectReason(StrEnum):
     STALE = "stale"
     FUTURE_TS = "future_ts"
     RATE_LIMITED = "rate_limited"
+    QUEUE_FULL = "queue_full"  # the sender's own ingest queue is full (it is flooding)
     TOO_DEEP = "too_deep"
     # Not the sender's fault as far as we know: a bug met while processing it.
     # Counted and logged like any rejection so that one message never stops the ingest.

@@ -79,7 +79,7 @@ async def test_every_kind_of_bad_uplink_is_refused_and_counted_by_reason(system:
         (UplinkKind.ALERT, to_bytes(sign(json.loads(signed(device)), b"k" * 32))),  # wrong key
         (UplinkKind.ALERT, signed(device, ts=now - 2 * 24 * 3600 * 1000)),
         (UplinkKind.ALERT, signed(device, ts=now + 3600 * 1000)),
-        (UplinkKind.ALERT, signed(device, gesture="x" * 5000)),  # > 4 KiB, < the broker's 64 KiB
+        (UplinkKind.ALERT, signed(device, gesture="x" * 5000)),  # > 4 KiB, < the broker's 8 KiB
     ]
     for kind, payload in bad:
         await asyncio.to_thread(publish, kind, payload)
@@ -127,7 +127,7 @@ async def test_every_kind_of_bad_uplink_is_refused_and_counted_by_reason(system:
 
 
 async def test_the_broker_refuses_a_packet_over_its_maximum_size(system: System) -> None:
-    """The first layer: Mosquitto's max_packet_size (64 KiB) disconnects the sender."""
+    """The first layer: Mosquitto's max_packet_size (8 KiB) disconnects the sender."""
     device = await button(system, "btn-oversized")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="oversized-sender", protocol=mqtt.MQTTv5)
     client.username_pw_set(device.device_id, device.password)

@@ -28,9 +28,10 @@ from bench.promstats import labelled
 from broker_config.pki import CaPaths
 from broker_config.runner import DevBroker
 from broker_config.tls_runner import TlsBroker, TlsFiles
+from dispatcher.domain import Device, DeviceKind
 from dispatcher.settings import MqttSettings
 from protocol.topics import UplinkKind
-from sandbox.fleet import SimulatedDevice
+from sandbox.fleet import SimulatedDevice, new_device_secrets
 from tests.broker_config.helpers import Client, Pki, make_pki, tls_context
 from tests.support.broker import dispatcher_account, new_password
 from tests.support.system import System, running_system
@@ -38,7 +39,7 @@ from tests.support.system import System, running_system
 PROFILES = ["dev", "prod"]
 MONITOR = "vigie-monitor"
 # A desk button at the Boutonnet practice (police zone) in the demo directory.
-PLACE = {"practitioner": "dr-claire-fabre", "site": "cabinet-boutonnet"}
+PLACE_IDS = {"practitioner_id": "dr-claire-fabre", "site_id": "cabinet-boutonnet"}
 
 
 @dataclass
@@ -55,23 +56,30 @@ class Stack:
     def port(self) -> int:
         return self.broker.tls_port if isinstance(self.broker, TlsBroker) else self.broker.port
 
-    async def add_device(self, device_id: str) -> SimulatedDevice:
-        """Provision a device (dev: store + password account; prod: the provisioning code) and connect it."""
+    async def add_device(self, device_id: str, *, connect: bool = True) -> SimulatedDevice:
+        """Provision a device (dev: store + password account; prod: the provisioning code).
+
+        Connected unless ``connect`` is False (then log in with :meth:`login`: in prod the
+        client id is the certificate's CN, so a second session would replace the first).
+        """
         if self.pki is None:
-            return await self.system.add_device(
-                device_id, practitioner=PLACE["practitioner"], site=PLACE["site"]
-            )
-        pki = self.pki
-        await asyncio.to_thread(
-            pki.provision, device_id, practitioner_id=PLACE["practitioner"], site_id=PLACE["site"]
-        )
+            key, password = new_device_secrets()
+            device = Device(id=device_id, kind=DeviceKind.BRACELET, label=device_id, **PLACE_IDS)
+            await self.system.store.add_device(device, key)
+            assert isinstance(self.broker, DevBroker)
+            self.broker.add_account(device_id, password)
+            self.broker.reload()
+            sim = SimulatedDevice(device_id, key, "127.0.0.1", self.port, password)
+        else:
+            pki = self.pki
+            await asyncio.to_thread(pki.provision, device_id, **PLACE_IDS)
+            key = bytes.fromhex((pki.bundle(device_id) / "hmac.key").read_text().strip())
+            tls = tls_context(pki.device(device_id))
+            sim = SimulatedDevice(device_id, key, "127.0.0.1", self.port, "", tls=tls)
         await self.system.dispatcher.cache.refresh()
-        key = bytes.fromhex((pki.bundle(device_id) / "hmac.key").read_text().strip())
-        sim = SimulatedDevice(
-            device_id, key, "127.0.0.1", self.port, "", tls=tls_context(pki.device(device_id))
-        )
-        await asyncio.to_thread(sim.connect)
-        self.system.devices[device_id] = sim
+        if connect:
+            await asyncio.to_thread(sim.connect)
+            self.system.devices[device_id] = sim
         return sim
 
     def _credentials(self, client: mqtt.Client, username: str) -> None:
@@ -135,7 +143,8 @@ class Stack:
         return labelled(text, name, label)
 
     async def rejected(self) -> dict[str, float]:
-        return await self.metrics("vigie_rejected_total", "reason")
+        """Rejections counted so far, by reason (reasons never seen left out)."""
+        return {k: v for k, v in (await self.metrics("vigie_rejected_total", "reason")).items() if v}
 
     async def healthz(self) -> httpx.Response:
         async with httpx.AsyncClient() as http:
