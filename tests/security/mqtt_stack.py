@@ -13,7 +13,7 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +132,7 @@ class Stack:
         port = self.broker.local_port if self.pki is not None and username == MONITOR else self.port
         client.connect("127.0.0.1", port, clean_start=clean_start, properties=props)
         client.loop_start()
-        if not connected.wait(5) or outcome[:1] != ["ok"]:
+        if not connected.wait(15) or outcome[:1] != ["ok"]:
             client.loop_stop()
             raise ConnectionRefusedError(outcome[0] if outcome else "no CONNACK")
         return raw
@@ -149,6 +149,15 @@ class Stack:
     async def healthz(self) -> httpx.Response:
         async with httpx.AsyncClient() as http:
             return await http.get(self.system.public_url + "/healthz")
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    """Until ``check()`` holds (state such as counters, which no dispatcher event announces)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {within} s")
+        await asyncio.sleep(0.05)
 
 
 def press_until_received(device: SimulatedDevice, within: float = 20.0, resend_s: float = 1.0) -> str:
