@@ -45,7 +45,7 @@ NO_DEVICE = ""
 class AdmissionPolicy:
     """Bounds of the admission stage (see :class:`dispatcher.settings.IngestSettings`)."""
 
-    per_device: int = 32
+    per_device: int = 64
     max_total: int = 20_000
     burst: float = 50.0
     rate_per_s: float = 5.0

@@ -68,7 +68,9 @@ class IngestSettings(BaseModel):
 
     device_burst: float = Field(default=50.0, ge=1, description="Messages a device may send at once")
     device_rate_per_s: float = Field(default=5.0, gt=0, description="Then this many per second, sustained")
-    device_queue: int = Field(default=32, ge=1, description="Messages of one device waiting to be processed")
+    device_queue: int = Field(
+        default=64, ge=1, description="Messages of one device waiting to be processed (at least the burst)"
+    )
     max_queued: int = Field(default=20_000, ge=1, description="Messages waiting, all devices together")
     rejection_log_interval_s: float = Field(
         default=10.0,

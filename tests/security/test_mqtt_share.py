@@ -35,7 +35,7 @@ async def test_a_device_login_cannot_steal_from_the_dispatchers_share_group(stac
     victims = [await stack.add_device(f"btn-victim-{n}") for n in range(3)]
     thieves = []
     for n in range(THIEVES):
-        await stack.add_device(f"btn-thief-{n}")
+        await stack.add_device(f"btn-thief-{n}", connect=False)
         thief = stack.login(
             f"btn-thief-{n}", client_id=f"btn-thief-{n}", clean_start=False, session_expiry=3600
         )
@@ -58,6 +58,7 @@ async def test_a_device_login_cannot_steal_from_the_dispatchers_share_group(stac
         await asyncio.to_thread(victim.send, UplinkKind.HEARTBEAT, firmware="fw/1", uptime_s=5)
 
     async def all_heartbeats() -> bool:
+        assert await stack.rejected() == {}, "a heartbeat was refused"
         return await ingested(stack, "heartbeat") >= before + HEARTBEATS
 
     await eventually(all_heartbeats)
