@@ -2,20 +2,29 @@
 
 Rows are created 'pending' in the same transaction as the decision; this
 module claims them ('sending', with a lease), calls the provider concurrently
-and records the provider's SID or the failure. Only failures the provider
-*provably* did not act on (refused connection, HTTP 5xx/429 without a SID)
-are retried; a timeout after the request left is recorded as 'unknown' and
-never re-sent, so a responder never gets the same SMS twice.
+and records the provider's SID or the failure.
 
-Between two attempts of a provable failure the row is parked as 'retry_wait'
-(still leased): if the process dies while waiting, recovery knows nothing is
-in flight and puts it back to 'pending', so it is sent after the restart
-instead of being written off as 'unknown'.
+What the provider says about a *contact* (invalid number, undelivered,
+no-answer...) is a failure handed to the escalation. A provider that cannot be
+reached is not: connection refused, a timeout before the request left, HTTP
+5xx or 429 are retried with backoff for as long as the notification is wanted
+(an alert's while the alert is open and unacknowledged, a notice's for
+``notice_retry_s``), one prober at a time while the provider is down
+(:mod:`dispatcher.outage`), and operators get one alarm per outage.
+
+A request that left without an answer (timeout, reset) is recorded 'unknown'
+and handed to the reconciliation (:mod:`dispatcher.reconciler`), which looks
+it up in the provider's own records: adopted if found, sent again if not.
+
+Between two attempts the row is parked as 'retry_wait' (still leased): if
+the process dies while waiting, recovery knows nothing is in flight and puts
+it back to 'pending', so it is sent after the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -27,7 +36,8 @@ from dispatcher.domain import AlertContext
 from dispatcher.events import EventBus
 from dispatcher.metrics import Metrics
 from dispatcher.notifier import ProviderResult
-from dispatcher.store.base import NotificationRecord, Store
+from dispatcher.outage import ProviderGate, backoff_s
+from dispatcher.store.base import NotFound, NotificationRecord, Store
 
 log = logging.getLogger(__name__)
 # twilio's HTTP clients log every request and response at INFO, about ten
@@ -48,6 +58,8 @@ class Notifier(Protocol):
 
 ContextLoader = Callable[[str], Awaitable[AlertContext]]
 FailureHandler = Callable[[NotificationRecord], Awaitable[None]]
+OutageHandler = Callable[[bool, str], Awaitable[None]]
+WaitingHandler = Callable[[str], Awaitable[None]]
 
 
 LEASE_S = 30.0
@@ -56,11 +68,19 @@ MAX_TRACKED_FIRST_REQUESTS = 10_000
 # 10,000 covers the callbacks of the last few minutes at 100 alerts/s.
 MAX_REMEMBERED_SIDS = 10_000
 SPAWN_CHUNK = 8  # sends spawned between two yields to the event loop
+#: States in which an alert still needs its alert notifications.
+ESCALATING_STATES = frozenset({"notifying", "duress"})
+NOT_WANTED = "non envoyé : l'alerte est close ou prise en charge (fournisseur injoignable jusque-là)"
 
 
 def _provably_failed(result: ProviderResult) -> bool:
     """Safe to try again: the provider did not create anything."""
     return result.outcome == "failed" and result.retryable
+
+
+def _provider_unreachable(result: ProviderResult) -> bool:
+    """The provider did not answer about the contact: down, overloaded, or silent."""
+    return _provably_failed(result) or result.outcome == "unknown"
 
 
 def _first_of_each_alert_first(claimed: list[NotificationRecord]) -> list[NotificationRecord]:
@@ -93,8 +113,11 @@ class Delivery:
         instance_id: str,
         context_of: ContextLoader,
         on_failed: FailureHandler,
-        retry_attempts: int = 3,
+        on_outage: OutageHandler | None = None,
+        on_waiting: WaitingHandler | None = None,
         retry_base_s: float = 0.5,
+        retry_max_s: float = 15.0,
+        notice_retry_s: float = 3600.0,
     ) -> None:
         self._store = store
         self._notifier = notifier
@@ -103,8 +126,13 @@ class Delivery:
         self._owner = instance_id
         self._context_of = context_of
         self._on_failed = on_failed
-        self._retry_attempts = retry_attempts
+        self._on_outage = on_outage
+        self._on_waiting = on_waiting
+        self._outage_alerts: set[str] = set()  # alerts shown as waiting during this outage
         self._retry_base_s = retry_base_s
+        self._retry_max_s = min(retry_max_s, LEASE_S / 2)  # a wait never outlives the row's lease
+        self._notice_retry_s = notice_retry_s
+        self.gate = ProviderGate()
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain_wanted = False
         self._drainer: asyncio.Task[None] | None = None
@@ -197,6 +225,20 @@ class Delivery:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Let sends in flight finish for ``grace_s``, then cancel the rest (shutdown).
+
+        A send still retrying through an outage would otherwise hold the stop
+        for as long as the outage: cancelled while parked it stays
+        'retry_wait' (re-queued at the next start), cancelled mid-request it
+        stays 'sending' (reconciled with the provider at the next start).
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wait_idle(), grace_s)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -212,19 +254,83 @@ class Delivery:
             )
 
     async def _attempt_with_retries(self, n: NotificationRecord) -> ProviderResult:
-        """Attempt, and re-attempt only what provably did not reach the provider."""
+        """Attempt until the provider answers about the contact, or the notification is not wanted.
+
+        Only what provably did not reach the provider is re-attempted here; a
+        request whose fate is unknown goes to the reconciliation instead.
+        """
         attempt = 1
-        while True:
-            result = await self._attempt(n)
-            if not _provably_failed(result) or attempt >= self._retry_attempts:
-                return result
-            self._metrics.provider_errors.labels(n.channel, "retried").inc()
-            # Durable marker first: a crash during the wait must not turn a
-            # provably unsent notification into an 'unknown' one (never re-sent).
-            await self._mark(n, "retry_wait", f"{result.error_code}: {result.error_message}")
-            await asyncio.sleep(min(4.0, self._retry_base_s * 2 ** (attempt - 1)))
-            await self._mark(n, "sending", None)
-            attempt += 1
+        started = time.time()
+        try:
+            while True:
+                if not await self._wait_for_turn(n, started):
+                    return ProviderResult("failed", error_code="not-wanted", error_message=NOT_WANTED)
+                result = await self._attempt(n)
+                if not _provider_unreachable(result):
+                    await self._provider_reached()
+                    return result
+                await self._provider_unreachable(result)
+                if not _provably_failed(result):
+                    return result  # 'unknown': it may have left; reconciliation decides
+                self._metrics.provider_errors.labels(n.channel, "retried").inc()
+                if not await self._still_wanted(n, started):
+                    return ProviderResult("failed", error_code="not-wanted", error_message=NOT_WANTED)
+                # Durable marker first: a crash during the wait must not turn a
+                # provably unsent notification into an 'unknown' one.
+                await self._park(n, f"{result.error_code}: {result.error_message}")
+                await asyncio.sleep(backoff_s(attempt, base_s=self._retry_base_s, cap_s=self._retry_max_s))
+                await self._mark(n, "sending", None)
+                attempt += 1
+        finally:
+            self.gate.leave(n)
+
+    async def _wait_for_turn(self, n: NotificationRecord, started: float) -> bool:
+        """Wait behind the outage's prober, at most a third of the lease; False if no longer wanted.
+
+        Past that wait the request probes too: a failure peculiar to the
+        prober's own request (one number the provider chokes on) must not hold
+        every other notification back.
+        """
+        if self.gate.down:
+            await self._show_waiting(n.alert_id)
+        if await self.gate.turn(n, timeout_s=LEASE_S / 3):
+            return True
+        if not await self._still_wanted(n, started):
+            return False
+        await self._mark(n, "sending", None)  # renews the lease before the attempt
+        return True
+
+    async def _park(self, n: NotificationRecord, error: str) -> None:
+        """'retry_wait' with a fresh lease; the alert is shown as waiting for the provider (once)."""
+        await self._mark(n, "retry_wait", error)
+        await self._show_waiting(n.alert_id)
+
+    async def _show_waiting(self, alert_id: str) -> None:
+        """Once per alert and outage: the console shows the alert as waiting for the provider."""
+        if alert_id not in self._outage_alerts:
+            self._outage_alerts.add(alert_id)
+            if self._on_waiting is not None:
+                await self._on_waiting(alert_id)
+
+    async def _still_wanted(self, n: NotificationRecord, started: float) -> bool:
+        """An alert notification while its alert escalates; a notice for ``notice_retry_s``."""
+        if n.purpose != "alert":
+            return time.time() - started < self._notice_retry_s
+        try:
+            record = await self._store.get_alert(n.alert_id)
+        except NotFound:
+            return False
+        return record.state in ESCALATING_STATES
+
+    async def _provider_unreachable(self, result: ProviderResult) -> None:
+        if self.gate.unreachable() and self._on_outage is not None:
+            await self._on_outage(True, f"{result.error_code}: {result.error_message}")
+
+    async def _provider_reached(self) -> None:
+        if self.gate.reached():
+            self._outage_alerts.clear()
+            if self._on_outage is not None:
+                await self._on_outage(False, "")
 
     async def _mark(self, n: NotificationRecord, status: str, error: str | None) -> None:
         await self._store.mark_notification(
@@ -269,9 +375,14 @@ class Delivery:
         self._metrics.provider_errors.labels(n.channel, result.outcome).inc()
         error = f"{result.error_code}: {result.error_message}"
         if result.outcome == "unknown":
-            # The provider may have acted: never re-send; escalation timers carry on.
-            log.error("notification %s to %s: outcome unknown (%s); not re-sent", n.id, n.phone, error)
+            # The provider may have acted: not re-sent blindly; the reconciliation
+            # looks it up in the provider's records first. Escalation timers carry on.
+            log.error("notification %s to %s: outcome unknown (%s); to reconcile", n.id, n.phone, error)
             await self.record(n.id, status="unknown", error=error)
+            return
+        if result.error_code == "not-wanted":
+            log.warning("notification %s to %s dropped: %s", n.id, n.phone, error)
+            await self.record(n.id, status="canceled", error=error)
             return
         log.error("notification %s (%s to %s) failed: %s", n.id, n.channel, n.phone, error)
         await self.record(n.id, status="failed", error=error)

@@ -31,6 +31,7 @@ from dispatcher.domain import (
     DeviceKind,
     DownlinkKind,
 )
+from dispatcher.escalation_plan import DEFAULT_RENOTIFY_S
 from dispatcher.events import EventBus
 from dispatcher.fallback import route
 from dispatcher.location import LocationPolicy, active_visit, known_places, resolve_location
@@ -54,6 +55,10 @@ OPEN_STATES = (AlertState.NOTIFYING.value, AlertState.DURESS.value, AlertState.A
 # Not closed yet: what the vigie_alerts_active gauge counts.
 GAUGED_STATES = (AlertState.RECEIVED.value, *OPEN_STATES)
 FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
+ALARM_PROVIDER_DOWN = "fournisseur SMS/voix injoignable"
+OUTAGE_ALARM_COOLDOWN_S = 600.0
+PROVIDER_WAIT = "fournisseur SMS/voix injoignable : notifications en attente, envoyées à son retour"
+PROVIDER_BACK = "fournisseur SMS/voix de nouveau joignable : envoi des notifications en attente"
 
 
 class DownlinkSender(Protocol):
@@ -92,6 +97,7 @@ class Engine:
         instance_id: str,
         fallback_contact: esc.Recipient,
         pin_guard: PinGuard | None = None,
+        renotify_s: int = DEFAULT_RENOTIFY_S,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -102,6 +108,9 @@ class Engine:
         self._owner = instance_id
         self._fallback_contact = fallback_contact
         self._pin_guard = pin_guard or PinGuard()
+        self._renotify_s = renotify_s
+        self._outage_alarmed_at = -OUTAGE_ALARM_COOLDOWN_S
+        self._outage_alarm_open = False
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._contexts: dict[str, AlertContext] = {}
         self._timer_wakeup = asyncio.Event()
@@ -124,7 +133,12 @@ class Engine:
         if drill is not None and drill[1]["consent"]:
             ctx = ctx.model_copy(update={"kind": AlertKind.DRILL})
         phone = ctx.practitioner.phones[0] if ctx.practitioner else None
-        state, commands = esc.start(alert.id, ctx.kind, decision.plan, practitioner_phone=phone)
+        plan = (
+            replace(decision.plan, renotify_s=self._renotify_s, renotify_also=self._fallback_contact)
+            if decision.plan
+            else None
+        )
+        state, commands = esc.start(alert.id, ctx.kind, plan, practitioner_phone=phone)
         if decision.reason is not None and ctx.kind in (AlertKind.ALERT, AlertKind.DRILL):
             # Operators must know an alert went to a fallback, and why.
             commands = [*commands, esc.RaiseOperatorAlarm(f"routage de secours : {decision.reason}")]
@@ -377,11 +391,11 @@ class Engine:
                 log.warning("notification %s was waiting for a retry when we died; re-queued", n.id)
                 await self._store.record_notification(n.id, status="pending", error=n.error)
                 continue
+            # It may have reached the provider: the reconciliation looks it up in
+            # the provider's records, adopts it if found and sends it if not.
+            log.warning("notification %s was being sent when we died: 'unknown', to reconcile", n.id)
             await self._store.record_notification(
                 n.id, status="unknown", error="dispatcher died while sending"
-            )
-            await self._operator_alarm(
-                n.alert_id, f"envoi {n.channel} à {n.contact_name} incertain (arrêt brutal)"
             )
         await self._seed_state_gauge()
         if self.delivery is not None:
@@ -426,29 +440,58 @@ class Engine:
 
     # -- what the provider's webhooks tell us (dispatcher.webhooks.TwilioInbox) -------
 
-    async def delivery_status(self, sid: str, status: str, error_code: str | None) -> None:
-        n = await self._notification_by_sid(sid)
+    async def delivery_status(
+        self, sid: str, status: str, error_code: str | None, *, ref: str | None = None
+    ) -> None:
+        n = await self._notification_for(sid, ref)
         if n is None:
-            log.warning("status %s for unknown provider sid %s", status, sid)
+            log.warning("status %s for unknown provider sid %s (ref %s)", status, sid, ref)
             return
+        # The SID goes with the status: a row whose SID was never stored (a crash
+        # between the request and its commit) adopts it from the callback.
         if self.delivery is not None:  # grouped with the other outcomes (one commit)
-            await self.delivery.record(n.id, status=status, error=error_code)
+            await self.delivery.record(n.id, status=status, provider_sid=sid, error=error_code)
         else:
-            await self._store.record_notification(n.id, status=status, error=error_code)
+            await self._store.record_notification(n.id, status=status, provider_sid=sid, error=error_code)
         self._bus.publish("alert", alert_id=n.alert_id)
         if status in FAILED_STATUSES:
             await self.notification_failed(n)
 
-    async def _notification_by_sid(self, sid: str, wait_s: float = 3.0) -> NotificationRecord | None:
-        """The notification behind a provider SID: from memory when this instance sent it.
-
-        Otherwise from the store, waiting a little: the provider may call back
-        before the SID it just returned is stored. Polling the store (not an
-        in-process event) because behind a load balancer the instance that sent
-        the request may not be the one called back.
-        """
+    async def _notification_for(self, sid: str, ref: str | None) -> NotificationRecord | None:
+        """The notification a callback is about: by our reference, else by the provider's SID."""
         if self.delivery is not None and (n := self.delivery.sent_with_sid(sid)) is not None:
             return n
+        if ref is not None and (n := await self._notification_by_ref(ref)) is not None:
+            return n
+        return await self._notification_by_sid(sid)
+
+    async def _notification_by_ref(self, ref: str, wait_s: float = 3.0) -> NotificationRecord | None:
+        """The row named by ``alert id/notification id``, once its send is no longer in flight.
+
+        The provider may call back before the send's own outcome is stored;
+        recording the callback first would let that outcome ('queued')
+        overwrite it. So wait a little while the row is still 'sending'
+        (polling the store: the sender may be another instance). Past the wait
+        (the sender died), the callback is recorded anyway.
+        """
+        alert_id, _, number = ref.rpartition("/")
+        if not alert_id or not number.isdigit():
+            return None
+        deadline = time.monotonic() + wait_s
+        while True:
+            rows = [n for n in await self._store.notifications_for(alert_id) if n.id == int(number)]
+            if not rows or rows[0].status != "sending" or time.monotonic() >= deadline:
+                return rows[0] if rows else None
+            await asyncio.sleep(0.05)
+
+    async def _notification_by_sid(self, sid: str, wait_s: float = 3.0) -> NotificationRecord | None:
+        """The notification behind a provider SID (callbacks without our reference).
+
+        Waiting a little: the provider may call back before the SID it just
+        returned is stored. Polling the store (not an in-process event) because
+        behind a load balancer the instance that sent the request may not be
+        the one called back.
+        """
         deadline = time.monotonic() + wait_s
         while (n := await self._store.notification_by_sid(sid)) is None and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -470,12 +513,48 @@ class Engine:
         await self.handle(alert_id, esc.Acknowledged(by=contact, via="sms"))
         return "Vigie : prise en charge enregistree. Merci."
 
-    async def call_keypress(self, call_sid: str, from_number: str, digits: str) -> bool:
-        n = await self._notification_by_sid(call_sid)
-        if n is None or not digits.startswith("1"):
+    async def call_keypress(
+        self, call_sid: str, from_number: str, digits: str, *, ref: str | None = None
+    ) -> bool:
+        """A responder pressed keys during an alert call; True when that acknowledged the alert.
+
+        The call is found by our reference (the Gather action URL carries it),
+        so the keypress counts even if the call's SID was never stored, and
+        whatever state the notification row is in: the alert's state alone
+        decides (the state machine takes an acknowledgement of an open alert).
+        """
+        if not digits.startswith("1"):
             return False
-        await self.handle(n.alert_id, esc.Acknowledged(by=n.contact_id, via="voice"))
-        return True
+        n = await self._notification_for(call_sid, ref)
+        if n is None:
+            log.warning("keypress on unknown call %s (ref %s)", call_sid, ref)
+            return False
+        return await self.handle(n.alert_id, esc.Acknowledged(by=n.contact_id, via="voice"))
+
+    async def provider_outage(self, down: bool, detail: str) -> None:
+        """The SMS/voice provider stopped (one alarm per outage) or came back answering.
+
+        A provider failing on and off (or failing for one number only) would
+        raise an alarm per flap: after an alarm, the next one waits
+        :data:`OUTAGE_ALARM_COOLDOWN_S`.
+        """
+        now = time.monotonic()
+        if down:
+            if now - self._outage_alarmed_at >= OUTAGE_ALARM_COOLDOWN_S:
+                self._outage_alarmed_at = now
+                self._outage_alarm_open = True
+                await self._operator_alarm(None, f"{ALARM_PROVIDER_DOWN} ({detail})")
+            return
+        log.warning("SMS/voice provider answering again: waiting notifications are being sent")
+        if self._outage_alarm_open:
+            self._outage_alarm_open = False
+            await self._store.add_operator_event("provider", PROVIDER_BACK)
+        self._bus.publish("provider", down=False)
+
+    async def notification_waiting(self, alert_id: str) -> None:
+        """Show on the console that this alert's notifications wait for the provider (no new alarm)."""
+        await self._store.add_operator_event("provider", PROVIDER_WAIT, alert_id=alert_id)
+        self._bus.publish("operator_alarm", alert_id=alert_id, reason=PROVIDER_WAIT)
 
     async def _contact_for_phone(self, alert_id: str, phone: str) -> str:
         for n in await self._store.notifications_for(alert_id):

@@ -17,7 +17,17 @@ Lifecycle::
 Escalation walks *positions* ``(round, tier)`` in strictly increasing order:
 every tier of round 0, then every tier again for each repeat. Because a
 position is never re-entered, a responder is alerted at most once per channel
-per position, which bounds the number of alert notifications.
+per position, which bounds the number of alert notifications per period.
+
+When the chain is run out it is *exhausted* (one operator alarm), but an open
+alert is never left without a timer: the last non-empty tier is alerted again
+at positions ``(last tier, repeats + 1)``, ``(last tier, repeats + 2)``...,
+one every ``plan.renotify_s`` seconds, until someone acknowledges, an operator
+takes over, or the alert is closed. Re-notification rounds only move on their
+timer (never on delivery failures), so a number that always fails cannot make
+them spin. Delivery failures are *answers about a contact* (undelivered,
+failed number, no-answer, busy); a provider that cannot be reached is not
+one: the delivery layer retries it and never feeds it to :func:`step`.
 
 Invariants (tested as properties in tests/dispatcher/test_escalation.py and
 test_messages.py):
@@ -94,7 +104,7 @@ NotifyPurpose = Literal[
 STAND_DOWNS: frozenset[NotifyPurpose] = frozenset({"cancelled", "false_alarm", "resolved"})
 AckVia = Literal["sms", "voice", "console"]
 
-ALARM_EXHAUSTED = "escalade épuisée"
+ALARM_EXHAUSTED = "escalade épuisée : le dernier palier est relancé jusqu'à une prise en charge"
 ALARM_DURESS = "annulation sous contrainte"
 ALARM_NO_RECIPIENT = (
     "aucun destinataire (pas de convention SSJ ou convention vide) : prise en charge manuelle"
@@ -251,6 +261,18 @@ def _next_position(plan: EscalationPlan, tier: int, round_: int) -> tuple[int, i
     return next(iter(_positions_after(plan, tier, round_)), None)
 
 
+def _next_or_renotify(plan: EscalationPlan, tier: int, round_: int) -> tuple[int, int] | None:
+    """The next planned position, else the next re-notification round of the last tier.
+
+    None only when the plan has no recipient at all.
+    """
+    planned = _next_position(plan, tier, round_)
+    if planned is not None:
+        return planned
+    non_empty = [t for t, plan_tier in enumerate(plan.tiers) if plan_tier.recipients]
+    return (non_empty[-1], max(round_, plan.repeats) + 1) if non_empty else None
+
+
 def _first_position(plan: EscalationPlan) -> tuple[int, int] | None:
     return _next_position(plan, -1, 0)
 
@@ -262,21 +284,44 @@ def _alert_notifications(
 
 
 def _enter(state: EscalationState, position: tuple[int, int] | None) -> Transition:
-    """Alert every recipient of ``position`` on every channel and arm its timer; None = exhausted."""
+    """Alert every recipient of ``position`` on every channel and arm its timer.
+
+    A position past the planned rounds is a re-notification: its timer is the
+    plan's re-notification period, and the first one raises the "exhausted"
+    alarm. None (no recipient anywhere) leaves the alert to the operators.
+    """
     if position is None:
         return replace(state, exhausted=True, alarm=ALARM_EXHAUSTED), [RaiseOperatorAlarm(ALARM_EXHAUSTED)]
     tier, round_ = position
     plan_tier = state.plan.tiers[tier]
-    notifies = _alert_notifications(plan_tier.recipients, tier, round_, duress=state.duress)
+    recipients = _renotified(state.plan, tier) if round_ > state.plan.repeats else plan_tier.recipients
+    notifies = _alert_notifications(recipients, tier, round_, duress=state.duress)
     new = replace(
         state,
         tier=tier,
         round=round_,
-        notified=_merge(state.notified, (r.contact_id for r in plan_tier.recipients)),
+        notified=_merge(state.notified, (r.contact_id for r in recipients)),
         sent=tuple((n.recipient.contact_id, n.channel) for n in notifies),
         failed=(),
     )
+    if round_ > state.plan.repeats:
+        renotify: list[Command] = [*notifies, StartTimer(state.plan.renotify_s, tier, round_)]
+        if state.exhausted:
+            return new, renotify
+        return replace(new, exhausted=True, alarm=ALARM_EXHAUSTED), [
+            *renotify,
+            RaiseOperatorAlarm(ALARM_EXHAUSTED),
+        ]
     return new, [*notifies, StartTimer(plan_tier.ack_timeout_s, tier, round_)]
+
+
+def _renotified(plan: EscalationPlan, tier: int) -> tuple[Recipient, ...]:
+    """Who a re-notification alerts: the last tier, and the deployment's fallback contact."""
+    recipients = plan.tiers[tier].recipients
+    also = plan.renotify_also
+    if also is None or any(r.contact_id == also.contact_id for r in recipients):
+        return recipients
+    return (*recipients, also)
 
 
 def _merge(seen: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:
@@ -405,7 +450,7 @@ def _on_ack_timeout(state: EscalationState, event: AckTimeout) -> Transition:
     # escalation moved on: only the current position's timer moves it.
     if not state.escalating or (event.tier, event.round) != (state.tier, state.round):
         return _unchanged(state)
-    new, commands = _enter(state, _next_position(state.plan, state.tier, state.round))
+    new, commands = _enter(state, _next_or_renotify(state.plan, state.tier, state.round))
     return _changed(state, new, commands)
 
 
@@ -486,9 +531,10 @@ def _on_delivery_failed(state: EscalationState, event: DeliveryFailed) -> Transi
         target = next(r for r in tier_recipients if r.contact_id == event.contact_id)
         commands.append(Notify(target, fallback, "alert", state.tier, state.round, duress=state.duress))
         new = replace(new, sent=(*new.sent, (event.contact_id, fallback)))
-    if set(new.sent) <= set(new.failed):
-        # Nobody of this tier can be reached: do not wait for the timeout.
-        new, advance = _enter(new, _next_position(new.plan, new.tier, new.round))
+    if set(new.sent) <= set(new.failed) and not state.renotifying:
+        # Nobody of this tier can be reached: do not wait for the timeout. (A
+        # re-notification waits for its period: a dead number must not make it spin.)
+        new, advance = _enter(new, _next_or_renotify(new.plan, new.tier, new.round))
         commands += advance
     return _changed(state, new, commands)
 

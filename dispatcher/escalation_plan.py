@@ -11,7 +11,18 @@ from typing import Any
 
 from dispatcher.domain import Channel
 
-__all__ = ["EscalationPlan", "PlanTier", "Recipient", "opt_str", "plan_from_json", "plan_to_json"]
+#: Period of the re-notification of an exhausted chain (DeliverySettings.renotify_s).
+DEFAULT_RENOTIFY_S = 300
+
+__all__ = [
+    "DEFAULT_RENOTIFY_S",
+    "EscalationPlan",
+    "PlanTier",
+    "Recipient",
+    "opt_str",
+    "plan_from_json",
+    "plan_to_json",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +48,18 @@ class PlanTier:
 
 @dataclass(frozen=True, slots=True)
 class EscalationPlan:
-    """Tiers alerted in order; the whole chain is run ``repeats`` more times if nobody answers."""
+    """Tiers alerted in order; the whole chain is run ``repeats`` more times if nobody answers.
+
+    Once the chain is run out, the last tier is alerted again every
+    ``renotify_s`` seconds until someone acknowledges (an exhausted chain is
+    never the end of an open alert).
+    """
 
     tiers: tuple[PlanTier, ...] = ()
     repeats: int = 0
+    renotify_s: int = DEFAULT_RENOTIFY_S
+    #: The deployment's fallback contact, re-notified with the last tier once the chain is run out.
+    renotify_also: Recipient | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -63,6 +82,8 @@ def opt_str(value: Any) -> str | None:
 def plan_to_json(plan: EscalationPlan) -> dict[str, Any]:
     return {
         "repeats": plan.repeats,
+        "renotify_s": plan.renotify_s,
+        "renotify_also": _recipient_to_json(plan.renotify_also) if plan.renotify_also else None,
         "tiers": [
             {
                 "ack_timeout_s": t.ack_timeout_s,
@@ -87,6 +108,9 @@ def plan_to_json(plan: EscalationPlan) -> dict[str, Any]:
 def plan_from_json(data: dict[str, Any]) -> EscalationPlan:
     return EscalationPlan(
         repeats=int(data["repeats"]),
+        # States written before re-notification existed have no period: the default.
+        renotify_s=int(data.get("renotify_s", DEFAULT_RENOTIFY_S)),
+        renotify_also=_recipient_from_json(data["renotify_also"]) if data.get("renotify_also") else None,
         tiers=tuple(
             PlanTier(
                 ack_timeout_s=int(t["ack_timeout_s"]),
@@ -105,4 +129,28 @@ def plan_from_json(data: dict[str, Any]) -> EscalationPlan:
             )
             for t in data["tiers"]
         ),
+    )
+
+
+def _recipient_to_json(r: Recipient) -> dict[str, Any]:
+    return {
+        "contact_id": r.contact_id,
+        "name": r.name,
+        "phone": r.phone,
+        "channels": [c.value for c in r.channels],
+        "unit_id": r.unit_id,
+        "unit_name": r.unit_name,
+        "priority": r.priority,
+    }
+
+
+def _recipient_from_json(r: dict[str, Any]) -> Recipient:
+    return Recipient(
+        contact_id=str(r["contact_id"]),
+        name=str(r["name"]),
+        phone=str(r["phone"]),
+        channels=tuple(Channel(c) for c in r["channels"]),
+        unit_id=opt_str(r["unit_id"]),
+        unit_name=opt_str(r["unit_name"]),
+        priority=int(r["priority"]),
     )

@@ -34,7 +34,8 @@ class EscalationState:
     ``notified``: contact ids that received the alert, in order, without
     duplicates (the audience of later notices). ``sent``/``failed``: alert
     deliveries of the *current* position only, for the delivery fallback.
-    ``exhausted``: the automatic escalation has nothing left to do.
+    ``exhausted``: the planned chain is run out (alarm raised once); the
+    last tier is being re-notified on a timer.
     ``version``: +1 on every step that changes the state; unchanged states are
     returned as the very same object and need not be written.
     ``alarm``: an operator alarm (duress, exhausted escalation, nobody to
@@ -75,8 +76,13 @@ class EscalationState:
             and self.state in ESCALATING_STATES
             and self.acked_by is None
             and self.taken_over_by is None
-            and not self.exhausted
+            and not self.plan.is_empty
         )
+
+    @property
+    def renotifying(self) -> bool:
+        """True once the chain ran out and the last tier is re-alerted on a timer."""
+        return self.round > self.plan.repeats
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-compatible dict; :meth:`from_json` gives back an equal state."""

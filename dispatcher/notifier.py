@@ -32,6 +32,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from dispatcher.reconcile import ProviderRecord
 from dispatcher.settings import TwilioSettings
 
 log = logging.getLogger(__name__)
@@ -227,10 +228,54 @@ class TwilioNotifier:
         _log_result(kind, to, reference, result)
         return result
 
+    async def records_to(self, channel: str, to: str, *, limit: int = 50) -> list[ProviderRecord]:
+        """The provider's latest messages (``sms``) or calls (``voice``) to ``to``, newest first.
+
+        Twilio's list endpoints filtered by recipient only: a ``DateSent`` /
+        ``StartTime`` filter would leave out a message not sent yet or a call
+        not started, exactly those a lost request may have created. Raises
+        :class:`ProviderUnavailable` when the provider cannot answer.
+        """
+        resources = self._account.messages if channel == "sms" else self._account.calls
+        try:
+            async with asyncio.timeout(self._timeout):
+                found = await resources.list_async(to=to, limit=limit, page_size=limit)
+        except Exception as exc:  # the boundary, as for sends
+            raise ProviderUnavailable(_describe(exc)) from exc
+        return [_record(r) for r in found]
+
+    async def record(self, channel: str, sid: str) -> ProviderRecord | None:
+        """The provider's message or call ``sid``; None if it does not know it."""
+        resources = self._account.messages if channel == "sms" else self._account.calls
+        try:
+            async with asyncio.timeout(self._timeout):
+                found = await resources(sid).fetch_async()
+        except TwilioRestException as exc:
+            if int(exc.status) == 404:
+                return None
+            raise ProviderUnavailable(_describe(exc)) from exc
+        except Exception as exc:
+            raise ProviderUnavailable(_describe(exc)) from exc
+        return _record(found)
+
     async def aclose(self) -> None:
         """Close the HTTP session (idempotent)."""
         await self._http.close()
         self._http.session = None
+
+
+class ProviderUnavailable(Exception):
+    """The provider could not answer a lookup (down, timed out, 5xx)."""
+
+
+def _record(resource: Any) -> ProviderRecord:
+    created = resource.date_created
+    return ProviderRecord(
+        sid=str(resource.sid),
+        to=str(resource.to),
+        status=str(resource.status),
+        created_at=created.timestamp() if created is not None else 0.0,
+    )
 
 
 def _quote(reference: str) -> str:

@@ -28,6 +28,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.mqtt import MqttBridge
 from dispatcher.notifier import TwilioNotifier
 from dispatcher.ratelimit import BucketPolicy
+from dispatcher.reconciler import Reconciler
 from dispatcher.rejectlog import RejectionLog
 from dispatcher.retention import run_retention
 from dispatcher.settings import DispatcherSettings
@@ -124,6 +125,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         pin_guard=PinGuard(
             BucketPolicy(burst=settings.cancel_pin_tries, refill_per_s=1 / settings.cancel_pin_refill_s)
         ),
+        renotify_s=settings.delivery.renotify_s,
     )
     notifier = TwilioNotifier(settings=settings.twilio, max_connections=settings.twilio.max_connections)
     delivery = Delivery(
@@ -134,8 +136,23 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         instance_id=settings.instance_id,
         context_of=engine.context_of,
         on_failed=engine.notification_failed,
+        on_outage=engine.provider_outage,
+        on_waiting=engine.notification_waiting,
+        retry_base_s=settings.delivery.retry_base_s,
+        retry_max_s=settings.delivery.retry_max_s,
+        notice_retry_s=settings.delivery.notice_retry_s,
     )
     engine.attach_delivery(delivery)
+    reconciler = Reconciler(
+        store=store,
+        provider=notifier,
+        bus=bus,
+        on_failed=engine.notification_failed,
+        kick=delivery.kick,
+        settle_s=settings.delivery.reconcile_settle_s,
+        stuck_after_s=settings.delivery.stuck_after_s,
+        interval_s=settings.delivery.reconcile_interval_s,
+    )
     bridge = MqttBridge(settings.mqtt, on_message=ingest.submit, share_group=await _share_group(store))
     ingest.attach(engine=engine, bridge=bridge)
     visits = VisitTimers(
@@ -157,6 +174,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         d.spawn(ingest.run(), "ingest")
         d.spawn(engine.run_timers(), "timers")
         d.spawn(visits.run(), "visit-timers")
+        d.spawn(reconciler.run(), "reconciliation")
         d.spawn(health.run(), "health")
         d.spawn(cache.run(), "directory-refresh")
         d.spawn(_flush_windows(d), "replay-windows")
@@ -171,7 +189,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         for task in d.tasks:
             task.cancel()
         await asyncio.gather(*d.tasks, return_exceptions=True)
-        await delivery.wait_idle()
+        await delivery.stop()
         await bridge.stop()
         await notifier.aclose()
         await store.close()

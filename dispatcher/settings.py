@@ -79,6 +79,49 @@ class IngestSettings(BaseModel):
     )
 
 
+class DeliverySettings(BaseModel):
+    """Sending mechanics (``VIGIE_DELIVERY__*``): provider outages, uncertain sends, exhausted chains.
+
+    docs/lifecycle.md states the rules these numbers tune.
+    """
+
+    retry_base_s: float = Field(
+        default=0.5, gt=0, description="First wait before re-trying a request the provider never got"
+    )
+    retry_max_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait between two attempts while the provider is unreachable (capped at 15 s:"
+        " the row's lease is renewed on each attempt)",
+    )
+    notice_retry_s: float = Field(
+        default=3600.0,
+        description="How long notices (pris en charge, fausse alerte, contrainte) are retried through an"
+        " outage; alert notifications are retried while their alert is open and unacknowledged",
+    )
+    renotify_s: int = Field(
+        default=300,
+        ge=30,
+        description="An exhausted escalation chain re-notifies its last tier this often until someone"
+        " acknowledges (applies to alerts received from now on)",
+    )
+    reconcile_interval_s: float = Field(
+        default=5.0, gt=0, description="How often uncertain and stuck notifications are looked up"
+    )
+    reconcile_settle_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="An uncertain request is looked up in the provider's records only this long after it"
+        " left (the provider may still be creating it)",
+    )
+    stuck_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A queued/sent/ringing/in-progress notification without news for this long is"
+        " fetched from the provider",
+    )
+
+
 class GeocoderSettings(BaseModel):
     """BAN-compatible geocoder used when addresses are registered (never on the hot path)."""
 
@@ -182,6 +225,7 @@ class DispatcherSettings(AdminSettings):
     )
     api: ApiSettings = Field(default_factory=ApiSettings)
     visits: VisitSettings = Field(default_factory=VisitSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
 
 
 class RetentionSettings(AdminSettings):

@@ -25,7 +25,10 @@ VOICE_LANGUAGE = "fr-FR"
 VOICE_REPEATS = 3
 MAX_SEGMENTS = 3
 ACK_LINE = "Repondez 1 pour prendre en charge"
-ACK_SPEECH = "Appuyez sur 1 pour prendre en charge."
+#: Offered in every call that asks to press 1: SMS replies are matched by phone number to the
+#: open alert, so they still work when a keypress cannot reach the dispatcher (a restart).
+SMS_FALLBACK_SPEECH = "Vous pouvez aussi répondre 1 par SMS au numéro qui vous appelle."
+ACK_SPEECH = f"Appuyez sur 1 pour prendre en charge. {SMS_FALLBACK_SPEECH}"
 NOTICE_REPEATS = 2  # an information call is said twice (no key to press)
 #: Every message of a drill starts with this, voice included (SMS: GSM-7, "—" becomes "-").
 DRILL_PREFIX = "EXERCICE — NE PAS INTERVENIR"
@@ -416,6 +419,10 @@ def test_speech(ctx: AlertContext, facts: Facts | None = None) -> str:
 
 
 NO_KEY_SPEECH = "Aucune touche reçue. L'alerte reste active et sera transmise à un autre contact."
+#: Said when the first gather ended without a key: the caller is asked once more.
+ASK_AGAIN_SPEECH = (
+    f"Aucune touche reçue. Appuyez sur 1 pour prendre en charge l'alerte. {SMS_FALLBACK_SPEECH}"
+)
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 # What ElementTree escapes in attribute values, on top of &, < and >.
 _ATTRIBUTE_ENTITIES = {'"': "&quot;", "\r": "&#13;", "\n": "&#10;", "\t": "&#09;"}
@@ -427,8 +434,10 @@ def alert_twiml(
     """TwiML of the alert call: the message repeated inside a one-digit ``<Gather>``.
 
     The responder can press 1 at any moment while the message plays; if
-    nothing is pressed after the repeats, a last sentence says the alert stays
-    open (the escalation engine moves on by itself).
+    nothing is pressed after the repeats, ``<Redirect>`` posts to the same
+    action without digits and the dispatcher asks once more
+    (``webhooks._gather_answer``), then says the alert stays open (the
+    escalation engine moves on by itself).
 
     A string template, not ``twilio.twiml``'s ElementTree builder: it is
     rendered for every call an alert places, where the builder cost about
@@ -443,7 +452,7 @@ def _gather_twiml(speech: str, gather_action_url: str, voice: str) -> str:
     return (
         f"{_XML_DECLARATION}<Response>"
         f'<Gather action="{_attribute(gather_action_url)}" method="POST" numDigits="1" timeout="5">'
-        f"{spoken * VOICE_REPEATS}</Gather>{_say_element(NO_KEY_SPEECH, voice)}</Response>"
+        f"{spoken * VOICE_REPEATS}</Gather>{_redirect_element(gather_action_url)}</Response>"
     )
 
 
@@ -493,6 +502,11 @@ def twiml_for(ctx: AlertContext, facts: Facts, gather_action_url: str, *, voice:
     message = MESSAGES[facts.purpose]
     speech = message.speech(ctx, facts)
     return _gather_twiml(speech, gather_action_url, voice) if message.gather else _notice_twiml(speech, voice)
+
+
+def _redirect_element(url: str) -> str:
+    # Exactly what the builder writes, empty element included.
+    return f'<Redirect method="POST">{escape(url)}</Redirect>' if url else '<Redirect method="POST" />'
 
 
 def _say_element(text: str, voice: str) -> str:

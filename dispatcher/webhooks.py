@@ -22,7 +22,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
 from dispatcher.notifier import GATHER_PATH, SMS_WEBHOOK_PATH, STATUS_CALLBACK_PATH
-from dispatcher.texts import DEFAULT_VOICE, VOICE_LANGUAGE
+from dispatcher.texts import ASK_AGAIN_SPEECH, DEFAULT_VOICE, NO_KEY_SPEECH, VOICE_LANGUAGE
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,22 @@ MAX_BODY_BYTES = 64 * 1024
 class TwilioInbox(Protocol):
     """What the webhooks hand over to the escalation engine."""
 
-    async def delivery_status(self, sid: str, status: str, error_code: str | None) -> None:
-        """A message or call changed status (``delivered``, ``failed``, ``no-answer``...)."""
+    async def delivery_status(
+        self, sid: str, status: str, error_code: str | None, *, ref: str | None = None
+    ) -> None:
+        """A message or call changed status (``delivered``, ``failed``, ``no-answer``...).
+
+        ``ref`` is our notification's reference carried by the callback URL: it
+        names the row even when the provider's SID was never stored (a crash).
+        """
 
     async def sms_reply(self, from_number: str, body: str) -> str | None:
         """A contact texted us; return a confirmation to answer with, or None."""
 
-    async def call_keypress(self, call_sid: str, from_number: str, digits: str) -> bool:
-        """A called contact pressed keys; True when it acknowledged an alert."""
+    async def call_keypress(
+        self, call_sid: str, from_number: str, digits: str, *, ref: str | None = None
+    ) -> bool:
+        """A called contact pressed keys; True when it acknowledged an alert (``ref``: as above)."""
 
 
 class VisitReplies(Protocol):
@@ -146,13 +154,13 @@ class TwilioWebhooks:
         path = request.scope["path"]
         return f"{self._public}{path}?{query}" if query else f"{self._public}{path}"
 
-    async def _status(self, form: Form, _url: str) -> Response:
+    async def _status(self, form: Form, url: str) -> Response:
         sid = form.get("MessageSid") or form.get("CallSid") or ""
         state = form.get("MessageStatus") or form.get("CallStatus") or ""
         if not sid or not state:
             log.warning("twilio status callback without sid/status: %s", dict(form))
             return _twiml(EMPTY_TWIML, 400)
-        await self._inbox.delivery_status(sid, state, form.get("ErrorCode") or None)
+        await self._inbox.delivery_status(sid, state, form.get("ErrorCode") or None, ref=_reference(url))
         return _twiml(EMPTY_TWIML)
 
     async def _sms(self, form: Form, _url: str) -> Response:
@@ -175,8 +183,18 @@ class TwilioWebhooks:
         # On a call we placed, From is our caller id and To is the contact.
         direction = form.get("Direction", "outbound-api")
         contact = form.get("To" if direction.startswith("outbound") else "From", "")
-        accepted = await self._inbox.call_keypress(form.get("CallSid", ""), contact, digits)
+        call_sid = form.get("CallSid", "")
+        accepted = await self._inbox.call_keypress(call_sid, contact, digits, ref=_reference(url))
         return _twiml(_gather_answer(accepted, digits, url))
+
+
+def _reference(url: str) -> str | None:
+    """Our notification reference (``alert/notification id``) from a callback URL's ``ref``."""
+    query = url.partition("?")[2]
+    for key, value in parse_qsl(query):
+        if key == "ref":
+            return value
+    return None
 
 
 async def _body(request: Request) -> bytes | None:
@@ -204,6 +222,11 @@ def _gather_answer(accepted: bool, digits: str, action_url: str) -> str:
         _say(response, "Alerte prise en compte. Merci.")
     elif digits == ACK_DIGIT:
         _say(response, "Cette alerte est déjà prise en charge ou terminée. Merci.")
+    elif not digits:
+        # The alert's <Gather> ended in silence and redirected here: ask once more.
+        again = response.gather(num_digits=1, action=action_url, method="POST", timeout=8)
+        _say(again, ASK_AGAIN_SPEECH)
+        _say(response, NO_KEY_SPEECH)
     else:
         again = response.gather(num_digits=1, action=action_url, method="POST", timeout=5)
         _say(again, "Touche non reconnue. Appuyez sur 1 pour prendre en charge l'alerte.")

@@ -28,11 +28,15 @@ class RecordingInbox:
     statuses: list[tuple[str, str, str | None]] = field(default_factory=list)
     replies: list[tuple[str, str]] = field(default_factory=list)
     keypresses: list[tuple[str, str, str]] = field(default_factory=list)
+    refs: list[str | None] = field(default_factory=list)  # the ``ref`` of each status and keypress
     _waiters: Waiters = field(default_factory=Waiters)
 
-    async def delivery_status(self, sid: str, status: str, error_code: str | None) -> None:
-        """Record ``(sid, status, error_code)``."""
+    async def delivery_status(
+        self, sid: str, status: str, error_code: str | None, *, ref: str | None = None
+    ) -> None:
+        """Record ``(sid, status, error_code)`` (and the reference in :attr:`refs`)."""
         self.statuses.append((sid, status, error_code))
+        self.refs.append(ref)
         self._notify()
 
     async def sms_reply(self, from_number: str, body: str) -> str | None:
@@ -41,9 +45,12 @@ class RecordingInbox:
         self._notify()
         return self.sms_answer
 
-    async def call_keypress(self, call_sid: str, from_number: str, digits: str) -> bool:
+    async def call_keypress(
+        self, call_sid: str, from_number: str, digits: str, *, ref: str | None = None
+    ) -> bool:
         """Record ``(call_sid, from_number, digits)`` and answer :attr:`keypress_accepted`."""
         self.keypresses.append((call_sid, from_number, digits))
+        self.refs.append(ref)
         self._notify()
         return self.keypress_accepted and digits == "1"
 

@@ -25,6 +25,7 @@ CALL_FINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 MAX_BODY = 1600
 
 ERROR_MESSAGES: dict[int, str] = {
+    20001: "Invalid request parameter",
     20003: "Authenticate",
     20404: "The requested resource was not found",
     20429: "Too Many Requests",

@@ -32,6 +32,7 @@ from aiohttp import ClientError, ClientOSError, ClientSession, ClientTimeout, Se
 from twilio.request_validator import RequestValidator
 from yarl import URL
 
+from sandbox import twilio_lists
 from sandbox.people import People
 from sandbox.twilio_resources import (
     API_VERSION,
@@ -82,7 +83,7 @@ class RecordedRequest:
     wall_time: float  # time.time()
     method: str
     path: str
-    kind: str  # message | call | fetch-message | fetch-call | other
+    kind: str  # message | call | fetch-message | fetch-call | list-message | list-call | other
     to: str | None
     params: dict[str, str]
     ref: str | None = None  # the notifier's reference, read from StatusCallback's ?ref=
@@ -318,6 +319,8 @@ class TwilioSandbox:
         base = f"/{API_VERSION}/Accounts/{{account}}"
         app.router.add_post(f"{base}/Messages.json", self._create_message)
         app.router.add_post(f"{base}/Calls.json", self._create_call)
+        app.router.add_get(f"{base}/Messages.json", self._list_messages)
+        app.router.add_get(f"{base}/Calls.json", self._list_calls)
         app.router.add_get(base + "/Messages/{sid:[A-Za-z0-9]+}.json", self._fetch_message)
         app.router.add_get(base + "/Calls/{sid:[A-Za-z0-9]+}.json", self._fetch_call)
         app.router.add_route("*", f"/{API_VERSION}/{{tail:.*}}", self._not_found)
@@ -337,6 +340,27 @@ class TwilioSandbox:
 
     async def _fetch_call(self, request: web.Request) -> web.Response:
         return await self._api(request, "fetch-call", lambda _r, _p: self._fetch(self.calls, request))
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        return await self._api(request, "list-message", lambda _r, _p: self._list(request, "messages"))
+
+    async def _list_calls(self, request: web.Request) -> web.Response:
+        return await self._api(request, "list-call", lambda _r, _p: self._list(request, "calls"))
+
+    def _list(self, request: web.Request, key: str) -> web.Response:
+        query = dict(request.query)
+        try:
+            if key == "messages":
+                body = twilio_lists.page(
+                    key, twilio_lists.select_messages(self.messages.values(), query), query, request.path
+                )
+            else:
+                body = twilio_lists.page(
+                    key, twilio_lists.select_calls(self.calls.values(), query), query, request.path
+                )
+        except twilio_lists.BadQuery as exc:
+            return _error(20001, str(exc))
+        return _json(body, 200)
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return await self._api(request, "other", lambda _r, _p: _error(20404, f"{request.path} not found"))

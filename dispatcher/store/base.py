@@ -213,6 +213,20 @@ class NotificationRecord:
     actor: str | None = None
 
 
+#: Provider statuses after which more news is expected (a callback, or the reconciliation).
+PROVIDER_PENDING_STATUSES = ("queued", "accepted", "scheduled", "sent", "initiated", "ringing", "in-progress")
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileRow:
+    """A notification whose fate must be checked with the provider, with what the check needs."""
+
+    notification: NotificationRecord
+    created_at: datetime
+    updated_at: datetime  # last change: claim, attempt, outcome or callback
+    alert_state: str
+
+
 class AlertStore(Protocol):
     """Alerts, their escalation, notifications, timers, health and audit trails."""
 
@@ -264,6 +278,27 @@ class AlertStore(Protocol):
         self, now: float, owner: str | None = None
     ) -> list[NotificationRecord]: ...
     async def active_alert_for_phone(self, phone: str, states: Sequence[str]) -> str | None: ...
+    async def notifications_to_reconcile(
+        self, *, stuck_before: datetime, limit: int = 200
+    ) -> list[ReconcileRow]:
+        """Rows 'unknown', and rows in :data:`PROVIDER_PENDING_STATUSES` unchanged since ``stuck_before``.
+
+        Oldest change first.
+        """
+
+    async def settle_notification(
+        self,
+        notification_id: int,
+        *,
+        expected: str,
+        status: str,
+        provider_sid: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Set status (and SID, error) only if the row is still ``expected``; True if it was.
+
+        Compare-and-set: two instances reconciling the same row settle it once.
+        """
 
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:
         """Lease due timers (or those whose owner's lease ran out)."""

@@ -38,6 +38,7 @@ from pydantic import BaseModel
 
 from dispatcher.domain import Device, DeviceState, HomeVisit
 from dispatcher.store.base import (
+    PROVIDER_PENDING_STATUSES,
     PURGED_LOCATION,
     AlertQuery,
     AlertRecord,
@@ -52,6 +53,7 @@ from dispatcher.store.base import (
     NotFound,
     NotificationRecord,
     PurgeReport,
+    ReconcileRow,
     StoreError,
     StoreUnavailable,
     Timer,
@@ -654,6 +656,49 @@ class PostgresStore(PostgresVisits, DocumentDirectory):
             list(states),
         )
         return None if row is None else str(row["alert_id"])
+
+    async def notifications_to_reconcile(
+        self, *, stuck_before: datetime, limit: int = 200
+    ) -> list[ReconcileRow]:
+        """Rows 'unknown', and provider-pending rows unchanged since ``stuck_before`` (oldest first)."""
+        columns = ", ".join(f"n.{c.strip()}" for c in _NOTIFICATION_COLUMNS.split(","))
+        rows = await self._fetch(
+            f"SELECT {columns}, n.created_at AS n_created, n.updated_at AS n_updated, a.state AS a_state"
+            " FROM notifications n JOIN alerts a ON a.id=n.alert_id"
+            " WHERE n.status='unknown' OR (n.status = ANY($1::text[]) AND n.updated_at<$2)"
+            " ORDER BY n.updated_at LIMIT $3",
+            list(PROVIDER_PENDING_STATUSES),
+            stuck_before,
+            limit,
+        )
+        return [
+            ReconcileRow(self._notification(r), r["n_created"], r["n_updated"], str(r["a_state"]))
+            for r in rows
+        ]
+
+    async def settle_notification(
+        self,
+        notification_id: int,
+        *,
+        expected: str,
+        status: str,
+        provider_sid: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Compare-and-set of a row's status (see the protocol)."""
+        done = await self._tx(
+            lambda c: c.execute(
+                "UPDATE notifications SET status=$1, provider_sid=COALESCE($2, provider_sid), error=$3,"
+                " lease_owner=NULL, lease_until=NULL, updated_at=$4 WHERE id=$5 AND status=$6",
+                status,
+                provider_sid,
+                error,
+                utcnow(),
+                notification_id,
+                expected,
+            )
+        )
+        return str(done).endswith(" 1")
 
     # -- timers --------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from dispatcher.domain import Device, DeviceState, HomeVisit
 from dispatcher.store.base import (
+    PROVIDER_PENDING_STATUSES,
     PURGED_LOCATION,
     AlertQuery,
     AlertRecord,
@@ -34,6 +35,7 @@ from dispatcher.store.base import (
     NotFound,
     NotificationRecord,
     PurgeReport,
+    ReconcileRow,
     StoreUnavailable,
     Timer,
     Transition,
@@ -434,6 +436,50 @@ class SqliteStore(SqliteVisits, DocumentDirectory):
             (phone, *states),
         )
         return None if row is None else str(row["alert_id"])
+
+    async def notifications_to_reconcile(
+        self, *, stuck_before: datetime, limit: int = 200
+    ) -> list[ReconcileRow]:
+        """Rows 'unknown', and provider-pending rows unchanged since ``stuck_before`` (oldest first)."""
+        marks = ",".join("?" * len(PROVIDER_PENDING_STATUSES))
+        columns = ", ".join(f"n.{c.strip()}" for c in _NOTIFICATION_COLUMNS.split(","))
+        rows = await self._all(
+            f"SELECT {columns}, n.created_at AS n_created, n.updated_at AS n_updated, a.state AS a_state"
+            " FROM notifications n JOIN alerts a ON a.id=n.alert_id"
+            f" WHERE n.status='unknown' OR (n.status IN ({marks}) AND n.updated_at<?)"
+            " ORDER BY n.updated_at LIMIT ?",
+            (*PROVIDER_PENDING_STATUSES, _iso(stuck_before), limit),
+        )
+        return [
+            ReconcileRow(
+                self._notification(r),
+                datetime.fromisoformat(r["n_created"]),
+                datetime.fromisoformat(r["n_updated"]),
+                str(r["a_state"]),
+            )
+            for r in rows
+        ]
+
+    async def settle_notification(
+        self,
+        notification_id: int,
+        *,
+        expected: str,
+        status: str,
+        provider_sid: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Compare-and-set of a row's status (see the protocol)."""
+
+        def settle(tx: sqlite3.Connection) -> bool:
+            cursor = tx.execute(
+                "UPDATE notifications SET status=?, provider_sid=COALESCE(?, provider_sid), error=?,"
+                " lease_owner=NULL, lease_until=NULL, updated_at=? WHERE id=? AND status=?",
+                (status, provider_sid, error, _iso(utcnow()), notification_id, expected),
+            )
+            return cursor.rowcount == 1
+
+        return await self._atomic(settle, urgent=False)
 
     # -- timers --------------------------------------------------------------------
 

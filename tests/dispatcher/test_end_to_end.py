@@ -301,20 +301,26 @@ async def test_forged_webhook_is_refused_with_403(system: System) -> None:
     assert response.status_code == 403
 
 
-async def test_provider_500_falls_back_along_the_chain(system: System) -> None:
+async def test_provider_500_is_retried_and_never_counts_as_a_contact_failure(system: System) -> None:
     system.sandbox.set_number(CHEF_DE_POSTE, NumberBehaviour(http_500=True))
     device = await system.add_device(
         "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
     )
     alert_id = await asyncio.to_thread(device.alert)
-
-    async def failed_recorded() -> bool:
-        return any(n.status == "failed" for n in await system.store.notifications_for(alert_id))
-
-    await system.until(failed_recorded, within=20)
-    # The other tier-1 contact was called regardless, and the failure is visible.
+    # The other tier-1 contact is called regardless; the provider's 500s are retried with backoff.
     await system.sandbox.wait_for(lambda: bool(system.sent_to(OFFICIER_DE_QUART, "call")), within=10)
+    await system.sandbox.wait_for(lambda: len(system.sandbox.requests_to(CHEF_DE_POSTE, "message")) >= 3, 20)
     rows = await system.store.notifications_for(alert_id)
-    failed = [n for n in rows if n.phone == CHEF_DE_POSTE]
-    assert failed and all(n.status == "failed" and n.attempts == 1 for n in failed)
-    assert len(system.sandbox.requests_to(CHEF_DE_POSTE, "message")) == 3  # provably failed: retried, bounded
+    assert not [n for n in rows if n.status in ("failed", "canceled")]  # not a failed contact
+    assert (await system.store.get_alert(alert_id)).state == "notifying"
+    assert system.sandbox.requests_to(REFERENT_SSJ, "message") == []  # the chain did not move on
+    # The provider answers again: the waiting SMS goes out, once.
+    system.sandbox.clear_numbers()
+
+    async def chef_texted() -> bool:
+        rows = await system.store.notifications_for(alert_id)
+        return any(n.phone == CHEF_DE_POSTE and n.channel == "sms" and n.provider_sid for n in rows)
+
+    await system.until(chef_texted, within=20)
+    created = [r for r in system.sandbox.requests_to(CHEF_DE_POSTE, "message") if r.status == 201]
+    assert len(created) == 1

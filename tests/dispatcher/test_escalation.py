@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dispatcher.domain import AlertKind, AlertState, Channel
 from dispatcher.escalation import (
+    ALARM_EXHAUSTED,
     PRACTITIONER_CONTACT_ID,
     Acknowledged,
     AckTimeout,
@@ -192,10 +193,57 @@ def test_timeouts_walk_tiers_then_rounds_then_exhaust() -> None:
     state, commands = step(state, AckTimeout(1, 1))
     assert state.exhausted
     assert state.state is AlertState.NOTIFYING  # still open: operators must act
-    assert commands == [RaiseOperatorAlarm("escalade épuisée"), PushConsole()]
+    assert of_type(commands, RaiseOperatorAlarm) == [RaiseOperatorAlarm(ALARM_EXHAUSTED)]
     assert state.notified == ("officier-permanence", "cic-montpellier", "commissaire")
-
     assert step(state, AckTimeout(1, 1)) == (state, [])
+
+
+def test_an_exhausted_chain_keeps_re_notifying_the_last_tier_until_acknowledged() -> None:
+    state = run(started(), AckTimeout(0, 0), AckTimeout(1, 0), AckTimeout(0, 1))[0]
+    state, commands = step(state, AckTimeout(1, 1))
+    # The chain is run out: one alarm, and the last tier alerted again on the re-notification period.
+    assert (state.tier, state.round) == (1, 2)
+    assert notifies(commands) == {("commissaire", SMS, "alert"), ("commissaire", VOICE, "alert")}
+    assert of_type(commands, StartTimer) == [StartTimer(delay_s=PLAN.renotify_s, tier=1, round=2)]
+    for round_ in (3, 4, 5):
+        state, commands = step(state, AckTimeout(1, round_ - 1))
+        assert (state.tier, state.round) == (1, round_)
+        assert of_type(commands, StartTimer) == [StartTimer(PLAN.renotify_s, 1, round_)]
+        assert len(of_type(commands, Notify)) == 2
+        assert not of_type(commands, RaiseOperatorAlarm)  # the alarm was raised once
+    state, commands = step(state, Acknowledged(by="commissaire", via="voice"))
+    assert state.state is AlertState.ACKNOWLEDGED and CancelTimers() in commands
+
+
+def test_a_re_notification_also_alerts_the_deployment_fallback_contact() -> None:
+    fallback = Recipient("deployment-fallback", "Astreinte Vigie", "+33465719999", (VOICE,))
+    plan = replace(PLAN, repeats=0, renotify_also=fallback)
+    state, commands = run(started(plan), AckTimeout(0, 0), AckTimeout(1, 0))
+    assert notifies(commands) == {
+        ("commissaire", SMS, "alert"),
+        ("commissaire", VOICE, "alert"),
+        ("deployment-fallback", VOICE, "alert"),
+    }
+    assert "deployment-fallback" in state.notified  # and so gets the later notices
+    assert EscalationState.from_json(json.loads(json.dumps(state.to_json()))) == state
+
+
+def test_a_re_notification_waits_for_its_period_even_when_every_delivery_fails() -> None:
+    state = run(started(replace(PLAN, repeats=0)), AckTimeout(0, 0), AckTimeout(1, 0))[0]
+    assert (state.tier, state.round) == (1, 1)
+    state, commands = run(state, DeliveryFailed("commissaire", SMS), DeliveryFailed("commissaire", VOICE))
+    assert (state.tier, state.round) == (1, 1)  # no tight loop on a dead number
+    assert not of_type(commands, StartTimer)
+
+
+def test_the_re_notification_period_comes_from_the_plan_and_survives_json() -> None:
+    plan = replace(PLAN, repeats=0, renotify_s=42)
+    state, commands = run(started(plan), AckTimeout(0, 0), AckTimeout(1, 0))
+    assert of_type(commands, StartTimer) == [StartTimer(42, 1, 1)]
+    assert EscalationState.from_json(json.loads(json.dumps(state.to_json()))).plan.renotify_s == 42
+    legacy = state.to_json()
+    del legacy["plan"]["renotify_s"]  # a state written before re-notification existed
+    assert EscalationState.from_json(legacy).plan.renotify_s == PLAN.renotify_s
 
 
 def test_no_repeat_exhausts_after_the_last_tier() -> None:
@@ -203,7 +251,7 @@ def test_no_repeat_exhausts_after_the_last_tier() -> None:
     state, _ = step(state, AckTimeout(0, 0))
     state, commands = step(state, AckTimeout(1, 0))
     assert state.exhausted
-    assert of_type(commands, RaiseOperatorAlarm) == [RaiseOperatorAlarm("escalade épuisée")]
+    assert of_type(commands, RaiseOperatorAlarm) == [RaiseOperatorAlarm(ALARM_EXHAUSTED)]
 
 
 @pytest.mark.parametrize("event", [AckTimeout(1, 0), AckTimeout(0, 1), AckTimeout(5, 0)])
@@ -342,7 +390,7 @@ def test_an_exhausted_or_unrouted_alert_keeps_its_alarm_until_a_human_has_it() -
     state = started()
     for _ in range(4):
         state, _ = step(state, AckTimeout(state.tier, state.round))
-    assert state.exhausted and state.alarm == "escalade épuisée"
+    assert state.exhausted and state.alarm == ALARM_EXHAUSTED
     acked, _ = step(state, Acknowledged(by="commissaire", via="voice"))
     assert acked.alarm is None
     unrouted, _ = start("a-2", AlertKind.ALERT, EscalationPlan(), practitioner_phone=None)
@@ -431,7 +479,7 @@ def test_failure_after_the_end_only_refreshes_the_console() -> None:
     assert step(state, DeliveryFailed("officier-permanence", SMS)) == (state, [PushConsole()])
 
 
-def test_total_outage_exhausts_quickly_and_raises_the_alarm() -> None:
+def test_every_contact_failing_exhausts_quickly_and_raises_the_alarm() -> None:
     state = started(replace(PLAN, repeats=0))
     state, _ = run(
         state,
@@ -442,7 +490,8 @@ def test_total_outage_exhausts_quickly_and_raises_the_alarm() -> None:
     )
     state, commands = step(state, DeliveryFailed("commissaire", VOICE))
     assert state.exhausted
-    assert RaiseOperatorAlarm("escalade épuisée") in commands
+    assert RaiseOperatorAlarm(ALARM_EXHAUSTED) in commands
+    assert of_type(commands, StartTimer) == [StartTimer(PLAN.renotify_s, 1, 1)]  # and re-notifies
 
 
 # --- operator takeover -------------------------------------------------------------------------
@@ -574,8 +623,11 @@ def test_any_event_sequence_is_safe(plan: EscalationPlan, kind: AlertKind, scrip
         else:
             assert state.version == before.version + 1
             assert commands[-1] == PushConsole()
-        if before.exhausted:
-            assert not of_type(commands, StartTimer)
+        if before.exhausted:  # only re-notification timers after the chain ran out
+            assert all(
+                isinstance(t, StartTimer) and t.delay_s == plan.renotify_s
+                for t in of_type(commands, StartTimer)
+            )
         # An alarm is only pending on an open alert; a duress keeps what a cancel would have shown.
         assert state.alarm is None or not state.terminal
         assert (state.cover is not None) == state.duress
@@ -586,8 +638,15 @@ def test_any_event_sequence_is_safe(plan: EscalationPlan, kind: AlertKind, scrip
     # Positions only move forward, each armed once.
     assert positions == sorted(set(positions))
     alerts = [c for c in history if isinstance(c, Notify) and c.purpose == "alert"]
+    planned = [n for n in alerts if n.round <= plan.repeats]
     bound = sum(len(r.channels) for t in plan.tiers for r in t.recipients) * (plan.repeats + 1)
-    assert len(alerts) <= bound
+    assert len(planned) <= bound
+    # Re-notifications: one round per timer, each at most the last tier's channels.
+    renotified = Counter(n.round for n in alerts if n.round > plan.repeats)
+    last = [t for t in plan.tiers if t.recipients][-1] if renotified else None
+    assert last is None or all(
+        n <= sum(len(r.channels) for r in last.recipients) for n in renotified.values()
+    )
     # Nobody is alerted twice on the same channel at the same position.
     per_position = Counter((n.recipient.contact_id, n.channel, n.tier, n.round) for n in alerts)
     assert all(count == 1 for count in per_position.values())
@@ -606,3 +665,5 @@ def test_unanswered_alert_always_ends_in_an_operator_alarm(plan: EscalationPlan)
     assert state.exhausted
     assert len(alarms) == 1
     assert state.state is AlertState.NOTIFYING
+    if not plan.is_empty:  # and it still has a timer: the next re-notification
+        assert of_type(commands, StartTimer) == [StartTimer(plan.renotify_s, state.tier, state.round)]

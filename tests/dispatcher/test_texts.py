@@ -231,8 +231,10 @@ def test_alert_twiml_is_a_repeated_french_gather() -> None:
         assert "Le docteur Marie-Hélène Dupont-Française" in (say.text or "")
         assert "Code de la porte : 4, 5, 1, 2, B." in (say.text or "")
         assert "Appuyez sur 1" in (say.text or "")
-    final = root.findall("Say")
-    assert len(final) == 1 and "reste active" in (final[0].text or "")
+        assert "répondre 1 par SMS" in (say.text or "")  # the fallback when a keypress cannot reach us
+    # Silence: asked again through the dispatcher (the same action, without digits).
+    redirect = root.find("Redirect")
+    assert redirect is not None and redirect.text == GATHER and redirect.get("method") == "POST"
 
 
 def builder_twiml(speech: str, action: str, voice: str) -> str:
@@ -242,7 +244,7 @@ def builder_twiml(speech: str, action: str, voice: str) -> str:
     for _ in range(texts.VOICE_REPEATS):
         gather.say(speech, language=texts.VOICE_LANGUAGE, voice=voice)
         gather.pause(length=1)
-    response.say(texts.NO_KEY_SPEECH, language=texts.VOICE_LANGUAGE, voice=voice)
+    response.redirect(action, method="POST")
     return str(response.to_xml())
 
 

@@ -15,6 +15,7 @@ from twilio.request_validator import RequestValidator
 from broker_config.runner import free_port
 from dispatcher.notifier import GATHER_PATH, SMS_WEBHOOK_PATH, STATUS_CALLBACK_PATH, TwilioNotifier
 from dispatcher.settings import TwilioSettings
+from dispatcher.texts import ASK_AGAIN_SPEECH
 from dispatcher.webhooks import TwilioWebhooks
 from sandbox.twilio_harness import RecordingInbox, serve_asgi
 from sandbox.twilio_resources import NumberBehaviour
@@ -218,6 +219,7 @@ def gather_params(digits: str) -> dict[str, str]:
         ("1", True, "Alerte prise en compte. Merci."),
         ("1", False, "Cette alerte est déjà prise en charge ou terminée. Merci."),
         ("7", False, "Touche non reconnue. Appuyez sur 1 pour prendre en charge l'alerte."),
+        ("", False, ASK_AGAIN_SPEECH),  # the alert's gather ended in silence and redirected here
     ],
 )
 async def test_gather_answers(
@@ -230,6 +232,7 @@ async def test_gather_answers(
     assert response.status_code == 200
     # The contact is the callee (To) of the call we placed, not our caller id.
     assert inbox.keypresses == [(CALL_SID, CONTACT, digits)]
+    assert inbox.refs == ["a1-c1"]  # our reference travels with the keypress: no SID lookup needed
     root = ET.fromstring(response.text)
     say = root.find(".//Say")
     assert say is not None and say.text == expected and say.get("language") == "fr-FR"

@@ -103,7 +103,7 @@ class Cluster:
             "VIGIE_TWILIO__API_BASE_URL": self.sandbox.base_url,
             "VIGIE_TWILIO__PUBLIC_BASE_URL": instance.url,
             # The sandbox shares two cores with everything else here: a slow answer
-            # must not turn into an 'unknown' outcome (never re-sent by design).
+            # should not turn into an 'unknown' outcome (looked up at the provider, maybe re-sent).
             "VIGIE_TWILIO__REQUEST_TIMEOUT_S": "30",
             "VIGIE_HTTP_PORT": str(instance.http_port),
             "VIGIE_FALLBACK__NAME": "Permanence Vigie",

@@ -498,6 +498,38 @@ async def test_abandoned_rows_are_expired_leases_or_our_own_previous_life(store:
     assert (row.status, row.error) == ("sending", "500: x")  # the error is kept
 
 
+@covers("notifications_to_reconcile", "settle_notification")
+async def test_uncertain_and_stuck_rows_are_listed_and_settled_by_compare_and_set(store: Any) -> None:
+    await seed(store)
+    await store.insert_alerts([(new_alert("a-1"), window(1), first("a-1", spec("a"), spec("b"), spec("c")))])
+    a, b, c = await store.notifications_for("a-1")
+    await store.claim_notifications("dead", now=1000.0)
+    await store.record_notification(a.id, status="unknown", error="timeout")
+    await store.record_notification(b.id, status="queued", provider_sid="SMb")
+    await store.record_notification(c.id, status="delivered", provider_sid="SMc")
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    earlier = datetime.now(UTC) - timedelta(minutes=1)
+    # 'unknown' always; 'queued' only once unchanged since the cut-off; 'delivered' never.
+    assert [r.notification.id for r in await store.notifications_to_reconcile(stuck_before=earlier)] == [a.id]
+    rows = await store.notifications_to_reconcile(stuck_before=later)
+    assert sorted(r.notification.id for r in rows) == [a.id, b.id]
+    row = next(r for r in rows if r.notification.id == a.id)
+    assert row.alert_state == "notifying" and row.created_at <= row.updated_at <= later
+    # Compare-and-set: only from the expected status; the SID is kept unless a new one is given.
+    assert await store.settle_notification(a.id, expected="unknown", status="queued", provider_sid="SMa")
+    assert not await store.settle_notification(a.id, expected="unknown", status="pending")
+    assert await store.settle_notification(b.id, expected="queued", status="delivered", error="rapprochée")
+    by_id = {n.id: n for n in await store.notifications_for("a-1")}
+    assert (by_id[a.id].status, by_id[a.id].provider_sid) == ("queued", "SMa")
+    assert (by_id[b.id].status, by_id[b.id].provider_sid, by_id[b.id].error) == (
+        "delivered",
+        "SMb",
+        "rapprochée",
+    )
+    with pytest.raises(AlreadyExists):  # a SID belongs to one row
+        await store.settle_notification(a.id, expected="queued", status="sent", provider_sid="SMc")
+
+
 @covers("active_alert_for_phone")
 async def test_active_alert_for_phone_is_the_latest_open_alert_notified(store: Any) -> None:
     await seed(store)

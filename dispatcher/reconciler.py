@@ -1,0 +1,151 @@
+"""The reconciliation's I/O shell: reads rows and provider records, applies :mod:`dispatcher.reconcile`.
+
+Runs on every instance every ``reconcile_interval_s``. Every write is a
+compare-and-set on the row's status (:meth:`Store.settle_notification`), so
+two instances reconciling the same row settle it once, and a status callback
+landing meanwhile wins over the lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from dispatcher import reconcile as rc
+from dispatcher.events import EventBus
+from dispatcher.notifier import ProviderUnavailable
+from dispatcher.store.base import AlreadyExists, NotificationRecord, ReconcileRow, Store
+
+log = logging.getLogger(__name__)
+
+FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
+RESENT = "introuvable chez le fournisseur après un envoi incertain : renvoyée"
+
+
+class ProviderRecords(Protocol):
+    """What the reconciliation reads from the provider (TwilioNotifier fills it)."""
+
+    async def records_to(self, channel: str, to: str, *, limit: int = 50) -> list[rc.ProviderRecord]: ...
+    async def record(self, channel: str, sid: str) -> rc.ProviderRecord | None: ...
+
+
+class Reconciler:
+    """Settles 'unknown' rows and stuck provider statuses against the provider's records."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        provider: ProviderRecords,
+        bus: EventBus,
+        on_failed: Callable[[NotificationRecord], Awaitable[None]],
+        kick: Callable[[], None],
+        settle_s: float,
+        stuck_after_s: float,
+        interval_s: float,
+    ) -> None:
+        self._store = store
+        self._provider = provider
+        self._bus = bus
+        self._on_failed = on_failed
+        self._kick = kick
+        self._settle_s = settle_s
+        self._stuck_after_s = stuck_after_s
+        self._interval_s = interval_s
+
+    async def run(self) -> None:
+        """Reconcile forever, one pass every ``interval_s``."""
+        while True:
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("reconciliation pass failed; next pass in %.0f s", self._interval_s)
+            await asyncio.sleep(self._interval_s)
+
+    async def reconcile_once(self) -> int:
+        """One pass; returns how many rows it settled."""
+        await self._release_abandoned()
+        now = time.time()
+        stuck_before = datetime.fromtimestamp(now - self._stuck_after_s, UTC)
+        settled = 0
+        for row in await self._store.notifications_to_reconcile(stuck_before=stuck_before):
+            try:
+                decision = await self._decide(row, now)
+            except ProviderUnavailable as exc:
+                log.warning("reconciliation paused: provider unavailable (%s)", exc)
+                break
+            settled += await self._apply(row, decision)
+        if settled:
+            self._kick()
+        return settled
+
+    async def _release_abandoned(self) -> None:
+        """Rows a dead instance left mid-send: 'retry_wait' was provably unsent, 'sending' is uncertain."""
+        for n in await self._store.abandoned_notifications(time.time(), None):
+            target = "pending" if n.status == "retry_wait" else "unknown"
+            if await self._store.settle_notification(
+                n.id, expected=n.status, status=target, error=f"{n.error or ''} (instance disparue)".strip()
+            ):
+                log.warning("notification %s abandoned by a dead instance: %s -> %s", n.id, n.status, target)
+
+    async def _decide(self, row: ReconcileRow, now: float) -> rc.Decision:
+        uncertain = _uncertain(row)
+        if uncertain.provider_sid is not None:
+            return rc.decide_stuck(
+                uncertain, await self._provider.record(uncertain.channel, uncertain.provider_sid)
+            )
+        if now - uncertain.updated_at < self._settle_s:
+            return rc.Wait("settling")  # spare the provider a lookup whose answer would not count
+        records = await self._provider.records_to(uncertain.channel, uncertain.phone)
+        taken = frozenset([r.sid for r in records if await self._sid_taken(r.sid, uncertain.id)])
+        return rc.decide_lost(uncertain, records, taken_sids=taken, now=now, settle_s=self._settle_s)
+
+    async def _sid_taken(self, sid: str, row_id: int) -> bool:
+        owner = await self._store.notification_by_sid(sid)
+        return owner is not None and owner.id != row_id
+
+    async def _apply(self, row: ReconcileRow, decision: rc.Decision) -> int:
+        n = row.notification
+        match decision:
+            case rc.Wait():
+                return 0
+            case rc.Adopt(sid=sid, status=status):
+                done = await self._settle(n, status, sid, f"rapprochée avec le fournisseur ({n.status})")
+                if done and status in FAILED_STATUSES:
+                    await self._on_failed(n)
+            case rc.Resend():
+                done = await self._settle(n, "pending", None, RESENT)
+            case rc.Drop(reason=reason):
+                done = await self._settle(n, "canceled", None, reason)
+        if done:
+            log.warning("notification %s (%s to %s): %s -> %s", n.id, n.channel, n.phone, n.status, decision)
+            self._bus.publish("alert", alert_id=n.alert_id)
+        return int(done)
+
+    async def _settle(self, n: NotificationRecord, status: str, sid: str | None, note: str) -> bool:
+        try:
+            return await self._store.settle_notification(
+                n.id, expected=n.status, status=status, provider_sid=sid, error=note
+            )
+        except AlreadyExists:  # the SID was stored on another row meanwhile
+            return False
+
+
+def _uncertain(row: ReconcileRow) -> rc.Uncertain:
+    n = row.notification
+    channel: Literal["sms", "voice"] = "voice" if n.channel == "voice" else "sms"
+    return rc.Uncertain(
+        id=n.id,
+        channel=channel,
+        phone=n.phone,
+        purpose=n.purpose,
+        status=n.status,
+        provider_sid=n.provider_sid,
+        created_at=row.created_at.timestamp(),
+        updated_at=row.updated_at.timestamp(),
+        alert_state=row.alert_state,
+    )
