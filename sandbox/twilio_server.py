@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from aiohttp import ClientError, ClientOSError, ClientSession, ClientTimeout, ServerDisconnectedError, web
+from aiohttp import (
+    ClientError,
+    ClientOSError,
+    ClientSession,
+    ClientTimeout,
+    ServerDisconnectedError,
+    TCPConnector,
+    web,
+)
 from twilio.request_validator import RequestValidator
 from yarl import URL
 
@@ -55,6 +63,7 @@ log = logging.getLogger(__name__)
 DEFAULT_ACCOUNT_SID = "AC" + "5a" * 16
 DEFAULT_AUTH_TOKEN = "sandbox-auth-token-0123456789abcdef"
 WEBHOOK_TIMEOUT_S = 15.0  # Twilio gives up on a webhook after 15 s
+IDLE_CONNECTION_S = 2.0  # keep-alive of the sandbox's connections to the dispatcher
 PRESS_WAIT_S = 30.0
 DEFAULT_SMS_ERROR = {"undelivered": 30003, "failed": 30008}
 
@@ -195,7 +204,12 @@ class TwilioSandbox:
         """Listen on host:port (port 0 picks a free one)."""
         if self._log_path is not None:
             self._log = self._log_path.open("a", encoding="utf-8", buffering=1)
-        self._session = ClientSession(timeout=ClientTimeout(total=WEBHOOK_TIMEOUT_S))
+        # Idle connections are dropped before the dispatcher's server would close them
+        # (uvicorn: 5 s), so a callback seldom lands on a connection being closed.
+        self._session = ClientSession(
+            timeout=ClientTimeout(total=WEBHOOK_TIMEOUT_S),
+            connector=TCPConnector(keepalive_timeout=IDLE_CONNECTION_S),
+        )
         self._runner = web.AppRunner(self._app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
