@@ -127,6 +127,61 @@ def load_directory_command(
         raise typer.Exit(1) from None
 
 
+@app.command("load-communes")
+def load_communes_command(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="GeoJSON FeatureCollection(s) (properties.code, .nom)")
+    ] = None,
+    fetch: Annotated[
+        list[str] | None, typer.Option(help="Département to fetch from VIGIE_GEO_API__BASE_URL (repeatable)")
+    ] = None,
+    departement: Annotated[
+        list[str] | None,
+        typer.Option(help="Départements FILE covers (repeatable); default: the conventions' départements"),
+    ] = None,
+    create: CreateOption = False,
+) -> None:
+    """Load commune contours (GPS fix -> INSEE code, offline): all or nothing, per département."""
+    from dispatcher.communes import CommuneLoadError, fetch_departement, load_communes
+    from dispatcher.store import open_store
+
+    if not files and not fetch:
+        raise typer.BadParameter("give a FILE or --fetch DEPARTEMENT")
+    settings = _settings(AdminSettings)
+    _require_database(settings.database_url, create)
+
+    async def run() -> None:
+        store = await open_store(settings.database_url)
+        try:
+            sources = [(str(f), await asyncio.to_thread(_read_bytes, f)) for f in files or []]
+            sources += [await fetch_departement(settings.geo_api, d) for d in fetch or []]
+            covered = set(departement or []) | set(fetch or [])
+            if files and not departement:
+                covered |= {c.departement for c in await store.list_conventions()}
+            if not covered:
+                source = str(files[0]) if files else "<none>"
+                raise CommuneLoadError(source, "no --departement given and no convention loaded")
+            total = await load_communes(store, sources, covered)
+            typer.echo(f"communes: {total} stored (départements {', '.join(sorted(covered))})")
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except CommuneLoadError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    from dispatcher.communes import CommuneLoadError
+
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CommuneLoadError(str(path), f"cannot read file: {exc.strerror or exc}") from None
+
+
 @user_app.command("add")
 def user_add(
     username: Annotated[str, typer.Argument(help="Login, [a-z0-9._-]{3,64}")],
@@ -246,41 +301,43 @@ def visit_add(
     import secrets
     from datetime import UTC, datetime, timedelta
 
+    from dispatcher.communes import CommuneIndex
     from dispatcher.domain import Address, HomeVisit
-    from dispatcher.geocoding import AddressGeocoder, GeocodingError
+    from dispatcher.geocoding import AddressGeocoder
     from dispatcher.store import open_store
+    from dispatcher.visit_place import UnroutableVisit, place_visit_address
 
     settings = _settings(AdminSettings)
     _require_database(settings.database_url, create)
 
     async def run() -> None:
-        place = Address(label=address, floor=floor, access_code=access_code, details=details)
-        async with AddressGeocoder(settings.geocoder) as geocoder:
-            try:
-                place = await geocoder.geocode(place)
-            except GeocodingError as exc:
-                typer.echo(
-                    f"attention : adresse non géocodée ({exc}) ; "
-                    "le routage utilisera le site de la praticienne",
-                    err=True,
-                )
-        now = datetime.now(UTC)
-        visit = HomeVisit(
-            id=f"visit-{secrets.token_hex(6)}",
-            practitioner_id=practitioner,
-            address=place,
-            starts_at=now,
-            ends_at=now + timedelta(hours=hours),
-        )
         store = await open_store(settings.database_url)
         try:
+            place = Address(label=address, floor=floor, access_code=access_code, details=details)
+            communes = await asyncio.to_thread(CommuneIndex, await store.list_communes())
+            async with AddressGeocoder(settings.geocoder) as geocoder:
+                place, warning = await place_visit_address(place, geocoder, communes)
+            if warning:
+                typer.echo(f"attention : {warning}", err=True)
+            now = datetime.now(UTC)
+            visit = HomeVisit(
+                id=f"visit-{secrets.token_hex(6)}",
+                practitioner_id=practitioner,
+                address=place,
+                starts_at=now,
+                ends_at=now + timedelta(hours=hours),
+            )
             await store.upsert_visit(visit)
         finally:
             await store.close()
         until = visit.ends_at.astimezone(PARIS).strftime("%d/%m/%Y %H:%M")
         typer.echo(f"visite {visit.id} déclarée jusqu'au {until} (heure de Paris)")
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except UnroutableVisit as exc:
+        typer.echo(f"visite refusée : {exc.reason}", err=True)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

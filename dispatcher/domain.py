@@ -240,6 +240,15 @@ class ResolvedLocation(_Value):
     fix_age_s: float | None = None
     insee: Insee | None = None
     departement: Departement | None = None
+    at_address: bool = Field(
+        default=False,
+        description="A GPS fix at ``address`` (the active visit, within the fix's accuracy or 200 m):"
+        " its floor and door code apply",
+    )
+    other_place: str | None = Field(
+        default=None,
+        description="The other place when a fix and the active visit disagree, saying which is newer",
+    )
 
 
 class AlertKind(StrEnum):
@@ -282,4 +291,11 @@ class AlertContext(_Value):
     )
     reason: str | None = Field(
         default=None, description="Why the dispatcher raised it itself, e.g. 'visite non clôturée'"
+    )
+    fallback: str | None = Field(
+        default=None, description="'departemental' or 'deployment' when a fallback routed the alert"
+    )
+    operator_scope: list[str] = Field(
+        default_factory=list,
+        description="Names of the conventions whose operators see the alert (its territory's)",
     )

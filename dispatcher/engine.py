@@ -30,6 +30,7 @@ from dispatcher.domain import (
     Convention,
     DeviceKind,
     DownlinkKind,
+    Site,
 )
 from dispatcher.escalation_plan import DEFAULT_RENOTIFY_S
 from dispatcher.events import EventBus
@@ -152,6 +153,8 @@ class Engine:
             update={
                 "convention_name": decision.convention.name if decision.convention else None,
                 "routing_reason": decision.reason,
+                "fallback": decision.fallback.value if decision.fallback else None,
+                "operator_scope": list(decision.watchers),
             }
         )
         events: list[tuple[str, dict[str, Any]]] = [
@@ -191,14 +194,16 @@ class Engine:
             else None
         )
         fix = Location.model_validate(alert.fix) if alert.fix else None
+        last_known = self._cache.last_fixes.get(alert.device_id)
         location = resolve_location(
             fix=fix,
             now=alert.received_at,
             visit=visit,
             site=site,
-            last_known=self._cache.last_fixes.get(alert.device_id),
-            known_places=known_places(sites=[site] if site else [], visits=visits),
+            last_known=last_known,
+            known_places=known_places(sites=self._sites_near(site, fix or last_known), visits=visits),
             policy=self._policy,
+            commune_at=self._cache.communes.insee_at,
         )
         if fix is not None:
             self._cache.last_fixes[alert.device_id] = fix
@@ -213,6 +218,11 @@ class Engine:
             device=device,
             location=location,
         )
+
+    def _sites_near(self, own: Site | None, fix: Location | None) -> list[Site]:
+        """Her site, and any site close to the fix: a fix is described from the nearest known address."""
+        near = self._cache.current.site_index.near(fix.lat, fix.lon) if fix is not None else []
+        return [own, *near] if own is not None else near
 
     async def after_commit(self, planned: PlannedAlert) -> None:
         """Execute a committed new alert's first commands."""

@@ -28,8 +28,8 @@ generated directories, locations and times):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -52,6 +52,7 @@ __all__ = [
     "deployment_recipient",
     "position_words",
     "route",
+    "watchers_of",
 ]
 
 #: Contact id of the deployment-wide fallback contact in plans and timelines.
@@ -82,6 +83,24 @@ class RoutingDecision:
     notes: tuple[str, ...]
     fallback: Fallback | None = None
     reason: str | None = None
+    watchers: tuple[str, ...] = ()
+
+
+def watchers_of(
+    conventions: Sequence[Convention], decision: RoutingDecision, location: ResolvedLocation
+) -> tuple[str, ...]:
+    """Names of the conventions whose operators see the alert.
+
+    Routed to the competent unit: its convention. Through a fallback: also every
+    convention of the location's département; when none has it (or the
+    département is unknown), every convention, i.e. every operator on duty.
+    """
+    own = (decision.convention.name,) if decision.convention is not None else ()
+    if decision.fallback is None:
+        return own
+    local = tuple(c.name for c in conventions if c.departement == location.departement)
+    every = tuple(c.name for c in conventions)
+    return tuple(dict.fromkeys((*own, *(local or every))))
 
 
 def deployment_recipient(name: str, phone: str, channels: Iterable[str]) -> Recipient:
@@ -111,7 +130,16 @@ def position_words(location: ResolvedLocation) -> str:
 def route(
     conventions: Iterable[Convention], location: ResolvedLocation, now: datetime, deployment: Recipient
 ) -> RoutingDecision:
-    """Convention, units and a never-empty plan for an alert at ``location`` at ``now``."""
+    """Convention, units and a never-empty plan for an alert at ``location`` at ``now``,
+    with the conventions whose operators must see it (:func:`watchers_of`)."""
+    conventions = tuple(conventions)
+    decision = _route(conventions, location, now, deployment)
+    return replace(decision, watchers=watchers_of(conventions, decision, location))
+
+
+def _route(
+    conventions: Sequence[Convention], location: ResolvedLocation, now: datetime, deployment: Recipient
+) -> RoutingDecision:
     convention = find_convention(conventions, location)
     if convention is None:
         reason = f"aucune convention SSJ ne couvre cette position — {position_words(location)}"

@@ -139,6 +139,17 @@ class AddressGeocoder:
         except GeopyError as exc:
             raise GeocodingUnavailable(query, f"geocoder at {self.search_url} failed: {exc}") from exc
         return [location.raw for location in found or []]
+    async def commune_code(self, label: str) -> str | None:
+        """The INSEE code of the commune the BAN places ``label`` in, even from a
+        commune-level match (a visit then routes by its commune); None if no
+        confident match. Raises :class:`GeocodingUnavailable`."""
+        if len(label.strip()) < 3:
+            return None
+        location = await self._search(label.strip())
+        props = (location.raw.get("properties") or {}) if location is not None else {}
+        code = props.get("citycode")
+        confident = float(props.get("score") or 0.0) >= self._min_score
+        return code if confident and isinstance(code, str) else None
 
     async def _best_feature(self, label: str) -> dict[str, Any]:
         query = label.strip()

@@ -211,6 +211,8 @@ class Ingest:
         match uplink:
             case Heartbeat():
                 self._health.on_heartbeat(uplink, time.time())
+                if uplink.location is not None:  # the last known position, for an alert without a fix
+                    self._cache.note_fix(uplink.device, uplink.location)
                 batch.done.append(message)
             case Cancel():
                 batch.cancels.append((message, uplink))

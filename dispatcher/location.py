@@ -21,13 +21,9 @@ SMS is not silently switched to UCS-2 (70 characters per segment instead of 160)
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-
-from geopy.distance import geodesic
 
 from dispatcher.domain import (
     Address,
@@ -38,9 +34,19 @@ from dispatcher.domain import (
     Site,
     SiteKind,
 )
+from dispatcher.place_words import (
+    address_line,
+    approx_distance_m,
+    distance_m,
+    format_age,
+    format_coords,
+    offset_phrase,
+    plain_text,
+)
 from protocol.messages import Location
 
 __all__ = [
+    "CommuneLookup",
     "KnownPlace",
     "LocationPolicy",
     "active_visit",
@@ -51,6 +57,10 @@ __all__ = [
     "plain_text",
     "resolve_location",
 ]
+
+
+#: ``(lat, lon) -> INSEE code`` from the commune contours held in memory (None outside them).
+CommuneLookup = Callable[[float, float], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,9 @@ class LocationPolicy:
     within this radius, so that a département-wide SSJ convention can be found.
     ``visit_overrun_s``: how long after its declared end a home visit is still
     considered active (visits overrun; pass it to :func:`active_visit`).
+    ``at_visit_radius_m``: a fresh fix this close to the active visit's address
+    (or within its own accuracy, if larger) is *at* the visit: its floor and
+    door code stay in the messages, with the GPS position.
     """
 
     max_fix_age_s: float = 120.0
@@ -71,6 +84,7 @@ class LocationPolicy:
     near_radius_m: float = 150.0
     departement_radius_m: float = 5_000.0
     visit_overrun_s: float = 1_800.0
+    at_visit_radius_m: float = 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,57 +143,6 @@ _SITE_KIND_LABEL: dict[SiteKind, str] = {
     SiteKind.OTHER: "site",
 }
 
-# Where a point lies from a place, 8-point compass, with the French preposition.
-_COMPASS = (
-    "au nord",
-    "au nord-est",
-    "à l'est",
-    "au sud-est",
-    "au sud",
-    "au sud-ouest",
-    "à l'ouest",
-    "au nord-ouest",
-)
-
-# Characters that would force an SMS into UCS-2, mapped to a plain GSM-7 equivalent.
-_PLAIN = str.maketrans(
-    {
-        "\u2018": "'",
-        "\u2019": "'",
-        "\u201a": "'",
-        "\u2032": "'",
-        "\u201c": '"',
-        "\u201d": '"',
-        "\u201e": '"',
-        "\u00ab": '"',
-        "\u00bb": '"',
-        "\u2013": "-",
-        "\u2014": "-",
-        "\u2212": "-",
-        "\u2026": "...",
-        "\u00a0": " ",
-        "\u202f": " ",
-        "\u2009": " ",
-        "\u0153": "oe",
-        "\u0152": "OE",
-        "\u00b1": "+/-",
-    }
-)
-
-
-# French guillemets carry inner (often non-breaking) spaces that straight quotes do not.
-_GUILLEMETS = re.compile(r"\u00ab\s*|\s*\u00bb")  # \s covers the non-breaking spaces too
-
-
-def plain_text(text: str) -> str:
-    """Replace typographic characters by their plain GSM-7 equivalents.
-
-    Accented letters are kept: é è à ù are GSM-7, and the others (â, ç, ...)
-    come from addresses the SMS encoder transliterates anyway.
-    """
-    return _GUILLEMETS.sub('"', text).translate(_PLAIN)
-
-
 def departement_of(insee: str) -> str:
     """The département of an INSEE commune code: 2 characters, 3 for overseas (97x, 98x).
 
@@ -189,89 +152,12 @@ def departement_of(insee: str) -> str:
     return insee[:3] if insee.startswith(("97", "98")) else insee[:2]
 
 
-# One instance, so that geopy builds its WGS84 Geodesic once instead of at every call
-# (halves the cost; this runs on the alert's hot path). It holds no per-call state.
-_WGS84 = geodesic()
-
-
-def distance_m(a: GeoPoint, b: GeoPoint) -> float:
-    """Geodesic (WGS84) distance in metres."""
-    return float(_WGS84.measure((a.lat, a.lon), (b.lat, b.lon))) * 1000.0
-
-
-def _bearing_deg(origin: GeoPoint, target: GeoPoint) -> float:
-    """Initial great-circle bearing from origin to target, degrees clockwise from north.
-
-    A spherical formula is plenty for an 8-point compass at street scale.
-    """
-    phi1, phi2 = math.radians(origin.lat), math.radians(target.lat)
-    dlon = math.radians(target.lon - origin.lon)
-    y = math.sin(dlon) * math.cos(phi2)
-    x = math.cos(phi1) * math.sin(phi2) - math.sin(phi1) * math.cos(phi2) * math.cos(dlon)
-    return math.degrees(math.atan2(y, x)) % 360.0
-
-
-def _compass(origin: GeoPoint, target: GeoPoint) -> str:
-    return _COMPASS[round(_bearing_deg(origin, target) / 45.0) % 8]
-
-
-def _format_distance(metres: float) -> str:
-    rounded = round(metres / 10.0) * 10
-    if rounded < 1000:
-        return f"{rounded} m"
-    return f"{metres / 1000:.1f} km".replace(".", ",")
-
-
-def _approx_distance_m(a: GeoPoint, b: GeoPoint) -> float:
-    """Haversine distance: to rank places cheaply (geodesic costs ~0.1 ms a call in pure Python)."""
-    phi1, phi2 = math.radians(a.lat), math.radians(b.lat)
-    h = (
-        math.sin((phi2 - phi1) / 2) ** 2
-        + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(b.lon - a.lon) / 2) ** 2
-    )
-    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
-
-
-def _offset_phrase(origin: GeoPoint, target: GeoPoint, what: str, distance: float | None = None) -> str:
-    """'à 40 m au nord-est de <what>', or 'à moins de 10 m de <what>' when too close for a direction."""
-    d = distance_m(origin, target) if distance is None else distance
-    if d < 10:
-        return f"à moins de 10 m de {what}"
-    return f"à {_format_distance(d)} {_compass(origin, target)} de {what}"
-
-
-def _format_age(seconds: float) -> str:
-    s = max(0, round(seconds))
-    if s < 90:
-        return f"il y a {s} s"
-    if s < 90 * 60:
-        return f"il y a {round(s / 60)} min"
-    return f"il y a {s // 3600} h {round((s % 3600) / 60):02d}"
-
-
-def _format_coords(p: GeoPoint) -> str:
-    # Decimal degrees with a dot: what responders type into a map; 5 decimals is about 1 m.
-    return f"{p.lat:.5f}, {p.lon:.5f}"
-
-
-def _address_line(address: Address) -> str:
-    """Label, floor, door code and details, comma-separated."""
-    parts = [address.label]
-    if address.floor:
-        parts.append(address.floor)
-    if address.access_code:
-        parts.append(f"code {address.access_code}")
-    if address.details:
-        parts.append(address.details)
-    return ", ".join(parts)
-
-
 def describe_relative(point: GeoPoint, place: KnownPlace) -> str:
     """Where ``point`` lies from ``place``, in plain French.
 
     e.g. "à 40 m au nord-est de 12 rue de la Loge, 34000 Montpellier (cabinet)".
     """
-    return plain_text(_offset_phrase(place.point, point, f"{place.address.label} ({place.label})"))
+    return plain_text(offset_phrase(place.point, point, f"{place.address.label} ({place.label})"))
 
 
 def offset_from_address(point: GeoPoint, address: Address, *, at_radius_m: float) -> str | None:
@@ -282,7 +168,7 @@ def offset_from_address(point: GeoPoint, address: Address, *, at_radius_m: float
     d = distance_m(address.point, point)
     if d <= at_radius_m:
         return None
-    return plain_text(_offset_phrase(address.point, point, address.label, d))
+    return plain_text(offset_phrase(address.point, point, address.label, d))
 
 
 def _as_utc(dt: datetime) -> datetime:
@@ -301,7 +187,7 @@ def _fix_age_s(fix: Location, now: datetime) -> float:
 
 def _nearest(point: GeoPoint, places: Sequence[KnownPlace]) -> tuple[KnownPlace, float] | None:
     """The nearest place and its geodesic distance (ranked by haversine: the hot path is short)."""
-    place = min(places, key=lambda p: _approx_distance_m(point, p.point), default=None)
+    place = min(places, key=lambda p: approx_distance_m(point, p.point), default=None)
     return None if place is None else (place, distance_m(point, place.point))
 
 
@@ -341,6 +227,7 @@ def resolve_location(
     last_known: Location | None = None,
     known_places: Sequence[KnownPlace] = (),
     policy: LocationPolicy | None = None,
+    commune_at: CommuneLookup | None = None,
 ) -> ResolvedLocation:
     """The best answer to "where is she?" at ``now``, never failing for lack of data.
 
@@ -348,11 +235,13 @@ def resolve_location(
     (e.g. from a previous alert or heartbeat). A ``fix`` that is too old or too
     imprecise is not thrown away: it competes with ``last_known`` as the stale
     fallback, and when a visit or site wins but the fix is far from it, the
-    description says so.
+    description says so. ``commune_at(lat, lon)`` gives the INSEE code of a
+    point from the commune contours loaded in memory (None outside them).
     """
     policy = policy or LocationPolicy()
     if fix is not None and _is_trusted(fix, now, policy):
-        return _from_fix(fix, now, known_places, policy, stale=False)
+        located = _from_fix(fix, now, known_places, policy, stale=False, commune_at=commune_at)
+        return with_visit(located, fix, visit, policy) if visit is not None else located
 
     fallback_fix = _most_recent(f for f in (fix, last_known) if f is not None)
     if visit is not None:
@@ -377,7 +266,7 @@ def resolve_location(
             policy=policy,
         )
     if fallback_fix is not None:
-        return _from_fix(fallback_fix, now, known_places, policy, stale=True)
+        return _from_fix(fallback_fix, now, known_places, policy, stale=True, commune_at=commune_at)
     return ResolvedLocation(
         source=LocationSource.UNKNOWN,
         description="Position inconnue : aucun GPS, aucune visite à domicile en cours, aucun site fixe.",
@@ -396,7 +285,7 @@ def _most_recent(fixes: Iterable[Location]) -> Location | None:
 def _visit_heading(visit: HomeVisit, now: datetime) -> str:
     overrun = _as_utc(now).timestamp() - _as_utc(visit.ends_at).timestamp()
     if overrun > 0:
-        return f"Visite à domicile (fin déclarée {_format_age(overrun)})"
+        return f"Visite à domicile (fin déclarée {format_age(overrun)})"
     return "Visite à domicile"
 
 
@@ -405,16 +294,21 @@ def _territory(
     nearest: tuple[KnownPlace, float] | None,
     places: Sequence[KnownPlace],
     policy: LocationPolicy,
+    commune_at: CommuneLookup | None = None,
 ) -> tuple[KnownPlace | None, str | None, str | None]:
-    """(near place, INSEE, département) for a fix, from the geocoded known places.
+    """(near place, INSEE, département) for a fix.
 
-    The commune is only claimed when a known address is within ``near_radius_m``;
-    the département is inferred from farther away (``departement_radius_m``).
+    The commune comes from the loaded contours when they cover the point.
+    Otherwise it is only claimed when a known address is within
+    ``near_radius_m``, and the département is inferred from farther away
+    (``departement_radius_m``).
     """
+    near = nearest[0] if nearest is not None and nearest[1] <= policy.near_radius_m else None
+    insee = commune_at(point.lat, point.lon) if commune_at is not None else None
+    if insee is not None:
+        return near, insee, departement_of(insee)
     if nearest is None:
         return None, None, None
-    place, d = nearest
-    near = place if d <= policy.near_radius_m else None
     insee = near.address.insee if near is not None else None
     if insee is not None:
         return near, insee, departement_of(insee)
@@ -426,31 +320,37 @@ def _territory(
 
 
 def _fix_sentence(point: GeoPoint, nearest: tuple[KnownPlace, float] | None) -> str:
-    coords = f"Coordonnées : {_format_coords(point)}."
+    coords = f"Coordonnées : {format_coords(point)}."
     if nearest is None:
         return coords
     place, d = nearest
-    return f"{_offset_phrase(place.point, point, f'{place.address.label} ({place.label})', d)}. {coords}"
+    return f"{offset_phrase(place.point, point, f'{place.address.label} ({place.label})', d)}. {coords}"
 
 
 def _near_sentence(near: KnownPlace | None) -> str:
     if near is None:
         return ""
-    return f" Adresse connue la plus proche : {_address_line(near.address)}."
+    return f" Adresse connue la plus proche : {address_line(near.address)}."
 
 
 def _from_fix(
-    fix: Location, now: datetime, places: Sequence[KnownPlace], policy: LocationPolicy, *, stale: bool
+    fix: Location,
+    now: datetime,
+    places: Sequence[KnownPlace],
+    policy: LocationPolicy,
+    *,
+    stale: bool,
+    commune_at: CommuneLookup | None = None,
 ) -> ResolvedLocation:
     point = _fix_point(fix)
     age = _fix_age_s(fix, now)
     nearest = _nearest(point, places)
-    near, insee, departement = _territory(point, nearest, places, policy)
+    near, insee, departement = _territory(point, nearest, places, policy, commune_at)
     precision = f"précision {round(fix.accuracy_m)} m"
     if stale:
-        heading = f"Dernière position connue, NON A JOUR ({_format_age(age)}, {precision})"
+        heading = f"Dernière position connue, NON A JOUR ({format_age(age)}, {precision})"
     else:
-        heading = f"Position GPS ({precision}, {_format_age(age)})"
+        heading = f"Position GPS ({precision}, {format_age(age)})"
     return ResolvedLocation(
         source=LocationSource.LAST_KNOWN if stale else LocationSource.GPS,
         point=point,
@@ -474,11 +374,11 @@ def _from_address(
     now: datetime,
     policy: LocationPolicy,
 ) -> ResolvedLocation:
-    description = f"{heading} : {_address_line(address)}."
+    description = f"{heading} : {address_line(address)}."
     if note:
         description += f" Note : {note}."
     if address.point is not None:
-        description += f" Coordonnées : {_format_coords(address.point)}."
+        description += f" Coordonnées : {format_coords(address.point)}."
     description += _divergent_fix_warning(address, fallback_fix, now, policy)
     return ResolvedLocation(
         source=source,
@@ -504,9 +404,42 @@ def _divergent_fix_warning(
     d = distance_m(address.point, point)
     if d <= policy.near_radius_m + fix.accuracy_m:
         return ""
-    where = _offset_phrase(address.point, point, "cette adresse", d)
+    where = offset_phrase(address.point, point, "cette adresse", d)
     return (
         f" Attention : dernière position GPS {where} "
-        f"({_format_age(_fix_age_s(fix, now))}, précision {round(fix.accuracy_m)} m, "
-        f"coordonnées {_format_coords(point)})."
+        f"({format_age(_fix_age_s(fix, now))}, précision {round(fix.accuracy_m)} m, "
+        f"coordonnées {format_coords(point)})."
     )
+
+
+def with_visit(
+    located: ResolvedLocation, fix: Location, visit: HomeVisit, policy: LocationPolicy
+) -> ResolvedLocation:
+    """A fresh fix and the active home visit: both matter to whoever comes.
+
+    Within the fix's accuracy (or ``at_visit_radius_m``) of the visit's
+    address, she is at the visit: its floor and door code stay, with the GPS
+    position. Farther, both places are given, saying which is newer.
+    """
+    address, point = visit.address, _fix_point(fix)
+    radius = max(fix.accuracy_m, policy.at_visit_radius_m)
+    if address.point is not None and distance_m(address.point, point) <= radius:
+        insee = located.insee or address.insee
+        description = located.description
+        if located.address != address:  # not already given as the nearest known address
+            description += f" Sur le lieu de la visite déclarée : {address_line(address)}."
+        update = {
+            "address": address,
+            "at_address": True,
+            "insee": insee,
+            "departement": departement_of(insee) if insee else located.departement,
+            "description": plain_text(description),
+        }
+        return located.model_copy(update=update)
+    gps_newer = datetime.fromtimestamp(fix.fix_ts / 1000, UTC) >= _as_utc(visit.starts_at)
+    newer = "la position GPS est plus récente" if gps_newer else "la visite est plus récente"
+    where = "non géolocalisée"
+    if address.point is not None:
+        where = offset_phrase(point, address.point, "la position GPS")
+    other = plain_text(f"Visite déclarée : {address_line(address)} ({where}) ; {newer}.")
+    return located.model_copy(update={"other_place": other, "description": f"{located.description} {other}"})

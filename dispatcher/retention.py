@@ -43,9 +43,9 @@ async def run_retention(
             report = await purge(store, retention_days)
             if report.visits or report.last_fixes:
                 await cache.refresh()  # the hot path must not keep erased visits in memory
-                for device_id in list(cache.last_fixes):
-                    if await store.last_fix(device_id) is None:
-                        cache.last_fixes.pop(device_id, None)
+            # By age, not by asking the store: a heartbeat's fix noted but not yet
+            # saved is recent, and must not be forgotten.
+            cache.forget_fixes_before(datetime.now(UTC) - timedelta(days=retention_days))
             log.info("purge RGPD (rétention) : %s", report)
         except Exception:
             log.exception("retention pass failed; will retry")

@@ -81,6 +81,10 @@ async def _flush_windows(d: Dispatcher, period_s: float = 5.0) -> None:
             await d.store.save_replay_windows(d.ingest.windows)
         except Exception:
             log.exception("could not save replay windows")
+        try:
+            await d.cache.save_fixes()  # last known positions from heartbeats (RGPD retention applies)
+        except Exception:
+            log.exception("could not save last known positions")
 
 
 async def _share_group(store: Store) -> str:
@@ -94,6 +98,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     store = await open_store(settings.database_url)
     cache = DirectoryCache(store)
     await cache.refresh()
+    await cache.refresh_communes_if_changed()
     await cache.load_last_fixes()
     bus, metrics = EventBus(), Metrics()
     health = HealthMonitor(

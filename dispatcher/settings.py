@@ -150,6 +150,21 @@ class FallbackContactSettings(BaseModel):
     )
 
 
+class GeoApiSettings(BaseModel):
+    """The French geo API (``VIGIE_GEO_API__*``), read by ``vigie load-communes --fetch`` only.
+
+    Never on the alert path: contours are loaded ahead of time, then routing
+    reads them from memory.
+    """
+
+    base_url: str = Field(
+        default="https://geo.api.gouv.fr",
+        description="Serves /communes?codeDepartement=34&format=geojson&geometry=contour;"
+        " the project's sandbox (python -m sandbox.ban_server) in dev and tests",
+    )
+    timeout_s: float = Field(default=60.0, description="Per request: a département is a few MB")
+
+
 class ApiSettings(BaseModel):
     """REST API, console sessions and login throttling (``VIGIE_API__*``)."""
 
@@ -202,6 +217,7 @@ class AdminSettings(BaseSettings):
         description="sqlite:///relative/path, sqlite:////absolute/path, or postgresql://... DSN",
     )
     geocoder: GeocoderSettings = Field(default_factory=GeocoderSettings)
+    geo_api: GeoApiSettings = Field(default_factory=GeoApiSettings)
 
 
 class DispatcherSettings(AdminSettings):

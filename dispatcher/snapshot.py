@@ -14,9 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING
 
+from dispatcher.communes import CommuneIndex
 from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+from dispatcher.site_index import SiteIndex
 from protocol.messages import Location
 
 if TYPE_CHECKING:
@@ -36,6 +40,11 @@ class DirectorySnapshot:
     visits: tuple[HomeVisit, ...] = ()
     conventions: tuple[Convention, ...] = ()
     revoked_keys: dict[str, bytes] = field(default_factory=dict)
+
+    @cached_property
+    def site_index(self) -> SiteIndex:
+        """The sites by position (built once per snapshot, on first use)."""
+        return SiteIndex(self.sites.values())
 
     def key_for(self, device_id: str) -> bytes | None:
         """HMAC key of an active device; None for unknown or revoked ones."""
@@ -69,6 +78,52 @@ class DirectoryCache:
         self.current = DirectorySnapshot()
         self.last_fixes: dict[str, Location] = {}
         self.version: int | None = None  # directory version the snapshot was loaded at
+        self.communes = CommuneIndex()
+        self.communes_version: int | None = None
+        self._unsaved_fixes: dict[str, Location] = {}
+
+    def note_fix(self, device_id: str, fix: Location) -> None:
+        """A fix from a heartbeat: the device's last known position if newer (saved by
+        :meth:`save_fixes`; an alert's own fix is stored with the alert)."""
+        known = self.last_fixes.get(device_id)
+        if known is None or fix.fix_ts > known.fix_ts:
+            self.last_fixes[device_id] = fix
+            self._unsaved_fixes[device_id] = fix
+
+    def forget_fixes_before(self, cutoff: datetime) -> None:
+        """RGPD retention: drop last known positions older than ``cutoff`` from memory."""
+        cutoff_ms = cutoff.timestamp() * 1000
+        for fixes in (self.last_fixes, self._unsaved_fixes):
+            for device_id in [d for d, f in fixes.items() if f.fix_ts < cutoff_ms]:
+                del fixes[device_id]
+
+    async def save_fixes(self) -> None:
+        """Persist the heartbeat fixes noted since the last call (kept for a retry on failure)."""
+        pending, self._unsaved_fixes = self._unsaved_fixes, {}
+        try:
+            await self._store.save_last_fixes({d: f.model_dump() for d, f in pending.items()})
+        except Exception:
+            self._unsaved_fixes = pending | self._unsaved_fixes
+            raise
+
+    async def refresh_communes_if_changed(self) -> bool:
+        """Rebuild the commune index when ``vigie load-communes`` changed the contours.
+
+        Built in a thread: with all of France it takes seconds, which the alert
+        path must not wait for; the old index answers meanwhile.
+        """
+        version = await self._store.communes_version()
+        if version == self.communes_version:
+            return False
+        records = await self._store.list_communes()
+        self.communes = await asyncio.to_thread(CommuneIndex, records)
+        self.communes_version = version
+        log.info(
+            "commune index: %d communes (%s)",
+            len(self.communes),
+            ", ".join(sorted(self.communes.departements)),
+        )
+        return True
 
     async def refresh(self) -> None:
         """Reload from the store now."""
@@ -97,5 +152,6 @@ class DirectoryCache:
             await asyncio.sleep(self._interval)
             try:
                 await self.refresh_if_changed()
+                await self.refresh_communes_if_changed()
             except Exception:
                 log.exception("directory refresh failed; keeping the previous snapshot")

@@ -108,6 +108,8 @@ def _place(ctx: AlertContext) -> _Place:
     loc = ctx.location
     if loc.source in (LocationSource.HOME_VISIT, LocationSource.SITE):
         return _Place(loc.address or (ctx.site.address if ctx.site else None), None)
+    if loc.at_address:  # a fix at the active visit: its floor and door code apply
+        return _Place(loc.address, None)
     if loc.address is None or loc.point is None:
         return _Place(loc.address, None)
     radius = max(AT_ADDRESS_M, loc.accuracy_m or 0)
@@ -134,6 +136,8 @@ def _where_lines(ctx: AlertContext, omit: frozenset[str] = frozenset()) -> list[
         lines.append("Lieu: aucune adresse connue a proximite")
     else:
         lines.append(f"Lieu: {loc.description}")
+    if loc.other_place:  # the fix and the declared visit disagree: both, and which is newer
+        lines.append(loc.other_place)
     link = maps_link(loc)
     precision = f"+/-{round(loc.accuracy_m)} m, " if loc.accuracy_m is not None else ""
     source = f"({precision}{_source_words(loc)})"
@@ -328,6 +332,8 @@ def _spoken_place(ctx: AlertContext) -> list[str]:
             parts.append(f"Code de la porte : {_spell(address.access_code)}.")
     else:
         parts.append(f"Position : {loc.description}")
+    if loc.other_place:
+        parts.append(loc.other_place)
     if loc.stale:
         parts.append("Attention, position ancienne.")
     return parts

@@ -219,6 +219,8 @@ class BanSandbox:
         application.router.add_get("/search/", self._search)
         application.router.add_get("/reverse", self._reverse)
         application.router.add_get("/reverse/", self._reverse)
+        # The French geo API's commune contours (vigie load-communes --fetch), from a fixture.
+        application.router.add_get("/communes", self._communes)
         return application
 
     async def start(self) -> None:
@@ -283,6 +285,29 @@ class BanSandbox:
         distance = round(haversine_m(lat, lon, nearest.lat, nearest.lon))
         features = [nearest.feature(1.0, distance=distance)] if distance < 1000 else []
         return _collection(features, limit=1)
+
+
+    async def _communes(self, request: web.Request) -> web.Response:
+        """``/communes?codeDepartement=34&format=geojson&geometry=contour``, like geo.api.gouv.fr."""
+        fault = self._record(request)
+        if fault is not None:
+            return fault
+        if request.query.get("format") != "geojson" or request.query.get("geometry") != "contour":
+            return _error(400, "this sandbox serves format=geojson&geometry=contour only")
+        departement = request.query.get("codeDepartement", "")
+        features = [f for f in commune_features() if _departement(f["properties"]["code"]) == departement]
+        return web.json_response({"type": "FeatureCollection", "features": features})
+
+
+def commune_features() -> list[dict[str, Any]]:
+    """The fixture's communes (simplified IGN contours: scripts/derive_commune_fixture.py)."""
+    text = resources.files("sandbox").joinpath("data/communes.geojson").read_text(encoding="utf-8")
+    features: list[dict[str, Any]] = json.loads(text)["features"]
+    return features
+
+
+def _departement(insee: str) -> str:
+    return insee[:3] if insee.startswith("97") else insee[:2]
 
 
 def _collection(features: list[dict[str, Any]], **extra: Any) -> web.Response:

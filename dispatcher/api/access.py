@@ -6,8 +6,10 @@
 * practitioner: her own alerts, devices and visits.
 
 An alert's territory is the convention it was routed to
-(``context.convention_name``); alerts no convention covered are seen by admins
-only (they are also raised as operator alarms). A site's territory is the
+(``context.convention_name``), and, for an alert routed through a fallback or
+covered by no convention, every convention of its département — or every
+convention, i.e. every operator on duty, when none has it
+(``context.operator_scope``, decided by :func:`dispatcher.fallback.watchers_of`). A site's territory is the
 convention covering its address; a device's is its site's, or, for a carried
 device without a site, that of any site its practitioner's devices are bound to.
 """
@@ -79,7 +81,10 @@ class Access:
         if self.user.role is Role.PRACTITIONER:
             practitioner = context.get("practitioner") or {}
             return bool(self.user.practitioner_id) and practitioner.get("id") == self.user.practitioner_id
-        return context.get("convention_name") in self.convention_names(self.convention_ids)
+        names = self.convention_names(self.convention_ids)
+        # operator_scope: the conventions of the alert's territory (fallback-routed alerts too).
+        scope = set(context.get("operator_scope") or ())
+        return context.get("convention_name") in names or bool(scope & set(names))
 
     def site_convention(self, site: Site) -> str | None:
         """Id of the convention whose territory holds the site, if any."""

@@ -225,7 +225,7 @@ class VisitPublic(BaseModel):
     starts_at: datetime
     ends_at: datetime
     note: str | None
-    geocoded: bool = Field(description="False: no coordinates, routing falls back on the practitioner's site")
+    geocoded: bool = Field(description="False: no coordinates; the alert is routed by the address's commune")
 
 
 # -- alerts ----------------------------------------------------------------------------
@@ -244,6 +244,10 @@ class AlertSummary(BaseModel):
     site_name: str | None
     site_kind: str | None
     convention_name: str | None
+    fallback: str | None = Field(
+        default=None,
+        description="'departemental' or 'deployment': routed through a fallback (reason in the timeline)",
+    )
     location_source: LocationSource | None
     stale: bool
     duress: bool

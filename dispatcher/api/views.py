@@ -124,6 +124,7 @@ def summary(record: AlertRecord, *, as_practitioner: bool = False) -> AlertSumma
         site_name=site.get("name"),
         site_kind=site.get("kind"),
         convention_name=ctx.get("convention_name"),
+        fallback=ctx.get("fallback"),
         location_source=location.get("source"),
         stale=bool(location.get("stale")),
         duress=bool(esc.get("duress")),

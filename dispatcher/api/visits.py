@@ -16,6 +16,7 @@ from dispatcher.api.schemas import VisitCreate, VisitPublic
 from dispatcher.auth import Role, User
 from dispatcher.domain import Address, HomeVisit, Id
 from dispatcher.store.base import NotFound
+from dispatcher.visit_place import UnroutableVisit, place_visit_address
 
 router = APIRouter(
     prefix="/api/visits",
@@ -38,16 +39,15 @@ def _owner(user: User, requested: str | None) -> str:
     return requested
 
 
-async def _geocode(ctx: Ctx, address: Address) -> Address:
-    """Best effort: a visit must be declarable in a hurry, even if the geocoder is down."""
-    if ctx.geocoder is None or address.point is not None:
-        return address
-    from dispatcher.geocoding import GeocodingError
-
+async def _place(ctx: Ctx, address: Address) -> Address:
+    """Geocoded, else routed by its commune; a visit nobody could find is refused (422)."""
     try:
-        return await ctx.geocoder.geocode(address)
-    except GeocodingError:
-        return address
+        placed, _ = await place_visit_address(address, ctx.geocoder, ctx.cache.communes)
+    except UnroutableVisit as exc:
+        loc = ["body", *exc.field.split(".")]
+        detail = [{"loc": loc, "msg": exc.reason, "type": "value_error"}]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from None
+    return placed
 
 
 @router.get("", response_model=list[VisitPublic])
@@ -61,14 +61,14 @@ async def list_visits(user: CurrentUser, ctx: Ctx) -> list[VisitPublic]:
 
 @router.post("", response_model=VisitPublic, status_code=status.HTTP_201_CREATED)
 async def create_visit(body: VisitCreate, user: CurrentUser, ctx: Ctx, ip: ClientIp) -> VisitPublic:
-    """Declare a visit; its address is geocoded when possible (see ``geocoded``)."""
+    """Declare a visit: geocoded, else located by its commune (``geocoded`` false); else 422."""
     practitioner_id = _owner(user, body.practitioner_id)
     if practitioner_id not in ctx.cache.current.practitioners:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="praticien inconnu")
     visit = HomeVisit(
         id=f"visit-{secrets.token_hex(6)}",
         practitioner_id=practitioner_id,
-        address=await _geocode(ctx, body.address.to_address()),
+        address=await _place(ctx, body.address.to_address()),
         starts_at=body.starts_at,
         ends_at=body.ends_at,
         note=body.note,

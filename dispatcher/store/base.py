@@ -387,7 +387,8 @@ class AlertQuery:
     """Filters of :meth:`AccessStore.search_alerts`; every given filter must hold.
 
     ``convention_names`` None means "any, routed or not"; a tuple restricts to
-    alerts routed to one of these conventions (an empty tuple matches nothing).
+    alerts routed to one of these conventions, or with one of them in
+    ``context.operator_scope`` (an empty tuple matches nothing).
     Alerts are matched on ``context.convention_name`` and
     ``context.practitioner.id`` (JSON paths; ``context->>'…'`` in PostgreSQL).
     """
@@ -585,5 +586,30 @@ class VisitStore(Protocol):
         """An alert the dispatcher raises itself (a device test from her page): no replay window."""
 
 
-class Store(DirectoryStore, AlertStore, AccessStore, VisitStore, Protocol):
+@dataclass(frozen=True, slots=True)
+class CommuneRecord:
+    """One commune's contour as stored: INSEE code, name, département, WKB (WGS84 lon/lat)."""
+
+    code: str
+    nom: str
+    departement: str
+    wkb: bytes
+
+
+class GeoStore(Protocol):
+    """Commune contours (routing of GPS fixes, offline) and last known positions from heartbeats."""
+
+    async def replace_communes(self, departements: Sequence[str], communes: Sequence[CommuneRecord]) -> int:
+        """In ONE transaction: delete the communes of ``departements``, insert ``communes``,
+        move :meth:`communes_version`. Returns the number of communes now stored."""
+
+    async def list_communes(self) -> list[CommuneRecord]: ...
+    async def communes_version(self) -> int:
+        """A counter moved by every :meth:`replace_communes` (the in-memory index polls it)."""
+
+    async def save_last_fixes(self, fixes: dict[str, dict[str, Any]]) -> None:
+        """Devices' last known positions (from heartbeats); a newer stored fix is kept."""
+
+
+class Store(DirectoryStore, AlertStore, AccessStore, VisitStore, GeoStore, Protocol):
     """Everything the dispatcher persists; SQLite and PostgreSQL both implement it."""

@@ -44,6 +44,7 @@ from dispatcher.store.base import (
     AlertRecord,
     AlreadyExists,
     AuditEntry,
+    CommuneRecord,
     Conflict,
     DeviceCredentials,
     InsertOutcome,
@@ -274,6 +275,40 @@ class PostgresStore(PostgresVisits, DocumentDirectory):
     async def directory_version(self) -> int:
         row = await self._fetchrow("SELECT version FROM directory_version WHERE id=1")
         return 0 if row is None else int(row["version"])
+
+    # -- communes and last known positions (GeoStore) ------------------------------
+
+    async def replace_communes(self, departements: Sequence[str], communes: Sequence[CommuneRecord]) -> int:
+        async def run(conn: Conn) -> int:
+            await conn.execute("DELETE FROM communes WHERE departement = ANY($1::text[])", list(departements))
+            await conn.executemany(
+                "INSERT INTO communes(code, nom, departement, geometry) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (code) DO UPDATE SET nom=excluded.nom, departement=excluded.departement,"
+                " geometry=excluded.geometry",
+                [(c.code, c.nom, c.departement, c.wkb) for c in communes],
+            )
+            await conn.execute("UPDATE communes_version SET version=version+1 WHERE id=1")
+            return int(await conn.fetchval("SELECT count(*) FROM communes"))
+
+        return await self._tx(run)
+
+    async def list_communes(self) -> list[CommuneRecord]:
+        rows = await self._fetch("SELECT code, nom, departement, geometry FROM communes ORDER BY code")
+        return [CommuneRecord(r["code"], r["nom"], r["departement"], bytes(r["geometry"])) for r in rows]
+
+    async def communes_version(self) -> int:
+        row = await self._fetchrow("SELECT version FROM communes_version WHERE id=1")
+        return 0 if row is None else int(row["version"])
+
+    async def save_last_fixes(self, fixes: dict[str, dict[str, Any]]) -> None:
+        if not fixes:
+            return
+        rows = [(json.dumps(f), d, f["fix_ts"]) for d, f in fixes.items()]
+        sql = (
+            "UPDATE devices SET last_fix=$1::text::jsonb WHERE id=$2 AND (last_fix IS NULL"
+            " OR COALESCE((last_fix->>'fix_ts')::numeric, 0) < $3)"
+        )
+        await self._tx(lambda c: c.executemany(sql, rows))
 
     async def replay_windows(self) -> dict[str, SequenceWindow]:
         """Persisted anti-replay windows of every device."""
@@ -1045,7 +1080,12 @@ class PostgresStore(PostgresVisits, DocumentDirectory):
         if query.kinds:
             where.add("kind = ANY($?::text[])", list(query.kinds))
         if query.convention_names is not None:
-            where.add("context->>'convention_name' = ANY($?::text[])", list(query.convention_names))
+            # The same parameter twice: the convention routed to, or one of the territory's.
+            where.add(
+                "(context->>'convention_name' = ANY($?::text[])"
+                " OR COALESCE(context->'operator_scope', '[]'::jsonb) ?| $?::text[])",
+                list(query.convention_names),
+            )
         if query.practitioner_id is not None:
             where.add("context->'practitioner'->>'id' = $?", query.practitioner_id)
         if query.device_id is not None:

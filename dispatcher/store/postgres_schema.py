@@ -293,3 +293,21 @@ MIGRATIONS.append(
     CREATE TABLE deployment_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """
 )
+
+# 8 — commune contours (see the SQLite migration 8).
+MIGRATIONS.append(
+    """
+    CREATE TABLE communes (
+        code text PRIMARY KEY,
+        nom text NOT NULL,
+        departement text NOT NULL,
+        geometry bytea NOT NULL
+    );
+    CREATE INDEX communes_by_departement ON communes(departement);
+    CREATE TABLE communes_version (
+        id integer PRIMARY KEY CHECK (id = 1),
+        version bigint NOT NULL
+    );
+    INSERT INTO communes_version(id, version) VALUES (1, 0);
+    """
+)

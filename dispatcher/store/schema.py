@@ -270,3 +270,23 @@ MIGRATIONS.append(
     CREATE TABLE deployment_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """
 )
+
+# 8 — commune contours (issue 10: GPS fixes routed by commune, offline). Replaced
+# per département in one transaction; communes_version tells the in-memory index
+# to rebuild. Not a directory change: the snapshot does not reload for it.
+MIGRATIONS.append(
+    """
+    CREATE TABLE communes (
+        code TEXT PRIMARY KEY,
+        nom TEXT NOT NULL,
+        departement TEXT NOT NULL,
+        geometry BLOB NOT NULL
+    );
+    CREATE INDEX communes_by_departement ON communes(departement);
+    CREATE TABLE communes_version (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO communes_version(id, version) VALUES (1, 0);
+    """
+)

@@ -26,6 +26,7 @@ from dispatcher.store.base import (
     AlertRecord,
     AlreadyExists,
     AuditEntry,
+    CommuneRecord,
     Conflict,
     DeviceCredentials,
     InsertOutcome,
@@ -233,6 +234,39 @@ class SqliteStore(SqliteVisits, DocumentDirectory):
             row = await cur.fetchone()
         assert row is not None
         return str(row[0])
+    # -- communes and last known positions (GeoStore) ------------------------------
+
+    async def replace_communes(self, departements: Sequence[str], communes: Sequence[CommuneRecord]) -> int:
+        async with self._tx() as tx:
+            await tx.executemany("DELETE FROM communes WHERE departement=?", [(d,) for d in departements])
+            await tx.executemany(
+                "INSERT INTO communes(code, nom, departement, geometry) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(code) DO UPDATE SET nom=excluded.nom, departement=excluded.departement,"
+                " geometry=excluded.geometry",
+                [(c.code, c.nom, c.departement, c.wkb) for c in communes],
+            )
+            await tx.execute("UPDATE communes_version SET version=version+1 WHERE id=1")
+            async with tx.execute("SELECT count(*) FROM communes") as cur:
+                row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def list_communes(self) -> list[CommuneRecord]:
+        rows = await self._all("SELECT code, nom, departement, geometry FROM communes ORDER BY code")
+        return [CommuneRecord(r["code"], r["nom"], r["departement"], bytes(r["geometry"])) for r in rows]
+
+    async def communes_version(self) -> int:
+        row = await self._one("SELECT version FROM communes_version WHERE id=1")
+        return 0 if row is None else int(row["version"])
+
+    async def save_last_fixes(self, fixes: dict[str, dict[str, Any]]) -> None:
+        if not fixes:
+            return
+        async with self._tx() as tx:
+            await tx.executemany(
+                "UPDATE devices SET last_fix=? WHERE id=? AND (last_fix IS NULL"
+                " OR COALESCE(json_extract(last_fix, '$.fix_ts'), 0) < ?)",
+                [(json.dumps(f), d, f["fix_ts"]) for d, f in fixes.items()],
+            )
 
     async def upsert_visit(self, visit: HomeVisit) -> None:
         await self.get_practitioner(visit.practitioner_id)
@@ -799,7 +833,12 @@ class SqliteStore(SqliteVisits, DocumentDirectory):
         if query.kinds:
             among("kind", query.kinds)
         if query.convention_names is not None:
-            among("json_extract(context, '$.convention_name')", query.convention_names)
+            marks = ",".join("?" * len(query.convention_names))
+            where.append(
+                f"(json_extract(context, '$.convention_name') IN ({marks}) OR EXISTS (SELECT 1 FROM"
+                f" json_each(context, '$.operator_scope') AS scope WHERE scope.value IN ({marks})))"
+            )
+            params.extend([*query.convention_names, *query.convention_names])
         if query.practitioner_id is not None:
             where.append("json_extract(context, '$.practitioner.id')=?")
             params.append(query.practitioner_id)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import shapely
 
 from dispatcher.domain import (
     Address,
@@ -40,6 +41,7 @@ from dispatcher.store.base import (
     PURGED_LOCATION,
     AlertQuery,
     AlreadyExists,
+    CommuneRecord,
     Conflict,
     NewAlert,
     NewUser,
@@ -355,6 +357,35 @@ async def test_save_replay_windows_never_goes_back(store: Any) -> None:
     await store.save_replay_windows({"btn-1": window(5), "btn-2": window(3, 4)})  # btn-1's is older
     windows = await store.replay_windows()
     assert windows["btn-1"] == window(5, 7) and windows["btn-2"] == window(3, 4)
+
+
+@covers("replace_communes", "list_communes", "communes_version")
+async def test_communes_are_replaced_per_departement_in_one_transaction(store: Any) -> None:
+    square = shapely.to_wkb(shapely.box(3.8, 43.6, 3.9, 43.7))
+    before = await store.communes_version()
+    herault = [
+        CommuneRecord("34172", "Montpellier", "34", square),
+        CommuneRecord("34116", "Grabels", "34", square),
+    ]
+    assert await store.replace_communes(["34"], herault) == 2
+    assert await store.replace_communes(["30"], [CommuneRecord("30189", "Nîmes", "30", square)]) == 3
+    assert await store.replace_communes(["34"], herault[:1]) == 2  # Grabels gone: the file replaced 34
+    assert [(c.code, c.nom, c.departement) for c in await store.list_communes()] == [
+        ("30189", "Nîmes", "30"),
+        ("34172", "Montpellier", "34"),
+    ]
+    assert (await store.list_communes())[1].wkb == square
+    assert await store.communes_version() == before + 3
+
+
+@covers("save_last_fixes", "last_fix")
+async def test_heartbeat_fixes_never_replace_a_newer_one(store: Any) -> None:
+    await seed(store, "btn-1", "btn-2")
+    newer = FIX | {"fix_ts": FIX["fix_ts"] + 60_000}
+    await store.save_last_fixes({"btn-1": newer, "btn-2": FIX})
+    await store.save_last_fixes({"btn-1": FIX, "btn-unknown": FIX})  # older: kept as is; unknown: ignored
+    assert await store.last_fix("btn-1") == newer
+    assert await store.last_fix("btn-2") == FIX
 
 
 @covers("apply_transition", "notifications_for", "get_alert", "alert_events", "next_timer_due")

@@ -12,6 +12,7 @@ import uvicorn
 
 from broker_config.runner import DISPATCHER_USER, DevBroker, free_port
 from dispatcher.app import create_app
+from dispatcher.communes import load_communes
 from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
@@ -23,6 +24,8 @@ from sandbox.fleet import SimulatedDevice, new_device_secrets
 from sandbox.twilio_server import TwilioSandbox
 
 HERAULT = Path(__file__).resolve().parents[2] / "dispatcher" / "data" / "herault.yaml"
+COMMUNES = Path(__file__).resolve().parents[2] / "sandbox" / "data" / "communes.geojson"
+COMMUNE_DEPARTEMENTS = ("34", "30")
 FROM_NUMBER = "+33465710199"
 FALLBACK_NUMBER = "+33465710190"  # the deployment-wide fallback contact
 
@@ -109,6 +112,9 @@ async def running_system(
     database_url = database_url or f"sqlite:///{workdir / 'vigie.db'}"
     store = await open_store(database_url)
     await load_directory(directory, store, None)
+    # The sandbox's commune contours (Hérault demo communes and neighbours, two of the
+    # Gard): GPS fixes resolve their commune offline, as in production.
+    await load_communes(store, [(str(COMMUNES), COMMUNES.read_bytes())], COMMUNE_DEPARTEMENTS)
     await store.close()
 
     http_port = free_port()
