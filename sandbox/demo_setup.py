@@ -17,6 +17,7 @@ import yaml
 
 from broker_config.runner import DISPATCHER_USER, DevBroker
 from dispatcher.auth import hash_password
+from dispatcher.communes import load_communes
 from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.store.base import NewUser
@@ -24,6 +25,7 @@ from dispatcher.store.sqlite import SqliteStore
 from sandbox.fleet import new_device_secrets
 
 HERAULT = Path(__file__).resolve().parents[1] / "dispatcher" / "data" / "herault.yaml"
+COMMUNES = Path(__file__).resolve().parent / "data" / "communes.geojson"
 SIMULATED_DEVICES = {  # device id -> (practitioner, site): pressed by the demo itself
     "btn-cabinet-boutonnet": ("dr-claire-fabre", "cabinet-boutonnet"),
     "bracelet-mmg-benali": ("dr-karim-benali", "mmg-saint-gely"),
@@ -75,6 +77,8 @@ async def prepare_store(db: Path, directory: Path) -> DemoSecrets:
     store = await SqliteStore.open(db)
     try:
         await load_directory(directory, store, None)
+        # The sandbox's commune contours: the demo's GPS fixes are routed by commune.
+        await load_communes(store, [(str(COMMUNES), COMMUNES.read_bytes())], ("34", "30"))
         devices = {**SIMULATED_DEVICES, HAND_DEVICE: (HAND_PRACTITIONER, HAND_SITE)}
         for device_id, (practitioner, site) in devices.items():
             key, password = new_device_secrets()
