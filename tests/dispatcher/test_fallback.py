@@ -3,7 +3,11 @@ the plan's first tier reaches at least one contact on duty (or the deployment co
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
@@ -148,3 +152,17 @@ def test_every_plan_first_tier_reaches_someone_on_duty(
         assert decision.reason, "a fallback must say why"
     if decision.convention is None:
         assert decision.fallback is Fallback.DEPLOYMENT and first == (DEPLOYMENT,)
+
+
+def test_the_dispatcher_refuses_to_start_without_a_deployment_fallback_contact(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_")} | {
+        "VIGIE_DATABASE_URL": f"sqlite:///{tmp_path / 'vigie.db'}",
+        "VIGIE_TWILIO__ACCOUNT_SID": "AC" + "0" * 32,
+        "VIGIE_TWILIO__AUTH_TOKEN": "x",
+        "VIGIE_TWILIO__FROM_NUMBER": "+33465710199",
+        "VIGIE_TWILIO__PUBLIC_BASE_URL": "http://127.0.0.1:23999",
+    }
+    command = [sys.executable, "-c", "from dispatcher.cli import main; main()", "serve", "--create"]
+    started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2
+    assert "VIGIE_FALLBACK" in started.stderr
