@@ -208,3 +208,13 @@ async def test_contact_hours_that_empty_tier_1_fall_through_to_the_next_contacts
     assert system.sent_to(CHEF_DE_POSTE, "message") == [] and system.sent_to(OFFICIER_DE_QUART, "call") == []
     routed = [e for e in await system.store.alert_events(alert_id) if e["kind"] == "routed"]
     assert any("priorité suivante" in n for n in routed[0]["detail"]["notes"])
+
+
+async def test_a_fix_is_described_from_the_nearest_site_even_another_practitioner_s(system: System) -> None:
+    # Dr Benali has no site; the fix is 40 m from Dr Fabre's cabinet.
+    device = await system.add_device("bracelet-benali", practitioner="dr-karim-benali")
+    alert_id = await asyncio.to_thread(device.alert, fix(43.62189, 3.87269))
+
+    assert CHEF_DE_POSTE in await notified_numbers(system, alert_id)
+    [sms] = system.sent_to(CHEF_DE_POSTE, "message")
+    assert "au nord de 45 Rue du Faubourg Boutonnet" in sms
