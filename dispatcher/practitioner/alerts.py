@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from dispatcher import audit
+from dispatcher.api import views
 from dispatcher.api.deps import ClientIp, Ctx, CurrentUser, not_found, require
 from dispatcher.api.views import contact_name
 from dispatcher.auth import Role, User
@@ -39,25 +40,31 @@ OUTCOME_FR = {
 
 
 def practitioner_view(record: AlertRecord, times: dict[str, Any] | None = None) -> MyAlert | None:
-    """Her alert as she may see it, or None when it must not appear (yet)."""
-    esc, ctx = record.escalation or {}, record.context or {}
-    hidden_duress = bool(esc.get("duress")) and record.state not in ("resolved", "false_alarm")
-    if hidden_duress and record.gesture == "visit_duress":
+    """Her alert as she may see it, or None when it must not appear (yet).
+
+    The duress rules are the messages engineer's (:mod:`dispatcher.api.views`):
+    a duress reads as the cancel it pretends to be until an operator resolved
+    it, and an alert raised by a duress answer to a visit check is not shown.
+    """
+    if views.hidden_from_practitioner(record):
         return None
+    covered = views.hides_duress(record)
+    record = views.practitioner_record(record)
+    esc, ctx = record.escalation or {}, record.context or {}
     times = times or {}
     acked_at, received_at = times.get("Acknowledged"), times.get("received")
-    ack_s = (acked_at - received_at).total_seconds() if acked_at and received_at else None
+    ack_s = (acked_at - received_at).total_seconds() if acked_at and received_at and not covered else None
     location = ctx.get("location") or {}
     address = location.get("address") or {}
     return MyAlert(
         id=record.id,
         received_at=record.received_at,
-        state="cancelled" if hidden_duress else record.state,
-        reason=ctx.get("reason") if not hidden_duress else None,
+        state=record.state,
+        reason=ctx.get("reason"),
         place=address.get("label") or location.get("description"),
-        acknowledged_by=None if hidden_duress else contact_name(record, esc.get("acked_by")),
-        time_to_ack_s=None if hidden_duress else ack_s,
-        report_available=not hidden_duress and record.state in CLOSED,
+        acknowledged_by=contact_name(record, esc.get("acked_by")),
+        time_to_ack_s=ack_s,
+        report_available=not covered and record.state in CLOSED,
         report_saved=False,
     )
 
