@@ -74,17 +74,22 @@ def _crash_loudly(task: asyncio.Task[Any]) -> None:
 
 
 async def _flush_windows(d: Dispatcher, period_s: float = 5.0) -> None:
-    """Heartbeat replay windows live in memory; persist them now and then."""
+    """Heartbeat replay windows live in memory; persist them now and then (and at stop)."""
     while True:
         await asyncio.sleep(period_s)
-        try:
-            await d.store.save_replay_windows(d.ingest.windows)
-        except Exception:
-            log.exception("could not save replay windows")
-        try:
-            await d.cache.save_fixes()  # last known positions from heartbeats (RGPD retention applies)
-        except Exception:
-            log.exception("could not save last known positions")
+        await _save_state(d)
+
+
+async def _save_state(d: Dispatcher) -> None:
+    """Persist what lives in memory between flushes: replay windows, last known positions."""
+    try:
+        await d.store.save_replay_windows(d.ingest.windows)
+    except Exception:
+        log.exception("could not save replay windows")
+    try:
+        await d.cache.save_fixes()  # last known positions from heartbeats (RGPD retention applies)
+    except Exception:
+        log.exception("could not save last known positions")
 
 
 async def _share_group(store: Store) -> str:
@@ -194,6 +199,9 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         for task in d.tasks:
             task.cancel()
         await asyncio.gather(*d.tasks, return_exceptions=True)
+        # The ingest has stopped: whatever it admitted since the last periodic flush (cancels,
+        # heartbeats) must be known to the next start, or their replay would be accepted again.
+        await _save_state(d)
         await delivery.stop()
         await bridge.stop()
         await notifier.aclose()

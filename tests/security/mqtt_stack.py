@@ -14,8 +14,8 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,28 @@ class Stack:
     """A running system on one broker profile, and ways to log in to it."""
 
     profile: str
-    system: System
     broker: DevBroker | TlsBroker
+    system_factory: Callable[[], AbstractAsyncContextManager[System]]
     pki: Pki | None = None
     monitor_password: str = ""
+    _running: AsyncExitStack = field(default_factory=AsyncExitStack)
+    _system: System | None = None
+
+    @property
+    def system(self) -> System:
+        assert self._system is not None, "the dispatcher is not running"
+        return self._system
+
+    async def start_dispatcher(self) -> System:
+        """Start the dispatcher (store, broker session, HTTP) on this stack's store and broker."""
+        self._system = await self._running.enter_async_context(self.system_factory())
+        return self._system
+
+    async def stop_dispatcher(self) -> None:
+        """Stop it as systemd would (SIGTERM: the service's own shutdown path); devices stay provisioned."""
+        await self._running.aclose()
+        self._running = AsyncExitStack()
+        self._system = None
 
     @property
     def port(self) -> int:
@@ -180,10 +198,14 @@ async def dev_stack(workdir: Path) -> AsyncIterator[Stack]:
     dispatcher_account(broker)
     broker.add_account(MONITOR, new_password())
     broker.start()
+    stack = Stack(
+        "dev", broker, lambda: running_system(broker, workdir), monitor_password=broker.accounts[MONITOR]
+    )
     try:
-        async with running_system(broker, workdir) as system:
-            yield Stack("dev", system, broker, monitor_password=broker.accounts[MONITOR])
+        await stack.start_dispatcher()
+        yield stack
     finally:
+        await stack.stop_dispatcher()
         broker.stop()
 
 
@@ -205,15 +227,18 @@ async def prod_stack(workdir: Path) -> AsyncIterator[Stack]:
         cert_file=ident.cert,
         key_file=ident.key,
     )
+    factory = lambda: running_system(  # noqa: E731
+        broker,  # type: ignore[arg-type]  # only add_device needs a DevBroker; Stack provisions instead
+        workdir,
+        database_url=f"sqlite:///{pki.db}",
+        mqtt=mqtt_settings,
+    )
+    stack = Stack("prod", broker, factory, pki=pki, monitor_password=monitor_password)
     try:
-        async with running_system(
-            broker,  # type: ignore[arg-type]  # only add_device needs a DevBroker; Stack provisions instead
-            workdir,
-            database_url=f"sqlite:///{pki.db}",
-            mqtt=mqtt_settings,
-        ) as system:
-            yield Stack("prod", system, broker, pki=pki, monitor_password=monitor_password)
+        await stack.start_dispatcher()
+        yield stack
     finally:
+        await stack.stop_dispatcher()
         broker.stop()
 
 
