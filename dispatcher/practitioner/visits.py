@@ -20,10 +20,11 @@ from dispatcher import visit_timer as vt
 from dispatcher.api.deps import ClientIp, Ctx, CurrentUser, StaffUser, UserAccess, not_found, require
 from dispatcher.auth import Role, User
 from dispatcher.domain import Address, HomeVisit, Id, LocationSource
-from dispatcher.geocoding import AddressNotFound, GeocodingError
+from dispatcher.geocoding import GeocodingError
 from dispatcher.practitioner.schemas import MyVisit, OpenVisit, Suggestion, VisitDeclare, VisitExtend
 from dispatcher.store.base import NotFound, VisitTimerRecord
-from dispatcher.visit_runner import UNFINISHED, Actor, words
+from dispatcher.visit_place import UnroutableVisit, place_visit_address
+from dispatcher.visit_runner import UNFINISHED, Actor
 
 router = APIRouter(
     prefix="/api/me", tags=["practitioner"], dependencies=[Depends(require(Role.PRACTITIONER))]
@@ -68,35 +69,21 @@ def _mine(visit: HomeVisit | None, state: vt.VisitTimerState) -> MyVisit:
     )
 
 
-def _fold(name: str) -> str:
-    """'Saint-Gély-du-Fesc' and 'saint gely du fesc' compare equal."""
-    return " ".join(words(name))
-
-
 async def _place(ctx: Ctx, body: VisitDeclare) -> Address:
-    """The address, geocoded; else its commune's INSEE code; else a 422 naming the field."""
+    """The shared visit rule (:mod:`dispatcher.visit_place`, issue 10): geocoded, else routed
+    by its commune, else a 422 naming the field. The postcode and commune she adds after a
+    refusal are appended to the label, where that rule reads them."""
     address = Address(label=body.label, floor=body.floor, access_code=body.access_code, details=body.notes)
-    if ctx.geocoder is None:
-        raise _invalid("label", "aucun géocodeur configuré : adresse impossible à situer", body.label)
+    field = "label"
+    if body.postcode and body.commune:
+        address = address.model_copy(update={"label": f"{body.label}, {body.postcode} {body.commune}"})
+        field = "commune"
     try:
-        return await ctx.geocoder.geocode(address)
-    except AddressNotFound:
-        pass
-    except GeocodingError:
-        raise _invalid("label", "géocodeur indisponible : réessayez dans un instant", body.label) from None
-    if not (body.postcode and body.commune):
-        raise _invalid("label", "adresse introuvable : indiquez le code postal et la commune", body.label)
-    try:
-        features = await ctx.geocoder.suggest(f"{body.postcode} {body.commune}", limit=5)
-    except GeocodingError:
-        features = []
-    wanted = _fold(body.commune)
-    for feature in features:
-        props = feature.get("properties") or {}
-        same_city = _fold(str(props.get("city", ""))) == wanted
-        if props.get("postcode") == body.postcode and same_city and props.get("citycode"):
-            return address.model_copy(update={"insee": props["citycode"]})
-    raise _invalid("commune", "commune introuvable pour ce code postal", body.commune)
+        placed, _warning = await place_visit_address(address, ctx.geocoder, ctx.cache.communes)
+    except UnroutableVisit as exc:
+        hint = "" if field == "commune" else " ; indiquez le code postal et la commune"
+        raise _invalid(field, f"{exc.reason}{hint}", getattr(body, field)) from None
+    return placed
 
 
 @router.post("/visits", response_model=MyVisit, status_code=status.HTTP_201_CREATED)
