@@ -18,6 +18,7 @@ HERAULT = Path(__file__).resolve().parents[2] / "dispatcher" / "data" / "herault
         ["load-directory", str(HERAULT), "--no-geocode"],
         ["serve"],
         ["purge"],
+        ["load-communes", "--fetch", "34"],
         ["user", "add", "someone", "--role", "admin"],
         ["visit", "add", "--practitioner", "dr-claire-fabre", "--address", "1 rue de la Loge, Montpellier"],
     ],
