@@ -55,6 +55,9 @@ FLEET_USER = "vigie-bench-fleet"
 FROM_NUMBER = "+33465710199"
 ACCOUNT_SID = "AC" + "be" * 16
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
+# /metrics answers only this bearer token (or an admin session).
+METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 # A desk button at the Boutonnet practice: police zone, Montpellier commissariat,
 # tier 1 = SMS + call to the chef de poste and a call to the officier de quart.
 CLOSED_URL = "http://127.0.0.1:9"  # discard port: nothing listens, callbacks are refused at once
@@ -136,8 +139,9 @@ def http_json(url: str, body: Mapping[str, Any] | None = None, timeout: float = 
         return json.loads(response.read())
 
 
-def http_text(url: str, timeout: float = 10.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def http_text(url: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> str:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         text: str = response.read().decode()
         return text
 
@@ -294,6 +298,7 @@ class Cluster:
             "VIGIE_HTTP_PORT": str(self.http_port),
             "VIGIE_FALLBACK__NAME": "Permanence Vigie",
             "VIGIE_FALLBACK__PHONE": "+33465710190",
+            "VIGIE_API__METRICS_TOKEN": METRICS_TOKEN,
         }
 
     def start_dispatcher(self, timeout: float = 60.0) -> None:
@@ -336,7 +341,7 @@ class Cluster:
     def all_metrics(self) -> list[str]:
         """/metrics of every instance."""
         urls = [self.public_url] + [f"http://127.0.0.1:{port}" for _, port in self.others]
-        return [http_text(url + "/metrics") for url in urls]
+        return [http_text(url + "/metrics", headers=METRICS_HEADERS) for url in urls]
 
     def stored_alert_ids(self) -> set[str]:
         """Ids of the alerts in the store (SQLite file or PostgreSQL)."""
@@ -357,7 +362,7 @@ class Cluster:
         self.start_sandbox()
 
     def metrics(self) -> str:
-        return http_text(self.public_url + "/metrics")
+        return http_text(self.public_url + "/metrics", headers=METRICS_HEADERS)
 
     def configure_sandbox(self, **config: Any) -> None:
         http_json(self.sandbox_url + "/_sandbox/config", config)

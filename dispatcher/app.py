@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from dispatcher.metrics import Metrics
+from dispatcher.bodylimit import BodyLimit
+from dispatcher.csrf import OriginCheck
+from dispatcher.metrics import Metrics, metrics_allowed
 from dispatcher.settings import DispatcherSettings
 from dispatcher.store.base import AlreadyExists, Conflict, NotFound, StoreUnavailable
 from dispatcher.webhooks import TwilioInbox, TwilioWebhooks
@@ -54,6 +56,7 @@ def create_app(
         inbox=inbox,
         visit_replies=dispatcher.visits if dispatcher is not None else None,
     )
+    _guard(app, settings, metrics)
 
     @app.get("/healthz")
     async def healthz(response: Response) -> dict[str, object]:
@@ -66,12 +69,41 @@ def create_app(
         return {"ok": not dead, "dead_tasks": dead, "mqtt_connected": mqtt_connected}
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        """Prometheus exposition, for the metrics token or an admin session only (docs/console.md)."""
+        if not await metrics_allowed(request, settings.api.metrics_token):
+            return JSONResponse(
+                {"detail": "authentification requise"},
+                status_code=status.HTTP_401_UNAUTHORIZED,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     if dispatcher is not None:
         _mount_api(app, dispatcher, geocoder)
     return app
+
+
+def _guard(app: FastAPI, settings: DispatcherSettings, metrics: Metrics) -> None:
+    """Checks in front of everything (added last = outermost): cross-site requests, body sizes, 422s."""
+    from fastapi.exceptions import RequestValidationError
+
+    from dispatcher.api.errors import validation_handler
+
+    def refused(reason: str) -> None:
+        metrics.http_refused.labels(reason).inc()
+
+    api = settings.api
+    app.add_middleware(
+        OriginCheck, allowed_origins=api.allowed_origins, exempt_prefixes=("/webhooks/",), on_refused=refused
+    )
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=api.max_body_bytes,
+        prefix_limits=(("/api/auth/", api.max_auth_body_bytes),),
+        on_refused=refused,
+    )
+    app.add_exception_handler(RequestValidationError, validation_handler(refused))
 
 
 def _mount_api(app: FastAPI, dispatcher: DispatcherParts, geocoder: AddressGeocoder | None) -> None:

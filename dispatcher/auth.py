@@ -9,7 +9,6 @@ the database cannot be used to impersonate anyone.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict
 
+from dispatcher.hashing import Busy, HashPool, InflightGate
 from dispatcher.settings import ApiSettings
 from dispatcher.store.base import AccessStore, UserRecord
 
@@ -84,6 +84,11 @@ class LoginThrottled(Exception):
         self.retry_after_s = retry_after_s
 
 
+# A global ceiling on password checks in flight, per hashing thread: beyond it, 429 at once.
+INFLIGHT_PER_THREAD = 8
+BUSY_RETRY_AFTER_S = 2
+
+
 class InvalidCredentials(Exception):
     """Unknown user, wrong password or disabled account (indistinguishable on purpose)."""
 
@@ -104,9 +109,26 @@ class Authenticator:
         self._store = store
         self._settings = settings
         self._dummy_hash: str | None = None
+        self._hashing = HashPool(settings.login_hash_threads, "vigie-login")
+        self._gate = InflightGate(
+            settings.login_inflight_per_key, settings.login_hash_threads * INFLIGHT_PER_THREAD
+        )
 
     async def login(self, username: str, password: str, ip: str) -> Session:
-        """Check the password; raises LoginThrottled or InvalidCredentials."""
+        """Check the password; raises LoginThrottled or InvalidCredentials.
+
+        At most ``login_inflight_per_key`` checks run at once per username and
+        per address: the others are throttled unchecked, so that a burst of
+        concurrent guesses cannot all pass the failure count before any failure
+        is recorded.
+        """
+        try:
+            with self._gate.enter(f"user:{username.casefold()}", f"ip:{ip}"):
+                return await self._login(username, password, ip)
+        except Busy:
+            raise LoginThrottled(BUSY_RETRY_AFTER_S) from None
+
+    async def _login(self, username: str, password: str, ip: str) -> Session:
         now = datetime.now(UTC)
         since = now - timedelta(seconds=self._settings.login_window_s)
         failures = await self._store.count_login_failures(username, ip, since)
@@ -115,7 +137,7 @@ class Authenticator:
         record = await self._store.get_user_by_name(username)
         # Hash even for unknown users so that timing does not reveal which accounts exist.
         stored = record.password_hash if record else await self._dummy()
-        ok = await asyncio.to_thread(verify_password, stored, password)
+        ok = await self._hashing.run(verify_password, stored, password)
         if not ok or record is None or record.disabled:
             await self._store.record_login_failure(username, ip, now)
             raise InvalidCredentials(username)
@@ -135,5 +157,5 @@ class Authenticator:
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
-            self._dummy_hash = await asyncio.to_thread(hash_password, secrets.token_urlsafe(16))
+            self._dummy_hash = await self._hashing.run(hash_password, secrets.token_urlsafe(16))
         return self._dummy_hash

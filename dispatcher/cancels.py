@@ -22,6 +22,7 @@ from enum import StrEnum
 
 from dispatcher.directory import verify_pin
 from dispatcher.domain import Device, DeviceKind, Practitioner, Site
+from dispatcher.hashing import HashPool
 from dispatcher.ratelimit import BucketPolicy, Clock, RateLimiter
 
 #: 5 tries at once, then one a minute: enough for a shaking hand, far too few to guess 4 digits.
@@ -69,15 +70,16 @@ class PinCheck:
             _add(duress, "site", site.duress_pin_hash)
         return cls(tuple(cancel), tuple(duress))
 
-    async def check(self, pin: str) -> tuple[Verdict, str | None]:
-        """The verdict and whose PIN it was; argon2 runs in a thread (about 0.2 s each)."""
+    async def check(self, pin: str, pool: HashPool | None = None) -> tuple[Verdict, str | None]:
+        """The verdict and whose PIN it was; argon2 runs on ``pool``'s threads (about 0.2 s each)."""
         if not self.cancel and not self.duress:
             return Verdict.NO_PIN, None
+        run = pool.run if pool is not None else asyncio.to_thread
         for owner, pin_hash in self.duress:
-            if await asyncio.to_thread(verify_pin, pin_hash, pin):
+            if await run(verify_pin, pin_hash, pin):
                 return Verdict.DURESS, owner
         for owner, pin_hash in self.cancel:
-            if await asyncio.to_thread(verify_pin, pin_hash, pin):
+            if await run(verify_pin, pin_hash, pin):
                 return Verdict.NORMAL, owner
         return Verdict.WRONG_PIN, None
 
@@ -87,13 +89,18 @@ def _add(into: list[tuple[str, str]], owner: str, pin_hash: str | None) -> None:
         into.append((owner, pin_hash))
 
 
+PIN_THREADS = 2  # a cancel checks at most a few hashes, one after the other
+
+
 class PinGuard:
     """Per-device PIN tries: a cancel takes a token before its PIN is checked."""
 
     def __init__(self, policy: BucketPolicy = DEFAULT_PIN_TRIES, *, clock: Clock = time.monotonic) -> None:
         self._limiter = RateLimiter(policy, clock=clock)
+        # Threads of their own: a login flood (argon2 on the login threads) must not delay a duress check.
+        self._pool = HashPool(PIN_THREADS, "vigie-pin")
 
     async def check(self, device_id: str, pins: PinCheck, pin: str) -> tuple[Verdict, str | None]:
         if not self._limiter.allow(device_id):
             return Verdict.RATE_LIMITED, None
-        return await pins.check(pin)
+        return await pins.check(pin, self._pool)

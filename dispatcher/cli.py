@@ -34,8 +34,12 @@ def _settings(kind: type[S]) -> S:
     try:
         return kind()
     except ValidationError as exc:
-        fields = ", ".join("VIGIE_" + "__".join(str(p).upper() for p in e["loc"]) for e in exc.errors())
-        typer.echo(f"réglages invalides ou manquants : {fields}\n{exc}", err=True)
+        # Never the values: a refused setting may be a secret (issue 13, "prints the token").
+        problems = [
+            "  VIGIE_" + "__".join(str(p).upper() for p in e["loc"]) + " : " + e["msg"]
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        typer.echo("réglages invalides ou manquants :\n" + "\n".join(problems), err=True)
         raise typer.Exit(2) from None
 
 

@@ -37,6 +37,7 @@ from dispatcher.events import EventBus
 from dispatcher.fallback import route
 from dispatcher.location import LocationPolicy, active_visit, known_places, resolve_location
 from dispatcher.metrics import Metrics
+from dispatcher.smsreplies import SmsReplies
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import (
     Conflict,
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 OPEN_STATES = (AlertState.NOTIFYING.value, AlertState.DURESS.value, AlertState.ACKNOWLEDGED.value)
 # Not closed yet: what the vigie_alerts_active gauge counts.
 GAUGED_STATES = (AlertState.RECEIVED.value, *OPEN_STATES)
+_PIN_HASHES: dict[str, Any] = {
+    "practitioner": {"cancel_pin_hash", "duress_pin_hash"},
+    "site": {"cancel_pin_hash", "duress_pin_hash"},  # a site's staff PINs (desk buttons)
+}
 FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
 ALARM_PROVIDER_DOWN = "fournisseur SMS/voix injoignable"
 OUTAGE_ALARM_COOLDOWN_S = 600.0
@@ -115,6 +120,7 @@ class Engine:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._contexts: dict[str, AlertContext] = {}
         self._timer_wakeup = asyncio.Event()
+        self._replies = SmsReplies(store, self._ack_by_sms, self.context_of)
         self.delivery: Delivery | None = None
 
     def attach_delivery(self, delivery: Delivery) -> None:
@@ -336,7 +342,9 @@ class Engine:
             timers=timers,
             cancel_timers=any(isinstance(c, esc.CancelTimers) for c in commands),
             events=tuple(events + alarms),
-            context=context.model_dump(mode="json") if context else None,
+            # The PIN hashes stay in the directory: a copy in every alert would outlive a PIN change
+            # and hand an offline-crackable hash to whoever reads an alert row or a backup.
+            context=context.model_dump(mode="json", exclude=_PIN_HASHES) if context else None,
         )
 
     async def _execute(self, alert_id: str, device_id: str, commands: Sequence[esc.Command]) -> None:
@@ -513,15 +521,17 @@ class Engine:
         )
         await self.handle(n.alert_id, event)
 
+    async def claim_sms(self, message_sid: str) -> bool:
+        """First time this inbound SMS is seen (a replayed webhook is not): see dispatcher.smsreplies."""
+        return await self._replies.claim(message_sid)
+
     async def sms_reply(self, from_number: str, body: str) -> str | None:
-        if not body.strip().startswith("1"):
-            return "Vigie : repondez 1 pour prendre en charge l'alerte en cours."
-        alert_id = await self._store.active_alert_for_phone(from_number, OPEN_STATES)
-        if alert_id is None:
-            return "Vigie : aucune alerte en cours pour ce numero."
-        contact = await self._contact_for_phone(alert_id, from_number)
-        await self.handle(alert_id, esc.Acknowledged(by=contact, via="sms"))
-        return "Vigie : prise en charge enregistree. Merci."
+        """A responder's SMS: the alert it names, by its reply code (see dispatcher.smsreplies)."""
+        return await self._replies.answer(from_number, body)
+
+    async def _ack_by_sms(self, alert_id: str, phone: str) -> bool:
+        contact = await self._contact_for_phone(alert_id, phone)
+        return await self.handle(alert_id, esc.Acknowledged(by=contact, via="sms"))
 
     async def call_keypress(
         self, call_sid: str, from_number: str, digits: str, *, ref: str | None = None

@@ -1,8 +1,21 @@
-"""Prometheus metrics of one dispatcher, in its own registry (no import-time globals)."""
+"""Prometheus metrics of one dispatcher, in its own registry (no import-time globals).
+
+They are served only to the metrics token or an admin session: an aggressor
+who could read them would see a duress (an alert that stays open and keeps
+notifying after a "cancel", duress notices, an operator alarm). No choice of
+labels makes a public exposition duress-neutral, since a normal cancel closes
+the alert and a duress keeps it escalating; so /metrics is not public.
+"""
 
 from __future__ import annotations
 
+import hmac
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import SecretStr
+from starlette.requests import Request
+
+from dispatcher.auth import SESSION_COOKIE
 
 _STAGE_BUCKETS = (
     0.0005,
@@ -67,6 +80,28 @@ class Metrics:
             "vigie_operator_alarms_total", "Operator alarms raised", ["reason"], registry=r
         )
 
+        self.http_refused = Counter(
+            "vigie_http_refused_total",
+            "HTTP requests refused before reaching the API (body too large, bad JSON, cross-site...)",
+            ["reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """Prometheus text exposition."""
         return generate_latest(self.registry)
+
+
+async def metrics_allowed(request: Request, token: SecretStr | None) -> bool:
+    """The metrics token as a bearer, or an admin's session (cookie or bearer) when the API is mounted."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    bearer = presented.strip() if scheme.lower() == "bearer" else ""
+    expected = token.get_secret_value().encode() if token is not None else b""
+    if expected and bearer and hmac.compare_digest(bearer.encode(), expected):
+        return True
+    api = getattr(request.app.state, "api", None)
+    session = bearer or request.cookies.get(SESSION_COOKIE, "")
+    if api is None or not session:
+        return False
+    user = await api.auth.user_for(session)
+    return user is not None and user.role == "admin"

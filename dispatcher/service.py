@@ -7,7 +7,7 @@ import contextlib
 import logging
 import resource
 import secrets
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,6 +230,17 @@ def fit_open_file_limit(needed: int) -> int:
     return target
 
 
+def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """uvicorn options: believe ``X-Forwarded-For``/``-Proto`` only from the configured proxies.
+
+    uvicorn's own default trusts them from 127.0.0.1, so any local client (or a
+    proxy that does not overwrite the header) could claim any address — new
+    login budgets for an attacker, a lock-out for a victim, lies in the audit
+    log. With no trusted proxy, the TCP peer is the client.
+    """
+    return {"proxy_headers": bool(trusted_proxies), "forwarded_allow_ips": list(trusted_proxies) or None}
+
+
 async def serve(settings: DispatcherSettings) -> None:
     """Run the dispatcher and its HTTP API (REST, console, webhooks) until interrupted."""
     from dispatcher.geocoding import AddressGeocoder
@@ -252,6 +263,7 @@ async def serve(settings: DispatcherSettings) -> None:
             log_level="warning",
             # Open console WebSockets must not hold a restart (systemd) hostage.
             timeout_graceful_shutdown=5,
+            **proxy_options(settings.api.trusted_proxies),
         )
         server = uvicorn.Server(config)
         watchdog = asyncio.create_task(feed_watchdog(d.dead_tasks))

@@ -10,12 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatcher.secretcheck import require_real_optional_secret, require_real_secret
+
+# A refused setting must never be echoed: its value may be (part of) a secret.
+_HIDDEN = ConfigDict(hide_input_in_errors=True)
 
 
 class MqttSettings(BaseModel):
     """Connection of the dispatcher to the broker."""
+
+    model_config = _HIDDEN
 
     host: str = Field(default="127.0.0.1", description="Broker host")
     port: int = Field(default=1883, description="Broker port (8883 with TLS in production)")
@@ -35,9 +42,13 @@ class MqttSettings(BaseModel):
     )
     keepalive_s: int = Field(default=15, description="MQTT keepalive")
 
+    _real_password = field_validator("password")(require_real_optional_secret)
+
 
 class TwilioSettings(BaseModel):
     """SMS and voice provider (Twilio, or the local sandbox speaking its API)."""
+
+    model_config = _HIDDEN
 
     account_sid: str = Field(description="Twilio Account SID (ACxxxxxxxx...)")
     auth_token: SecretStr = Field(description="Twilio auth token; also verifies webhook signatures")
@@ -56,6 +67,8 @@ class TwilioSettings(BaseModel):
         " plus retries (100 alerts/s against a 3 s provider keeps ~900 busy; at 1,000 requests queued"
         " for a connection: docs/performance.md). The dispatcher raises its open-file limit to fit.",
     )
+
+    _real_token = field_validator("auth_token")(require_real_secret)
 
 
 class IngestSettings(BaseModel):
@@ -168,6 +181,8 @@ class GeoApiSettings(BaseModel):
 class ApiSettings(BaseModel):
     """REST API, console sessions and login throttling (``VIGIE_API__*``)."""
 
+    model_config = _HIDDEN
+
     cookie_secure: bool = Field(
         default=True,
         description="Secure flag of the session cookie; False only for plain-HTTP development",
@@ -185,6 +200,36 @@ class ApiSettings(BaseModel):
         default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         description="Map tiles for the console; '' shows coordinates and address only",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or CIDRs) whose X-Forwarded-For/-Proto are believed (uvicorn's"
+        " forwarded_allow_ips); empty: none — the TCP peer is the client, whatever the headers say",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (https://host[:port]) allowed to change state besides the Host the browser"
+        " used; set the public URL when the reverse proxy does not pass the Host header through",
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body (413 above)")
+    max_auth_body_bytes: int = Field(
+        default=8192, ge=512, description="Largest body under /api/auth/ (a login is a few hundred bytes)"
+    )
+    login_inflight_per_key: int = Field(
+        default=2,
+        ge=1,
+        description="Password checks running at once for one username, and for one client address;"
+        " more concurrent attempts get 429 without being checked",
+    )
+    login_hash_threads: int = Field(
+        default=2, ge=1, description="Threads hashing login passwords (PIN checks have their own)"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token Prometheus sends to /metrics (admins' sessions work too); unset:"
+        " /metrics answers only admin sessions",
+    )
+
+    _real_metrics_token = field_validator("metrics_token")(require_real_optional_secret)
 
 
 class VisitSettings(BaseModel):
@@ -210,7 +255,9 @@ class VisitSettings(BaseModel):
 class AdminSettings(BaseSettings):
     """What administration commands need: the store and the geocoder."""
 
-    model_config = SettingsConfigDict(env_prefix="VIGIE_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIE_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default="sqlite:///var/vigie.db",

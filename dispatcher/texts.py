@@ -18,15 +18,17 @@ from zoneinfo import ZoneInfo
 from dispatcher.domain import Address, AlertContext, AlertKind, LocationSource, ResolvedLocation
 from dispatcher.gsm7 import segments, to_gsm7
 from dispatcher.location import offset_from_address
+from dispatcher.replycodes import reply_code
 
 PARIS = "Europe/Paris"
 DEFAULT_VOICE = "Polly.Lea"  # a French neural voice Twilio offers for fr-FR
 VOICE_LANGUAGE = "fr-FR"
 VOICE_REPEATS = 3
 MAX_SEGMENTS = 3
-ACK_LINE = "Repondez 1 pour prendre en charge"
-#: Offered in every call that asks to press 1: SMS replies are matched by phone number to the
-#: open alert, so they still work when a keypress cannot reach the dispatcher (a restart).
+ACK_LINE = "Repondez 1 {code} pour prendre en charge"  # {code}: the alert's reply code (replycodes.py)
+#: Offered in every call that asks to press 1: an SMS reply still works when a keypress cannot reach
+#: the dispatcher (a restart); a bare "1" lands when it is the only alert waiting for this number,
+#: otherwise the answer lists the codes (dispatcher/smsreplies.py).
 SMS_FALLBACK_SPEECH = "Vous pouvez aussi répondre 1 par SMS au numéro qui vous appelle."
 ACK_SPEECH = f"Appuyez sur 1 pour prendre en charge. {SMS_FALLBACK_SPEECH}"
 NOTICE_REPEATS = 2  # an information call is said twice (no key to press)
@@ -219,13 +221,19 @@ def _alert_header(ctx: AlertContext, facts: Facts) -> str:
     return "ALERTE VIGIE - praticien en danger"
 
 
+def ack_line(ctx: AlertContext) -> str:
+    """How to acknowledge this alert by SMS: the reply names it ("Repondez 1 K42 ...")."""
+    return ACK_LINE.format(code=reply_code(ctx.alert_id))
+
+
 def alert_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
     """SMS to a responder: who, where, when, and how to acknowledge (≤ 3 segments if possible)."""
     facts = facts or Facts()
     if ctx.kind is AlertKind.TEST:
-        header, ack = "TEST - aucune action requise. Essai VIGIE", "Test: repondez 1 pour verifier la chaine"
+        header = "TEST - aucune action requise. Essai VIGIE"
+        ack = f"Test: repondez 1 {reply_code(ctx.alert_id)} pour verifier la chaine"
     else:
-        header, ack = _drill(ctx, _alert_header(ctx, facts), sms=True), ACK_LINE
+        header, ack = _drill(ctx, _alert_header(ctx, facts), sms=True), ack_line(ctx)
     return _fitted(header, ctx, ack)
 
 
@@ -236,7 +244,7 @@ def duress_notice_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
     must understand the opposite: the danger is confirmed.
     """
     header = f"VIGIE - {DURESS_SMS}: ignorez l'annulation"
-    return _fitted(_drill(ctx, header, sms=True), ctx, ACK_LINE)
+    return _fitted(_drill(ctx, header, sms=True), ctx, ack_line(ctx))
 
 
 def _about(ctx: AlertContext) -> str:

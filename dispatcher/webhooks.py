@@ -45,6 +45,12 @@ class TwilioInbox(Protocol):
         names the row even when the provider's SID was never stored (a crash).
         """
 
+    async def claim_sms(self, message_sid: str) -> bool:
+        """Whether this inbound SMS (by its provider id) is seen for the first time.
+
+        A replayed webhook carries an id already seen; a signed request without one is not Twilio's.
+        """
+
     async def sms_reply(self, from_number: str, body: str) -> str | None:
         """A contact texted us; return a confirmation to answer with, or None."""
 
@@ -77,6 +83,9 @@ class TwilioSignatures:
     """Checks ``X-Twilio-Signature`` with the ``twilio`` library's algorithm."""
 
     def __init__(self, auth_token: str) -> None:
+        if not auth_token.strip():
+            # With the key "" anyone can sign a webhook (issue 13, finding 8).
+            raise ValueError("jeton Twilio vide : aucune signature de webhook ne peut être vérifiée")
         self._validator = RequestValidator(auth_token)
 
     def valid(self, url: str, form: Form, signature: str) -> bool:
@@ -164,6 +173,9 @@ class TwilioWebhooks:
         return _twiml(EMPTY_TWIML)
 
     async def _sms(self, form: Form, _url: str) -> Response:
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        if not await self._inbox.claim_sms(sid):
+            return _twiml(EMPTY_TWIML)  # replayed (or not Twilio's): nothing done, nothing answered
         answer = await self._visit_reply(form)
         if answer is None:
             answer = await self._inbox.sms_reply(form.get("From", ""), form.get("Body", ""))

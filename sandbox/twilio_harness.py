@@ -39,6 +39,10 @@ class RecordingInbox:
         self.refs.append(ref)
         self._notify()
 
+    async def claim_sms(self, message_sid: str) -> bool:
+        """Every SMS id is new here (the real inbox records them to refuse replays)."""
+        return True
+
     async def sms_reply(self, from_number: str, body: str) -> str | None:
         """Record ``(from_number, body)`` and answer :attr:`sms_answer`."""
         self.replies.append((from_number, body))

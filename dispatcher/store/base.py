@@ -300,6 +300,14 @@ class AlertStore(Protocol):
         Compare-and-set: two instances reconciling the same row settle it once.
         """
 
+    async def open_alerts_for_phone(self, phone: str, states: Sequence[str]) -> list[str]:
+        """Alerts in ``states`` that sent ``phone`` an alert notification, most recent first."""
+        ...
+
+    async def claim_inbound_message(self, sid: str, at: datetime) -> bool:
+        """Remember a provider message id; False when it was already seen (a replayed webhook)."""
+        ...
+
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:
         """Lease due timers (or those whose owner's lease ran out)."""
 

@@ -735,6 +735,28 @@ class PostgresStore(PostgresVisits, DocumentDirectory):
         )
         return str(done).endswith(" 1")
 
+    async def open_alerts_for_phone(self, phone: str, states: Sequence[str]) -> list[str]:
+        """Alerts in ``states`` that sent ``phone`` an alert notification, most recent first."""
+        rows = await self._fetch(
+            "SELECT n.alert_id, MAX(n.id) AS last FROM notifications n JOIN alerts a ON a.id=n.alert_id"
+            " WHERE n.phone=$1 AND a.state = ANY($2::text[]) AND n.purpose='alert'"
+            " GROUP BY n.alert_id ORDER BY last DESC",
+            phone,
+            list(states),
+        )
+        return [str(r["alert_id"]) for r in rows]
+
+    async def claim_inbound_message(self, sid: str, at: datetime) -> bool:
+        """Remember a provider message id; False when it was already seen (a replayed webhook)."""
+        status = await self._tx(
+            lambda c: c.execute(
+                "INSERT INTO inbound_messages(sid, at) VALUES ($1, $2) ON CONFLICT (sid) DO NOTHING",
+                sid,
+                _utc(at),
+            )
+        )
+        return _status_count(status) == 1
+
     # -- timers --------------------------------------------------------------------
 
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:

@@ -311,3 +311,15 @@ MIGRATIONS.append(
     INSERT INTO communes_version(id, version) VALUES (1, 0);
     """
 )
+
+# 9 — issue 13: inbound SMS ids (see the SQLite migration 9), and the argon2 PIN
+# hashes erased from the alerts' stored contexts.
+MIGRATIONS.append(
+    """
+    CREATE TABLE inbound_messages (sid text PRIMARY KEY, at timestamptz NOT NULL);
+    UPDATE alerts
+        SET context = context #- '{practitioner,cancel_pin_hash}' #- '{practitioner,duress_pin_hash}'
+            #- '{site,cancel_pin_hash}' #- '{site,duress_pin_hash}'
+        WHERE jsonb_typeof(context) = 'object';
+    """
+)

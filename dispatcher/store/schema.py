@@ -290,3 +290,16 @@ MIGRATIONS.append(
     INSERT INTO communes_version(id, version) VALUES (1, 0);
     """
 )
+
+# 9 — issue 13: inbound SMS ids (a replayed signed webhook must do nothing), and the
+# argon2 PIN hashes that every alert's context used to copy, erased from stored alerts.
+MIGRATIONS.append(
+    """
+    CREATE TABLE inbound_messages (sid TEXT PRIMARY KEY, at TEXT NOT NULL);
+    UPDATE alerts SET context = json_remove(
+        context,
+        '$.practitioner.cancel_pin_hash', '$.practitioner.duress_pin_hash',
+        '$.site.cancel_pin_hash', '$.site.duress_pin_hash'
+    ) WHERE context IS NOT NULL;
+    """
+)

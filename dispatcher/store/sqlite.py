@@ -515,6 +515,25 @@ class SqliteStore(SqliteVisits, DocumentDirectory):
 
         return await self._atomic(settle, urgent=False)
 
+    async def open_alerts_for_phone(self, phone: str, states: Sequence[str]) -> list[str]:
+        """Alerts in ``states`` that sent ``phone`` an alert notification, most recent first."""
+        marks = ",".join("?" * len(states))
+        rows = await self._all(
+            f"SELECT n.alert_id, MAX(n.id) AS last FROM notifications n JOIN alerts a ON a.id=n.alert_id "
+            f"WHERE n.phone=? AND a.state IN ({marks}) AND n.purpose='alert' "
+            f"GROUP BY n.alert_id ORDER BY last DESC",
+            (phone, *states),
+        )
+        return [str(r["alert_id"]) for r in rows]
+
+    async def claim_inbound_message(self, sid: str, at: datetime) -> bool:
+        """Remember a provider message id; False when it was already seen (a replayed webhook)."""
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "INSERT OR IGNORE INTO inbound_messages(sid, at) VALUES (?, ?)", (sid, _iso(at))
+            )
+            return cur.rowcount == 1
+
     # -- timers --------------------------------------------------------------------
 
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:

@@ -23,7 +23,7 @@ from dispatcher.auth import hash_password
 from dispatcher.domain import Convention
 from dispatcher.engine import Engine
 from dispatcher.events import EventBus
-from dispatcher.settings import ApiSettings, DispatcherSettings
+from dispatcher.settings import DispatcherSettings
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewUser, Store
 from dispatcher.visit_runner import VisitTimers
@@ -153,7 +153,8 @@ async def served(broker: DevBroker, tmp_path: Path) -> AsyncIterator[Served]:
     async with running_system(broker, tmp_path) as system:
         await add_users(system)
         d = system.dispatcher
-        settings = d.settings.model_copy(update={"api": ApiSettings(cookie_secure=False, tile_url="")})
+        api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": ""})
+        settings = d.settings.model_copy(update={"api": api})
         parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
         app = create_app(
             settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts

@@ -96,7 +96,7 @@ def test_alert_sms_says_who_where_when_and_how_to_ack() -> None:
         "visite à domicile déclarée",
         "22:41",
         "Convention SSJ Hérault",
-        "Repondez 1 pour prendre en charge",
+        "Repondez 1 A47 pour prendre en charge",  # A47: reply_code("a1")
     ):
         assert expected in sms, expected
     assert is_gsm7(sms)

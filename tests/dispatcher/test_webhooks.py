@@ -21,7 +21,7 @@ from sandbox.twilio_harness import RecordingInbox, serve_asgi
 from sandbox.twilio_resources import NumberBehaviour
 from sandbox.twilio_server import TwilioSandbox
 
-TOKEN = "test-auth-token"
+TOKEN = "test-auth-token-5f1c0a9e7b3d2468"
 PUBLIC = "https://vigie.example.fr"  # what Twilio calls; the app itself sits behind a proxy
 FROM = "+33465710000"
 CONTACT = "+33639980101"

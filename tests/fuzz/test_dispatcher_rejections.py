@@ -20,7 +20,7 @@ from protocol.codec import encode_uplink, new_event_id, to_bytes
 from protocol.signing import sign
 from protocol.topics import UplinkKind, uplink_topic
 from sandbox.fleet import SimulatedDevice
-from tests.support.system import System, running_system
+from tests.support.system import METRICS_HEADERS, System, running_system
 
 
 async def button(system: System, device_id: str) -> SimulatedDevice:
@@ -36,7 +36,7 @@ async def system(broker: DevBroker, tmp_path: Path) -> AsyncIterator[System]:
 
 async def rejected_counts(system: System) -> dict[str, float]:
     async with httpx.AsyncClient() as http:
-        text = (await http.get(system.public_url + "/metrics")).text
+        text = (await http.get(system.public_url + "/metrics", headers=METRICS_HEADERS)).text
     return labelled(text, "vigie_rejected_total", "reason")
 
 

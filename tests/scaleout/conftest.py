@@ -31,7 +31,7 @@ from dispatcher.store.postgres import PostgresStore
 from sandbox.fleet import SimulatedDevice, new_device_secrets
 from sandbox.twilio_server import TwilioSandbox
 from tests.support import postgres as _pg
-from tests.support.system import FROM_NUMBER, HERAULT
+from tests.support.system import FROM_NUMBER, HERAULT, METRICS_TOKEN
 
 # The session cluster and per-test database fixtures, shared with the other test packages.
 postgres_cluster = _pg.postgres_cluster
@@ -108,6 +108,7 @@ class Cluster:
             "VIGIE_HTTP_PORT": str(instance.http_port),
             "VIGIE_FALLBACK__NAME": "Permanence Vigie",
             "VIGIE_FALLBACK__PHONE": "+33465710190",
+            "VIGIE_API__METRICS_TOKEN": METRICS_TOKEN,
         }
 
     async def start_instance(self, name: str) -> Instance:

@@ -20,6 +20,7 @@ import pytest
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice
 from tests.scaleout.conftest import Cluster, sms_webhook
+from tests.support.system import METRICS_HEADERS
 
 CHEF_DE_POSTE = "+33639980101"  # commissariat de Montpellier, tier 1: SMS + call
 
@@ -229,7 +230,7 @@ async def test_killed_instance_timers_are_taken_over_after_the_lease(fast_cluste
 
         async def drained() -> bool:
             async with httpx.AsyncClient() as http:
-                text = (await http.get(again.url + "/metrics")).text
+                text = (await http.get(again.url + "/metrics", headers=METRICS_HEADERS)).text
             return any(
                 line.startswith("vigie_duplicates_total ") and float(line.split()[1]) > 0
                 for line in text.splitlines()

@@ -1,4 +1,9 @@
-"""Fixtures of the attack suite; every test here carries the ``attacks`` marker."""
+"""Fixtures of the attack suite; every test here carries the ``attacks`` marker.
+
+MQTT attacks run against ``stack`` (dev and prod brokers); web attacks reuse the
+API and console suites' fixtures: ``api`` (full app in-process), ``served``
+(full app on its own uvicorn server), ``browser`` (Debian's chromium).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.api.conftest import api, served
+from tests.console.test_browser import browser, chromium
 from tests.security.mqtt_stack import PROFILES, Stack, stack_for
+
+__all__ = ["api", "browser", "chromium", "served"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -576,6 +576,30 @@ async def test_active_alert_for_phone_is_the_latest_open_alert_notified(store: A
     assert await store.active_alert_for_phone("+33639989999", ["notifying"]) is None
 
 
+@covers("open_alerts_for_phone")
+async def test_open_alerts_for_phone_lists_each_open_alert_once_newest_first(store: Any) -> None:
+    await seed(store)
+    chef = spec("chef")
+    await store.insert_alerts(
+        [
+            (new_alert("a-1", seq=1), window(1), first("a-1", chef)),
+            (new_alert("a-2", seq=2), window(1, 2), first("a-2", chef)),
+        ]
+    )
+    assert await store.open_alerts_for_phone(chef.phone, ["notifying"]) == ["a-2", "a-1"]
+    assert await store.open_alerts_for_phone(chef.phone, ["acknowledged"]) == []
+    assert await store.open_alerts_for_phone("+33639989999", ["notifying"]) == []
+
+
+@covers("claim_inbound_message")
+async def test_an_inbound_message_id_is_claimed_once(store: Any) -> None:
+    at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    sid = "SM" + "c" * 32
+    assert await store.claim_inbound_message(sid, at) is True
+    assert await store.claim_inbound_message(sid, at + timedelta(hours=1)) is False
+    assert await store.claim_inbound_message("SM" + "d" * 32, at) is True
+
+
 # -- timers -------------------------------------------------------------------------
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +16,14 @@ from dispatcher.communes import load_communes
 from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
-from dispatcher.service import Dispatcher, running_dispatcher
-from dispatcher.settings import DispatcherSettings, FallbackContactSettings, MqttSettings, TwilioSettings
+from dispatcher.service import Dispatcher, proxy_options, running_dispatcher
+from dispatcher.settings import (
+    ApiSettings,
+    DispatcherSettings,
+    FallbackContactSettings,
+    MqttSettings,
+    TwilioSettings,
+)
 from dispatcher.store import open_store
 from dispatcher.store.base import Store
 from sandbox.fleet import SimulatedDevice, new_device_secrets
@@ -28,6 +34,9 @@ COMMUNES = Path(__file__).resolve().parents[2] / "sandbox" / "data" / "communes.
 COMMUNE_DEPARTEMENTS = ("34", "30")
 FROM_NUMBER = "+33465710199"
 FALLBACK_NUMBER = "+33465710190"  # the deployment-wide fallback contact
+# /metrics is not public (issue 13, finding 7): Prometheus, the benchmark and the tests send this.
+METRICS_TOKEN = "test-metrics-token-4e7d1c9a0b3f5a6e"
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 @dataclass
@@ -78,10 +87,19 @@ class System:
         return [r.params.get(field_name, "") for r in self.sandbox.requests_to(number, kind)]
 
 
-async def _serve_http(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
-    )  # type: ignore[arg-type]
+async def _serve_http(
+    app: object, port: int, *, trusted_proxies: Sequence[str] = ()
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Serve ``app`` as ``vigie serve`` does (same proxy-header policy) on a loopback port."""
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        **proxy_options(trusted_proxies),
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -133,6 +151,7 @@ async def running_system(
         ),
         fallback=FallbackContactSettings(name="Permanence Vigie", phone=FALLBACK_NUMBER),
         http_port=http_port,
+        api=ApiSettings(metrics_token=METRICS_TOKEN),
     )
     try:
         async with running_dispatcher(settings) as d:

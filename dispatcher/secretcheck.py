@@ -1,0 +1,62 @@
+"""Refuse empty, short or placeholder secrets at start-up, without ever echoing them.
+
+An empty Twilio auth token made the webhooks accept requests signed with the
+key "" (anyone could then forge a responder's "1"), and the documented
+``printf '%s' "$TWILIO_AUTH_TOKEN" > …`` writes exactly that when the variable
+is unset. These checks run inside the pydantic settings models, whose errors
+are configured with ``hide_input_in_errors`` so that a refused value never
+reaches a log or a terminal, not even its first characters.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+MIN_SECRET_CHARS = 16  # Twilio auth tokens are 32 hex characters; anything this short is a typo or a stub
+# Words that only appear in example values, lower-cased (dispatcher.env.example, docs, tutorials).
+PLACEHOLDER_WORDS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "your_",
+    "your-",
+    "votre",
+    "example",
+    "exemple",
+    "todo",
+    "fixme",
+    "xxxx",
+    "secret_here",
+    "token_here",
+)
+
+
+def secret_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a real secret (French, without quoting it), or None when it may be."""
+    stripped = value.strip()
+    if not stripped:
+        return "vide"
+    if len(stripped) < MIN_SECRET_CHARS:
+        return f"trop court (moins de {MIN_SECRET_CHARS} caractères)"
+    lowered = stripped.lower()
+    if len(set(lowered)) == 1:
+        return "un seul caractère répété : valeur d'exemple"
+    if stripped.startswith("$") or (stripped.startswith("<") and stripped.endswith(">")):
+        return "variable non développée ou gabarit : valeur d'exemple"
+    if any(word in lowered for word in PLACEHOLDER_WORDS):
+        return "valeur d'exemple (changeme, placeholder, xxxx…)"
+    return None
+
+
+def require_real_secret(value: SecretStr) -> SecretStr:
+    """Pydantic validator body: raise ValueError (without the value) for a placeholder secret."""
+    problem = secret_problem(value.get_secret_value())
+    if problem is not None:
+        raise ValueError(f"secret refusé : {problem}")
+    return value
+
+
+def require_real_optional_secret(value: SecretStr | None) -> SecretStr | None:
+    """Same as :func:`require_real_secret`, for a secret that may be left unset (None)."""
+    return None if value is None else require_real_secret(value)

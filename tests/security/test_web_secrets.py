@@ -1,0 +1,80 @@
+"""Finding 8 and the low "a settings error prints the first characters of the Twilio token".
+
+Before the fix ``vigie serve`` started with an empty Twilio auth token, and a
+webhook signed with the key "" was then accepted (a forged "1" silences an
+alert); a settings error printed the start of the token.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from dispatcher.secretcheck import secret_problem
+from dispatcher.settings import TwilioSettings
+from dispatcher.webhooks import TwilioSignatures
+
+pytestmark = pytest.mark.attacks
+
+VIGIE = str(Path(sys.executable).with_name("vigie"))
+SECRET = "Zq9-real-looking-token-8f3a1c77d2e4"
+
+
+def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``vigie serve`` as systemd would run it, with only VIGIE_* settings from ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_")}
+    base = {
+        "VIGIE_DATABASE_URL": f"sqlite:///{tmp_path / 'never.db'}",
+        "VIGIE_TWILIO__ACCOUNT_SID": "AC" + "5a" * 16,
+        "VIGIE_TWILIO__FROM_NUMBER": "+33465710199",
+        "VIGIE_TWILIO__PUBLIC_BASE_URL": "https://vigie.example.org",
+        "VIGIE_HTTP_PORT": "1",  # never reached: the settings are refused first
+    }
+    return subprocess.run(
+        [VIGIE, "serve"], env=clean | base | env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "   ", "changeme", "CHANGEME-CHANGEME-CHANGEME", "x" * 32, "$TWILIO_AUTH_TOKEN"],
+)
+def test_startup_refuses_an_empty_or_placeholder_auth_token(tmp_path: Path, token: str) -> None:
+    result = _serve(tmp_path, VIGIE_TWILIO__AUTH_TOKEN=token)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "VIGIE_TWILIO__AUTH_TOKEN" in result.stderr
+    assert "secret refusé" in result.stderr
+    assert not (tmp_path / "never.db").exists()  # refused before anything was opened
+
+
+def test_a_settings_error_never_prints_any_part_of_the_secret(tmp_path: Path) -> None:
+    result = _serve(
+        tmp_path, VIGIE_TWILIO__AUTH_TOKEN=SECRET, VIGIE_TWILIO__FROM_NUMBER="", VIGIE_MQTT__PASSWORD="short"
+    )
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "VIGIE_MQTT__PASSWORD" in output
+    for i in range(len(SECRET) - 3):
+        assert SECRET[i : i + 4] not in output, "a fragment of the auth token was printed"
+    assert "short" not in output
+
+
+def test_no_webhook_verifier_with_an_empty_key_and_real_tokens_pass() -> None:
+    with pytest.raises(ValueError, match="vide"):
+        TwilioSignatures("")
+    with pytest.raises(ValidationError) as refused:
+        TwilioSettings(
+            account_sid="AC" + "5a" * 16,
+            auth_token=SecretStr(""),
+            from_number="+33465710199",
+            public_base_url="https://vigie.example.org",
+        )
+    assert "secret refusé" in str(refused.value)
+    # Legitimate configurations still start: a Twilio-shaped token, the sandbox's, the benchmark's.
+    for token in ("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "sandbox-auth-token-0123456789abcdef"):
+        assert secret_problem(token) is None
