@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from dispatcher.apidocs import mount_docs
 from dispatcher.bodylimit import BodyLimit
 from dispatcher.csrf import OriginCheck
 from dispatcher.metrics import Metrics, metrics_allowed
@@ -48,7 +49,10 @@ def create_app(
         title="Vigie dispatcher",
         version="0.1.0",
         description="Alertes discrètes des soignants : API REST, console opérateur, webhooks Twilio.",
+        docs_url=None,  # served from vendored assets by mount_docs, never from a CDN
+        redoc_url=None,
     )
+    mount_docs(app)
     app.add_middleware(
         TwilioWebhooks,
         auth_token=settings.twilio.auth_token.get_secret_value(),

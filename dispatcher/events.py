@@ -10,6 +10,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# An account's sessions or rights changed (logout, disabled, password, re-scoped): ``user_id``.
+# Its open console feeds re-check their session at once and close if it ended or changed.
+ACCOUNT_EVENT = "account"
+
 
 class EventBus:
     """Fan-out of small JSON-able events; a slow subscriber loses events, never blocks us."""

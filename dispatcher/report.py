@@ -9,7 +9,9 @@ no names, no addresses, no device ids.
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 import statistics as stats
 from collections import defaultdict
@@ -23,6 +25,15 @@ from dispatcher.domain import Convention
 from dispatcher.store.base import AlertRecord
 
 REPORTABLE_STATES = frozenset({"resolved"})
+# The fiche shows what people typed (notes, addresses): even if escaping ever failed, nothing
+# may run or load. The one script is the print button's inline handler, allowed by its hash.
+PRINT_HANDLER = "window.print()"
+_PRINT_HASH = base64.b64encode(hashlib.sha256(PRINT_HANDLER.encode()).digest()).decode()
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:;"
+    f" script-src 'unsafe-hashes' 'sha256-{_PRINT_HASH}';"
+    " frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 PARIS = ZoneInfo("Europe/Paris")
 _PLACE = {
     "cabinet": "Cabinet médical",
@@ -82,7 +93,7 @@ def fiche_html(alert: AlertDetail) -> str:
 <title>Fiche de signalement — alerte du {escape(_local(alert.received_at))}</title><style>{
         _CSS
     }</style></head>
-<body><p class="noprint"><button onclick="window.print()">Imprimer / enregistrer en PDF</button></p>
+<body><p class="noprint"><button onclick="{PRINT_HANDLER}">Imprimer / enregistrer en PDF</button></p>
 <h1>Fiche de signalement d'un incident de violence</h1>
 <p class="muted">Pré-remplie par Vigie à partir de l'alerte {escape(alert.id)}. À compléter, signer et
 adresser au conseil départemental de l'Ordre et/ou à l'Observatoire national des violences en milieu de

@@ -14,7 +14,7 @@ from dispatcher.api import views
 from dispatcher.api.deps import ClientIp, Ctx, CurrentUser, StaffUser, UserAccess, not_found
 from dispatcher.api.schemas import AlertDetail, AlertSummary, NoteCreate, NotePublic, TimelineEntry
 from dispatcher.auth import Role, User
-from dispatcher.report import REPORTABLE_STATES, fiche_html
+from dispatcher.report import REPORT_CSP, REPORTABLE_STATES, fiche_html
 from dispatcher.store.base import AlertQuery, AlertRecord, NotFound
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -169,4 +169,5 @@ async def report(alert_id: str, ctx: Ctx, access: UserAccess, ip: ClientIp) -> H
     if record.state not in REPORTABLE_STATES:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="fiche disponible une fois l'alerte clôturée")
     await ctx.audit.record(access.user, audit.ALERT_REPORT, target_kind="alert", target_id=alert_id, ip=ip)
-    return HTMLResponse(fiche_html(await views.detail(ctx.store, record)))
+    headers = {"Content-Security-Policy": REPORT_CSP, "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+    return HTMLResponse(fiche_html(await views.detail(ctx.store, record)), headers=headers)

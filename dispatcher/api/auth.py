@@ -11,6 +11,7 @@ from dispatcher import audit
 from dispatcher.api.deps import ClientIp, Ctx, CurrentUser, session_token
 from dispatcher.api.schemas import LoginRequest, TokenResponse, UserPublic
 from dispatcher.auth import SESSION_COOKIE, InvalidCredentials, LoginThrottled, Session, User
+from dispatcher.events import ACCOUNT_EVENT
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -85,6 +86,7 @@ async def logout(
     """End the session (cookie or bearer token) server-side."""
     if token:
         await ctx.auth.logout(token)
+    ctx.bus.publish(ACCOUNT_EVENT, user_id=user.id)  # this session's live feeds close now
     await ctx.audit.record(user, audit.LOGOUT, ip=ip)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
 

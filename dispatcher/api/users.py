@@ -11,6 +11,7 @@ from dispatcher import audit
 from dispatcher.api.deps import AdminUser, ClientIp, Ctx, not_found
 from dispatcher.api.schemas import UserCreate, UserPublic, UserUpdate
 from dispatcher.auth import Role, hash_password
+from dispatcher.events import ACCOUNT_EVENT
 from dispatcher.store.base import NewUser, NotFound, UserRecord
 
 router = APIRouter(prefix="/api/users", tags=["users"])
@@ -93,6 +94,7 @@ async def update_user(user_id: int, body: UserUpdate, admin: AdminUser, ctx: Ctx
     await ctx.store.update_user(updated)
     if updated.disabled or body.password:
         await ctx.store.delete_user_sessions(user_id)
+    ctx.bus.publish(ACCOUNT_EVENT, user_id=user_id)  # open console feeds re-check their session and scope
     await ctx.audit.record(
         admin,
         audit.CONFIG_CHANGE,

@@ -51,12 +51,15 @@ async def _place(ctx: Ctx, address: Address) -> Address:
 
 
 @router.get("", response_model=list[VisitPublic])
-async def list_visits(user: CurrentUser, ctx: Ctx) -> list[VisitPublic]:
-    """Own visits for a practitioner, all for an admin."""
+async def list_visits(user: CurrentUser, ctx: Ctx, ip: ClientIp) -> list[VisitPublic]:
+    """Own visits for a practitioner, all for an admin (an admin's read is audited: addresses, door codes)."""
     owner = user.practitioner_id if user.role is Role.PRACTITIONER else None
     if user.role is Role.PRACTITIONER and owner is None:
         return []
-    return [_public(v) for v in await ctx.store.list_visits(owner)]
+    visits = await ctx.store.list_visits(owner)
+    if user.role is Role.ADMIN:
+        await ctx.audit.record(user, audit.VISIT_READ, target_kind="visit", ip=ip, count=len(visits))
+    return [_public(v) for v in visits]
 
 
 @router.post("", response_model=VisitPublic, status_code=status.HTTP_201_CREATED)

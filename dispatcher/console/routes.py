@@ -24,12 +24,14 @@ from dispatcher.api import views
 from dispatcher.api.access import Access
 from dispatcher.api.deps import ApiContext
 from dispatcher.auth import SESSION_COOKIE, Role, User
+from dispatcher.events import ACCOUNT_EVENT
 from dispatcher.store.base import AlertQuery, NotFound
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_RESCOPED = 4409  # role or conventions changed: the page reconnects and gets the new scope
 CLOSE_POLICY = 1008
 PING_EVERY_S = 20.0
 
@@ -134,14 +136,29 @@ class ConsoleFeed:
             try:
                 event = await asyncio.wait_for(queue.get(), PING_EVERY_S)
             except TimeoutError:
-                if await self._authenticate() is None:
-                    await self._ws.close(CLOSE_UNAUTHENTICATED, "session expirée")
+                # Also catches changes made through another instance (the bus is per process).
+                if await self._account_changed(user):
                     return
                 await self._ws.send_json({"type": "ping"})
+                continue
+            if event.get("kind") == ACCOUNT_EVENT:
+                if event.get("user_id") == user.id and await self._account_changed(user):
+                    return
                 continue
             message = await self._message(user, event)
             if message is not None:
                 await self._ws.send_json(message)
+
+    async def _account_changed(self, user: User) -> bool:
+        """Close the feed (and say so) when its session ended or its user's rights changed."""
+        now = await self._authenticate()
+        if now is None:
+            await self._ws.close(CLOSE_UNAUTHENTICATED, "session terminée")
+            return True
+        if now != user:
+            await self._ws.close(CLOSE_RESCOPED, "droits modifiés")
+            return True
+        return False
 
     async def _message(self, user: User, event: dict[str, Any]) -> dict[str, Any] | None:
         kind = event.get("kind")

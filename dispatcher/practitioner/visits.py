@@ -31,7 +31,7 @@ router = APIRouter(
 )
 operators_router = APIRouter(prefix="/api/open-visits", tags=["visits"])
 
-VISIT_READ = "visit.read"
+VISIT_READ = audit.VISIT_READ  # one action for every read of visits (operators' and admins')
 
 
 def practitioner_of(user: User) -> str:

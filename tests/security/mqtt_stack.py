@@ -34,7 +34,7 @@ from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice, new_device_secrets
 from tests.broker_config.helpers import Client, Pki, make_pki, tls_context
 from tests.support.broker import dispatcher_account, new_password
-from tests.support.system import System, running_system
+from tests.support.system import METRICS_HEADERS, System, running_system
 
 PROFILES = ["dev", "prod"]
 MONITOR = "vigie-monitor"
@@ -157,7 +157,7 @@ class Stack:
 
     async def metrics(self, name: str, label: str) -> dict[str, float]:
         async with httpx.AsyncClient() as http:
-            text = (await http.get(self.system.public_url + "/metrics")).text
+            text = (await http.get(self.system.public_url + "/metrics", headers=METRICS_HEADERS)).text
         return labelled(text, name, label)
 
     async def rejected(self) -> dict[str, float]:
