@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -72,13 +73,17 @@ class Reconciler:
         now = time.time()
         stuck_before = datetime.fromtimestamp(now - self._stuck_after_s, UTC)
         settled = 0
+        seen = _PassCache()
         for row in await self._store.notifications_to_reconcile(stuck_before=stuck_before):
             try:
-                decision = await self._decide(row, now)
+                decision = await self._decide(row, now, seen)
             except ProviderUnavailable as exc:
                 log.warning("reconciliation paused: provider unavailable (%s)", exc)
                 break
             settled += await self._apply(row, decision)
+            if isinstance(decision, rc.Adopt):
+                seen.owners[decision.sid] = row.notification.id
+            await asyncio.sleep(0)  # a long pass must not hold the alert path back
         if settled:
             self._kick()
         return settled
@@ -92,7 +97,7 @@ class Reconciler:
             ):
                 log.warning("notification %s abandoned by a dead instance: %s -> %s", n.id, n.status, target)
 
-    async def _decide(self, row: ReconcileRow, now: float) -> rc.Decision:
+    async def _decide(self, row: ReconcileRow, now: float, seen: _PassCache) -> rc.Decision:
         uncertain = _uncertain(row)
         if uncertain.provider_sid is not None:
             return rc.decide_stuck(
@@ -100,13 +105,27 @@ class Reconciler:
             )
         if now - uncertain.updated_at < self._settle_s:
             return rc.Wait("settling")  # spare the provider a lookup whose answer would not count
-        records = await self._provider.records_to(uncertain.channel, uncertain.phone)
-        taken = frozenset([r.sid for r in records if await self._sid_taken(r.sid, uncertain.id)])
+        key = (uncertain.channel, uncertain.phone)
+        if key not in seen.records:  # one list request per number and pass, however many rows
+            seen.records[key] = await self._provider.records_to(uncertain.channel, uncertain.phone)
+        records = seen.records[key]
+        # Only records that could be this row's are looked up in the store.
+        earliest = uncertain.created_at - rc.CLOCK_SKEW_S
+        taken = frozenset(
+            [
+                r.sid
+                for r in records
+                if r.created_at >= earliest and await self._owner(r.sid, seen) not in (None, uncertain.id)
+            ]
+        )
         return rc.decide_lost(uncertain, records, taken_sids=taken, now=now, settle_s=self._settle_s)
 
-    async def _sid_taken(self, sid: str, row_id: int) -> bool:
-        owner = await self._store.notification_by_sid(sid)
-        return owner is not None and owner.id != row_id
+    async def _owner(self, sid: str, seen: _PassCache) -> int | None:
+        """Id of the notification holding provider ``sid``, looked up once per pass."""
+        if sid not in seen.owners:
+            owner = await self._store.notification_by_sid(sid)
+            seen.owners[sid] = owner.id if owner is not None else None
+        return seen.owners[sid]
 
     async def _apply(self, row: ReconcileRow, decision: rc.Decision) -> int:
         n = row.notification
@@ -133,6 +152,14 @@ class Reconciler:
             )
         except AlreadyExists:  # the SID was stored on another row meanwhile
             return False
+
+
+@dataclass
+class _PassCache:
+    """What one pass already asked: the provider's records per number, the owner of each SID."""
+
+    records: dict[tuple[str, str], list[rc.ProviderRecord]] = field(default_factory=dict)
+    owners: dict[str, int | None] = field(default_factory=dict)
 
 
 def _uncertain(row: ReconcileRow) -> rc.Uncertain:

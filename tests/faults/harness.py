@@ -113,14 +113,28 @@ def provider_requests(log: Path) -> list[dict[str, object]]:
     return [e for e in entries if e.get("type") == "api" and e.get("kind") in ("message", "call")]
 
 
-def first_tier_counts(log: Path, alert_ids: set[str]) -> Counter[tuple[str, str, str]]:
-    """Requests per (alert, number, kind) of the first tier, for the given alerts."""
+def first_tier_counts(
+    log: Path, alert_ids: set[str], rows: set[int] | None = None
+) -> Counter[tuple[str, str, str]]:
+    """Messages and calls the provider created, per (alert, number, kind) of the first tier.
+
+    ``rows``: the ids of the first-tier alert notifications, when other
+    notifications (a "pris en charge" notice to the same number) may exist.
+    """
     counts: Counter[tuple[str, str, str]] = Counter()
     for r in provider_requests(log):
-        alert_id = str(r.get("ref") or "").split("/", 1)[0]
+        alert_id, _, row = str(r.get("ref") or "").partition("/")
+        if r.get("status") != 201 or (rows is not None and (not row.isdigit() or int(row) not in rows)):
+            continue
         if alert_id in alert_ids and (r["to"], r["kind"]) in FIRST_TIER:
             counts[(alert_id, str(r["to"]), str(r["kind"]))] += 1
     return counts
+
+
+def first_tier_rows(cluster: Cluster) -> set[int]:
+    """Ids of the first-tier alert notifications (not notices, not later tiers or rounds)."""
+    rows = read_db(cluster.db, "SELECT id FROM notifications WHERE tier=0 AND round=0 AND purpose='alert'")
+    return {int(i) for (i,) in rows}
 
 
 def notification_statuses(cluster: Cluster, alert_ids: set[str]) -> dict[tuple[str, str, str], str]:
@@ -158,7 +172,7 @@ def assert_exactly_once(cluster: Cluster, log: Path, alert_ids: set[str]) -> Cou
     reconciliation); a row claimed once is requested once. Nothing is missing.
     Returns the rows' statuses.
     """
-    counts = first_tier_counts(log, alert_ids)
+    counts = first_tier_counts(log, alert_ids, first_tier_rows(cluster))
     statuses = notification_statuses(cluster, alert_ids)
     attempts = first_tier_attempts(cluster, alert_ids)
     expected = {(a, to, kind) for a in alert_ids for to, kind in FIRST_TIER}
@@ -170,9 +184,10 @@ def assert_exactly_once(cluster: Cluster, log: Path, alert_ids: set[str]) -> Cou
     return Counter(statuses.values())
 
 
-def duplicates_allowed(log: Path, alert_ids: set[str]) -> int:
-    """First-tier requests beyond the first (each one allowed by the reconciliation rule)."""
-    return sum(n - 1 for n in first_tier_counts(log, alert_ids).values() if n > 1)
+def duplicates_allowed(cluster: Cluster, log: Path, alert_ids: set[str]) -> int:
+    """First-tier messages/calls created beyond the first (each one allowed by the reconciliation rule)."""
+    counts = first_tier_counts(log, alert_ids, first_tier_rows(cluster))
+    return sum(n - 1 for n in counts.values() if n > 1)
 
 
 #: Statuses a notification passes through on our side before the provider's answer is stored.

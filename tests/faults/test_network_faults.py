@@ -63,14 +63,15 @@ def test_broker_restarts_sigterm_then_sigkill_lose_no_alert(make_cluster: MakeCl
 class RealDevice:
     """The real device client (gpiozero MockFactory pins), registered in the cluster's broker."""
 
-    def __init__(self, tmp_path: Path, cluster: Cluster, port: int) -> None:
+    def __init__(self, tmp_path: Path, cluster: Cluster, port: int, device_id: str = DEVICE) -> None:
         assert cluster.broker is not None
-        password = "device-password-" + DEVICE
-        cluster.broker.add_account(DEVICE, password)
+        password = "device-password-" + device_id
+        cluster.broker.add_account(device_id, password)
         cluster.broker.reload()
-        path = write_device_config(tmp_path / "device", port=port, device_id=DEVICE, password=password)
+        workdir = tmp_path / ("device" if device_id == DEVICE else device_id)
+        path = write_device_config(workdir, port=port, device_id=device_id, password=password)
         # Keep the key the dispatcher registered (writing the config drew a new one).
-        (path.parent / "hmac.key").write_text(cluster.keys[DEVICE].hex() + "\n")
+        (path.parent / "hmac.key").write_text(cluster.keys[device_id].hex() + "\n")
         config = load_config(path)
         self.client = DeviceClient(
             config,
@@ -91,9 +92,10 @@ class RealDevice:
         self.client.stop()
 
 
-def device_key(tmp_path: Path) -> bytes:
+def device_key(tmp_path: Path, device_id: str = DEVICE) -> bytes:
     """The key the device config will carry, to register the device before the dispatcher starts."""
-    path = write_device_config(tmp_path / "device", port=1, device_id=DEVICE)
+    workdir = tmp_path / ("device" if device_id == DEVICE else device_id)
+    path = write_device_config(workdir, port=1, device_id=device_id)
     return read_hmac_key(load_config(path))
 
 
