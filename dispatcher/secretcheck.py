@@ -14,23 +14,19 @@ from pydantic import SecretStr
 
 MIN_SECRET_CHARS = 16  # Twilio auth tokens are 32 hex characters; anything this short is a typo or a stub
 # Words that only appear in example values, lower-cased (dispatcher.env.example, docs, tutorials).
+# Long ones anywhere in the value; short ones only at its start, so that a random secret
+# (token_urlsafe) never trips on them by chance.
 PLACEHOLDER_WORDS = (
     "changeme",
     "change-me",
     "change_me",
     "placeholder",
-    "your_",
-    "your-",
-    "votre",
     "example",
     "exemple",
-    "todo",
-    "fixme",
-    "xxxx",
     "secret_here",
     "token_here",
 )
-
+PLACEHOLDER_PREFIXES = ("your_", "your-", "votre", "todo", "fixme", "xxxx", "dummy", "test123")
 
 def secret_problem(value: str) -> str | None:
     """Why ``value`` cannot be a real secret (French, without quoting it), or None when it may be."""
@@ -44,7 +40,7 @@ def secret_problem(value: str) -> str | None:
         return "un seul caractère répété : valeur d'exemple"
     if stripped.startswith("$") or (stripped.startswith("<") and stripped.endswith(">")):
         return "variable non développée ou gabarit : valeur d'exemple"
-    if any(word in lowered for word in PLACEHOLDER_WORDS):
+    if any(word in lowered for word in PLACEHOLDER_WORDS) or lowered.startswith(PLACEHOLDER_PREFIXES):
         return "valeur d'exemple (changeme, placeholder, xxxx…)"
     return None
 

@@ -84,3 +84,12 @@ def test_no_webhook_verifier_with_an_empty_key_and_real_tokens_pass() -> None:
     # Legitimate configurations still start: a Twilio-shaped token, the sandbox's, the benchmark's.
     for token in ("0f1e2d3c4b5a69788796a5b4c3d2e1f0", "sandbox-auth-token-0123456789abcdef"):
         assert secret_problem(token) is None
+
+
+def test_generated_secrets_are_never_taken_for_placeholders() -> None:
+    """What the demo, dev broker and provisioning generate must always start (no flaky refusals)."""
+    import secrets
+
+    for _ in range(20_000):
+        for token in (secrets.token_urlsafe(18), secrets.token_hex(16)):
+            assert secret_problem(token) is None, token
