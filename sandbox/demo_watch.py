@@ -118,7 +118,7 @@ class AlertWatch:
             say(f"✅ {f.label} : prise en charge par {who} ({how}) au palier {tier}, {elapsed:.0f} s")
             self.outcomes[alert_id] = f"prise en charge au palier {state.tier + 1}"
         elif state.exhausted:
-            say(f"⛔ {f.label} : chaîne épuisée, personne n'a répondu — à l'opérateur d'appeler (console)")
+            say(f"⛔ {f.label} : chaîne épuisée, personne n'a répondu — dernier palier relancé, alarme")
             self.outcomes[alert_id] = "chaîne épuisée"
         elif state.terminal:
             say(f"⬜ {f.label} : close ({state.state.value})")
