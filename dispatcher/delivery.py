@@ -278,7 +278,7 @@ class Delivery:
                 # Durable marker first: a crash during the wait must not turn a
                 # provably unsent notification into an 'unknown' one.
                 await self._park(n, f"{result.error_code}: {result.error_message}")
-                await asyncio.sleep(backoff_s(attempt, base_s=self._retry_base_s, cap_s=self._retry_max_s))
+                await self.gate.pause(backoff_s(attempt, base_s=self._retry_base_s, cap_s=self._retry_max_s))
                 await self._mark(n, "sending", None)
                 attempt += 1
         finally:
@@ -291,9 +291,14 @@ class Delivery:
         prober's own request (one number the provider chokes on) must not hold
         every other notification back.
         """
-        if self.gate.down:
-            await self._show_waiting(n.alert_id)
+        if not self.gate.down:
+            return True
+        await self._show_waiting(n.alert_id)
         if await self.gate.turn(n, timeout_s=LEASE_S / 3):
+            # Released when the provider came back: renew the lease on the way. Every
+            # released request does, in release order, behind the prober's own mark: the
+            # store keeps that order, so the most urgent requests leave first.
+            await self._mark(n, "sending", None)
             return True
         if not await self._still_wanted(n, started):
             return False

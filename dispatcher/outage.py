@@ -16,6 +16,7 @@ drives it and reports the outage to operators.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import random
@@ -57,6 +58,8 @@ class ProviderGate:
         self._prober: int | None = None  # notification id of the request probing the provider
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
+        self._up = asyncio.Event()
+        self._up.set()
 
     @property
     def down(self) -> bool:
@@ -87,7 +90,13 @@ class ProviderGate:
         if self.down:
             return False
         self.down_since = time.time()
+        self._up.clear()
         return True
+
+    async def pause(self, seconds: float) -> None:
+        """The prober's backoff: ``seconds``, or less if another request finds the provider back."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), seconds)
 
     def reached(self) -> bool:
         """The provider answered (whatever it said); True when this ends an outage.
@@ -99,6 +108,7 @@ class ProviderGate:
             return False
         self.down_since = None
         self._prober = None
+        self._up.set()  # the prober (usually the first, most urgent request) resumes first
         while self._waiters:
             waiter = heapq.heappop(self._waiters)
             if not waiter.future.done():
