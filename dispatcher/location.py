@@ -114,9 +114,7 @@ class KnownPlace:
         """The site as a known place, or None when its address is not geocoded."""
         if site.address.point is None:
             return None
-        return cls(
-            label=f"{_SITE_KIND_LABEL[site.kind]} {site.name}", address=site.address, kind=site.kind.value
-        )
+        return cls(label=site_heading(site, capitalize=False), address=site.address, kind=site.kind.value)
 
     @classmethod
     def from_visit(cls, visit: HomeVisit) -> KnownPlace | None:
@@ -142,6 +140,23 @@ _SITE_KIND_LABEL: dict[SiteKind, str] = {
     SiteKind.CENTRE_SANTE: "centre de santé",
     SiteKind.OTHER: "site",
 }
+
+
+def site_heading(site: Site, *, capitalize: bool = True) -> str:
+    """The site named with its kind ("Cabinet Dr Roux"), unless its name already says it (no doubled word).
+
+    >>> from dispatcher.domain import Address
+    >>> a = Address(label="1 rue X, 34000 Montpellier")
+    >>> site_heading(Site(id="c", name="Cabinet médical du Faubourg", kind=SiteKind.CABINET, address=a))
+    'Cabinet médical du Faubourg'
+    >>> site_heading(Site(id="c", name="Dr Roux", kind=SiteKind.CABINET, address=a), capitalize=False)
+    'cabinet Dr Roux'
+    """
+    kind = _SITE_KIND_LABEL[site.kind]
+    if site.name.casefold().startswith(kind.casefold()):
+        return site.name
+    return f"{kind.capitalize() if capitalize else kind} {site.name}"
+
 
 def departement_of(insee: str) -> str:
     """The département of an INSEE commune code: 2 characters, 3 for overseas (97x, 98x).
@@ -255,7 +270,7 @@ def resolve_location(
             policy=policy,
         )
     if site is not None:
-        heading = f"{_SITE_KIND_LABEL[site.kind].capitalize()} {site.name}"
+        heading = site_heading(site)
         return _from_address(
             LocationSource.SITE,
             heading,

@@ -104,7 +104,7 @@ def test_known_places_skips_addresses_that_are_not_geocoded() -> None:
     site = CABINET.model_copy(update={"address": Address(label="sans coordonnées")})
     places = known_places(sites=[site, CABINET], visits=[VISIT])
     assert [p.kind for p in places] == ["cabinet", "visite"]
-    assert places[0].label == "cabinet Cabinet de la Loge"
+    assert places[0].label == "Cabinet de la Loge"  # not "cabinet Cabinet de la Loge"
 
 
 # --- describe_relative ---------------------------------------------------------
@@ -274,7 +274,7 @@ def test_site_when_no_fix_and_no_visit() -> None:
     assert loc.address == CABINET.address
     assert (loc.insee, loc.departement) == ("34172", "34")
     assert loc.description == (
-        "Cabinet Cabinet de la Loge : 12 rue de la Loge, 34000 Montpellier, 2e étage, code 4521B. "
+        "Cabinet de la Loge : 12 rue de la Loge, 34000 Montpellier, 2e étage, code 4521B. "
         "Coordonnées : 43.61092, 3.87723."
     )
 

@@ -1,19 +1,13 @@
 // Vigie operator console: live alerts over a WebSocket, details over the REST API.
 // No framework, no build step; every string from the server goes through textContent.
 
+import { label, parisDateTime, parisHourMinute, parisTime, timelineText } from "./labels.js";
+
 const $ = (id) => document.getElementById(id);
-const STATE_FR = {
-  received: "reçue", notifying: "en cours", duress: "SOUS CONTRAINTE", acknowledged: "prise en charge",
-  resolved: "clôturée", cancelled: "annulée", false_alarm: "fausse alerte",
-};
-const SOURCE_FR = {
-  gps: "GPS de la balise", home_visit: "visite à domicile déclarée", site: "lieu d'exercice",
-  last_known: "dernière position connue", unknown: "inconnue",
-};
 const OPEN = new Set(["received", "notifying", "duress", "acknowledged"]);
 
 const state = { alerts: new Map(), selected: null, ws: null, retry: 0, audio: null, beepTimer: null,
-  map: null, marker: null, circle: null, config: { tile_url: "" }, user: null };
+  map: null, marker: null, circle: null, tilesFailed: false, config: { tile_url: "" }, user: null };
 
 // ---- REST -------------------------------------------------------------------------
 async function api(path, options = {}) {
@@ -63,7 +57,7 @@ async function start() {
   state.user = await api("/api/auth/me");
   if (state.user.role === "practitioner") { location.replace("/moi/"); return; } // her own page
   state.config = await api("/console/config");
-  $("who").textContent = `${state.user.display_name} (${state.user.role})`;
+  $("who").textContent = `${state.user.display_name} (${label("role", state.user.role)})`;
   $("login").hidden = true;
   $("app").hidden = false;
   connect();
@@ -170,13 +164,14 @@ function stopAlarm() {
 // Tests and drills are told apart from real alerts everywhere they are listed.
 function stateLabel(a) {
   if (a.kind === "test") return "TEST";
-  const label = STATE_FR[a.state] || a.state;
-  return a.kind === "drill" ? `EXERCICE — ${label}` : label;
+  const text = label("state", a.state);
+  return a.kind === "drill" ? `EXERCICE — ${text}` : text;
 }
 
 // ---- alert list -------------------------------------------------------------------
-const time = (iso) => new Date(iso).toLocaleTimeString("fr-FR");
-const dateTime = (iso) => new Date(iso).toLocaleString("fr-FR");
+// Every time in Europe/Paris, whatever the browser's zone (labels.js).
+const time = parisTime;
+const dateTime = parisDateTime;
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -200,7 +195,7 @@ function renderAlerts() {
     const head = el("div");
     head.append(el("span", a.practitioner_name || a.device_id, "who"), " ",
       el("span", stateLabel(a), `badge st-${a.state}`));
-    li.append(head, el("div", `${time(a.received_at)} · ${a.site_name || SOURCE_FR[a.location_source] || ""}`, "meta"),
+    li.append(head, el("div", `${time(a.received_at)} · ${a.site_name || label("source", a.location_source) || ""}`, "meta"),
       el("div", a.acked_by ? `pris par ${a.acked_by}` : (a.convention_name || "sans convention"), "meta"));
     li.onclick = () => select(a.id);
     li.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") select(a.id); };
@@ -270,13 +265,13 @@ function renderDetail(a) {
     ["Profession", p && p.profession],
     ["RPPS", p && p.rpps],
     ["Téléphones pré-identifiés", p && phoneLinks(p.phones), "big"],
-    ["Balise", a.device ? `${a.device.label || a.device.id} (${a.device.kind})` : a.device_id],
+    ["Balise", a.device ? `${a.device.label || a.device.id} (${label("deviceKind", a.device.kind)})` : a.device_id],
     ["Lieu d'exercice", a.site && a.site.name],
   ]);
   const loc = a.location;
   const addr = loc && loc.address;
   kv($("d-location"), loc ? [
-    ["Source", SOURCE_FR[loc.source] || loc.source, loc.stale ? "warn" : ""],
+    ["Source", label("source", loc.source), loc.stale ? "warn" : ""],
     ["Où", loc.description],
     ["Adresse", addr && addr.label],
     ["Étage", addr && addr.floor],
@@ -291,13 +286,13 @@ function renderDetail(a) {
   renderActions(a);
   $("d-timeline").replaceChildren(...a.timeline.map((e) => {
     const tr = el("tr");
-    tr.append(el("td", time(e.at)), el("td", e.text));
+    tr.append(el("td", time(e.at)), el("td", timelineText(e)));
     return tr;
   }));
   $("d-notifications").replaceChildren(...a.notifications.map((n) => {
     const tr = el("tr");
-    tr.append(el("td", `${n.contact_name} ${n.phone}`), el("td", n.channel === "sms" ? "SMS" : "appel"),
-      el("td", String(n.tier + 1)), el("td", n.error ? `${n.status} (${n.error})` : n.status,
+    tr.append(el("td", `${n.contact_name} ${n.phone}`), el("td", label("channel", n.channel)),
+      el("td", String(n.tier + 1)), el("td", n.error ? `${label("delivery", n.status)} (${n.error})` : label("delivery", n.status),
         ["failed", "undelivered", "no-answer", "busy"].includes(n.status) ? "flag" : ""));
     return tr;
   }));
@@ -317,18 +312,41 @@ function renderActions(a) {
   $("act-error").textContent = "";
 }
 
+// Without tiles (none configured, or they fail to load) the place is written out instead of a grey box,
+// with a link to open it in a map; the link is always there.
+function osmLink(point) {
+  const lat = point.lat.toFixed(5), lon = point.lon.toFixed(5);
+  return `https://www.openstreetmap.org/?mlat=${lat}&mlon=${lon}#map=17/${lat}/${lon}`;
+}
+
+function showMapFallback(on) {
+  $("map").hidden = on;
+  $("map-fallback").hidden = !on;
+}
+
 function renderMap(loc) {
   const box = $("map");
-  if (!loc || !loc.point || !window.L) { box.hidden = true; return; }
-  box.hidden = false;
+  if (!loc || !loc.point) {
+    box.hidden = true; $("map-fallback").hidden = true; $("map-open").hidden = true;
+    return;
+  }
+  const addr = loc.address;
+  $("map-fallback-address").textContent = (addr && addr.label) || loc.description || "";
+  $("map-fallback-coords").textContent = `Coordonnées : ${loc.point.lat.toFixed(5)}, ${loc.point.lon.toFixed(5)}`;
+  $("map-link").href = osmLink(loc.point);
+  $("map-open").hidden = false;
+  if (!window.L || !state.config.tile_url || state.tilesFailed) { showMapFallback(true); return; }
+  showMapFallback(false);
   const here = [loc.point.lat, loc.point.lon];
   if (!state.map) {
     state.map = window.L.map(box, { attributionControl: true });
-    if (state.config.tile_url) {
-      window.L.tileLayer(state.config.tile_url, {
-        maxZoom: 19, attribution: "© contributeurs OpenStreetMap",
-      }).addTo(state.map);
-    }
+    const tiles = window.L.tileLayer(state.config.tile_url, {
+      maxZoom: 19, attribution: "© contributeurs OpenStreetMap",
+    });
+    let loaded = 0;
+    tiles.on("tileload", () => { loaded += 1; });
+    tiles.on("tileerror", () => { if (!loaded) { state.tilesFailed = true; showMapFallback(true); } });
+    tiles.addTo(state.map);
   }
   state.map.setView(here, 17);
   if (state.marker) state.marker.remove();
@@ -379,7 +397,8 @@ async function refreshHealth() {
     const rows = await api("/api/devices/health");
     $("health").replaceChildren(...rows.map((d) => {
       const tr = el("tr");
-      const status = d.state === "revoked" ? "révoquée" : d.offline ? "HORS LIGNE" : (d.status || "jamais vue");
+      const status = d.state === "revoked" ? label("deviceState", d.state) : d.offline ? label("deviceStatus", "offline")
+        : (label("deviceStatus", d.status) || "jamais vue");
       tr.append(el("td", d.label || d.device_id), el("td", status, d.offline ? "flag" : ""),
         el("td", d.battery_pct === null ? "—" : `${d.battery_pct} %`, d.low_battery ? "flag" : ""),
         el("td", since(d.last_seen_at)));
@@ -392,12 +411,11 @@ async function refreshHealth() {
 
 // Home visits of the territory (docs/practitioner.md): open ones, overdue first and highlighted,
 // then those checked out or escalated in the last hours.
-const parisTime = (iso) => new Date(iso).toLocaleTimeString("fr-FR", { timeZone: "Europe/Paris", hour: "2-digit", minute: "2-digit" });
 function visitText(v) {
   const parts = [v.practitioner_name, v.label];
-  if (v.phase === "closed") parts.push(`clôturée à ${parisTime(v.finished_at)} (${v.closed_via === "sms" ? "OK par SMS" : "sortie déclarée"})`);
-  else if (v.phase === "escalated") parts.push(`ALERTE visite non clôturée à ${parisTime(v.finished_at)}`);
-  else parts.push(`fin prévue ${parisTime(v.ends_at)}${v.overdue ? " (dépassée)" : ""}`);
+  if (v.phase === "closed") parts.push(`clôturée à ${parisHourMinute(v.finished_at)} (${v.closed_via === "sms" ? "OK par SMS" : "sortie déclarée"})`);
+  else if (v.phase === "escalated") parts.push(`ALERTE visite non clôturée à ${parisHourMinute(v.finished_at)}`);
+  else parts.push(`fin prévue ${parisHourMinute(v.ends_at)}${v.overdue ? " (dépassée)" : ""}`);
   if (v.phase === "checking") parts.push("vérification en cours");
   if (v.extensions) parts.push(`prolongée ×${v.extensions}`);
   if (v.dangerous) parts.push("lieu signalé dangereux");

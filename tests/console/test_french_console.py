@@ -1,0 +1,263 @@
+"""The console as an operator reads it, in real headless Chromium against the whole running system.
+
+* every label French: no raw domain value (English enums) in the rendered text, alerts in several
+  states open one after the other, the device-health pane, no doubled word ("Cabinet Cabinet ...");
+* every time in Europe/Paris, whatever the browser's zone (UTC, America/New_York).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, expect
+
+from dispatcher.domain import DeviceKind
+from protocol.messages import Location
+from protocol.topics import UplinkKind
+from tests.api.conftest import PASSWORD, Served
+from tests.console.test_browser import ARTIFACTS, browser, chromium, login
+
+pytestmark = pytest.mark.browser
+__all__ = ["browser", "chromium"]
+PARIS = ZoneInfo("Europe/Paris")
+
+# Machine values of the domain (states, delivery statuses, channels, roles, location sources,
+# gestures, device kinds/states/statuses, event kinds, site kinds): none may reach the operator.
+ENGLISH = [
+    "received",
+    "notifying",
+    "acknowledged",
+    "resolved",
+    "cancelled",
+    "canceled",
+    "false_alarm",
+    "duress",
+    "drill",
+    "alert",
+    "pending",
+    "sending",
+    "queued",
+    "accepted",
+    "scheduled",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "ringing",
+    "initiated",
+    "in-progress",
+    "no-answer",
+    "busy",
+    "completed",
+    "unknown",
+    "sms",
+    "voice",
+    "purpose",
+    "ack_notice",
+    "duress_notice",
+    "operator",
+    "admin",
+    "practitioner",
+    "gps",
+    "gnss",
+    "home_visit",
+    "site",
+    "last_known",
+    "hold",
+    "multi_press",
+    "keyboard",
+    "button",
+    "pocket",
+    "revoked",
+    "online",
+    "offline",
+    "low_battery",
+    "provider",
+    "alarm",
+    "centre_sante",
+    "mmg",
+    "other",
+    "None",
+    "null",
+    "undefined",
+    "NaN",
+    "Invalid",
+]
+WORD = re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in ENGLISH) + r")(?![\w-])")
+DOUBLED = re.compile(r"(?<!\w)(\w{3,}) \1(?!\w)", re.IGNORECASE)
+
+
+def english_words(text: str) -> list[str]:
+    return sorted(set(WORD.findall(text)))
+
+
+def test_the_word_list_catches_what_the_issue_saw() -> None:
+    """The check itself can fail: the strings seen by operators before the fix are caught."""
+    for seen in ["Olivier (operator)", "online", "in-progress", "geste : hold", "Localisée (home_visit)"]:
+        assert english_words(seen), seen
+    assert DOUBLED.search("Cabinet Cabinet médical du Faubourg")
+    assert not english_words("Alerte reçue de la balise (geste : appui long) — GPS de la balise — SMS")
+
+
+@dataclass
+class Scene:
+    resolved: str  # desk button at her cabinet, acknowledged then resolved
+    acknowledged: str  # her pocket button during a declared home visit, acknowledged
+    notifying: str  # a bracelet with a GPS fix, nobody has it yet
+
+
+async def _api(served: Served, username: str) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(base_url=served.url)
+    response = await client.post("/api/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return client
+
+
+@pytest.fixture
+async def scene(served: Served) -> AsyncIterator[Scene]:
+    system = served.system
+    op, fabre = await _api(served, "op-herault"), await _api(served, "dr-fabre")
+    try:
+        desk = await system.add_device(
+            "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet", kind=DeviceKind.BUTTON
+        )
+        resolved = await asyncio.to_thread(desk.alert)
+        await asyncio.to_thread(desk.wait_downlink, "received", resolved)
+        assert (await op.post(f"/api/alerts/{resolved}/acknowledge")).status_code == 200
+        assert (await op.post(f"/api/alerts/{resolved}/resolve")).status_code == 200
+
+        now = datetime.now(UTC)
+        visit = {
+            "address": {
+                "label": "8 Rue de la Croix de Lavit, 34090 Montpellier", "floor": "3e",
+                "access_code": "4712B", "insee": "34172", "point": {"lat": 43.6247, "lon": 3.8712},
+            },
+            "starts_at": (now - timedelta(minutes=5)).isoformat(),
+            "ends_at": (now + timedelta(hours=1)).isoformat(),
+        }  # fmt: skip
+        response = await fabre.post("/api/visits", json=visit)
+        assert response.status_code in (200, 201), response.text
+        pocket = await system.add_device(
+            "poche-fabre", practitioner="dr-claire-fabre", kind=DeviceKind.POCKET
+        )
+        acknowledged = await asyncio.to_thread(pocket.alert)
+        await asyncio.to_thread(pocket.wait_downlink, "received", acknowledged)
+        assert (await op.post(f"/api/alerts/{acknowledged}/acknowledge")).status_code == 200
+
+        bracelet = await system.add_device(
+            "bracelet-benali", practitioner="dr-karim-benali", site="mmg-saint-gely"
+        )
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        fix = Location(lat=43.69262, lon=3.80581, accuracy_m=12, fix_ts=now_ms - 20_000, source="gnss")
+        notifying = await asyncio.to_thread(bracelet.alert, fix)
+        await asyncio.to_thread(bracelet.wait_downlink, "received", notifying)
+        # Device health: one online, one offline (its Last Will), one with a low battery.
+        await asyncio.to_thread(
+            desk.send, UplinkKind.HEARTBEAT, battery_pct=76, firmware="1.2.0", uptime_s=60
+        )
+        await asyncio.to_thread(
+            bracelet.send, UplinkKind.HEARTBEAT, battery_pct=8, firmware="1.2.0", uptime_s=60
+        )
+        await asyncio.to_thread(pocket.publish_status, "offline")
+        yield Scene(resolved, acknowledged, notifying)
+    finally:
+        await op.aclose()
+        await fabre.aclose()
+
+
+async def _open(page: Page, alert_id: str) -> None:
+    await page.click(f'li.alert[data-id="{alert_id}"]')
+    await expect(page.locator("#d-sub")).to_contain_text(alert_id, timeout=5000)
+    await expect(page.locator("#d-timeline tr").first).to_be_visible(timeout=5000)
+
+
+async def test_every_label_is_french(browser: Browser, served: Served, scene: Scene) -> None:
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await login(page, served, "op-herault")
+    await expect(page.locator("#who")).to_have_text("Olivier Opérateur (opérateur)")
+    await expect(page.locator("li.alert")).to_have_count(3, timeout=5000)
+    await expect(page.locator("#health tr")).to_have_count(3, timeout=5000)
+    await expect(page.locator("#health")).to_contain_text("en ligne", timeout=10_000)
+    await expect(page.locator("#health")).to_contain_text("HORS LIGNE", timeout=10_000)
+    await expect(page.locator("#health")).to_contain_text("8 %", timeout=10_000)
+    texts = {}
+    for name, alert_id in [
+        ("resolved", scene.resolved), ("acknowledged", scene.acknowledged), ("notifying", scene.notifying),
+    ]:  # fmt: skip
+        await _open(page, alert_id)
+        await expect(page.locator("#d-notifications tr").first).to_be_visible(timeout=10_000)
+        texts[name] = await page.inner_text("body")
+        await page.screenshot(path=str(ARTIFACTS / f"console-french-{name}.png"))
+
+    # What the scene must show for the check to mean anything: each state, gesture, source, kind.
+    assert "clôturée" in texts["resolved"] and "lieu d'exercice" in texts["resolved"]
+    assert "Cabinet médical du Faubourg Boutonnet" in texts["resolved"]
+    assert "bouton fixe" in texts["resolved"] and "geste : " in texts["resolved"]
+    assert (
+        "visite à domicile déclarée" in texts["acknowledged"] and "prise en charge" in texts["acknowledged"]
+    )
+    assert "bouton de poche" in texts["acknowledged"]
+    assert "GPS de la balise" in texts["notifying"] and "en cours" in texts["notifying"]
+    for name, text in texts.items():
+        assert english_words(text) == [], f"{name}: English domain values shown: {english_words(text)}"
+        doubled = [m.group(0) for m in DOUBLED.finditer(text)]
+        assert doubled == [], f"{name}: doubled words {doubled}"
+    assert errors == []
+
+
+def _paris(iso: str, fmt: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(PARIS).strftime(fmt)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+async def test_times_are_paris_times_whatever_the_browser_zone(
+    browser: Browser, served: Served, scene: Scene, zone: str
+) -> None:
+    context: BrowserContext = await browser.new_context(
+        viewport={"width": 1400, "height": 1000}, timezone_id=zone, locale="en-US"
+    )
+    try:
+        page = await context.new_page()
+        assert await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == zone
+        await login(page, served, "op-herault")
+        op = await _api(served, "op-herault")
+        try:
+            detail = (await op.get(f"/api/alerts/{scene.acknowledged}")).json()
+            events = (await op.get("/api/operator-events?limit=15")).json()
+            visits = (await op.get("/api/open-visits?recent_h=6")).json()
+        finally:
+            await op.aclose()
+        received = detail["received_at"]
+        paris, local = (
+            _paris(received, "%H:%M:%S"),
+            datetime.fromisoformat(received).astimezone(ZoneInfo(zone)),
+        )
+        assert paris != local.strftime("%H:%M:%S"), "the zones must differ for the test to mean anything"
+
+        item = page.locator(f'li.alert[data-id="{scene.acknowledged}"]')
+        await expect(item).to_contain_text(paris, timeout=5000)
+        await _open(page, scene.acknowledged)
+        await expect(page.locator("#d-sub")).to_contain_text(_paris(received, "%d/%m/%Y %H:%M:%S"))
+        first = detail["timeline"][0]
+        await expect(page.locator("#d-timeline tr").first).to_contain_text(_paris(first["at"], "%H:%M:%S"))
+        body = await page.inner_text("body")
+        assert local.strftime("%H:%M:%S") not in body, f"a time in the browser's zone ({zone}) is shown"
+        if events:
+            await expect(page.locator("#events li").first).to_contain_text(
+                _paris(events[0]["at"], "%d/%m/%Y %H:%M:%S"), timeout=5000
+            )
+        for visit in visits:  # the expected end of an open visit, hours and minutes
+            ends = _paris(visit["ends_at"], "%H:%M")
+            await expect(page.locator(f'#open-visits li[data-id="{visit["id"]}"]')).to_contain_text(ends)
+        await page.screenshot(path=str(ARTIFACTS / f"console-times-{zone.replace('/', '-')}.png"))
+    finally:
+        await context.close()
