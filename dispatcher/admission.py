@@ -12,7 +12,15 @@ Now, on paho's network thread, before any decoding:
   is queued);
 * each device has a token bucket (``burst``, then ``rate_per_s``) and a small
   queue of its own (``per_device``); beyond either, the message is refused;
-* all queues together hold at most ``max_total`` messages.
+* all queues together hold at most ``max_total`` messages;
+* a copy of a message already waiting in the device's queue is coalesced with
+  it (acknowledged, not queued, not charged): after a dispatcher outage the
+  broker delivers every re-send a device made meanwhile, and they must not use
+  up the device's budget nor its queue;
+* a re-send of a message the ingest vouched for (an alert it stored, see
+  :meth:`Admission.vouch`) is not charged to the bucket either, so that
+  store-and-forward never trips the limit: a device re-sends its alert until
+  'received', whatever its rate, and the queue bound still holds it.
 
 The ingest takes its batches round-robin over the devices that have something
 waiting, one message per device per turn, so a device's alert waits for at
@@ -30,6 +38,8 @@ import asyncio
 import threading
 from collections import deque
 from dataclasses import dataclass
+from hashlib import blake2b
+from secrets import token_bytes
 
 from dispatcher.mqtt import Inbound
 from dispatcher.ratelimit import BucketPolicy, RateLimiter
@@ -39,6 +49,11 @@ from protocol.messages import MAX_PAYLOAD_BYTES
 
 #: Queue key of messages whose topic names no device (refused later as topic_mismatch).
 NO_DEVICE = ""
+#: What :meth:`Admission.offer` says of a copy of a message already waiting: acknowledge it, nothing else.
+COALESCED = "coalesced"
+#: Vouched payloads remembered per device (a device has a handful of alerts in flight at most).
+VOUCHED_PER_DEVICE = 16
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +82,9 @@ class Admission:
     def __init__(self, policy: AdmissionPolicy | None = None) -> None:
         self.policy = policy or AdmissionPolicy()
         self._buckets = RateLimiter(BucketPolicy(self.policy.burst, self.policy.rate_per_s))
-        self._queues: dict[str, deque[Inbound]] = {}
+        self._queues: dict[str, deque[tuple[bytes, Inbound]]] = {}
+        self._vouched: dict[str, deque[bytes]] = {}
+        self._digest_key = token_bytes(32)  # keyed: which payloads collide is not predictable from outside
         self._turns: deque[str] = deque()  # devices with something waiting, in serving order
         self._total = 0
         self._lock = threading.Lock()
@@ -83,27 +100,45 @@ class Admission:
     def queued(self) -> int:
         return self._total
 
-    def offer(self, message: Inbound, device: str) -> RejectReason | None:
-        """Queue ``message`` for ``device`` (:func:`device_of` its topic); say why not (any thread)."""
+    def offer(self, message: Inbound, device: str) -> RejectReason | str | None:
+        """Queue ``message`` for ``device`` (:func:`device_of` its topic): None when queued,
+        :data:`COALESCED` for a copy of a waiting message, else why it is refused (any thread)."""
         if len(message.payload) > MAX_PAYLOAD_BYTES:
             return RejectReason.TOO_LARGE
+        key = self._digest(message.payload)
         with self._lock:
-            if not self._buckets.allow(device):
-                return RejectReason.RATE_LIMITED
             queue = self._queues.get(device)
+            if queue is not None and any(waiting == key for waiting, _ in queue):
+                return COALESCED
+            full = queue is not None and len(queue) >= self.policy.per_device
+            if full or self._total >= self.policy.max_total:
+                return RejectReason.QUEUE_FULL
+            if key not in self._vouched.get(device, ()) and not self._buckets.allow(device):
+                return RejectReason.RATE_LIMITED
             if queue is None:
                 queue = self._queues[device] = deque()
-            if len(queue) >= self.policy.per_device or self._total >= self.policy.max_total:
-                return RejectReason.QUEUE_FULL
-            if not queue:
                 self._turns.append(device)
-            queue.append(message)
+            queue.append((key, message))
             self._total += 1
             wake = not self._woken
             self._woken = True
         if wake:
             self._wake()
         return None
+
+    def vouch(self, device: str, payload: bytes) -> None:
+        """``payload`` is a genuine message of ``device`` (e.g. an alert the ingest stored): its re-sends
+        are not charged to the device's bucket."""
+        key = self._digest(payload)
+        with self._lock:
+            vouched = self._vouched.get(device)
+            if vouched is None:
+                vouched = self._vouched[device] = deque(maxlen=VOUCHED_PER_DEVICE)
+            if key not in vouched:
+                vouched.append(key)
+
+    def _digest(self, payload: bytes) -> bytes:
+        return blake2b(payload, digest_size=16, key=self._digest_key).digest()
 
     async def take(self, max_batch: int) -> list[Inbound]:
         """Wait for messages; return up to ``max_batch``, one per device per turn."""
@@ -122,7 +157,7 @@ class Admission:
         while self._turns and len(batch) < max_batch:
             device = self._turns.popleft()
             queue = self._queues[device]
-            batch.append(queue.popleft())
+            batch.append(queue.popleft()[1])
             if queue:
                 self._turns.append(device)
             else:

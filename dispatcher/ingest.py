@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatcher.admission import Admission, device_of
+from dispatcher.admission import COALESCED, Admission, device_of
 from dispatcher.domain import DownlinkKind
 from dispatcher.engine import Engine, PlannedAlert
 from dispatcher.events import EventBus
@@ -104,6 +104,11 @@ class Ingest:
         reason = self.admission.offer(message, device)
         if reason is None:
             return
+        if reason == COALESCED:  # a copy of a message already waiting: it will be answered
+            if self.bridge is not None:
+                self.bridge.ack(message)
+            return
+        assert isinstance(reason, RejectReason)
         counter = self._refused.get(reason)
         if counter is None:  # created on first use: /metrics lists only reasons that happened
             counter = self._refused[reason] = self._metrics.rejected.labels(reason.value)
@@ -191,6 +196,7 @@ class Ingest:
     ) -> None:
         window = self.windows.get(uplink.device, SequenceWindow())
         if isinstance(uplink, Alert | TestAlert) and await self._is_resend(uplink, window, batch):
+            self.admission.vouch(uplink.device, message.payload)
             self._metrics.duplicates.inc()
             batch.duplicates.append((message, uplink.device, uplink.id))
             return
@@ -217,6 +223,7 @@ class Ingest:
             case Cancel():
                 batch.cancels.append((message, uplink))
             case Alert() | TestAlert():
+                self.admission.vouch(uplink.device, message.payload)  # its re-sends are never limited
                 alert = _new_alert(uplink, message)
                 assert self.engine is not None
                 batch.new_alerts.append((message, alert, window, self.engine.plan(alert)))

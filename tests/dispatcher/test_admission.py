@@ -6,14 +6,15 @@ import logging
 
 import pytest
 
-from dispatcher.admission import Admission, AdmissionPolicy, device_of
+from dispatcher.admission import COALESCED, Admission, AdmissionPolicy, device_of
 from dispatcher.mqtt import Inbound
 from dispatcher.rejectlog import RejectionLog
 from protocol.codec import RejectReason
 
 
 def message(device: str, n: int = 0, size: int = 10) -> Inbound:
-    return Inbound(f"vigie/v1/dev/{device}/up/alert", b"x" * size, n, 1, 0.0)
+    """The ``n``-th distinct message of ``device`` (same ``n``: the same bytes, i.e. a re-send)."""
+    return Inbound(f"vigie/v1/dev/{device}/up/alert", str(n).encode().ljust(size, b"x"), n, 1, 0.0)
 
 
 async def test_batches_take_one_message_per_device_per_turn() -> None:
@@ -26,19 +27,38 @@ async def test_batches_take_one_message_per_device_per_turn() -> None:
     assert admission.queued == 49
 
 
-def test_a_device_is_bounded_by_its_bucket_and_its_queue() -> None:
+async def test_a_device_is_bounded_by_its_bucket_and_its_queue() -> None:
     admission = Admission(AdmissionPolicy(per_device=3, burst=5, rate_per_s=0.001))
-    verdicts = [admission.offer(message("flood", n), "flood") for n in range(6)]
-    assert verdicts == [
-        None,
-        None,
-        None,
-        RejectReason.QUEUE_FULL,
-        RejectReason.QUEUE_FULL,
-        RejectReason.RATE_LIMITED,
-    ]
+    verdicts = [admission.offer(message("flood", n), "flood") for n in range(5)]
+    # A full queue refuses without spending the device's tokens.
+    assert verdicts == [None, None, None, RejectReason.QUEUE_FULL, RejectReason.QUEUE_FULL]
+    await admission.take(3)
+    verdicts = [admission.offer(message("flood", n), "flood") for n in range(5, 8)]
+    assert verdicts == [None, None, RejectReason.RATE_LIMITED]  # 5 tokens: 3 spent, 2 left
     assert admission.offer(message("calm"), "calm") is None  # others keep their own budget
     assert admission.offer(message("big", size=5000), "big") is RejectReason.TOO_LARGE
+
+
+def test_copies_of_a_waiting_message_are_coalesced_without_using_the_budget() -> None:
+    """After an outage the broker delivers every re-send at once: one copy waits, the rest are acked."""
+    admission = Admission(AdmissionPolicy(per_device=3, burst=2, rate_per_s=0.001))
+    assert admission.offer(message("btn", 1), "btn") is None
+    assert [admission.offer(message("btn", 1), "btn") for _ in range(100)] == [COALESCED] * 100
+    assert admission.queued == 1
+    assert admission.offer(message("btn", 2), "btn") is None  # a new message still has its token
+
+
+async def test_re_sends_of_a_vouched_alert_are_never_rate_limited() -> None:
+    admission = Admission(AdmissionPolicy(per_device=3, burst=1, rate_per_s=0.001))
+    alert = message("btn", 1)
+    assert admission.offer(alert, "btn") is None
+    await admission.take(1)
+    admission.vouch("btn", alert.payload)  # the ingest stored it; the 'received' got lost
+    for _ in range(20):  # the device keeps re-sending until 'received'
+        assert admission.offer(message("btn", 1), "btn") is None
+        await admission.take(1)
+    assert admission.offer(message("btn", 2), "btn") is RejectReason.RATE_LIMITED  # its budget is spent
+    assert admission.offer(message("btn", 1), "btn") is None
 
 
 def test_all_queues_together_are_bounded() -> None:
