@@ -149,11 +149,17 @@ class Served:
 
 
 @pytest.fixture
-async def served(broker: DevBroker, tmp_path: Path) -> AsyncIterator[Served]:
+def tile_url() -> str:
+    """The console's map tiles: none by default (tests are offline); a module may override it."""
+    return ""
+
+
+@pytest.fixture
+async def served(broker: DevBroker, tmp_path: Path, tile_url: str) -> AsyncIterator[Served]:
     async with running_system(broker, tmp_path) as system:
         await add_users(system)
         d = system.dispatcher
-        api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": ""})
+        api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": tile_url})
         settings = d.settings.model_copy(update={"api": api})
         parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
         app = create_app(

@@ -28,7 +28,7 @@ async def main(workdir: Path) -> None:
     dispatcher_account(broker)
     broker.start()
     try:
-        fixture = served.__wrapped__(broker, workdir)  # type: ignore[attr-defined]
+        fixture = served.__wrapped__(broker, workdir, "")  # type: ignore[attr-defined]
         s = await anext(fixture)
         try:
             await scenario(s.system, s.url)

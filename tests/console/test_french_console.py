@@ -106,6 +106,13 @@ def test_the_word_list_catches_what_the_issue_saw() -> None:
     assert not english_words("Alerte reçue de la balise (geste : appui long) — GPS de la balise — SMS")
 
 
+LONG_LABELS = {
+    "btn-boutonnet": "bouton sous le bureau, cabinet Boutonnet",
+    "poche-fabre": "bouton de poche simulé au clavier (make demo-device)",
+    "bracelet-benali": "bracelet du Dr Benali, MMG",
+}
+
+
 @dataclass
 class Scene:
     resolved: str  # desk button at her cabinet, acknowledged then resolved
@@ -166,13 +173,21 @@ async def scene(served: Served) -> AsyncIterator[Scene]:
             bracelet.send, UplinkKind.HEARTBEAT, battery_pct=8, firmware="1.2.0", uptime_s=60
         )
         await asyncio.to_thread(pocket.publish_status, "offline")
+        # Labels as long as the demo's (sandbox/demo_setup.py): the health pane must hold them.
+        admin = await _api(served, "admin")
+        try:
+            for device_id, text in LONG_LABELS.items():
+                response = await admin.patch(f"/api/devices/{device_id}", json={"label": text})
+                assert response.status_code == 200, response.text
+        finally:
+            await admin.aclose()
         yield Scene(resolved, acknowledged, notifying)
     finally:
         await op.aclose()
         await fabre.aclose()
 
 
-async def _open(page: Page, alert_id: str) -> None:
+async def open_alert(page: Page, alert_id: str) -> None:
     await page.click(f'li.alert[data-id="{alert_id}"]')
     await expect(page.locator("#d-sub")).to_contain_text(alert_id, timeout=5000)
     await expect(page.locator("#d-timeline tr").first).to_be_visible(timeout=5000)
@@ -193,7 +208,7 @@ async def test_every_label_is_french(browser: Browser, served: Served, scene: Sc
     for name, alert_id in [
         ("resolved", scene.resolved), ("acknowledged", scene.acknowledged), ("notifying", scene.notifying),
     ]:  # fmt: skip
-        await _open(page, alert_id)
+        await open_alert(page, alert_id)
         await expect(page.locator("#d-notifications tr").first).to_be_visible(timeout=10_000)
         texts[name] = await page.inner_text("body")
         await page.screenshot(path=str(ARTIFACTS / f"console-french-{name}.png"))
@@ -245,7 +260,7 @@ async def test_times_are_paris_times_whatever_the_browser_zone(
 
         item = page.locator(f'li.alert[data-id="{scene.acknowledged}"]')
         await expect(item).to_contain_text(paris, timeout=5000)
-        await _open(page, scene.acknowledged)
+        await open_alert(page, scene.acknowledged)
         await expect(page.locator("#d-sub")).to_contain_text(_paris(received, "%d/%m/%Y %H:%M:%S"))
         first = detail["timeline"][0]
         await expect(page.locator("#d-timeline tr").first).to_contain_text(_paris(first["at"], "%H:%M:%S"))

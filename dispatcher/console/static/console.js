@@ -180,6 +180,13 @@ function el(tag, text, className) {
   return node;
 }
 
+// A table cell that names its column, for tables shown as cards on a phone (console.css).
+function cell(column, text, className) {
+  const td = el("td", text, className);
+  td.dataset.label = column;
+  return td;
+}
+
 function renderAlerts() {
   const showClosed = $("show-closed").checked;
   const list = [...state.alerts.values()]
@@ -291,8 +298,8 @@ function renderDetail(a) {
   }));
   $("d-notifications").replaceChildren(...a.notifications.map((n) => {
     const tr = el("tr");
-    tr.append(el("td", `${n.contact_name} ${n.phone}`), el("td", label("channel", n.channel)),
-      el("td", String(n.tier + 1)), el("td", n.error ? `${label("delivery", n.status)} (${n.error})` : label("delivery", n.status),
+    tr.append(cell("Destinataire", `${n.contact_name} ${n.phone}`), cell("Canal", label("channel", n.channel)),
+      cell("Palier", String(n.tier + 1)), cell("État", n.error ? `${label("delivery", n.status)} (${n.error})` : label("delivery", n.status),
         ["failed", "undelivered", "no-answer", "busy"].includes(n.status) ? "flag" : ""));
     return tr;
   }));
@@ -399,9 +406,9 @@ async function refreshHealth() {
       const tr = el("tr");
       const status = d.state === "revoked" ? label("deviceState", d.state) : d.offline ? label("deviceStatus", "offline")
         : (label("deviceStatus", d.status) || "jamais vue");
-      tr.append(el("td", d.label || d.device_id), el("td", status, d.offline ? "flag" : ""),
-        el("td", d.battery_pct === null ? "—" : `${d.battery_pct} %`, d.low_battery ? "flag" : ""),
-        el("td", since(d.last_seen_at)));
+      tr.append(cell("Balise", d.label || d.device_id), cell("État", status, d.offline ? "flag" : ""),
+        cell("Batterie", d.battery_pct === null ? "—" : `${d.battery_pct} %`, d.low_battery ? "flag" : ""),
+        cell("Vue", since(d.last_seen_at)));
       return tr;
     }));
   } catch { /* shown on the next refresh */ }
