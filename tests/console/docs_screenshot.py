@@ -16,6 +16,7 @@ from playwright.async_api import async_playwright, expect
 
 from broker_config.runner import DevBroker
 from protocol.messages import Location
+from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, served
 from tests.console.test_browser import ARGS, CHROMIUM
 from tests.support.broker import dispatcher_account
@@ -51,6 +52,10 @@ async def scenario(system: object, url: str) -> None:
     bracelet = await system.add_device(
         "bracelet-benali", practitioner="dr-karim-benali", site="mmg-saint-gely"
     )
+    for device, battery in ((desk, 76), (bracelet, 18)):  # the health pane as in a real shift
+        await asyncio.to_thread(
+            device.send, UplinkKind.HEARTBEAT, battery_pct=battery, firmware="1.2.0", uptime_s=3600
+        )
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     fix = Location(lat=43.69262, lon=3.80581, accuracy_m=12, fix_ts=now_ms - 20_000, source="gnss")
     async with async_playwright() as pw:
@@ -64,6 +69,7 @@ async def scenario(system: object, url: str) -> None:
         second = await asyncio.to_thread(bracelet.alert, fix)
         await expect(page.locator(f'li.alert[data-id="{second}"]')).to_be_visible()
         await expect(page.locator("#d-notifications")).to_contain_text("SMS", timeout=10000)
+        await expect(page.locator("#health")).to_contain_text("en ligne", timeout=10000)
         await page.screenshot(path=str(OUT))
         await browser.close()
     print(f"wrote {OUT}")
