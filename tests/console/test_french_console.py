@@ -276,3 +276,44 @@ async def test_times_are_paris_times_whatever_the_browser_zone(
         await page.screenshot(path=str(ARTIFACTS / f"console-times-{zone.replace('/', '-')}.png"))
     finally:
         await context.close()
+
+
+async def test_the_label_table_covers_the_domain_and_never_shows_a_raw_value(
+    browser: Browser, served: Served
+) -> None:
+    """static/labels.js, loaded by Chromium as the console loads it: every enum value of the domain
+    has a French label, and a value it does not know reads as a generic French word."""
+    from dispatcher.api.views import _STATUS
+    from dispatcher.auth import Role
+    from dispatcher.domain import AlertKind, AlertState, Channel, DeviceState, LocationSource, SiteKind
+    from dispatcher.store.base import PROVIDER_PENDING_STATUSES
+
+    page = await browser.new_page()
+    await page.goto(served.url + "/console/")
+    tables = await page.evaluate("async () => (await import('/console/static/labels.js')).LABELS")
+    domain = {
+        "state": [s.value for s in AlertState],
+        "alertKind": [k.value for k in AlertKind],
+        "delivery": [*_STATUS, *PROVIDER_PENDING_STATUSES],
+        "channel": [c.value for c in Channel],
+        "role": [r.value for r in Role],
+        "source": [s.value for s in LocationSource],
+        "gesture": ["hold", "multi_press", "keyboard"],  # protocol.messages.Gesture
+        "deviceKind": [k.value for k in DeviceKind],
+        "deviceState": [s.value for s in DeviceState],
+        "deviceStatus": ["online", "offline"],
+        "siteKind": [k.value for k in SiteKind],
+    }
+    for table, values in domain.items():
+        missing = sorted(set(values) - set(tables[table]))
+        assert missing == [], f"{table}: no French label for {missing}"
+    shown = " | ".join(text for table in tables.values() for text in table.values())
+    assert english_words(shown) == [], english_words(shown)
+    unknown = await page.evaluate(
+        """async () => {
+          const { label, LABELS } = await import('/console/static/labels.js');
+          return Object.keys(LABELS).map((t) => label(t, "brand_new_value"));
+        }"""
+    )
+    assert all(text and "brand_new_value" not in text for text in unknown), unknown
+    assert english_words(" | ".join(unknown)) == []
