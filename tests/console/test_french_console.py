@@ -118,6 +118,7 @@ class Scene:
     resolved: str  # desk button at her cabinet, acknowledged then resolved
     acknowledged: str  # her pocket button during a declared home visit, acknowledged
     notifying: str  # a bracelet with a GPS fix, nobody has it yet
+    false_alarm: str  # the desk button again, declared a false alarm
 
 
 async def _api(served: Served, username: str) -> httpx.AsyncClient:
@@ -139,6 +140,9 @@ async def scene(served: Served) -> AsyncIterator[Scene]:
         await asyncio.to_thread(desk.wait_downlink, "received", resolved)
         assert (await op.post(f"/api/alerts/{resolved}/acknowledge")).status_code == 200
         assert (await op.post(f"/api/alerts/{resolved}/resolve")).status_code == 200
+        false_alarm = await asyncio.to_thread(desk.alert)
+        await asyncio.to_thread(desk.wait_downlink, "received", false_alarm)
+        assert (await op.post(f"/api/alerts/{false_alarm}/false-alarm")).status_code == 200
 
         now = datetime.now(UTC)
         visit = {
@@ -181,7 +185,7 @@ async def scene(served: Served) -> AsyncIterator[Scene]:
                 assert response.status_code == 200, response.text
         finally:
             await admin.aclose()
-        yield Scene(resolved, acknowledged, notifying)
+        yield Scene(resolved, acknowledged, notifying, false_alarm)
     finally:
         await op.aclose()
         await fabre.aclose()
@@ -199,7 +203,7 @@ async def test_every_label_is_french(browser: Browser, served: Served, scene: Sc
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await login(page, served, "op-herault")
     await expect(page.locator("#who")).to_have_text("Olivier Opérateur (opérateur)")
-    await expect(page.locator("li.alert")).to_have_count(3, timeout=5000)
+    await expect(page.locator("li.alert")).to_have_count(4, timeout=5000)
     await expect(page.locator("#health tr")).to_have_count(3, timeout=5000)
     await expect(page.locator("#health")).to_contain_text("en ligne", timeout=10_000)
     await expect(page.locator("#health")).to_contain_text("HORS LIGNE", timeout=10_000)
@@ -207,6 +211,7 @@ async def test_every_label_is_french(browser: Browser, served: Served, scene: Sc
     texts = {}
     for name, alert_id in [
         ("resolved", scene.resolved), ("acknowledged", scene.acknowledged), ("notifying", scene.notifying),
+        ("false_alarm", scene.false_alarm),
     ]:  # fmt: skip
         await open_alert(page, alert_id)
         await expect(page.locator("#d-notifications tr").first).to_be_visible(timeout=10_000)
@@ -222,6 +227,7 @@ async def test_every_label_is_french(browser: Browser, served: Served, scene: Sc
     )
     assert "bouton de poche" in texts["acknowledged"]
     assert "GPS de la balise" in texts["notifying"] and "en cours" in texts["notifying"]
+    assert "fausse alerte" in texts["false_alarm"] and "Déclarée fausse alerte par" in texts["false_alarm"]
     for name, text in texts.items():
         assert english_words(text) == [], f"{name}: English domain values shown: {english_words(text)}"
         doubled = [m.group(0) for m in DOUBLED.finditer(text)]
