@@ -110,7 +110,7 @@ async def test_invalid_number_is_a_permanent_failure(
 
 
 async def test_wrong_credentials_are_permanent(sandbox: TwilioSandbox, make_notifier: MakeNotifier) -> None:
-    result = await make_notifier(token="wrong").send_sms(CONTACT, "x", reference="r")
+    result = await make_notifier(token="wrong-token-0123456789abcdef").send_sms(CONTACT, "x", reference="r")
     assert (result.outcome, result.retryable, result.error_code) == ("failed", False, "20003")
 
 
