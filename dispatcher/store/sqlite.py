@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,29 +21,23 @@ from pydantic import BaseModel
 from dispatcher.domain import Device, DeviceState, HomeVisit
 from dispatcher.store.base import (
     PROVIDER_PENDING_STATUSES,
-    PURGED_LOCATION,
-    AlertQuery,
     AlertRecord,
     AlreadyExists,
-    AuditEntry,
     CommuneRecord,
     Conflict,
     DeviceCredentials,
     InsertOutcome,
     NewAlert,
-    NewUser,
-    NoteRecord,
     NotFound,
     NotificationRecord,
-    PurgeReport,
     ReconcileRow,
     StoreUnavailable,
     Timer,
     Transition,
-    UserRecord,
 )
 from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.schema import MIGRATIONS
+from dispatcher.store.sqlite_access import SqliteAccess
 from dispatcher.store.sqlite_visits import SqliteVisits
 from dispatcher.store.writelock import PriorityWriteLock
 from protocol.replay import SequenceWindow
@@ -69,7 +63,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SqliteStore(SqliteVisits, DocumentDirectory):
+class SqliteStore(SqliteAccess, SqliteVisits, DocumentDirectory):
     """The store on one SQLite file. Create with :meth:`open`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
@@ -656,321 +650,7 @@ class SqliteStore(SqliteVisits, DocumentDirectory):
             for r in await self._all("SELECT * FROM operator_events ORDER BY id DESC LIMIT ?", (limit,))
         ]
 
-    # -- access control, audit, notes, search, retention (AccessStore) ----------------
-    # Added for the REST API and the console (issue #5). Plain SQL a PostgreSQL
-    # port mirrors one to one; JSON paths use json_extract (``->>`` in PostgreSQL).
 
-    @staticmethod
-    def _user(row: sqlite3.Row) -> UserRecord:
-        return UserRecord(
-            id=row["id"],
-            username=row["username"],
-            display_name=row["display_name"],
-            password_hash=row["password_hash"],
-            role=row["role"],
-            practitioner_id=row["practitioner_id"],
-            conventions=tuple(json.loads(row["conventions"])),
-            disabled=bool(row["disabled"]),
-            created_at=datetime.fromisoformat(row["created_at"]),
-        )
-
-    async def add_user(self, user: NewUser) -> UserRecord:
-        if await self.get_user_by_name(user.username) is not None:
-            raise AlreadyExists(f"user {user.username!r} already exists")
-        async with self._tx() as tx:
-            cur = await tx.execute(
-                "INSERT INTO users(username, display_name, password_hash, role, practitioner_id,"
-                " conventions, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    user.username,
-                    user.display_name,
-                    user.password_hash,
-                    user.role,
-                    user.practitioner_id,
-                    json.dumps(list(user.conventions)),
-                    _iso(utcnow()),
-                ),
-            )
-            user_id = int(cur.lastrowid or 0)
-        return await self.get_user(user_id)
-
-    async def get_user(self, user_id: int) -> UserRecord:
-        row = await self._one("SELECT * FROM users WHERE id=?", (user_id,))
-        if row is None:
-            raise NotFound(f"user {user_id} does not exist")
-        return self._user(row)
-
-    async def get_user_by_name(self, username: str) -> UserRecord | None:
-        row = await self._one("SELECT * FROM users WHERE username=?", (username,))
-        return None if row is None else self._user(row)
-
-    async def list_users(self) -> list[UserRecord]:
-        return [self._user(r) for r in await self._all("SELECT * FROM users ORDER BY username")]
-
-    async def update_user(self, user: UserRecord) -> None:
-        async with self._tx() as tx:
-            cur = await tx.execute(
-                "UPDATE users SET display_name=?, password_hash=?, role=?, practitioner_id=?,"
-                " conventions=?, disabled=? WHERE id=?",
-                (
-                    user.display_name,
-                    user.password_hash,
-                    user.role,
-                    user.practitioner_id,
-                    json.dumps(list(user.conventions)),
-                    int(user.disabled),
-                    user.id,
-                ),
-            )
-            if cur.rowcount == 0:
-                raise NotFound(f"user {user.id} does not exist")
-
-    async def create_session(self, token_hash: str, user_id: int, expires_at: datetime) -> None:
-        async with self._tx() as tx:
-            await tx.execute(
-                "INSERT INTO sessions(token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                (token_hash, user_id, _iso(utcnow()), _iso(expires_at)),
-            )
-
-    async def session_user(self, token_hash: str, now: datetime) -> UserRecord | None:
-        row = await self._one(
-            "SELECT u.* FROM sessions s JOIN users u ON u.id=s.user_id"
-            " WHERE s.token_hash=? AND s.expires_at>? AND u.disabled=0",
-            (token_hash, _iso(now)),
-        )
-        return None if row is None else self._user(row)
-
-    async def delete_session(self, token_hash: str) -> None:
-        async with self._tx() as tx:
-            await tx.execute("DELETE FROM sessions WHERE token_hash=?", (token_hash,))
-
-    async def delete_user_sessions(self, user_id: int) -> int:
-        async with self._tx() as tx:
-            cur = await tx.execute("DELETE FROM sessions WHERE user_id=?", (user_id,))
-            return cur.rowcount
-
-    async def record_login_failure(self, username: str, ip: str, at: datetime) -> None:
-        async with self._tx() as tx:
-            await tx.execute(
-                "INSERT INTO login_failures(username, ip, at) VALUES (?, ?, ?)", (username, ip, _iso(at))
-            )
-
-    async def count_login_failures(self, username: str, ip: str, since: datetime) -> int:
-        row = await self._one(
-            "SELECT COUNT(*) AS n FROM login_failures WHERE username=? AND ip=? AND at>=?",
-            (username, ip, _iso(since)),
-        )
-        return int(row["n"]) if row else 0
-
-    async def clear_login_failures(self, username: str, ip: str) -> None:
-        async with self._tx() as tx:
-            await tx.execute("DELETE FROM login_failures WHERE username=? AND ip=?", (username, ip))
-
-    async def append_audit(
-        self,
-        *,
-        action: str,
-        user_id: int | None,
-        username: str | None,
-        target_kind: str | None = None,
-        target_id: str | None = None,
-        ip: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> int:
-        async with self._tx() as tx:
-            cur = await tx.execute(
-                "INSERT INTO audit_log(at, user_id, username, action, target_kind, target_id, ip, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    _iso(utcnow()),
-                    user_id,
-                    username,
-                    action,
-                    target_kind,
-                    target_id,
-                    ip,
-                    json.dumps(detail or {}),
-                ),
-            )
-            return int(cur.lastrowid or 0)
-
-    async def list_audit(
-        self,
-        *,
-        action: str | None = None,
-        target_kind: str | None = None,
-        target_id: str | None = None,
-        user_id: int | None = None,
-        before_id: int | None = None,
-        limit: int = 100,
-    ) -> list[AuditEntry]:
-        where: list[str] = ["1=1"]
-        params: list[Any] = []
-        for column, value in (
-            ("action", action),
-            ("target_kind", target_kind),
-            ("target_id", target_id),
-            ("user_id", user_id),
-        ):
-            if value is not None:
-                where.append(f"{column}=?")
-                params.append(value)
-        if before_id is not None:
-            where.append("id<?")
-            params.append(before_id)
-        rows = await self._all(
-            f"SELECT * FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-            (*params, limit),
-        )
-        return [
-            AuditEntry(
-                id=r["id"],
-                at=datetime.fromisoformat(r["at"]),
-                user_id=r["user_id"],
-                username=r["username"],
-                action=r["action"],
-                target_kind=r["target_kind"],
-                target_id=r["target_id"],
-                ip=r["ip"],
-                detail=json.loads(r["detail"]),
-            )
-            for r in rows
-        ]
-
-    async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
-        if query.convention_names is not None and not query.convention_names:
-            return []
-        where: list[str] = ["1=1"]
-        params: list[Any] = []
-
-        def among(column: str, values: Sequence[str]) -> None:
-            where.append(f"{column} IN ({','.join('?' * len(values))})")
-            params.extend(values)
-
-        if query.states:
-            among("state", query.states)
-        if query.kinds:
-            among("kind", query.kinds)
-        if query.convention_names is not None:
-            marks = ",".join("?" * len(query.convention_names))
-            where.append(
-                f"(json_extract(context, '$.convention_name') IN ({marks}) OR EXISTS (SELECT 1 FROM"
-                f" json_each(context, '$.operator_scope') AS scope WHERE scope.value IN ({marks})))"
-            )
-            params.extend([*query.convention_names, *query.convention_names])
-        if query.practitioner_id is not None:
-            where.append("json_extract(context, '$.practitioner.id')=?")
-            params.append(query.practitioner_id)
-        if query.device_id is not None:
-            where.append("device_id=?")
-            params.append(query.device_id)
-        if query.since is not None:
-            where.append("received_at>=?")
-            params.append(_iso(query.since))
-        if query.until is not None:
-            where.append("received_at<?")
-            params.append(_iso(query.until))
-        rows = await self._all(
-            f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY received_at DESC LIMIT ?",
-            (*params, query.limit),
-        )
-        return [self._alert(r) for r in rows]
-
-    async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
-        if not await self.alert_exists(alert_id):
-            raise NotFound(f"alert {alert_id!r} does not exist")
-        at = utcnow()
-        async with self._tx() as tx:
-            cur = await tx.execute(
-                "INSERT INTO alert_notes(alert_id, at, user_id, author, text) VALUES (?, ?, ?, ?, ?)",
-                (alert_id, _iso(at), user_id, author, text),
-            )
-            note_id = int(cur.lastrowid or 0)
-        return NoteRecord(note_id, alert_id, at, user_id, author, text)
-
-    async def notes_for(self, alert_id: str) -> list[NoteRecord]:
-        rows = await self._all("SELECT * FROM alert_notes WHERE alert_id=? ORDER BY id", (alert_id,))
-        return [
-            NoteRecord(
-                r["id"], r["alert_id"], datetime.fromisoformat(r["at"]), r["user_id"], r["author"], r["text"]
-            )
-            for r in rows
-        ]
-
-    async def notification_times(self, alert_id: str) -> dict[int, tuple[datetime, datetime]]:
-        rows = await self._all(
-            "SELECT id, created_at, updated_at FROM notifications WHERE alert_id=?", (alert_id,)
-        )
-        return {
-            r["id"]: (datetime.fromisoformat(r["created_at"]), datetime.fromisoformat(r["updated_at"]))
-            for r in rows
-        }
-
-    async def alert_event_times(self, alert_ids: Sequence[str]) -> dict[str, dict[str, datetime]]:
-        result: dict[str, dict[str, datetime]] = {a: {} for a in alert_ids}
-        ids = list(alert_ids)
-        for start in range(0, len(ids), 500):  # stay below SQLite's bound-parameter limit
-            chunk = ids[start : start + 500]
-            rows = await self._all(
-                "SELECT alert_id, kind, MIN(at) AS first_at FROM alert_events"
-                f" WHERE alert_id IN ({','.join('?' * len(chunk))}) GROUP BY alert_id, kind",
-                chunk,
-            )
-            for r in rows:
-                result[r["alert_id"]][r["kind"]] = datetime.fromisoformat(r["first_at"])
-        return result
-
-    async def purge_locations(self, cutoff: datetime, *, now: datetime) -> PurgeReport:
-        cut = _iso(cutoff)
-        cutoff_ms = int(cutoff.timestamp() * 1000)
-        async with self._tx() as tx:
-            async with tx.execute(
-                "SELECT id, context FROM alerts WHERE received_at<? AND location_purged_at IS NULL", (cut,)
-            ) as cur:
-                alerts = list(await cur.fetchall())
-            for row in alerts:
-                await tx.execute(
-                    "UPDATE alerts SET fix=NULL, raw=X'', context=?, location_purged_at=? WHERE id=?",
-                    (_purged_context(row["context"]), _iso(now), row["id"]),
-                )
-                await tx.execute(
-                    "UPDATE alert_events SET detail=json_set(detail, '$.description', ?)"
-                    " WHERE alert_id=? AND kind='located'",
-                    (PURGED_LOCATION, row["id"]),
-                )
-            fixes = await tx.execute(
-                "UPDATE devices SET last_fix=NULL WHERE last_fix IS NOT NULL"
-                " AND COALESCE(json_extract(last_fix, '$.fix_ts'), 0)<?",
-                (cutoff_ms,),
-            )
-            visits = await tx.execute("DELETE FROM visits WHERE ends_at<?", (cut,))
-            sessions = await tx.execute("DELETE FROM sessions WHERE expires_at<=?", (_iso(now),))
-            failures = await tx.execute(
-                "DELETE FROM login_failures WHERE at<?", (_iso(now - timedelta(days=1)),)
-            )
-        return PurgeReport(
-            alerts=len(alerts),
-            visits=visits.rowcount,
-            last_fixes=fixes.rowcount,
-            sessions=sessions.rowcount,
-            login_failures=failures.rowcount,
-        )
-
-
-def _purged_context(text: str | None) -> str | None:
-    """An alert context without its location details: source, commune and département remain."""
-    context = _loads(text)
-    if not isinstance(context, dict):
-        return text
-    location = context.get("location") or {}
-    context["location"] = {
-        "source": location.get("source", "unknown"),
-        "description": PURGED_LOCATION,
-        "stale": bool(location.get("stale", False)),
-        "insee": location.get("insee"),
-        "departement": location.get("departement"),
-    }
-    return json.dumps(context)
 
 
 def _insert_one(
