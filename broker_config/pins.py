@@ -52,10 +52,15 @@ def check_format(pin: str, what: str) -> None:
 
 def generate() -> Pins:
     """Two random, distinct 6-digit PINs (secrets, not random)."""
-    cancel = f"{secrets.randbelow(10**GENERATED_DIGITS):0{GENERATED_DIGITS}d}"
-    while (duress := f"{secrets.randbelow(10**GENERATED_DIGITS):0{GENERATED_DIGITS}d}") == cancel:
-        pass
+    cancel = _random_pin()
+    duress = _random_pin()
+    while duress == cancel:  # one chance in a million: draw again
+        duress = _random_pin()
     return Pins(cancel, duress)
+
+
+def _random_pin() -> str:
+    return f"{secrets.randbelow(10**GENERATED_DIGITS):0{GENERATED_DIGITS}d}"
 
 
 def owns_pins(record: Any) -> bool:
