@@ -55,7 +55,6 @@ COALESCED = "coalesced"
 VOUCHED_PER_DEVICE = 16
 
 
-
 @dataclass(frozen=True, slots=True)
 class AdmissionPolicy:
     """Bounds of the admission stage (see :class:`dispatcher.settings.IngestSettings`)."""

@@ -139,6 +139,7 @@ class AddressGeocoder:
         except GeopyError as exc:
             raise GeocodingUnavailable(query, f"geocoder at {self.search_url} failed: {exc}") from exc
         return [location.raw for location in found or []]
+
     async def commune_code(self, label: str) -> str | None:
         """The INSEE code of the commune the BAN places ``label`` in, even from a
         commune-level match (a visit then routes by its commune); None if no

@@ -10,20 +10,28 @@ duplicate SMS or call is acceptable, a missing one is not. So:
   (``unknown``: a timeout after the request was written, or a process killed
   between the request and its commit) is looked up among the provider's
   records *to the same number*, created no earlier than the row (less a clock
-  skew margin), and not already the record of another row. Found: the row
-  adopts that record's SID and status (the oldest, if several). Not found:
-  the row is sent again — unless it is an alert notification whose alert no
-  longer needs it (closed or acknowledged), which is dropped as ``canceled``.
+  skew margin), and not already the record of another row. The row adopts
+  a record only when the match is certain: exactly one such record, and no
+  other row to that number whose fate is unknown or whose request is in
+  flight. Otherwise the row is sent again — unless it is an alert
+  notification whose alert no longer needs it (closed or acknowledged),
+  which is dropped as ``canceled`` — and the records it could not tell
+  apart are *disowned*: no later row may adopt them.
 * The lookup waits ``settle_s`` after the row's last change: a request the
   provider is still processing must not be declared lost.
 * A row that has the provider's SID but no final status for ``stuck_after_s``
   (a callback that hit a dead dispatcher) takes the status the provider
   reports for that SID; still in progress there, it waits for the next pass.
 
-Matching by number and time cannot tell two requests to the same number
-apart when both were lost in the same window; the oldest unclaimed record
-goes to whichever row is reconciled first, the other row is then not found
-and re-sent: the recipient gets each message at least once.
+Why so strict: matching by number and time cannot tell two requests to the
+same number apart (a police switchboard gets a call per alert). Adopting the
+wrong record would mark one alert's call as made while it never left, and
+bind a keypress to the wrong alert. Re-sending costs at most a duplicate
+call or SMS, which the rule accepts. Invariants (tests/dispatcher/test_reconcile.py):
+
+* a row adopts a record only if no other row could be its owner;
+* a disowned record is never adopted afterwards (the shell counts it as taken);
+* a row whose alert still needs it is never written off: adopted or re-sent.
 """
 
 from __future__ import annotations
@@ -91,14 +99,21 @@ class Adopt:
 
 @dataclass(frozen=True, slots=True)
 class Resend:
-    """The provider never got it: send it (again)."""
+    """Not provably at the provider: send it (again).
+
+    ``disowned``: records that may be this row's but cannot be told apart
+    from another row's; nobody adopts them afterwards.
+    """
+
+    disowned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Drop:
-    """Not found, and no longer wanted (the alert is over or acknowledged)."""
+    """Not provably at the provider, and no longer wanted (the alert is over or acknowledged)."""
 
     reason: str
+    disowned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,26 +131,30 @@ def decide_lost(
     records: Iterable[ProviderRecord],
     *,
     taken_sids: frozenset[str],
+    rivals: int,
     now: float,
     settle_s: float,
 ) -> Decision:
     """Decide for a row without a provider SID (``unknown``): adopt, re-send, drop or wait.
 
     ``records``: the provider's records to ``row.phone`` on the row's channel;
-    ``taken_sids``: those already stored on another notification.
+    ``taken_sids``: those already stored on another notification, or disowned;
+    ``rivals``: other rows to the same number and channel without a SID whose
+    request is in flight or whose fate is unknown (each could own a record).
     """
     if now - row.updated_at < settle_s:
         return Wait("the provider may still be processing the request")
     earliest = row.created_at - CLOCK_SKEW_S
-    candidates = [
-        r for r in records if r.to == row.phone and r.sid not in taken_sids and r.created_at >= earliest
-    ]
-    if candidates:
-        found = min(candidates, key=lambda r: (r.created_at, r.sid))
-        return Adopt(found.sid, found.status)
+    candidates = sorted(
+        (r for r in records if r.to == row.phone and r.sid not in taken_sids and r.created_at >= earliest),
+        key=lambda r: (r.created_at, r.sid),
+    )
+    if len(candidates) == 1 and rivals == 0:
+        return Adopt(candidates[0].sid, candidates[0].status)
+    disowned = tuple(r.sid for r in candidates)
     if row.purpose == "alert" and row.alert_state not in _NEEDS_ALERTS:
-        return Drop(f"alerte {row.alert_state} : plus nécessaire")
-    return Resend()
+        return Drop(f"alerte {row.alert_state} : plus nécessaire", disowned)
+    return Resend(disowned)
 
 
 def decide_stuck(row: Uncertain, record: ProviderRecord | None) -> Decision:

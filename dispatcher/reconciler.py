@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
 RESENT = "introuvable chez le fournisseur après un envoi incertain : renvoyée"
+RESENT_AMBIGUOUS = "envoi incertain, impossible à distinguer d'un autre vers ce numéro : renvoyée"
 
 
 class ProviderRecords(Protocol):
@@ -111,14 +112,20 @@ class Reconciler:
         records = seen.records[key]
         # Only records that could be this row's are looked up in the store.
         earliest = uncertain.created_at - rc.CLOCK_SKEW_S
+        recent = [r.sid for r in records if r.created_at >= earliest]
+        disowned = await self._store.disowned_provider_records(recent)
         taken = frozenset(
             [
-                r.sid
-                for r in records
-                if r.created_at >= earliest and await self._owner(r.sid, seen) not in (None, uncertain.id)
+                sid
+                for sid in recent
+                if sid in disowned or await self._owner(sid, seen) not in (None, uncertain.id)
             ]
         )
-        return rc.decide_lost(uncertain, records, taken_sids=taken, now=now, settle_s=self._settle_s)
+        in_doubt = await self._store.notifications_in_doubt(row.notification.channel, uncertain.phone)
+        rivals = len([i for i in in_doubt if i != uncertain.id])
+        return rc.decide_lost(
+            uncertain, records, taken_sids=taken, rivals=rivals, now=now, settle_s=self._settle_s
+        )
 
     async def _owner(self, sid: str, seen: _PassCache) -> int | None:
         """Id of the notification holding provider ``sid``, looked up once per pass."""
@@ -136,14 +143,24 @@ class Reconciler:
                 done = await self._settle(n, status, sid, f"rapprochée avec le fournisseur ({n.status})")
                 if done and status in FAILED_STATUSES:
                     await self._on_failed(n)
-            case rc.Resend():
-                done = await self._settle(n, "pending", None, RESENT)
-            case rc.Drop(reason=reason):
+            case rc.Resend(disowned=disowned):
+                await self._disown(disowned)
+                done = await self._settle(n, "pending", None, RESENT if not disowned else RESENT_AMBIGUOUS)
+            case rc.Drop(reason=reason, disowned=disowned):
+                await self._disown(disowned)
                 done = await self._settle(n, "canceled", None, reason)
         if done:
             log.warning("notification %s (%s to %s): %s -> %s", n.id, n.channel, n.phone, n.status, decision)
             self._bus.publish("alert", alert_id=n.alert_id)
         return int(done)
+
+    async def _disown(self, sids: tuple[str, ...]) -> None:
+        """Before the row moves on: a record it might own must never go to another row."""
+        if sids:
+            await self._store.disown_provider_records(sids, datetime.now(UTC))
+            log.warning(
+                "provider records %s cannot be attributed to one notification: disowned", ", ".join(sids)
+            )
 
     async def _settle(self, n: NotificationRecord, status: str, sid: str | None, note: str) -> bool:
         try:

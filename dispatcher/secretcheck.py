@@ -28,6 +28,7 @@ PLACEHOLDER_WORDS = (
 )
 PLACEHOLDER_PREFIXES = ("your_", "your-", "votre", "todo", "fixme", "xxxx", "dummy", "test123")
 
+
 def secret_problem(value: str) -> str | None:
     """Why ``value`` cannot be a real secret (French, without quoting it), or None when it may be."""
     stripped = value.strip()

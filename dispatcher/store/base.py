@@ -308,6 +308,18 @@ class AlertStore(Protocol):
         """Remember a provider message id; False when it was already seen (a replayed webhook)."""
         ...
 
+    async def notifications_in_doubt(self, channel: str, phone: str) -> list[int]:
+        """Rows to ``phone`` on ``channel`` without a provider SID, in flight ('sending') or 'unknown'."""
+        ...
+
+    async def disown_provider_records(self, sids: Sequence[str], at: datetime) -> None:
+        """Remember provider records no row may adopt (the reconciliation could not attribute them)."""
+        ...
+
+    async def disowned_provider_records(self, sids: Sequence[str]) -> set[str]:
+        """Those of ``sids`` that were disowned."""
+        ...
+
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:
         """Lease due timers (or those whose owner's lease ran out)."""
 

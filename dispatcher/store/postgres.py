@@ -731,6 +731,31 @@ class PostgresStore(PostgresAccess, PostgresVisits, DocumentDirectory):
         )
         return _status_count(status) == 1
 
+    async def notifications_in_doubt(self, channel: str, phone: str) -> list[int]:
+        rows = await self._fetch(
+            "SELECT id FROM notifications WHERE phone=$1 AND channel=$2 AND provider_sid IS NULL"
+            " AND status IN ('sending', 'unknown') ORDER BY id",
+            phone,
+            channel,
+        )
+        return [int(r["id"]) for r in rows]
+
+    async def disown_provider_records(self, sids: Sequence[str], at: datetime) -> None:
+        await self._tx(
+            lambda c: c.executemany(
+                "INSERT INTO disowned_provider_records(sid, at) VALUES ($1, $2) ON CONFLICT (sid) DO NOTHING",
+                [(sid, _utc(at)) for sid in sids],
+            )
+        )
+
+    async def disowned_provider_records(self, sids: Sequence[str]) -> set[str]:
+        if not sids:
+            return set()
+        rows = await self._fetch(
+            "SELECT sid FROM disowned_provider_records WHERE sid = ANY($1::text[])", list(sids)
+        )
+        return {str(r["sid"]) for r in rows}
+
     # -- timers --------------------------------------------------------------------
 
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:

@@ -323,3 +323,11 @@ MIGRATIONS.append(
         WHERE jsonb_typeof(context) = 'object';
     """
 )
+
+# 10 — issue 17: provider records nobody may adopt (see the SQLite migration 10).
+MIGRATIONS.append(
+    """
+    CREATE TABLE disowned_provider_records (sid text PRIMARY KEY, at timestamptz NOT NULL);
+    CREATE INDEX notifications_in_doubt ON notifications(phone, channel) WHERE provider_sid IS NULL;
+    """
+)

@@ -303,3 +303,12 @@ MIGRATIONS.append(
     ) WHERE context IS NOT NULL;
     """
 )
+
+# 10 — issue 17: provider records the reconciliation could not attribute to one
+# row (several lost requests to the same number); nobody adopts them later.
+MIGRATIONS.append(
+    """
+    CREATE TABLE disowned_provider_records (sid TEXT PRIMARY KEY, at TEXT NOT NULL);
+    CREATE INDEX notifications_in_doubt ON notifications(phone, channel) WHERE provider_sid IS NULL;
+    """
+)

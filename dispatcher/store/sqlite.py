@@ -228,6 +228,7 @@ class SqliteStore(SqliteAccess, SqliteVisits, DocumentDirectory):
             row = await cur.fetchone()
         assert row is not None
         return str(row[0])
+
     # -- communes and last known positions (GeoStore) ------------------------------
 
     async def replace_communes(self, departements: Sequence[str], communes: Sequence[CommuneRecord]) -> int:
@@ -528,6 +529,30 @@ class SqliteStore(SqliteAccess, SqliteVisits, DocumentDirectory):
             )
             return cur.rowcount == 1
 
+    async def notifications_in_doubt(self, channel: str, phone: str) -> list[int]:
+        rows = await self._all(
+            "SELECT id FROM notifications WHERE phone=? AND channel=? AND provider_sid IS NULL"
+            " AND status IN ('sending', 'unknown') ORDER BY id",
+            (phone, channel),
+        )
+        return [int(r["id"]) for r in rows]
+
+    async def disown_provider_records(self, sids: Sequence[str], at: datetime) -> None:
+        async with self._tx() as tx:
+            await tx.executemany(
+                "INSERT OR IGNORE INTO disowned_provider_records(sid, at) VALUES (?, ?)",
+                [(sid, _iso(at)) for sid in sids],
+            )
+
+    async def disowned_provider_records(self, sids: Sequence[str]) -> set[str]:
+        if not sids:
+            return set()
+        marks = ",".join("?" * len(sids))
+        rows = await self._all(
+            f"SELECT sid FROM disowned_provider_records WHERE sid IN ({marks})", tuple(sids)
+        )
+        return {str(r["sid"]) for r in rows}
+
     # -- timers --------------------------------------------------------------------
 
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:
@@ -649,8 +674,6 @@ class SqliteStore(SqliteAccess, SqliteVisits, DocumentDirectory):
             dict(r)
             for r in await self._all("SELECT * FROM operator_events ORDER BY id DESC LIMIT ?", (limit,))
         ]
-
-
 
 
 def _insert_one(

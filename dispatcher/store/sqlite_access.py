@@ -53,7 +53,6 @@ class SqliteAccess:
         def _alert(self, row: sqlite3.Row) -> AlertRecord: ...
         async def alert_exists(self, alert_id: str) -> bool: ...
 
-
     @staticmethod
     def _user(row: sqlite3.Row) -> UserRecord:
         return UserRecord(

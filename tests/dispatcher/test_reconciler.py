@@ -108,15 +108,39 @@ async def test_a_request_the_provider_got_is_adopted_and_a_lost_one_is_sent_agai
     assert await rig.reconciler.reconcile_once() == 0  # settled once
 
 
-async def test_a_record_already_held_by_another_row_is_not_adopted_twice(rig: Rig) -> None:
+async def test_two_lost_requests_to_one_number_are_both_sent_again_and_the_record_nobody_s(
+    rig: Rig,
+) -> None:
     first_round, second_round = await crashed_alert(rig.store, spec("chef"), spec("chef", round=1))
     account = rig.notifier._account
+    # One of the two reached the provider; nothing says which: adopting it could
+    # mark the other one as sent although it never left.
     message = await account.messages.create_async(to=first_round.phone, from_=FROM, body="ALERTE")
-    await rig.reconciler.reconcile_once()
-    statuses = sorted((n.provider_sid or "", n.status) for n in (await by_id(rig.store)).values())
-    # One row adopts the message, the other is sent again: the contact gets at least one per row.
-    assert statuses[0][1] == "pending" and statuses[1][0] == message.sid
-    assert second_round.id != first_round.id
+    assert await rig.reconciler.reconcile_once() == 2
+    rows = await by_id(rig.store)
+    assert [(rows[n.id].status, rows[n.id].provider_sid) for n in (first_round, second_round)] == [
+        ("pending", None),
+        ("pending", None),
+    ]  # both sent again: the contact gets each at least once
+    assert await rig.store.disowned_provider_records([message.sid]) == {message.sid}
+
+    # A later crash leaves a single lost row to the same number: the disowned record is not its own.
+    await rig.store.record_notification(first_round.id, status="delivered", provider_sid="SM" + "1" * 32)
+    await rig.store.record_notification(second_round.id, status="unknown", error="dispatcher died again")
+    assert await rig.reconciler.reconcile_once() == 1
+    assert (await by_id(rig.store))[second_round.id].status == "pending"
+
+
+async def test_a_lost_row_does_not_adopt_the_record_of_a_request_still_in_flight(rig: Rig) -> None:
+    lost, in_flight = await crashed_alert(rig.store, spec("chef"), spec("chef", round=1))
+    await rig.store.record_notification(in_flight.id, status="sending")  # another instance's send, under way
+    message = await rig.notifier._account.messages.create_async(to=lost.phone, from_=FROM, body="ALERTE")
+    assert await rig.reconciler.reconcile_once() == 1
+    rows = await by_id(rig.store)
+    assert rows[lost.id].status == "pending" and rows[lost.id].provider_sid is None
+    # The in-flight send stores its own SID as usual.
+    await rig.store.record_notification(in_flight.id, status="queued", provider_sid=message.sid)
+    assert (await by_id(rig.store))[in_flight.id].provider_sid == message.sid
 
 
 async def test_a_stuck_status_takes_the_providers_final_one_and_failures_reach_the_escalation(

@@ -600,6 +600,30 @@ async def test_an_inbound_message_id_is_claimed_once(store: Any) -> None:
     assert await store.claim_inbound_message("SM" + "d" * 32, at) is True
 
 
+@covers("notifications_in_doubt", "disown_provider_records", "disowned_provider_records")
+async def test_rows_in_doubt_and_disowned_provider_records(store: Any) -> None:
+    await seed(store)
+    chef = spec("chef")
+    await store.insert_alerts(
+        [(new_alert("a-1"), window(1), first("a-1", chef, spec("chef", round=1), spec("b")))]
+    )
+    a, b, c = await store.notifications_for("a-1")
+    assert await store.notifications_in_doubt("sms", chef.phone) == []  # pending: provably unsent
+    await store.claim_notifications("dead", now=1000.0)
+    await store.record_notification(a.id, status="unknown", error="timeout")
+    assert await store.notifications_in_doubt("sms", chef.phone) == [a.id, b.id]  # 'unknown', 'sending'
+    assert await store.notifications_in_doubt("voice", chef.phone) == []
+    assert await store.notifications_in_doubt("sms", c.phone) == [c.id]  # per number
+    await store.record_notification(b.id, status="queued", provider_sid="SMb")
+    assert await store.notifications_in_doubt("sms", chef.phone) == [a.id]  # a SID: no longer in doubt
+
+    at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert await store.disowned_provider_records([]) == set()
+    await store.disown_provider_records(["SMx", "SMy"], at)
+    await store.disown_provider_records(["SMx"], at)  # twice is harmless
+    assert await store.disowned_provider_records(["SMx", "SMy", "SMz"]) == {"SMx", "SMy"}
+
+
 # -- timers -------------------------------------------------------------------------
 
 
