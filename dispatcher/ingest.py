@@ -289,9 +289,12 @@ class Ingest:
             self._metrics.stage_seconds.labels("acked").observe(time.monotonic() - message.received_at)
         for message in batch.done:
             self._ack(message)
+        answered: set[str] = set()
         for message, device, alert_id in batch.duplicates:
             self._ack(message)
-            self.send_downlink(device, "received", alert_id)
+            if alert_id not in answered:  # one 'received' answers every copy in the batch
+                answered.add(alert_id)
+                self.send_downlink(device, "received", alert_id)
 
     async def _start_escalations(self, batch: _Batch) -> None:
         assert self.engine is not None

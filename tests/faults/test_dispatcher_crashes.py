@@ -27,7 +27,10 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
 def test_kill9_at_random_moments_loses_no_alert_and_sends_nothing_twice(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(devices=50)
-    fleet = ResendingFleet(cluster)
+    # Every 2 s (real devices: every 10 s): at every 0.5 s, the ~130 alerts pressed while
+    # the dispatcher restarts pile up ~10,000 copies at the broker, which a loaded 2-core
+    # machine cannot answer within the test's 90 s; that measures the harness, not a loss.
+    fleet = ResendingFleet(cluster, resend_s=2.0)
     devices = device_ids("dev", 50)
     flow_s, count = 10.0, 200
     kills = random_moments(seed=20260611, count=3, within_s=flow_s)
