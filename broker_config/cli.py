@@ -24,6 +24,9 @@ from dispatcher.store.base import DirectoryStore, StoreError
 app = typer.Typer(help="Certificates, device bundles and revocation.", no_args_is_help=True)
 
 T = TypeVar("T")
+# As the console says them (dispatcher/console/static/labels.js).
+KIND_LABELS = {"button": "bouton fixe", "pocket": "bouton de poche", "bracelet": "bracelet"}
+STATE_LABELS = {"active": "active", "revoked": "révoquée"}
 
 CaDir = Annotated[
     Path,
@@ -40,7 +43,7 @@ CrlDays = Annotated[int, typer.Option("--crl-days", min=1, help="CRL nextUpdate,
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    typer.secho(f"erreur : {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(1)
 
 
@@ -51,13 +54,15 @@ def database_path(db: Path | None) -> Path:
     else:
         url = os.environ.get("VIGIE_DATABASE_URL", "")
         if not url:
-            raise ProvisionError("give --db PATH or set VIGIE_DATABASE_URL=sqlite:///PATH")
+            raise ProvisionError("donnez --db CHEMIN ou VIGIE_DATABASE_URL=sqlite:///CHEMIN")
         if not url.startswith("sqlite:///"):
-            raise ProvisionError(f"unsupported database URL scheme {url.split(':', 1)[0]!r}")
+            raise ProvisionError(f"schéma d'URL de base non pris en charge : {url.split(':', 1)[0]!r}")
         path = Path(url.removeprefix("sqlite:///"))
     # Opening a missing file would silently create an empty directory database.
     if not path.is_file():
-        raise ProvisionError(f"database {path} does not exist (start the dispatcher or import the directory)")
+        raise ProvisionError(
+            f"la base {path} n'existe pas (chargez d'abord l'annuaire : vigie load-directory … --create)"
+        )
     return path
 
 
@@ -77,7 +82,7 @@ def _with_store(db: Path | None, work: Callable[[DirectoryStore], Awaitable[T]])
         try:
             store = await open_store(url)
         except StoreError as exc:
-            raise ProvisionError(f"cannot open the store: {exc}") from None
+            raise ProvisionError(f"impossible d'ouvrir la base : {exc}") from None
         try:
             return await work(store)
         finally:
@@ -114,7 +119,7 @@ def init_ca(
         )
     )
     typer.echo(
-        f"CA {ca.cert.subject.rfc4514_string()} in {ca_dir} (key mode 0600); CRL: {ca_dir / 'crl.pem'}"
+        f"AC {ca.cert.subject.rfc4514_string()} dans {ca_dir} (clé en mode 0600) ; LCR : {ca_dir / 'crl.pem'}"
     )
 
 
@@ -130,7 +135,7 @@ def server_cert(
     files = _run(
         lambda: provision.issue_server_cert(ca_dir, out, hosts=host, validity_days=days, overwrite=force)
     )
-    typer.echo(f"wrote {files.cert}, {files.key}, {files.ca}")
+    typer.echo(f"écrits : {files.cert}, {files.key}, {files.ca}")
 
 
 @app.command("dispatcher-cert")
@@ -154,7 +159,7 @@ def dispatcher_cert(
             ca_dir, out, validity_days=days, overwrite=force, instance=instance
         )
     )
-    typer.echo(f"wrote {files.cert}, {files.key}, {files.ca} (CN {provision.dispatcher_cn(instance)})")
+    typer.echo(f"écrits : {files.cert}, {files.key}, {files.ca} (CN {provision.dispatcher_cn(instance)})")
 
 
 @app.command("device")
@@ -217,7 +222,7 @@ def device(
     _run(lambda: provision.validate_spec(spec))
     bundle = _run(lambda: _with_store(db, lambda store: provision.provision_device(store, ca_dir, spec, out)))
     typer.echo(
-        f"device {device_id} registered; bundle {bundle}: device.toml, device.pem/.key, hmac.key, ca.pem"
+        f"balise {device_id} enregistrée ; bundle {bundle} : device.toml, device.pem/.key, hmac.key, ca.pem"
     )
     if dev_broker:
         typer.echo(
@@ -226,8 +231,8 @@ def device(
         )
     if generate_pins:
         typer.echo(
-            f"PINs, shown this once (the server keeps only their hashes): cancel {chosen.cancel}, "
-            f"duress {chosen.duress}. Give them to the practitioner in person."
+            f"codes PIN, affichés une seule fois (le serveur n'en garde que l'empreinte) : annulation "
+            f"{chosen.cancel}, contrainte {chosen.duress}. À remettre en main propre au praticien."
         )
 
 
@@ -235,11 +240,15 @@ def _choose_pins(cancel: str | None, duress: str | None, *, generate: bool) -> p
     """The PINs given as options, else asked (hidden, twice), or drawn at random."""
     if generate:
         if cancel is not None or duress is not None:
-            raise ProvisionError("use --generate-pins or give the PINs, not both")
+            raise ProvisionError("--generate-pins ou les codes PIN, pas les deux")
         return pins.generate()
     try:
-        cancel = _given_or_asked(cancel, "cancel PIN", "Cancel PIN (4-8 digits: calls the alert off)")
-        duress = _given_or_asked(duress, "duress PIN", "Duress PIN (4-8 digits: looks like a cancel, is not)")
+        cancel = _given_or_asked(
+            cancel, pins.CANCEL, "Code PIN d'annulation (4 à 8 chiffres : arrête l'alerte)"
+        )
+        duress = _given_or_asked(
+            duress, pins.DURESS, "Code PIN de contrainte (4 à 8 chiffres : semble annuler, n'annule pas)"
+        )
         return pins.Pins(cancel, duress)
     except pins.PinError as exc:
         raise ProvisionError(str(exc)) from None
@@ -253,11 +262,15 @@ def _given_or_asked(pin: str | None, what: str, label: str) -> str:
 
 def _ask_pin(label: str) -> str:
     try:
-        answer: str = typer.prompt(label, hide_input=True, confirmation_prompt=True)
+        while True:  # click's own confirmation speaks English: asked twice here
+            answer: str = typer.prompt(label, hide_input=True)
+            if typer.prompt("Confirmez le code PIN", hide_input=True) == answer:
+                break
+            typer.echo("erreur : les deux saisies diffèrent, recommencez", err=True)
     except typer.Abort:  # end of input: a script that gave no PIN
         raise ProvisionError(
-            "no PIN given: answer the prompts, or pass --cancel-pin and --duress-pin "
-            "(VIGIE_CANCEL_PIN, VIGIE_DURESS_PIN), or --generate-pins"
+            "aucun code PIN donné : répondez aux questions, ou passez --cancel-pin et --duress-pin "
+            "(VIGIE_CANCEL_PIN, VIGIE_DURESS_PIN), ou --generate-pins"
         ) from None
     return answer.strip()
 
@@ -273,10 +286,13 @@ def revoke(
     done = _run(
         lambda: _with_store(db, lambda store: provision.revoke(store, ca_dir, device_id, crl_days=crl_days))
     )
-    serials = ", ".join(f"{s:x}" for s in done.serials) or "none found"
-    typer.echo(f"revoked {device_id}: certificate serial(s) {serials}; store updated: {done.in_store}")
+    serials = ", ".join(f"{s:x}" for s in done.serials) or "aucun"
     typer.echo(
-        "next: reload the broker (systemctl reload mosquitto), then `vigie provision evict` the device"
+        f"balise {device_id} révoquée : certificat(s) n° {serials} ; "
+        f"base mise à jour : {'oui' if done.in_store else 'non'}"
+    )
+    typer.echo(
+        "ensuite : rechargez le broker (systemctl reload mosquitto), puis `vigie provision evict` la balise"
     )
 
 
@@ -292,14 +308,14 @@ def evict(
 ) -> None:
     """Cut a device's live broker connection and drop its session (after revoke + reload)."""
     _run(lambda: provision.evict(BrokerAccount(host, port, username, password), device_id))
-    typer.echo(f"evicted {device_id}'s connection and session")
+    typer.echo(f"connexion et session de {device_id} coupées")
 
 
 @app.command("refresh-crl")
 def refresh_crl(ca_dir: CaDir = Path("pki"), crl_days: CrlDays = provision.DEFAULT_CRL_DAYS) -> None:
     """Re-sign the CRL with a new nextUpdate (the broker refuses everyone once it passes)."""
     next_update = _run(lambda: provision.refresh_crl(ca_dir, crl_days=crl_days))
-    typer.echo(f"CRL valid until {next_update:%Y-%m-%d %H:%M} UTC; reload the broker to use it")
+    typer.echo(f"LCR valable jusqu'au {next_update:%d/%m/%Y %H:%M} UTC ; rechargez le broker pour l'utiliser")
 
 
 @app.command("list")
@@ -307,12 +323,13 @@ def list_devices(ca_dir: CaDir = Path("pki"), db: DbOption = None) -> None:
     """Devices, their binding and state, and their certificate (no secrets)."""
     ca: Path | None = ca_dir if ca_dir.is_dir() else None
     rows = _run(lambda: _with_store(db, lambda store: provision.list_devices(store, ca)))
-    typer.echo(f"{'ID':24} {'KIND':9} {'STATE':8} {'PRACTITIONER':16} {'SITE':16} {'CERT EXPIRES':12} CRL")
+    typer.echo(f"{'ID':24} {'TYPE':15} {'ÉTAT':9} {'PRATICIEN':16} {'SITE':16} {'CERT. EXPIRE':12} LCR")
     for r in rows:
-        expires = f"{r.cert_expires:%Y-%m-%d}" if r.cert_expires else "-"
+        expires = f"{r.cert_expires:%d/%m/%Y}" if r.cert_expires else "-"
         typer.echo(
-            f"{r.id:24} {r.kind:9} {r.state:8} {r.practitioner_id or '-':16} {r.site_id or '-':16} "
-            f"{expires:12} {'revoked' if r.in_crl else '-'}"
+            f"{r.id:24} {KIND_LABELS.get(r.kind, r.kind):15} {STATE_LABELS.get(r.state, r.state):9} "
+            f"{r.practitioner_id or '-':16} {r.site_id or '-':16} "
+            f"{expires:12} {'révoqué' if r.in_crl else '-'}"
         )
 
 
@@ -343,4 +360,4 @@ def broker_config(
         run_as=run_as,
     )
     out.write_text(render_prod_config(values))
-    typer.echo(f"wrote {out}")
+    typer.echo(f"écrit : {out}")

@@ -37,17 +37,21 @@ class Pins:
     duress: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        check_format(self.cancel, "cancel PIN")
+        check_format(self.cancel, CANCEL)
         if self.duress is not None:
-            check_format(self.duress, "duress PIN")
+            check_format(self.duress, DURESS)
             if self.duress == self.cancel:
-                raise PinError("the duress PIN must differ from the cancel PIN")
+                raise PinError("le code PIN de contrainte doit différer du code PIN d'annulation")
+
+
+CANCEL = "code PIN d'annulation"
+DURESS = "code PIN de contrainte"
 
 
 def check_format(pin: str, what: str) -> None:
     """4 to 8 ASCII digits (the wire schema's rule)."""
     if not (pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 8):
-        raise PinError(f"the {what} must be 4 to 8 digits")
+        raise PinError(f"le {what} doit compter 4 à 8 chiffres")
 
 
 def generate() -> Pins:
@@ -80,15 +84,15 @@ def check_against(record: Any, pins: Pins, who: str) -> None:
     cancel_hash: str | None = record.cancel_pin_hash
     duress_hash: str | None = record.duress_pin_hash
     if duress_hash and _matches(duress_hash, pins.cancel):
-        raise PinError(f"this is the duress PIN of {who}, not the cancel PIN")
+        raise PinError(f"c'est le code PIN de contrainte de {who}, pas son code PIN d'annulation")
     if cancel_hash and not _matches(cancel_hash, pins.cancel):
-        raise PinError(f"the cancel PIN does not match the one registered for {who}")
+        raise PinError(f"le code PIN d'annulation ne correspond pas à celui enregistré pour {who}")
     if pins.duress is None:
         return
     if cancel_hash and _matches(cancel_hash, pins.duress):
-        raise PinError(f"the duress PIN given is the cancel PIN of {who}")
+        raise PinError(f"le code PIN de contrainte donné est le code PIN d'annulation de {who}")
     if duress_hash and not _matches(duress_hash, pins.duress):
-        raise PinError(f"the duress PIN does not match the one registered for {who}")
+        raise PinError(f"le code PIN de contrainte ne correspond pas à celui enregistré pour {who}")
 
 
 def with_missing_hashes(record: Any, pins: Pins) -> Any | None:

@@ -113,7 +113,7 @@ def common_name(cert: x509.Certificate) -> str:
     """The subject CN of ``cert`` (what Mosquitto uses as the username)."""
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not attrs:
-        raise PkiError("certificate has no common name")
+        raise PkiError("le certificat n'a pas de nom commun (CN)")
     return str(attrs[0].value)
 
 
@@ -128,7 +128,7 @@ class Validity:
     def days(cls, days: int, *, backdate: dt.timedelta = dt.timedelta(minutes=5)) -> Validity:
         """Valid from a few minutes ago (clock skew on devices) for ``days`` days."""
         if days <= 0:
-            raise PkiError("validity must be at least one day")
+            raise PkiError("la validité doit être d'au moins un jour")
         now = utcnow()
         return cls(now - backdate, now + dt.timedelta(days=days))
 
@@ -173,14 +173,14 @@ class CertificateAuthority:
             cert = x509.load_pem_x509_certificate(cert_data)
             key = serialization.load_pem_private_key(key_data, password=None)
         except (ValueError, TypeError) as exc:
-            raise PkiError(f"cannot parse the CA certificate or key: {exc}") from None
+            raise PkiError(f"certificat ou clé de l'AC illisible : {exc}") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise PkiError("the CA key must be an EC private key")
+            raise PkiError("la clé de l'AC doit être une clé privée EC")
         if key.public_key().public_numbers() != _ec_public(cert).public_numbers():
-            raise PkiError("the CA key does not match the CA certificate")
+            raise PkiError("la clé de l'AC ne correspond pas à son certificat")
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         if not constraints.ca:
-            raise PkiError("the CA certificate is not a CA (basicConstraints ca=false)")
+            raise PkiError("le certificat de l'AC n'est pas celui d'une AC (basicConstraints ca=false)")
         return cls(cert, key)
 
     def issue(
@@ -244,7 +244,7 @@ class CertificateAuthority:
 def _ec_public(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
-        raise PkiError("the CA certificate does not hold an EC public key")
+        raise PkiError("le certificat de l'AC ne porte pas de clé publique EC")
     return public
 
 
@@ -321,7 +321,9 @@ def load_ca(paths: CaPaths) -> CertificateAuthority:
         cert_data = paths.cert.read_bytes()
         key_data = paths.key.read_bytes()
     except OSError as exc:
-        raise PkiError(f"cannot read the CA in {paths.root}: {exc.strerror} ({exc.filename})") from None
+        raise PkiError(
+            f"impossible de lire l'AC dans {paths.root} : {exc.strerror} ({exc.filename})"
+        ) from None
     return CertificateAuthority.from_pem(cert_data, key_data)
 
 
@@ -344,7 +346,7 @@ def load_crl(paths: CaPaths) -> x509.CertificateRevocationList:
     try:
         return x509.load_pem_x509_crl(paths.crl.read_bytes())
     except (OSError, ValueError) as exc:
-        raise PkiError(f"cannot read the CRL {paths.crl}: {exc}") from None
+        raise PkiError(f"impossible de lire la LCR {paths.crl} : {exc}") from None
 
 
 def crl_number(crl: x509.CertificateRevocationList) -> int:
@@ -378,4 +380,4 @@ def load_cert(path: Path) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise PkiError(f"cannot read certificate {path}: {exc}") from None
+        raise PkiError(f"impossible de lire le certificat {path} : {exc}") from None

@@ -67,9 +67,9 @@ def init_ca(
     """
     paths = CaPaths(ca_dir)
     if paths.key.exists() or paths.cert.exists():
-        raise ProvisionError(f"a CA already exists in {ca_dir}; refusing to overwrite it")
+        raise ProvisionError(f"une AC existe déjà dans {ca_dir} : refus de l'écraser")
     if (import_cert is None) != (import_key is None):
-        raise ProvisionError("--import-cert and --import-key go together")
+        raise ProvisionError("--import-cert et --import-key vont ensemble")
     try:
         if import_cert is not None and import_key is not None:
             ca = CertificateAuthority.from_pem(import_cert.read_bytes(), import_key.read_bytes())
@@ -77,7 +77,7 @@ def init_ca(
             ca = CertificateAuthority.create(name, validity_days)
         pki.save_ca(paths, ca, next_update_days=crl_days)
     except (OSError, PkiError) as exc:
-        raise ProvisionError(f"cannot create the CA: {exc}") from None
+        raise ProvisionError(f"impossible de créer l'AC : {exc}") from None
     return ca
 
 
@@ -105,7 +105,7 @@ def _write_identity(
 ) -> IssuedFiles:
     files = IssuedFiles(out_dir / f"{stem}.pem", out_dir / f"{stem}.key", out_dir / "ca.pem")
     if not overwrite and (files.cert.exists() or files.key.exists()):
-        raise ProvisionError(f"{files.cert} or {files.key} already exists (use --force to replace)")
+        raise ProvisionError(f"{files.cert} ou {files.key} existe déjà (--force pour le remplacer)")
     out_dir.mkdir(parents=True, exist_ok=True)
     pki.write_secret(files.key, pki.key_pem(key))
     pki.write_public(files.cert, pki.cert_pem(cert))
@@ -118,7 +118,7 @@ def issue_server_cert(
 ) -> IssuedFiles:
     """Issue the broker's certificate for ``hosts`` (DNS names and/or IPs) into ``out_dir``."""
     if not hosts:
-        raise ProvisionError("give at least one --host the devices use to reach the broker")
+        raise ProvisionError("donnez au moins un --host par lequel les balises joignent le broker")
     ca = _load_ca(ca_dir)
     dns, ips = pki.split_hosts(hosts)
     try:
@@ -138,8 +138,9 @@ def dispatcher_cn(instance: int = 1) -> str:
     """
     if not 1 <= instance <= MAX_DISPATCHER_INSTANCES:
         raise ProvisionError(
-            f"dispatcher instance must be 1 to {MAX_DISPATCHER_INSTANCES} (the ACL grants those); "
-            "add a 'user vigie-dispatcher-N' block to the ACL for more"
+            f"l'instance du dispatcher doit aller de 1 à {MAX_DISPATCHER_INSTANCES} "
+            "(celles que l'ACL autorise) ; "
+            "au-delà, ajoutez un bloc 'user vigie-dispatcher-N' à l'ACL"
         )
     return DISPATCHER_CN if instance == 1 else f"{DISPATCHER_CN}-{instance}"
 
@@ -275,23 +276,28 @@ def validate_spec(spec: DeviceSpec) -> None:
     """Checks that need no I/O: id syntax, reserved names, bindings, PIN, port."""
     try:
         check_id(spec.id, "device id")
-    except TopicError as exc:
-        raise ProvisionError(str(exc)) from None
+    except TopicError:
+        raise ProvisionError(
+            f"identifiant de balise {spec.id!r} invalide : [a-z0-9-], 1 à 64 caractères, "
+            "sans '-' au début ni à la fin"
+        ) from None
     if spec.id.startswith(RESERVED_PREFIX):
-        raise ProvisionError(f"device ids starting with {RESERVED_PREFIX!r} are reserved for infrastructure")
+        raise ProvisionError(
+            f"les identifiants commençant par {RESERVED_PREFIX!r} sont réservés à l'infrastructure"
+        )
     if spec.practitioner_id is None and spec.site_id is None:
-        raise ProvisionError("a device must be bound to a --practitioner, a --site, or both")
+        raise ProvisionError("une balise doit être rattachée à un --practitioner, un --site, ou aux deux")
     _spec_pins(spec)
     if not 1 <= spec.broker_port <= 65535:
-        raise ProvisionError(f"invalid broker port {spec.broker_port}")
+        raise ProvisionError(f"port de broker invalide : {spec.broker_port}")
     if not spec.broker_host:
-        raise ProvisionError("--broker-host is required")
+        raise ProvisionError("--broker-host est obligatoire")
 
 
 def _spec_pins(spec: DeviceSpec) -> pins.Pins | None:
     if spec.cancel_pin is None:
         if spec.duress_pin is not None:
-            raise ProvisionError("a duress PIN needs a cancel PIN")
+            raise ProvisionError("un code PIN de contrainte demande un code PIN d'annulation")
         return None
     try:
         return pins.Pins(spec.cancel_pin, spec.duress_pin)
@@ -305,10 +311,12 @@ PinOwner = Practitioner | Site
 async def _check_store(store: DirectoryStore, spec: DeviceSpec) -> tuple[PinOwner, PinOwner] | None:
     """Check ids and bindings; return the PIN owner before and after adding missing hashes, if any."""
     if spec.id in {d.id for d in await store.list_devices()}:
-        raise ProvisionError(f"device {spec.id!r} is already registered (revoked ids are never reused)")
+        raise ProvisionError(
+            f"la balise {spec.id!r} est déjà enregistrée (un identifiant révoqué n'est jamais réutilisé)"
+        )
     practitioner = site = None
     if spec.practitioner_id is not None:
-        practitioner = await _lookup(store.get_practitioner, spec.practitioner_id, "practitioner")
+        practitioner = await _lookup(store.get_practitioner, spec.practitioner_id, "praticien")
     if spec.site_id is not None:
         site = await _lookup(store.get_site, spec.site_id, "site")
     # Her own PINs when the device is hers; the site's staff PINs for a desk button of a site only.
@@ -335,20 +343,20 @@ async def _lookup(getter: Any, record_id: str, what: str) -> Any:
     try:
         return await getter(record_id)
     except NotFound:
-        raise ProvisionError(f"unknown {what} {record_id!r}: register it in the directory first") from None
+        raise ProvisionError(f"{what} inconnu(e) : {record_id!r} ; ajoutez-le d'abord à l'annuaire") from None
     except StoreError as exc:
-        raise ProvisionError(f"cannot read the store: {exc}") from None
+        raise ProvisionError(f"impossible de lire la base : {exc}") from None
 
 
 def _check_out_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ProvisionError(f"{out} already exists and is not an empty directory")
+        raise ProvisionError(f"{out} existe déjà et n'est pas un dossier vide")
     # Missing parents are created (by _build_bundle); the nearest existing one must be writable.
     existing = next(p for p in out.absolute().parents if p.exists())
     if not existing.is_dir():
-        raise ProvisionError(f"{existing} is not a directory")
+        raise ProvisionError(f"{existing} n'est pas un dossier")
     if not os.access(existing, os.W_OK):
-        raise ProvisionError(f"cannot write in {existing}")
+        raise ProvisionError(f"impossible d'écrire dans {existing}")
 
 
 def _build_bundle(out: Path, spec: DeviceSpec, ca: CertificateAuthority, hmac_key: bytes) -> Any:
@@ -388,12 +396,14 @@ async def provision_device(store: DirectoryStore, ca_dir: Path, spec: DeviceSpec
     _check_out_dir(out)
     owner_change = await _check_store(store, spec)
     if issued_certs(ca_dir, spec.id):
-        raise ProvisionError(f"the CA already issued a certificate to {spec.id!r}; ids are never reused")
+        raise ProvisionError(
+            f"l'AC a déjà délivré un certificat à {spec.id!r} : un identifiant n'est jamais réutilisé"
+        )
     hmac_key = pki.new_hmac_key()
     try:
         cert = _build_bundle(out, spec, ca, hmac_key)
     except (OSError, PkiError) as exc:
-        raise ProvisionError(f"cannot write the bundle: {exc}") from None
+        raise ProvisionError(f"impossible d'écrire le bundle : {exc}") from None
     record = _record_issued(CaPaths(ca_dir), spec.id, cert)
     try:
         if owner_change is not None:
@@ -407,7 +417,7 @@ async def provision_device(store: DirectoryStore, ca_dir: Path, spec: DeviceSpec
         record.unlink(missing_ok=True)
         _rmdir_quietly(record.parent)
         if isinstance(exc, StoreError):
-            raise ProvisionError(f"cannot register {spec.id!r} in the store: {exc}") from None
+            raise ProvisionError(f"impossible d'enregistrer {spec.id!r} dans la base : {exc}") from None
         raise
     return out
 
@@ -440,7 +450,7 @@ async def revoke(
     connection must be cut (:func:`evict`): see docs/provisioning.md.
     """
     if device_id == DISPATCHER_CN or device_id.startswith(RESERVED_PREFIX):
-        raise ProvisionError("infrastructure certificates are not revoked with this command")
+        raise ProvisionError("les certificats d'infrastructure ne se révoquent pas avec cette commande")
     ca = _load_ca(ca_dir)
     serials = [c.serial_number for c in issued_certs(ca_dir, device_id)]
     in_store = True
@@ -449,14 +459,14 @@ async def revoke(
     except NotFound:
         in_store = False
     if not serials and not in_store:
-        raise ProvisionError(f"unknown device {device_id!r}")
+        raise ProvisionError(f"balise inconnue : {device_id!r}")
     if serials:
         pki.reissue_crl(CaPaths(ca_dir), ca, serials, next_update_days=crl_days)
     if in_store:
         try:
             await store.revoke_device(device_id)
         except StoreError as exc:
-            raise ProvisionError(f"CRL updated, but the store refused the revocation: {exc}") from None
+            raise ProvisionError(f"LCR mise à jour, mais la base a refusé la révocation : {exc}") from None
     return Revocation(device_id, serials, in_store)
 
 
@@ -495,13 +505,13 @@ def evict(account: BrokerAccount, client_id: str, timeout: float = 10.0) -> None
     try:
         client.connect(account.host, account.port, clean_start=True, properties=props)
     except OSError as exc:
-        raise ProvisionError(f"cannot reach the broker at {account.host}:{account.port}: {exc}") from None
+        raise ProvisionError(f"broker injoignable à {account.host}:{account.port} : {exc}") from None
     client.loop_start()
     try:
         if not done.wait(timeout):
-            raise ProvisionError("the broker did not answer the eviction connection")
+            raise ProvisionError("le broker n'a pas répondu à la connexion d'éviction")
         if result[0].is_failure:
-            raise ProvisionError(f"the broker refused the eviction connection: {result[0]}")
+            raise ProvisionError(f"le broker a refusé la connexion d'éviction : {result[0]}")
     finally:
         client.disconnect()
         client.loop_stop()

@@ -54,8 +54,8 @@ log = logging.getLogger("device.cli")
 DEFAULT_CONFIG = Path("/etc/vigie/device.toml")
 TAP_S = 0.08
 BETWEEN_TAPS_S = 0.12
-HELP = """keys: a=alert (hold)  m=alert (taps)  t=test (taps, then wait)  c=cancel  d=duress cancel
-      p=single tap (ignored by design)  h=help  q=quit"""
+HELP = """touches : a=alerte (appui long)  m=alerte (appuis brefs)  t=test (appuis brefs, puis attendre)
+          c=annuler  d=annuler sous contrainte  p=un seul appui (ignoré, c'est voulu)  h=aide  q=quitter"""
 
 
 class SimulatedButton:
@@ -144,7 +144,7 @@ def run_keyboard(
         action = actions.get(key.lower())
         if action is None:
             continue
-        log.info("simulator: key %r", key)
+        log.info("simulateur : touche %s", key)
         action()
     else:
         return  # end of input: keep running until a signal, like a service
@@ -164,7 +164,7 @@ def _simulator_config() -> tuple[DeviceConfig, bytes]:
         state,
     )
     log.warning(
-        "no --config: simulating device %s with a throw-away key %s in %s", config.device.id, key.hex(), state
+        "pas de --config : balise simulée %s, clé jetable %s dans %s", config.device.id, key.hex(), state
     )
     return config, key
 
@@ -205,7 +205,7 @@ def run(
     try:
         config, key, password = _load(config_path, simulate)
     except ConfigError as exc:
-        typer.echo(f"vigie-device: configuration error: {exc}", err=True)
+        typer.echo(f"vigie-device : erreur de configuration : {exc}", err=True)
         raise typer.Exit(2) from None
     pin_factory = None
     if simulate:
@@ -230,10 +230,10 @@ def run(
         threading.Thread(
             target=run_keyboard, args=(client, button, stop, sys.stdin), name="vigie-keyboard", daemon=True
         ).start()
-    log.info("device %s running", config.device.id)
+    log.info("balise %s en marche", config.device.id)
     client.systemd.ready(f"device {config.device.id}")
     stop.wait()
-    log.info("stopping")
+    log.info("arrêt")
     client.systemd.stopping()
     client.stop()
 

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 RECENT_MS = ALERT_TIME_WINDOW.max_age_ms  # how long an alert stays "ours" for downlinks and cancels
 PURGE_INTERVAL_S = 3600.0
 SignedKind = Literal["alert", "test", "cancel"]
+# What the installer reads in the log for each kind (the wire keeps the English values).
+KIND_WORDS = {"alert": "alerte", "test": "alerte de test", "cancel": "annulation"}
 
 
 def firmware_version() -> str:
@@ -278,7 +280,7 @@ class DeviceClient:
                     self._handle(event)
                 self._run_due_timers()
             except Exception:  # the client must outlive any single bad event
-                log.exception("error while handling %r", event)
+                log.exception("erreur en traitant l'événement %s", type(event).__name__)
 
     def _handle(self, event: _Request | LinkEvent | _BatteryReading) -> None:
         if isinstance(event, _Request):
@@ -291,7 +293,9 @@ class DeviceClient:
             self._timers.heartbeat_at = 0.0  # say hello right away
             self._resend(force=True)
         elif isinstance(event, Disconnected):
-            log.info("link down (%s); alerts are kept and re-sent on reconnection", event.reason)
+            log.info(
+                "liaison coupée (%s) : les alertes sont gardées et renvoyées à la reconnexion", event.reason
+            )
         elif isinstance(event, DownlinkReceived):
             self._handle_downlink(event.payload)
 
@@ -351,12 +355,12 @@ class DeviceClient:
 
         item = self._store(kind, build, request.ts_ms)
         log.info(
-            "%s %s stored (seq %d, gesture %s, position %s)",
-            kind,
+            "%s %s enregistrée (seq %d, geste %s, position %s)",
+            KIND_WORDS.get(kind, kind),
             item.event_id,
             item.seq,
             request.gesture,
-            "yes" if location else "no",
+            "oui" if location else "non",
         )
         self._count(**{"alerts" if kind == "alert" else "tests": 1})
         self._undelivered.watch(item.event_id, time.monotonic())
@@ -365,11 +369,11 @@ class DeviceClient:
     def _cancel(self, request: _Request) -> None:
         target = self.ledger.latest_active_alert()
         if target is None:
-            log.warning("cancel gesture ignored: no active alert")
+            log.warning("geste d'annulation ignoré : aucune alerte en cours")
             return
         pin = self.config.cancel.duress_pin if request.duress else self.config.cancel.pin
         if pin is None:  # refused at start-up (device.config); kept for configs built in code
-            log.error("duress-cancel gesture ignored: no cancel.duress_pin configured")
+            log.error("geste d'annulation sous contrainte ignoré : cancel.duress_pin non configuré")
             return
 
         def build(seq: int) -> NewItem:
@@ -389,7 +393,7 @@ class DeviceClient:
         item = self._store("cancel", build, request.ts_ms)
         # Closed only after the cancel is stored: a crash in between leaves the alert cancellable.
         self._close(target.event_id)
-        log.info("cancel %s stored for alert %s", item.event_id, target.event_id)
+        log.info("annulation %s enregistrée pour l'alerte %s", item.event_id, target.event_id)
         self._count(cancels=1)
         self._send(item)
 
@@ -402,7 +406,7 @@ class DeviceClient:
 
     def _send(self, item: OutboxItem) -> None:
         if not self.link.is_connected:
-            log.info("%s %s waits for the broker", item.kind, item.event_id)
+            log.info("%s %s en attente du broker", KIND_WORDS.get(item.kind, item.kind), item.event_id)
             return
         if self.link.publish(item.topic, item.payload, qos=QOS[item.kind].qos):
             self._timers.last_sent[item.event_id] = time.monotonic()
@@ -417,7 +421,12 @@ class DeviceClient:
             last = self._timers.last_sent.get(item.event_id)
             if force or last is None or now - last >= self._resend_interval_s:
                 if last is not None:
-                    log.info("re-sending %s %s (seq %d)", item.kind, item.event_id, item.seq)
+                    log.info(
+                        "renvoi : %s %s (seq %d)",
+                        KIND_WORDS.get(item.kind, item.kind),
+                        item.event_id,
+                        item.seq,
+                    )
                 self._send(item)
 
     def _send_heartbeat(self) -> None:
@@ -462,12 +471,16 @@ class DeviceClient:
         try:
             downlink = decode_downlink(payload, self.device_id, self._key)
         except Rejected as exc:
-            log.warning("ignored downlink (%s)", exc)
+            log.warning("message descendant ignoré (%s)", exc)
             self._count(downlinks_rejected=1)
             return
         if self.ledger.known(downlink.ref) is None:
             # A replayed "acknowledged" about someone else's or a forgotten alert must not reassure her.
-            log.warning("ignored %s downlink: %s is not a recent alert", downlink.type, downlink.ref)
+            log.warning(
+                "message descendant « %s » ignoré : %s n'est pas une alerte récente",
+                downlink.type,
+                downlink.ref,
+            )
             self._count(downlinks_ignored=1)
             return
         self._apply(downlink)
@@ -477,7 +490,7 @@ class DeviceClient:
     def _apply(self, downlink: Downlink) -> None:
         """Turn a verified downlink about our message ``ref`` into state and a pattern (see haptics)."""
         ref = downlink.ref
-        log.info("downlink %s for %s", downlink.type, ref)
+        log.info("message descendant « %s » pour %s", downlink.type, ref)
         self._confirm(ref)  # any downlink about it proves the dispatcher has it
         item = self.ledger.known(ref)
         about = item.kind if item is not None else "alert"

@@ -156,13 +156,13 @@ class MqttLink:
         _properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            log.warning("broker refused the connection: %s", reason_code)
+            log.warning("le broker refuse la connexion : %s", reason_code)
             return
         # Subscribing again is cheap and covers an expired or lost session.
         client.subscribe(downlink_topic(self.device_id), qos=QOS["down"].qos)
         self._publish_status("online")
         self._connected.set()
-        log.info("connected to %s:%d", self._settings.host, self._settings.port)
+        log.info("connectée à %s:%d", self._settings.host, self._settings.port)
         self._on_event(Connected(session_present=bool(flags.session_present)))
 
     def _on_disconnect(
@@ -176,7 +176,7 @@ class MqttLink:
         was_connected = self._connected.is_set()
         self._connected.clear()
         if was_connected:
-            log.warning("disconnected from the broker: %s", reason_code)
+            log.warning("déconnectée du broker : %s", reason_code)
             self._on_event(Disconnected(str(reason_code)))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -150,7 +150,7 @@ def load_communes_command(
     from dispatcher.store import open_store
 
     if not files and not fetch:
-        raise typer.BadParameter("give a FILE or --fetch DEPARTEMENT")
+        raise typer.BadParameter("donnez un FICHIER ou --fetch DÉPARTEMENT")
     settings = _settings(AdminSettings)
     _require_database(settings.database_url, create)
 
@@ -163,10 +163,10 @@ def load_communes_command(
             if files and not departement:
                 covered |= {c.departement for c in await store.list_conventions()}
             if not covered:
-                source = str(files[0]) if files else "<none>"
-                raise CommuneLoadError(source, "no --departement given and no convention loaded")
+                source = str(files[0]) if files else "(aucune source)"
+                raise CommuneLoadError(source, "ni --departement, ni convention chargée")
             total = await load_communes(store, sources, covered)
-            typer.echo(f"communes: {total} stored (départements {', '.join(sorted(covered))})")
+            typer.echo(f"communes : {total} enregistrées (départements {', '.join(sorted(covered))})")
         finally:
             await store.close()
 
@@ -183,7 +183,7 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise CommuneLoadError(str(path), f"cannot read file: {exc.strerror or exc}") from None
+        raise CommuneLoadError(str(path), f"fichier illisible : {exc.strerror or exc}") from None
 
 
 @user_app.command("add")
@@ -284,7 +284,11 @@ def purge(
         store = await open_store(settings.database_url)
         try:
             report = await run_purge(store, days or settings.location_retention_days)
-            typer.echo(f"purge : {report}")
+            typer.echo(
+                f"purge : positions effacées de {report.alerts} alerte(s), {report.visits} visite(s) "
+                f"supprimée(s), {report.last_fixes} dernière(s) position(s) de balise effacée(s), "
+                f"{report.sessions} session(s) expirée(s), {report.login_failures} échec(s) de connexion"
+            )
         finally:
             await store.close()
 

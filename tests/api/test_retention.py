@@ -86,7 +86,7 @@ async def test_vigie_purge_command(tmp_path: Path) -> None:
     env = {"VIGIE_DATABASE_URL": f"sqlite:///{db}", "VIGIE_LOCATION_RETENTION_DAYS": "30"}
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["purge"], env=env)
     assert result.exit_code == 0, result.output
-    assert "visits=1" in result.output
+    assert "1 visite(s) supprimée(s)" in result.output and "PurgeReport" not in result.output
 
     store = await SqliteStore.open(db)
     try:

@@ -139,4 +139,4 @@ def test_provisioning_works_on_a_postgresql_store(pki: Pki, postgres_url: str, t
     listing = runner.invoke(app, ["list"], env=env)
     assert listing.exit_code == 0 and "btn-pg" in listing.output and "active" in listing.output
     revoked = runner.invoke(app, ["revoke", "btn-pg"], env=env)
-    assert revoked.exit_code == 0 and "store updated: True" in revoked.output
+    assert revoked.exit_code == 0 and "base mise à jour : oui" in revoked.output

@@ -85,7 +85,7 @@ def test_existing_id_refused_and_first_bundle_untouched(pki: Pki) -> None:
     first = pki.provision("btn-001")
     before = {p.name: p.read_bytes() for p in first.iterdir()}
     other = pki.root / "bundles" / "again"
-    with pytest.raises(ProvisionError, match="already registered"):
+    with pytest.raises(ProvisionError, match="déjà enregistrée"):
         run_with_store(
             pki.db,
             lambda store: provision.provision_device(
@@ -104,9 +104,9 @@ def test_existing_id_refused_and_first_bundle_untouched(pki: Pki) -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"practitioner_id": "dr-nobody"}, "unknown practitioner 'dr-nobody'"),
-        ({"practitioner_id": None, "site_id": "nowhere"}, "unknown site 'nowhere'"),
-        ({"practitioner_id": None}, "bound to a --practitioner"),
+        ({"practitioner_id": "dr-nobody"}, "praticien inconnu\\(e\\) : 'dr-nobody'"),
+        ({"practitioner_id": None, "site_id": "nowhere"}, "site inconnu\\(e\\) : 'nowhere'"),
+        ({"practitioner_id": None}, "rattachée à un --practitioner"),
     ],
 )
 def test_unknown_binding_refused(pki: Pki, spec: dict[str, object], message: str) -> None:
@@ -124,14 +124,14 @@ def test_reserved_and_invalid_ids_refused(pki: Pki) -> None:
 
 def test_unreadable_ca_refused(pki: Pki) -> None:
     (pki.ca_dir / "ca.key").write_bytes(b"not a key")
-    with pytest.raises(ProvisionError, match="cannot parse the CA"):
+    with pytest.raises(ProvisionError, match="certificat ou clé de l'AC illisible"):
         pki.provision("btn-003")
     _assert_nothing_written(pki, "btn-003")
 
 
 def test_missing_ca_refused(pki: Pki) -> None:
     (pki.ca_dir / "ca.pem").unlink()
-    with pytest.raises(ProvisionError, match="cannot read the CA"):
+    with pytest.raises(ProvisionError, match="impossible de lire l'AC"):
         pki.provision("btn-004")
     _assert_nothing_written(pki, "btn-004")
 
@@ -191,7 +191,7 @@ def test_wrong_cancel_pin_refused(pki: Pki) -> None:
         pki.db,
         lambda store: store.upsert_practitioner(PRACTITIONER.model_copy(update={"cancel_pin_hash": hashed})),
     )
-    with pytest.raises(ProvisionError, match="does not match"):
+    with pytest.raises(ProvisionError, match="ne correspond pas"):
         pki.provision("btn-006", cancel_pin="9999")
     _assert_nothing_written(pki, "btn-006")
     pki.provision("btn-006", cancel_pin="1234")
@@ -221,12 +221,12 @@ def test_cli_end_to_end(pki: Pki, tmp_path: Path) -> None:
     assert (bundle / "hmac.key").read_text().strip() not in listing
     run("revoke", "btn-010")
     listing = run("list")
-    assert "revoked" in listing
+    assert "révoquée" in listing
     crl = pkimod.load_crl(pkimod.CaPaths(Path(ca)))
     cert = pkimod.load_cert(bundle / "device.pem")
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     failed = runner.invoke(app, ["init-ca"], env=env)
-    assert failed.exit_code == 1 and "already exists" in failed.output
+    assert failed.exit_code == 1 and "existe déjà" in failed.output
     missing = runner.invoke(app, ["list", "--db", str(tmp_path / "nope.db")], env=env)
-    assert missing.exit_code == 1 and "does not exist" in missing.output
+    assert missing.exit_code == 1 and "n'existe pas" in missing.output
     assert not (tmp_path / "nope.db").exists()

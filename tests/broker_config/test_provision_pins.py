@@ -39,7 +39,7 @@ def test_pins_asked_twice_hidden_are_hashed_on_the_server_and_written_for_the_de
     result = provision_cli(pki, "btn-101", stdin="2468\n2468\n1357\n1357\n")
     assert result.exit_code == 0, result.output
     assert "2468" not in result.output and "1357" not in result.output  # hidden input, never echoed
-    assert result.output.count("Repeat for confirmation") == 2
+    assert result.output.count("Confirmez le code PIN") == 2
     stored = practitioner(pki)
     assert stored.cancel_pin_hash and stored.duress_pin_hash
     assert "2468" not in stored.cancel_pin_hash  # a hash, not the PIN
@@ -52,7 +52,7 @@ def test_pins_asked_twice_hidden_are_hashed_on_the_server_and_written_for_the_de
 def test_mistyped_confirmation_is_asked_again(pki: Pki) -> None:
     result = provision_cli(pki, "btn-102", stdin="2468\n2486\n2468\n2468\n1357\n1357\n")
     assert result.exit_code == 0, result.output
-    assert "do not match" in result.output
+    assert "les deux saisies diffèrent" in result.output
     assert device_pins(pki, "btn-102") == {"pin": "2468", "duress_pin": "1357"}
 
 
@@ -72,15 +72,15 @@ def test_a_second_device_must_use_her_registered_pins(pki: Pki) -> None:
     assert provision_cli(pki, "btn-104", "--cancel-pin", "2468", "--duress-pin", "1357").exit_code == 0
     before = practitioner(pki)
     for cancel, duress, message in [
-        ("2468", "9753", "duress PIN does not match"),
-        ("1357", "2468", "this is the duress PIN"),
-        ("8642", "1357", "cancel PIN does not match"),
+        ("2468", "9753", "code PIN de contrainte ne correspond pas"),
+        ("1357", "2468", "c'est le code PIN de contrainte"),
+        ("8642", "1357", "code PIN d'annulation ne correspond pas"),
     ]:
         result = provision_cli(pki, "btn-105", "--cancel-pin", cancel, "--duress-pin", duress)
         assert result.exit_code == 1 and message in result.output
         assert not pki.bundle("btn-105").exists()
     refused = provision_cli(pki, "btn-105", "--generate-pins")
-    assert refused.exit_code == 1 and "does not match" in refused.output
+    assert refused.exit_code == 1 and "ne correspond pas" in refused.output
     assert practitioner(pki) == before  # her PINs were never replaced
     assert provision_cli(pki, "btn-105", "--cancel-pin", "2468", "--duress-pin", "1357").exit_code == 0
 
@@ -88,10 +88,10 @@ def test_a_second_device_must_use_her_registered_pins(pki: Pki) -> None:
 @pytest.mark.parametrize(
     ("options", "stdin", "message"),
     [
-        (["--cancel-pin", "12"], "", "cancel PIN must be 4 to 8 digits"),
-        (["--cancel-pin", "2468", "--duress-pin", "2468"], "", "must differ"),
-        (["--generate-pins", "--cancel-pin", "2468"], "", "not both"),
-        ([], "", "no PIN given"),
+        (["--cancel-pin", "12"], "", "code PIN d'annulation doit compter 4 à 8 chiffres"),
+        (["--cancel-pin", "2468", "--duress-pin", "2468"], "", "doit différer"),
+        (["--generate-pins", "--cancel-pin", "2468"], "", "pas les deux"),
+        ([], "", "aucun code PIN donné"),
     ],
 )
 def test_bad_pins_are_refused_with_a_clear_message(
@@ -104,7 +104,7 @@ def test_bad_pins_are_refused_with_a_clear_message(
 
 
 def test_pins_rules() -> None:
-    with pytest.raises(pins.PinError, match="4 to 8 digits"):
+    with pytest.raises(pins.PinError, match="4 à 8 chiffres"):
         pins.Pins("12345678９")  # a non-ASCII digit is no digit here
     generated = {pins.generate() for _ in range(20)}
     assert all(p.cancel != p.duress for p in generated)
@@ -120,7 +120,7 @@ def test_pins_rules() -> None:
 
 
 def test_provision_error_for_duress_without_cancel(pki: Pki) -> None:
-    with pytest.raises(ProvisionError, match="needs a cancel PIN"):
+    with pytest.raises(ProvisionError, match="demande un code PIN d'annulation"):
         pki.provision("btn-107", duress_pin="1357")
 
 

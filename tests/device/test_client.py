@@ -119,7 +119,7 @@ def test_bad_downlinks_are_ignored_and_logged_then_a_good_one_works(
         assert device.client.wait_for(lambda s: s.downlinks_rejected >= 2 and s.downlinks_ignored >= 1, 5)
         assert motor_levels(device) == [False]
         assert "not_json" in caplog.text and "bad_signature" in caplog.text
-        assert "someone-elses-alert is not a recent alert" in caplog.text
+        assert "someone-elses-alert n'est pas une alerte récente" in caplog.text
         assert [p.event_id for p in device.client.pending()] == [alert.id]
 
         dispatcher.send("received", alert.id, device.key)

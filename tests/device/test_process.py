@@ -21,8 +21,8 @@ from protocol.topics import parse_topic
 from tests.device.conftest import DEVICE_ID, write_device_config
 from tests.support.broker import mqtt_recorder
 
-STORED = re.compile(r"alert ([0-9a-f-]{36}) stored \(seq (\d+)")
-CONNECTED = "connected to 127.0.0.1"
+STORED = re.compile(r"alerte ([0-9a-f-]{36}) enregistrée \(seq (\d+)")
+CONNECTED = "connectée à 127.0.0.1"
 
 
 class DeviceProcess:
@@ -133,7 +133,7 @@ def test_duress_gesture_without_duress_pin_refuses_to_start(tmp_path: Path) -> N
     config = write_device_config(tmp_path / "dev", port=1883, cancel='pin = "1234"')
     result = run_once(config)
     assert result.returncode == 2
-    assert "configuration error: cancel.duress_pin: missing" in result.stderr
+    assert "erreur de configuration : cancel.duress_pin: missing" in result.stderr
 
 
 def test_simulator_t_key_makes_the_test_gesture_and_a_test_goes_out(

@@ -173,7 +173,7 @@ async def test_cli_loads_a_file_and_refuses_a_bad_one_with_the_reason(tmp_path: 
     both = ("--departement", "34", "--departement", "30")
     ok = await asyncio.to_thread(vigie, "load-communes", str(COMMUNES), *both, "--create", env=env)
     assert ok.returncode == 0, ok.stderr
-    assert f"communes: {len(FIXTURE['features'])} stored (départements 30, 34)" in ok.stdout
+    assert f"communes : {len(FIXTURE['features'])} enregistrées (départements 30, 34)" in ok.stdout
 
     bad_file = tmp_path / "bad.geojson"
     features = copy.deepcopy(FIXTURE["features"])
@@ -192,7 +192,7 @@ async def test_cli_fetches_a_departement_from_the_geo_api(tmp_path: Path) -> Non
         }
         done = await asyncio.to_thread(vigie, "load-communes", "--fetch", "30", "--create", env=env)
         assert done.returncode == 0, done.stderr
-        assert "communes: 2 stored (départements 30)" in done.stdout
+        assert "communes : 2 enregistrées (départements 30)" in done.stdout
         [request] = geo.requests
         assert request.path == "/communes"
         assert request.params == {"codeDepartement": "30", "format": "geojson", "geometry": "contour"}

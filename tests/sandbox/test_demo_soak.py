@@ -77,7 +77,7 @@ def _press_by_hand(config: Path) -> tuple[subprocess.Popen[str], _Lines]:
         text=True,
     )
     lines = _Lines(device.stdout)
-    lines.wait_for("running", 30)
+    lines.wait_for("en marche", 30)
     assert device.stdin is not None
     device.stdin.write("a\n")
     device.stdin.flush()
