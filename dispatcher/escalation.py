@@ -93,6 +93,7 @@ __all__ = [
     "Resolved",
     "SendDownlink",
     "StartTimer",
+    "following_position",
     "start",
     "step",
 ]
@@ -271,6 +272,14 @@ def _next_or_renotify(plan: EscalationPlan, tier: int, round_: int) -> tuple[int
         return planned
     non_empty = [t for t, plan_tier in enumerate(plan.tiers) if plan_tier.recipients]
     return (non_empty[-1], max(round_, plan.repeats) + 1) if non_empty else None
+
+
+def following_position(plan: EscalationPlan, tier: int, round_: int) -> tuple[int, int] | None:
+    """The position ``(tier, round)`` alerted when the timer of ``(tier, round)`` fires (None: no recipient).
+
+    A round past ``plan.repeats`` is a re-notification of the last tier.
+    """
+    return _next_or_renotify(plan, tier, round_)
 
 
 def _first_position(plan: EscalationPlan) -> tuple[int, int] | None:

@@ -13,6 +13,8 @@ def api_routers() -> list[APIRouter]:
         auth,
         conventions,
         devices,
+        escalations,
+        overview,
         practitioners,
         sites,
         stats,
@@ -30,6 +32,8 @@ def api_routers() -> list[APIRouter]:
         visits.router,
         conventions.router,
         alerts.router,
+        escalations.router,
+        overview.router,
         stats.router,
         audit.router,
     ]

@@ -68,6 +68,7 @@ class Access:
             kinds=query.kinds,
             convention_names=names,
             practitioner_id=practitioner,
+            practitioner_ids=query.practitioner_ids,
             device_id=query.device_id,
             since=query.since,
             until=query.until,

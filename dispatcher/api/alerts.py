@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
@@ -10,10 +10,12 @@ from fastapi.responses import HTMLResponse
 
 from dispatcher import audit
 from dispatcher import escalation as esc
+from dispatcher.api import alert_filters as filters
 from dispatcher.api import views
 from dispatcher.api.deps import ClientIp, Ctx, CurrentUser, StaffUser, UserAccess, not_found
 from dispatcher.api.schemas import AlertDetail, AlertSummary, NoteCreate, NotePublic, TimelineEntry
 from dispatcher.auth import Role, User
+from dispatcher.domain import AlertKind, AlertState
 from dispatcher.report import REPORT_CSP, REPORTABLE_STATES, fiche_html
 from dispatcher.store.base import AlertQuery, AlertRecord, NotFound
 
@@ -36,27 +38,46 @@ async def visible_alert(ctx: Ctx, access: UserAccess, alert_id: str) -> AlertRec
     return record
 
 
-@router.get("", response_model=list[AlertSummary])
+@router.get("", response_model=list[AlertSummary], responses={422: {"description": "Invalid filter"}})
 async def list_alerts(
     ctx: Ctx,
     access: UserAccess,
-    state: Annotated[list[str] | None, Query(description="received, notifying, acknowledged, ...")] = None,
-    kind: Annotated[list[str] | None, Query(description="alert or test")] = None,
+    state: Annotated[
+        list[AlertState] | None, Query(description="received, notifying, acknowledged, ...")
+    ] = None,
+    kind: Annotated[list[AlertKind] | None, Query(description="alert, test or drill")] = None,
     since: Annotated[datetime | None, Query()] = None,
     until: Annotated[datetime | None, Query()] = None,
+    date_from: Annotated[date | None, Query(description="First day, Europe/Paris")] = None,
+    date_to: Annotated[date | None, Query(description="Last day (included), Europe/Paris")] = None,
+    practitioner: Annotated[
+        str | None, Query(min_length=2, max_length=100, description="Words of her name, accents ignored")
+    ] = None,
     practitioner_id: Annotated[str | None, Query(max_length=64)] = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
     convention_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertSummary]:
-    """Most recent first, within the user's scope."""
+    """Most recent first, within the user's scope; every given filter must hold."""
+    if date_from and date_to and date_to < date_from:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"type": "value_error", "loc": ["query", "date_to"], "msg": "date_to avant date_from"}],
+        )
+    first_day, after_last_day = filters.paris_day_bounds(date_from, date_to)
+    named = (
+        filters.practitioners_named(ctx.cache.current.practitioners.values(), practitioner)
+        if practitioner
+        else None
+    )
     query = AlertQuery(
-        states=tuple(state or ()),
-        kinds=tuple(kind or ()),
+        states=tuple(s.value for s in state or ()),
+        kinds=tuple(k.value for k in kind or ()),
         practitioner_id=practitioner_id,
+        practitioner_ids=named,
         device_id=device_id,
-        since=since,
-        until=until,
+        since=filters.later(since, first_day),
+        until=filters.earlier(until, after_last_day),
         limit=limit,
     )
     records = await ctx.store.search_alerts(access.alert_query(query, convention_id))

@@ -349,3 +349,96 @@ class StatsRow(BaseModel):
     duress: int | str
     median_ack_s: float | None = Field(description="None when the cell is under the threshold")
     p90_ack_s: float | None
+
+
+# -- the console's escalation view and overview map ---------------------------------------
+
+
+class EscalationDelivery(BaseModel):
+    channel: Channel
+    round: int = Field(description="0 for the first run of the chain, then each repeat")
+    status: str = Field(description="Delivery status of the notification (provider's or ours)")
+    error: str | None
+
+
+class EscalationContact(BaseModel):
+    contact_id: str
+    name: str
+    unit_name: str | None
+    phone: str
+    channels: list[Channel]
+    deliveries: list[EscalationDelivery]
+    acknowledged: bool
+
+
+class EscalationTierPublic(BaseModel):
+    index: int = Field(description="0-based; the console shows index + 1")
+    ack_timeout_s: int
+    status: Literal["current", "alerted", "upcoming", "not_reached", "empty"]
+    contacts: list[EscalationContact]
+
+
+class EscalationNext(BaseModel):
+    due_at: datetime = Field(description="When the current tier's timer fires (server time)")
+    tier: int = Field(description="The tier alerted then (0-based)")
+    round: int
+    renotify: bool = Field(description="A re-notification of the last tier (the chain is run out)")
+
+
+class EscalationPublic(BaseModel):
+    """An alert's escalation: tiers, contacts, deliveries, who took it, and the next tier's due time.
+
+    ``now`` is the server's clock when the view was computed: count down from
+    ``next.due_at - now``, not from the browser's own clock.
+    """
+
+    alert_id: str
+    state: str
+    now: datetime
+    tier: int
+    round: int
+    repeats: int
+    running: bool = Field(description="Escalating: nobody has the alert, no operator took it in hand")
+    exhausted: bool
+    renotifying: bool
+    acked_by: str | None
+    acked_via: str | None = Field(description="sms, voice, console, link")
+    taken_over_by: str | None
+    tiers: list[EscalationTierPublic]
+    next: EscalationNext | None
+
+
+class OverviewAlert(BaseModel):
+    id: str
+    kind: str
+    state: str
+    practitioner_name: str | None
+    site_name: str | None
+    needs_attention: bool
+    source: LocationSource
+    description: str
+    point: GeoPoint
+    accuracy_m: float | None
+    position_at: datetime = Field(description="When she was there (the fix's time, else the alert's)")
+
+
+class OverviewVisit(BaseModel):
+    id: str
+    practitioner_name: str
+    label: str
+    point: GeoPoint
+    position_at: datetime = Field(description="When the visit began: its address is declared, not tracked")
+    ends_at: datetime
+    overdue: bool
+    phase: str
+
+
+class OverviewPublic(BaseModel):
+    """Open alerts and open declared visits of the user's territory that have a position."""
+
+    now: datetime
+    alerts: list[OverviewAlert]
+    visits: list[OverviewVisit]
+    without_position: int = Field(
+        description="Open alerts and visits left off the map for want of a position"
+    )

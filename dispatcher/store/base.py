@@ -325,6 +325,9 @@ class AlertStore(Protocol):
 
     async def delete_timer(self, timer_id: int) -> None: ...
     async def next_timer_due(self) -> float | None: ...
+    async def alert_timers(self, alert_id: str) -> list[Timer]:
+        """The alert's pending timers, earliest first (leased ones included): the console's countdown."""
+        ...
 
     async def record_rejections(self, rows: Sequence[tuple[str | None, str, str, str]]) -> None: ...
     async def rejection_counts(self) -> dict[str, int]: ...
@@ -417,6 +420,8 @@ class AlertQuery:
     kinds: tuple[str, ...] = ()
     convention_names: tuple[str, ...] | None = None
     practitioner_id: str | None = None
+    #: None: any practitioner; a tuple: one of them (empty: nothing) — the console's name search.
+    practitioner_ids: tuple[str, ...] | None = None
     device_id: str | None = None
     since: datetime | None = None  # received_at >= since
     until: datetime | None = None  # received_at < until

@@ -787,6 +787,16 @@ class PostgresStore(PostgresAccess, PostgresVisits, DocumentDirectory):
         due = await self._tx(lambda c: c.fetchval("SELECT MIN(due_at) FROM timers"))
         return None if due is None else float(due)
 
+    async def alert_timers(self, alert_id: str) -> list[Timer]:
+        rows = await self._fetch(
+            "SELECT id, alert_id, kind, due_at, payload FROM timers WHERE alert_id=$1 ORDER BY due_at, id",
+            alert_id,
+        )
+        return [
+            Timer(r["id"], r["alert_id"], r["kind"], datetime.fromtimestamp(r["due_at"], UTC), r["payload"])
+            for r in rows
+        ]
+
     # -- rejections, health, operator events ---------------------------------------
 
     async def record_rejections(self, rows: Sequence[tuple[str | None, str, str, str]]) -> None:

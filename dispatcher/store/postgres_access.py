@@ -221,7 +221,9 @@ class PostgresAccess:
         ]
 
     async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
-        if query.convention_names is not None and not query.convention_names:
+        if (
+            query.convention_names is not None and not query.convention_names
+        ) or query.practitioner_ids == ():
             return []
         where = _Where()
         if query.states:
@@ -237,6 +239,8 @@ class PostgresAccess:
             )
         if query.practitioner_id is not None:
             where.add("context->'practitioner'->>'id' = $?", query.practitioner_id)
+        if query.practitioner_ids:
+            where.add("context->'practitioner'->>'id' = ANY($?::text[])", list(query.practitioner_ids))
         if query.device_id is not None:
             where.add("device_id=$?", query.device_id)
         if query.since is not None:

@@ -568,16 +568,7 @@ class SqliteStore(SqliteAccess, SqliteVisits, DocumentDirectory):
                 "UPDATE timers SET lease_owner=?, lease_until=? WHERE id=?",
                 [(owner, now + lease_s, r["id"]) for r in rows],
             )
-        return [
-            Timer(
-                r["id"],
-                r["alert_id"],
-                r["kind"],
-                datetime.fromtimestamp(r["due_at"], UTC),
-                json.loads(r["payload"]),
-            )
-            for r in rows
-        ]
+        return [_timer(r) for r in rows]
 
     async def delete_timer(self, timer_id: int) -> None:
         async with self._tx() as tx:
@@ -586,6 +577,13 @@ class SqliteStore(SqliteAccess, SqliteVisits, DocumentDirectory):
     async def next_timer_due(self) -> float | None:
         row = await self._one("SELECT MIN(due_at) AS due FROM timers")
         return None if row is None or row["due"] is None else float(row["due"])
+
+    async def alert_timers(self, alert_id: str) -> list[Timer]:
+        rows = await self._all(
+            "SELECT id, alert_id, kind, due_at, payload FROM timers WHERE alert_id=? ORDER BY due_at, id",
+            (alert_id,),
+        )
+        return [_timer(r) for r in rows]
 
     # -- rejections, health, operator events ---------------------------------------
 
@@ -807,3 +805,9 @@ _HEALTH_COLUMNS = (
 def _health_params(row: dict[str, Any]) -> dict[str, Any]:
     """A health observation as SQL parameters (every column named, ``None`` when absent)."""
     return {k: row.get(k) for k in _HEALTH_COLUMNS}
+
+
+def _timer(r: Any) -> Timer:
+    return Timer(
+        r["id"], r["alert_id"], r["kind"], datetime.fromtimestamp(r["due_at"], UTC), json.loads(r["payload"])
+    )

@@ -231,7 +231,9 @@ class SqliteAccess:
         ]
 
     async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
-        if query.convention_names is not None and not query.convention_names:
+        if (
+            query.convention_names is not None and not query.convention_names
+        ) or query.practitioner_ids == ():
             return []
         where: list[str] = ["1=1"]
         params: list[Any] = []
@@ -254,6 +256,8 @@ class SqliteAccess:
         if query.practitioner_id is not None:
             where.append("json_extract(context, '$.practitioner.id')=?")
             params.append(query.practitioner_id)
+        if query.practitioner_ids:
+            among("json_extract(context, '$.practitioner.id')", query.practitioner_ids)
         if query.device_id is not None:
             where.append("device_id=?")
             params.append(query.device_id)

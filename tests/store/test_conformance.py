@@ -627,7 +627,7 @@ async def test_rows_in_doubt_and_disowned_provider_records(store: Any) -> None:
 # -- timers -------------------------------------------------------------------------
 
 
-@covers("claim_due_timers", "delete_timer", "next_timer_due")
+@covers("claim_due_timers", "delete_timer", "next_timer_due", "alert_timers")
 async def test_timers_are_leased_and_taken_over_after_the_lease(store: Any) -> None:
     await seed(store)
     timers = (
@@ -649,6 +649,13 @@ async def test_timers_are_leased_and_taken_over_after_the_lease(store: Any) -> N
     assert await store.next_timer_due() == 1005.0
     await store.delete_timer(taken[0].id + 1000)  # unknown: nothing happens
     assert await store.next_timer_due() == 1005.0
+    # The console's countdown: this alert's timers only, leased or not, earliest first.
+    await store.insert_alerts([(new_alert("a-2", seq=2), window(1, 2), first("a-2", timers=(timers[0],)))])
+    mine = await store.alert_timers("a-1")
+    assert [(t.alert_id, t.due_at, t.payload) for t in mine] == [
+        ("a-1", datetime.fromtimestamp(1005.0, UTC), {"tier": 0, "round": 1})
+    ]
+    assert await store.alert_timers("nobody") == []
 
 
 # -- rejections, health, operator events -----------------------------------------------
@@ -851,6 +858,10 @@ async def test_search_alerts(store: Any) -> None:
     assert await ids(convention_names=()) == []
     assert await ids(convention_names=("other",)) == []
     assert await ids(practitioner_id=PRACTITIONER.id, device_id="btn-1") == ["a-1"]
+    hers = await ids(practitioner_id=PRACTITIONER.id)
+    assert "a-1" in hers and await ids(practitioner_ids=(PRACTITIONER.id, "dr-autre")) == hers
+    assert await ids(practitioner_ids=("dr-autre",)) == []
+    assert await ids(practitioner_ids=()) == []
     assert await ids(since=NOW + timedelta(minutes=1)) == ["a-3", "a-2"]
     assert await ids(until=NOW + timedelta(minutes=1)) == ["a-1"]
     assert await ids(limit=1) == ["a-3"]
