@@ -24,13 +24,20 @@ from dispatcher.events import EventBus
 from dispatcher.health import HealthMonitor
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import Inbound, MqttBridge
+from dispatcher.positions import PositionRecorder
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.rejectlog import RejectionLog
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewAlert, Store, StoreUnavailable
 from protocol.codec import Rejected, RejectReason, decode_status, decode_uplink, encode_downlink
-from protocol.messages import Alert, Cancel, Heartbeat, TestAlert
-from protocol.replay import ALERT_TIME_WINDOW, HEARTBEAT_TIME_WINDOW, ReplayVerdict, SequenceWindow
+from protocol.messages import Alert, Cancel, Heartbeat, Position, TestAlert
+from protocol.replay import (
+    ALERT_TIME_WINDOW,
+    HEARTBEAT_TIME_WINDOW,
+    POSITION_TIME_WINDOW,
+    ReplayVerdict,
+    SequenceWindow,
+)
 from protocol.topics import TopicError, downlink_topic, parse_topic
 
 log = logging.getLogger(__name__)
@@ -77,13 +84,16 @@ class Ingest:
         self._bus = bus
         self._max_batch = max_batch
         self._retry_delay_s = retry_delay_s
-        # Alerts, tests and cancels only: heartbeats are QoS 0 and cheap.
+        # Alerts, tests and cancels only: heartbeats and positions are QoS 0 and cheap
+        # (positions must not spend the tokens of her next alert or cancel).
         self._limiter = rate_limiter or RateLimiter()
         self._background: set[asyncio.Task[None]] = set()
         # Per-device bounded queues, served round-robin: one device cannot delay another.
         self.admission = admission or Admission()
         # Rejections are counted each, but logged and stored once per device and reason per interval.
         self.rejections = rejections or RejectionLog()
+        # Live positions of open alerts: checked and stored in their own task (dispatcher/positions.py).
+        self.positions = PositionRecorder(store, bus, self._refuse_later)
         self._refused: dict[RejectReason, Any] = {}  # metric children, looked up once (flood path)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._acked: set[int] = set()  # mids acknowledged by the batch being processed
@@ -124,6 +134,7 @@ class Ingest:
         self._loop = asyncio.get_running_loop()
         self.admission.bind(self._loop)
         summaries = asyncio.create_task(self._store_rejections_forever())
+        positions = asyncio.create_task(self.positions.run())
         try:
             while True:
                 batch = await self.admission.take(self._max_batch)
@@ -134,6 +145,7 @@ class Ingest:
                     self._release_unacked(batch)
         finally:
             summaries.cancel()
+            positions.cancel()
 
     def _release_unacked(self, messages: Sequence[Inbound]) -> None:
         """Ack what the failed batch left unacknowledged, or the broker's in-flight window fills up.
@@ -192,7 +204,7 @@ class Ingest:
             self._reject(batch, message, topic.device_id, rejected)
 
     async def _accept(
-        self, message: Inbound, uplink: Alert | TestAlert | Cancel | Heartbeat, batch: _Batch
+        self, message: Inbound, uplink: Alert | TestAlert | Cancel | Heartbeat | Position, batch: _Batch
     ) -> None:
         window = self.windows.get(uplink.device, SequenceWindow())
         if isinstance(uplink, Alert | TestAlert) and await self._is_resend(uplink, window, batch):
@@ -201,7 +213,7 @@ class Ingest:
             batch.duplicates.append((message, uplink.device, uplink.id))
             return
         self._check_fresh(uplink, window)
-        if not isinstance(uplink, Heartbeat) and not self._limiter.allow(uplink.device):
+        if not isinstance(uplink, Heartbeat | Position) and not self._limiter.allow(uplink.device):
             # The seq is NOT admitted: a real device re-sends the same alert until
             # 'received', so it is accepted once the bucket has refilled.
             raise Rejected(RejectReason.RATE_LIMITED, f"{uplink.type} from a device over its rate")
@@ -219,6 +231,9 @@ class Ingest:
                 self._health.on_heartbeat(uplink, time.time())
                 if uplink.location is not None:  # the last known position, for an alert without a fix
                     self._cache.note_fix(uplink.device, uplink.location)
+                batch.done.append(message)
+            case Position():  # acknowledged now (QoS 0 anyway); its alert is checked off the hot path
+                self.positions.offer(uplink, message.topic)
                 batch.done.append(message)
             case Cancel():
                 batch.cancels.append((message, uplink))
@@ -243,10 +258,12 @@ class Ingest:
         except StoreUnavailable:
             return False  # then rejected as a replay; the device re-sends later
 
-    def _check_fresh(self, uplink: Alert | TestAlert | Cancel | Heartbeat, window: SequenceWindow) -> None:
+    def _check_fresh(
+        self, uplink: Alert | TestAlert | Cancel | Heartbeat | Position, window: SequenceWindow
+    ) -> None:
         if not window.is_fresh(uplink.seq):
             raise Rejected(RejectReason.REPLAY, f"seq {uplink.seq} already used or too old")
-        time_window = HEARTBEAT_TIME_WINDOW if isinstance(uplink, Heartbeat) else ALERT_TIME_WINDOW
+        time_window = _TIME_WINDOWS.get(type(uplink), ALERT_TIME_WINDOW)
         verdict = time_window.check(uplink.ts, int(time.time() * 1000))
         if verdict is ReplayVerdict.STALE:
             raise Rejected(RejectReason.STALE, f"ts {uplink.ts} too old")
@@ -258,6 +275,12 @@ class Ingest:
         self.rejections.note(device_id, message.topic, rejected.reason.value, rejected.detail)
         batch.rejected += 1
         batch.done.append(message)  # acknowledged so the broker does not redeliver it forever
+
+    def _refuse_later(self, device_id: str, topic: str, rejected: Rejected) -> None:
+        """A message refused after its acknowledgement (a position whose alert is not open)."""
+        self._metrics.rejected.labels(rejected.reason.value).inc()
+        self.rejections.note(device_id, topic, rejected.reason.value, rejected.detail)
+        self._bus.publish("rejected", count=1)
 
     # -- durability, then acknowledgement ----------------------------------------------
 
@@ -354,6 +377,9 @@ class Ingest:
             kind=kind, device_id=device_id, ref=ref, ts_ms=int(time.time() * 1000), key=key
         )
         self.bridge.publish(downlink_topic(device_id), payload, qos=1)
+
+
+_TIME_WINDOWS = {Heartbeat: HEARTBEAT_TIME_WINDOW, Position: POSITION_TIME_WINDOW}
 
 
 def _new_alert(uplink: Alert | TestAlert, message: Inbound) -> NewAlert:

@@ -2,8 +2,9 @@
 
 What goes (see :meth:`dispatcher.store.base.AccessStore.purge_locations`): GPS
 fixes and signed payloads of old alerts, their resolved address and
-coordinates, devices' last known positions, and home visits (address, floor,
-door code) that ended before the cutoff. What stays: the alert itself, its
+coordinates, the live positions their device sent while they were open,
+devices' last known positions, and home visits (address, floor, door code)
+that ended before the cutoff. What stays: the alert itself, its
 timeline, its commune and département, so that statistics remain possible.
 
 Run by the dispatcher every ``api.retention_interval_s`` and by ``vigie purge``.
@@ -29,7 +30,7 @@ async def purge(store: Store, retention_days: int, *, now: datetime | None = Non
         raise ValueError("retention_days must be at least 1")
     now = now or datetime.now(UTC)
     report = await store.purge_locations(now - timedelta(days=retention_days), now=now)
-    if report.alerts or report.visits or report.last_fixes:
+    if report.alerts or report.visits or report.last_fixes or report.positions:
         await Auditor(store).record(None, RETENTION_PURGE, retention_days=retention_days, **asdict(report))
     return report
 

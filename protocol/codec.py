@@ -27,13 +27,14 @@ from protocol.messages import (
     DownlinkType,
     Heartbeat,
     Location,
+    Position,
     Status,
     TestAlert,
 )
 from protocol.signing import has_valid_signature, sign
 from protocol.topics import ParsedTopic
 
-UplinkMessage = Alert | TestAlert | Cancel | Heartbeat
+UplinkMessage = Alert | TestAlert | Cancel | Heartbeat | Position
 KeyLookup = Callable[[str], bytes | None]
 
 # The schema nests two levels (the message, its location); anything deeper is
@@ -60,6 +61,10 @@ class RejectReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     QUEUE_FULL = "queue_full"  # the sender's own ingest queue is full (it is flooding)
     TOO_DEEP = "too_deep"
+    # A position for an alert that is not this device's (unknown, or another device's).
+    NOT_ITS_ALERT = "not_its_alert"
+    # A position for the device's own alert that is no longer open (resolved, cancelled...).
+    ALERT_CLOSED = "alert_closed"
     # Not the sender's fault as far as we know: a bug met while processing it.
     # Counted and logged like any rejection so that one message never stops the ingest.
     INTERNAL_ERROR = "internal_error"

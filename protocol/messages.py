@@ -79,8 +79,20 @@ class Heartbeat(_Uplink):
     uptime_s: Annotated[int, Field(ge=0)]
 
 
-Uplink = Annotated[Alert | TestAlert | Cancel | Heartbeat, Field(discriminator="type")]
-UPLINK_ADAPTER: TypeAdapter[Alert | TestAlert | Cancel | Heartbeat] = TypeAdapter(Uplink)
+class Position(_Uplink):
+    """Where she is now, while ``alert_id`` is open: sent every few seconds when the device has a fix.
+
+    The fix is required (no fix, no message); its ``fix_ts`` is when the receiver
+    computed it, ``ts`` when the message was signed.
+    """
+
+    type: Literal["position"]
+    alert_id: Id
+    location: Location
+
+
+Uplink = Annotated[Alert | TestAlert | Cancel | Heartbeat | Position, Field(discriminator="type")]
+UPLINK_ADAPTER: TypeAdapter[Alert | TestAlert | Cancel | Heartbeat | Position] = TypeAdapter(Uplink)
 
 #: ``resolved`` and ``cancelled`` both close the alert on the device (one "closed" feeling);
 #: ``cancel_refused`` (a wrong PIN, or PIN guessing rate-limited) keeps it open.

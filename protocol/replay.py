@@ -111,3 +111,6 @@ class TimeWindow:
 # A queued alert may legitimately arrive after hours offline; a heartbeat may not.
 ALERT_TIME_WINDOW = TimeWindow(max_age_ms=24 * 3600 * 1000)
 HEARTBEAT_TIME_WINDOW = TimeWindow(max_age_ms=10 * 60 * 1000)
+# A live position is worth something only now: it is never queued (QoS 0), so an
+# old one is a replay or a clock far off, and must not be shown as "where she is".
+POSITION_TIME_WINDOW = TimeWindow(max_age_ms=2 * 60 * 1000)

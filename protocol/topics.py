@@ -6,6 +6,7 @@ Every topic lives under ``vigie/v1/dev/<device-id>/``::
     up/test        device -> dispatcher   QoS 1, not retained
     up/cancel      device -> dispatcher   QoS 1, not retained
     up/heartbeat   device -> dispatcher   QoS 0, not retained
+    up/position    device -> dispatcher   QoS 0, not retained (while an alert is open)
     status         device -> anyone       QoS 1, retained, Last Will "offline"
     down           dispatcher -> device   QoS 1, not retained
 
@@ -31,6 +32,7 @@ class UplinkKind(StrEnum):
     TEST = "test"
     CANCEL = "cancel"
     HEARTBEAT = "heartbeat"
+    POSITION = "position"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,10 @@ QOS: dict[str, QoSPolicy] = {
     UplinkKind.CANCEL: QoSPolicy(qos=1, retain=False),
     # A lost heartbeat is replaced 30 s later; QoS 0 keeps 10,000 devices cheap.
     UplinkKind.HEARTBEAT: QoSPolicy(qos=0, retain=False),
+    # The next position follows a few seconds later, and a backlog of old ones
+    # replayed after a reconnection would only compete with her own alert and
+    # cancel re-sends for the device's admission budget: QoS 0, never queued.
+    UplinkKind.POSITION: QoSPolicy(qos=0, retain=False),
     "status": QoSPolicy(qos=1, retain=True),
     "down": QoSPolicy(qos=1, retain=False),
 }

@@ -154,6 +154,7 @@ def main() -> None:
             "uptime_s": 86400,
         },
     )
+    _position_vector(up, common)
     _downlink_vector(
         "downlink_received",
         "Dispatcher confirms the alert is stored",
@@ -195,6 +196,35 @@ def main() -> None:
         window={"high": 45, "seen_seqs": [41, 42, 43, 44, 45]},
     )
     _lost_state_vectors(up, alert2)
+
+
+def _position_vector(up: str, common: dict[str, Any]) -> None:
+    """A live position for the ``alert_gps`` alert, 5 s later, the fix 0.8 s older than the message."""
+    alert_id = "0f6d8a52-6a55-4c1e-9c7e-1d0b1e6f3a01"
+    event_id = "3b4c5d6e-7f80-4912-a3b4-c5d6e7f80a09"
+    fix = Location(lat=43.6115, lon=3.8781, accuracy_m=6.0, fix_ts=TS + 4200, source="gnss")
+    _, position = encode_uplink(
+        kind="position",
+        event_id=event_id,
+        seq=46,
+        alert_id=alert_id,
+        location=fix,
+        **(common | {"ts_ms": TS + 5000}),
+    )
+    _vector(
+        "position",
+        "Live position while the alert_gps alert is open (sent every position_interval_s with a fix)",
+        f"{up}/up/position",
+        position,
+        "accept",
+        build={
+            "kind": "position",
+            "event_id": event_id,
+            "seq": 46,
+            "alert_id": alert_id,
+            "location": fix.model_dump(),
+        },
+    )
 
 
 def _lost_state_vectors(up: str, old_alert: bytes) -> None:

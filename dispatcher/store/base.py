@@ -447,6 +447,7 @@ class PurgeReport:
     alerts: int = 0  # alerts whose fix, signed payload and location were erased
     visits: int = 0  # home visits (address, door code) deleted
     last_fixes: int = 0  # devices' last known positions erased
+    positions: int = 0  # live positions of those alerts (and older ones) deleted
     sessions: int = 0  # expired sessions deleted
     login_failures: int = 0  # old failed-login records deleted
 
@@ -528,7 +529,8 @@ class AccessStore(Protocol):
         Alerts received before ``cutoff``: device fix and signed payload
         erased, ``context.location`` reduced to source/INSEE/département with
         :data:`PURGED_LOCATION` as description, 'located' events likewise,
-        ``location_purged_at`` set. Devices whose last fix is older: erased.
+        ``location_purged_at`` set, and their live positions
+        (:class:`PositionFix`) deleted. Devices whose last fix is older: erased.
         Home visits that ended before ``cutoff``: deleted. Also deletes
         sessions expired at ``now`` and login failures older than a day.
         """
@@ -636,5 +638,40 @@ class GeoStore(Protocol):
         """Devices' last known positions (from heartbeats); a newer stored fix is kept."""
 
 
-class Store(DirectoryStore, AlertStore, AccessStore, VisitStore, GeoStore, Protocol):
+# -- live positions during an open alert (issue 15) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PositionFix:
+    """One position the device sent while its alert was open.
+
+    ``at`` is the device's fix time (UTC), ``received_at`` when the dispatcher
+    got it. Personal data: erased by :meth:`AccessStore.purge_locations` with
+    the alert's other location data; reads by humans are audited by the caller.
+    """
+
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    at: datetime
+    received_at: datetime
+
+
+class PositionStore(Protocol):
+    """The positions of open alerts, for the responders' page and the console."""
+
+    async def record_alert_position(self, alert_id: str, fix: PositionFix) -> None:
+        """Keep ``fix`` for ``alert_id`` (NotFound if there is no such alert).
+
+        Does not check that the alert is open: the ingest does. Not a hot-path
+        write: it yields to the alert path's transactions, and on SQLite it is
+        durable against a crash but may be lost with the last seconds before a
+        power loss (the next fix replaces it anyway).
+        """
+
+    async def latest_alert_position(self, alert_id: str) -> PositionFix | None:
+        """The fix with the latest ``at`` (then the last received), or None (none, or purged)."""
+
+
+class Store(DirectoryStore, AlertStore, AccessStore, VisitStore, GeoStore, PositionStore, Protocol):
     """Everything the dispatcher persists; SQLite and PostgreSQL both implement it."""

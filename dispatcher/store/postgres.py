@@ -57,6 +57,7 @@ from dispatcher.store.base import (
 from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, _iso, _status_count, _utc, utcnow
 from dispatcher.store.postgres_access import PostgresAccess
+from dispatcher.store.postgres_positions import PostgresPositions
 from dispatcher.store.postgres_schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION_TABLE
 from dispatcher.store.postgres_visits import PostgresVisits
 from protocol.replay import WINDOW, SequenceWindow
@@ -114,7 +115,7 @@ async def _init_connection(conn: Conn) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class PostgresStore(PostgresAccess, PostgresVisits, DocumentDirectory):
+class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, DocumentDirectory):
     """The store on a PostgreSQL database. Create with :meth:`open`."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout_s: float = 10.0) -> None:

@@ -319,6 +319,10 @@ class PostgresAccess:
             " AND COALESCE((last_fix->>'fix_ts')::numeric, 0)<$1",
             int(cutoff.timestamp() * 1000),
         )
+        positions = await conn.execute(
+            "DELETE FROM alert_positions WHERE alert_id IN (SELECT id FROM alerts WHERE received_at<$1)",
+            cutoff,
+        )
         visits = await conn.execute("DELETE FROM visits WHERE ends_at<$1", cutoff)
         sessions = await conn.execute("DELETE FROM sessions WHERE expires_at<=$1", now)
         failures = await conn.execute("DELETE FROM login_failures WHERE at<$1", now - timedelta(days=1))
@@ -326,6 +330,7 @@ class PostgresAccess:
             alerts=len(alerts),
             visits=_status_count(visits),
             last_fixes=_status_count(fixes),
+            positions=_status_count(positions),
             sessions=_status_count(sessions),
             login_failures=_status_count(failures),
         )

@@ -331,3 +331,19 @@ MIGRATIONS.append(
     CREATE INDEX notifications_in_doubt ON notifications(phone, channel) WHERE provider_sid IS NULL;
     """
 )
+
+# 11 — issue 15: live positions of open alerts (see the SQLite migration 11).
+MIGRATIONS.append(
+    """
+    CREATE TABLE alert_positions (
+        id bigserial PRIMARY KEY,
+        alert_id text NOT NULL REFERENCES alerts(id),
+        lat double precision NOT NULL,
+        lon double precision NOT NULL,
+        accuracy_m double precision,
+        at timestamptz NOT NULL,
+        received_at timestamptz NOT NULL
+    );
+    CREATE INDEX alert_positions_latest ON alert_positions(alert_id, at DESC, id DESC);
+    """
+)

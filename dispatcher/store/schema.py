@@ -312,3 +312,21 @@ MIGRATIONS.append(
     CREATE INDEX notifications_in_doubt ON notifications(phone, channel) WHERE provider_sid IS NULL;
     """
 )
+
+# 11 — issue 15: live positions a device sends while its alert is open (the
+# responders' page). Times as integer microseconds since the epoch (UTC): exact
+# round trips and an index that orders them. Erased with the alert's location.
+MIGRATIONS.append(
+    """
+    CREATE TABLE alert_positions (
+        id INTEGER PRIMARY KEY,
+        alert_id TEXT NOT NULL REFERENCES alerts(id),
+        lat REAL NOT NULL,
+        lon REAL NOT NULL,
+        accuracy_m REAL,
+        at_us INTEGER NOT NULL,
+        received_us INTEGER NOT NULL
+    );
+    CREATE INDEX alert_positions_latest ON alert_positions(alert_id, at_us, id);
+    """
+)

@@ -38,6 +38,7 @@ from dispatcher.store.base import (
 from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.schema import MIGRATIONS
 from dispatcher.store.sqlite_access import SqliteAccess
+from dispatcher.store.sqlite_positions import SqlitePositions
 from dispatcher.store.sqlite_visits import SqliteVisits
 from dispatcher.store.writelock import PriorityWriteLock
 from protocol.replay import SequenceWindow
@@ -63,7 +64,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SqliteStore(SqliteAccess, SqliteVisits, DocumentDirectory):
+class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, DocumentDirectory):
     """The store on one SQLite file. Create with :meth:`open`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:

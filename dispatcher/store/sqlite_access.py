@@ -340,6 +340,10 @@ class SqliteAccess:
                 " AND COALESCE(json_extract(last_fix, '$.fix_ts'), 0)<?",
                 (cutoff_ms,),
             )
+            positions = await tx.execute(
+                "DELETE FROM alert_positions WHERE alert_id IN (SELECT id FROM alerts WHERE received_at<?)",
+                (cut,),
+            )
             visits = await tx.execute("DELETE FROM visits WHERE ends_at<?", (cut,))
             sessions = await tx.execute("DELETE FROM sessions WHERE expires_at<=?", (_iso(now),))
             failures = await tx.execute(
@@ -349,6 +353,7 @@ class SqliteAccess:
             alerts=len(alerts),
             visits=visits.rowcount,
             last_fixes=fixes.rowcount,
+            positions=positions.rowcount,
             sessions=sessions.rowcount,
             login_failures=failures.rowcount,
         )

@@ -31,16 +31,19 @@ def test_prod_config_loads(tls_broker: TlsBroker) -> None:
     assert "Error" not in tls_broker.log_text()
 
 
-def test_device_alert_reaches_dispatcher_share(pki: Pki, tls_broker: TlsBroker) -> None:
+def test_device_uplinks_reach_dispatcher_share(pki: Pki, tls_broker: TlsBroker) -> None:
     pki.provision("btn-001")
     with (
         connected(tls_broker, pki.dispatcher) as dispatcher,
         connected(tls_broker, pki.device("btn-001")) as dev,
     ):
         dispatcher.subscribe(shared_uplink_filter())
-        dev.publish(uplink_topic("btn-001", UplinkKind.ALERT), b"help")
-        (msg,) = dispatcher.wait_for(lambda m: len(m) >= 1)
-        assert (msg.topic, msg.payload) == (uplink_topic("btn-001", UplinkKind.ALERT), b"help")
+        for kind in UplinkKind:  # every leaf, the live position's included
+            dev.publish(uplink_topic("btn-001", kind), kind.value.encode())
+        got = dispatcher.wait_for(lambda m: len(m) >= len(UplinkKind))
+        assert [(m.topic, m.payload) for m in got] == [
+            (uplink_topic("btn-001", kind), kind.value.encode()) for kind in UplinkKind
+        ]
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
@@ -88,25 +91,26 @@ def test_loopback_listener_needs_a_password(tls_broker: TlsBroker) -> None:
         connect(tls_broker, None, port=tls_broker.local_port)
 
 
-def test_forged_topic_never_delivered(pki: Pki, tls_broker: TlsBroker) -> None:
+@pytest.mark.parametrize("kind", [UplinkKind.ALERT, UplinkKind.POSITION])
+def test_forged_topic_never_delivered(pki: Pki, tls_broker: TlsBroker, kind: UplinkKind) -> None:
     pki.provision("btn-a")
     pki.provision("btn-b")
     with connected(tls_broker, pki.dispatcher) as dispatcher:
         dispatcher.subscribe(shared_uplink_filter())
         a = connect(tls_broker, pki.device("btn-a"))
         try:
-            a.client.publish(uplink_topic("btn-b", UplinkKind.ALERT), b"forged", qos=1)
+            a.client.publish(uplink_topic("btn-b", kind), b"forged", qos=1)
             # Mosquitto 2.0.11 closes the connection of a client that publishes
             # outside its ACL (PUBACK "not authorised", then the socket).
             assert a.disconnected.wait(5)
         finally:
             a.close()
         with connected(tls_broker, pki.device("btn-a")) as a2:
-            a2.publish(uplink_topic("btn-a", UplinkKind.ALERT), b"legit")
+            a2.publish(uplink_topic("btn-a", kind), b"legit")
         # The broker routes each PUBLISH synchronously as it reads it: had the
         # forged one been accepted, it would be queued to the dispatcher first.
         got = dispatcher.wait_for(lambda m: any(x.payload == b"legit" for x in m))
-        assert [m.topic for m in got] == [uplink_topic("btn-a", UplinkKind.ALERT)]
+        assert [m.topic for m in got] == [uplink_topic("btn-a", kind)]
 
 
 def test_device_cannot_read_another_downlink(pki: Pki, tls_broker: TlsBroker) -> None:

@@ -26,7 +26,7 @@ from protocol.codec import (
     encode_uplink,
     to_bytes,
 )
-from protocol.messages import MAX_PAYLOAD_BYTES
+from protocol.messages import MAX_PAYLOAD_BYTES, Location
 from protocol.replay import ALERT_TIME_WINDOW, ReplayVerdict, SequenceWindow
 from protocol.signing import sign
 from protocol.topics import ParsedTopic, UplinkKind, parse_topic, uplink_topic
@@ -34,6 +34,7 @@ from protocol.topics import ParsedTopic, UplinkKind, parse_topic, uplink_topic
 KEY = bytes(range(32))
 DEVICE = "btn-fuzz-1"
 TOPICS = {kind: parse_topic(uplink_topic(DEVICE, kind)) for kind in UplinkKind}
+FIX = Location(lat=43.6115, lon=3.8781, accuracy_m=6.0, fix_ts=1_794_999_999_200, source="gnss")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -47,6 +48,7 @@ def genuine(kind: UplinkKind = UplinkKind.ALERT) -> dict[str, Any]:
         UplinkKind.TEST: {"gesture": "keyboard"},
         UplinkKind.CANCEL: {"alert_id": "a-1", "pin": "1234"},
         UplinkKind.HEARTBEAT: {"firmware": "fw/1", "uptime_s": 5, "battery_pct": 80},
+        UplinkKind.POSITION: {"alert_id": "a-1", "location": FIX},
     }
     body = bodies[kind]
     _, payload = encode_uplink(

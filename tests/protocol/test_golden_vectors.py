@@ -25,7 +25,7 @@ from protocol.codec import (
 )
 from protocol.messages import Location
 from protocol.replay import SequenceWindow, fresh_sequence_start
-from protocol.signing import canonical_bytes
+from protocol.signing import canonical_bytes, sign
 from protocol.topics import parse_topic
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -56,6 +56,7 @@ def test_every_vector_is_exercised() -> None:
         "resync_after_lost_state",
         "replayed_before_lost_state",
         "downlink_cancel_refused",
+        "position",
     } <= set(all_vectors())
 
 
@@ -165,3 +166,31 @@ def test_downlink_with_the_wrong_key_is_refused() -> None:
     with pytest.raises(Rejected) as caught:
         decode_downlink(vector["payload"].encode(), "btn-montpellier-001", OTHER_DEVICE_KEY)
     assert caught.value.reason is RejectReason.BAD_SIGNATURE
+
+
+def test_position_names_its_alert_and_carries_a_required_fix() -> None:
+    vector = load("position")
+    message = decode_uplink(vector["payload"].encode(), parse_topic(vector["topic"]), key_lookup(vector))
+    assert message.type == "position"
+    assert message.alert_id == load("alert_gps")["build"]["event_id"]
+    assert message.location is not None
+    assert (message.location.lat, message.location.lon, message.location.accuracy_m) == (43.6115, 3.8781, 6.0)
+    assert message.location.fix_ts < message.ts
+
+
+def test_position_without_a_fix_is_refused_even_when_signed() -> None:
+    key = bytes.fromhex(load("position")["key_hex"])
+    fields = json.loads(load("position")["payload"])
+    del fields["location"]
+    signed = sign(fields, key)
+    with pytest.raises(Rejected) as caught:
+        decode_uplink(json.dumps(signed).encode(), parse_topic(load("position")["topic"]), lambda _d: key)
+    assert caught.value.reason is RejectReason.BAD_SCHEMA
+
+
+def test_position_published_on_the_heartbeat_topic_is_refused() -> None:
+    vector = load("position")
+    topic = parse_topic(vector["topic"].replace("/up/position", "/up/heartbeat"))
+    with pytest.raises(Rejected) as caught:
+        decode_uplink(vector["payload"].encode(), topic, key_lookup(vector))
+    assert caught.value.reason is RejectReason.TOPIC_MISMATCH

@@ -183,7 +183,9 @@ def test_every_protocol_method_is_implemented_and_covered() -> None:
             assert [(p.name, p.kind, p.default) for p in params] == [
                 (p.name, p.kind, p.default) for p in expected
             ], f"{impl.__name__}.{name}{inspect.signature(member)} differs from the protocol"
-    import tests.store.test_conformance_visits  # noqa: F401  (its @covers, even when run alone)
+    # The other conformance modules' @covers, even when this one runs alone.
+    import tests.store.test_conformance_positions
+    import tests.store.test_conformance_visits  # noqa: F401
 
     uncovered = set(methods) - COVERED - {"close"}
     assert not uncovered, f"no conformance test exercises {sorted(uncovered)}"
