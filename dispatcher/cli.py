@@ -287,6 +287,7 @@ def purge(
             typer.echo(
                 f"purge : positions effacées de {report.alerts} alerte(s), {report.visits} visite(s) "
                 f"supprimée(s), {report.last_fixes} dernière(s) position(s) de balise effacée(s), "
+                f"{report.positions} position(s) en direct supprimée(s), "
                 f"{report.sessions} session(s) expirée(s), {report.login_failures} échec(s) de connexion"
             )
         finally:
