@@ -45,7 +45,7 @@ def render_config(profile: str, values: Mapping[str, object]) -> str:
     try:
         return string.Template(config_template(profile)).substitute({k: str(v) for k, v in values.items()})
     except KeyError as exc:
-        raise BrokerError(f"broker config {profile!r} needs a value for {exc.args[0]}") from None
+        raise BrokerError(f"configuration {profile!r} : valeur manquante pour {exc.args[0]}") from None
 
 
 def free_port() -> int:
@@ -72,7 +72,7 @@ def mosquitto_binary() -> str:
     """Path of the mosquitto executable (Debian installs it in /usr/sbin)."""
     found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
     if not found:
-        raise BrokerError("mosquitto is not installed: apt-get install mosquitto")
+        raise BrokerError("mosquitto n'est pas installé : apt-get install mosquitto")
     return found
 
 
@@ -81,14 +81,14 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise BrokerError(f"process exited with {proc.returncode} before listening on {port}")
+            raise BrokerError(f"processus arrêté (code {proc.returncode}) avant d'écouter sur {port}")
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2) as sock:
             # Linux can connect a socket to itself when its ephemeral port happens to
             # be the one probed (TCP simultaneous open): that is nobody listening.
             if sock.getsockname()[1] != port:
                 return
         time.sleep(0.02)
-    raise BrokerError(f"nothing listening on {host}:{port} after {timeout} s")
+    raise BrokerError(f"rien n'écoute sur {host}:{port} après {timeout} s")
 
 
 class MosquittoProcess(ABC):
