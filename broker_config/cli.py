@@ -21,7 +21,7 @@ from broker_config.tls_runner import TlsFiles, prod_values, render_prod_config
 from dispatcher.domain import DeviceKind
 from dispatcher.store.base import DirectoryStore, StoreError
 
-app = typer.Typer(help="Certificates, device bundles and revocation.", no_args_is_help=True)
+app = typer.Typer(help="Certificats, bundles des balises et révocation.", no_args_is_help=True)
 
 T = TypeVar("T")
 # As the console says them (dispatcher/console/static/labels.js).
@@ -30,16 +30,20 @@ STATE_LABELS = {"active": "active", "revoked": "révoquée"}
 
 CaDir = Annotated[
     Path,
-    typer.Option("--ca-dir", envvar="VIGIE_CA_DIR", help="CA directory (ca.pem, ca.key, crl.pem, issued/)"),
+    typer.Option(
+        "--ca-dir", envvar="VIGIE_CA_DIR", help="Dossier de l'AC (ca.pem, ca.key, crl.pem, issued/)"
+    ),
 ]
 DbOption = Annotated[
     Path | None,
     typer.Option(
-        "--db", help="SQLite database of the dispatcher [default: VIGIE_DATABASE_URL, SQLite or PostgreSQL]"
+        "--db", help="Base SQLite du dispatcher [défaut : VIGIE_DATABASE_URL, SQLite ou PostgreSQL]"
     ),
 ]
-Days = Annotated[int, typer.Option("--days", min=1, help="Certificate validity in days")]
-CrlDays = Annotated[int, typer.Option("--crl-days", min=1, help="CRL nextUpdate, days from now")]
+Days = Annotated[int, typer.Option("--days", min=1, help="Validité du certificat, en jours")]
+CrlDays = Annotated[
+    int, typer.Option("--crl-days", min=1, help="nextUpdate de la LCR, en jours à partir de maintenant")
+]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -98,14 +102,16 @@ def _run(action: Callable[[], T]) -> T:
         raise _fail(str(exc)) from None
 
 
-@app.command("init-ca")
+@app.command("init-ca", help="Créer l'AC (ou importer une AC existante) et une LCR vide.")
 def init_ca(
     ca_dir: CaDir = Path("pki"),
-    name: Annotated[str, typer.Option(help="CA common name")] = "Vigie device CA",
+    name: Annotated[str, typer.Option(help="Nom commun (CN) de l'AC")] = "Vigie device CA",
     days: Days = 3650,
     crl_days: CrlDays = provision.DEFAULT_CRL_DAYS,
-    import_cert: Annotated[Path | None, typer.Option(help="Use this existing CA certificate (PEM)")] = None,
-    import_key: Annotated[Path | None, typer.Option(help="...and its EC private key (PEM)")] = None,
+    import_cert: Annotated[
+        Path | None, typer.Option(help="Utiliser ce certificat d'AC existant (PEM)")
+    ] = None,
+    import_key: Annotated[Path | None, typer.Option(help="... et sa clé privée EC (PEM)")] = None,
 ) -> None:
     """Create the CA (or import an existing one) and an empty CRL."""
     ca = _run(
@@ -123,13 +129,13 @@ def init_ca(
     )
 
 
-@app.command("server-cert")
+@app.command("server-cert", help="Délivrer le certificat TLS serveur du broker.")
 def server_cert(
-    host: Annotated[list[str], typer.Option("--host", help="Broker DNS name or IP (repeatable)")],
-    out: Annotated[Path, typer.Option("--out", help="Directory for server.pem, server.key, ca.pem")],
+    host: Annotated[list[str], typer.Option("--host", help="Nom DNS ou IP du broker (répétable)")],
+    out: Annotated[Path, typer.Option("--out", help="Dossier de server.pem, server.key, ca.pem")],
     ca_dir: CaDir = Path("pki"),
     days: Days = 825,
-    force: Annotated[bool, typer.Option(help="Replace an existing server certificate")] = False,
+    force: Annotated[bool, typer.Option(help="Remplacer un certificat serveur existant")] = False,
 ) -> None:
     """Issue the broker's TLS server certificate."""
     files = _run(
@@ -138,18 +144,24 @@ def server_cert(
     typer.echo(f"écrits : {files.cert}, {files.key}, {files.ca}")
 
 
-@app.command("dispatcher-cert")
+@app.command(
+    "dispatcher-cert",
+    help=(
+        "Délivrer le certificat client d'une instance du dispatcher (un par instance : le CN est "
+        "son client id)."
+    ),
+)
 def dispatcher_cert(
-    out: Annotated[Path, typer.Option("--out", help="Directory for dispatcher.pem, dispatcher.key, ca.pem")],
+    out: Annotated[Path, typer.Option("--out", help="Dossier de dispatcher.pem, dispatcher.key, ca.pem")],
     ca_dir: CaDir = Path("pki"),
     days: Days = 825,
-    force: Annotated[bool, typer.Option(help="Replace an existing dispatcher certificate")] = False,
+    force: Annotated[bool, typer.Option(help="Remplacer un certificat de dispatcher existant")] = False,
     instance: Annotated[
         int,
         typer.Option(
             "--instance",
             min=1,
-            help="Dispatcher instance number: 1 is CN vigie-dispatcher, n >= 2 is vigie-dispatcher-n",
+            help="Numéro d'instance du dispatcher : 1 = CN vigie-dispatcher, n >= 2 = vigie-dispatcher-n",
         ),
     ] = 1,
 ) -> None:
@@ -162,35 +174,54 @@ def dispatcher_cert(
     typer.echo(f"écrits : {files.cert}, {files.key}, {files.ca} (CN {provision.dispatcher_cn(instance)})")
 
 
-@app.command("device")
+@app.command(
+    "device",
+    help=(
+        "Délivrer le certificat et les secrets d'une balise, écrire son bundle, l'enregistrer. Les "
+        "codes PIN d'annulation et de contrainte sont demandés (ou tirés avec --generate-pins) ; le"
+        " serveur n'en garde que l'empreinte argon2, la balise les reçoit dans son device.toml."
+    ),
+)
 def device(
-    device_id: Annotated[str, typer.Argument(help="Device id, [a-z0-9-]")],
-    kind: Annotated[DeviceKind, typer.Option("--kind", help="button, pocket or bracelet")],
-    broker_host: Annotated[str, typer.Option("--broker-host", help="Host name the device connects to")],
-    out: Annotated[Path, typer.Option("--out", help="Bundle directory to create (must not exist)")],
+    device_id: Annotated[
+        str, typer.Argument(help="Identifiant de la balise : minuscules, chiffres et tirets (a-z, 0-9, -)")
+    ],
+    kind: Annotated[
+        DeviceKind, typer.Option("--kind", help="button (bouton fixe), pocket (bouton de poche) ou bracelet")
+    ],
+    broker_host: Annotated[
+        str, typer.Option("--broker-host", help="Nom d'hôte auquel la balise se connecte")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Dossier du bundle à créer (ne doit pas exister)")],
     broker_port: Annotated[int, typer.Option("--broker-port")] = 8883,
-    practitioner: Annotated[str | None, typer.Option("--practitioner", help="Practitioner id")] = None,
-    site: Annotated[str | None, typer.Option("--site", help="Site id")] = None,
-    label: Annotated[str, typer.Option(help="Free text shown to operators")] = "",
+    practitioner: Annotated[
+        str | None, typer.Option("--practitioner", help="Identifiant du praticien")
+    ] = None,
+    site: Annotated[str | None, typer.Option("--site", help="Identifiant du site")] = None,
+    label: Annotated[str, typer.Option(help="Texte libre montré aux opérateurs")] = "",
     cancel_pin: Annotated[
         str | None,
-        typer.Option(envvar="VIGIE_CANCEL_PIN", help="Cancel PIN (else asked, hidden, twice)"),
+        typer.Option(
+            envvar="VIGIE_CANCEL_PIN", help="Code PIN d'annulation (sinon demandé, masqué, deux fois)"
+        ),
     ] = None,
     duress_pin: Annotated[
         str | None,
-        typer.Option(envvar="VIGIE_DURESS_PIN", help="Duress PIN (else asked, hidden, twice)"),
+        typer.Option(
+            envvar="VIGIE_DURESS_PIN", help="Code PIN de contrainte (sinon demandé, masqué, deux fois)"
+        ),
     ] = None,
     generate_pins: Annotated[
         bool,
-        typer.Option("--generate-pins", help="Draw both PINs at random and show them once"),
+        typer.Option("--generate-pins", help="Tirer les deux codes PIN au hasard et les afficher une fois"),
     ] = False,
-    gnss: Annotated[bool, typer.Option("--gnss/--no-gnss", help="The device has its own GNSS")] = False,
-    state_dir: Annotated[str, typer.Option(help="State directory on the device")] = "/var/lib/vigie-device",
+    gnss: Annotated[bool, typer.Option("--gnss/--no-gnss", help="La balise a son propre GNSS")] = False,
+    state_dir: Annotated[str, typer.Option(help="Dossier d'état sur la balise")] = "/var/lib/vigie-device",
     dev_broker: Annotated[
         bool,
         typer.Option(
             "--dev-broker",
-            help="For the development broker: a password account (mqtt.password) instead of TLS",
+            help="Pour le broker de développement : un compte à mot de passe (mqtt.password) au lieu de TLS",
         ),
     ] = False,
     days: Days = provision.DEFAULT_DEVICE_DAYS,
@@ -275,9 +306,11 @@ def _ask_pin(label: str) -> str:
     return answer.strip()
 
 
-@app.command("revoke")
+@app.command(
+    "revoke", help="Ajouter les certificats de la balise à la LCR et la marquer révoquée dans la base."
+)
 def revoke(
-    device_id: Annotated[str, typer.Argument(help="Device id")],
+    device_id: Annotated[str, typer.Argument(help="Identifiant de la balise")],
     ca_dir: CaDir = Path("pki"),
     db: DbOption = None,
     crl_days: CrlDays = provision.DEFAULT_CRL_DAYS,
@@ -296,29 +329,36 @@ def revoke(
     )
 
 
-@app.command("evict")
+@app.command(
+    "evict",
+    help="Couper la connexion au broker d'une balise et supprimer sa session (après revoke + rechargement).",
+)
 def evict(
-    device_id: Annotated[str, typer.Argument(help="Device id (= its MQTT client id)")],
-    username: Annotated[str, typer.Option(help="Loopback broker account")] = "vigie-monitor",
+    device_id: Annotated[str, typer.Argument(help="Identifiant de la balise (= son client id MQTT)")],
+    username: Annotated[str, typer.Option(help="Compte du broker en boucle locale")] = "vigie-monitor",
     password: Annotated[
-        str, typer.Option(envvar="VIGIE_BROKER_PASSWORD", prompt=True, hide_input=True, help="Its password")
+        str,
+        typer.Option(envvar="VIGIE_BROKER_PASSWORD", prompt=True, hide_input=True, help="Son mot de passe"),
     ] = "",
-    host: Annotated[str, typer.Option(help="Loopback listener host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Loopback listener port")] = 1883,
+    host: Annotated[str, typer.Option(help="Hôte de l'écoute en boucle locale")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port de l'écoute en boucle locale")] = 1883,
 ) -> None:
     """Cut a device's live broker connection and drop its session (after revoke + reload)."""
     _run(lambda: provision.evict(BrokerAccount(host, port, username, password), device_id))
     typer.echo(f"connexion et session de {device_id} coupées")
 
 
-@app.command("refresh-crl")
+@app.command(
+    "refresh-crl",
+    help="Re-signer la LCR avec un nouveau nextUpdate (passé ce délai, le broker refuse tout le monde).",
+)
 def refresh_crl(ca_dir: CaDir = Path("pki"), crl_days: CrlDays = provision.DEFAULT_CRL_DAYS) -> None:
     """Re-sign the CRL with a new nextUpdate (the broker refuses everyone once it passes)."""
     next_update = _run(lambda: provision.refresh_crl(ca_dir, crl_days=crl_days))
     typer.echo(f"LCR valable jusqu'au {next_update:%d/%m/%Y %H:%M} UTC ; rechargez le broker pour l'utiliser")
 
 
-@app.command("list")
+@app.command("list", help="Les balises, leur rattachement, leur état et leur certificat (sans secret).")
 def list_devices(ca_dir: CaDir = Path("pki"), db: DbOption = None) -> None:
     """Devices, their binding and state, and their certificate (no secrets)."""
     ca: Path | None = ca_dir if ca_dir.is_dir() else None
@@ -333,20 +373,22 @@ def list_devices(ca_dir: CaDir = Path("pki"), db: DbOption = None) -> None:
         )
 
 
-@app.command("broker-config")
+@app.command("broker-config", help="Produire broker_config/prod/mosquitto.conf pour ce serveur.")
 def broker_config(
-    out: Annotated[Path, typer.Option("--out", help="mosquitto.conf to write")],
-    cafile: Annotated[Path, typer.Option(help="CA certificate")],
-    certfile: Annotated[Path, typer.Option(help="Broker certificate (server.pem)")],
-    keyfile: Annotated[Path, typer.Option(help="Broker key (server.key)")],
-    crlfile: Annotated[Path, typer.Option(help="CRL (crl.pem)")],
-    password_file: Annotated[Path, typer.Option(help="Password file of the loopback accounts")],
-    acl_file: Annotated[Path | None, typer.Option(help="ACL file [default: the shipped one]")] = None,
-    data_dir: Annotated[Path, typer.Option(help="Persistence directory")] = Path("/var/lib/mosquitto"),
+    out: Annotated[Path, typer.Option("--out", help="mosquitto.conf à écrire")],
+    cafile: Annotated[Path, typer.Option(help="Certificat de l'AC")],
+    certfile: Annotated[Path, typer.Option(help="Certificat du broker (server.pem)")],
+    keyfile: Annotated[Path, typer.Option(help="Clé du broker (server.key)")],
+    crlfile: Annotated[Path, typer.Option(help="LCR (crl.pem)")],
+    password_file: Annotated[
+        Path, typer.Option(help="Fichier des mots de passe des comptes en boucle locale")
+    ],
+    acl_file: Annotated[Path | None, typer.Option(help="Fichier ACL [défaut : celui livré]")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Dossier de persistance")] = Path("/var/lib/mosquitto"),
     tls_port: Annotated[int, typer.Option()] = 8883,
-    bind: Annotated[str, typer.Option(help="Address of the TLS listener")] = "0.0.0.0",
-    local_port: Annotated[int, typer.Option(help="Loopback listener port")] = 1883,
-    run_as: Annotated[str, typer.Option(help="User Mosquitto runs as")] = "mosquitto",
+    bind: Annotated[str, typer.Option(help="Adresse de l'écoute TLS")] = "0.0.0.0",
+    local_port: Annotated[int, typer.Option(help="Port de l'écoute en boucle locale")] = 1883,
+    run_as: Annotated[str, typer.Option(help="Utilisateur de Mosquitto")] = "mosquitto",
 ) -> None:
     """Render broker_config/prod/mosquitto.conf for this server."""
     values = prod_values(

@@ -21,7 +21,9 @@ import typer
 
 from broker_config.runner import DISPATCHER_USER, BrokerError, DevBroker
 
-app = typer.Typer(help="The development MQTT broker (loopback, password accounts).", no_args_is_help=True)
+app = typer.Typer(
+    help="Le broker MQTT de développement (boucle locale, comptes à mot de passe).", no_args_is_help=True
+)
 
 
 def bundle_account(bundle: Path) -> tuple[str, str]:
@@ -38,24 +40,25 @@ def bundle_account(bundle: Path) -> tuple[str, str]:
     return username, password
 
 
-@app.command("dev")
+@app.command("dev", help="Lancer le broker de développement jusqu'à Ctrl-C.")
 def dev(
-    port: Annotated[int, typer.Option(help="Loopback port to listen on")] = 1883,
-    workdir: Annotated[Path, typer.Option(help="Where the config, password file, data and log go")] = Path(
-        "var/dev-broker"
-    ),
+    port: Annotated[int, typer.Option(help="Port d'écoute en boucle locale")] = 1883,
+    workdir: Annotated[
+        Path, typer.Option(help="Où vont la config, les mots de passe, les données et le journal")
+    ] = Path("var/dev-broker"),
     device_bundle: Annotated[
         list[Path] | None,
-        typer.Option("--device-bundle", help="Bundle of `vigie provision device --dev-broker` (repeatable)"),
+        typer.Option("--device-bundle", help="Bundle de `vigie provision device --dev-broker` (répétable)"),
     ] = None,
     account: Annotated[
         list[str] | None,
-        typer.Option("--account", help="Extra device account, random password printed (repeatable)"),
+        typer.Option("--account", help="Compte de balise en plus, mot de passe tiré et affiché (répétable)"),
     ] = None,
     dispatcher_password: Annotated[
         str | None,
         typer.Option(
-            envvar="VIGIE_MQTT__PASSWORD", help="The dispatcher's password [default: a new random one]"
+            envvar="VIGIE_MQTT__PASSWORD",
+            help="Mot de passe du dispatcher [défaut : un nouveau, tiré au hasard]",
         ),
     ] = None,
 ) -> None:

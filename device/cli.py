@@ -185,21 +185,26 @@ def _load(config_path: Path | None, simulate: bool) -> tuple[DeviceConfig, bytes
 
 def run(
     config_path: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Device TOML file (default /etc/vigie/device.toml).")
+        Path | None,
+        typer.Option("--config", "-c", help="Fichier TOML de la balise (défaut /etc/vigie/device.toml)."),
     ] = None,
     simulate: Annotated[
-        bool, typer.Option("--simulate", help="Mock GPIO pins; drive the button from the keyboard.")
+        bool, typer.Option("--simulate", help="Broches GPIO simulées ; le bouton se pilote au clavier.")
     ] = False,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
     resend_interval_s: Annotated[
-        float, typer.Option(help="Re-send unconfirmed alerts this often (seconds).", hidden=True)
+        float,
+        typer.Option(help="Renvoyer les alertes non confirmées à cet intervalle (secondes).", hidden=True),
     ] = 10.0,
-    reconnect_max_s: Annotated[int, typer.Option(help="Reconnect backoff cap.", hidden=True)] = 30,
+    reconnect_max_s: Annotated[
+        int, typer.Option(help="Attente maximale entre deux reconnexions.", hidden=True)
+    ] = 30,
 ) -> None:
-    """Run the Vigie device client.
+    """Lancer le client Vigie de la balise.
 
-    With --simulate, keys on stdin drive a mock button: a=alert (hold), m=alert (taps), t=test (taps),
-    c=cancel, d=duress cancel, p=single tap (ignored by design), h=help, q=quit.
+    Avec --simulate, les touches tapées pilotent un bouton simulé : a=alerte (appui long), m=alerte
+    (appuis brefs), t=test (appuis brefs), c=annuler, d=annuler sous contrainte, p=un seul appui
+    (ignoré, c'est voulu), h=aide, q=quitter.
     """
     _configure_logging(log_level)
     try:

@@ -28,7 +28,7 @@ from device.gestures import GestureKind, GestureRecogniser, Recognised
 from device.gnss import GpsdClient
 from device.haptics import LowBatteryWatch, NotDeliveredWatch, Pattern, PulseTiming, downlink_pattern
 from device.inputs import ButtonInput
-from device.ledger import Ledger
+from device.ledger import KIND_WORDS, Ledger
 from device.link import Backoff, Connected, Disconnected, DownlinkReceived, LinkEvent, MqttLink
 from device.queue import NewItem, Outbox, OutboxItem
 from device.watchdog import SystemdNotifier
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 RECENT_MS = ALERT_TIME_WINDOW.max_age_ms  # how long an alert stays "ours" for downlinks and cancels
 PURGE_INTERVAL_S = 3600.0
 SignedKind = Literal["alert", "test", "cancel"]
-# What the installer reads in the log for each kind (the wire keeps the English values).
-KIND_WORDS = {"alert": "alerte", "test": "alerte de test", "cancel": "annulation"}
 
 
 def firmware_version() -> str:

@@ -57,9 +57,9 @@ class MqttSection(_Section):
     @model_validator(mode="after")
     def _client_certificate_is_complete(self) -> MqttSection:
         if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (the client certificate and its key)")
+            raise ValueError("cert_file et key_file vont ensemble (le certificat client et sa clé)")
         if self.cert_file is not None and self.ca_file is None:
-            raise ValueError("cert_file needs ca_file: a client certificate is only used over TLS")
+            raise ValueError("cert_file demande ca_file : un certificat client ne sert qu'en TLS")
         return self
 
 
@@ -86,14 +86,16 @@ class GesturesSection(_Section):
     @model_validator(mode="after")
     def _single_tap_never_alerts(self) -> GesturesSection:
         if self.presses == 1:
-            raise ValueError("presses must be 0 (disabled) or at least 2: a single tap never alerts")
+            raise ValueError(
+                "presses doit valoir 0 (désactivé) ou au moins 2 : un seul appui n'alerte jamais"
+            )
         if self.test_presses == 1:
             raise ValueError(
-                "test_presses must be 0 (disabled) or at least 2: a single tap never does anything"
+                "test_presses doit valoir 0 (désactivé) ou au moins 2 : un seul appui ne fait jamais rien"
             )
         if self.test_presses and self.presses and self.test_presses >= self.presses:
             raise ValueError(
-                "test_presses must be fewer than presses (those taps would raise an alert first)"
+                "test_presses doit être inférieur à presses (ces appuis déclencheraient d'abord une alerte)"
             )
         return self
 
@@ -119,7 +121,7 @@ class CancelSection(_Section):
     @model_validator(mode="after")
     def _pins_differ(self) -> CancelSection:
         if self.duress_pin is not None and self.duress_pin == self.pin:
-            raise ValueError("duress_pin must differ from pin")
+            raise ValueError("duress_pin doit différer de pin")
         return self
 
 
@@ -179,10 +181,24 @@ class DeviceConfig(_Section):
 def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"{where}: {message}")
+        where = ".".join(str(part) for part in err["loc"]) or "(racine)"
+        lines.append(f"{where}: {_problem(err)}")
     return "; ".join(lines)
+
+
+def _problem(err: Any) -> str:
+    """The installer's words for one pydantic error (pydantic's own text kept in brackets)."""
+    kind = err["type"]
+    if kind in _PROBLEMS:
+        return _PROBLEMS[kind]
+    if kind == "value_error":  # our validators' messages, already in French
+        return str(err["ctx"]["error"])
+    if kind == "string_pattern_mismatch":
+        return f"ne correspond pas au motif {err['ctx']['pattern']}"
+    return f"valeur refusée ({err['msg']})"
+
+
+_PROBLEMS = {"extra_forbidden": "clé inconnue", "missing": "manquant"}
 
 
 def parse_config(data: dict[str, Any], base_dir: Path) -> DeviceConfig:
@@ -200,8 +216,10 @@ def _check_duress_pin(config: DeviceConfig) -> None:
     # silently does nothing would leave her believing the police were told.
     if config.gestures.duress and config.cancel.duress_pin is None:
         raise ConfigError(
-            "cancel.duress_pin: missing, but the duress gesture is enabled (gestures.duress = true); "
-            "set the duress PIN given at provisioning, or disable the gesture with gestures.duress = false"
+            "cancel.duress_pin: manquant, alors que le geste de contrainte est activé "
+            "(gestures.duress = true) ; "
+            "mettez le code PIN de contrainte donné au provisionnement, ou désactivez le geste "
+            "(gestures.duress = false)"
         )
 
 
@@ -234,11 +252,11 @@ def load_config(path: Path) -> DeviceConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"impossible de lire la configuration {path} : {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{path} n'est pas du TOML valide : {exc}") from None
     config = parse_config(data, path.resolve().parent)
     read_hmac_key(config)  # fail at start-up, not at the first alert
     read_mqtt_password(config)
@@ -250,7 +268,7 @@ def _check_files_exist(config: DeviceConfig) -> None:
     for name in ("ca_file", "cert_file", "key_file"):
         path = getattr(config.mqtt, name)
         if path is not None and not path.is_file():
-            raise ConfigError(f"mqtt.{name}: file {path} does not exist")
+            raise ConfigError(f"mqtt.{name}: le fichier {path} n'existe pas")
 
 
 def read_hmac_key(config: DeviceConfig) -> bytes:
@@ -259,9 +277,9 @@ def read_hmac_key(config: DeviceConfig) -> bytes:
     try:
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"device.hmac_key_file: cannot read {path}: {exc}") from None
+        raise ConfigError(f"device.hmac_key_file: impossible de lire {path} : {exc}") from None
     if not _HEX_KEY.fullmatch(text):
-        raise ConfigError(f"device.hmac_key_file: {path} must contain exactly 64 hexadecimal characters")
+        raise ConfigError(f"device.hmac_key_file: {path} doit contenir exactement 64 caractères hexadécimaux")
     return bytes.fromhex(text)
 
 
@@ -273,7 +291,7 @@ def read_mqtt_password(config: DeviceConfig) -> str | None:
     try:
         password = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc}") from None
+        raise ConfigError(f"mqtt.password_file: impossible de lire {path} : {exc}") from None
     if not password:
-        raise ConfigError(f"mqtt.password_file: {path} is empty")
+        raise ConfigError(f"mqtt.password_file: {path} est vide")
     return password

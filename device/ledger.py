@@ -26,6 +26,8 @@ from device.queue import NewItem, Outbox, OutboxError, OutboxItem
 from protocol.replay import fresh_sequence_start
 
 log = logging.getLogger(__name__)
+# What the installer reads in the log for each kind (the wire keeps the English values).
+KIND_WORDS = {"alert": "alerte", "test": "alerte de test", "cancel": "annulation"}
 
 CLOCK_STEP_MS = 5 * 60 * 1000  # a jump this big is the clock being set, not drift
 
@@ -55,7 +57,7 @@ class Ledger:
         try:
             return Outbox.open(state_dir)
         except OutboxError as exc:
-            log.critical("DURABLE STORAGE UNAVAILABLE, alerts will only live in memory: %s", exc)
+            log.critical("STOCKAGE DURABLE INDISPONIBLE, les alertes ne vivront qu'en mémoire : %s", exc)
             return None
 
     def _initial_seq_floor(self) -> int:
@@ -64,11 +66,11 @@ class Ledger:
             try:
                 last = self.outbox.last_seq()
             except OutboxError as exc:
-                log.critical("cannot read the sequence counter: %s", exc)
+                log.critical("impossible de lire le compteur de séquence : %s", exc)
             else:
                 if last is not None:
                     return last
-                log.warning("new sequence counter (state directory new or lost), from the clock")
+                log.warning("nouveau compteur de séquence (dossier d'état neuf ou perdu), tiré de l'horloge")
         now = self._now_ms()
         self._fresh_origin = (now, self._monotonic())
         return fresh_sequence_start(now) - 1
@@ -84,9 +86,7 @@ class Ledger:
         self._fresh_origin = None
         floor = fresh_sequence_start(now) - 1
         if floor > self._seq_floor:
-            log.warning(
-                "the clock was set forward: sequence counter moved from %d to %d", self._seq_floor, floor
-            )
+            log.warning("horloge avancée : compteur de séquence passé de %d à %d", self._seq_floor, floor)
             self._seq_floor = floor
 
     def close(self) -> None:
@@ -112,8 +112,8 @@ class Ledger:
         item = OutboxItem(new.event_id, kind, self._seq_floor, new.topic, new.payload, ts_ms, new.ref)
         self._volatile[item.event_id] = item
         log.critical(
-            "%s %s NOT STORED DURABLY (%s): sending it anyway; it is lost if the device restarts",
-            kind.upper(),
+            "%s %s NON ENREGISTRÉE DURABLEMENT (%s) : envoyée quand même ; perdue si la balise redémarre",
+            KIND_WORDS.get(kind, kind).upper(),
             item.event_id,
             error,
         )
@@ -127,7 +127,7 @@ class Ledger:
                 self._seq_floor = self.outbox.next_seq(at_least=self._seq_floor + 1)
                 return self._seq_floor
             except OutboxError as exc:
-                log.error("cannot persist the sequence counter: %s", exc)
+                log.error("impossible d'enregistrer le compteur de séquence : %s", exc)
         self._seq_floor += 1
         return self._seq_floor
 
@@ -140,7 +140,7 @@ class Ledger:
             try:
                 self.outbox.mark_delivered(event_id, self._now_ms())
             except OutboxError as exc:
-                log.critical("cannot record delivery of %s (it will be re-sent): %s", event_id, exc)
+                log.critical("impossible de noter la remise de %s (elle sera renvoyée) : %s", event_id, exc)
 
     def close_alert(self, event_id: str) -> None:
         """The alert is over (resolved, cancelled, or a cancel was sent for it)."""
@@ -161,7 +161,12 @@ class Ledger:
                 else:
                     self.outbox.mark_open(event_id)
             except OutboxError as exc:
-                log.error("cannot record that %s is %s: %s", event_id, "over" if closed else "open", exc)
+                log.error(
+                    "impossible de noter que %s est %s : %s",
+                    event_id,
+                    "terminée" if closed else "en cours",
+                    exc,
+                )
 
     def first_feedback(self, ref: str, kind: str) -> bool:
         """Record feedback ``kind`` for ``ref``; False if it was already given (before a restart too)."""
@@ -170,7 +175,7 @@ class Ledger:
         try:
             return self.outbox.first_feedback(ref, kind, self._now_ms())
         except OutboxError as exc:
-            log.error("cannot record feedback for %s: %s", ref, exc)
+            log.error("impossible de noter le retour donné pour %s : %s", ref, exc)
             return True
 
     def feedback_given(self, ref: str, kind: str) -> bool:
@@ -180,7 +185,7 @@ class Ledger:
         try:
             return self.outbox.has_feedback(ref, kind)
         except OutboxError as exc:
-            log.error("cannot read the feedback given for %s: %s", ref, exc)
+            log.error("impossible de lire le retour donné pour %s : %s", ref, exc)
             return False
 
     def purge(self) -> None:
@@ -190,7 +195,7 @@ class Ledger:
         try:
             self.outbox.purge(self._now_ms() - self._recent_ms)
         except OutboxError as exc:
-            log.error("cannot purge the outbox: %s", exc)
+            log.error("impossible de purger la file d'envoi : %s", exc)
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -201,7 +206,7 @@ class Ledger:
             try:
                 stored = self.outbox.pending()
             except OutboxError as exc:
-                log.error("cannot read the outbox: %s", exc)
+                log.error("impossible de lire la file d'envoi : %s", exc)
         volatile = [item for item in list(self._volatile.values()) if not item.delivered]
         return sorted(stored + volatile, key=lambda item: item.created_ms)
 
@@ -214,7 +219,7 @@ class Ledger:
         try:
             return self.outbox.get(event_id)
         except OutboxError as exc:
-            log.error("cannot read the outbox: %s", exc)
+            log.error("impossible de lire la file d'envoi : %s", exc)
             return None
 
     def latest_active_alert(self) -> OutboxItem | None:
@@ -229,7 +234,7 @@ class Ledger:
             try:
                 stored = self.outbox.latest_active_alert(since_ms=since)
             except OutboxError as exc:
-                log.error("cannot read the outbox: %s", exc)
+                log.error("impossible de lire la file d'envoi : %s", exc)
                 stored = None
             if stored is not None:
                 candidates.append(stored)
@@ -246,5 +251,5 @@ class Ledger:
             try:
                 ids += [item.event_id for item in self.outbox.cancels_for(alert_id)]
             except OutboxError as exc:
-                log.error("cannot read the outbox: %s", exc)
+                log.error("impossible de lire la file d'envoi : %s", exc)
         return ids

@@ -21,11 +21,11 @@ S = TypeVar("S", bound=AdminSettings)
 ROLE_NAMES = {"operator": "opérateur", "admin": "administrateur", "practitioner": "praticien(ne)"}
 PARIS = ZoneInfo("Europe/Paris")
 
-app = typer.Typer(help="Vigie dispatcher and administration.", no_args_is_help=True)
+app = typer.Typer(help="Dispatcher Vigie et administration.", no_args_is_help=True)
 app.add_typer(provision_app, name="provision")
 app.add_typer(broker_app, name="broker")
-user_app = typer.Typer(help="Accounts of the REST API and console.", no_args_is_help=True)
-visit_app = typer.Typer(help="Home visits (visites à domicile).", no_args_is_help=True)
+user_app = typer.Typer(help="Comptes de l'API REST et de la console.", no_args_is_help=True)
+visit_app = typer.Typer(help="Visites à domicile.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(visit_app, name="visit")
 
@@ -47,7 +47,7 @@ CreateOption = Annotated[
     bool,
     typer.Option(
         "--create",
-        help="Create the SQLite database if it does not exist (without it, a missing file is an error)",
+        help="Créer la base SQLite si elle n'existe pas (sans l'option, un fichier absent est une erreur)",
     ),
 ]
 
@@ -84,7 +84,7 @@ def _logging(verbose: bool) -> None:
     )
 
 
-@app.command()
+@app.command(help="Lancer le dispatcher : réception MQTT, escalade, webhooks, API.")
 def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False, create: CreateOption = False
 ) -> None:
@@ -97,10 +97,12 @@ def serve(
     uvloop.run(run(_settings(DispatcherSettings)))
 
 
-@app.command("load-directory")
+@app.command(
+    "load-directory", help="Valider un annuaire / fichier de convention SSJ et le charger dans la base."
+)
 def load_directory_command(
-    path: Annotated[Path, typer.Argument(help="Directory YAML (see docs/directory.md)")],
-    geocode: Annotated[bool, typer.Option(help="Geocode addresses without coordinates")] = True,
+    path: Annotated[Path, typer.Argument(help="Annuaire YAML (voir docs/directory.md)")],
+    geocode: Annotated[bool, typer.Option(help="Géocoder les adresses sans coordonnées")] = True,
     create: CreateOption = False,
 ) -> None:
     """Validate a directory / SSJ convention file and load it into the store."""
@@ -131,17 +133,24 @@ def load_directory_command(
         raise typer.Exit(1) from None
 
 
-@app.command("load-communes")
+@app.command(
+    "load-communes",
+    help=(
+        "Charger les contours des communes (position GPS -> code INSEE, hors ligne) : tout ou rien,"
+        " par département."
+    ),
+)
 def load_communes_command(
     files: Annotated[
-        list[Path] | None, typer.Argument(help="GeoJSON FeatureCollection(s) (properties.code, .nom)")
+        list[Path] | None, typer.Argument(help="FeatureCollection(s) GeoJSON (properties.code, .nom)")
     ] = None,
     fetch: Annotated[
-        list[str] | None, typer.Option(help="Département to fetch from VIGIE_GEO_API__BASE_URL (repeatable)")
+        list[str] | None,
+        typer.Option(help="Département à télécharger depuis VIGIE_GEO_API__BASE_URL (répétable)"),
     ] = None,
     departement: Annotated[
         list[str] | None,
-        typer.Option(help="Départements FILE covers (repeatable); default: the conventions' départements"),
+        typer.Option(help="Départements couverts par FICHIER (répétable) ; défaut : ceux des conventions"),
     ] = None,
     create: CreateOption = False,
 ) -> None:
@@ -186,16 +195,22 @@ def _read_bytes(path: Path) -> bytes:
         raise CommuneLoadError(str(path), f"fichier illisible : {exc.strerror or exc}") from None
 
 
-@user_app.command("add")
+@user_app.command("add", help="Créer un compte (mot de passe demandé, masqué, ou lu dans l'environnement).")
 def user_add(
-    username: Annotated[str, typer.Argument(help="Login, [a-z0-9._-]{3,64}")],
-    role: Annotated[str, typer.Option(help="admin, operator or practitioner")],
-    display_name: Annotated[str, typer.Option("--name", help="Shown in the console and timelines")] = "",
+    username: Annotated[
+        str, typer.Argument(help="Identifiant de connexion : 3 à 64 caractères a-z, 0-9, . _ -")
+    ],
+    role: Annotated[
+        str, typer.Option(help="admin (administrateur), operator (opérateur) ou practitioner (praticien)")
+    ],
+    display_name: Annotated[
+        str, typer.Option("--name", help="Nom affiché dans la console et les historiques")
+    ] = "",
     convention: Annotated[
-        list[str] | None, typer.Option(help="Convention id an operator is scoped to (repeatable)")
+        list[str] | None, typer.Option(help="Convention à laquelle l'opérateur est limité (répétable)")
     ] = None,
     practitioner: Annotated[
-        str | None, typer.Option(help="Practitioner id of a practitioner account")
+        str | None, typer.Option(help="Identifiant du praticien d'un compte praticien")
     ] = None,
     password: Annotated[
         str,
@@ -204,7 +219,7 @@ def user_add(
             hide_input=True,
             confirmation_prompt=True,
             envvar="VIGIE_NEW_USER_PASSWORD",
-            help="Prompted (hidden) or read from VIGIE_NEW_USER_PASSWORD; never pass it as an argument",
+            help="Demandé (masqué) ou lu dans VIGIE_NEW_USER_PASSWORD ; jamais en argument",
         ),
     ] = "",
     create: CreateOption = False,
@@ -266,10 +281,15 @@ def user_add(
         raise typer.Exit(1) from None
 
 
-@app.command()
+@app.command(
+    help=(
+        "Effacer les données de localisation plus anciennes que la durée de conservation (RGPD) ; "
+        "le service le fait aussi toutes les heures."
+    )
+)
 def purge(
     days: Annotated[
-        int | None, typer.Option(help="Override VIGIE_LOCATION_RETENTION_DAYS for this run")
+        int | None, typer.Option(help="Remplace VIGIE_LOCATION_RETENTION_DAYS pour cette fois")
     ] = None,
     create: CreateOption = False,
 ) -> None:
@@ -296,11 +316,17 @@ def purge(
     asyncio.run(run())
 
 
-@visit_app.command("add")
+@visit_app.command(
+    "add",
+    help=(
+        "Déclarer une visite à domicile qui commence maintenant (un dispatcher en marche la prend "
+        "en compte en quelques secondes)."
+    ),
+)
 def visit_add(
-    practitioner: Annotated[str, typer.Option(help="Practitioner id")],
-    address: Annotated[str, typer.Option(help="Full postal address, geocoded with the BAN")],
-    hours: Annotated[float, typer.Option(help="Expected duration from now")] = 1.0,
+    practitioner: Annotated[str, typer.Option(help="Identifiant du praticien")],
+    address: Annotated[str, typer.Option(help="Adresse postale complète, géocodée avec la BAN")],
+    hours: Annotated[float, typer.Option(help="Durée prévue à partir de maintenant, en heures")] = 1.0,
     floor: Annotated[str | None, typer.Option(help="Étage")] = None,
     access_code: Annotated[str | None, typer.Option(help="Digicode")] = None,
     details: Annotated[str | None, typer.Option(help="Bâtiment, interphone...")] = None,

@@ -195,8 +195,8 @@ def test_unwritable_state_dir_still_publishes_and_logs_critically(
         device.wait_connected()
         device.hold_until_alert()
         (alert,) = wait_alerts(device, rec, 1)
-    assert "DURABLE STORAGE UNAVAILABLE" in caplog.text
-    assert f"ALERT {alert.id} NOT STORED DURABLY" in caplog.text
+    assert "STOCKAGE DURABLE INDISPONIBLE" in caplog.text
+    assert f"ALERTE {alert.id} NON ENREGISTRÉE DURABLEMENT" in caplog.text
     assert device.client.stats().storage_failures == 1
 
 
@@ -211,7 +211,7 @@ def test_database_write_failure_still_publishes(
         with caplog.at_level(logging.CRITICAL, logger="device"):
             device.hold_until_alert()
             (alert,) = wait_alerts(device, rec, 1)
-    assert f"ALERT {alert.id} NOT STORED DURABLY" in caplog.text
+    assert f"ALERTE {alert.id} NON ENREGISTRÉE DURABLEMENT" in caplog.text
 
 
 def test_status_is_retained_online_then_offline_and_heartbeats_flow(

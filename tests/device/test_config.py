@@ -50,7 +50,7 @@ def test_minimal_config_uses_defaults(tmp_path: Path) -> None:
 
 def test_duress_gesture_without_a_duress_pin_is_refused_naming_the_field(tmp_path: Path) -> None:
     data = {"device": {"id": "b-1", "hmac_key_file": "k"}, "cancel": {"pin": "1234"}}
-    with pytest.raises(ConfigError, match=r"^cancel\.duress_pin: missing, but the duress gesture is enabled"):
+    with pytest.raises(ConfigError, match=r"^cancel\.duress_pin: manquant, alors que le geste de contrainte"):
         parse_config(data, tmp_path)
     config = parse_config({**data, "gestures": {"duress": False}}, tmp_path)
     assert config.gestures.timing().duress is False
@@ -59,22 +59,22 @@ def test_duress_gesture_without_a_duress_pin_is_refused_naming_the_field(tmp_pat
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["mqtt"].update(prot=1), "mqtt.prot: unknown key"),
-        (lambda d: d.update(extra={}), "extra: unknown key"),
-        (lambda d: d["device"].update(id="BTN_1"), "device.id: String should match pattern"),
+        (lambda d: d["mqtt"].update(prot=1), "mqtt.prot: clé inconnue"),
+        (lambda d: d.update(extra={}), "extra: clé inconnue"),
+        (lambda d: d["device"].update(id="BTN_1"), "device.id: ne correspond pas au motif"),
         (lambda d: d["device"].update(kind="watch"), "device.kind"),
         (lambda d: d["gestures"].update(hold_s="long"), "gestures.hold_s"),
-        (lambda d: d["gestures"].update(presses=1), "gestures: Value error, presses must be 0"),
-        (lambda d: d["gestures"].update(test_presses=1), "gestures: Value error, test_presses must be 0"),
-        (lambda d: d["gestures"].update(test_presses=3), "test_presses must be fewer than presses"),
+        (lambda d: d["gestures"].update(presses=1), "gestures: presses doit valoir 0"),
+        (lambda d: d["gestures"].update(test_presses=1), "gestures: test_presses doit valoir 0"),
+        (lambda d: d["gestures"].update(test_presses=3), "test_presses doit être inférieur à presses"),
         (lambda d: d.update(feedback={"not_delivered_after_s": 0}), "feedback.not_delivered_after_s"),
         (lambda d: d.update(battery={"low_pct": 101}), "battery.low_pct"),
         (lambda d: d.update(battery={"command": ""}), "battery.command"),
         (lambda d: d["gpio"].update(feedback="led"), "gpio.feedback"),
         (lambda d: d["cancel"].update(pin="12"), "cancel.pin"),
-        (lambda d: d["cancel"].update(duress_pin="1234"), "duress_pin must differ"),
-        (lambda d: d["mqtt"].pop("key_file"), "mqtt: Value error, cert_file and key_file go together"),
-        (lambda d: d.pop("cancel"), "cancel: Field required"),
+        (lambda d: d["cancel"].update(duress_pin="1234"), "duress_pin doit différer"),
+        (lambda d: d["mqtt"].pop("key_file"), "mqtt: cert_file et key_file vont ensemble"),
+        (lambda d: d.pop("cancel"), "cancel: manquant"),
     ],
 )
 def test_invalid_config_names_the_field(tmp_path: Path, mutate: object, expected: str) -> None:
@@ -88,22 +88,22 @@ def test_invalid_config_names_the_field(tmp_path: Path, mutate: object, expected
 def test_bad_key_file_is_named(tmp_path: Path) -> None:
     path = write_device_config(tmp_path, port=1883)
     (tmp_path / "hmac.key").write_text("not-hex")
-    with pytest.raises(ConfigError, match=r"device\.hmac_key_file: .* 64 hexadecimal"):
+    with pytest.raises(ConfigError, match=r"device\.hmac_key_file: .* 64 caractères hexadécimaux"):
         load_config(path)
     (tmp_path / "hmac.key").unlink()
-    with pytest.raises(ConfigError, match=r"device\.hmac_key_file: cannot read"):
+    with pytest.raises(ConfigError, match=r"device\.hmac_key_file: impossible de lire"):
         load_config(path)
 
 
 def test_toml_syntax_error_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "device.toml"
     path.write_text("[device\nid = 1")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(ConfigError, match="pas du TOML valide"):
         load_config(path)
 
 
 def test_missing_tls_file_is_named(tmp_path: Path) -> None:
     path = write_device_config(tmp_path, port=1883)
     path.write_text(path.read_text().replace("[mqtt]", '[mqtt]\nca_file = "missing-ca.pem"'))
-    with pytest.raises(ConfigError, match=r"mqtt\.ca_file: file .*missing-ca.pem does not exist"):
+    with pytest.raises(ConfigError, match=r"mqtt\.ca_file: le fichier .*missing-ca.pem n\'existe pas"):
         load_config(path)

@@ -126,14 +126,14 @@ def test_malformed_config_exits_with_a_message_naming_the_field(tmp_path: Path) 
     config = write_device_config(tmp_path / "dev", port=1883, extra_gestures="hold_seconds = 2")
     result = run_once(config)
     assert result.returncode == 2
-    assert "gestures.hold_seconds: unknown key" in result.stderr
+    assert "gestures.hold_seconds: clé inconnue" in result.stderr
 
 
 def test_duress_gesture_without_duress_pin_refuses_to_start(tmp_path: Path) -> None:
     config = write_device_config(tmp_path / "dev", port=1883, cancel='pin = "1234"')
     result = run_once(config)
     assert result.returncode == 2
-    assert "erreur de configuration : cancel.duress_pin: missing" in result.stderr
+    assert "erreur de configuration : cancel.duress_pin: manquant" in result.stderr
 
 
 def test_simulator_t_key_makes_the_test_gesture_and_a_test_goes_out(
