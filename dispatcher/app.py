@@ -111,6 +111,7 @@ def _guard(app: FastAPI, settings: DispatcherSettings, metrics: Metrics) -> None
 
 
 def _mount_api(app: FastAPI, dispatcher: DispatcherParts, geocoder: AddressGeocoder | None) -> None:
+    from dispatcher.admin.page import mount_admin_page
     from dispatcher.api import api_routers
     from dispatcher.api.deps import ApiContext
     from dispatcher.console.routes import mount_console
@@ -123,6 +124,7 @@ def _mount_api(app: FastAPI, dispatcher: DispatcherParts, geocoder: AddressGeoco
         app.include_router(router)
     mount_console(app, ctx)
     mount_practitioner_page(app)
+    mount_admin_page(app, ctx)
 
     async def store_error(_request: Request, exc: Exception) -> JSONResponse:
         code, text = next(v for k, v in _STORE_ERRORS.items() if isinstance(exc, k))

@@ -20,6 +20,8 @@ from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
+
 from dispatcher.api.schemas import AlertDetail, StatsRow
 from dispatcher.domain import Convention
 from dispatcher.store.base import AlertRecord
@@ -206,10 +208,10 @@ def suppress_small_counts(rows: Sequence[StatsRow], threshold: int) -> list[Stat
     return out
 
 
-def statistics_csv(rows: Sequence[StatsRow]) -> str:
-    """CSV with a header line, one row per cell."""
+def statistics_csv(rows: Sequence[BaseModel], model: type[BaseModel] = StatsRow) -> str:
+    """CSV with a header line (``model``'s fields), one row per cell or total."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(StatsRow.model_fields))
+    writer = csv.DictWriter(out, fieldnames=list(model.model_fields))
     writer.writeheader()
     for row in rows:
         writer.writerow(row.model_dump())

@@ -70,15 +70,17 @@ class UserCreate(_In):
     @model_validator(mode="after")
     def _scope_matches_role(self) -> UserCreate:
         if self.role is Role.OPERATOR and not self.conventions:
-            raise ValueError("an operator needs at least one convention")
+            raise ValueError("un opérateur a besoin d'au moins une convention")
         if self.role is Role.PRACTITIONER and not self.practitioner_id:
-            raise ValueError("a practitioner account needs practitioner_id")
+            raise ValueError("un compte praticien a besoin d'un praticien (practitioner_id)")
         return self
 
 
 class UserUpdate(_In):
     display_name: Text | None = None
     password: Annotated[str, Field(min_length=12, max_length=200)] | None = None
+    role: Role | None = None
+    practitioner_id: Id | None = None
     conventions: list[Id] | None = None
     disabled: bool | None = None
 
@@ -333,6 +335,17 @@ class AuditEntryPublic(BaseModel):
     target_id: str | None
     ip: str | None
     detail: dict[str, Any]
+
+
+class StatsTotal(BaseModel):
+    """A month's or a convention's total (the admin charts); counts under the threshold are "<N"."""
+
+    label: str = Field(description="YYYY-MM (Europe/Paris), or the convention's name")
+    alerts: int | str
+    acknowledged: int | str
+    false_alarms: int | str
+    cancelled: int | str
+    duress: int | str
 
 
 class StatsRow(BaseModel):

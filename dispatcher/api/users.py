@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, status
 from dispatcher import audit
 from dispatcher.api.deps import AdminUser, ClientIp, Ctx, not_found
 from dispatcher.api.schemas import UserCreate, UserPublic, UserUpdate
-from dispatcher.auth import Role, hash_password
+from dispatcher.auth import Role, User, hash_password
 from dispatcher.events import ACCOUNT_EVENT
 from dispatcher.store.base import NewUser, NotFound, UserRecord
 
@@ -27,6 +27,24 @@ def _public(r: UserRecord) -> UserPublic:
         conventions=list(r.conventions),
         disabled=r.disabled,
     )
+
+
+def _check_role(record: UserRecord, admin: User) -> None:
+    """The scope a role needs (as at creation), and no admin locking herself out."""
+    role = Role(record.role)
+    if role is Role.OPERATOR and not record.conventions:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="un opérateur a besoin d'au moins une convention"
+        )
+    if role is Role.PRACTITIONER and not record.practitioner_id:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="un compte praticien a besoin d'un praticien"
+        )
+    if record.id == admin.id and (record.disabled or role is not Role.ADMIN):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail="vous ne pouvez ni désactiver votre propre compte ni changer son rôle",
+        )
 
 
 def _check_scope(ctx: Ctx, practitioner_id: str | None, conventions: list[str]) -> None:
@@ -79,20 +97,22 @@ async def update_user(user_id: int, body: UserUpdate, admin: AdminUser, ctx: Ctx
         record = await ctx.store.get_user(user_id)
     except NotFound:
         raise not_found("utilisateur") from None
-    if body.conventions is not None:
-        _check_scope(ctx, None, body.conventions)
     changes = body.model_dump(exclude_unset=True, exclude={"password"})
+    _check_scope(ctx, body.practitioner_id, body.conventions or [])
     updated = replace(
         record,
         display_name=body.display_name or record.display_name,
+        role=body.role.value if body.role is not None else record.role,
+        practitioner_id=changes.get("practitioner_id", record.practitioner_id),
         conventions=tuple(body.conventions) if body.conventions is not None else record.conventions,
         disabled=body.disabled if body.disabled is not None else record.disabled,
         password_hash=(
             await asyncio.to_thread(hash_password, body.password) if body.password else record.password_hash
         ),
     )
+    _check_role(updated, admin)
     await ctx.store.update_user(updated)
-    if updated.disabled or body.password:
+    if updated.disabled or body.password or updated.role != record.role:
         await ctx.store.delete_user_sessions(user_id)
     ctx.bus.publish(ACCOUNT_EVENT, user_id=user_id)  # open console feeds re-check their session and scope
     await ctx.audit.record(
@@ -103,5 +123,8 @@ async def update_user(user_id: int, body: UserUpdate, admin: AdminUser, ctx: Ctx
         ip=ip,
         change="update",
         fields=sorted(changes) + (["password"] if body.password else []),
+        role=updated.role,
+        conventions=list(updated.conventions),
+        disabled=updated.disabled,
     )
     return _public(updated)

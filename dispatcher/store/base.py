@@ -506,9 +506,11 @@ class AccessStore(Protocol):
         target_id: str | None = None,
         user_id: int | None = None,
         before_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
-        """Most recent first."""
+        """Most recent first; ``since`` inclusive, ``until`` exclusive."""
 
     async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
         """Alerts matching ``query``, most recent first."""

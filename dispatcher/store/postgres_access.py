@@ -187,6 +187,8 @@ class PostgresAccess:
         target_id: str | None = None,
         user_id: int | None = None,
         before_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
         where = _Where()
@@ -200,6 +202,10 @@ class PostgresAccess:
                 where.add(f"{column}=$?", value)
         if before_id is not None:
             where.add("id<$?", before_id)
+        if since is not None:
+            where.add("at>=$?", _utc(since))
+        if until is not None:
+            where.add("at<$?", _utc(until))
         rows = await self._fetch(
             f"SELECT * FROM audit_log WHERE {where.sql} ORDER BY id DESC LIMIT {where.next()}",
             *where.params,

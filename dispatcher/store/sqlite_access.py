@@ -195,6 +195,8 @@ class SqliteAccess:
         target_id: str | None = None,
         user_id: int | None = None,
         before_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 100,
     ) -> list[AuditEntry]:
         where: list[str] = ["1=1"]
@@ -211,6 +213,11 @@ class SqliteAccess:
         if before_id is not None:
             where.append("id<?")
             params.append(before_id)
+        # Instants are stored as UTC ISO text, which sorts as time does.
+        for clause, instant in (("at>=?", since), ("at<?", until)):
+            if instant is not None:
+                where.append(clause)
+                params.append(_iso(instant))
         rows = await self._all(
             f"SELECT * FROM audit_log WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
             (*params, limit),

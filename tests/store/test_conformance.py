@@ -833,6 +833,10 @@ async def test_audit_log(store: Any) -> None:
     assert [e.id for e in await store.list_audit(target_kind="alert", target_id="a-1")] == [ids[1]]
     assert [e.id for e in await store.list_audit(user_id=1)] == [ids[0]]
     assert [e.id for e in await store.list_audit(before_id=ids[2], limit=1)] == [ids[1]]
+    at = entries[0].at  # a date range: since inclusive, until exclusive
+    assert len(await store.list_audit(since=at - timedelta(minutes=1), until=at + timedelta(minutes=1))) == 3
+    assert await store.list_audit(since=at + timedelta(minutes=1)) == []
+    assert await store.list_audit(until=entries[2].at) == []
 
 
 @covers("search_alerts")
