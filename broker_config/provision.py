@@ -256,7 +256,13 @@ def device_config(spec: DeviceSpec) -> dict[str, Any]:
         },
         "cancel": {"pin": spec.cancel_pin if spec.cancel_pin is not None else CANCEL_PIN_PLACEHOLDER}
         | ({"duress_pin": spec.duress_pin} if spec.duress_pin is not None else {}),
-        "gnss": {"enabled": spec.gnss, "gpsd_host": "127.0.0.1", "gpsd_port": 2947, "max_fix_age_s": 30},
+        "gnss": {
+            "enabled": spec.gnss,
+            "gpsd_host": "127.0.0.1",
+            "gpsd_port": 2947,
+            "max_fix_age_s": 30,
+            "position_interval_s": 5,
+        },
     } | ({"mqtt": _dev_broker_mqtt(spec)} if spec.dev_broker_password is not None else {})
 
 

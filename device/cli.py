@@ -18,9 +18,16 @@ t     test alert: the test gesture (``gestures.test_presses`` taps, then wait)
 c     cancel: ``gestures.cancel_presses`` quick taps (needs an active alert)
 d     duress cancel: ``cancel_presses - 1`` taps then a hold (looks like a cancel)
 p     a single tap (does nothing, by design)
+n s   with ``--gnss LAT,LON``: walk 20 m north / south
+e w   with ``--gnss LAT,LON``: walk 20 m east / west
+g     with ``--gnss LAT,LON``: lose the GNSS fix, or find it again
 h     this help
 q     quit
 ====  ==========================================================================
+
+``--gnss LAT,LON`` runs a simulated gpsd (:mod:`device.gnss_sim`) at that
+position and points the client at it: alerts carry the fix, and while an
+alert is open the device sends where she is every ``gnss.position_interval_s``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, TextIO
 
@@ -47,6 +54,7 @@ from device.config import (
     read_hmac_key,
     read_mqtt_password,
 )
+from device.gnss_sim import SimulatedFix, SimulatedGpsd
 from device.link import Backoff
 
 log = logging.getLogger("device.cli")
@@ -56,6 +64,8 @@ TAP_S = 0.08
 BETWEEN_TAPS_S = 0.12
 HELP = """touches : a=alerte (appui long)  m=alerte (appuis brefs)  t=test (appuis brefs, puis attendre)
           c=annuler  d=annuler sous contrainte  p=un seul appui (ignoré, c'est voulu)  h=aide  q=quitter"""
+HELP_GNSS = "GNSS simulé : n/s/e/w=marcher 20 m vers le nord/sud/est/ouest  g=perdre ou retrouver le signal"
+WALK_M = 20.0
 
 
 class SimulatedButton:
@@ -125,11 +135,39 @@ def _test_gesture(client: DeviceClient, button: SimulatedButton) -> None:
         client.request_test()  # the gesture is disabled on this device: ask directly
 
 
+def gnss_actions(gpsd: SimulatedGpsd, at: SimulatedFix) -> dict[str, Callable[[], object]]:
+    """The simulator's keys that move the simulated receiver (``at``: where a found fix comes back)."""
+    last = [at]
+
+    def toggle() -> None:
+        if gpsd.fix is None:
+            gpsd.move_to(last[0])
+            log.info("simulateur : signal GNSS retrouvé")
+        else:
+            last[0] = gpsd.fix
+            gpsd.move_to(None)
+            log.info("simulateur : signal GNSS perdu")
+
+    def walk(north: float, east: float) -> Callable[[], object]:
+        def step() -> None:
+            moved = gpsd.walk(north * WALK_M, east * WALK_M)
+            if moved is not None:
+                log.info("simulateur : position %.6f, %.6f", moved.lat, moved.lon)
+
+        return step
+
+    return {"n": walk(1, 0), "s": walk(-1, 0), "e": walk(0, 1), "w": walk(0, -1), "g": toggle}
+
+
 def run_keyboard(
-    client: DeviceClient, button: SimulatedButton, stop: threading.Event, stream: TextIO
+    client: DeviceClient,
+    button: SimulatedButton,
+    stop: threading.Event,
+    stream: TextIO,
+    extra: dict[str, Callable[[], object]] | None = None,
 ) -> None:
-    """Translate keys into presses until ``q`` or end of input."""
-    actions = {
+    """Translate keys into presses (and ``extra`` actions) until ``q`` or end of input."""
+    actions: dict[str, Callable[[], object]] = {
         "a": button.hold,
         "m": lambda: button.taps(max(client.config.gestures.presses, 2)),
         "t": lambda: _test_gesture(client, button),
@@ -137,6 +175,7 @@ def run_keyboard(
         "d": button.duress,
         "p": lambda: button.taps(1),
         "h": lambda: print(HELP, file=sys.stderr),
+        **(extra or {}),
     }
     for key in _keys(stream):
         if key == "q":
@@ -199,12 +238,22 @@ def run(
     reconnect_max_s: Annotated[
         int, typer.Option(help="Attente maximale entre deux reconnexions.", hidden=True)
     ] = 30,
+    gnss: Annotated[
+        str | None,
+        typer.Option(
+            "--gnss",
+            metavar="LAT,LON",
+            help="Avec --simulate : un récepteur GNSS simulé à cette position "
+            "(touches n/s/e/w pour marcher, g pour perdre ou retrouver le signal).",
+        ),
+    ] = None,
 ) -> None:
     """Lancer le client Vigie de la balise.
 
     Avec --simulate, les touches tapées pilotent un bouton simulé : a=alerte (appui long), m=alerte
     (appuis brefs), t=test (appuis brefs), c=annuler, d=annuler sous contrainte, p=un seul appui
-    (ignoré, c'est voulu), h=aide, q=quitter.
+    (ignoré, c'est voulu), h=aide, q=quitter ; avec --gnss, n/s/e/w=marcher 20 m, g=perdre ou
+    retrouver le signal GNSS.
     """
     _configure_logging(log_level)
     try:
@@ -217,6 +266,17 @@ def run(
         from gpiozero.pins.mock import MockFactory
 
         pin_factory = MockFactory()
+    gpsd, extra = None, None
+    if gnss is not None:
+        if not simulate:
+            typer.echo("vigie-device : --gnss ne s'emploie qu'avec --simulate", err=True)
+            raise typer.Exit(2)
+        at = _parse_fix(gnss)
+        gpsd = SimulatedGpsd(at).start()
+        config = config.model_copy(
+            update={"gnss": config.gnss.model_copy(update={"enabled": True, "gpsd_port": gpsd.port})}
+        )
+        extra = gnss_actions(gpsd, at)
     client = DeviceClient(
         config,
         key=key,
@@ -231,9 +291,12 @@ def run(
     client.start()
     if pin_factory is not None:
         button = SimulatedButton(pin_factory.pin(config.gpio.button_pin), config=config)
-        print(HELP, file=sys.stderr)
+        print(HELP if gpsd is None else f"{HELP}\n{HELP_GNSS}", file=sys.stderr)
         threading.Thread(
-            target=run_keyboard, args=(client, button, stop, sys.stdin), name="vigie-keyboard", daemon=True
+            target=run_keyboard,
+            args=(client, button, stop, sys.stdin, extra),
+            name="vigie-keyboard",
+            daemon=True,
         ).start()
     log.info("balise %s en marche", config.device.id)
     client.systemd.ready(f"device {config.device.id}")
@@ -241,6 +304,21 @@ def run(
     log.info("arrêt")
     client.systemd.stopping()
     client.stop()
+    if gpsd is not None:
+        gpsd.stop()
+
+
+def _parse_fix(text: str) -> SimulatedFix:
+    """``43.6109,3.8772`` → a fix there; a clear error otherwise."""
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        typer.echo(f"vigie-device : --gnss attend LAT,LON (ex. 43.6109,3.8772), pas {text!r}", err=True)
+        raise typer.Exit(2) from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        typer.echo(f"vigie-device : --gnss {text} : latitude ou longitude hors limites", err=True)
+        raise typer.Exit(2)
+    return SimulatedFix(lat, lon)
 
 
 def main() -> None:

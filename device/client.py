@@ -30,6 +30,7 @@ from device.haptics import LowBatteryWatch, NotDeliveredWatch, Pattern, PulseTim
 from device.inputs import ButtonInput
 from device.ledger import KIND_WORDS, Ledger
 from device.link import Backoff, Connected, Disconnected, DownlinkReceived, LinkEvent, MqttLink
+from device.live_position import PositionReporter
 from device.queue import NewItem, Outbox, OutboxItem
 from device.watchdog import SystemdNotifier
 from protocol.codec import Rejected, decode_downlink, encode_uplink, new_event_id
@@ -72,6 +73,7 @@ class ClientStats:
     cancels: int = 0
     published: int = 0
     heartbeats: int = 0
+    positions: int = 0
     connects: int = 0
     downlinks_applied: int = 0
     downlinks_rejected: int = 0
@@ -175,6 +177,15 @@ class DeviceClient:
             backoff=backoff,
         )
         self.gnss = self._build_gnss()
+        self.positions = PositionReporter(
+            device_id=self.device_id,
+            key=key,
+            interval_s=config.gnss.position_interval_s,
+            ledger=self.ledger,
+            link=self.link,
+            location=self._location,
+            now_ms=self._now_ms,
+        )
 
     @property
     def outbox(self) -> Outbox | None:
@@ -307,6 +318,8 @@ class DeviceClient:
     def _seconds_to_next_timer(self) -> float:
         now = time.monotonic()
         due = min(self._timers.heartbeat_at, self._timers.resend_at, self._timers.purge_at)
+        if self.gnss is not None:
+            due = min(due, self.positions.due_at)
         not_delivered = self._undelivered.next_deadline()
         if not_delivered is not None:
             due = min(due, not_delivered)
@@ -320,6 +333,8 @@ class DeviceClient:
         if now >= self._timers.heartbeat_at and self.link.is_connected:
             self._timers.heartbeat_at = now + self.config.mqtt.heartbeat_interval_s
             self._send_heartbeat()
+        if self.gnss is not None and (sent := self.positions.poll(now)):
+            self._count(positions=sent)
         if now >= self._timers.purge_at:
             self._timers.purge_at = now + PURGE_INTERVAL_S
             self.ledger.purge()

@@ -149,6 +149,8 @@ class GnssSection(_Section):
     gpsd_host: str = "127.0.0.1"
     gpsd_port: int = Field(default=2947, ge=1, le=65535)
     max_fix_age_s: float = Field(default=30, gt=0, le=3600)
+    # While one of its alerts is open, a fresh fix is sent this often (docs/protocol.md, position).
+    position_interval_s: float = Field(default=5.0, ge=1, le=300)
 
 
 class DeviceConfig(_Section):

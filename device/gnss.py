@@ -104,6 +104,10 @@ class GpsdClient:
         self._stop.set()
         sock = self._sock
         if sock is not None:
+            # The reader's makefile() keeps the descriptor open past close(): shutdown
+            # is what ends its blocked read (stop() used to wait its 5 s join).
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
         self._thread.join(timeout=5)
 

@@ -240,6 +240,22 @@ class Ledger:
                 candidates.append(stored)
         return max(candidates, key=lambda item: item.created_ms, default=None)
 
+    def active_alerts(self, limit: int = 3) -> list[OutboxItem]:
+        """The ``limit`` most recent alerts neither over nor being cancelled, oldest first."""
+        since = self._now_ms() - self._recent_ms
+        volatile = [
+            item
+            for item in self._volatile.values()
+            if item.kind == "alert" and not item.closed and item.created_ms >= since
+        ]
+        stored: list[OutboxItem] = []
+        if self.outbox is not None:
+            try:
+                stored = self.outbox.active_alerts(since_ms=since, limit=limit)
+            except OutboxError as exc:
+                log.error("cannot read the outbox: %s", exc)
+        return sorted(stored + volatile, key=lambda item: item.created_ms)[-limit:]
+
     def cancels_for(self, alert_id: str) -> list[str]:
         """Ids of the unconfirmed cancels that target ``alert_id``."""
         ids = [

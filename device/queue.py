@@ -219,6 +219,17 @@ class Outbox:
         )
         return None if row is None else self._item(row)
 
+    def active_alerts(self, *, since_ms: int = 0, limit: int = 3) -> list[OutboxItem]:
+        """The ``limit`` most recent alerts (created since ``since_ms``) still open, oldest first."""
+        rows = self._read(
+            lambda conn: conn.execute(
+                f"SELECT {self._COLUMNS} FROM outbox WHERE kind = 'alert' AND closed_ms IS NULL "
+                "AND created_ms >= ? ORDER BY pos DESC LIMIT ?",
+                (since_ms, limit),
+            ).fetchall()
+        )
+        return [self._item(row) for row in reversed(rows)]
+
     def mark_delivered(self, event_id: str, now_ms: int) -> bool:
         """Record the dispatcher's confirmation; True if the row was still pending."""
         return self._write(

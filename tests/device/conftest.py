@@ -61,6 +61,7 @@ def write_device_config(
     cancel: str = 'pin = "1234"\nduress_pin = "9999"',
     feedback: str = "",
     battery: str = 'sysfs_root = "power_supply"',
+    gnss: str = "enabled = false",
 ) -> Path:
     """A complete device TOML (plus key and password files) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,7 @@ cancel_within_s = 3.0
 {cancel}
 
 [gnss]
-enabled = false
+{gnss}
 
 [feedback]
 {feedback}

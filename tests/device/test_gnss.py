@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from device.gnss import GpsdClient, location_from_tpv
+from device.gnss_sim import SimulatedFix, SimulatedGpsd
 
 TPV = {
     "class": "TPV",
@@ -92,3 +93,21 @@ def test_no_gpsd_means_no_position() -> None:
         assert client.latest() is None
     finally:
         client.stop()
+
+
+def test_the_simulated_gpsd_moves_the_real_reader() -> None:
+    receiver = SimulatedGpsd(SimulatedFix(43.6109, 3.8772, 4.0), period_s=0.2).start()
+    client = GpsdClient(port=receiver.port, retry_s=0.1)
+    client.start()
+    try:
+        first = client.wait_for_fix(5)
+        assert first is not None and (first.lat, first.lon, first.accuracy_m) == (43.6109, 3.8772, 4.0)
+        moved = receiver.walk(north_m=20, east_m=0)
+        assert moved is not None and moved.lat > first.lat
+        with client._lock:  # the reader notifies on every fix it keeps
+            assert client._lock.wait_for(lambda: (client.latest() or first).lat == moved.lat, 5)
+        receiver.move_to(None)  # mode 1 reports: the last fix stays until max_fix_age_s
+        assert receiver.walk(north_m=20, east_m=0) is None
+    finally:
+        client.stop()
+        receiver.stop()

@@ -28,10 +28,10 @@ CONNECTED = "connectée à 127.0.0.1"
 class DeviceProcess:
     """``vigie-device --simulate`` with its stderr collected line by line."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *options: str) -> None:
         command = [sys.executable, "-c", "from device.cli import main; main()"]
         self.proc = subprocess.Popen(
-            [*command, "--simulate", "--config", str(config), "--resend-interval-s", "0.5"],
+            [*command, "--simulate", "--config", str(config), "--resend-interval-s", "0.5", *options],
             stdin=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
