@@ -253,7 +253,7 @@ class Ledger:
             try:
                 stored = self.outbox.active_alerts(since_ms=since, limit=limit)
             except OutboxError as exc:
-                log.error("cannot read the outbox: %s", exc)
+                log.error("impossible de lire la file d'envoi : %s", exc)
         return sorted(stored + volatile, key=lambda item: item.created_ms)[-limit:]
 
     def cancels_for(self, alert_id: str) -> list[str]:
