@@ -22,6 +22,7 @@ import time
 import pytest
 
 from protocol.codec import to_bytes
+from protocol.messages import Location
 from protocol.topics import UplinkKind, uplink_topic
 from sandbox.fleet import SimulatedDevice
 from tests.security.mqtt_stack import Stack, eventually
@@ -55,6 +56,23 @@ def bad_signature_alert(device_id: str, n: int) -> bytes:
 
 def valid_heartbeats(device: SimulatedDevice, count: int) -> list[bytes]:
     return [device.encode(UplinkKind.HEARTBEAT, firmware="fw/1", uptime_s=n)[1] for n in range(count)]
+
+
+async def positions_of_an_open_alert(
+    stack: Stack, device: SimulatedDevice, count: int
+) -> tuple[str, list[bytes]]:
+    """Raise an alert from ``device`` (stored), then sign ``count`` valid live positions for it."""
+    alert_id, alert = device.encode(UplinkKind.ALERT, gesture="hold")
+    opener = stack.login(device.device_id, client_id=device.device_id)
+    opener.client.publish(uplink_topic(device.device_id, UplinkKind.ALERT), alert, qos=1).wait_for_publish(5)
+    opener.close()
+    await eventually(lambda: stack.system.store.alert_exists(alert_id))
+    now_ms = int(time.time() * 1000)
+    fixes = (
+        Location(lat=43.61 + n / 1e6, lon=3.87, accuracy_m=5.0, fix_ts=now_ms + n, source="gnss")
+        for n in range(count)
+    )
+    return alert_id, [device.encode(UplinkKind.POSITION, alert_id=alert_id, location=f)[1] for f in fixes]
 
 
 async def total_rejected(stack: Stack) -> float:
@@ -131,7 +149,8 @@ async def flood_and_press(
 
 
 @pytest.mark.parametrize(
-    ("kind", "rate"), [("bad_signature", RATE), ("valid_heartbeats", RATE), ("bad_signature", None)]
+    ("kind", "rate"),
+    [("bad_signature", RATE), ("valid_heartbeats", RATE), ("valid_positions", RATE), ("bad_signature", None)],
 )
 async def test_a_flooding_device_delays_no_other_and_costs_bounded_logs_and_rows(
     stack: Stack, kind: str, rate: float | None, caplog: pytest.LogCaptureFixture
@@ -142,20 +161,24 @@ async def test_a_flooding_device_delays_no_other_and_costs_bounded_logs_and_rows
     if kind == "bad_signature":
         payloads = [bad_signature_alert("btn-flood", n) for n in range(count)]
         topic_kind = UplinkKind.ALERT
-    else:
+    elif kind == "valid_heartbeats":
         payloads = valid_heartbeats(flooder, count)
         topic_kind = UplinkKind.HEARTBEAT
+    else:  # her alert is open and the device sends far too many positions (a bug, or hostile)
+        open_alert, payloads = await positions_of_an_open_alert(stack, flooder, count)
+        topic_kind = UplinkKind.POSITION
     caplog.set_level(logging.WARNING, logger="dispatcher.ingest")
     before = await total_rejected(stack)
     flood = Flood(stack, "btn-flood", topic_kind, payloads, rate)
     within = RECEIVED_WITHIN_S if rate else BURST_RECEIVED_WITHIN_S
     _delays, peak = await flood_and_press(stack, flood, victim, within)
 
-    # Every flooded message is accounted for: processed (a few heartbeats) or refused and counted.
+    # Every flooded message is accounted for: processed (a few) or refused and counted.
     async def all_accounted() -> bool:
         refused = await total_rejected(stack) - before
-        heartbeats = (await stack.metrics("vigie_ingested_total", "type")).get("heartbeat", 0)
-        return refused + heartbeats >= count
+        ingested = await stack.metrics("vigie_ingested_total", "type")
+        processed = sum(ingested.get(k, 0) for k in ("heartbeat", "position"))
+        return refused + processed >= count
 
     await eventually(all_accounted)
     stored = await stack.system.store.rejection_counts()
@@ -163,6 +186,9 @@ async def test_a_flooding_device_delays_no_other_and_costs_bounded_logs_and_rows
     lines = [r for r in caplog.records if r.name == "dispatcher.ingest" and "rejected" in r.getMessage()]
     assert len(lines) <= 6, f"{len(lines)} log lines"
     assert peak <= 2 * DEVICE_QUEUE  # the flooder's queue and the victim's, nothing more
+    if kind == "valid_positions":  # what was admitted was stored; the rest refused at admission
+        assert await stack.system.store.latest_alert_position(open_alert) is not None
+        assert set(stored) <= {"rate_limited", "queue_full"}, stored
 
 
 async def test_oversized_packets_are_cut_by_the_broker(stack: Stack) -> None:
