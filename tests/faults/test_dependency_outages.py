@@ -107,7 +107,9 @@ def critical_logged(cluster: Cluster, count: int = 1) -> bool:
 def test_locked_store_leaves_the_alert_unacknowledged_and_recovers(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(devices=2)
     fleet = ResendingFleet(cluster, resend=False)  # no re-send: only the broker can redeliver
-    lock = sqlite3.connect(cluster.db, timeout=0, isolation_level=None)
+    # Taking the lock waits for the dispatcher's write in progress (notification outcomes,
+    # health leases): with timeout=0 it failed as "database is locked" under load.
+    lock = sqlite3.connect(cluster.db, timeout=30, isolation_level=None)
     try:
         # 1. The store comes back while the dispatcher waits: committed, then acknowledged.
         lock.execute("BEGIN EXCLUSIVE")
