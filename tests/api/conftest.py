@@ -28,7 +28,7 @@ from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewUser, Store
 from dispatcher.visit_runner import VisitTimers
 from sandbox.fleet import SimulatedDevice
-from tests.support.system import System, _serve_http, running_system
+from tests.support.system import HERAULT, System, _serve_http, running_system
 
 PASSWORD = "correct horse battery staple"
 BASE = "https://vigie.test"
@@ -155,8 +155,14 @@ def tile_url() -> str:
 
 
 @pytest.fixture
-async def served(broker: DevBroker, tmp_path: Path, tile_url: str) -> AsyncIterator[Served]:
-    async with running_system(broker, tmp_path) as system:
+def directory() -> Path:
+    """The directory file the served system loads; a module may override it (short timeouts, say)."""
+    return HERAULT
+
+
+@pytest.fixture
+async def served(broker: DevBroker, tmp_path: Path, tile_url: str, directory: Path) -> AsyncIterator[Served]:
+    async with running_system(broker, tmp_path, directory=directory) as system:
         await add_users(system)
         d = system.dispatcher
         api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": tile_url})

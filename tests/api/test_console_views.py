@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from protocol.messages import Location
@@ -78,7 +79,8 @@ async def test_filters_narrow_the_list_server_side_within_the_scope(api: Api) ->
         assert response.json()["detail"][0]["loc"][0] == "query"
 
 
-async def test_the_overview_has_open_alerts_and_open_visits_with_their_positions(harness: Harness) -> None:
+async def visit_and_alert(harness: Harness, fix_age_s: float) -> tuple[dict[str, Any], str]:
+    """Dr Fabre's visit declared from her page (geocoded), and Dr Benali's alert with a GPS fix."""
     fabre = await harness.as_user("dr-fabre")
     body = {"label": "120 Avenue de Lodève, 34070 Montpellier", "duration_s": 3600}
     visit = (await fabre.post("/api/me/visits", json=body)).json()
@@ -86,9 +88,17 @@ async def test_the_overview_has_open_alerts_and_open_visits_with_their_positions
         "bracelet-benali", practitioner="dr-karim-benali", site="mmg-saint-gely"
     )
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
-    fix = Location(lat=43.69262, lon=3.80581, accuracy_m=12, fix_ts=now_ms - 20_000, source="gnss")
+    fix = Location(
+        lat=43.69262, lon=3.80581, accuracy_m=12, fix_ts=now_ms - int(fix_age_s * 1000), source="gnss"
+    )
     alert_id = await asyncio.to_thread(bracelet.alert, fix)
     await asyncio.to_thread(bracelet.wait_downlink, "received", alert_id)
+    return visit, alert_id
+
+
+async def test_the_overview_has_open_alerts_and_open_visits_with_their_positions(harness: Harness) -> None:
+    visit, alert_id = await visit_and_alert(harness, 20)
+    fabre = await harness.as_user("dr-fabre")
 
     operator = await harness.as_user("op-herault")
     view = (await operator.get("/api/overview")).json()

@@ -1,5 +1,5 @@
 """Console tests reuse the served full app of the API tests."""
 
-from tests.api.conftest import served, tile_url
+from tests.api.conftest import directory, served, tile_url
 
-__all__ = ["served", "tile_url"]
+__all__ = ["directory", "served", "tile_url"]

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -44,12 +45,12 @@ class _Tiles(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(params=["none", "refused", "served"])
-def tile_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Overrides the console's tile URL (tests/api/conftest.py) for this module."""
-    if request.param == "none":
+@contextmanager
+def tile_server(kind: str) -> Iterator[str]:
+    """A tile URL: none, one where nothing listens ("refused"), or a local server answering PNGs."""
+    if kind == "none":
         yield ""
-    elif request.param == "refused":
+    elif kind == "refused":
         yield f"http://127.0.0.1:{free_port()}/{{z}}/{{x}}/{{y}}.png"  # nothing listens there
     else:
         server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Tiles)
@@ -60,6 +61,13 @@ def tile_url(request: pytest.FixtureRequest) -> Iterator[str]:
         finally:
             server.shutdown()
             server.server_close()
+
+
+@pytest.fixture(params=["none", "refused", "served"])
+def tile_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Overrides the console's tile URL (tests/api/conftest.py) for this module."""
+    with tile_server(request.param) as url:
+        yield url
 
 
 async def test_map_or_its_written_fallback(

@@ -21,9 +21,10 @@ from dispatcher.app import create_app
 from dispatcher.geocoding import AddressGeocoder
 from dispatcher.settings import ApiSettings, GeocoderSettings
 from sandbox.ban_server import BanSandbox
-from tests.api.conftest import PASSWORD, _Parts, add_users
+from tests.api.conftest import PASSWORD, _Parts, add_users, tile_url
 from tests.support.system import System, _serve_http, running_system
 
+__all__ = ["tile_url"]  # the console's map tiles: none unless a module overrides the fixture
 FABRE_PHONE = "+33639980150"
 GRACE_S = 2
 
@@ -56,7 +57,7 @@ def grace_s() -> int:
 
 @pytest.fixture
 async def harness(
-    broker: DevBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace_s: int
+    broker: DevBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace_s: int, tile_url: str
 ) -> AsyncIterator[Harness]:
     monkeypatch.setenv("VIGIE_VISITS__GRACE_S", str(grace_s))
     monkeypatch.setenv("VIGIE_VISITS__MIN_DURATION_S", "1")
@@ -68,7 +69,9 @@ async def harness(
         async with running_system(broker, tmp_path) as system:
             await add_users(system)
             d = system.dispatcher
-            settings = d.settings.model_copy(update={"api": ApiSettings(cookie_secure=False, tile_url="")})
+            settings = d.settings.model_copy(
+                update={"api": ApiSettings(cookie_secure=False, tile_url=tile_url)}
+            )
             parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
             app = create_app(
                 settings=settings,

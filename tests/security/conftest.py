@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import api, served, tile_url
+from tests.api.conftest import api, directory, served, tile_url
 from tests.console.test_browser import browser, chromium
 from tests.security.mqtt_stack import PROFILES, Stack, stack_for
 
-__all__ = ["api", "browser", "chromium", "served", "tile_url"]
+__all__ = ["api", "browser", "chromium", "directory", "served", "tile_url"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,32 +1,22 @@
 // Vigie operator console: live alerts over a WebSocket, details over the REST API.
 // No framework, no build step; every string from the server goes through textContent.
+// Views in their own modules: escalation.js (tiers and countdown), overview.js (the overview map),
+// filters.js (list filters in the URL), maps.js (maps and their written fallback).
 
+import { api, onUnauthorized } from "./api.js";
+import { $, cell, el } from "./dom.js";
+import { loadEscalation } from "./escalation.js";
+import { alertsPath, isActive, OPEN_STATES, setUrlParams, setupFilters } from "./filters.js";
 import { label, parisDateTime, parisHourMinute, parisTime, timelineText } from "./labels.js";
+import { configureTiles, renderDetailMap } from "./maps.js";
+import { loadOverview, onPickAlert, stopOverview } from "./overview.js";
 
-const $ = (id) => document.getElementById(id);
-const OPEN = new Set(["received", "notifying", "duress", "acknowledged"]);
+const OPEN = new Set(OPEN_STATES);
 
 const state = { alerts: new Map(), selected: null, ws: null, retry: 0, audio: null, beepTimer: null,
-  map: null, marker: null, circle: null, tilesFailed: false, config: { tile_url: "" }, user: null };
+  user: null, filters: {}, listed: null, overview: false };
 
-// ---- REST -------------------------------------------------------------------------
-async function api(path, options = {}) {
-  const response = await fetch(path, {
-    credentials: "same-origin",
-    headers: options.body ? { "Content-Type": "application/json" } : {},
-    ...options,
-  });
-  if (response.status === 401 && path !== "/api/auth/login") {
-    showLogin("Session expirée : reconnectez-vous.");
-    throw new Error("session expirée");
-  }
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail; } catch { /* not JSON */ }
-    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
-  }
-  return response.status === 204 ? null : response.json();
-}
+onUnauthorized((message) => showLogin(message));
 
 // ---- login ------------------------------------------------------------------------
 function showLogin(message = "") {
@@ -56,10 +46,13 @@ async function onLogin(event) {
 async function start() {
   state.user = await api("/api/auth/me");
   if (state.user.role === "practitioner") { location.replace("/moi/"); return; } // her own page
-  state.config = await api("/console/config");
+  configureTiles((await api("/console/config")).tile_url);
   $("who").textContent = `${state.user.display_name} (${label("role", state.user.role)})`;
   $("login").hidden = true;
   $("app").hidden = false;
+  state.filters = await setupFilters((filters) => { state.filters = filters; refreshList(); });
+  refreshList();
+  showOverview(new URLSearchParams(location.search).get("view") === "carte");
   connect();
   refreshHealth();
 }
@@ -88,20 +81,28 @@ function setConn(on) {
 function onMessage(msg) {
   if (msg.type === "snapshot") {
     state.alerts = new Map(msg.alerts.map((a) => [a.id, a]));
-    renderAlerts();
+    refreshList();
     if (state.selected) loadDetail(state.selected);
+    scheduleOverview();
   } else if (msg.type === "alert") {
     const isNew = !state.alerts.has(msg.alert.id);
     state.alerts.set(msg.alert.id, msg.alert);
+    if (state.listed) { // a filtered list: shown at once if listed, then asked again of the server
+      const i = state.listed.findIndex((a) => a.id === msg.alert.id);
+      if (i >= 0) state.listed[i] = msg.alert;
+      scheduleList();
+    }
     renderAlerts();
     if (isNew) refreshHealth(); // a device's first alert may come before its first heartbeat
-    if (isNew && msg.alert.needs_attention && !state.selected) select(msg.alert.id);
+    if (isNew && msg.alert.needs_attention && !state.selected && !state.overview) select(msg.alert.id);
     else if (msg.alert.id === state.selected) scheduleDetail();
     if (msg.alarm) refreshEvents();
+    scheduleOverview();
   } else if (msg.type === "health") {
     refreshHealth();
   } else if (msg.type === "visit") {
     refreshVisits();
+    scheduleOverview();
   }
 }
 
@@ -173,24 +174,32 @@ function stateLabel(a) {
 const time = parisTime;
 const dateTime = parisDateTime;
 
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = text;
-  if (className) node.className = className;
-  return node;
+// Without filters the list is the live feed's; with filters it is the server's answer to them
+// (GET /api/alerts, scoped), asked again on every change. The alarm banner always watches the
+// whole feed: a filter never hides an alert nobody has taken.
+let listTimer = null;
+function scheduleList() {
+  clearTimeout(listTimer);
+  listTimer = setTimeout(refreshList, 300);
 }
 
-// A table cell that names its column, for tables shown as cards on a phone (console.css).
-function cell(column, text, className) {
-  const td = el("td", text, className);
-  td.dataset.label = column;
-  return td;
+async function refreshList() {
+  if (!isActive(state.filters)) { state.listed = null; renderAlerts(); return; }
+  const wanted = JSON.stringify(state.filters);
+  try {
+    const alerts = await api(alertsPath(state.filters));
+    if (wanted !== JSON.stringify(state.filters)) return; // the filters changed meanwhile
+    state.listed = alerts;
+    $("filter-error").textContent = "";
+  } catch (error) {
+    $("filter-error").textContent = error.message;
+  }
+  renderAlerts();
 }
 
 function renderAlerts() {
-  const showClosed = $("show-closed").checked;
-  const list = [...state.alerts.values()]
-    .filter((a) => showClosed || OPEN.has(a.state))
+  const list = (state.listed || [...state.alerts.values()])
+    .slice()
     .sort((a, b) => (b.needs_attention - a.needs_attention) || b.received_at.localeCompare(a.received_at));
   const ul = $("alerts");
   ul.replaceChildren(...list.map((a) => {
@@ -202,14 +211,35 @@ function renderAlerts() {
     const head = el("div");
     head.append(el("span", a.practitioner_name || a.device_id, "who"), " ",
       el("span", stateLabel(a), `badge st-${a.state}`));
-    li.append(head, el("div", `${time(a.received_at)} · ${a.site_name || label("source", a.location_source) || ""}`, "meta"),
+    li.append(head, el("div", `${dateTime(a.received_at)} · ${a.site_name || label("source", a.location_source) || ""}`, "meta"),
       el("div", a.acked_by ? `pris par ${a.acked_by}` : (a.convention_name || "sans convention"), "meta"));
     li.onclick = () => select(a.id);
     li.onkeydown = (e) => { if (e.key === "Enter" || e.key === " ") select(a.id); };
     return li;
   }));
+  $("no-alerts").textContent = state.listed ? "Aucune alerte pour ces filtres." : "Aucune alerte.";
   $("no-alerts").hidden = list.length > 0;
+  $("list-count").textContent = state.listed ? `${list.length} filtrée(s)` : "";
   updateAlarm();
+}
+
+// ---- overview map -----------------------------------------------------------------
+let overviewTimer = null;
+function scheduleOverview() {
+  if (!state.overview) return;
+  clearTimeout(overviewTimer);
+  overviewTimer = setTimeout(loadOverview, 300);
+}
+
+function showOverview(on) {
+  state.overview = on;
+  setUrlParams({ view: on ? "carte" : "" });
+  $("overview").hidden = !on;
+  $("show-overview").setAttribute("aria-pressed", String(on));
+  $("show-overview").textContent = on ? "Fermer la carte d'ensemble" : "Carte d'ensemble";
+  $("detail").hidden = on || !state.selected;
+  $("placeholder").hidden = on || Boolean(state.selected);
+  if (on) loadOverview(); else stopOverview();
 }
 
 // ---- alert detail -----------------------------------------------------------------
@@ -221,13 +251,14 @@ function scheduleDetail() {
 
 function select(id) {
   state.selected = id;
+  if (state.overview) showOverview(false);
   renderAlerts();
   loadDetail(id);
 }
 
 async function loadDetail(id) {
   try {
-    const alert = await api(`/api/alerts/${encodeURIComponent(id)}`);
+    const [alert] = await Promise.all([api(`/api/alerts/${encodeURIComponent(id)}`), loadEscalation(id)]);
     if (id === state.selected) renderDetail(alert);
   } catch (error) {
     $("act-error").textContent = error.message;
@@ -260,6 +291,7 @@ function age(seconds) {
 }
 
 function renderDetail(a) {
+  if (state.overview) return;
   $("placeholder").hidden = true;
   $("detail").hidden = false;
   $("d-title").textContent = a.practitioner_name || a.device_id;
@@ -289,7 +321,7 @@ function renderDetail(a) {
     ["Âge de la position", age(loc.fix_age_s)],
     ["Attention", loc.stale ? "position ancienne, à confirmer par téléphone" : null, "warn"],
   ] : [["Où", "inconnue"]]);
-  renderMap(loc);
+  renderDetailMap(loc);
   renderActions(a);
   $("d-timeline").replaceChildren(...a.timeline.map((e) => {
     const tr = el("tr");
@@ -317,50 +349,6 @@ function renderActions(a) {
   report.hidden = a.state !== "resolved";
   report.href = `/api/alerts/${encodeURIComponent(a.id)}/report`;
   $("act-error").textContent = "";
-}
-
-// Without tiles (none configured, or they fail to load) the place is written out instead of a grey box,
-// with a link to open it in a map; the link is always there.
-function osmLink(point) {
-  const lat = point.lat.toFixed(5), lon = point.lon.toFixed(5);
-  return `https://www.openstreetmap.org/?mlat=${lat}&mlon=${lon}#map=17/${lat}/${lon}`;
-}
-
-function showMapFallback(on) {
-  $("map").hidden = on;
-  $("map-fallback").hidden = !on;
-}
-
-function renderMap(loc) {
-  const box = $("map");
-  if (!loc || !loc.point) {
-    box.hidden = true; $("map-fallback").hidden = true; $("map-open").hidden = true;
-    return;
-  }
-  const addr = loc.address;
-  $("map-fallback-address").textContent = (addr && addr.label) || loc.description || "";
-  $("map-fallback-coords").textContent = `Coordonnées : ${loc.point.lat.toFixed(5)}, ${loc.point.lon.toFixed(5)}`;
-  $("map-link").href = osmLink(loc.point);
-  $("map-open").hidden = false;
-  if (!window.L || !state.config.tile_url || state.tilesFailed) { showMapFallback(true); return; }
-  showMapFallback(false);
-  const here = [loc.point.lat, loc.point.lon];
-  if (!state.map) {
-    state.map = window.L.map(box, { attributionControl: true });
-    const tiles = window.L.tileLayer(state.config.tile_url, {
-      maxZoom: 19, attribution: "© contributeurs OpenStreetMap",
-    });
-    let loaded = 0;
-    tiles.on("tileload", () => { loaded += 1; });
-    tiles.on("tileerror", () => { if (!loaded) { state.tilesFailed = true; showMapFallback(true); } });
-    tiles.addTo(state.map);
-  }
-  state.map.setView(here, 17);
-  if (state.marker) state.marker.remove();
-  if (state.circle) state.circle.remove();
-  state.marker = window.L.marker(here).addTo(state.map);
-  if (loc.accuracy_m) state.circle = window.L.circle(here, { radius: loc.accuracy_m, color: "#c4161c" }).addTo(state.map);
-  setTimeout(() => state.map.invalidateSize(), 0);
 }
 
 async function act(action) {
@@ -459,7 +447,8 @@ function wire() {
     showLogin();
   };
   $("sound").onclick = unlockAudio;
-  $("show-closed").onchange = renderAlerts;
+  $("show-overview").onclick = () => showOverview(!state.overview);
+  onPickAlert((id) => select(id));
   $("banner").onclick = () => select($("banner").dataset.id);
   $("note-form").addEventListener("submit", addNote);
   for (const action of ["acknowledge", "take-over", "resolve", "false-alarm"]) {

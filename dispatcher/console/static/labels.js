@@ -37,14 +37,19 @@ export const LABELS = {
     online: "de nouveau en ligne",
   },
   siteKind: { cabinet: "cabinet", mmg: "maison médicale de garde", centre_sante: "centre de santé", other: "autre lieu" },
-  via: { sms: "réponse SMS", voice: "touche 1 au téléphone", console: "console" },
+  // How an alert was acknowledged: SMS reply, key 1 during the call, the console, the responder's link.
+  via: { sms: "SMS", voice: "appel", console: "console", link: "lien" },
+  // A tier of the escalation view (escalation.js).
+  tierStatus: {
+    current: "en cours", alerted: "alerté", upcoming: "à venir", not_reached: "non atteint", empty: "sans destinataire",
+  },
 };
 
 const FALLBACK = {
   state: "état inconnu", delivery: "état inconnu", channel: "autre canal", role: "autre rôle",
   source: "source inconnue", gesture: "geste inconnu", deviceKind: "balise", deviceState: "état inconnu",
   deviceStatus: "état inconnu", eventKind: "événement", siteKind: "lieu", via: "autre moyen",
-  alertKind: "alerte", purpose: "message",
+  alertKind: "alerte", purpose: "message", tierStatus: "état inconnu",
 };
 
 /** The French label of a domain value; a generic French word for a value the table does not know. */
