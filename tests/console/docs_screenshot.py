@@ -20,6 +20,7 @@ from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, served
 from tests.console.test_browser import ARGS, CHROMIUM
 from tests.support.broker import dispatcher_account
+from tests.support.system import HERAULT
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
 
@@ -29,7 +30,7 @@ async def main(workdir: Path) -> None:
     dispatcher_account(broker)
     broker.start()
     try:
-        fixture = served.__wrapped__(broker, workdir, "")  # type: ignore[attr-defined]
+        fixture = served.__wrapped__(broker, workdir, "", HERAULT)  # type: ignore[attr-defined]
         s = await anext(fixture)
         try:
             await scenario(s.system, s.url)
