@@ -59,7 +59,7 @@ def read_sysfs(root: Path = SYSFS_ROOT) -> int | None:
         value = parse_percent(text) if text is not None else None
         if value is not None:
             return value
-        log.warning("battery: unreadable capacity in %s: %r", supply, text)
+        log.warning("batterie : capacité illisible dans %s : %r", supply, text)
     return None
 
 
@@ -70,14 +70,14 @@ def read_command(command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> int | No
             shlex.split(command), capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
-        log.warning("battery: command %r failed: %s", command, exc)
+        log.warning("batterie : la commande %r a échoué : %s", command, exc)
         return None
     if done.returncode != 0:
-        log.warning("battery: command %r exited with %d", command, done.returncode)
+        log.warning("batterie : la commande %r a fini avec le code %d", command, done.returncode)
         return None
     value = parse_percent(done.stdout)
     if value is None:
-        log.warning("battery: command %r printed %r, not a percentage", command, done.stdout[:40])
+        log.warning("batterie : la commande %r a affiché %r, pas un pourcentage", command, done.stdout[:40])
     return value
 
 
@@ -115,7 +115,7 @@ class BatteryMonitor:
         try:
             value = self._read()
         except Exception:  # a broken driver must not take the client down
-            log.exception("battery: reading failed")
+            log.exception("batterie : échec de la lecture")
             value = None
         self._on_reading(value)
 

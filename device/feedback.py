@@ -19,6 +19,16 @@ from gpiozero.pins import Factory
 from device.haptics import Pattern, PulseTiming
 
 log = logging.getLogger(__name__)
+# What each pattern tells her, as the installer reads it in the log (the value follows in brackets).
+PATTERN_WORDS = {
+    Pattern.RECEIVED: "alerte reçue",
+    Pattern.TEST_RECEIVED: "test reçu",
+    Pattern.ACKNOWLEDGED: "prise en charge",
+    Pattern.CLOSED: "alerte terminée",
+    Pattern.CANCEL_REFUSED: "annulation refusée",
+    Pattern.NOT_DELIVERED: "pas encore transmise",
+    Pattern.LOW_BATTERY: "batterie faible",
+}
 
 
 class OnOff(Protocol):
@@ -65,7 +75,7 @@ class Feedback:
         """Queue ``pattern``; returns immediately."""
         with self._done:
             self._requested += 1
-        log.info("feedback: %s", pattern.value)
+        log.info("retour ressenti : %s [%s]", PATTERN_WORDS.get(pattern, pattern.value), pattern.value)
         self._queue.put(pattern)
 
     @property
@@ -100,7 +110,7 @@ class Feedback:
             try:
                 self._pulse(self._timing.steps(pattern))
             except Exception:  # a broken motor must not take the client down
-                log.exception("feedback output failed")
+                log.exception("échec de la sortie du retour ressenti")
             with self._done:
                 self._played.append(pattern)
                 self._done.notify_all()

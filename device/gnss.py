@@ -131,7 +131,7 @@ class GpsdClient:
                 self._read_reports()
             except OSError as exc:
                 if not self._stop.is_set():
-                    log.info("gpsd at %s:%d unavailable (%s): no position", *self._address, exc)
+                    log.info("gpsd indisponible à %s:%d (%s) : pas de position", *self._address, exc)
             self._stop.wait(self._retry_s)
 
     def _read_reports(self) -> None:

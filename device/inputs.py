@@ -19,6 +19,13 @@ from gpiozero.pins import Factory
 from device.gestures import GestureRecogniser, Recognised
 
 log = logging.getLogger(__name__)
+GESTURE_WORDS = {
+    "hold": "alerte (appui long)",
+    "multi_press": "alerte (appuis brefs)",
+    "cancel": "annulation",
+    "duress_cancel": "annulation sous contrainte",
+    "test": "test",
+}
 
 GestureHandler = Callable[[Recognised], None]
 Clock = Callable[[], float]
@@ -106,8 +113,12 @@ class ButtonInput:
 
     def _dispatch(self, recognised: list[Recognised]) -> None:
         for gesture in recognised:
-            log.info("gesture recognised: %s", gesture.kind.value)
+            log.info(
+                "geste reconnu : %s [%s]",
+                GESTURE_WORDS.get(gesture.kind.value, gesture.kind.value),
+                gesture.kind.value,
+            )
             try:
                 self._on_gesture(gesture)
             except Exception:  # never let a handler bug kill gpiozero's thread
-                log.exception("gesture handler failed for %s", gesture.kind.value)
+                log.exception("échec du traitement du geste %s", gesture.kind.value)

@@ -59,7 +59,7 @@ class SystemdNotifier:
                 sock.sendall(message.encode())
             return True
         except OSError as exc:  # systemd restarting, socket gone: never fatal for the client
-            log.warning("sd_notify %r failed: %s", message, exc)
+            log.warning("sd_notify %r a échoué : %s", message, exc)
             return False
 
     def ready(self, status: str | None = None) -> bool:

@@ -148,7 +148,7 @@ def test_simulator_t_key_makes_the_test_gesture_and_a_test_goes_out(
         device.wait_line(CONNECTED)
         device.press("t")  # two real taps on the mock pin, then the window runs out
         (message,) = rec.wait_for(1, timeout=15)
-    device.wait_line("gesture recognised: test")
+    device.wait_line(re.escape("geste reconnu : test [test]"))
     key = bytes.fromhex((config.parent / "hmac.key").read_text().strip())
     test = decode_uplink(bytes(message.payload), parse_topic(message.topic), lambda _d: key)
     assert isinstance(test, TestAlert) and test.gesture == "multi_press"

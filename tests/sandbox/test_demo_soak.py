@@ -120,7 +120,8 @@ def test_demo_soak_three_minutes(tmp_path: Path) -> None:
     try:
         out.wait_for("Ctrl-C pour arrêter", 60)
         device, device_out = _press_by_hand(workdir / "appareil" / "device.toml")
-        device_out.wait_for("feedback: received", 30)  # the keyboard press reached the dispatcher
+        # The keyboard press reached the dispatcher: she feels that it was received.
+        device_out.wait_for("retour ressenti : alerte reçue [received]", 30)
         assert demo.wait(SOAK_S + 90) == 0, out.text[-3000:]
     finally:
         if device is not None:
