@@ -52,8 +52,8 @@ class CommuneLoadError(Exception):
 
     def __init__(self, source: str, reason: str, index: int | None = None) -> None:
         self.source, self.reason, self.index = source, reason, index
-        where = f"feature {index}: " if index is not None else ""
-        super().__init__(f"{source}: {where}{reason}; nothing loaded")
+        where = f"entité {index} : " if index is not None else ""
+        super().__init__(f"{source} : {where}{reason} ; rien n'est chargé")
 
 
 def parse_communes(
@@ -67,17 +67,17 @@ def parse_communes(
     try:
         document = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CommuneLoadError(source, f"not JSON ({exc})") from None
+        raise CommuneLoadError(source, f"pas du JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("type") != "FeatureCollection":
-        raise CommuneLoadError(source, "not a GeoJSON FeatureCollection")
+        raise CommuneLoadError(source, "pas une FeatureCollection GeoJSON")
     features = document.get("features")
     if not isinstance(features, list) or not features:
-        raise CommuneLoadError(source, "'features' is missing or empty")
+        raise CommuneLoadError(source, "'features' manque ou est vide")
     records, seen = [], set()
     for index, feature in enumerate(features):
         record = _record(feature, source, index, departements)
         if record.code in seen:
-            raise CommuneLoadError(source, f"commune {record.code} appears twice", index)
+            raise CommuneLoadError(source, f"la commune {record.code} apparaît deux fois", index)
         seen.add(record.code)
         records.append(record)
     return records
@@ -88,33 +88,33 @@ def _record(feature: Any, source: str, index: int, departements: Collection[str]
         return CommuneLoadError(source, reason, index)
 
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
-        raise refuse("not a GeoJSON Feature")
+        raise refuse("pas une Feature GeoJSON")
     properties = feature.get("properties") or {}
     code, nom = properties.get("code"), properties.get("nom")
     if not isinstance(code, str) or not _INSEE.match(code):
-        raise refuse(f"properties.code must be an INSEE commune code, got {code!r}")
+        raise refuse(f"properties.code doit être un code INSEE de commune, pas {code!r}")
     if not isinstance(nom, str) or not nom.strip():
-        raise refuse(f"commune {code}: properties.nom is missing")
+        raise refuse(f"commune {code} : properties.nom manque")
     departement = departement_of(code)
     if departements is not None and departement not in departements:
         loaded = ", ".join(sorted(departements)) or "none"
-        raise refuse(f"commune {code} is outside the départements being loaded ({loaded})")
+        raise refuse(f"la commune {code} est hors des départements chargés ({loaded})")
     geometry = _geometry(feature.get("geometry"), code, refuse)
     return CommuneRecord(code=code, nom=nom.strip(), departement=departement, wkb=shapely.to_wkb(geometry))
 
 
 def _geometry(raw: Any, code: str, refuse: Any) -> shapely.Geometry:
     if not isinstance(raw, dict) or raw.get("type") not in _AREAL:
-        raise refuse(f"commune {code}: geometry must be a Polygon or MultiPolygon (a 'contour')")
+        raise refuse(f"commune {code} : la géométrie doit être un Polygon ou un MultiPolygon (un contour)")
     try:
         geometry = shapely.from_geojson(json.dumps(raw))
     except shapely.errors.GEOSException as exc:
-        raise refuse(f"commune {code}: unreadable geometry ({exc})") from None
+        raise refuse(f"commune {code} : géométrie illisible ({exc})") from None
     if geometry.is_empty or not geometry.is_valid:
-        raise refuse(f"commune {code}: invalid contour ({shapely.is_valid_reason(geometry)})")
+        raise refuse(f"commune {code} : contour invalide ({shapely.is_valid_reason(geometry)})")
     minx, miny, maxx, maxy = geometry.bounds
     if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise refuse(f"commune {code}: coordinates are not WGS84 longitude/latitude")
+        raise refuse(f"commune {code} : les coordonnées ne sont pas des longitude/latitude WGS84")
     return geometry
 
 
@@ -128,7 +128,7 @@ async def load_communes(
         records += await asyncio.to_thread(parse_communes, data, source, departements)
     codes = [r.code for r in records]
     if len(set(codes)) != len(codes):
-        raise CommuneLoadError(", ".join(s for s, _ in sources), "a commune appears in two sources")
+        raise CommuneLoadError(", ".join(s for s, _ in sources), "une commune apparaît dans deux sources")
     return await store.replace_communes(sorted(departements), records)
 
 
@@ -141,9 +141,9 @@ async def fetch_departement(settings: GeoApiSettings, departement: str) -> tuple
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
             body = await response.read()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise CommuneLoadError(url, f"geo API unreachable ({exc or type(exc).__name__})") from None
+        raise CommuneLoadError(url, f"API géo injoignable ({exc or type(exc).__name__})") from None
     if response.status != 200:
-        raise CommuneLoadError(url, f"geo API answered HTTP {response.status}")
+        raise CommuneLoadError(url, f"l'API géo a répondu HTTP {response.status}")
     return url, body
 
 

@@ -84,13 +84,13 @@ def bad(features: list[dict[str, Any]], departements: tuple[str, ...] = ("34", "
 
 def test_malformed_or_partial_files_are_refused() -> None:
     for data, reason in [
-        (b'{"type": "FeatureCollection", "features": [', "not JSON"),
-        (b'{"type": "Feature"}', "not a GeoJSON FeatureCollection"),
-        (b'{"type": "FeatureCollection", "features": []}', "'features' is missing or empty"),
+        (b'{"type": "FeatureCollection", "features": [', "pas du JSON"),
+        (b'{"type": "Feature"}', "pas une FeatureCollection GeoJSON"),
+        (b'{"type": "FeatureCollection", "features": []}', "'features' manque ou est vide"),
     ]:
         with pytest.raises(CommuneLoadError, match=reason) as caught:
             parse_communes(data, "bad.geojson")
-        assert str(caught.value).startswith("bad.geojson: ") and caught.value.index is None
+        assert str(caught.value).startswith("bad.geojson : ") and caught.value.index is None
 
 
 def test_a_feature_without_a_code_is_refused_with_its_index() -> None:
@@ -98,8 +98,8 @@ def test_a_feature_without_a_code_is_refused_with_its_index() -> None:
     del features[3]["properties"]["code"]
     error = bad(features)
     assert (error.source, error.index) == ("bad.geojson", 3)
-    assert "properties.code must be an INSEE commune code, got None" in str(error)
-    assert str(error).endswith("nothing loaded")
+    assert "properties.code doit être un code INSEE de commune, pas None" in str(error)
+    assert str(error).endswith("rien n'est chargé")
 
 
 def test_a_commune_outside_the_loaded_departements_is_refused() -> None:
@@ -108,17 +108,17 @@ def test_a_commune_outside_the_loaded_departements_is_refused() -> None:
     features.insert(2, copy.deepcopy(sumene))
     error = bad(features, departements=("34",))
     assert error.index == 2
-    assert "commune 30325 is outside the départements being loaded (34)" in error.reason
+    assert "la commune 30325 est hors des départements chargés (34)" in error.reason
 
 
 @pytest.mark.parametrize(
     ("geometry", "reason"),
     [
-        ({"type": "Point", "coordinates": [3.8, 43.6]}, "must be a Polygon or MultiPolygon"),
+        ({"type": "Point", "coordinates": [3.8, 43.6]}, "doit être un Polygon ou un MultiPolygon"),
         ({"type": "Polygon", "coordinates": [[[3.8, 43.6], [3.9, 43.7], [3.9, 43.6], [3.8, 43.7],
-                                              [3.8, 43.6]]]}, "invalid contour"),
+                                              [3.8, 43.6]]]}, "contour invalide"),
         ({"type": "Polygon", "coordinates": [[[700000, 6280000], [700100, 6280000], [700100, 6280100],
-                                              [700000, 6280000]]]}, "not WGS84"),
+                                              [700000, 6280000]]]}, "pas des longitude/latitude WGS84"),
     ],
 )  # fmt: skip
 def test_bad_geometries_are_refused(geometry: dict[str, Any], reason: str) -> None:
@@ -181,7 +181,7 @@ async def test_cli_loads_a_file_and_refuses_a_bad_one_with_the_reason(tmp_path: 
     bad_file.write_bytes(collection(features))
     refused = await asyncio.to_thread(vigie, "load-communes", str(bad_file), *both, env=env)
     assert refused.returncode == 1
-    assert f"{bad_file}: feature 7: properties.code must be an INSEE commune code" in refused.stderr
+    assert f"{bad_file} : entité 7 : properties.code doit être un code INSEE de commune" in refused.stderr
 
 
 async def test_cli_fetches_a_departement_from_the_geo_api(tmp_path: Path) -> None:
@@ -199,4 +199,4 @@ async def test_cli_fetches_a_departement_from_the_geo_api(tmp_path: Path) -> Non
 
         geo.fail_next(3, status=503)
         failed = await asyncio.to_thread(vigie, "load-communes", "--fetch", "34", env=env)
-        assert failed.returncode == 1 and "geo API answered HTTP 503" in failed.stderr
+        assert failed.returncode == 1 and "l'API géo a répondu HTTP 503" in failed.stderr
