@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from broker_config.runner import DevBroker
+from broker_config.runner import DevBroker, free_port
 from tests.support.system import System, running_system
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
 DOC_SB = "http://127.0.0.1:41234"  # the address the examples use for the sandbox
 DOC_DISPATCHER = "http://127.0.0.1:8080"
 CHEF_DE_POSTE = "+33639980101"  # SMS + voice, first tier of the Montpellier commissariat
@@ -87,7 +92,7 @@ async def system(broker: DevBroker, tmp_path: Path) -> AsyncIterator[System]:
 
 def test_every_marked_block_is_exercised() -> None:
     assert set(doc_blocks(DOCS / "sandbox.md")) == {
-        "address", "sent", "reply", "press", "hold", "people", "numbers", "provider",
+        "address", "sent", "reply", "press", "hold", "people", "numbers", "provider", "standalone",
     }  # fmt: skip
 
 
@@ -149,6 +154,39 @@ async def test_the_sandbox_examples_do_what_the_doc_says(system: System) -> None
     }
     assert changed["latency_ms"] == 3000 and changed["failure_rate"] == 0.1
     assert reset == {} and system.sandbox.requests == []
+
+
+async def test_the_standalone_sandbox_starts_as_documented(tmp_path: Path) -> None:
+    """The ``vigie-sandbox-twilio`` block: it listens, prints its account, and took every option."""
+    port = free_port()
+    script = (
+        doc_blocks(DOCS / "sandbox.md")["standalone"]
+        .replace("--port 8790", f"--port {port}")
+        .replace("var/sandbox-requests.jsonl", str(tmp_path / "requests.jsonl"))
+    )
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-euo", "pipefail", "-c", f"exec 2>&1; {script}", cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert re.fullmatch(
+            rf"twilio sandbox listening on http://127\.0\.0\.1:{port} \(account AC[0-9a-f]{{32}}\)\n", line
+        )
+        sb = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{sb}/_sandbox/config") as response:
+                config = await response.json()
+            async with http.get(f"{sb}/_sandbox/people") as response:
+                people = await response.json()
+        assert config["sms_webhook_url"] == "http://127.0.0.1:8080/webhooks/twilio/sms"
+        assert CHEF_DE_POSTE in people  # --people sandbox/data/demo-people.toml
+        assert (tmp_path / "requests.jsonl").exists()  # --log
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
 
 
 async def test_the_health_check_of_deploy_server_prints_what_the_doc_shows(system: System) -> None:
