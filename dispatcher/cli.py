@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
@@ -20,6 +20,15 @@ from dispatcher.settings import AdminSettings, DispatcherSettings, RetentionSett
 S = TypeVar("S", bound=AdminSettings)
 ROLE_NAMES = {"operator": "opérateur", "admin": "administrateur", "practitioner": "praticien(ne)"}
 PARIS = ZoneInfo("Europe/Paris")
+# UserCreate's fields as the command line names them.
+USER_FIELDS = {
+    "username": "identifiant",
+    "password": "mot de passe",
+    "role": "--role",
+    "display_name": "--name",
+    "practitioner_id": "--practitioner",
+    "conventions": "--convention",
+}
 
 app = typer.Typer(help="Dispatcher Vigie et administration.", no_args_is_help=True)
 app.add_typer(provision_app, name="provision")
@@ -36,11 +45,26 @@ def _settings(kind: type[S]) -> S:
     except ValidationError as exc:
         # Never the values: a refused setting may be a secret (issue 13, "prints the token").
         problems = [
-            "  VIGIE_" + "__".join(str(p).upper() for p in e["loc"]) + " : " + e["msg"]
+            "  VIGIE_" + "__".join(str(p).upper() for p in e["loc"]) + " : " + why_refused(e)
             for e in exc.errors(include_input=False, include_url=False)
         ]
         typer.echo("réglages invalides ou manquants :\n" + "\n".join(problems), err=True)
         raise typer.Exit(2) from None
+
+
+def why_refused(error: Any) -> str:
+    """One pydantic error in the operator's words, never quoting the refused value (it may be a secret)."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    words = {
+        "missing": "manquant",
+        "extra_forbidden": "inconnu",
+        "string_pattern_mismatch": f"format refusé (attendu : {ctx.get('pattern')})",
+        "string_too_short": f"trop court (au moins {ctx.get('min_length')} caractères)",
+        "string_too_long": f"trop long (au plus {ctx.get('max_length')} caractères)",
+        "enum": f"valeur inconnue (possibles : {str(ctx.get('expected')).replace(' or ', ' ou ')})",
+        "value_error": str(ctx.get("error", "")),  # our validators speak French already
+    }
+    return words.get(kind) or f"valeur refusée ({error['msg']})"
 
 
 CreateOption = Annotated[
@@ -244,7 +268,11 @@ def user_add(
             conventions=convention or [],
         )
     except Invalid as exc:
-        typer.echo(f"compte invalide : {exc}", err=True)
+        problems = [
+            f"  {USER_FIELDS.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else '?'} : {why_refused(e)}"
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        typer.echo("compte invalide :\n" + "\n".join(problems), err=True)
         raise typer.Exit(2) from None
 
     async def run() -> None:

@@ -44,3 +44,20 @@ def test_load_directory_creates_the_database_with_create(tmp_path: Path) -> None
     assert db.is_file() and "création de la base SQLite" in created.output
     again = runner.invoke(app, ["load-directory", str(HERAULT), "--no-geocode"], env=env)  # exists now
     assert again.exit_code == 0, again.output
+
+
+def test_an_invalid_account_is_refused_in_french_without_echoing_the_password(tmp_path: Path) -> None:
+    env = {"VIGIE_DATABASE_URL": f"sqlite:///{tmp_path / 'vigie.db'}", "VIGIE_NEW_USER_PASSWORD": "pw-Zq9"}
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["load-directory", str(HERAULT), "--no-geocode", "--create"], env=env).exit_code
+        == 0
+    )
+    refused = runner.invoke(app, ["user", "add", "A B", "--role", "boss"], env=env)
+    assert refused.exit_code == 2
+    assert refused.output.splitlines()[-3:] == [
+        "  identifiant : format refusé (attendu : ^[a-z0-9._-]{3,64}$)",
+        "  mot de passe : trop court (au moins 12 caractères)",
+        "  --role : valeur inconnue (possibles : 'admin', 'operator' ou 'practitioner')",
+    ]
+    assert "pw-Zq9" not in refused.output and "pydantic" not in refused.output  # no value, no raw dump
