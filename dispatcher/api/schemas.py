@@ -278,6 +278,16 @@ class LocationPublic(BaseModel):
     purged: bool = False
 
 
+class LivePositionPublic(BaseModel):
+    """The latest position the device sent while the alert was open (issue 15)."""
+
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    at: datetime = Field(description="The device's fix time (UTC)")
+    age_s: float = Field(description="Seconds between the fix and this response (the server's clock)")
+
+
 class TimelineEntry(BaseModel):
     at: datetime
     kind: str
@@ -318,6 +328,7 @@ class AlertDetail(AlertSummary):
     site: dict[str, Any] | None
     device: DevicePublic | None
     location: LocationPublic | None
+    live_position: LivePositionPublic | None = None
     tier: int
     round: int
     timeline: list[TimelineEntry]

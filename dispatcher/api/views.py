@@ -6,13 +6,14 @@ Shared by the REST routers, the console WebSocket and the incident report.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.api.schemas import (
     AlertDetail,
     AlertSummary,
     DevicePublic,
+    LivePositionPublic,
     LocationPublic,
     NotePublic,
     NotificationPublic,
@@ -270,6 +271,14 @@ def _location(record: AlertRecord) -> LocationPublic | None:
     return LocationPublic.model_validate({**raw, "purged": raw.get("description") == PURGED_LOCATION})
 
 
+async def _live(store: Store, alert_id: str) -> LivePositionPublic | None:
+    fix = await store.latest_alert_position(alert_id)
+    if fix is None:
+        return None
+    age_s = max(0.0, (datetime.now(UTC) - fix.at).total_seconds())
+    return LivePositionPublic(lat=fix.lat, lon=fix.lon, accuracy_m=fix.accuracy_m, at=fix.at, age_s=age_s)
+
+
 async def detail(store: Store, record: AlertRecord, *, as_practitioner: bool = False) -> AlertDetail:
     """Everything about one alert (includes its location: audit the read).
 
@@ -295,6 +304,9 @@ async def detail(store: Store, record: AlertRecord, *, as_practitioner: bool = F
         site=ctx.get("site"),
         device=DevicePublic.model_validate(ctx["device"]) if ctx.get("device") else None,
         location=_location(record),
+        # For responders and operators. Never in her own views: whatever a duress would
+        # add or withhold there could tell it from a normal cancel.
+        live_position=None if as_practitioner else await _live(store, record.id),
         tier=int(esc.get("tier", 0)),
         round=int(esc.get("round", 0)),
         timeline=timeline(record, events, notifications, times, notes),

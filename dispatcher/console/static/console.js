@@ -321,6 +321,12 @@ function renderDetail(a) {
     ["Âge de la position", age(loc.fix_age_s)],
     ["Attention", loc.stale ? "position ancienne, à confirmer par téléphone" : null, "warn"],
   ] : [["Où", "inconnue"]]);
+  const live = a.live_position; // sent by her device every few seconds while the alert is open
+  kv($("d-live"), live ? [
+    ["Position en direct", `${live.lat.toFixed(5)}, ${live.lon.toFixed(5)}`, "big"],
+    ["Précision", live.accuracy_m != null ? `± ${Math.round(live.accuracy_m)} m` : null],
+    ["Relevée", `il y a ${age(live.age_s)} (${time(live.at)})`, live.age_s > 60 ? "warn" : ""],
+  ] : []);
   renderDetailMap(loc);
   renderActions(a);
   $("d-timeline").replaceChildren(...a.timeline.map((e) => {
