@@ -294,6 +294,11 @@ class _LineIndex:
         return None
 
 
+def line_of(text: str, loc: Loc) -> int | None:
+    """The line of ``text`` (valid YAML) holding ``loc``, or of its deepest known parent."""
+    return _LineIndex(yaml.compose(text, Loader=_Loader)).line(loc)
+
+
 def _problem(err: Any, lines: _LineIndex) -> Problem:
     """A pydantic error as a Problem; never echoes PINs or hashes."""
     loc: Loc = tuple(err["loc"])

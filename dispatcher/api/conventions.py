@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from dispatcher import audit
 from dispatcher.api.deps import AdminUser, ClientIp, Ctx, StaffUser, UserAccess, not_found
+from dispatcher.api.entry_yaml import add_yaml_routes
 from dispatcher.domain import Convention, Id
 
 router = APIRouter(prefix="/api/conventions", tags=["conventions"])
@@ -43,3 +44,12 @@ async def put_convention(
         change="update" if existed else "create",
     )
     return body
+
+
+add_yaml_routes(
+    router,
+    "convention",
+    "convention",
+    lambda snapshot, cid: next((c for c in snapshot.conventions if c.id == cid), None),
+    lambda ctx, entry: ctx.store.upsert_convention(entry),
+)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from dispatcher import audit
 from dispatcher.api.deps import AdminUser, ClientIp, Ctx, UserAccess, not_found
+from dispatcher.api.entry_yaml import add_yaml_routes
 from dispatcher.api.schemas import PractitionerCreate, PractitionerPublic, PractitionerWrite
 from dispatcher.directory import hash_pin
 from dispatcher.domain import Id, Practitioner
@@ -83,3 +84,12 @@ async def update_practitioner(
         pins_changed=bool(body.cancel_pin or body.duress_pin),
     )
     return PractitionerPublic.of(practitioner)
+
+
+add_yaml_routes(
+    router,
+    "practitioner",
+    "praticien",
+    lambda snapshot, pid: snapshot.practitioners.get(pid),
+    lambda ctx, entry: ctx.store.upsert_practitioner(entry),
+)

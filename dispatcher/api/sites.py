@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 
 from dispatcher import audit
 from dispatcher.api.deps import AdminUser, ClientIp, Ctx, UserAccess, not_found
+from dispatcher.api.entry_yaml import add_yaml_routes
 from dispatcher.api.schemas import SiteCreate, SiteWrite
 from dispatcher.domain import Id, Site
 
@@ -66,3 +67,6 @@ async def update_site(site_id: Id, body: SiteWrite, admin: AdminUser, ctx: Ctx, 
         admin, audit.CONFIG_CHANGE, target_kind="site", target_id=site_id, ip=ip, change="update"
     )
     return site
+
+
+add_yaml_routes(router, "site", "site", lambda snapshot, sid: snapshot.sites.get(sid), _save)

@@ -20,8 +20,16 @@ WRITES = [
     ("POST", "/api/users", {"username": "intrus", "display_name": "Intrus", "password": "x" * 12,
                             "role": "admin"}),
     ("PATCH", "/api/users/1", {"disabled": True}),
+    ("PUT", "/api/conventions/ssj-30/yaml", {"yaml": "conventions: []\n"}),
+    ("POST", "/api/practitioners/yaml", {"yaml": "practitioners: []\n"}),
+    ("PUT", "/api/sites/cabinet-boutonnet/yaml", {"yaml": "sites: []\n"}),
 ]  # fmt: skip
-READS = ["/api/users", "/api/audit"]
+READS = [
+    "/api/users",
+    "/api/audit",
+    "/api/conventions/ssj-34/yaml",
+    "/api/practitioners/dr-claire-fabre/yaml",
+]
 
 
 async def test_an_operator_gets_403_on_the_page_and_every_admin_endpoint(
@@ -76,7 +84,7 @@ async def test_a_cross_site_post_from_another_port_is_refused(browser: Browser, 
     await open_admin(admin_page, served, "balises")
     async with hostile_site() as evil:
         page = await context.new_page()
-        for path in ("/api/devices/btn-boutonnet/revoke", "/api/users"):
+        for path in ("/api/devices/btn-boutonnet/revoke", "/api/users", "/api/conventions/yaml"):
             async with page.expect_response(lambda r, p=path: r.url == served.url + p) as caught:
                 await page.goto(f"{evil.url}/form?target={served.url}{path}")
             response = await caught.value
