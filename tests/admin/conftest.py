@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from playwright.async_api import Page, expect
 
-from tests.api.conftest import Served, served, tile_url
+from tests.api.conftest import Served, directory, served, tile_url
 from tests.console.test_browser import browser, chromium, login
 
-__all__ = ["browser", "chromium", "served", "tile_url"]
+__all__ = ["browser", "chromium", "directory", "served", "tile_url"]
 
 
 async def open_admin(page: Page, served: Served, screen: str, username: str = "admin") -> None:
