@@ -84,7 +84,7 @@ def create_app(
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     if dispatcher is not None:
-        _mount_api(app, dispatcher, geocoder)
+        _mount_api(app, dispatcher, geocoder, metrics)
     return app
 
 
@@ -110,13 +110,16 @@ def _guard(app: FastAPI, settings: DispatcherSettings, metrics: Metrics) -> None
     app.add_exception_handler(RequestValidationError, validation_handler(refused))
 
 
-def _mount_api(app: FastAPI, dispatcher: DispatcherParts, geocoder: AddressGeocoder | None) -> None:
+def _mount_api(
+    app: FastAPI, dispatcher: DispatcherParts, geocoder: AddressGeocoder | None, metrics: Metrics
+) -> None:
     from dispatcher.admin.page import mount_admin_page
     from dispatcher.api import api_routers
     from dispatcher.api.deps import ApiContext
     from dispatcher.console.routes import mount_console
     from dispatcher.practitioner import practitioner_routers
     from dispatcher.practitioner.page import mount_practitioner_page
+    from dispatcher.responder import mount_responder
 
     ctx = ApiContext.of(dispatcher, geocoder)
     app.state.api = ctx
@@ -125,6 +128,7 @@ def _mount_api(app: FastAPI, dispatcher: DispatcherParts, geocoder: AddressGeoco
     mount_console(app, ctx)
     mount_practitioner_page(app)
     mount_admin_page(app, ctx)
+    mount_responder(app, ctx, metrics)
 
     async def store_error(_request: Request, exc: Exception) -> JSONResponse:
         code, text = next(v for k, v in _STORE_ERRORS.items() if isinstance(exc, k))

@@ -28,6 +28,11 @@ CONFIG_CHANGE = "config.change"
 VISIT_CHANGE = "visit.change"
 VISIT_READ = "visit.read"  # staff reading home visits (addresses, door codes)
 RETENTION_PURGE = "retention.purge"
+# The responder page (/r/<token>): who is the contact the link was sent to.
+RESPONDER_OPEN = "responder.open"
+RESPONDER_ACKNOWLEDGE = "responder.acknowledge"
+RESPONDER_ON_SITE = "responder.on_site"
+RESPONDER_REFUSED = "responder.refused"  # unknown, forged, expired or malformed link (reason in detail)
 
 
 class Auditor:
@@ -47,10 +52,30 @@ class Auditor:
         **detail: Any,
     ) -> None:
         """Append one entry; ``detail`` must be JSON-able and must not hold secrets."""
+        who = (user.id, user.username) if user else (None, None)
+        await self._append(who, action, target_kind, target_id, ip, detail)
+
+    async def record_contact(
+        self, contact_id: str, action: str, *, target_kind: str, target_id: str, ip: str | None, **detail: Any
+    ) -> None:
+        """Append one entry on behalf of a responder without an account: ``who`` is the contact's id."""
+        await self._append(
+            (None, contact_id), action, target_kind, target_id, ip, {"who": "contact", **detail}
+        )
+
+    async def _append(
+        self,
+        who: tuple[int | None, str | None],
+        action: str,
+        target_kind: str | None,
+        target_id: str | None,
+        ip: str | None,
+        detail: dict[str, Any],
+    ) -> None:
         await self._store.append_audit(
             action=action,
-            user_id=user.id if user else None,
-            username=user.username if user else None,
+            user_id=who[0],
+            username=who[1],
             target_kind=target_kind,
             target_id=target_id,
             ip=ip,

@@ -37,6 +37,7 @@ from dispatcher.events import EventBus
 from dispatcher.metrics import Metrics
 from dispatcher.notifier import ProviderResult
 from dispatcher.outage import ProviderGate, backoff_s
+from dispatcher.responder_links import ResponderLinks, needs_link
 from dispatcher.store.base import NotFound, NotificationRecord, Store
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class Delivery:
         retry_base_s: float = 0.5,
         retry_max_s: float = 15.0,
         notice_retry_s: float = 3600.0,
+        links: ResponderLinks | None = None,
     ) -> None:
         self._store = store
         self._notifier = notifier
@@ -132,6 +134,7 @@ class Delivery:
         self._retry_base_s = retry_base_s
         self._retry_max_s = min(retry_max_s, LEASE_S / 2)  # a wait never outlives the row's lease
         self._notice_retry_s = notice_retry_s
+        self._links = links
         self.gate = ProviderGate()
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain_wanted = False
@@ -350,11 +353,21 @@ class Delivery:
             self._metrics.stage_seconds.labels("first_request").observe(time.monotonic() - received_at)
         # What to say was decided with the row (purpose, position, duress, who acted):
         # the words are right whichever instance sends them, whatever the cache holds.
-        facts = texts.Facts(n.purpose, n.tier, n.round, n.duress, n.actor)
+        facts = texts.Facts(n.purpose, n.tier, n.round, n.duress, n.actor, await self._link_for(n))
         if n.channel == "voice":
             twiml = texts.twiml_for(ctx, facts, self._notifier.gather_action_url(reference))
             return await self._notifier.place_call(n.phone, twiml, reference=reference)
         return await self._notifier.send_sms(n.phone, texts.sms_for(ctx, facts), reference=reference)
+
+    async def _link_for(self, n: NotificationRecord) -> str | None:
+        """The contact's responder link, durable before the SMS is written; None: the SMS goes without."""
+        if self._links is None or not needs_link(n.channel, n.purpose):
+            return None
+        try:
+            return await self._links.url_for(n.alert_id, n.contact_id)
+        except Exception:  # never hold an alert SMS back for its link
+            log.exception("no responder link for notification %s: sent without it", n.id)
+            return None
 
     async def _record(self, n: NotificationRecord, result: ProviderResult) -> None:
         try:

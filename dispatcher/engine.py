@@ -37,6 +37,7 @@ from dispatcher.events import EventBus
 from dispatcher.fallback import route
 from dispatcher.location import LocationPolicy, active_visit, known_places, resolve_location
 from dispatcher.metrics import Metrics
+from dispatcher.responder_links import ResponderLinks
 from dispatcher.smsreplies import SmsReplies
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import (
@@ -104,6 +105,7 @@ class Engine:
         fallback_contact: esc.Recipient,
         pin_guard: PinGuard | None = None,
         renotify_s: int = DEFAULT_RENOTIFY_S,
+        links: ResponderLinks | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -115,6 +117,7 @@ class Engine:
         self._fallback_contact = fallback_contact
         self._pin_guard = pin_guard or PinGuard()
         self._renotify_s = renotify_s
+        self.links = links  # responder links minted with each decision (dispatcher/responder_links.py)
         self._outage_alarmed_at = -OUTAGE_ALARM_COOLDOWN_S
         self._outage_alarm_open = False
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -233,6 +236,8 @@ class Engine:
     async def after_commit(self, planned: PlannedAlert) -> None:
         """Execute a committed new alert's first commands."""
         self._track_state(None, planned.transition.state)
+        if self.links is not None:
+            self.links.committed([planned.transition])
         await self._execute(planned.alert_id, planned.device_id, planned.commands)
 
     # -- events on existing alerts ----------------------------------------------------
@@ -256,6 +261,8 @@ class Engine:
                 except Conflict:
                     continue  # another writer (instance) moved it: re-read and re-apply
                 self._track_state(record.state, t.state)
+                if self.links is not None:
+                    self.links.committed([t])
                 await self._execute(alert_id, record.device_id, commands)
                 return True
         raise Conflict(f"alert {alert_id} kept changing under us")
@@ -345,6 +352,7 @@ class Engine:
             # The PIN hashes stay in the directory: a copy in every alert would outlive a PIN change
             # and hand an offline-crackable hash to whoever reads an alert row or a backup.
             context=context.model_dump(mode="json", exclude=_PIN_HASHES) if context else None,
+            links=self.links.plan(state.alert_id, commands) if self.links is not None else (),
         )
 
     async def _execute(self, alert_id: str, device_id: str, commands: Sequence[esc.Command]) -> None:

@@ -103,7 +103,7 @@ NotifyPurpose = Literal[
 ]
 #: Messages that tell responders to stand down (never after a duress).
 STAND_DOWNS: frozenset[NotifyPurpose] = frozenset({"cancelled", "false_alarm", "resolved"})
-AckVia = Literal["sms", "voice", "console"]
+AckVia = Literal["sms", "voice", "console", "link"]  # link: the responder page (dispatcher/responder)
 
 ALARM_EXHAUSTED = "escalade épuisée : le dernier palier est relancé jusqu'à une prise en charge"
 ALARM_DURESS = "annulation sous contrainte"

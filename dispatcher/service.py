@@ -30,6 +30,7 @@ from dispatcher.notifier import TwilioNotifier
 from dispatcher.ratelimit import BucketPolicy
 from dispatcher.reconciler import Reconciler
 from dispatcher.rejectlog import RejectionLog
+from dispatcher.responder_links import ResponderLinks
 from dispatcher.retention import run_retention
 from dispatcher.settings import DispatcherSettings
 from dispatcher.snapshot import DirectoryCache
@@ -121,6 +122,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     )
     await ingest.load_windows()
     policy = LocationPolicy(max_fix_age_s=settings.max_fix_age_s, max_accuracy_m=settings.max_fix_accuracy_m)
+    links = ResponderLinks(store, settings.twilio.public_base_url)
     engine = Engine(
         store=store,
         cache=cache,
@@ -136,6 +138,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
             BucketPolicy(burst=settings.cancel_pin_tries, refill_per_s=1 / settings.cancel_pin_refill_s)
         ),
         renotify_s=settings.delivery.renotify_s,
+        links=links,
     )
     notifier = TwilioNotifier(settings=settings.twilio, max_connections=settings.twilio.max_connections)
     delivery = Delivery(
@@ -151,6 +154,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         retry_base_s=settings.delivery.retry_base_s,
         retry_max_s=settings.delivery.retry_max_s,
         notice_retry_s=settings.delivery.notice_retry_s,
+        links=links,
     )
     engine.attach_delivery(delivery)
     reconciler = Reconciler(

@@ -252,6 +252,28 @@ class VisitSettings(BaseModel):
     poll_s: float = Field(default=1.0, gt=0, description="Longest sleep of the visit timer loop")
 
 
+class ResponderSettings(BaseModel):
+    """The responder page behind every alert SMS's link (``VIGIE_RESPONDER__*``, docs/responder.md)."""
+
+    link_grace_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="A responder link still opens this long after its alert closed (30 min: the patrol"
+        " on its way keeps the address and door code); then 404",
+    )
+    poll_s: float = Field(default=3.0, gt=0, le=60, description="How often the open page refreshes")
+    requests_burst: float = Field(
+        default=60.0, ge=1, description="Requests under /r/ a client address may make at once (429 above)"
+    )
+    requests_per_s: float = Field(default=2.0, gt=0, description="Then this many per second, sustained")
+    misses_burst: float = Field(
+        default=10.0, ge=1, description="Unknown, expired or malformed links a client address may try at once"
+    )
+    misses_refill_s: float = Field(
+        default=60.0, gt=0, description="Then one more every this many seconds; meanwhile every /r/ is 429"
+    )
+
+
 class AdminSettings(BaseSettings):
     """What administration commands need: the store and the geocoder."""
 
@@ -289,6 +311,7 @@ class DispatcherSettings(AdminSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     visits: VisitSettings = Field(default_factory=VisitSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    responder: ResponderSettings = Field(default_factory=ResponderSettings)
 
 
 class RetentionSettings(AdminSettings):

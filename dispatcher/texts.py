@@ -26,6 +26,8 @@ VOICE_LANGUAGE = "fr-FR"
 VOICE_REPEATS = 3
 MAX_SEGMENTS = 3
 ACK_LINE = "Repondez 1 {code} pour prendre en charge"  # {code}: the alert's reply code (replycodes.py)
+#: The responder page's link (dispatcher/responder_links.py): live position, "Je prends en charge".
+LINK_LINE = "Suivi en direct: {url}"
 #: Offered in every call that asks to press 1: an SMS reply still works when a keypress cannot reach
 #: the dispatcher (a restart); a bare "1" lands when it is the only alert waiting for this number,
 #: otherwise the answer lists the codes (dispatcher/smsreplies.py).
@@ -37,8 +39,15 @@ DRILL_PREFIX = "EXERCICE — NE PAS INTERVENIR"
 #: What every message decided after a duress cancel says (SMS, GSM-7 / voice).
 DURESS_SMS = "DANGER CONFIRME (annulation sous contrainte)"
 DURESS_SPEECH = "Annulation sous contrainte : le danger est confirmé."
-# Dropped in this order when an alert would not fit in MAX_SEGMENTS.
-OPTIONAL_DETAILS = ("details", "convention", "profession")
+#: The same, written on the responder page (dispatcher/responder), for a duress cancel / a duress reply.
+DURESS_PAGE = "DANGER CONFIRMÉ (annulation sous contrainte)"
+DURESS_REPLY_PAGE = "DANGER CONFIRMÉ (réponse sous contrainte)"
+# Dropped in this order when an alert would not fit in MAX_SEGMENTS ("source": the words saying a
+# declared address is one, never a fix's age or staleness).
+OPTIONAL_DETAILS = ("details", "convention", "profession", "source")
+# Last, and only when the SMS carries the responder page's link (which shows the position and
+# opens it in a map): the Google Maps link.
+LINKED_OPTIONAL = ("map",)
 AT_ADDRESS_M = 30.0  # a fix this close to a known address is "at" it (floor and door code apply)
 
 _SOURCE_WORDS: dict[LocationSource, str] = {
@@ -141,9 +150,13 @@ def _where_lines(ctx: AlertContext, omit: frozenset[str] = frozenset()) -> list[
     if loc.other_place:  # the fix and the declared visit disagree: both, and which is newer
         lines.append(loc.other_place)
     link = maps_link(loc)
-    precision = f"+/-{round(loc.accuracy_m)} m, " if loc.accuracy_m is not None else ""
-    source = f"({precision}{_source_words(loc)})"
-    lines.append(f"{link} {source}" if link else f"Pas de coordonnees {source}")
+    if link is not None and "map" in omit:  # the responder page the SMS links to shows it
+        return lines
+    words = [f"+/-{round(loc.accuracy_m)} m"] if loc.accuracy_m is not None else []
+    if "source" not in omit or loc.fix_age_s is not None or loc.stale:  # a fix's age is never dropped
+        words.append(_source_words(loc))
+    source = f"({', '.join(words)})" if words else ""
+    lines.append(f"{link} {source}".strip() if link else f"Pas de coordonnees {source}".strip())
     return lines
 
 
@@ -163,18 +176,21 @@ def _sms(lines: list[str]) -> str:
     return to_gsm7("\n".join(line for line in lines if line))
 
 
-def _fitted(header: str, ctx: AlertContext, ack: str) -> str:
+def _fitted(header: str, ctx: AlertContext, ack: str, link: str | None = None) -> str:
     """The full responder message, dropping nice-to-have details until it fits.
 
-    Never dropped: who, phone, RPPS, address, floor, door code, GPS link,
-    time and how to acknowledge.
+    Never dropped: who, phone, RPPS, address, floor, door code, time, how to
+    acknowledge, the responder page's link, and the GPS link unless that
+    page's link stands in for it.
     """
     omit: frozenset[str] = frozenset()
-    for drop in (None, *OPTIONAL_DETAILS):
+    follow = LINK_LINE.format(url=link) if link else ""
+    for drop in (None, *OPTIONAL_DETAILS, *(LINKED_OPTIONAL if link else ())):
         if drop is not None:
             omit = omit | {drop}
         who = _who(ctx, omit)
-        text = _sms([header, _fallback_line(ctx), who, *_where_lines(ctx, omit), _when(ctx, omit), ack])
+        where = _where_lines(ctx, omit)
+        text = _sms([header, _fallback_line(ctx), who, *where, _when(ctx, omit), ack, follow])
         if segments(text) <= MAX_SEGMENTS:
             break
     return text
@@ -187,7 +203,7 @@ class Facts:
     ``tier``/``round``: the escalation position (a next tier and a repeat say
     so). ``duress``: decided after a duress cancel — the danger is confirmed.
     ``actor``: who acknowledged or closed it (None for the practitioner's own
-    cancel).
+    cancel). ``link``: this contact's responder page (SMS that ask to act).
     """
 
     purpose: str = "alert"
@@ -195,6 +211,12 @@ class Facts:
     round: int = 0
     duress: bool = False
     actor: str | None = None
+    link: str | None = None
+
+
+def duress_words(reply: bool) -> str:
+    """The duress as the responder page writes it: what the contact's SMS says, with its accents."""
+    return DURESS_REPLY_PAGE if reply else DURESS_PAGE
 
 
 def _drill(ctx: AlertContext, text: str, *, sms: bool) -> str:
@@ -234,7 +256,7 @@ def alert_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
         ack = f"Test: repondez 1 {reply_code(ctx.alert_id)} pour verifier la chaine"
     else:
         header, ack = _drill(ctx, _alert_header(ctx, facts), sms=True), ack_line(ctx)
-    return _fitted(header, ctx, ack)
+    return _fitted(header, ctx, ack, facts.link)
 
 
 def duress_notice_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
@@ -244,7 +266,7 @@ def duress_notice_sms(ctx: AlertContext, facts: Facts | None = None) -> str:
     must understand the opposite: the danger is confirmed.
     """
     header = f"VIGIE - {DURESS_SMS}: ignorez l'annulation"
-    return _fitted(_drill(ctx, header, sms=True), ctx, ack_line(ctx))
+    return _fitted(_drill(ctx, header, sms=True), ctx, ack_line(ctx), facts.link if facts else None)
 
 
 def _about(ctx: AlertContext) -> str:

@@ -24,7 +24,7 @@ from dispatcher.domain import Practitioner
 from dispatcher.store.base import PURGED_LOCATION, AlertRecord, NoteRecord, NotificationRecord, Store
 
 OPEN_STATES = frozenset({"received", "notifying", "duress", "acknowledged"})
-_VIA = {"sms": "réponse SMS", "voice": "touche 1 au téléphone", "console": "console"}
+_VIA = {"sms": "réponse SMS", "voice": "touche 1 au téléphone", "console": "console", "link": "lien de suivi"}
 _CHANNEL = {"sms": "SMS", "voice": "Appel"}
 _PURPOSE = {
     "alert": "alerte",
@@ -177,6 +177,8 @@ def _event_text(record: AlertRecord, kind: str, d: dict[str, Any]) -> str:
             return f"Déclarée fausse alerte par {by}"
         case "OperatorTookOver":
             return f"Prise en main manuelle par {by} : escalade automatique arrêtée"
+        case "on_site":
+            return f"Sur place : {by} (lien de suivi)"
         case "operator_alarm":
             return f"Alarme opérateur : {d.get('reason', '')}"
         case "drill":

@@ -153,6 +153,14 @@ class TimerSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """A responder link minted with a decision: the SHA-256 of its token, never the token."""
+
+    contact_id: str
+    token_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """One state change of an alert, written atomically with its consequences.
 
@@ -169,6 +177,7 @@ class Transition:
     cancel_timers: bool = False
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
     context: dict[str, Any] | None = None
+    links: tuple[LinkSpec, ...] = ()  # responder links of the SMS it decides (dispatcher/responder_links.py)
 
 
 class Conflict(StoreError):
@@ -675,5 +684,32 @@ class PositionStore(Protocol):
         """The fix with the latest ``at`` (then the last received), or None (none, or purged)."""
 
 
-class Store(DirectoryStore, AlertStore, AccessStore, VisitStore, GeoStore, PositionStore, Protocol):
+@dataclass(frozen=True, slots=True)
+class ResponderLink:
+    """A stored responder link, with what decides whether it still opens: its alert's state.
+
+    ``alert_updated_at`` is the alert's last change: for a closed alert, when it closed.
+    """
+
+    token_hash: str
+    alert_id: str
+    contact_id: str
+    created_at: datetime
+    alert_state: str
+    alert_updated_at: datetime
+
+
+class ResponderStore(Protocol):
+    """Responder links (``/r/<token>``): hashes only; written with a transition or on their own."""
+
+    async def add_responder_link(self, alert_id: str, link: LinkSpec) -> None:
+        """Store one link of ``alert_id`` (NotFound if no such alert; a known hash is kept as is)."""
+
+    async def responder_link(self, token_hash: str) -> ResponderLink | None:
+        """The link with this hash, with its alert's state; None when there is none."""
+
+
+class Store(
+    DirectoryStore, AlertStore, AccessStore, VisitStore, GeoStore, PositionStore, ResponderStore, Protocol
+):
     """Everything the dispatcher persists; SQLite and PostgreSQL both implement it."""

@@ -58,6 +58,7 @@ from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, _iso, _status_count, _utc, utcnow
 from dispatcher.store.postgres_access import PostgresAccess
 from dispatcher.store.postgres_positions import PostgresPositions
+from dispatcher.store.postgres_responders import PostgresResponders, insert_transition_links
 from dispatcher.store.postgres_schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION_TABLE
 from dispatcher.store.postgres_visits import PostgresVisits
 from protocol.replay import WINDOW, SequenceWindow
@@ -115,7 +116,7 @@ async def _init_connection(conn: Conn) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, DocumentDirectory):
+class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresResponders, DocumentDirectory):
     """The store on a PostgreSQL database. Create with :meth:`open`."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout_s: float = 10.0) -> None:
@@ -470,6 +471,7 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, DocumentD
                 [kind for kind, _ in t.events],
                 [json.dumps(detail) for _, detail in t.events],
             )
+        await insert_transition_links(conn, t)
         return await self._insert_notifications(conn, t, now)
 
     async def _insert_notifications(self, conn: Conn, t: Transition, now: datetime) -> list[int]:

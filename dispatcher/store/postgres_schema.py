@@ -347,3 +347,16 @@ MIGRATIONS.append(
     CREATE INDEX alert_positions_latest ON alert_positions(alert_id, at DESC, id DESC);
     """
 )
+
+# 12 — issue 15: responder links (see the SQLite migration 12).
+MIGRATIONS.append(
+    """
+    CREATE TABLE responder_links (
+        token_hash text PRIMARY KEY,
+        alert_id text NOT NULL REFERENCES alerts(id),
+        contact_id text NOT NULL,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX responder_links_by_alert ON responder_links(alert_id, contact_id);
+    """
+)

@@ -330,3 +330,17 @@ MIGRATIONS.append(
     CREATE INDEX alert_positions_latest ON alert_positions(alert_id, at_us, id);
     """
 )
+
+# 12 — issue 15: responder links (the SMS's /r/<token>): only the token's SHA-256 is kept;
+# one alert, one contact each; a contact may hold several (one per instance that sent).
+MIGRATIONS.append(
+    """
+    CREATE TABLE responder_links (
+        token_hash TEXT PRIMARY KEY,
+        alert_id TEXT NOT NULL REFERENCES alerts(id),
+        contact_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX responder_links_by_alert ON responder_links(alert_id, contact_id);
+    """
+)

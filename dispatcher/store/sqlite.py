@@ -39,6 +39,7 @@ from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.schema import MIGRATIONS
 from dispatcher.store.sqlite_access import SqliteAccess
 from dispatcher.store.sqlite_positions import SqlitePositions
+from dispatcher.store.sqlite_responders import SqliteResponders, insert_transition_links
 from dispatcher.store.sqlite_visits import SqliteVisits
 from dispatcher.store.writelock import PriorityWriteLock
 from protocol.replay import SequenceWindow
@@ -64,7 +65,7 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, DocumentDirectory):
+class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders, DocumentDirectory):
     """The store on one SQLite file. Create with :meth:`open`."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
@@ -736,6 +737,7 @@ def _apply(tx: sqlite3.Connection, t: Transition) -> list[int]:
         "INSERT INTO alert_events(alert_id, at, kind, detail) VALUES (?, ?, ?, ?)",
         [(t.alert_id, now, kind, json.dumps(detail)) for kind, detail in t.events],
     )
+    insert_transition_links(tx, t)
     ids: list[int] = []
     for n in t.notifications:
         cur = tx.execute(

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -154,6 +156,23 @@ def tile_url() -> str:
     return ""
 
 
+@asynccontextmanager
+async def serving(system: System, tile_url: str = "", **updates: Any) -> AsyncIterator[str]:
+    """The full app around ``system`` with test settings (plain HTTP, ``tile_url``, ``updates``); its URL."""
+    d = system.dispatcher
+    api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": tile_url})
+    settings = d.settings.model_copy(update={"api": api, **updates})
+    parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
+    app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts)
+    port = free_port()
+    server, task = await _serve_http(app, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture
 def directory() -> Path:
     """The directory file the served system loads; a module may override it (short timeouts, say)."""
@@ -164,17 +183,5 @@ def directory() -> Path:
 async def served(broker: DevBroker, tmp_path: Path, tile_url: str, directory: Path) -> AsyncIterator[Served]:
     async with running_system(broker, tmp_path, directory=directory) as system:
         await add_users(system)
-        d = system.dispatcher
-        api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": tile_url})
-        settings = d.settings.model_copy(update={"api": api})
-        parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
-        app = create_app(
-            settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts
-        )
-        port = free_port()
-        server, task = await _serve_http(app, port)
-        try:
-            yield Served(system, f"http://127.0.0.1:{port}")
-        finally:
-            server.should_exit = True
-            await task
+        async with serving(system, tile_url) as url:
+            yield Served(system, url)

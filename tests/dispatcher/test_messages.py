@@ -38,15 +38,17 @@ from tests.dispatcher.test_texts import GATHER, context
 
 GOLDEN = Path(__file__).with_name("golden_messages.txt")
 OPERATOR = "Mme Roux (opérateur Vigie)"
+# A responder link as delivery writes it (public base URL + /r/ + a 22-character token).
+LINK = "https://vigie.example.fr/r/Zk3q9_Xb2LmN0pQrS7tUvA"
 
 # Row of the table -> (purpose, facts, alert kind).
 ROWS: dict[str, tuple[texts.Facts, AlertKind]] = {
-    "alerte (premier palier)": (texts.Facts("alert"), AlertKind.ALERT),
-    "palier suivant": (texts.Facts("alert", tier=1), AlertKind.ALERT),
-    "relance": (texts.Facts("alert", tier=0, round=1), AlertKind.ALERT),
+    "alerte (premier palier)": (texts.Facts("alert", link=LINK), AlertKind.ALERT),
+    "palier suivant": (texts.Facts("alert", tier=1, link=LINK), AlertKind.ALERT),
+    "relance": (texts.Facts("alert", tier=0, round=1, link=LINK), AlertKind.ALERT),
     "prise en charge": (texts.Facts("ack_notice", actor="Officier de permanence"), AlertKind.ALERT),
-    "code de contrainte": (texts.Facts("duress_notice", duress=True), AlertKind.ALERT),
-    "alerte après contrainte": (texts.Facts("alert", tier=1, duress=True), AlertKind.ALERT),
+    "code de contrainte": (texts.Facts("duress_notice", duress=True, link=LINK), AlertKind.ALERT),
+    "alerte après contrainte": (texts.Facts("alert", tier=1, duress=True, link=LINK), AlertKind.ALERT),
     "prise en charge après contrainte": (
         texts.Facts("ack_notice", duress=True, actor="Officier de permanence"),
         AlertKind.ALERT,
@@ -55,7 +57,7 @@ ROWS: dict[str, tuple[texts.Facts, AlertKind]] = {
     "fausse alerte (opérateur)": (texts.Facts("false_alarm", actor=OPERATOR), AlertKind.ALERT),
     "incident clos": (texts.Facts("resolved", actor=OPERATOR), AlertKind.ALERT),
     "incident clos après contrainte": (texts.Facts("resolved", duress=True, actor=OPERATOR), AlertKind.ALERT),
-    "exercice (alerte)": (texts.Facts("alert"), AlertKind.DRILL),
+    "exercice (alerte)": (texts.Facts("alert", link=LINK), AlertKind.DRILL),
     "exercice (fin)": (texts.Facts("cancelled"), AlertKind.DRILL),
 }
 

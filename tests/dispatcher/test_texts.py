@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -275,3 +276,32 @@ def test_alert_twiml_escapes_like_the_builder(first_name: str, action: str, voic
 def _xml_char(c: str) -> bool:
     code = ord(c)
     return code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or code >= 0x10000
+
+
+LINK = "https://vigie.example.fr/r/Zk3q9_Xb2LmN0pQrS7tUvA"
+
+
+def test_the_responder_link_is_in_every_sms_that_asks_to_act_and_never_dropped() -> None:
+    short = ADDRESS.model_copy(update={"label": "2 rue Foch, 34000 Montpellier", "details": None})
+    everyday = context(location=context().location.model_copy(update={"address": short}))
+    sms = alert_sms(everyday, texts.Facts("alert", link=LINK))
+    assert sms.endswith(f"Suivi en direct: {LINK}")
+    assert "https://maps.google.com/?q=" in sms and "Convention SSJ Hérault" in sms  # room for everything
+    assert segments(sms) <= 3
+    # The longest address: details give way first, the map link last (the page shows the place).
+    for facts in (
+        texts.Facts("alert", round=1, link=LINK),
+        texts.Facts("duress_notice", duress=True, link=LINK),
+    ):
+        long_sms = texts.sms_for(context(), facts)
+        assert LINK in long_sms and "code porte 4512B" in long_sms and "4e étage" in long_sms
+        assert segments(long_sms) <= 3
+    assert "https://maps.google.com/?q=" in alert_sms(context()), "without a link the map link stays"
+
+
+def test_the_page_says_the_duress_in_the_words_of_the_sms() -> None:
+    plain = unicodedata.normalize("NFKD", texts.DURESS_PAGE).encode("ascii", "ignore").decode()
+    assert plain == texts.DURESS_SMS
+    assert texts.duress_words(reply=True).replace("É", "E").replace("é", "e") in alert_sms(
+        context(reason="visite non cloturee", duress=True)
+    )

@@ -28,15 +28,19 @@ SCREENS = (
 )
 
 
-def main() -> None:
-    test = ROOT / "tests" / "practitioner" / "test_page_browser.py"
+def regenerate(test: Path, docs: Path, screens: tuple[str, ...]) -> None:
+    """Run ``test`` (it saves its screenshots in test-artifacts/) and copy ``screens`` to ``docs``."""
     subprocess.run(
         [sys.executable, "-m", "pytest", str(test), "-q", "-p", "no:cacheprovider"], check=True, cwd=ROOT
     )
-    DOCS.mkdir(parents=True, exist_ok=True)
-    for name in SCREENS:
-        shutil.copyfile(ARTIFACTS / f"{name}.png", DOCS / f"{name}.png")
-        print(f"docs/practitioner/{name}.png")
+    docs.mkdir(parents=True, exist_ok=True)
+    for name in screens:
+        shutil.copyfile(ARTIFACTS / f"{name}.png", docs / f"{name}.png")
+        print(f"{docs.relative_to(ROOT)}/{name}.png")
+
+
+def main() -> None:
+    regenerate(ROOT / "tests" / "practitioner" / "test_page_browser.py", DOCS, SCREENS)
 
 
 if __name__ == "__main__":
