@@ -35,7 +35,7 @@ from dispatcher.console.routes import _csp as console_csp
 from dispatcher.metrics import Metrics
 from dispatcher.ratelimit import BucketPolicy, RateLimiter
 from dispatcher.responder.actions import record_on_site
-from dispatcher.responder.view import LiveFix, page_state
+from dispatcher.responder.view import page_state
 from dispatcher.responder_links import hash_token, link_usable, well_formed
 from dispatcher.settings import ResponderSettings
 from dispatcher.store.base import ResponderLink
@@ -122,7 +122,7 @@ def mount_responder(app: FastAPI, ctx: ApiContext, metrics: Metrics | None = Non
     async def state_of(link: ResponderLink) -> JSONResponse:
         record = await ctx.store.get_alert(link.alert_id)
         events = await ctx.store.alert_events(link.alert_id)
-        live = await _live_fix(ctx, link.alert_id)
+        live = await ctx.store.latest_alert_position(link.alert_id)
         view = page_state(record, link, events, datetime.now(UTC), live=live, poll_s=settings.poll_s)
         return JSONResponse({**view, "tile_url": ctx.settings.api.tile_url}, headers=headers)
 
@@ -161,12 +161,3 @@ def mount_responder(app: FastAPI, ctx: ApiContext, metrics: Metrics | None = Non
     app.include_router(router)
     app.add_exception_handler(Refused, refused)
     app.mount("/responder/static", StaticFiles(directory=STATIC), name="responder-static")
-
-
-async def _live_fix(ctx: ApiContext, alert_id: str) -> LiveFix | None:
-    """The latest position the device sent during the alert, when the store keeps them."""
-    latest = getattr(ctx.store, "latest_alert_position", None)
-    if latest is None:
-        return None
-    fix = await latest(alert_id)
-    return None if fix is None else LiveFix(fix.lat, fix.lon, fix.accuracy_m, fix.at)

@@ -11,26 +11,17 @@ page for the police contact, never shown to her (there is no link for her).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from dispatcher.api.views import contact_name
+from dispatcher.domain import Address, GeoPoint
+from dispatcher.location import offset_from_address
 from dispatcher.responder_links import CLOSED_STATES
-from dispatcher.store.base import AlertRecord, ResponderLink
-from dispatcher.texts import DRILL_PREFIX, duress_words
+from dispatcher.store.base import AlertRecord, PositionFix, ResponderLink
+from dispatcher.texts import AT_ADDRESS_M, DRILL_PREFIX, duress_words
 
 ON_SITE = "on_site"  # the alert event "Sur place" records
-
-
-@dataclass(frozen=True, slots=True)
-class LiveFix:
-    """A position the device sent during the alert (dispatcher.store.base.PositionFix has these)."""
-
-    lat: float
-    lon: float
-    accuracy_m: float | None
-    at: datetime
 
 
 def map_url(lat: float, lon: float) -> str:
@@ -69,25 +60,36 @@ def _who(ctx: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _address(ctx: dict[str, Any], loc: dict[str, Any]) -> dict[str, Any] | None:
-    """The address, with floor and door code only when she is there (as the SMS decides)."""
-    address = loc.get("address") or (ctx.get("site") or {}).get("address")
-    if not address:
+def _address(ctx: dict[str, Any], loc: dict[str, Any], live: PositionFix | None) -> dict[str, Any] | None:
+    """The address, with floor and door code only when she is there (as the SMS decides).
+
+    A live position away from it is said from it ("à 40 m au nord-est de ..."), like the SMS says a fix.
+    """
+    raw = loc.get("address") or (ctx.get("site") or {}).get("address")
+    if not raw:
         return None
     inside = loc.get("source") in ("home_visit", "site") or bool(loc.get("at_address"))
+    offset = None
+    if live is not None:
+        radius = max(AT_ADDRESS_M, live.accuracy_m or 0.0)
+        offset = offset_from_address(
+            GeoPoint(lat=live.lat, lon=live.lon), Address.model_validate(raw), at_radius_m=radius
+        )
+        inside = offset is None and (inside or raw.get("point") is not None)
     return {
-        "label": address.get("label"),
-        "floor": address.get("floor") if inside else None,
-        "access_code": address.get("access_code") if inside else None,
-        "details": address.get("details") if inside else None,
+        "label": raw.get("label"),
+        "floor": raw.get("floor") if inside else None,
+        "access_code": raw.get("access_code") if inside else None,
+        "details": raw.get("details") if inside else None,
         "near": not inside,  # a fix away from it: the nearest known address
+        "offset": offset,
     }
 
 
-def _position(record: AlertRecord, now: datetime, live: LiveFix | None) -> dict[str, Any]:
+def _position(record: AlertRecord, now: datetime, live: PositionFix | None) -> dict[str, Any]:
     ctx = record.context or {}
     loc = ctx.get("location") or {}
-    address = _address(ctx, loc)
+    address = _address(ctx, loc, live)
     at: datetime | None
     lat: float | None
     lon: float | None
@@ -138,7 +140,7 @@ def page_state(
     events: list[dict[str, Any]],
     now: datetime,
     *,
-    live: LiveFix | None = None,
+    live: PositionFix | None = None,
     poll_s: float = 3.0,
 ) -> dict[str, Any]:
     """The JSON the page renders (``GET /r/<token>/etat``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tests.practitioner.docs_screenshots import ROOT, regenerate
 
-SCREENS = ("responder-open", "responder-acknowledged")
+SCREENS = ("responder-open", "responder-acknowledged", "responder-live")
 
 if __name__ == "__main__":
     regenerate(

@@ -7,11 +7,15 @@ Screenshots go to test-artifacts/ (copied to docs/responder/ by
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from protocol.messages import Location
+from protocol.topics import UplinkKind
 from tests.console.test_browser import ARTIFACTS, browser, chromium, login
 from tests.responder.conftest import GRACE_S, Responder, resolve_as_operator
 from tests.responder.test_responder_link import OTHER_NUMBERS, alert
@@ -99,4 +103,30 @@ async def test_an_open_page_says_when_its_link_stopped_working(
     await expect(page.locator("#state-pill")).to_have_text("LIEN EXPIRÉ")
     await page.reload()
     await expect(page.locator("body")).to_have_text("Ce lien n'est pas valide.")
+    assert errors == []
+
+
+async def test_the_page_follows_the_live_positions_the_device_sends(
+    browser: Browser, responder: Responder
+) -> None:
+    device, alert_id, page, errors = await opened(browser, responder)
+    await expect(page.locator("#pos-source")).to_contain_text("Lieu d'exercice")
+    await expect(page.locator("#code-row")).to_be_hidden()  # the cabinet has no door code
+    await expect(page.locator("#floor")).to_have_text("rez-de-chaussée")
+
+    # She leaves the cabinet: 110 m north of it, then 330 m. The page follows each fix within a poll.
+    for lat, metres in ((43.6225, "110 m"), (43.6245, "330 m")):
+        fix = Location(
+            lat=lat, lon=3.87269, accuracy_m=8.0, fix_ts=int(time.time() * 1000) - 1500, source="gnss"
+        )
+        await asyncio.to_thread(device.send, UplinkKind.POSITION, location=fix, alert_id=alert_id)
+        await expect(page.locator("#fallback-coords")).to_have_text(f"{lat:.5f}, 3.87269 (± 8 m)")
+        await expect(page.locator("#pos-source")).to_contain_text("Position en direct (balise) · il y a")
+        await expect(page.locator("#address")).to_contain_text(
+            f"{metres} au nord de 45 Rue du Faubourg Boutonnet"
+        )
+        await expect(page.locator("#floor-row")).to_be_hidden()  # not in the building any more
+        await expect(page.locator("#map-link")).to_have_attribute("href", re.compile(f"mlat={lat:.5f}"))
+    assert await overflow(page) == 0
+    await page.screenshot(path=str(ARTIFACTS / "responder-live.png"), full_page=True)
     assert errors == []

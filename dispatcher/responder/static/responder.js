@@ -41,7 +41,8 @@ function renderPosition(p) {
   const src = text("pos-source", source);
   src.className = `source${p.live ? " live" : ""}${p.stale ? " stale" : ""}`;
   const a = p.address;
-  text("address", a ? `${a.near ? "À proximité de : " : ""}${a.label}` : p.description || "Aucune adresse connue");
+  const place = a && (a.offset || `${a.near ? "À proximité de : " : ""}${a.label}`);
+  text("address", place || p.description || "Aucune adresse connue");
   text("floor", a && a.floor); show("floor-row", Boolean(a && a.floor));
   text("code", a && a.access_code); show("code-row", Boolean(a && a.access_code));
   text("details", a && a.details); show("details-row", Boolean(a && a.details));
