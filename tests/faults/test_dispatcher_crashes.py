@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -9,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from bench.cluster import device_ids
+from bench.cluster import device_ids, read_db
+from dispatcher.responder_links import hash_token
 from tests.faults.conftest import MakeCluster, provider_log
 from tests.faults.harness import (
     ResendingFleet,
@@ -18,11 +20,13 @@ from tests.faults.harness import (
     first_tier_counts,
     notification_statuses,
     persisted,
+    provider_requests,
     random_moments,
     wait_until,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
+RESPONDER_LINK = re.compile(r"/r/([A-Za-z0-9_-]{22})")
 
 
 def test_kill9_at_random_moments_loses_no_alert_and_sends_nothing_twice(make_cluster: MakeCluster) -> None:
@@ -86,3 +90,14 @@ def test_kill9_between_persist_and_notify_sends_each_notification_once_after_res
     assert wait_until(all_first_tier_sent(cluster, provider_log(cluster), {alert}), 60)
     assert_exactly_once(cluster, provider_log(cluster), {alert})
     assert set(first_tier_counts(provider_log(cluster), {alert}).values()) == {1}
+    # The SMS left from the restarted process, which never saw the token minted with the decision
+    # (only its hash is stored): it minted another and committed it before writing the SMS.
+    sms = [
+        r
+        for r in provider_requests(provider_log(cluster))
+        if r["kind"] == "message" and r.get("status") == 201
+    ]
+    links = [RESPONDER_LINK.search(str(r["params"]["Body"])) for r in sms]  # type: ignore[index]
+    stored = {h for (h,) in read_db(cluster.db, "SELECT token_hash FROM responder_links")}
+    assert sms and all(link is not None and hash_token(link.group(1)) in stored for link in links), links
+    assert len(stored) == 2, "the decision's link and the one the restarted process sent"
