@@ -183,8 +183,9 @@ def _load_object(payload: bytes) -> dict[str, Any]:
         raise Rejected(RejectReason.NOT_JSON, str(exc)[:120]) from None
     if not isinstance(obj, dict):
         raise Rejected(RejectReason.BAD_SCHEMA, "payload is not a JSON object")
-    if obj.get("v") != PROTOCOL_VERSION:
-        raise Rejected(RejectReason.BAD_VERSION, f"v={obj.get('v')!r}")
+    version = obj.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # not 1.0 nor true: the integer 1
+        raise Rejected(RejectReason.BAD_VERSION, f"v={version!r}")
     return obj
 
 
