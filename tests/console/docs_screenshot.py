@@ -14,30 +14,18 @@ from pathlib import Path
 import httpx
 from playwright.async_api import async_playwright, expect
 
-from broker_config.runner import DevBroker
 from protocol.messages import Location
 from protocol.topics import UplinkKind
-from tests.api.conftest import PASSWORD, served
+from tests.api.conftest import PASSWORD
 from tests.console.test_browser import ARGS, CHROMIUM
-from tests.support.broker import dispatcher_account
-from tests.support.system import HERAULT
+from tests.support.docs_served import served_for_docs
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
 
 
 async def main(workdir: Path) -> None:
-    broker = DevBroker(workdir / "broker")
-    dispatcher_account(broker)
-    broker.start()
-    try:
-        fixture = served.__wrapped__(broker, workdir, "", HERAULT)  # type: ignore[attr-defined]
-        s = await anext(fixture)
-        try:
-            await scenario(s.system, s.url)
-        finally:
-            await anext(fixture, None)
-    finally:
-        broker.stop()
+    async with served_for_docs(workdir) as s:
+        await scenario(s.system, s.url)
 
 
 async def scenario(system: object, url: str) -> None:

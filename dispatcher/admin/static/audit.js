@@ -18,6 +18,9 @@ const CHANGE_FR = { create: "création", update: "modification", revoke: "révoc
 const KEY_FR = {
   role: "rôle", conventions: "conventions", fields: "champs", username: "identifiant", disabled: "désactivé",
   format: "format", rows: "lignes", by: "regroupement", pins_changed: "PIN changés", kind: "type",
+  via: "par", count: "nombre", retention_days: "conservation (jours)", alerts: "alertes", visits: "visites",
+  last_fixes: "dernières positions", positions: "positions", sessions: "sessions",
+  login_failures: "échecs de connexion", reason: "motif", state: "état",
 };
 const VALUE_FR = {
   admin: "administrateur", operator: "opérateur", practitioner: "praticien", true: "oui", false: "non",
