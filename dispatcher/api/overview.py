@@ -1,5 +1,9 @@
 """The console's overview map: open alerts and open declared visits of the territory, with their positions.
 
+An alert is placed at the device's latest live position when it sends one
+(:meth:`Store.latest_alert_position`), else at the location resolved when it
+arrived; a visit at its declared address.
+
 Reading positions is audited like an alert's detail: one ``alert.location.read``
 entry (``via: overview``, the alerts shown) and one ``visit.read`` per request.
 """
@@ -17,39 +21,57 @@ from dispatcher import visit_timer as vt
 from dispatcher.api import views
 from dispatcher.api.deps import ClientIp, Ctx, StaffUser, UserAccess
 from dispatcher.api.schemas import OverviewAlert, OverviewPublic, OverviewVisit
-from dispatcher.domain import LocationSource
-from dispatcher.store.base import AlertQuery, AlertRecord
+from dispatcher.domain import GeoPoint, LocationSource
+from dispatcher.store.base import AlertQuery, AlertRecord, PositionFix
 from dispatcher.visit_runner import UNFINISHED
 
 router = APIRouter(prefix="/api/overview", tags=["overview"])
 
 
-def _alert(record: AlertRecord) -> OverviewAlert | None:
+def _alert(record: AlertRecord, live: PositionFix | None) -> OverviewAlert | None:
+    """Where she is: the device's latest live fix if newer than the alert's location, else that location."""
     location: dict[str, Any] = (record.context or {}).get("location") or {}
-    point = location.get("point")
-    if not point:
-        return None
-    summary = views.summary(record)
     age = location.get("fix_age_s")
+    located_at = record.received_at - timedelta(seconds=float(age or 0))
+    summary = views.summary(record)
+    common = {
+        "id": record.id,
+        "kind": record.kind,
+        "state": record.state,
+        "practitioner_name": summary.practitioner_name,
+        "site_name": summary.site_name,
+        "needs_attention": summary.needs_attention,
+    }
+    if live is not None and (not location.get("point") or live.at > located_at):
+        return OverviewAlert(
+            **common,
+            source=LocationSource.GPS,
+            description="position en direct de la balise",
+            point=GeoPoint(lat=live.lat, lon=live.lon),
+            accuracy_m=live.accuracy_m,
+            position_at=live.at,
+            live=True,
+        )
+    if not location.get("point"):
+        return None
     return OverviewAlert(
-        id=record.id,
-        kind=record.kind,
-        state=record.state,
-        practitioner_name=summary.practitioner_name,
-        site_name=summary.site_name,
-        needs_attention=summary.needs_attention,
+        **common,
         source=location["source"],
         description=str(location.get("description") or ""),
-        point=point,
+        point=location["point"],
         accuracy_m=location.get("accuracy_m"),
-        position_at=record.received_at - timedelta(seconds=float(age or 0)),
+        position_at=located_at,
     )
 
 
 async def _alerts(ctx: Ctx, access: UserAccess) -> tuple[list[OverviewAlert], int]:
     query = access.alert_query(AlertQuery(states=tuple(views.OPEN_STATES), limit=500))
     records = [r for r in await ctx.store.search_alerts(query) if access.sees_alert(r)]
-    shown = [a for a in map(_alert, records) if a is not None]
+    shown = []
+    for record in records:
+        placed = _alert(record, await ctx.store.latest_alert_position(record.id))
+        if placed is not None:
+            shown.append(placed)
     return shown, len(records) - len(shown)
 
 

@@ -444,6 +444,7 @@ class OverviewAlert(BaseModel):
     point: GeoPoint
     accuracy_m: float | None
     position_at: datetime = Field(description="When she was there (the fix's time, else the alert's)")
+    live: bool = Field(default=False, description="The device's latest live position (sent since the alert)")
 
 
 class OverviewVisit(BaseModel):

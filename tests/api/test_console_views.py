@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from protocol.messages import Location
+from protocol.topics import UplinkKind
+from sandbox.fleet import SimulatedDevice
 from tests.api.conftest import Api
 from tests.practitioner.conftest import Harness, grace_s, harness
 
@@ -79,6 +82,10 @@ async def test_filters_narrow_the_list_server_side_within_the_scope(api: Api) ->
         assert response.json()["detail"][0]["loc"][0] == "query"
 
 
+def bracelet_of(harness: Harness) -> SimulatedDevice:
+    return harness.system.devices["bracelet-benali"]
+
+
 async def visit_and_alert(harness: Harness, fix_age_s: float) -> tuple[dict[str, Any], str]:
     """Dr Fabre's visit declared from her page (geocoded), and Dr Benali's alert with a GPS fix."""
     fabre = await harness.as_user("dr-fabre")
@@ -113,6 +120,22 @@ async def test_the_overview_has_open_alerts_and_open_visits_with_their_positions
     assert [(r.username, r.detail.get("via"), r.detail.get("alerts")) for r in reads] == [
         ("op-herault", "overview", [alert_id])
     ]
+
+    # The device sends where she is now: the overview follows its latest live position.
+    moved = Location(
+        lat=43.6951, lon=3.8102, accuracy_m=8, fix_ts=int(time.time() * 1000) - 1000, source="gnss"
+    )
+    await asyncio.to_thread(bracelet_of(harness).send, UplinkKind.POSITION, location=moved, alert_id=alert_id)
+
+    async def stored() -> bool:
+        return await harness.system.store.latest_alert_position(alert_id) is not None
+
+    await harness.system.until(stored)
+    view = (await operator.get("/api/overview")).json()
+    (alert,) = view["alerts"]
+    assert alert["live"] and alert["point"] == {"lat": 43.6951, "lon": 3.8102} and alert["source"] == "gps"
+    age = datetime.fromisoformat(view["now"]) - datetime.fromisoformat(alert["position_at"])
+    assert timedelta(0) < age < timedelta(seconds=10)
 
     gard = await harness.as_user("op-gard")
     assert (await gard.get("/api/overview")).json()["alerts"] == []

@@ -7,13 +7,17 @@ replaced by "Carte indisponible" when they cannot (the list stays). The view is 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.api.test_console_views import visit_and_alert
+from protocol.messages import Location
+from protocol.topics import UplinkKind
+from tests.api.test_console_views import bracelet_of, visit_and_alert
 from tests.console.test_browser import ARTIFACTS, browser, chromium, login
 from tests.console.test_map_fallback_browser import tile_server
 from tests.practitioner.conftest import Harness, grace_s, harness
@@ -63,6 +67,15 @@ async def test_overview_map_shows_the_open_alert_and_the_open_visit(
         await expect(page.locator("#ov-fallback")).to_contain_text("Carte indisponible")
         await expect(page.locator("#ov-map")).to_be_hidden()
     await page.screenshot(path=str(ARTIFACTS / f"console-overview-{tiles}.png"))
+    # She moves: the device's live position replaces the alert's, pushed to the open page.
+    moved = Location(
+        lat=43.6951, lon=3.8102, accuracy_m=8, fix_ts=int(time.time() * 1000) - 1000, source="gnss"
+    )
+    await asyncio.to_thread(bracelet_of(harness).send, UplinkKind.POSITION, location=moved, alert_id=alert_id)
+    await expect(alert_item).to_contain_text("position en direct de la balise", timeout=10_000)
+    await expect(alert_item.get_by_role("link", name="Ouvrir dans une carte")).to_have_attribute(
+        "href", re.compile(r"mlat=43\.69510&mlon=3\.81020")
+    )
     assert "view=carte" in page.url
     await page.reload()  # the overview is part of the URL too
     await expect(alert_item).to_be_visible(timeout=10_000)
