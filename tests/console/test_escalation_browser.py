@@ -3,13 +3,15 @@
 Hérault's three-tier chain, its first tier shortened to 8 s: the view counts "palier 2 dans N s"
 down from the server's due time, then, when the timer fires on the server and the WebSocket push
 arrives, shows tier 2 as current (tier 1 alerted) and counts down to tier 3; acknowledged from the
-console, the countdown stops and the view says who took the alert and how.
+console, the countdown stops and the view says who took the alert and how. The browser's clock is
+wrong by more than an hour (and in New York): the countdown runs from the server's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,13 @@ def directory(tmp_path: Path) -> Path:
 
 
 async def test_escalation_counts_down_and_moves_to_tier_2(browser: Browser, served: Served) -> None:
-    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    # The workstation's clock is 67 minutes fast and in New York: the countdown must not care.
+    context = await browser.new_context(
+        viewport={"width": 1400, "height": 1000}, timezone_id="America/New_York"
+    )
+    await context.clock.install(time=datetime.now(UTC) + timedelta(minutes=67))
+    page = await context.new_page()
+    assert await page.evaluate("Date.now()") > (datetime.now(UTC) + timedelta(minutes=60)).timestamp() * 1000
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await login(page, served, "op-herault")
@@ -85,3 +93,4 @@ async def test_escalation_counts_down_and_moves_to_tier_2(browser: Browser, serv
     await expect(page.locator("#esc-status")).to_contain_text("Prise en charge par Olivier Opérateur")
     await expect(page.locator("#esc-status")).to_contain_text("(console)")
     assert errors == []
+    await context.close()

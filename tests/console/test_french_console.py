@@ -89,6 +89,18 @@ ENGLISH = [
     "undefined",
     "NaN",
     "Invalid",
+    # the escalation view's and the overview's machine values
+    "link",
+    "current",
+    "alerted",
+    "upcoming",
+    "not_reached",
+    "empty",
+    "renotify",
+    "live",
+    "open",
+    "true",
+    "false",
 ]
 WORD = re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in ENGLISH) + r")(?![\w-])")
 DOUBLED = re.compile(r"(?<!\w)(\w{3,}) \1(?!\w)", re.IGNORECASE)
@@ -215,8 +227,13 @@ async def test_every_label_is_french(browser: Browser, served: Served, scene: Sc
     ]:  # fmt: skip
         await open_alert(page, alert_id)
         await expect(page.locator("#d-notifications tr").first).to_be_visible(timeout=10_000)
+        await expect(page.locator("#esc-tiers > li").first).to_be_visible(timeout=5000)
         texts[name] = await page.inner_text("body")
-        await page.screenshot(path=str(ARTIFACTS / f"console-french-{name}.png"))
+        await page.screenshot(path=str(ARTIFACTS / f"console-french-{name}.png"), full_page=True)
+    await page.click("#show-overview")
+    await expect(page.locator(f'#ov-list li[data-id="{scene.notifying}"]')).to_be_visible(timeout=5000)
+    texts["overview"] = await page.inner_text("body")
+    await page.screenshot(path=str(ARTIFACTS / "console-french-overview.png"), full_page=True)
 
     # What the scene must show for the check to mean anything: each state, gesture, source, kind.
     assert "clôturée" in texts["resolved"] and "lieu d'exercice" in texts["resolved"]
@@ -228,6 +245,19 @@ async def test_every_label_is_french(browser: Browser, served: Served, scene: Sc
     assert "bouton de poche" in texts["acknowledged"]
     assert "GPS de la balise" in texts["notifying"] and "en cours" in texts["notifying"]
     assert "fausse alerte" in texts["false_alarm"] and "Déclarée fausse alerte par" in texts["false_alarm"]
+    # The escalation view: tiers, their state, deliveries, who took it and how, the countdown.
+    assert re.search(r"palier 2 dans (1 min \d\d|\d+) s", texts["notifying"]), "countdown"
+    assert "Palier 1" in texts["notifying"] and "en cours" in texts["notifying"]
+    assert "à venir" in texts["notifying"] and "pas encore alerté" in texts["notifying"]
+    assert (
+        "Prise en charge par Olivier Opérateur" in texts["acknowledged"]
+        and "(console)" in texts["acknowledged"]
+    )
+    assert (
+        "non atteint" in texts["acknowledged"] and "Escalade arrêtée (clôturée)" not in texts["acknowledged"]
+    )
+    assert "Carte d'ensemble" in texts["overview"] and "position il y a" in texts["overview"]
+    assert "Ouvrir dans une carte" in texts["overview"]
     for name, text in texts.items():
         assert english_words(text) == [], f"{name}: English domain values shown: {english_words(text)}"
         doubled = [m.group(0) for m in DOUBLED.finditer(text)]
@@ -265,7 +295,7 @@ async def test_times_are_paris_times_whatever_the_browser_zone(
         assert paris != local.strftime("%H:%M:%S"), "the zones must differ for the test to mean anything"
 
         item = page.locator(f'li.alert[data-id="{scene.acknowledged}"]')
-        await expect(item).to_contain_text(paris, timeout=5000)
+        await expect(item).to_contain_text(_paris(received, "%d/%m/%Y %H:%M:%S"), timeout=5000)
         await open_alert(page, scene.acknowledged)
         await expect(page.locator("#d-sub")).to_contain_text(_paris(received, "%d/%m/%Y %H:%M:%S"))
         first = detail["timeline"][0]
@@ -279,6 +309,14 @@ async def test_times_are_paris_times_whatever_the_browser_zone(
         for visit in visits:  # the expected end of an open visit, hours and minutes
             ends = _paris(visit["ends_at"], "%H:%M")
             await expect(page.locator(f'#open-visits li[data-id="{visit["id"]}"]')).to_contain_text(ends)
+        # The new views: a countdown from the server's clock (not the browser's), ages likewise.
+        await open_alert(page, scene.notifying)
+        await expect(page.locator("#esc-next")).to_have_text(re.compile(r"palier 2 dans (1 min \d\d|\d+) s"))
+        await page.click("#show-overview")
+        alert_item = page.locator(f'#ov-list li[data-id="{scene.notifying}"]')
+        await expect(alert_item).to_contain_text(re.compile(r"position il y a \d+ s"), timeout=5000)
+        body = await page.inner_text("body")
+        assert local.strftime("%H:%M:%S") not in body, f"a time in the browser's zone ({zone}) is shown"
         await page.screenshot(path=str(ARTIFACTS / f"console-times-{zone.replace('/', '-')}.png"))
     finally:
         await context.close()

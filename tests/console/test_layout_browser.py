@@ -1,14 +1,15 @@
 """The console's layout in real headless Chromium: no horizontal overflow from a phone to a wide screen.
 
-The page as an operator uses it: three alerts, one open in the detail pane (timeline and
-notifications tables), the device-health pane. At 390 px (phone), 1280 and 1920 px the page
+The page as an operator uses it: three alerts, one open in the detail pane (escalation view,
+timeline and notifications tables), the device-health pane; then the list filtered and the
+overview map. At 390 px (phone), 1280 and 1920 px the page
 is no wider than the window, and the health pane is fully inside it.
 """
 
 from __future__ import annotations
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.api.conftest import Served
 from tests.console.test_browser import ARTIFACTS, browser, chromium, login
@@ -30,6 +31,12 @@ OVERFLOW = """() => {
 }"""
 
 
+async def fits(page: Page, width: int, view: str) -> None:
+    measure = await page.evaluate(OVERFLOW)
+    assert measure["scroll"] <= measure["client"], f"{width} px, {view}: page too wide {measure}"
+    assert measure["outside"] == [], f"{width} px, {view}: elements outside the window {measure}"
+
+
 @pytest.mark.parametrize("width", [390, 1280, 1920])
 async def test_no_horizontal_overflow(browser: Browser, served: Served, scene: Scene, width: int) -> None:
     phone = width < 500
@@ -43,11 +50,16 @@ async def test_no_horizontal_overflow(browser: Browser, served: Served, scene: S
         await expect(page.locator("#health")).to_contain_text("HORS LIGNE", timeout=10_000)
         await open_alert(page, scene.notifying)
         await expect(page.locator("#d-notifications tr").first).to_be_visible(timeout=10_000)
+        await expect(page.locator("#esc-tiers > li").first).to_be_visible(timeout=5000)
         await page.screenshot(path=str(ARTIFACTS / f"console-{width}.png"), full_page=True)
-        measure = await page.evaluate(OVERFLOW)
-        assert measure["scroll"] <= measure["client"], f"{width} px: page too wide {measure}"
-        assert measure["outside"] == [], f"{width} px: elements outside the window {measure}"
+        await fits(page, width, "detail")
         health = await page.locator(".health-pane").bounding_box()
         assert health is not None and health["x"] >= 0 and health["x"] + health["width"] <= width
+        await page.fill("#f-practitioner", "benali")  # the filters, in use
+        await expect(page.locator("#alerts li.alert")).to_have_count(1, timeout=5000)
+        await page.click("#show-overview")
+        await expect(page.locator(f'#ov-list li[data-id="{scene.notifying}"]')).to_be_visible(timeout=5000)
+        await page.screenshot(path=str(ARTIFACTS / f"console-overview-{width}.png"), full_page=True)
+        await fits(page, width, "overview")
     finally:
         await context.close()
