@@ -93,3 +93,11 @@ async def test_a_cross_site_post_from_another_port_is_refused(browser: Browser, 
     assert (await served.system.store.get_device("btn-boutonnet")).state is DeviceState.ACTIVE
     assert await served.system.store.list_audit(action="config.change") == []
     await context.close()
+
+
+async def test_the_console_header_leads_an_admin_to_the_admin_page(browser: Browser, served: Served) -> None:
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await login(page, served, "admin")
+    await page.click("#admin-link")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "balises", timeout=10000)
+    assert page.url == f"{served.url}/admin/"
