@@ -42,7 +42,7 @@ def directory(tmp_path: Path) -> Path:
 async def test_escalation_counts_down_and_moves_to_tier_2(browser: Browser, served: Served) -> None:
     # The workstation's clock is 67 minutes fast and in New York: the countdown must not care.
     context = await browser.new_context(
-        viewport={"width": 1400, "height": 1000}, timezone_id="America/New_York"
+        viewport={"width": 1400, "height": 1000}, timezone_id="America/New_York", locale="fr-FR"
     )
     await context.clock.install(time=datetime.now(UTC) + timedelta(minutes=67))
     page = await context.new_page()
@@ -67,7 +67,7 @@ async def test_escalation_counts_down_and_moves_to_tier_2(browser: Browser, serv
     await expect(tiers.nth(0)).to_contain_text("en cours")
     await expect(tiers.nth(0).locator(".deliveries").first).to_contain_text("SMS", timeout=5000)
     await expect(tiers.nth(1)).to_contain_text("pas encore alerté")
-    await page.screenshot(path=str(ARTIFACTS / "console-escalation-tier1.png"))
+    await page.locator("#escalation").screenshot(path=str(ARTIFACTS / "console-escalation-tier1.png"))
     # It counts down (the page's own ticker), one second at least, before the tier fires.
     await page.wait_for_function(
         """(first) => {
@@ -86,7 +86,7 @@ async def test_escalation_counts_down_and_moves_to_tier_2(browser: Browser, serv
     await expect(countdown).to_have_text(re.compile(r"palier 3 dans (1 min \d\d|\d+) s"))
     await expect(page.locator("#esc-status")).to_contain_text("Palier 2 alerté")
     await expect(tiers.nth(1).locator(".deliveries").first).to_contain_text("SMS", timeout=5000)
-    await page.screenshot(path=str(ARTIFACTS / "console-escalation-tier2.png"))
+    await page.locator("#escalation").screenshot(path=str(ARTIFACTS / "console-escalation-tier2.png"))
 
     await page.click("#act-acknowledge")  # taken: no countdown, who took it and how
     await expect(countdown).to_be_hidden(timeout=5000)

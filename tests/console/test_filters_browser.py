@@ -38,7 +38,7 @@ async def listed(page: Page, *ids: str) -> None:
 async def test_filters_narrow_the_list_live_in_the_url_and_survive_a_reload(
     browser: Browser, served: Served, scene: Scene
 ) -> None:
-    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000}, locale="fr-FR")
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await login(page, served, "op-herault")

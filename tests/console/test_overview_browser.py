@@ -39,7 +39,7 @@ async def test_overview_map_shows_the_open_alert_and_the_open_visit(
     tiles = request.node.callspec.params["tile_url"]
     visit, alert_id = await visit_and_alert(harness, 45)
 
-    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000}, locale="fr-FR")
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await login(page, harness, "op-herault")  # type: ignore[arg-type]
