@@ -9,7 +9,7 @@ Secure session cookie is sent back as a browser would).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,15 +157,20 @@ def tile_url() -> str:
 
 
 @asynccontextmanager
-async def serving(system: System, tile_url: str = "", **updates: Any) -> AsyncIterator[str]:
-    """The full app around ``system`` with test settings (plain HTTP, ``tile_url``, ``updates``); its URL."""
+async def serving(
+    system: System, tile_url: str = "", trusted_proxies: Sequence[str] = (), **updates: Any
+) -> AsyncIterator[str]:
+    """The full app around ``system`` with test settings (plain HTTP, ``tile_url``, ``updates``); its URL.
+
+    ``trusted_proxies``: served as ``vigie serve`` does with ``VIGIE_API__TRUSTED_PROXIES``.
+    """
     d = system.dispatcher
     api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": tile_url})
     settings = d.settings.model_copy(update={"api": api, **updates})
     parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
     app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts)
     port = free_port()
-    server, task = await _serve_http(app, port)
+    server, task = await _serve_http(app, port, trusted_proxies=trusted_proxies)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

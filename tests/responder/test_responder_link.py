@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from broker_config.runner import DevBroker
 from dispatcher.audit import RESPONDER_ACKNOWLEDGE, RESPONDER_ON_SITE, RESPONDER_OPEN, RESPONDER_REFUSED
 from dispatcher.responder.routes import NOT_FOUND_BODY
 from dispatcher.texts import DURESS_PAGE
 from protocol.topics import UplinkKind
-from tests.api.conftest import PASSWORD
-from tests.responder.conftest import CHEF, GRACE_S, Responder, resolve_as_operator
-from tests.support.system import FALLBACK_NUMBER
+from tests.api.conftest import PASSWORD, add_users, serving
+from tests.responder.conftest import CHEF, GRACE_S, Responder, resolve_as_operator, responder_settings
+from tests.support.system import FALLBACK_NUMBER, running_system
 
 CONTACT = "csp-mtp-chef-de-poste"
 # Every number of the directory but hers: none may appear on the page.
@@ -160,6 +162,30 @@ async def test_misses_from_one_address_are_rate_limited_before_any_lookup(respon
     assert (
         len(await audit(responder, RESPONDER_REFUSED)) == 5
     )  # refusals by the limit are counted, not audited
+
+
+async def test_behind_a_trusted_proxy_each_client_address_has_its_own_limit(
+    broker: DevBroker, tmp_path: Path
+) -> None:
+    async with running_system(broker, tmp_path) as system:
+        await add_users(system)
+        async with serving(system, trusted_proxies=["127.0.0.1"], responder=responder_settings()) as url:
+            r = Responder(system, url)
+            _, alert_id, path = await alert(r)
+            guesser, officer = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.20"}
+            async with r.client() as http:
+                for _ in range(5):
+                    assert (
+                        await http.get(f"/r/{secrets.token_urlsafe(16)}", headers=guesser)
+                    ).status_code == 404
+                assert (await http.get(path, headers=guesser)).status_code == 429
+                assert (
+                    await http.get(path, headers=officer)
+                ).status_code == 200  # another client, behind the same proxy
+        refused = await system.store.list_audit(action=RESPONDER_REFUSED)
+        assert {e.ip for e in refused} == {"203.0.113.7"}
+        (opened,) = await system.store.list_audit(action=RESPONDER_OPEN, target_id=alert_id)
+        assert opened.ip == "198.51.100.20"
 
 
 async def test_a_cross_site_post_cannot_acknowledge(responder: Responder) -> None:
