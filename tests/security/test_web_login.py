@@ -90,21 +90,23 @@ async def test_300_concurrent_guesses_are_not_all_checked(served: Served) -> Non
         assert ok.status_code == 200
 
 
-def _flood(url: str, n: int, under_way: threading.Event) -> Counter[int]:
+def _flood(url: str, n: int, under_way: threading.Event) -> tuple[Counter[int], float]:
     """``n`` concurrent failed logins with distinct names and addresses, from a thread of its own.
 
     The attacker's client must not share the dispatcher's event loop (it
-    would measure the test's own load, not the dispatcher's).
+    would measure the test's own load, not the dispatcher's). Returns the
+    statuses and the monotonic time the last answer came.
     """
 
-    async def run() -> Counter[int]:
+    async def run() -> tuple[Counter[int], float]:
         async with httpx.AsyncClient(base_url=url, timeout=120) as http:
             tasks = [
                 asyncio.create_task(_guess(http, f"user-{i}", f"10.{i // 250}.{i % 250}.1")) for i in range(n)
             ]
             await asyncio.sleep(0.2)
             under_way.set()
-            return Counter(await asyncio.gather(*tasks))
+            statuses = Counter(await asyncio.gather(*tasks))
+            return statuses, time.monotonic()
 
     return asyncio.run(run())
 
@@ -132,8 +134,15 @@ async def test_a_login_flood_does_not_delay_the_duress_pin_check(served: Served,
     under_way = threading.Event()
     flood = asyncio.create_task(asyncio.to_thread(_flood, behind_proxy, 300, under_way))
     assert await asyncio.to_thread(under_way.wait, 30)
+    cancel_started = time.monotonic()
     elapsed = await _duress_cancel_s(system, "btn-boutonnet-2")
-    statuses = await flood
+    statuses, flood_ended = await flood
     assert sum(statuses.values()) == 300
     assert statuses[401] <= 40, statuses  # a few dozen hashed at most, the rest refused at once
-    assert elapsed < 1.0 + 3 * baseline, f"{elapsed:.2f} s during the flood, {baseline:.2f} s without"
+    # Queued behind the flood's hashes (the bug), the cancel ends with the flood. On a
+    # machine loaded by other work, plain CPU sharing slows both alike: then the cancel
+    # must still take well under what was left of the flood.
+    flood_left = flood_ended - cancel_started
+    assert elapsed < 1.0 + 3 * baseline or elapsed < flood_left / 2, (
+        f"{elapsed:.2f} s during the flood (which went on {flood_left:.2f} s), {baseline:.2f} s without"
+    )
