@@ -93,7 +93,7 @@ class Ingest:
         # Rejections are counted each, but logged and stored once per device and reason per interval.
         self.rejections = rejections or RejectionLog()
         # Live positions of open alerts: checked and stored in their own task (dispatcher/positions.py).
-        self.positions = PositionRecorder(store, bus, self._refuse_later)
+        self.positions = PositionRecorder(store, bus, self._refuse_later, self.send_downlink)
         self._refused: dict[RejectReason, Any] = {}  # metric children, looked up once (flood path)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._acked: set[int] = set()  # mids acknowledged by the batch being processed

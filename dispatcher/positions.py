@@ -8,7 +8,9 @@ task:
 
 * refuses a position whose alert is unknown or another device's
   (``not_its_alert``) or no longer open (``alert_closed``), counted and logged
-  by the ingest's rejection log;
+  by the ingest's rejection log; for its own closed alert the device is told
+  again that it is over (the downlink the engine sent it, which it may have
+  missed: then it stops sending), a duress staying a "cancelled";
 * stores it (:meth:`Store.record_alert_position`, a low-priority write that
   lets alert transactions go first);
 * publishes ``alert`` with ``alert_id`` on the event bus, so that open pages
@@ -28,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dispatcher.domain import DownlinkKind
 from dispatcher.escalation_state import TERMINAL_STATES
 from dispatcher.events import EventBus
-from dispatcher.store.base import NotFound, PositionFix, Store, StoreUnavailable
+from dispatcher.store.base import AlertRecord, NotFound, PositionFix, Store, StoreUnavailable
 from protocol.codec import Rejected, RejectReason
 from protocol.messages import Position
 
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 
 #: ``(device id, topic, rejection)``: how the recorder reports a refused position.
 Refuse = Callable[[str, str, Rejected], None]
+#: Seconds between attempts while the store is unavailable.
+RETRY_S = 1.0
+#: ``(device id, kind, alert id)``: sends a signed downlink (the ingest's ``send_downlink``).
+Downlinks = Callable[[str, DownlinkKind, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +52,12 @@ class _Waiting:
     position: Position
     topic: str
     received_at: datetime
+
+
+def closing_downlink(alert: AlertRecord) -> DownlinkKind:
+    """What told the device its alert is over: ``cancelled`` after a cancel or a duress, else ``resolved``."""
+    duress = bool((alert.escalation or {}).get("duress"))
+    return "cancelled" if alert.state == "cancelled" or duress else "resolved"
 
 
 def position_fix(position: Position, received_at: datetime) -> PositionFix:
@@ -63,13 +76,11 @@ class PositionRecorder:
     """Takes verified positions from the ingest; checks, stores and announces them in :meth:`run`."""
 
     def __init__(
-        self, store: Store, bus: EventBus, refuse: Refuse, *, max_pending: int = 10_000, retry_s: float = 1.0
+        self, store: Store, bus: EventBus, refuse: Refuse, tell: Downlinks, limit: int = 10_000
     ) -> None:
-        self._store = store
-        self._bus = bus
-        self._refuse = refuse
-        self._max_pending = max_pending
-        self._retry_s = retry_s
+        self._store, self._bus = store, bus
+        self._refuse, self._downlinks = refuse, tell
+        self._max_pending = limit  # alerts with a position waiting
         self._waiting: dict[str, _Waiting] = {}
         self._ready = asyncio.Event()
 
@@ -105,7 +116,7 @@ class PositionRecorder:
                     for later_id, later in batch[index:]:
                         self._waiting.setdefault(later_id, later)  # unless a newer one came meanwhile
                     self._ready.set()
-                    await asyncio.sleep(self._retry_s)
+                    await asyncio.sleep(RETRY_S)
                     break
                 except Exception:  # one position must never stop the others
                     log.exception("could not record a position of %s", alert_id)
@@ -134,6 +145,7 @@ class PositionRecorder:
                 waiting.topic,
                 Rejected(RejectReason.ALERT_CLOSED, f"alert {position.alert_id} is {alert.state}"),
             )
+            self._downlinks(position.device, closing_downlink(alert), position.alert_id)
             return
         await self._store.record_alert_position(
             position.alert_id, position_fix(position, waiting.received_at)

@@ -110,6 +110,17 @@ class SimulatedDevice:
     def alert(self, location: Location | None = None) -> str:
         return self.send(UplinkKind.ALERT, location=location, gesture="hold")
 
+    def wait_downlinks(self, kind: str, ref: str, count: int, timeout: float = 10.0) -> int:
+        """Block until ``count`` verified downlinks of ``kind`` about ``ref`` arrived; return how many."""
+
+        def seen() -> int:
+            return sum(1 for d in self.downlinks if d.type == kind and d.ref == ref)
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: seen() >= count, timeout):
+                raise TimeoutError(f"{self.device_id}: {seen()} {kind!r} downlink(s) for {ref}, not {count}")
+            return seen()
+
     def wait_downlink(self, kind: str, ref: str, timeout: float = 10.0) -> Downlink:
         """Block until a verified downlink of ``kind`` about ``ref`` arrived."""
 

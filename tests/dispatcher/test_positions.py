@@ -133,6 +133,25 @@ async def test_positions_are_refused_once_the_alert_is_closed(system: System) ->
     await refused(system, "alert_closed")
     fix = await system.store.latest_alert_position(alert_id)
     assert fix is not None and fix.lat == 43.6115  # where she was last seen while it was open
+    # A device still sending has missed the close: it is told again, and stops.
+    await asyncio.to_thread(device.wait_downlinks, "resolved", alert_id, 2)
+
+
+async def test_after_a_duress_a_closed_alert_is_only_ever_told_cancelled(system: System) -> None:
+    device, alert_id = await pressed(system, "bra-fabre")
+    await asyncio.to_thread(device.send, UplinkKind.CANCEL, alert_id=alert_id, pin="1357")  # her duress PIN
+    await asyncio.to_thread(device.wait_downlink, "cancelled", alert_id)
+    assert (await system.store.get_alert(alert_id)).state == "duress"
+    await asyncio.to_thread(send_position, device, alert_id, here(43.6115))  # the alert is still open
+    await latest_is(system, alert_id, 43.6115)
+
+    assert await system.dispatcher.engine.handle(alert_id, esc.Resolved(by="opérateur test"))
+    await asyncio.to_thread(send_position, device, alert_id, here(43.62, age_ms=0))
+    await refused(system, "alert_closed")
+    assert await asyncio.to_thread(device.wait_downlinks, "cancelled", alert_id, 2) == 2
+    assert not [
+        d for d in device.downlinks if d.ref == alert_id and d.type != "cancelled" and d.type != "received"
+    ]
 
 
 async def test_positions_do_not_spend_the_tokens_of_her_next_alert(system: System) -> None:
