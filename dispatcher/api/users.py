@@ -29,14 +29,14 @@ def _public(r: UserRecord) -> UserPublic:
     )
 
 
-def _check_role(record: UserRecord, admin: User) -> None:
-    """The scope a role needs (as at creation), and no admin locking herself out."""
+def _check_role(record: UserRecord, admin: User, rescoped: bool) -> None:
+    """The scope a role needs (as at creation) when role or scope change, and no admin locking herself out."""
     role = Role(record.role)
-    if role is Role.OPERATOR and not record.conventions:
+    if rescoped and role is Role.OPERATOR and not record.conventions:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY, detail="un opérateur a besoin d'au moins une convention"
         )
-    if role is Role.PRACTITIONER and not record.practitioner_id:
+    if rescoped and role is Role.PRACTITIONER and not record.practitioner_id:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY, detail="un compte praticien a besoin d'un praticien"
         )
@@ -110,7 +110,7 @@ async def update_user(user_id: int, body: UserUpdate, admin: AdminUser, ctx: Ctx
             await asyncio.to_thread(hash_password, body.password) if body.password else record.password_hash
         ),
     )
-    _check_role(updated, admin)
+    _check_role(updated, admin, rescoped=bool({"role", "conventions", "practitioner_id"} & changes.keys()))
     await ctx.store.update_user(updated)
     if updated.disabled or body.password or updated.role != record.role:
         await ctx.store.delete_user_sessions(user_id)
