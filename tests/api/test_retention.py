@@ -14,6 +14,7 @@ from dispatcher.retention import purge
 from dispatcher.store.base import PURGED_LOCATION
 from dispatcher.store.sqlite import SqliteStore
 from protocol.messages import Location
+from protocol.topics import UplinkKind
 from tests.api.conftest import Api, add_users
 from tests.support.system import HERAULT
 
@@ -27,6 +28,12 @@ async def test_purge_erases_fixes_addresses_and_visits_but_keeps_the_alert(api: 
     )
     alert_id = await asyncio.to_thread(device.alert, fix)
     await asyncio.to_thread(device.wait_downlink, "received", alert_id)
+    await asyncio.to_thread(device.send, UplinkKind.POSITION, location=fix, alert_id=alert_id)  # live
+
+    async def followed() -> bool:
+        return await store.latest_alert_position(alert_id) is not None
+
+    await api.system.until(followed)
     await store.upsert_visit(
         HomeVisit(
             id="visit-recent",
@@ -45,8 +52,9 @@ async def test_purge_erases_fixes_addresses_and_visits_but_keeps_the_alert(api: 
     later = now + timedelta(days=91)
     report = await purge(store, 90, now=later)
     assert (
-        report.alerts == 1 and report.last_fixes == 1 and report.visits >= 1
+        report.alerts == 1 and report.last_fixes == 1 and report.positions == 1 and report.visits >= 1
     )  # ours (the service task may already have purged the demo visit)
+    assert await store.latest_alert_position(alert_id) is None
     record = await store.get_alert(alert_id)
     assert record.fix is None and record.context is not None
     location = record.context["location"]
@@ -61,7 +69,9 @@ async def test_purge_erases_fixes_addresses_and_visits_but_keeps_the_alert(api: 
     detail = (await admin.get(f"/api/alerts/{alert_id}")).json()
     assert detail["location"]["purged"] is True and detail["location"]["point"] is None
     assert "43.62" not in str(detail["location"]) and detail["state"] == record.state
-    assert (await store.list_audit(action="retention.purge"))[0].detail["alerts"] == 1
+    assert detail["live_position"] is None
+    audited = (await store.list_audit(action="retention.purge"))[0].detail
+    assert (audited["alerts"], audited["positions"]) == (1, 1)
     assert (await purge(store, 90, now=later)).alerts == 0  # idempotent
 
 
