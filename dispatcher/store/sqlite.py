@@ -81,16 +81,21 @@ class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders,
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=FULL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=5000",
-        ):
-            await conn.execute(pragma)
-        store = cls(conn, path)
-        await store._migrate()
+        try:
+            conn.row_factory = sqlite3.Row
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=FULL",
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA busy_timeout=5000",
+            ):
+                await conn.execute(pragma)
+            store = cls(conn, path)
+            await store._migrate()
+        except BaseException:
+            # aiosqlite's worker thread is not a daemon: left open, it keeps the process alive.
+            await conn.close()
+            raise
         return store
 
     async def close(self) -> None:
