@@ -406,6 +406,8 @@ class DeviceClient:
         item = self._store("cancel", build, request.ts_ms)
         # Closed only after the cancel is stored: a crash in between leaves the alert cancellable.
         self._close(target.event_id)
+        if request.duress:  # over for whoever watches her; not for the police on their way
+            self.positions.follow_after_duress(target.event_id, time.monotonic())
         log.info("annulation %s enregistrée pour l'alerte %s", item.event_id, target.event_id)
         self._count(cancels=1)
         self._send(item)
@@ -510,6 +512,7 @@ class DeviceClient:
         pattern = downlink_pattern(downlink.type, about)
         if downlink.type in ("resolved", "cancelled"):
             self._close(ref)
+            self.positions.closing_downlink(ref)
             for cancel_id in self.ledger.cancels_for(ref):
                 self._confirm(cancel_id)
             self._feedback_once(ref, "closed", Pattern.CLOSED)

@@ -38,14 +38,25 @@ def gpsd() -> Iterator[SimulatedGpsd]:
         receiver.stop()
 
 
-def gnss_config(tmp_path: Path, broker: DevBroker, password: str, gpsd_port: int) -> Path:
+def gnss_config(tmp_path: Path, broker: DevBroker, password: str, gpsd_port: int, **extra: str) -> Path:
     return write_device_config(
         tmp_path / "pi",
         port=broker.port,
         device_id=DEVICE,
         password=password,
         gnss=f"enabled = true\ngpsd_port = {gpsd_port}\nposition_interval_s = 1",
+        **extra,
     )
+
+
+async def press_with_a_fix(system: System, client: DeviceClient) -> str:
+    """She presses once the receiver has a fix; the alert's id once the dispatcher confirmed it."""
+    assert await asyncio.to_thread(client.wait_for, lambda s: s.connects >= 1, 10)
+    assert await asyncio.to_thread(lambda: client.gnss is not None and client.gnss.wait_for_fix(10))
+    client.request_alert()
+    assert await asyncio.to_thread(client.wait_for, lambda s: s.downlinks_applied >= 1, 15)
+    (alert,) = await system.store.list_alerts()
+    return alert.id
 
 
 async def followed(system: System, alert_id: str, fix: SimulatedFix, within: float = 15) -> None:
@@ -156,3 +167,36 @@ async def test_the_simulator_walks_with_its_keys(broker: DevBroker, tmp_path: Pa
             await followed(system, alert_id, north_east)
         finally:
             assert await asyncio.to_thread(device.terminate) == 0
+
+
+async def test_after_a_duress_cancel_the_police_still_follow_her_until_the_alert_is_closed(
+    broker: DevBroker, tmp_path: Path, gpsd: SimulatedGpsd
+) -> None:
+    password = new_password()
+    config = gnss_config(tmp_path, broker, password, gpsd.port, cancel='pin = "1111"\nduress_pin = "1357"')
+    async with running_system(broker, tmp_path / "server") as system:
+        await register(system, broker, config, password)
+        client = await asyncio.to_thread(run_device, config)
+        try:
+            alert_id = await press_with_a_fix(system, client)
+            await followed(system, alert_id, START)
+
+            client.request_cancel(duress=True)  # forced to cancel: she is taken away
+            assert await asyncio.to_thread(client.wait_for, lambda s: s.downlinks_applied >= 2, 15)
+            assert (await system.store.get_alert(alert_id)).state == "duress"
+            assert client.ledger.latest_active_alert() is None  # over, as far as the device shows
+            taken = SimulatedFix(round(START.lat + 200 / 111_320, 7), START.lon, 6.0)
+            gpsd.move_to(taken)
+            await followed(system, alert_id, taken)  # the police still see where she is
+
+            # Once the operator closes it, the device stops after one refused position.
+            assert await system.dispatcher.engine.handle(alert_id, esc.Resolved(by="opérateur test"))
+            assert await asyncio.to_thread(
+                client.wait_for, lambda _s: not client.positions.following_after_duress, 20
+            )
+            gpsd.move_to(SimulatedFix(43.62, 3.88))
+            sent = client.stats().positions
+            await asyncio.to_thread(two_more_checks, client)
+            assert client.stats().positions == sent, "positions sent after the alert was closed"
+        finally:
+            await asyncio.to_thread(client.stop)
