@@ -30,6 +30,7 @@ import time
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 # tier 1 = SMS + call to the chef de poste and a call to the officier de quart.
 CLOSED_URL = "http://127.0.0.1:9"  # discard port: nothing listens, callbacks are refused at once
 PRACTITIONER = "dr-claire-fabre"
+# Devices registered one by one through the store; the rest in one transaction (SQLite only).
+BULK_AFTER = 2_000
 SITE = "cabinet-boutonnet"
 
 
@@ -113,9 +116,10 @@ async def prepare_store(
     given = dict(known or {})
     store = await open_store(url)
     keys: dict[str, bytes] = {}
+    bulk: list[Device] = []
     try:
         await load_directory(directory, store, None)
-        for device_id in [*intervals, *given]:
+        for number, device_id in enumerate([*intervals, *given]):
             device = Device(
                 id=device_id,
                 kind=DeviceKind.BUTTON,
@@ -125,10 +129,34 @@ async def prepare_store(
                 heartbeat_interval_s=intervals.get(device_id, 3600),
             )
             keys[device_id] = given.get(device_id) or secrets.token_bytes(32)
-            await store.add_device(device, keys[device_id])
+            if number < BULK_AFTER or not url.startswith("sqlite:"):
+                await store.add_device(device, keys[device_id])
+            else:
+                bulk.append(device)
     finally:
         await store.close()
+    if bulk:
+        _bulk_insert(Path(url.removeprefix("sqlite:///")), bulk, keys)
     return keys
+
+
+def _bulk_insert(db: Path, devices: list[Device], keys: Mapping[str, bytes]) -> None:
+    """Register ``devices`` in one SQLite transaction, with the very row ``add_device`` writes.
+
+    ``add_device`` commits (and fsyncs) each device: 100,000 of them would take
+    minutes. The first BULK_AFTER went through it, so the bindings it checks are
+    known good; the directory version trigger fires as it does there.
+    """
+    now = datetime.now(UTC).isoformat()
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO devices(id, doc, state, hmac_key, created_at) VALUES (?, ?, ?, ?, ?)",
+                [(d.id, d.model_dump_json(), d.state.value, keys[d.id], now) for d in devices],
+            )
+    finally:
+        conn.close()
 
 
 def http_json(url: str, body: Mapping[str, Any] | None = None, timeout: float = 60.0) -> Any:

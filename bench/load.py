@@ -18,6 +18,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from protocol.codec import encode_uplink, new_event_id
+from protocol.messages import PROTOCOL_VERSION
+from protocol.signing import signed_bytes
 from protocol.topics import UplinkKind, uplink_topic
 
 
@@ -86,15 +88,23 @@ class Fleet:
         return event_id, self.sign(UplinkKind.ALERT, device_id, event_id, gesture="hold")
 
     def heartbeat(self, device_id: str) -> bytes:
-        return self.sign(
-            UplinkKind.HEARTBEAT,
-            device_id,
-            new_event_id(),
-            battery_pct=87,
-            signal_dbm=-71,
-            firmware="vigie-bench/1",
-            uptime_s=3600,
-        )
+        """A signed heartbeat, as the device writes it (signed layout), built without the pydantic
+        model: 3,333 a second must leave the load generator's CPU to the system under test."""
+        seq = self.seqs.get(device_id, 0) + 1
+        self.seqs[device_id] = seq
+        fields = {
+            "v": PROTOCOL_VERSION,
+            "type": UplinkKind.HEARTBEAT.value,
+            "id": new_event_id(),
+            "device": device_id,
+            "seq": seq,
+            "ts": int(time.time() * 1000),
+            "battery_pct": 87,
+            "signal_dbm": -71,
+            "firmware": "vigie-bench/1",
+            "uptime_s": 3600,
+        }
+        return signed_bytes(fields, self.keys[device_id])
 
 
 def _sleep_until(t: float) -> None:

@@ -28,6 +28,14 @@ most one message of each other device, whatever their backlog. A refused QoS 1
 message is acknowledged by the caller (the broker must not redeliver it; a
 genuine alert is re-sent by its device until 'received').
 
+Heartbeats are not urgent (health is decided every second, on intervals of
+30 s): an offer with ``urgent=False`` does not wake the event loop; the first
+one after the loop went idle arms a timer of ``linger_s``, so heartbeats are
+taken in batches of tens instead of one wake-up each (a wake-up costs more CPU
+than the fast path's whole work on a heartbeat). Any urgent message (alert,
+cancel, test, status) still wakes the loop at once, and takes the waiting
+heartbeats along in its batch.
+
 Thread safety: :meth:`offer` runs on paho's thread, :meth:`take` on the event
 loop; one lock guards both, held for a few dict/deque operations.
 """
@@ -63,6 +71,7 @@ class AdmissionPolicy:
     max_total: int = 20_000
     burst: float = 50.0
     rate_per_s: float = 5.0
+    linger_s: float = 0.02
 
 
 def admission_policy(settings: IngestSettings) -> AdmissionPolicy:
@@ -72,6 +81,7 @@ def admission_policy(settings: IngestSettings) -> AdmissionPolicy:
         max_total=settings.max_queued,
         burst=settings.device_burst,
         rate_per_s=settings.device_rate_per_s,
+        linger_s=settings.heartbeat_linger_s,
     )
 
 
@@ -89,7 +99,8 @@ class Admission:
         self._lock = threading.Lock()
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._woken = False
+        self._woken = False  # the loop was woken (or is taking): nothing to do to wake it
+        self._armed = False  # a linger timer is on its way for messages that are not urgent
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop that :meth:`take` runs on (woken from paho's thread)."""
@@ -99,9 +110,11 @@ class Admission:
     def queued(self) -> int:
         return self._total
 
-    def offer(self, message: Inbound, device: str) -> RejectReason | str | None:
+    def offer(self, message: Inbound, device: str, *, urgent: bool = True) -> RejectReason | str | None:
         """Queue ``message`` for ``device`` (:func:`device_of` its topic): None when queued,
-        :data:`COALESCED` for a copy of a waiting message, else why it is refused (any thread)."""
+        :data:`COALESCED` for a copy of a waiting message, else why it is refused (any thread).
+
+        ``urgent=False`` (heartbeats): taken within ``linger_s``, without a wake-up of its own."""
         if len(message.payload) > MAX_PAYLOAD_BYTES:
             return RejectReason.TOO_LARGE
         key = self._digest(message.payload)
@@ -119,10 +132,14 @@ class Admission:
                 self._turns.append(device)
             queue.append((key, message))
             self._total += 1
-            wake = not self._woken
-            self._woken = True
+            wake = urgent and not self._woken
+            arm = not urgent and not self._woken and not self._armed
+            self._woken = self._woken or urgent
+            self._armed = self._armed or arm
         if wake:
             self._wake()
+        elif arm:
+            self._arm()
         return None
 
     def vouch(self, device: str, payload: bytes) -> None:
@@ -145,7 +162,7 @@ class Admission:
             with self._lock:
                 batch = self._take_locked(max_batch)
                 if not batch:
-                    self._woken = False
+                    self._woken = self._armed = False
                     self._ready.clear()
             if batch:
                 return batch
@@ -170,6 +187,14 @@ class Admission:
             self._ready.set()
         elif not loop.is_closed():
             loop.call_soon_threadsafe(self._ready.set)
+
+    def _arm(self) -> None:
+        loop = self._loop
+        if loop is None or self.policy.linger_s <= 0:
+            self._wake()
+        elif not loop.is_closed():
+            # One cross-thread call per linger period; a late timer only costs an empty take.
+            loop.call_soon_threadsafe(loop.call_later, self.policy.linger_s, self._ready.set)
 
 
 def device_of(topic: str) -> str:

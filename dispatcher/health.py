@@ -17,11 +17,20 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 
-from dispatcher.devicehealth import DeviceHealth, HealthChange, Monitored, evaluate, merge
+from dispatcher.devicehealth import (
+    LOW_BATTERY,
+    OFFLINE,
+    DeviceHealth,
+    HealthChange,
+    Monitored,
+    evaluate,
+    merge,
+)
 from dispatcher.events import EventBus
 from dispatcher.metrics import Metrics
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import Store
+from protocol.fastbeat import WireHeartbeat
 from protocol.messages import Heartbeat
 
 __all__ = ["DeviceHealth", "HealthChange", "HealthMonitor"]
@@ -67,6 +76,10 @@ class HealthMonitor:
         self._watching_since = time.time()
         self._revs: deque[tuple[float, int]] = deque()  # (monotonic time, highest rev read then)
         self._highest_rev = 0
+        # (last_seen_at, status_at) as this instance last merged them, per device.
+        self._merged: dict[str, tuple[object, object]] = {}
+        self._monitored_of: object = None  # the directory snapshot _monitored_list was built from
+        self._monitored_list: list[Monitored] = []
 
     def _get(self, device_id: str) -> DeviceHealth:
         # Not setdefault(): it would build a DeviceHealth on every heartbeat.
@@ -75,7 +88,7 @@ class HealthMonitor:
             h = self.devices[device_id] = DeviceHealth(device_id)
         return h
 
-    def on_heartbeat(self, hb: Heartbeat, now: float) -> None:
+    def on_heartbeat(self, hb: Heartbeat | WireHeartbeat, now: float) -> None:
         """A heartbeat this instance received."""
         h = self._get(hb.device)
         before = (h.status, h.battery_pct)
@@ -141,15 +154,8 @@ class HealthMonitor:
 
     async def check(self, now: float) -> list[HealthChange]:
         """Raise and clear flags as of ``now`` (the leader's part): operator events, console, metrics."""
-        monitored = [
-            Monitored(d.id, d.label, d.heartbeat_interval_s)
-            for d in self._cache.current.devices.values()
-            if d.state == "active"
-        ]
-        for m in monitored:
-            self._get(m.device_id)
         changes = evaluate(
-            monitored,
+            self._monitored(),
             self.devices,
             now=now,
             watching_since=self._watching_since,
@@ -158,9 +164,24 @@ class HealthMonitor:
         )
         for change in changes:
             await self._record(change)
-        self._metrics.devices_offline.set(sum("offline" in h.flags for h in self.devices.values()))
-        self._metrics.devices_low_battery.set(sum("low_battery" in h.flags for h in self.devices.values()))
+        flagged = [h.flags for h in self.devices.values() if h.flags]  # a few among 100,000
+        self._metrics.devices_offline.set(sum(OFFLINE in f for f in flagged))
+        self._metrics.devices_low_battery.set(sum(LOW_BATTERY in f for f in flagged))
         return changes
+
+    def _monitored(self) -> list[Monitored]:
+        """The active devices of the directory, built once per directory snapshot (not every pass)."""
+        snapshot = self._cache.current
+        if self._monitored_of is not snapshot:
+            self._monitored_list = [
+                Monitored(d.id, d.label, d.heartbeat_interval_s)
+                for d in snapshot.devices.values()
+                if d.state == "active"
+            ]
+            for m in self._monitored_list:
+                self._get(m.device_id)
+            self._monitored_of = snapshot
+        return self._monitored_list
 
     async def _record(self, change: HealthChange) -> None:
         kind = change.flag if change.raised else f"{change.flag}_cleared"
@@ -179,6 +200,8 @@ class HealthMonitor:
             except Exception:
                 self._dirty |= dirty  # merged next pass: merging twice is harmless
                 raise
+            for row in rows:
+                self._merged[str(row["device_id"])] = (row["last_seen_at"], row["status_at"])
 
     async def _pull(self) -> None:
         """Merge what the other instances merged since the last read (with a margin, see REREAD_S)."""
@@ -191,11 +214,16 @@ class HealthMonitor:
 
     def _absorb(self, rows: list[dict[str, object]], *, with_flags: bool) -> None:
         for row in rows:
-            h = self._get(str(row["device_id"]))
+            self._highest_rev = max(self._highest_rev, int(str(row.get("rev") or 0)))
+            device_id = str(row["device_id"])
+            if not with_flags and self._merged.get(device_id) == (row["last_seen_at"], row["status_at"]):
+                # Our own merge read back (each row is re-read for REREAD_S): merging it is a no-op,
+                # since merge() takes only strictly later times. Skipped: 3,333 rows a second.
+                continue
+            h = self._get(device_id)
             merge(h, _from_row(row))
             if with_flags:
                 h.flags = set(json.loads(str(row["flags"])))
-            self._highest_rev = max(self._highest_rev, int(str(row.get("rev") or 0)))
 
 
 def _instant(ts: float | None) -> str | None:

@@ -5,6 +5,12 @@ a burst). Nothing here waits on the network except the store commit: location
 and routing read memory, notifications are started as tasks. A message is
 acknowledged on MQTT only once its effects are durable, so a store outage
 leaves it with the broker instead of losing it.
+
+Heartbeats take a path of their own (:meth:`Ingest.process_heartbeats`), after
+the batch's other messages: verified over their received bytes and decoded by
+:mod:`protocol.fastbeat`, they touch only memory (replay window, health), and
+anything that path does not accept goes through the full one, which refuses it
+with its counted reason.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dispatcher.rejectlog import RejectionLog
 from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewAlert, Store, StoreUnavailable
 from protocol.codec import Rejected, RejectReason, decode_status, decode_uplink, encode_downlink
+from protocol.fastbeat import decode_heartbeat
 from protocol.messages import Alert, Cancel, Heartbeat, Position, TestAlert
 from protocol.replay import (
     ALERT_TIME_WINDOW,
@@ -38,7 +45,7 @@ from protocol.replay import (
     ReplayVerdict,
     SequenceWindow,
 )
-from protocol.topics import TopicError, downlink_topic, parse_topic
+from protocol.topics import ROOT, TopicError, downlink_topic, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ _REFUSED = {
     RejectReason.RATE_LIMITED: "over the device's message rate (flooding)",
     RejectReason.QUEUE_FULL: "the device's queue is full (flooding)",
 }
+HEARTBEAT_LEAF = "/up/heartbeat"
+_NO_WINDOW = SequenceWindow()
 
 
 @dataclass
@@ -98,6 +107,8 @@ class Ingest:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._acked: set[int] = set()  # mids acknowledged by the batch being processed
         self.windows: dict[str, SequenceWindow] = {}
+        self._changed_windows: set[str] = set()  # since the last changed_windows()
+        self._heartbeats = metrics.ingested.labels("heartbeat")
         self.engine: Engine | None = None
         self.bridge: MqttBridge | None = None
 
@@ -108,10 +119,20 @@ class Ingest:
     async def load_windows(self) -> None:
         self.windows = await self._store.replay_windows()
 
+    def changed_windows(self) -> dict[str, SequenceWindow]:
+        """The replay windows that changed since the last call (to persist them; a failed save
+        hands them back with :meth:`unsaved_windows`)."""
+        changed, self._changed_windows = self._changed_windows, set()
+        return {d: self.windows[d] for d in changed}
+
+    def unsaved_windows(self, windows: dict[str, SequenceWindow]) -> None:
+        """Windows whose save failed: returned by the next :meth:`changed_windows`."""
+        self._changed_windows.update(windows)
+
     def submit(self, message: Inbound) -> None:
         """Called on paho's network thread for every MQTT message: queued for its device, or refused now."""
         device = device_of(message.topic)
-        reason = self.admission.offer(message, device)
+        reason = self.admission.offer(message, device, urgent=not message.topic.endswith(HEARTBEAT_LEAF))
         if reason is None:
             return
         if reason == COALESCED:  # a copy of a message already waiting: it will be answered
@@ -138,11 +159,17 @@ class Ingest:
         try:
             while True:
                 batch = await self.admission.take(self._max_batch)
-                try:
-                    await self.process(batch)
-                except Exception:  # a bug after classification: lose this batch's work, never the ingest
-                    log.critical("ingest failed on a batch of %d; releasing it", len(batch), exc_info=True)
-                    self._release_unacked(batch)
+                heartbeats = [m for m in batch if m.topic.endswith(HEARTBEAT_LEAF)]
+                others = [m for m in batch if not m.topic.endswith(HEARTBEAT_LEAF)] if heartbeats else batch
+                # Alerts first: the heartbeats taken along never delay their commit.
+                for part, handle in ((others, self.process), (heartbeats, self.process_heartbeats)):
+                    if not part:
+                        continue
+                    try:
+                        await handle(part)
+                    except Exception:  # a bug after classification: lose this work, never the ingest
+                        log.critical("ingest failed on a batch of %d; releasing it", len(part), exc_info=True)
+                        self._release_unacked(part)
         finally:
             summaries.cancel()
             positions.cancel()
@@ -175,6 +202,50 @@ class Ingest:
         self._store_rejections()
         if batch.rejected:  # one event per batch (rows and log lines are sampled, see RejectionLog)
             self._bus.publish("rejected", count=batch.rejected)
+
+    async def process_heartbeats(self, messages: Sequence[Inbound]) -> None:
+        """Heartbeats: the fast path for each, the full path (:meth:`process`) for the rest."""
+        self._acked.clear()
+        snapshot = self._cache.current
+        now = time.time()
+        now_ms = int(now * 1000)
+        rest: list[Inbound] = []
+        for message in messages:
+            if not self._fast_heartbeat(message, snapshot.keys, now, now_ms):
+                rest.append(message)
+        accepted = len(messages) - len(rest)
+        if accepted:
+            self._heartbeats.inc(accepted)  # one metric update per batch
+        if rest:
+            await self.process(rest)
+
+    def _fast_heartbeat(self, message: Inbound, keys: dict[str, bytes], now: float, now_ms: int) -> bool:
+        """Apply a heartbeat that needs no more than memory; False leaves it to the full path."""
+        device = device_of(message.topic)
+        key = keys.get(device)  # active devices only, like key_for
+        if key is None or message.topic != f"{ROOT}/{device}{HEARTBEAT_LEAF}":
+            return False
+        heartbeat = decode_heartbeat(message.payload, device, key)
+        if heartbeat is None:
+            return False
+        window = self.windows.get(device, _NO_WINDOW)
+        if not window.is_fresh(heartbeat.seq):
+            return False
+        if HEARTBEAT_TIME_WINDOW.check(heartbeat.ts, now_ms) is not ReplayVerdict.FRESH:
+            return False
+        if window.is_new_counter(heartbeat.seq):
+            log.info(
+                "%s numbers from %d now (was %d): new or lost state directory",
+                device,
+                heartbeat.seq,
+                window.high,
+            )
+        self.windows[device] = window.admit(heartbeat.seq)
+        self._changed_windows.add(device)
+        self._health.on_heartbeat(heartbeat, now)
+        if message.qos:
+            self._ack(message)
+        return True
 
     # -- classification (memory only, but for suspected re-sends) ---------------------
 
@@ -225,6 +296,7 @@ class Ingest:
                 window.high,
             )
         self.windows[uplink.device] = window = window.admit(uplink.seq)
+        self._changed_windows.add(uplink.device)
         self._metrics.ingested.labels(uplink.type).inc()
         match uplink:
             case Heartbeat():

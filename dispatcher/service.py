@@ -83,9 +83,12 @@ async def _flush_windows(d: Dispatcher, period_s: float = 5.0) -> None:
 
 async def _save_state(d: Dispatcher) -> None:
     """Persist what lives in memory between flushes: replay windows, last known positions."""
+    changed = d.ingest.changed_windows()  # only these: 100,000 windows are 50 MB to rewrite
     try:
-        await d.store.save_replay_windows(d.ingest.windows)
+        if changed:
+            await d.store.save_replay_windows(changed)
     except Exception:
+        d.ingest.unsaved_windows(changed)
         log.exception("could not save replay windows")
     try:
         await d.cache.save_fixes()  # last known positions from heartbeats (RGPD retention applies)

@@ -85,6 +85,13 @@ class IngestSettings(BaseModel):
         default=64, ge=1, description="Messages of one device waiting to be processed (at least the burst)"
     )
     max_queued: int = Field(default=20_000, ge=1, description="Messages waiting, all devices together")
+    heartbeat_linger_s: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Heartbeats wait up to this long to be processed in a batch (alerts never wait);"
+        " 0 processes each at once",
+    )
     rejection_log_interval_s: float = Field(
         default=10.0,
         gt=0,

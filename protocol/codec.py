@@ -31,7 +31,7 @@ from protocol.messages import (
     Status,
     TestAlert,
 )
-from protocol.signing import has_valid_signature, sign
+from protocol.signing import has_valid_signature, sign, signed_bytes
 from protocol.topics import ParsedTopic
 
 UplinkMessage = Alert | TestAlert | Cancel | Heartbeat | Position
@@ -100,7 +100,7 @@ def encode_uplink(
     location: Location | None = None,
     **body: Any,
 ) -> tuple[UplinkMessage, bytes]:
-    """Build, validate and sign an uplink; return the model and its wire bytes."""
+    """Build, validate and sign an uplink; return the model and its wire bytes (signed layout)."""
     fields: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
         "type": kind,
@@ -112,8 +112,8 @@ def encode_uplink(
     }
     if location is not None:
         fields["location"] = location.model_dump()
-    signed = sign(fields, key)
-    return UPLINK_ADAPTER.validate_python(signed), to_bytes(signed)
+    payload = signed_bytes(fields, key)
+    return UPLINK_ADAPTER.validate_python(json.loads(payload)), payload
 
 
 def encode_downlink(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 WINDOW = 4096  # ~34 h of 30-s heartbeats: longer than the alert age limit
+_MASK = (1 << WINDOW) - 1  # built once: a 4096-bit integer per admitted message is not free
 
 
 class ReplayVerdict(StrEnum):
@@ -59,7 +60,7 @@ class SequenceWindow:
         """State after accepting ``seq`` (call only when :meth:`is_fresh`)."""
         if seq > self.high:
             shift = seq - self.high
-            seen = ((self.seen << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+            seen = ((self.seen << shift) | 1) & _MASK if shift < WINDOW else 1
             return SequenceWindow(high=seq, seen=seen)
         return SequenceWindow(high=self.high, seen=self.seen | (1 << (self.high - seq)))
 

@@ -37,6 +37,18 @@ def sign(fields: Mapping[str, Any], key: bytes) -> dict[str, Any]:
     return signed
 
 
+def signed_bytes(fields: Mapping[str, Any], key: bytes) -> bytes:
+    """Wire bytes of ``fields`` signed with ``key``, in the *signed layout*: the canonical bytes with
+    ``"sig"`` appended as the last member.
+
+    Any layout verifies (the receiver may re-serialise); this one lets it check
+    the HMAC over the received bytes as they are (:mod:`protocol.fastbeat`).
+    """
+    canonical = canonical_bytes(fields)
+    sig = hmac.new(key, canonical, hashlib.sha256).hexdigest()
+    return canonical[:-1] + b',"' + SIG_FIELD.encode("ascii") + b'":"' + sig.encode("ascii") + b'"}'
+
+
 def has_valid_signature(fields: Mapping[str, Any], key: bytes) -> bool:
     """Constant-time check of ``fields['sig']`` against ``key``."""
     claimed = fields.get(SIG_FIELD)
