@@ -231,7 +231,7 @@ function scheduleOverview() {
   overviewTimer = setTimeout(loadOverview, 300);
 }
 
-function showOverview(on) {
+function showOverview(on, reload = true) {
   state.overview = on;
   setUrlParams({ view: on ? "carte" : "" });
   $("overview").hidden = !on;
@@ -240,6 +240,7 @@ function showOverview(on) {
   $("detail").hidden = on || !state.selected;
   $("placeholder").hidden = on || Boolean(state.selected);
   if (on) loadOverview(); else stopOverview();
+  if (!on && reload && state.selected) loadDetail(state.selected); // it may have changed meanwhile
 }
 
 // ---- alert detail -----------------------------------------------------------------
@@ -251,7 +252,7 @@ function scheduleDetail() {
 
 function select(id) {
   state.selected = id;
-  if (state.overview) showOverview(false);
+  if (state.overview) showOverview(false, false);
   renderAlerts();
   loadDetail(id);
 }
