@@ -25,3 +25,26 @@ def broker(tmp_path: Path) -> Iterator[DevBroker]:
         yield b
     finally:
         b.stop()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop SQLite worker threads a test left open, so that the run can end.
+
+    aiosqlite runs each connection on a thread that is not a daemon: one store
+    left open (a test that failed between open and close, its traceback still
+    holding the store) kept the interpreter waiting forever after pytest's
+    summary, and CI would only end at its time limit. They are named, then
+    stopped the way aiosqlite's own ``Connection.stop`` does.
+    """
+    import threading
+
+    from aiosqlite import core
+
+    leaked = [
+        t for t in threading.enumerate() if getattr(t, "_target", None) is core._connection_worker_thread
+    ]
+    for thread in leaked:
+        queue = thread._args[0]  # type: ignore[attr-defined]
+        queue.put_nowait((None, lambda: core._STOP_RUNNING_SENTINEL))
+    if leaked:
+        print(f"\n{len(leaked)} SQLite connection(s) left open by the tests: stopped at exit")
