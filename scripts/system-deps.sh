@@ -9,6 +9,7 @@
 #   postgresql          the scale-out store tests
 #   systemd             systemd-analyze verifies the deploy/ units
 #   openssl             the shell signing example of docs/protocol.md (tested)
+#   curl                the curl examples of docs/sandbox.md (run by a test)
 # Installs them when we are root, otherwise says what to install.
 set -euo pipefail
 
@@ -27,6 +28,7 @@ have_package libatomic1 || need+=(libatomic1)
 have_postgres || need+=(postgresql)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
