@@ -218,7 +218,7 @@ async def test_every_label_is_french(browser: Browser, served: Served, scene: Sc
     await expect(page.locator("li.alert")).to_have_count(4, timeout=5000)
     await expect(page.locator("#health tr")).to_have_count(3, timeout=5000)
     await expect(page.locator("#health")).to_contain_text("en ligne", timeout=10_000)
-    await expect(page.locator("#health")).to_contain_text("HORS LIGNE", timeout=10_000)
+    await expect(page.locator("#health")).to_contain_text("HORS LIGNE", timeout=30_000)  # lease + misses
     await expect(page.locator("#health")).to_contain_text("8 %", timeout=10_000)
     texts = {}
     for name, alert_id in [
