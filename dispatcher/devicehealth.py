@@ -17,7 +17,9 @@ Invariants (tested as properties in tests/dispatcher/test_devicehealth.py):
 * ``last_seen`` only moves forward; of two status messages the later one wins,
   and a heartbeat counts as an ``online`` status at its time;
 * a device is offline iff its latest status says ``offline``, or it has been
-  silent for more than ``missed_intervals`` heartbeat intervals;
+  silent for more than ``missed_intervals`` heartbeat intervals plus
+  :data:`ARRIVAL_GRACE_S`: one lost heartbeat (an instance killed with it
+  unmerged) must not flag a device whose next one is merely on its way;
 * :func:`evaluate` returns a change only for a flag whose value changes, and
   applies it, so a second call at the same time returns nothing: one operator
   event per episode, whatever the number of passes.
@@ -32,6 +34,9 @@ __all__ = ["DeviceHealth", "HealthChange", "Monitored", "evaluate", "merge"]
 
 OFFLINE = "offline"
 LOW_BATTERY = "low_battery"
+#: A heartbeat due exactly at the limit may still be on its way: MQTT transit, the
+#: ingest's batching, the 1 s merge of the instance that received it, the 1 s pass.
+ARRIVAL_GRACE_S = 2.0
 
 
 @dataclass
@@ -103,11 +108,11 @@ class HealthChange:
 def is_offline(
     h: DeviceHealth, interval_s: float, *, missed: float, now: float, watching_since: float
 ) -> bool:
-    """Offline by its Last Will, or silent for more than ``missed`` intervals."""
+    """Offline by its Last Will, or silent for more than ``missed`` intervals (and the arrival grace)."""
     if h.status == OFFLINE:
         return True
     silent_since = h.last_seen if h.last_seen is not None else watching_since
-    return now - silent_since > missed * interval_s
+    return now - silent_since > missed * interval_s + ARRIVAL_GRACE_S
 
 
 def evaluate(

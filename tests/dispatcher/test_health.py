@@ -60,7 +60,7 @@ async def test_a_device_silent_for_two_intervals_is_flagged_offline(system: Syst
     await heartbeat(system, sim, battery=80)
     now = time.time()
     assert not [c for c in await system.dispatcher.health.tick(now + 15) if c.device_id == sim.device_id]
-    changes = await system.dispatcher.health.tick(now + 21)
+    changes = await system.dispatcher.health.tick(now + 23)  # 2 intervals and the arrival grace (2 s)
     assert [(c.device_id, c.flag, c.raised) for c in changes if c.device_id == sim.device_id] == [
         ("bracelet-quiet", "offline", True)
     ]

@@ -17,6 +17,7 @@ from collections import Counter
 
 import pytest
 
+from dispatcher.devicehealth import ARRIVAL_GRACE_S
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice
 from tests.scaleout.conftest import Cluster
@@ -24,9 +25,9 @@ from tests.scaleout.conftest import Cluster
 pytestmark = pytest.mark.faults
 
 INTERVAL_S = 5
-# Two intervals, one health pass (1 s), one flush of the receiving instance (1 s),
-# and scheduling slack on two shared cores.
-FLAGGED_WITHIN_S = 2 * INTERVAL_S + 1 + 1 + 2
+# Two intervals and the arrival grace, one health pass (1 s), one flush of the
+# receiving instance (1 s), and scheduling slack on two shared cores.
+FLAGGED_WITHIN_S = 2 * INTERVAL_S + ARRIVAL_GRACE_S + 1 + 1 + 2
 
 
 class Heartbeats:
