@@ -311,23 +311,18 @@ class AlertStore(Protocol):
 
     async def open_alerts_for_phone(self, phone: str, states: Sequence[str]) -> list[str]:
         """Alerts in ``states`` that sent ``phone`` an alert notification, most recent first."""
-        ...
 
     async def claim_inbound_message(self, sid: str, at: datetime) -> bool:
         """Remember a provider message id; False when it was already seen (a replayed webhook)."""
-        ...
 
     async def notifications_in_doubt(self, channel: str, phone: str) -> list[int]:
         """Rows to ``phone`` on ``channel`` without a provider SID, in flight ('sending') or 'unknown'."""
-        ...
 
     async def disown_provider_records(self, sids: Sequence[str], at: datetime) -> None:
         """Remember provider records no row may adopt (the reconciliation could not attribute them)."""
-        ...
 
     async def disowned_provider_records(self, sids: Sequence[str]) -> set[str]:
         """Those of ``sids`` that were disowned."""
-        ...
 
     async def claim_due_timers(self, owner: str, *, now: float, lease_s: float = 30.0) -> list[Timer]:
         """Lease due timers (or those whose owner's lease ran out)."""
@@ -336,7 +331,6 @@ class AlertStore(Protocol):
     async def next_timer_due(self) -> float | None: ...
     async def alert_timers(self, alert_id: str) -> list[Timer]:
         """The alert's pending timers, earliest first (leased ones included): the console's countdown."""
-        ...
 
     async def record_rejections(self, rows: Sequence[tuple[str | None, str, str, str]]) -> None: ...
     async def rejection_counts(self) -> dict[str, int]: ...
