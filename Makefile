@@ -12,7 +12,7 @@ BROKER_PORT ?= 1883
 # The pure core: no I/O, checked with mypy --strict.
 STRICT_CORE := protocol dispatcher/escalation.py dispatcher/escalation_plan.py dispatcher/escalation_state.py dispatcher/escalation_view.py dispatcher/reconcile.py dispatcher/visit_timer.py dispatcher/routing.py dispatcher/fallback.py dispatcher/location.py dispatcher/place_words.py dispatcher/ratelimit.py dispatcher/devicehealth.py device/gestures.py device/watchdog.py device/haptics.py dispatcher/stats_totals.py
 
-.PHONY: test demo demo-device bench lint typecheck system-deps clean
+.PHONY: test test-broker demo demo-device bench lint typecheck system-deps clean
 
 # A venv is rebuilt whenever it is incomplete (a `python3 -m venv` interrupted,
 # or run before python3-venv was installed, leaves a python without pip).
@@ -34,6 +34,16 @@ typecheck: $(STAMP)
 
 test: system-deps $(STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The broker suite (docs/broker-suite.md), against our own Mosquitto or, before going live, the
+# operator's broker:  make test-broker VIGIE_TEST_BROKER=mqtts://host:8883 VIGIE_TEST_BROKER_CA_DIR=ca/
+BROKER_SUITE := tests/broker_config/test_transport.py tests/broker_config/test_sessions.py \
+	tests/broker_config/test_dispatcher_instances.py::test_two_instances_share_the_uplinks_without_kicking_each_other \
+	tests/security/test_mqtt_share.py tests/security/test_mqtt_flood.py::test_oversized_packets_are_cut_by_the_broker
+export VIGIE_TEST_BROKER VIGIE_TEST_BROKER_CA_DIR VIGIE_TEST_BROKER_SERVER_CA
+
+test-broker: $(STAMP)
+	$(BIN)/pytest $(BROKER_SUITE) $(PYTEST_ARGS)
 
 demo: system-deps $(STAMP)
 	$(BIN)/python -m sandbox.demo --http-port $(HTTP_PORT) --broker-port $(BROKER_PORT)

@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from broker_config.runner import DevBroker
+from tests.support import external_broker
 from tests.support.broker import dispatcher_account
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``VIGIE_TEST_BROKER`` runs the broker suite against an external broker (support/external_broker.py)."""
+    external_broker.configure(config)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    external_broker.skip_if_needs_process(item)
 
 
 @pytest.fixture

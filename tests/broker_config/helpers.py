@@ -17,10 +17,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker_config import provision
+from broker_config.pki import Validity
 from broker_config.provision import DeviceSpec
 from broker_config.tls_runner import TlsBroker
 from dispatcher.domain import Address, DeviceKind, Practitioner, Site, SiteKind
 from dispatcher.store.sqlite import SqliteStore
+from tests.support import external_broker
+from tests.support.external_broker import ExternalBroker
 
 PRACTITIONER = Practitioner(
     id="dr-martin",
@@ -36,6 +39,9 @@ SITE = Site(
     address=Address(label="12 rue de la Loge, 34000 Montpellier"),
 )
 
+# The broker under test: one the tests started, or the operator's (VIGIE_TEST_BROKER).
+AnyBroker = TlsBroker | ExternalBroker
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -48,9 +54,19 @@ class Identity:
 
 @dataclass
 class Pki:
-    """A CA directory, a database and where bundles go, all under tmp_path."""
+    """A CA directory, a database and where bundles go, all under tmp_path.
+
+    On an external broker (``VIGIE_TEST_BROKER``) the CA is a copy of the
+    operator's, ``cert_days`` keeps the test certificates short-lived and
+    ``server_ca`` (if given) verifies the broker's own certificate.
+    """
 
     root: Path
+    cert_days: int | None = None
+    server_ca: Path | None = None
+
+    def _identity(self, ca: Path, cert: Path, key: Path) -> Identity:
+        return Identity(self.server_ca or ca, cert, key)
 
     @property
     def ca_dir(self) -> Path:
@@ -67,18 +83,20 @@ class Pki:
     @property
     def dispatcher(self) -> Identity:
         d = self.root / "dispatcher"
-        return Identity(d / "ca.pem", d / "dispatcher.pem", d / "dispatcher.key")
+        return self._identity(d / "ca.pem", d / "dispatcher.pem", d / "dispatcher.key")
 
     def bundle(self, device_id: str) -> Path:
         return self.root / "bundles" / device_id
 
     def device(self, device_id: str) -> Identity:
         b = self.bundle(device_id)
-        return Identity(b / "ca.pem", b / "device.pem", b / "device.key")
+        return self._identity(b / "ca.pem", b / "device.pem", b / "device.key")
 
     def provision(self, device_id: str, **spec: Any) -> Path:
         """Provision ``device_id`` through the real code path (store included)."""
         fields: dict[str, Any] = {"kind": DeviceKind.POCKET, "broker_host": "localhost"}
+        if self.cert_days is not None:
+            fields["validity"] = Validity.days(self.cert_days)
         fields.update({"practitioner_id": PRACTITIONER.id} | spec)
         return run_with_store(
             self.db,
@@ -101,13 +119,24 @@ def run_with_store(db: Path, work: Any) -> Any:
     return asyncio.run(run())
 
 
-def make_pki(root: Path) -> Pki:
-    """CA, broker certificate for localhost, dispatcher certificate, seeded directory."""
-    pki = Pki(root)
+def make_pki(root: Path, external: ExternalBroker | None = None) -> Pki:
+    """CA, broker certificate for localhost, dispatcher certificate, seeded directory.
+
+    With ``external``, the CA is a copy of the one the external broker trusts
+    and every certificate is issued for :data:`external_broker.TEST_CERT_DAYS`.
+    """
+    if external is None:
+        pki = Pki(root)
+        provision.init_ca(pki.ca_dir)
+        hosts = ["localhost", "127.0.0.1"]
+    else:
+        pki = Pki(root, external_broker.TEST_CERT_DAYS, external.server_ca)
+        external_broker.copy_ca(external, pki.ca_dir)
+        hosts = [external.host]
     (root / "bundles").mkdir(parents=True)
-    provision.init_ca(pki.ca_dir)
-    provision.issue_server_cert(pki.ca_dir, pki.server_dir, hosts=["localhost", "127.0.0.1"])
-    provision.issue_dispatcher_cert(pki.ca_dir, root / "dispatcher")
+    days = {"validity_days": pki.cert_days} if pki.cert_days is not None else {}
+    provision.issue_server_cert(pki.ca_dir, pki.server_dir, hosts=hosts, **days)
+    provision.issue_dispatcher_cert(pki.ca_dir, root / "dispatcher", **days)
 
     async def seed(store: SqliteStore) -> None:
         await store.upsert_practitioner(PRACTITIONER)
@@ -179,7 +208,7 @@ def tls_context(ident: Identity, *, max_version: ssl.TLSVersion | None = None) -
 
 @contextmanager
 def connected(
-    broker: TlsBroker,
+    broker: AnyBroker,
     ident: Identity | None,
     *,
     client_id: str | None = None,
@@ -205,7 +234,7 @@ def connected(
 
 
 def connect(
-    broker: TlsBroker,
+    broker: AnyBroker,
     ident: Identity | None,
     *,
     client_id: str | None = None,
@@ -216,14 +245,17 @@ def connect(
     timeout: float = 5.0,
 ) -> Client:
     """Connect and wait for the CONNACK; raise :class:`Refused` on any failure."""
+    client_id = client_id or f"t-{secrets.token_hex(4)}"
     paho = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
-        client_id=client_id or f"t-{secrets.token_hex(4)}",
+        client_id=client_id,
         protocol=mqtt.MQTTv5,
         reconnect_on_failure=False,
     )
     if ident is not None:
         paho.tls_set_context(tls_context(ident, max_version=max_version))
+    if isinstance(broker, ExternalBroker) and session_expiry and ident and ident.cert and ident.key:
+        broker.remember_session(ident.cert, ident.key, client_id)
     client = Client(paho)
     outcome: list[str] = []
     done = threading.Event()
@@ -256,7 +288,7 @@ def connect(
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry
     try:
-        paho.connect("127.0.0.1", port or broker.tls_port, clean_start=clean_start, properties=props)
+        paho.connect(host_of(broker), port or broker.tls_port, clean_start=clean_start, properties=props)
     except (OSError, ssl.SSLError) as exc:  # TLS 1.2 fails inside the handshake, here
         raise Refused(repr(exc)) from None
     paho.loop_start()
@@ -264,3 +296,24 @@ def connect(
         paho.loop_stop()
         raise Refused(outcome[0] if outcome else "no CONNACK")
     return client
+
+
+def host_of(broker: AnyBroker) -> str:
+    """Where the broker listens: the external broker's host, else loopback."""
+    return broker.host if isinstance(broker, ExternalBroker) else "127.0.0.1"
+
+
+def end_sessions(broker: ExternalBroker, ca: Path) -> None:
+    """End the persistent sessions the tests opened on an external broker.
+
+    A clean start with no session expiry replaces each session, and the
+    disconnect then discards it: an offline test session left in a share group
+    would otherwise take its share of the next test's messages (and hold them
+    on the operator's broker until it expires).
+    """
+    for cert, key, client_id in sorted(broker.sessions):
+        try:
+            connect(broker, Identity(ca, cert, key), client_id=client_id).close()
+        except Refused:  # a revoked or expired test certificate: its session expires on its own
+            continue
+    broker.sessions.clear()

@@ -65,12 +65,13 @@ def test_instance_numbers_map_to_cns_and_are_bounded() -> None:
 
 def _second_dispatcher(pki: Pki) -> Identity:
     out = pki.root / "dispatcher-2"
-    files = provision.issue_dispatcher_cert(pki.ca_dir, out, instance=2)
+    days = {"validity_days": pki.cert_days} if pki.cert_days is not None else {}
+    files = provision.issue_dispatcher_cert(pki.ca_dir, out, instance=2, **days)
     assert pkimod.common_name(pkimod.load_cert(files.cert)) == "vigie-dispatcher-2"
     assert [pkimod.common_name(c) for c in provision.issued_certs(pki.ca_dir, "vigie-dispatcher-2")] == [
         "vigie-dispatcher-2"
     ]
-    return Identity(files.ca, files.cert, files.key)
+    return Identity(pki.server_ca or files.ca, files.cert, files.key)
 
 
 def test_two_instances_share_the_uplinks_without_kicking_each_other(pki: Pki, tls_broker: TlsBroker) -> None:

@@ -21,11 +21,13 @@ from tests.broker_config.conftest import MONITOR
 from tests.broker_config.helpers import Identity, Pki, Refused, connect, connected, run_with_store
 
 
+@pytest.mark.broker_process("démarre son propre broker de développement")
 def test_dev_config_loads(tmp_path: Path) -> None:
     with DevBroker(tmp_path / "dev") as broker:
         assert broker.proc is not None and broker.proc.poll() is None
 
 
+@pytest.mark.broker_process("lit le journal du processus Mosquitto")
 def test_prod_config_loads(tls_broker: TlsBroker) -> None:
     assert tls_broker.proc is not None and tls_broker.proc.poll() is None
     assert "Error" not in tls_broker.log_text()
@@ -86,6 +88,7 @@ def test_plain_mqtt_on_tls_port_refused(tls_broker: TlsBroker) -> None:
         connect(tls_broker, None)
 
 
+@pytest.mark.broker_process("utilise l'écouteur local à mot de passe du broker")
 def test_loopback_listener_needs_a_password(tls_broker: TlsBroker) -> None:
     with pytest.raises(Refused):
         connect(tls_broker, None, port=tls_broker.local_port)
@@ -113,7 +116,12 @@ def test_forged_topic_never_delivered(pki: Pki, tls_broker: TlsBroker, kind: Upl
         assert [m.topic for m in got] == [uplink_topic("btn-a", kind)]
 
 
-def test_device_cannot_read_another_downlink(pki: Pki, tls_broker: TlsBroker) -> None:
+@pytest.mark.parametrize(
+    "filters",
+    [[downlink_topic("btn-b"), downlink_topic("btn-a")], ["vigie/v1/dev/#"]],
+    ids=["b-downlink", "whole-tree"],
+)
+def test_device_cannot_read_another_downlink(pki: Pki, tls_broker: TlsBroker, filters: list[str]) -> None:
     pki.provision("btn-a")
     pki.provision("btn-b")
     with (
@@ -121,9 +129,10 @@ def test_device_cannot_read_another_downlink(pki: Pki, tls_broker: TlsBroker) ->
         connected(tls_broker, pki.device("btn-a")) as a,
         connected(tls_broker, pki.device("btn-b")) as b,
     ):
-        a.subscribe(downlink_topic("btn-b"))
-        a.subscribe(downlink_topic("btn-a"))
+        for topic_filter in filters:  # granted then filtered by the read ACL, or refused: both do
+            a.subscribe(topic_filter)
         b.subscribe(downlink_topic("btn-b"))
+        b.publish(uplink_topic("btn-b", UplinkKind.ALERT), b"b-alert")  # nor another device's uplinks
         dispatcher.publish(downlink_topic("btn-b"), b"for-b")
         dispatcher.publish(downlink_topic("btn-a"), b"marker-a")
         b.wait_for(lambda m: any(x.payload == b"for-b" for x in m))
@@ -143,6 +152,7 @@ def test_device_cannot_take_over_the_dispatcher_session(pki: Pki, tls_broker: Tl
         assert not dispatcher.disconnected.is_set()
 
 
+@pytest.mark.broker_process("recharge la LCR du broker (SIGHUP) et utilise son écouteur local")
 def test_revoked_device_refused_others_keep_working(pki: Pki, tls_broker: TlsBroker) -> None:
     pki.provision("btn-a")
     pki.provision("btn-b")
@@ -171,6 +181,7 @@ def test_revoked_device_refused_others_keep_working(pki: Pki, tls_broker: TlsBro
     assert device.state is DeviceState.REVOKED
 
 
+@pytest.mark.broker_process("envoie SIGHUP au broker")
 def test_crl_is_reloaded_on_sighup_without_restart(pki: Pki, tls_broker: TlsBroker) -> None:
     pki.provision("btn-a")
     connect(tls_broker, pki.device("btn-a")).close()
@@ -202,6 +213,7 @@ def _collect_after_restart(pki: Pki, broker: TlsBroker, payload: bytes) -> None:
         dispatcher.wait_for(lambda m: any(x.payload == payload for x in m))
 
 
+@pytest.mark.broker_process("redémarre le broker")
 def test_queued_alert_survives_broker_restart(pki: Pki, tls_broker: TlsBroker) -> None:
     pki.provision("btn-001")
     _queue_for_offline_dispatcher(pki, tls_broker, b"queued-sigterm")
@@ -209,6 +221,7 @@ def test_queued_alert_survives_broker_restart(pki: Pki, tls_broker: TlsBroker) -
     _collect_after_restart(pki, tls_broker, b"queued-sigterm")
 
 
+@pytest.mark.broker_process("tue le broker (SIGKILL) et lit sa base de persistance")
 def test_queued_alert_survives_broker_crash_after_autosave(pki: Pki, tls_broker: TlsBroker) -> None:
     pki.provision("btn-001")
     _queue_for_offline_dispatcher(pki, tls_broker, b"queued-sigkill")

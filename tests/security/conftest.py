@@ -15,6 +15,7 @@ import pytest
 from tests.api.conftest import api, directory, served, tile_url
 from tests.console.test_browser import browser, chromium
 from tests.security.mqtt_stack import PROFILES, Stack, stack_for
+from tests.support import external_broker
 
 __all__ = ["api", "browser", "chromium", "directory", "served", "tile_url"]
 
@@ -29,5 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(params=PROFILES)
 async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
     """A running Vigie on the dev broker (passwords) and on the prod broker (mutual TLS)."""
+    external_broker.skip_own_broker_profile(request.param)
     async with stack_for(request.param, tmp_path) as s:
         yield s

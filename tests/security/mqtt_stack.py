@@ -32,8 +32,10 @@ from dispatcher.domain import Device, DeviceKind
 from dispatcher.settings import MqttSettings
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice, new_device_secrets
-from tests.broker_config.helpers import Client, Pki, make_pki, tls_context
+from tests.broker_config.helpers import Client, Pki, end_sessions, host_of, make_pki, tls_context
+from tests.support import external_broker
 from tests.support.broker import dispatcher_account, new_password
+from tests.support.external_broker import ExternalBroker
 from tests.support.system import METRICS_HEADERS, System, running_system
 
 PROFILES = ["dev", "prod"]
@@ -47,7 +49,7 @@ class Stack:
     """A running system on one broker profile, and ways to log in to it."""
 
     profile: str
-    broker: DevBroker | TlsBroker
+    broker: DevBroker | TlsBroker | ExternalBroker
     system_factory: Callable[[], AbstractAsyncContextManager[System]]
     pki: Pki | None = None
     monitor_password: str = ""
@@ -72,7 +74,11 @@ class Stack:
 
     @property
     def port(self) -> int:
-        return self.broker.tls_port if isinstance(self.broker, TlsBroker) else self.broker.port
+        return self.broker.port if isinstance(self.broker, DevBroker) else self.broker.tls_port
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1" if isinstance(self.broker, DevBroker) else host_of(self.broker)
 
     async def add_device(self, device_id: str, *, connect: bool = True) -> SimulatedDevice:
         """Provision a device (dev: store + password account; prod: the provisioning code).
@@ -93,16 +99,19 @@ class Stack:
             await asyncio.to_thread(pki.provision, device_id, **PLACE_IDS)
             key = bytes.fromhex((pki.bundle(device_id) / "hmac.key").read_text().strip())
             tls = tls_context(pki.device(device_id))
-            sim = SimulatedDevice(device_id, key, "127.0.0.1", self.port, "", tls=tls)
+            sim = SimulatedDevice(device_id, key, self.host, self.port, "", tls=tls)
         await self.system.dispatcher.cache.refresh()
         if connect:
             await asyncio.to_thread(sim.connect)
             self.system.devices[device_id] = sim
         return sim
 
-    def _credentials(self, client: mqtt.Client, username: str) -> None:
+    def _credentials(self, client: mqtt.Client, username: str, session_expiry: int | None) -> None:
         if self.pki is not None and username != MONITOR:
-            client.tls_set_context(tls_context(self.pki.device(username)))
+            ident = self.pki.device(username)
+            client.tls_set_context(tls_context(ident))
+            if isinstance(self.broker, ExternalBroker) and session_expiry and ident.cert and ident.key:
+                self.broker.remember_session(ident.cert, ident.key, username)  # client id = CN
         elif username == MONITOR:
             client.username_pw_set(MONITOR, self.monitor_password)
         else:
@@ -124,7 +133,7 @@ class Stack:
             protocol=mqtt.MQTTv5,
             reconnect_on_failure=False,
         )
-        self._credentials(client, username)
+        self._credentials(client, username, session_expiry)
         raw = Client(client)
         connected = threading.Event()
         outcome: list[str] = []
@@ -147,8 +156,12 @@ class Stack:
         if session_expiry is not None:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = session_expiry
-        port = self.broker.local_port if self.pki is not None and username == MONITOR else self.port
-        client.connect("127.0.0.1", port, clean_start=clean_start, properties=props)
+        if self.pki is not None and username == MONITOR:
+            assert isinstance(self.broker, TlsBroker), "the monitor uses our own broker's loopback listener"
+            host, port = "127.0.0.1", self.broker.local_port
+        else:
+            host, port = self.host, self.port
+        client.connect(host, port, clean_start=clean_start, properties=props)
         client.loop_start()
         if not connected.wait(15) or outcome[:1] != ["ok"]:
             client.loop_stop()
@@ -211,15 +224,20 @@ async def dev_stack(workdir: Path) -> AsyncIterator[Stack]:
 
 @asynccontextmanager
 async def prod_stack(workdir: Path) -> AsyncIterator[Stack]:
-    pki = await asyncio.to_thread(make_pki, workdir / "pki")
+    ext = external_broker.current()
+    pki = await asyncio.to_thread(make_pki, workdir / "pki", ext)
     ca = CaPaths(pki.ca_dir)
-    files = TlsFiles(ca.cert, pki.server_dir / "server.pem", pki.server_dir / "server.key", ca.crl)
     monitor_password = new_password()
-    broker = TlsBroker(workdir / "broker", files, accounts={MONITOR: monitor_password})
-    broker.start()
+    broker: TlsBroker | ExternalBroker
+    if ext is None:
+        files = TlsFiles(ca.cert, pki.server_dir / "server.pem", pki.server_dir / "server.key", ca.crl)
+        broker = TlsBroker(workdir / "broker", files, accounts={MONITOR: monitor_password})
+        broker.start()
+    else:
+        broker = ext
     ident = pki.dispatcher
     mqtt_settings = MqttSettings(
-        host="127.0.0.1",
+        host=host_of(broker),
         port=broker.tls_port,
         username="vigie-dispatcher",
         client_id="vigie-dispatcher",
@@ -239,7 +257,12 @@ async def prod_stack(workdir: Path) -> AsyncIterator[Stack]:
         yield stack
     finally:
         await stack.stop_dispatcher()
-        broker.stop()
+        if isinstance(broker, ExternalBroker):
+            assert ident.cert is not None and ident.key is not None
+            broker.remember_session(ident.cert, ident.key, mqtt_settings.client_id)
+            await asyncio.to_thread(end_sessions, broker, ident.ca)
+        else:
+            broker.stop()
 
 
 def stack_for(profile: str, workdir: Path) -> Any:
