@@ -30,7 +30,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict $(wildcard $(STRICT_CORE))
-	$(BIN)/mypy device dispatcher broker_config sandbox bench
+	$(BIN)/mypy device dispatcher broker_config sandbox bench deploy/render_cluster_broker.py
 
 test: system-deps $(STAMP) lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

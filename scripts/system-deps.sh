@@ -10,6 +10,8 @@
 #   systemd             systemd-analyze verifies the deploy/ units
 #   openssl             the shell signing example of docs/protocol.md (tested)
 #   curl                the curl examples of docs/sandbox.md (run by a test)
+#   erlang-base, lua5.4 read the rendered EMQX ACL (file:consult, as EMQX does) and
+#                       the VerneMQ Lua hook (luac -p): tests/deploy/test_cluster_broker.py
 # Installs them when we are root, otherwise says what to install.
 set -euo pipefail
 
@@ -29,6 +31,8 @@ have_postgres || need+=(postgresql)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v erl >/dev/null 2>&1 || need+=(erlang-base)
+command -v luac5.4 >/dev/null 2>&1 || need+=(lua5.4)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
