@@ -331,12 +331,17 @@ def purge(
     async def run() -> None:
         store = await open_store(settings.database_url)
         try:
-            report = await run_purge(store, days or settings.location_retention_days)
+            report = await run_purge(
+                store,
+                days or settings.location_retention_days,
+                inbound_sid_days=settings.inbound_sid_retention_days,
+            )
             typer.echo(
                 f"purge : positions effacées de {report.alerts} alerte(s), {report.visits} visite(s) "
                 f"supprimée(s), {report.last_fixes} dernière(s) position(s) de balise effacée(s), "
                 f"{report.positions} position(s) en direct supprimée(s), "
-                f"{report.sessions} session(s) expirée(s), {report.login_failures} échec(s) de connexion"
+                f"{report.sessions} session(s) expirée(s), {report.login_failures} échec(s) de connexion, "
+                f"{report.inbound_messages} identifiant(s) de SMS reçu(s) oublié(s)"
             )
         finally:
             await store.close()

@@ -7,6 +7,14 @@ devices' last known positions, and home visits (address, floor, door code)
 that ended before the cutoff. What stays: the alert itself, its
 timeline, its commune and département, so that statistics remain possible.
 
+The ids of received SMS (``inbound_messages``, remembered so that a replayed
+webhook does nothing) are forgotten after ``inbound_sid_retention_days``
+(default 365). Not personal data, a few dozen bytes per SMS, but one row per
+reply forever without this. Why so long: Twilio's signature carries no date,
+so a webhook captured and replayed after its id is forgotten is taken as new;
+a coded "1 K42" could then acknowledge a later alert with the same code that
+notified the same phone. A year makes such a capture stale.
+
 Run by the dispatcher every ``api.retention_interval_s`` and by ``vigie purge``.
 """
 
@@ -14,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 
 from dispatcher.audit import RETENTION_PURGE, Auditor
@@ -24,24 +32,42 @@ from dispatcher.store.base import PurgeReport, Store
 log = logging.getLogger(__name__)
 
 
-async def purge(store: Store, retention_days: int, *, now: datetime | None = None) -> PurgeReport:
-    """Erase location data older than ``retention_days`` and audit that it was done."""
-    if retention_days < 1:
-        raise ValueError("retention_days must be at least 1")
+#: Default of ``inbound_sid_retention_days`` (settings): how long a received SMS's id is remembered.
+INBOUND_SID_RETENTION_DAYS = 365
+
+
+async def purge(
+    store: Store,
+    retention_days: int,
+    *,
+    inbound_sid_days: int = INBOUND_SID_RETENTION_DAYS,
+    now: datetime | None = None,
+) -> PurgeReport:
+    """Erase location data older than ``retention_days``, forget received SMS ids older than
+    ``inbound_sid_days``, and audit that location data was erased."""
+    if retention_days < 1 or inbound_sid_days < 1:
+        raise ValueError("retention periods must be at least 1 day")
     now = now or datetime.now(UTC)
     report = await store.purge_locations(now - timedelta(days=retention_days), now=now)
+    forgotten = await store.forget_inbound_messages(now - timedelta(days=inbound_sid_days))
+    report = replace(report, inbound_messages=forgotten)
     if report.alerts or report.visits or report.last_fixes or report.positions:
         await Auditor(store).record(None, RETENTION_PURGE, retention_days=retention_days, **asdict(report))
     return report
 
 
 async def run_retention(
-    store: Store, cache: DirectoryCache, retention_days: int, *, interval_s: float
+    store: Store,
+    cache: DirectoryCache,
+    retention_days: int,
+    *,
+    interval_s: float,
+    inbound_sid_days: int = INBOUND_SID_RETENTION_DAYS,
 ) -> None:
     """Purge now, then every ``interval_s``, until cancelled; failures are logged and retried."""
     while True:
         try:
-            report = await purge(store, retention_days)
+            report = await purge(store, retention_days, inbound_sid_days=inbound_sid_days)
             if report.visits or report.last_fixes:
                 await cache.refresh()  # the hot path must not keep erased visits in memory
             # By age, not by asking the store: a heartbeat's fix noted but not yet

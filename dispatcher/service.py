@@ -197,7 +197,11 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         d.spawn(_flush_windows(d), "replay-windows")
         d.spawn(
             run_retention(
-                store, cache, settings.location_retention_days, interval_s=settings.api.retention_interval_s
+                store,
+                cache,
+                settings.location_retention_days,
+                interval_s=settings.api.retention_interval_s,
+                inbound_sid_days=settings.inbound_sid_retention_days,
             ),
             "retention",
         )

@@ -309,6 +309,11 @@ class DispatcherSettings(AdminSettings):
     http_port: int = Field(default=8080, description="REST API / console / webhooks port")
     instance_id: str = Field(default="dispatcher-1", description="Names this instance in leases and logs")
     location_retention_days: int = Field(default=90, description="RGPD: purge location data after this")
+    inbound_sid_retention_days: int = Field(
+        default=365,
+        ge=1,
+        description="Ids of received SMS are remembered this long against replayed webhooks (then purged)",
+    )
     max_fix_age_s: int = Field(default=120, description="A GPS fix older than this is not 'fresh'")
     max_fix_accuracy_m: float = Field(default=150.0, description="A GPS fix less accurate is not trusted")
     cancel_pin_tries: int = Field(default=5, ge=1, description="PIN tries a device may make at once")
@@ -325,3 +330,8 @@ class RetentionSettings(AdminSettings):
     """What ``vigie purge`` needs: the store and the retention period (same variable as the service)."""
 
     location_retention_days: int = Field(default=90, description="RGPD: purge location data after this")
+    inbound_sid_retention_days: int = Field(
+        default=365,
+        ge=1,
+        description="Ids of received SMS are remembered this long against replayed webhooks (then purged)",
+    )

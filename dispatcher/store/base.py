@@ -315,6 +315,9 @@ class AlertStore(Protocol):
     async def claim_inbound_message(self, sid: str, at: datetime) -> bool:
         """Remember a provider message id; False when it was already seen (a replayed webhook)."""
 
+    async def forget_inbound_messages(self, before: datetime) -> int:
+        """Forget the provider message ids claimed before ``before``; how many (retention)."""
+
     async def notifications_in_doubt(self, channel: str, phone: str) -> list[int]:
         """Rows to ``phone`` on ``channel`` without a provider SID, in flight ('sending') or 'unknown'."""
 
@@ -453,6 +456,7 @@ class PurgeReport:
     positions: int = 0  # live positions of those alerts (and older ones) deleted
     sessions: int = 0  # expired sessions deleted
     login_failures: int = 0  # old failed-login records deleted
+    inbound_messages: int = 0  # ids of received SMS forgotten (see dispatcher/retention.py)
 
     def __str__(self) -> str:
         # For logs and the CLI: counts, not a Python repr.

@@ -734,6 +734,13 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
         )
         return _status_count(status) == 1
 
+    async def forget_inbound_messages(self, before: datetime) -> int:
+        """Forget the provider message ids claimed before ``before``; how many (retention)."""
+        status = await self._tx(
+            lambda c: c.execute("DELETE FROM inbound_messages WHERE at < $1", _utc(before))
+        )
+        return _status_count(status)
+
     async def notifications_in_doubt(self, channel: str, phone: str) -> list[int]:
         rows = await self._fetch(
             "SELECT id FROM notifications WHERE phone=$1 AND channel=$2 AND provider_sid IS NULL"

@@ -536,6 +536,12 @@ class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders,
             )
             return cur.rowcount == 1
 
+    async def forget_inbound_messages(self, before: datetime) -> int:
+        """Forget the provider message ids claimed before ``before``; how many (retention)."""
+        async with self._tx() as tx:
+            cur = await tx.execute("DELETE FROM inbound_messages WHERE at < ?", (_iso(before),))
+            return cur.rowcount
+
     async def notifications_in_doubt(self, channel: str, phone: str) -> list[int]:
         rows = await self._all(
             "SELECT id FROM notifications WHERE phone=? AND channel=? AND provider_sid IS NULL"

@@ -105,6 +105,31 @@ async def test_vigie_purge_command(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_ids_of_received_sms_are_forgotten_after_their_own_retention(tmp_path: Path) -> None:
+    db = tmp_path / "vigie.db"
+    store = await SqliteStore.open(db)
+    now = datetime.now(UTC)
+    old, recent = "SM" + "a" * 32, "SM" + "b" * 32
+    await store.claim_inbound_message(old, now - timedelta(days=31))
+    await store.claim_inbound_message(recent, now - timedelta(days=29))
+    await store.close()
+
+    env = {"VIGIE_DATABASE_URL": f"sqlite:///{db}", "VIGIE_INBOUND_SID_RETENTION_DAYS": "30"}
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["purge"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "1 identifiant(s) de SMS reçu(s) oublié(s)" in result.output
+
+    store = await SqliteStore.open(db)
+    try:
+        assert await store.claim_inbound_message(recent, now) is False  # a replay is still recognised
+        assert await store.claim_inbound_message(old, now) is True  # forgotten
+        # By default they are kept a year (a replayed capture after that is stale): 364 and 335 days.
+        assert (await purge(store, 90, now=now + timedelta(days=335))).inbound_messages == 0
+        assert (await purge(store, 90, now=now + timedelta(days=366))).inbound_messages == 2
+    finally:
+        await store.close()
+
+
 async def test_vigie_user_add_reads_the_password_from_a_hidden_prompt(tmp_path: Path) -> None:
     db = tmp_path / "vigie.db"
     store = await SqliteStore.open(db)

@@ -603,6 +603,18 @@ async def test_an_inbound_message_id_is_claimed_once(store: Any) -> None:
     assert await store.claim_inbound_message("SM" + "d" * 32, at) is True
 
 
+@covers("forget_inbound_messages")
+async def test_inbound_message_ids_older_than_the_cutoff_are_forgotten(store: Any) -> None:
+    at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    old, recent = "SM" + "e" * 32, "SM" + "f" * 32
+    await store.claim_inbound_message(old, at - timedelta(days=400))
+    await store.claim_inbound_message(recent, at - timedelta(days=1))
+    assert await store.forget_inbound_messages(at - timedelta(days=365)) == 1
+    assert await store.forget_inbound_messages(at - timedelta(days=365)) == 0  # idempotent
+    assert await store.claim_inbound_message(old, at) is True  # forgotten: a replay would count as new
+    assert await store.claim_inbound_message(recent, at) is False  # still remembered
+
+
 @covers("notifications_in_doubt", "disown_provider_records", "disowned_provider_records")
 async def test_rows_in_doubt_and_disowned_provider_records(store: Any) -> None:
     await seed(store)
