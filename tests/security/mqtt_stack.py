@@ -118,6 +118,14 @@ class Stack:
             assert isinstance(self.broker, DevBroker)
             client.username_pw_set(username, self.broker.accounts[username])
 
+    def flooder_credentials(self, username: str) -> tuple[list[str], dict[str, str]]:
+        """A device's credentials for tests/security/flooder.py: its arguments and environment."""
+        if self.pki is not None:
+            ident = self.pki.device(username)
+            return ["--ca", str(ident.ca), "--cert", str(ident.cert), "--key", str(ident.key)], {}
+        assert isinstance(self.broker, DevBroker)
+        return ["--username", username], {"FLOOD_PASSWORD": self.broker.accounts[username]}
+
     def login(
         self,
         username: str,

@@ -10,14 +10,21 @@ Now: per-device token buckets and queues served round-robin in front of the
 ingest (dispatcher/admission.py), rejections logged and stored once per device
 and reason per interval (dispatcher/rejectlog.py), and an 8 KiB packet limit in
 both broker configurations.
+
+The flooder runs in a process of its own (tests/security/flooder.py), as an
+attacker on another machine: run in the test's process, its paho threads took
+the interpreter lock from the dispatcher's network thread, which no real
+attacker can do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -31,13 +38,18 @@ FLOOD = 10_000
 # 400 times what one device is admitted (5/s), sustained for 5 s; the full-speed burst is below.
 RATE = 2_000.0
 BURST = 20_000
+REPO = Path(__file__).resolve().parents[2]
 DEVICE_QUEUE = 64  # IngestSettings.device_queue's default
 VICTIM_ALERTS = 3
 # The issue's goal, on this shared machine: a flood from one device delays no one else's alert.
 RECEIVED_WITHIN_S = 1.0
-# At full speed the broker relays every message of the flood on the dispatcher's one MQTT
-# connection (Mosquitto 2.0 has no per-client rate limit), and paho reads them one by one:
-# that, not the ingest, bounds the delay then (see docs/deploy-server.md, threat model).
+# At full speed the goal is not met. Measured (flooder in its own process): the victim's
+# alert waits in the kernel's socket buffers between the broker and the dispatcher, behind
+# up to 3.4 MB of the flood (~17,000 messages), until the dispatcher's paho thread has read
+# them one by one (~80-100 µs each, of which admission's refusal is ~4 µs); from the moment
+# paho hands it over, 'received' takes under 30 ms. Delays of 0.02-2.7 s (4.6 s under extra
+# load): only a per-client limit at the broker or a faster MQTT reader can bound them (see
+# docs/deploy-server.md, known limits). This bound only says the victim is not starved.
 BURST_RECEIVED_WITHIN_S = 10.0
 
 
@@ -80,38 +92,47 @@ async def total_rejected(stack: Stack) -> float:
 
 
 class Flood:
-    """Publishes ``payloads`` (QoS 0) from a thread, at ``rate`` per second (None: as fast as paho can)."""
+    """Publishes ``payloads`` (QoS 0) at ``rate`` per second (None: as fast as paho can).
+
+    From a process of its own (tests/security/flooder.py), as a hostile device on another
+    machine would: in the test's process its paho threads took the interpreter lock from
+    the dispatcher's, which no real attacker can do.
+    """
 
     def __init__(
-        self, stack: Stack, device_id: str, kind: UplinkKind, payloads: list[bytes], rate: float | None
+        self,
+        stack: Stack,
+        device_id: str,
+        kind: UplinkKind,
+        payloads: list[bytes],
+        rate: float | None,
+        workdir: Path,
     ) -> None:
-        self.client = stack.login(device_id, client_id=device_id)
-        self.topic = uplink_topic(device_id, kind)
-        self.payloads = payloads
-        self.rate = rate
-        self.started = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        assert not any(b"\n" in p for p in payloads)  # one payload per line
+        self.payloads = workdir / f"flood-{device_id}.txt"
+        self.payloads.write_bytes(b"\n".join(payloads) + b"\n")
+        credentials, self.env = stack.flooder_credentials(device_id)
+        self.command = [
+            sys.executable, "-m", "tests.security.flooder",
+            "--host", stack.host, "--port", str(stack.port), "--client-id", device_id,
+            "--topic", uplink_topic(device_id, kind), "--payloads", str(self.payloads),
+            *credentials,
+            *(["--rate", str(rate)] if rate is not None else []),
+        ]  # fmt: skip
+        self.process: asyncio.subprocess.Process | None = None
 
-    def _run(self) -> None:
-        begin = time.monotonic()
-        for n, payload in enumerate(self.payloads):
-            self.client.client.publish(self.topic, payload, qos=0)
-            if n == len(self.payloads) // 10:
-                self.started.set()
-            if self.rate is not None and n % 100 == 0:
-                ahead = begin + n / self.rate - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)  # pacing the attacker, not waiting for the system under test
-        self.started.set()
-
-    def __enter__(self) -> Flood:
-        self.thread.start()
-        assert self.started.wait(30)
+    async def __aenter__(self) -> Flood:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command, stdout=asyncio.subprocess.PIPE, env=os.environ | self.env, cwd=REPO
+        )
+        assert self.process.stdout is not None
+        assert await asyncio.wait_for(self.process.stdout.readline(), 30) == b"started\n"
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.thread.join(60)
-        self.client.close()
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        rest = await asyncio.wait_for(self.process.stdout.read(), 60)
+        assert await self.process.wait() == 0 and rest == b"done\n", rest
 
 
 async def alerts_still_received(
@@ -142,7 +163,7 @@ async def flood_and_press(
 ) -> tuple[list[float], int]:
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_queue(stack, stop))
-    with flood:
+    async with flood:
         delays = await alerts_still_received(stack, victim, within)
     stop.set()
     return delays, await watcher
@@ -153,7 +174,7 @@ async def flood_and_press(
     [("bad_signature", RATE), ("valid_heartbeats", RATE), ("valid_positions", RATE), ("bad_signature", None)],
 )
 async def test_a_flooding_device_delays_no_other_and_costs_bounded_logs_and_rows(
-    stack: Stack, kind: str, rate: float | None, caplog: pytest.LogCaptureFixture
+    stack: Stack, kind: str, rate: float | None, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     flooder = await stack.add_device("btn-flood", connect=False)
     victim = await stack.add_device("btn-calm")
@@ -169,7 +190,7 @@ async def test_a_flooding_device_delays_no_other_and_costs_bounded_logs_and_rows
         topic_kind = UplinkKind.POSITION
     caplog.set_level(logging.WARNING, logger="dispatcher.ingest")
     before = await total_rejected(stack)
-    flood = Flood(stack, "btn-flood", topic_kind, payloads, rate)
+    flood = Flood(stack, "btn-flood", topic_kind, payloads, rate, tmp_path)
     within = RECEIVED_WITHIN_S if rate else BURST_RECEIVED_WITHIN_S
     _delays, peak = await flood_and_press(stack, flood, victim, within)
 
