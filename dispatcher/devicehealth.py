@@ -10,27 +10,40 @@ split in two:
   idempotent: the merged view does not depend on which instance saw what, in
   which order, or how often a snapshot was written;
 * **flags** (offline, low battery) are decided by :func:`evaluate` on one
-  instance at a time, the health leader, from the merged view.
+  instance at a time, the health leader, from the merged view; :class:`Watch`
+  calls it only for the devices that may have changed (heard of since the last
+  pass, or whose silence deadline has come), not for every device every pass.
 
 Invariants (tested as properties in tests/dispatcher/test_devicehealth.py):
 
+* the heartbeat part of an observation (``last_seen``, ``hb_seq``, readings)
+  is the one of the heartbeat with the highest sequence number; a heartbeat
+  whose sequence number is not above the highest one known is a replay
+  (:meth:`DeviceHealth.is_new_heartbeat`) and changes nothing, on the instance
+  that received it and in the store's merge (which refuses it even when another
+  instance had received the original);
 * ``last_seen`` only moves forward; of two status messages the later one wins,
   and a heartbeat counts as an ``online`` status at its time;
 * a device is offline iff its latest status says ``offline``, or it has been
-  silent for more than ``missed_intervals`` heartbeat intervals plus
-  :data:`ARRIVAL_GRACE_S`: one lost heartbeat (an instance killed with it
-  unmerged) must not flag a device whose next one is merely on its way;
+  silent (no heartbeat, no ``online`` status) for more than
+  ``missed_intervals`` heartbeat intervals plus :data:`ARRIVAL_GRACE_S`: one
+  lost heartbeat (an instance killed with it unmerged) must not flag a device
+  whose next one is merely on its way;
 * :func:`evaluate` returns a change only for a flag whose value changes, and
   applies it, so a second call at the same time returns nothing: one operator
-  event per episode, whatever the number of passes.
+  event per episode, whatever the number of passes;
+* :meth:`Watch.due` returns what :func:`evaluate` over every device would
+  return at the same time (a device whose silence deadline has not come and
+  that nobody heard of since its last evaluation cannot have changed).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DeviceHealth", "HealthChange", "Monitored", "evaluate", "merge"]
+__all__ = ["DeviceHealth", "HealthChange", "Monitored", "Watch", "evaluate", "merge"]
 
 OFFLINE = "offline"
 LOW_BATTERY = "low_battery"
@@ -44,7 +57,8 @@ class DeviceHealth:
     """What is known of one device's health (times are epoch seconds)."""
 
     device_id: str
-    last_seen: float | None = None
+    last_seen: float | None = None  # of the heartbeat with the highest sequence number
+    hb_seq: int | None = None  # that heartbeat's sequence number
     status: str | None = None  # "online" | "offline": the latest status message or heartbeat
     status_at: float | None = None
     battery_pct: int | None = None
@@ -53,33 +67,49 @@ class DeviceHealth:
     uptime_s: int | None = None
     flags: set[str] = field(default_factory=set)
 
+    def is_new_heartbeat(self, seq: int) -> bool:
+        """True unless ``seq`` is not above the highest heartbeat sequence number known (a replay)."""
+        return self.hb_seq is None or seq > self.hb_seq
+
     def heard(
         self,
         now: float,
+        seq: int,
         *,
         battery_pct: int | None = None,
         signal_dbm: int | None = None,
         firmware: str | None = None,
         uptime_s: int | None = None,
-    ) -> None:
-        """A heartbeat at ``now``: seen, online, with its readings."""
+    ) -> bool:
+        """A heartbeat numbered ``seq`` at ``now``: seen, online, with its readings; False (and
+        nothing changed) for a replay."""
+        if not self.is_new_heartbeat(seq):
+            return False
         self.last_seen = now if self.last_seen is None else max(self.last_seen, now)
+        self.hb_seq = seq
         self.set_status("online", now)
         self.battery_pct, self.signal_dbm = battery_pct, signal_dbm
         self.firmware, self.uptime_s = firmware, uptime_s
+        return True
 
     def set_status(self, state: str, at: float) -> None:
         """A status message (retained online, or the Last Will's offline) at ``at``."""
         if self.status_at is None or at >= self.status_at:
             self.status, self.status_at = state, at
-        if state == "online":
-            self.last_seen = at if self.last_seen is None else max(self.last_seen, at)
+
+    def silent_since(self) -> float | None:
+        """When it was last heard of: its latest heartbeat, or a later ``online`` status."""
+        online = self.status_at if self.status == "online" else None
+        if online is None or (self.last_seen is not None and self.last_seen >= online):
+            return self.last_seen
+        return online
 
 
 def merge(mine: DeviceHealth, theirs: DeviceHealth) -> None:
     """Fold ``theirs`` (another instance's observations) into ``mine``; flags are left alone."""
-    if theirs.last_seen is not None and (mine.last_seen is None or theirs.last_seen > mine.last_seen):
-        mine.last_seen = theirs.last_seen
+    if theirs.hb_seq is not None and theirs.last_seen is not None and mine.is_new_heartbeat(theirs.hb_seq):
+        mine.last_seen = theirs.last_seen if mine.last_seen is None else max(mine.last_seen, theirs.last_seen)
+        mine.hb_seq = theirs.hb_seq
         mine.battery_pct, mine.signal_dbm = theirs.battery_pct, theirs.signal_dbm
         mine.firmware, mine.uptime_s = theirs.firmware, theirs.uptime_s
     if theirs.status_at is not None and (mine.status_at is None or theirs.status_at > mine.status_at):
@@ -111,8 +141,13 @@ def is_offline(
     """Offline by its Last Will, or silent for more than ``missed`` intervals (and the arrival grace)."""
     if h.status == OFFLINE:
         return True
-    silent_since = h.last_seen if h.last_seen is not None else watching_since
-    return now - silent_since > missed * interval_s + ARRIVAL_GRACE_S
+    return now > offline_deadline(h, interval_s, missed=missed, watching_since=watching_since)
+
+
+def offline_deadline(h: DeviceHealth, interval_s: float, *, missed: float, watching_since: float) -> float:
+    """The time after which a silent device is offline (if nothing is heard of it by then)."""
+    heard = h.silent_since()
+    return (watching_since if heard is None else heard) + missed * interval_s + ARRIVAL_GRACE_S
 
 
 def evaluate(
@@ -157,3 +192,76 @@ def _flip(h: DeviceHealth, flag: str, active: bool, message: str) -> HealthChang
         return HealthChange(h.device_id, flag, True, message)
     h.flags.discard(flag)
     return HealthChange(h.device_id, flag, False, f"fin : {message}")
+
+
+class Watch:
+    """The leader's schedule: which devices a pass must evaluate.
+
+    A pass over every device costs ~0.6 µs per device (60 ms a second for
+    100,000), almost all of it on devices that cannot have changed. A device's
+    flags can change only when something is heard of it (the shell calls
+    :meth:`touch`) or when its silence deadline passes; each monitored device
+    that is not offline has one entry in a heap ordered by that deadline (taken
+    when it was last evaluated: a deadline only moves later, so an entry that
+    comes due early merely costs one evaluation and is pushed back).
+    """
+
+    def __init__(self, *, missed_intervals: float, low_battery_pct: int) -> None:
+        self._missed = missed_intervals
+        self._low_battery = low_battery_pct
+        self._devices: dict[str, Monitored] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._scheduled: set[str] = set()  # devices with an entry in the heap
+        self._touched: set[str] = set()
+        self._everything = True
+        self.flagged: set[str] = set()  # devices with a flag, for the gauges
+
+    def watch(self, devices: Iterable[Monitored]) -> None:
+        """Monitor these devices (a new directory, or a new leader): the next pass evaluates them all."""
+        self._devices = {d.device_id: d for d in devices}
+        self._everything = True
+
+    def touch(self, device_id: str) -> None:
+        """Something was heard of ``device_id`` (or merged from another instance)."""
+        self._touched.add(device_id)
+
+    def due(
+        self, health: Mapping[str, DeviceHealth], *, now: float, watching_since: float
+    ) -> list[HealthChange]:
+        """The flag changes at ``now``, as :func:`evaluate` over every monitored device would give them."""
+        if self._everything:
+            ids: Iterable[str] = list(self._devices)
+            self._heap, self._scheduled, self._everything = [], set(), False
+            self.flagged = {d for d in self.flagged if d in self._devices}
+        else:
+            ids = self._touched
+            while self._heap and self._heap[0][0] < now:
+                _, device_id = heapq.heappop(self._heap)
+                self._scheduled.discard(device_id)
+                self._touched.add(device_id)
+        self._touched = set()
+        monitored = [self._devices[d] for d in ids if d in self._devices]
+        changes = evaluate(
+            monitored,
+            health,
+            now=now,
+            watching_since=watching_since,
+            missed_intervals=self._missed,
+            low_battery_pct=self._low_battery,
+        )
+        for device in monitored:
+            self._reschedule(device, health[device.device_id], watching_since)
+        return changes
+
+    def _reschedule(self, device: Monitored, h: DeviceHealth, watching_since: float) -> None:
+        if h.flags:
+            self.flagged.add(device.device_id)
+        else:
+            self.flagged.discard(device.device_id)
+        if OFFLINE in h.flags or device.device_id in self._scheduled:
+            return  # offline: only something heard of it can change that (a touch)
+        deadline = offline_deadline(
+            h, device.heartbeat_interval_s, missed=self._missed, watching_since=watching_since
+        )
+        heapq.heappush(self._heap, (deadline, device.device_id))
+        self._scheduled.add(device.device_id)

@@ -8,9 +8,13 @@ leaves it with the broker instead of losing it.
 
 Heartbeats take a path of their own (:meth:`Ingest.process_heartbeats`), after
 the batch's other messages: verified over their received bytes and decoded by
-:mod:`protocol.fastbeat`, they touch only memory (replay window, health), and
+:mod:`protocol.fastbeat`, they touch only memory (the device's health), and
 anything that path does not accept goes through the full one, which refuses it
-with its counted reason.
+with its counted reason. A heartbeat's replay check is not the sequence window
+but "above the highest heartbeat sequence number known" (kept with the health,
+and checked again by the store's merge against every instance's heartbeats);
+a cancel's sequence number is also admitted by the store, atomically, so a
+cancel replayed to another instance is refused there (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from dispatcher.admission import COALESCED, Admission, device_of
 from dispatcher.domain import DownlinkKind
@@ -48,6 +53,7 @@ from protocol.replay import (
 from protocol.topics import ROOT, TopicError, downlink_topic, parse_topic
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _REFUSED = {
     RejectReason.TOO_LARGE: "larger than the protocol allows",
@@ -228,21 +234,10 @@ class Ingest:
         heartbeat = decode_heartbeat(message.payload, device, key)
         if heartbeat is None:
             return False
-        window = self.windows.get(device, _NO_WINDOW)
-        if not window.is_fresh(heartbeat.seq):
-            return False
         if HEARTBEAT_TIME_WINDOW.check(heartbeat.ts, now_ms) is not ReplayVerdict.FRESH:
             return False
-        if window.is_new_counter(heartbeat.seq):
-            log.info(
-                "%s numbers from %d now (was %d): new or lost state directory",
-                device,
-                heartbeat.seq,
-                window.high,
-            )
-        self.windows[device] = window.admit(heartbeat.seq)
-        self._changed_windows.add(device)
-        self._health.on_heartbeat(heartbeat, now)
+        if not self._health.on_heartbeat(heartbeat, now):
+            return False  # a replay: the full path refuses it with its reason
         if message.qos:
             self._ack(message)
         return True
@@ -277,7 +272,10 @@ class Ingest:
     async def _accept(
         self, message: Inbound, uplink: Alert | TestAlert | Cancel | Heartbeat | Position, batch: _Batch
     ) -> None:
-        window = self.windows.get(uplink.device, SequenceWindow())
+        if isinstance(uplink, Heartbeat):
+            self._accept_heartbeat(message, uplink, batch)
+            return
+        window = self.windows.get(uplink.device, _NO_WINDOW)
         if isinstance(uplink, Alert | TestAlert) and await self._is_resend(uplink, window, batch):
             self.admission.vouch(uplink.device, message.payload)
             self._metrics.duplicates.inc()
@@ -299,11 +297,6 @@ class Ingest:
         self._changed_windows.add(uplink.device)
         self._metrics.ingested.labels(uplink.type).inc()
         match uplink:
-            case Heartbeat():
-                self._health.on_heartbeat(uplink, time.time())
-                if uplink.location is not None:  # the last known position, for an alert without a fix
-                    self._cache.note_fix(uplink.device, uplink.location)
-                batch.done.append(message)
             case Position():  # acknowledged now (QoS 0 anyway); its alert is checked off the hot path
                 self.positions.offer(uplink, message.topic)
                 batch.done.append(message)
@@ -314,6 +307,16 @@ class Ingest:
                 alert = _new_alert(uplink, message)
                 assert self.engine is not None
                 batch.new_alerts.append((message, alert, window, self.engine.plan(alert)))
+
+    def _accept_heartbeat(self, message: Inbound, uplink: Heartbeat, batch: _Batch) -> None:
+        """A heartbeat the fast path left here (a location, another layout, or to be refused)."""
+        self._check_time(uplink)
+        if not self._health.on_heartbeat(uplink, time.time()):
+            raise Rejected(RejectReason.REPLAY, f"heartbeat seq {uplink.seq} not above the last one")
+        self._metrics.ingested.labels(uplink.type).inc()
+        if uplink.location is not None:  # the last known position, for an alert without a fix
+            self._cache.note_fix(uplink.device, uplink.location)
+        batch.done.append(message)
 
     async def _is_resend(self, uplink: Alert | TestAlert, window: SequenceWindow, batch: _Batch) -> bool:
         """Same id as an alert already stored (or in this batch): the device did not get 'received'.
@@ -330,11 +333,13 @@ class Ingest:
         except StoreUnavailable:
             return False  # then rejected as a replay; the device re-sends later
 
-    def _check_fresh(
-        self, uplink: Alert | TestAlert | Cancel | Heartbeat | Position, window: SequenceWindow
-    ) -> None:
+    def _check_fresh(self, uplink: Alert | TestAlert | Cancel | Position, window: SequenceWindow) -> None:
         if not window.is_fresh(uplink.seq):
             raise Rejected(RejectReason.REPLAY, f"seq {uplink.seq} already used or too old")
+        self._check_time(uplink)
+
+    @staticmethod
+    def _check_time(uplink: Alert | TestAlert | Cancel | Heartbeat | Position) -> None:
         time_window = _TIME_WINDOWS.get(type(uplink), ALERT_TIME_WINDOW)
         verdict = time_window.check(uplink.ts, int(time.time() * 1000))
         if verdict is ReplayVerdict.STALE:
@@ -402,16 +407,28 @@ class Ingest:
 
     async def _apply_cancels(self, batch: _Batch) -> None:
         assert self.engine is not None and self.bridge is not None
+        engine = self.engine
         for message, cancel in batch.cancels:
-            while True:
-                try:
-                    await self.engine.cancel(cancel.device, cancel.alert_id, cancel.pin, cancel.id)
-                    break
-                except StoreUnavailable as exc:
-                    log.critical("STORE UNAVAILABLE while cancelling %s: %s", cancel.alert_id, exc)
-                    await asyncio.sleep(self._retry_delay_s)
+            # Checked against the store too: another instance may have taken this very cancel (a replay).
+            if not await self._until_stored(partial(self._store.admit_sequence, cancel.device, cancel.seq)):
+                refused = Rejected(RejectReason.REPLAY, f"cancel seq {cancel.seq} already used (store)")
+                self._refuse_later(cancel.device, message.topic, refused)
+                self._ack(message)
+                continue
+            await self._until_stored(
+                partial(engine.cancel, cancel.device, cancel.alert_id, cancel.pin, cancel.id)
+            )
             self._ack(message)
             self.send_downlink(cancel.device, "received", cancel.id)
+
+    async def _until_stored(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()``, retried while the store is unavailable (the cancel stays unacknowledged meanwhile)."""
+        while True:
+            try:
+                return await work()
+            except StoreUnavailable as exc:
+                log.critical("STORE UNAVAILABLE while cancelling: %s", exc)
+                await asyncio.sleep(self._retry_delay_s)
 
     def _store_rejections(self) -> None:
         """Store what the rejection log says is due, off the hot path (one more fsync)."""

@@ -75,7 +75,7 @@ def _crash_loudly(task: asyncio.Task[Any]) -> None:
 
 
 async def _flush_windows(d: Dispatcher, period_s: float = 5.0) -> None:
-    """Heartbeat replay windows live in memory; persist them now and then (and at stop)."""
+    """Replay windows (alerts, cancels, positions) live in memory; persist them now and then (and at stop)."""
     while True:
         await asyncio.sleep(period_s)
         await _save_state(d)
@@ -213,6 +213,10 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         # The ingest has stopped: whatever it admitted since the last periodic flush (cancels,
         # heartbeats) must be known to the next start, or their replay would be accepted again.
         await _save_state(d)
+        try:
+            await health.flush()  # the heartbeats' sequence numbers live in device_health
+        except Exception:
+            log.exception("could not merge the last heartbeats into device_health")
         await delivery.stop()
         await bridge.stop()
         await notifier.aclose()

@@ -74,6 +74,23 @@ class SequenceWindow:
         return cls(high=high, seen=int.from_bytes(seen, "big"))
 
 
+def merge_windows(a: SequenceWindow, b: SequenceWindow) -> SequenceWindow:
+    """The window that accepted everything ``a`` or ``b`` accepted (their union).
+
+    Two instances each admit the sequence numbers they received; storing the
+    union means a restarted instance refuses replays of both instances' messages.
+    """
+    high = max(a.high, b.high)
+    if high < 0:
+        return SequenceWindow()
+    seen = 0
+    for w in (a, b):
+        shift = high - w.high
+        if w.high >= 0 and shift < WINDOW:
+            seen |= (w.seen << shift) & _MASK
+    return SequenceWindow(high=high, seen=seen)
+
+
 def fresh_sequence_start(now_ms: int) -> int:
     """First sequence number of a device whose counter is new (first start, or state directory lost).
 

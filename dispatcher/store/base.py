@@ -244,6 +244,14 @@ class AlertStore(Protocol):
     async def replay_windows(self) -> dict[str, SequenceWindow]: ...
     async def save_replay_windows(self, windows: dict[str, SequenceWindow]) -> None: ...
 
+    async def admit_sequence(self, device_id: str, seq: int) -> bool:
+        """Admit ``seq`` into the device's stored replay window, atomically; False if it was not fresh.
+
+        For messages whose replay matters and that are rare (cancels): a sequence
+        number used on any instance, and saved there, is refused here.
+        False as well for a device that does not exist.
+        """
+
     async def deployment_secret(self, name: str, candidate: str) -> str:
         """The secret ``name`` of this deployment: ``candidate`` if it had none yet, else the stored one.
 
@@ -337,11 +345,16 @@ class AlertStore(Protocol):
 
     async def record_rejections(self, rows: Sequence[tuple[str | None, str, str, str]]) -> None: ...
     async def rejection_counts(self) -> dict[str, int]: ...
-    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Merge observations (``last_seen_at``, ``status``/``status_at``, readings) of any instance.
+    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Merge observations (a heartbeat: ``last_seen_at``, ``hb_seq``, readings; a
+        ``status``/``status_at``) of any instance; return the stored rows of the devices whose
+        heartbeat was refused.
 
-        ``last_seen_at`` only moves forward and carries the readings with it; of
-        two statuses the later ``status_at`` wins; ``flags`` are left as they are.
+        A row's heartbeat part (``hb_seq`` not None) is taken only if its
+        ``hb_seq`` is above the stored one, and ``last_seen_at`` only moves
+        forward; otherwise it is refused (a replay of a heartbeat another
+        instance merged, or one merged late) and changes nothing. Of two
+        statuses the later ``status_at`` wins; ``flags`` are left as they are.
         Every merged row gets a new ``rev``, larger than any before it.
         """
 

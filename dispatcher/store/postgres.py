@@ -61,7 +61,7 @@ from dispatcher.store.postgres_positions import PostgresPositions
 from dispatcher.store.postgres_responders import PostgresResponders, insert_transition_links
 from dispatcher.store.postgres_schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION_TABLE
 from dispatcher.store.postgres_visits import PostgresVisits
-from protocol.replay import WINDOW, SequenceWindow
+from protocol.replay import SequenceWindow, merge_windows
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -93,22 +93,9 @@ def _instant(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def merge_windows(a: SequenceWindow, b: SequenceWindow) -> SequenceWindow:
-    """The window that accepted everything ``a`` or ``b`` accepted (their union).
-
-    Two instances each admit the sequence numbers they received; storing the
-    union means a restarted instance refuses replays of both instances' messages.
-    """
-    high = max(a.high, b.high)
-    if high < 0:
-        return SequenceWindow()
-    mask = (1 << WINDOW) - 1
-    seen = 0
-    for w in (a, b):
-        shift = high - w.high
-        if w.high >= 0 and shift < WINDOW:
-            seen |= (w.seen << shift) & mask
-    return SequenceWindow(high=high, seen=seen)
+def _health_row(r: asyncpg.Record) -> dict[str, Any]:
+    """A device_health row with its instants as the ISO text the SQLite store keeps."""
+    return {**dict(r), "last_seen_at": _iso(r["last_seen_at"]), "status_at": _iso(r["status_at"])}
 
 
 async def _init_connection(conn: Conn) -> None:
@@ -323,6 +310,22 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
             await conn.executemany("UPDATE devices SET replay_high=$2, replay_seen=$3 WHERE id=$1", rows)
 
         await self._tx(run)
+
+    async def admit_sequence(self, device_id: str, seq: int) -> bool:
+        async def run(conn: Conn) -> bool:
+            window = (await self._lock_windows(conn, [device_id])).get(device_id)
+            if window is None or not window.is_fresh(seq):
+                return False
+            window = window.admit(seq)
+            await conn.execute(
+                "UPDATE devices SET replay_high=$2, replay_seen=$3 WHERE id=$1",
+                device_id,
+                window.high,
+                window.to_bytes(),
+            )
+            return True
+
+        return await self._tx(run)
 
     async def _lock_windows(self, conn: Conn, device_ids: Iterable[str]) -> dict[str, SequenceWindow]:
         """Lock the devices' rows (sorted: a fixed order cannot deadlock) and read their windows."""
@@ -828,19 +831,22 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
         rows = await self._fetch("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
         return {r["reason"]: int(r["n"]) for r in rows}
 
-    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Merge observations of any instance (see :meth:`Store.merge_device_health`)."""
-        newer = "(device_health.last_seen_at IS NULL OR excluded.last_seen_at > device_health.last_seen_at)"
+        newer = (
+            "(excluded.hb_seq IS NOT NULL"
+            " AND (device_health.hb_seq IS NULL OR excluded.hb_seq > device_health.hb_seq))"
+        )
         later = "(device_health.status_at IS NULL OR excluded.status_at > device_health.status_at)"
         readings = ", ".join(
-            f"{c}=CASE WHEN {newer} AND excluded.last_seen_at IS NOT NULL"
-            f" THEN excluded.{c} ELSE device_health.{c} END"
-            for c in ("battery_pct", "signal_dbm", "firmware", "uptime_s")
+            f"{c}=CASE WHEN {newer} THEN excluded.{c} ELSE device_health.{c} END"
+            for c in ("battery_pct", "signal_dbm", "firmware", "uptime_s", "hb_seq")
         )
-        values = [
+        values = sorted(
             (
                 r["device_id"],
                 _instant(r.get("last_seen_at")),
+                r.get("hb_seq"),
                 r.get("status"),
                 _instant(r.get("status_at")),
                 r.get("battery_pct"),
@@ -849,30 +855,43 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
                 r.get("uptime_s"),
             )
             for r in rows
-        ]
-        await self._tx(
-            lambda c: c.executemany(
-                "INSERT INTO device_health(device_id, last_seen_at, status, status_at, battery_pct,"
+        )
+        claims = {str(r["device_id"]): int(r["hb_seq"]) for r in rows if r.get("hb_seq") is not None}
+
+        async def run(c: Conn) -> list[dict[str, Any]]:
+            # Row locks in one order (no deadlock between instances), held until the upsert below.
+            stored = await c.fetch(
+                "SELECT device_id, hb_seq FROM device_health WHERE device_id = ANY($1::text[])"
+                ' ORDER BY device_id COLLATE "C" FOR UPDATE',
+                [v[0] for v in values],
+            )
+            refused = [d for d, seq in stored if seq is not None and d in claims and claims[d] <= seq]
+            await c.executemany(
+                "INSERT INTO device_health(device_id, last_seen_at, hb_seq, status, status_at, battery_pct,"
                 " signal_dbm, firmware, uptime_s, rev)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nextval('device_health_rev'))"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nextval('device_health_rev'))"
                 f" ON CONFLICT (device_id) DO UPDATE SET {readings},"
-                " last_seen_at=GREATEST(device_health.last_seen_at, excluded.last_seen_at),"
+                f" last_seen_at=CASE WHEN {newer}"
+                " THEN GREATEST(device_health.last_seen_at, excluded.last_seen_at)"
+                " ELSE device_health.last_seen_at END,"
                 f" status=CASE WHEN {later} AND excluded.status_at IS NOT NULL"
                 " THEN excluded.status ELSE device_health.status END,"
                 " status_at=GREATEST(device_health.status_at, excluded.status_at),"
                 " rev=excluded.rev",
                 values,
             )
-        )
+            if not refused:
+                return []
+            back = await c.fetch("SELECT * FROM device_health WHERE device_id = ANY($1::text[])", refused)
+            return [_health_row(r) for r in back]
+
+        return await self._tx(run)
 
     async def device_health(self, *, after_rev: int = 0) -> list[dict[str, Any]]:
         rows = await self._fetch(
             'SELECT * FROM device_health WHERE rev > $1 ORDER BY device_id COLLATE "C"', after_rev
         )
-        return [
-            {**dict(r), "last_seen_at": _iso(r["last_seen_at"]), "status_at": _iso(r["status_at"])}
-            for r in rows
-        ]
+        return [_health_row(r) for r in rows]
 
     async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
         async def work(c: Conn) -> int:

@@ -360,3 +360,10 @@ MIGRATIONS.append(
     CREATE INDEX responder_links_by_alert ON responder_links(alert_id, contact_id);
     """
 )
+
+# 13 — issue 16: device_health.hb_seq (see the SQLite migration 13).
+MIGRATIONS.append(
+    """
+    ALTER TABLE device_health ADD COLUMN hb_seq bigint;
+    """
+)

@@ -344,3 +344,11 @@ MIGRATIONS.append(
     CREATE INDEX responder_links_by_alert ON responder_links(alert_id, contact_id);
     """
 )
+
+# 13 — issue 16: the sequence number of the heartbeat a device_health row's last_seen_at
+# comes from; a merge whose heartbeat is not above it is a replay (dispatcher/devicehealth.py).
+MIGRATIONS.append(
+    """
+    ALTER TABLE device_health ADD COLUMN hb_seq INTEGER;
+    """
+)

@@ -42,7 +42,7 @@ from dispatcher.store.sqlite_positions import SqlitePositions
 from dispatcher.store.sqlite_responders import SqliteResponders, insert_transition_links
 from dispatcher.store.sqlite_visits import SqliteVisits
 from dispatcher.store.writelock import PriorityWriteLock
-from protocol.replay import SequenceWindow
+from protocol.replay import SequenceWindow, merge_windows
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -218,12 +218,39 @@ class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders,
         }
 
     async def save_replay_windows(self, windows: dict[str, SequenceWindow]) -> None:
-        """Flush in-memory windows (heartbeats) in one transaction."""
+        """Flush in-memory windows in one transaction, merged with the stored ones (their union:
+        :meth:`admit_sequence` may have stored numbers this window has not seen)."""
         async with self._tx() as tx:
-            await tx.executemany(
-                "UPDATE devices SET replay_high=?, replay_seen=? WHERE id=? AND replay_high<=?",
-                [(w.high, w.to_bytes(), d, w.high) for d, w in windows.items()],
+            cur = await tx.execute(
+                "SELECT id, replay_high, replay_seen FROM devices"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(windows)),),
             )
+            stored = {
+                r[0]: SequenceWindow.from_stored(r[1], bytes(r[2] or b"")) for r in await cur.fetchall()
+            }
+            rows = [
+                (merged.high, merged.to_bytes(), d)
+                for d, w in windows.items()
+                if d in stored and (merged := merge_windows(stored[d], w)) != stored[d]
+            ]
+            await tx.executemany("UPDATE devices SET replay_high=?, replay_seen=? WHERE id=?", rows)
+
+    async def admit_sequence(self, device_id: str, seq: int) -> bool:
+        async with self._tx() as tx:
+            cur = await tx.execute("SELECT replay_high, replay_seen FROM devices WHERE id=?", (device_id,))
+            row = await cur.fetchone()
+            if row is None:
+                return False
+            window = SequenceWindow.from_stored(row[0], bytes(row[1] or b""))
+            if not window.is_fresh(seq):
+                return False
+            window = window.admit(seq)
+            await tx.execute(
+                "UPDATE devices SET replay_high=?, replay_seen=? WHERE id=?",
+                (window.high, window.to_bytes(), device_id),
+            )
+            return True
 
     async def deployment_secret(self, name: str, candidate: str) -> str:
         async with self._tx() as tx:
@@ -613,29 +640,53 @@ class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders,
         rows = await self._all("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
         return {r["reason"]: r["n"] for r in rows}
 
-    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> None:
+    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Merge observations of any instance (see :meth:`Store.merge_device_health`)."""
         # NULL compares as unknown: COALESCE makes "newer than nothing" true.
-        newer = (
-            "COALESCE(excluded.last_seen_at > device_health.last_seen_at, excluded.last_seen_at IS NOT NULL)"
-        )
+        newer = "COALESCE(excluded.hb_seq > device_health.hb_seq, excluded.hb_seq IS NOT NULL)"
         later = "COALESCE(excluded.status_at > device_health.status_at, excluded.status_at IS NOT NULL)"
         readings = ", ".join(
             f"{c}=CASE WHEN {newer} THEN excluded.{c} ELSE device_health.{c} END"
-            for c in ("battery_pct", "signal_dbm", "firmware", "uptime_s", "last_seen_at")
+            for c in ("battery_pct", "signal_dbm", "firmware", "uptime_s", "hb_seq")
         )
+        # SET expressions all see the row as it was: the order of the assignments does not matter.
+        seen = (
+            f"last_seen_at=CASE WHEN {newer} AND COALESCE(excluded.last_seen_at > device_health.last_seen_at,"
+            " TRUE) THEN excluded.last_seen_at ELSE device_health.last_seen_at END"
+        )
+        claims = {str(r["device_id"]): int(r["hb_seq"]) for r in rows if r.get("hb_seq") is not None}
         async with self._tx() as tx:
+            refused = await self._refused_heartbeats(tx, claims)
             await tx.executemany(
-                "INSERT INTO device_health(device_id, last_seen_at, status, status_at, battery_pct,"
-                " signal_dbm, firmware, uptime_s, rev) VALUES (:device_id, :last_seen_at, :status,"
+                "INSERT INTO device_health(device_id, last_seen_at, hb_seq, status, status_at, battery_pct,"
+                " signal_dbm, firmware, uptime_s, rev) VALUES (:device_id, :last_seen_at, :hb_seq, :status,"
                 " :status_at, :battery_pct, :signal_dbm, :firmware, :uptime_s,"
                 " (SELECT COALESCE(MAX(rev), 0) + 1 FROM device_health))"
-                f" ON CONFLICT(device_id) DO UPDATE SET {readings},"
+                f" ON CONFLICT(device_id) DO UPDATE SET {readings}, {seen},"
                 f" status=CASE WHEN {later} THEN excluded.status ELSE device_health.status END,"
                 f" status_at=CASE WHEN {later} THEN excluded.status_at ELSE device_health.status_at END,"
                 " rev=excluded.rev",
                 [_health_params(r) for r in rows],
             )
+            if not refused:
+                return []
+            cur = await tx.execute(
+                "SELECT * FROM device_health WHERE device_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(refused),),
+            )
+            return [dict(r) for r in await cur.fetchall()]
+
+    @staticmethod
+    async def _refused_heartbeats(tx: aiosqlite.Connection, claims: dict[str, int]) -> list[str]:
+        """Devices whose claimed heartbeat is not above the stored one (a replay, or merged late)."""
+        if not claims:
+            return []
+        cur = await tx.execute(
+            "SELECT device_id, hb_seq FROM device_health WHERE hb_seq IS NOT NULL"
+            " AND device_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(claims)),),
+        )
+        return [d for d, seq in await cur.fetchall() if claims[d] <= seq]
 
     async def device_health(self, *, after_rev: int = 0) -> list[dict[str, Any]]:
         sql = "SELECT * FROM device_health WHERE rev > ? ORDER BY device_id"
@@ -807,6 +858,7 @@ def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> li
 _HEALTH_COLUMNS = (
     "device_id",
     "last_seen_at",
+    "hb_seq",
     "status",
     "status_at",
     "battery_pct",

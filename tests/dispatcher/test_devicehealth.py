@@ -7,7 +7,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.devicehealth import DeviceHealth, Monitored, evaluate, is_offline, merge
+from dispatcher.devicehealth import DeviceHealth, HealthChange, Monitored, Watch, evaluate, is_offline, merge
 
 # An observation: (time, kind, battery): a heartbeat, or a status message.
 observations = st.lists(
@@ -24,7 +24,7 @@ observations = st.lists(
 def observe(h: DeviceHealth, obs: tuple[float, str, int]) -> None:
     at, kind, battery = obs
     if kind == "heartbeat":
-        h.heard(at, battery_pct=battery)
+        h.heard(at, int(at), battery_pct=battery)  # a device numbers its heartbeats in time order
     else:
         h.set_status(kind, at)
 
@@ -83,12 +83,12 @@ def test_flags_are_raised_once_and_say_the_truth(
 
 def test_a_heartbeat_after_the_last_will_brings_the_device_back() -> None:
     h = DeviceHealth("btn-1")
-    h.heard(100.0, battery_pct=80)
+    h.heard(100.0, 1, battery_pct=80)
     h.set_status("offline", 110.0)
     assert is_offline(h, 30.0, missed=2.0, now=111.0, watching_since=0.0)
     late_will = DeviceHealth("btn-1")
     late_will.set_status("offline", 105.0)  # another instance, flushed late: older than the heartbeat below
-    h.heard(120.0, battery_pct=79)
+    h.heard(120.0, 2, battery_pct=79)
     merge(h, late_will)
     assert not is_offline(h, 30.0, missed=2.0, now=121.0, watching_since=0.0)
 
@@ -103,3 +103,60 @@ def test_the_message_names_the_device_without_empty_brackets() -> None:
         "balise btn-1 hors ligne",
         "balise btn-2 (Bouton accueil) hors ligne",
     ]
+
+
+def test_a_replayed_heartbeat_changes_nothing_even_merged_from_another_instance() -> None:
+    original = DeviceHealth("btn-1")
+    assert original.heard(100.0, 7, battery_pct=80)
+    assert not original.heard(400.0, 7, battery_pct=3)  # the same bytes again, later
+    assert not original.heard(400.0, 6, battery_pct=3)  # an older one
+    assert (original.last_seen, original.battery_pct) == (100.0, 80)
+    other = DeviceHealth("btn-1")  # the instance the replay was sent to never saw seq 7
+    assert other.heard(400.0, 7, battery_pct=3)
+    merge(original, other)
+    assert (original.last_seen, original.hb_seq, original.battery_pct) == (100.0, 7, 80)
+
+
+# A pass's events: (time, device index, kind) with kind a heartbeat, a status, or nothing (a pass).
+steps = st.lists(
+    st.tuples(
+        st.floats(0.0, 40.0),
+        st.integers(0, 3),
+        st.sampled_from(["heartbeat", "online", "offline", "low", "pass"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(steps=steps)
+def test_the_watch_finds_every_change_a_full_scan_finds(steps: list[tuple[float, int, str]]) -> None:
+    """Driven by deadlines and touches, the leader raises and clears exactly what scanning every
+    device at every pass would."""
+    devices = [Monitored(f"btn-{i}", "", interval) for i, interval in enumerate((5.0, 5.0, 10.0, 30.0))]
+    scanned = {d.device_id: DeviceHealth(d.device_id) for d in devices}
+    watched = copy.deepcopy(scanned)
+    watch = Watch(missed_intervals=2.0, low_battery_pct=20)
+    watch.watch(devices)
+    kwargs = {"watching_since": 0.0, "missed_intervals": 2.0, "low_battery_pct": 20}
+    now = 0.0
+    for seq, (advance, index, kind) in enumerate(steps):
+        now += advance
+        device_id = devices[index].device_id
+        for health in (scanned, watched):
+            h = health[device_id]
+            if kind in ("heartbeat", "low"):
+                h.heard(now, seq, battery_pct=10 if kind == "low" else 90)
+            elif kind in ("online", "offline"):
+                h.set_status(kind, now)
+        if kind != "pass":
+            watch.touch(device_id)
+        expected = evaluate(devices, scanned, now=now, **kwargs)  # type: ignore[arg-type]
+        found = watch.due(watched, now=now, watching_since=0.0)
+        assert sorted(found, key=_order) == sorted(expected, key=_order)
+        assert {d: h.flags for d, h in watched.items()} == {d: h.flags for d, h in scanned.items()}
+        assert watch.flagged == {d for d, h in watched.items() if h.flags}
+
+
+def _order(change: HealthChange) -> tuple[str, str]:
+    return change.device_id, change.flag

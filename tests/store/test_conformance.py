@@ -706,6 +706,8 @@ def _observation(device_id: str, seen: float | None, status_at: float | None, **
     return {
         "device_id": device_id,
         "last_seen_at": None if seen is None else _at(seen),
+        # The heartbeat's sequence number: the device numbers them in time order.
+        "hb_seq": extra.pop("hb_seq", None if seen is None else int(seen * 1000)),
         "status": extra.pop("status", "online"),
         "status_at": None if status_at is None else _at(status_at),
         "battery_pct": extra.pop("battery_pct", 80),
@@ -721,13 +723,16 @@ async def test_health_observations_merge_whatever_the_order(store: Any) -> None:
     await seed(store, "btn-1", "btn-2")
     t = 1_700_000_000.25
     await store.merge_device_health([_observation("btn-2", t + 10, t + 10, battery_pct=40)])
-    # An older heartbeat (another instance, flushed late) and a newer Last Will.
-    await store.merge_device_health(
+    # An older heartbeat (another instance, flushed late: refused) and a newer Last Will.
+    refused = await store.merge_device_health(
         [
             _observation("btn-2", t, t, battery_pct=90),
             _observation("btn-1", None, t + 20, status="offline", battery_pct=None),
         ]
     )
+    assert [(r["device_id"], r["hb_seq"], r["battery_pct"]) for r in refused] == [
+        ("btn-2", int((t + 10) * 1000), 40)
+    ]
     await store.merge_device_health([_observation("btn-2", None, t + 15, status="offline", battery_pct=None)])
     rows = {r["device_id"]: r for r in await store.device_health()}
     assert (rows["btn-2"]["last_seen_at"], rows["btn-2"]["battery_pct"]) == (_at(t + 10), 40)
@@ -748,6 +753,40 @@ async def test_health_observations_merge_whatever_the_order(store: Any) -> None:
     await store.merge_device_health([_observation("btn-1", t + 40, t + 40)])
     assert [r["device_id"] for r in await store.device_health(after_rev=last_rev)] == ["btn-1"]
     assert await store.device_health(after_rev=last_rev + 1) == []
+
+
+@covers("merge_device_health")
+async def test_a_heartbeat_not_above_the_stored_sequence_number_is_refused(store: Any) -> None:
+    """A heartbeat replayed to another instance: same sequence number, later receipt, other readings."""
+    await seed(store, "btn-1")
+    t = 1_700_000_000.5
+    assert await store.merge_device_health([_observation("btn-1", t, t, hb_seq=41, battery_pct=70)]) == []
+    replayed = _observation("btn-1", t + 100, t + 100, hb_seq=41, battery_pct=5)
+    refused = await store.merge_device_health([replayed])
+    assert [(r["device_id"], r["hb_seq"], r["last_seen_at"]) for r in refused] == [("btn-1", 41, _at(t))]
+    row = (await store.device_health())[0]
+    assert (row["hb_seq"], row["last_seen_at"], row["battery_pct"]) == (41, _at(t), 70)
+    assert row["status_at"] == _at(t + 100)  # the status part of a row is merged on its own
+    # The next heartbeat is taken, and a status without a heartbeat refuses nothing.
+    assert await store.merge_device_health([_observation("btn-1", t + 130, t + 130, hb_seq=42)]) == []
+    assert await store.merge_device_health([_observation("btn-1", None, t + 140, status="offline")]) == []
+    row = (await store.device_health())[0]
+    assert (row["hb_seq"], row["last_seen_at"], row["status"]) == (42, _at(t + 130), "offline")
+
+
+@covers("admit_sequence")
+async def test_a_sequence_number_is_admitted_once_across_callers(store: Any) -> None:
+    await seed(store, "btn-1")
+    await store.insert_alerts([(new_alert("a-1", seq=10), window(10), None)])
+    assert await store.admit_sequence("btn-1", 12)
+    assert not await store.admit_sequence("btn-1", 12)  # a cancel replayed to another instance
+    assert not await store.admit_sequence("btn-1", 10)  # the alert's number
+    assert await store.admit_sequence("btn-1", 11)  # below the highest, never used
+    assert not await store.admit_sequence("ghost", 1)
+    assert (await store.replay_windows())["btn-1"] == window(10, 11, 12)
+    # A window saved later by an instance that admitted only some of them forgets none.
+    await store.save_replay_windows({"btn-1": window(10, 12)})
+    assert (await store.replay_windows())["btn-1"].is_fresh(11) is False
 
 
 @covers("hold_lease", "release_lease")
