@@ -17,6 +17,7 @@ and counted as a replay (docs/architecture.md, "Replay windows with N instances"
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -207,7 +208,8 @@ class HealthMonitor:
         dirty, self._dirty = self._dirty, set()
         heard, self._heard = self._heard, set()
         known = self._cache.current.devices
-        rows = [_row(self.devices[d], with_heartbeat=d in heard) for d in dirty if d in known]
+        me = self._instance_id
+        rows = [_row(self.devices[d], me, with_heartbeat=d in heard) for d in dirty if d in known]
         if not rows:
             return
         try:
@@ -251,7 +253,8 @@ class HealthMonitor:
         while len(self._revs) > 1 and self._revs[1][0] <= now - REREAD_S:
             self._revs.popleft()
         after = self._revs[0][1] if self._revs and self._revs[0][0] <= now - REREAD_S else 0
-        self._absorb(await self._store.device_health(after_rev=after), with_flags=False)
+        rows = await self._store.device_health(after_rev=after, not_by=self._instance_id)
+        self._absorb(rows, with_flags=False)
         self._revs.append((now, self._highest_rev))
 
     def _absorb(self, rows: list[dict[str, object]], *, with_flags: bool) -> None:
@@ -269,6 +272,7 @@ class HealthMonitor:
             self._watch.touch(device_id)
 
 
+@functools.lru_cache(maxsize=1024)  # a batch of heartbeats shares one receipt time: one format each
 def _instant(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds") if ts is not None else None
 
@@ -277,7 +281,7 @@ def _epoch(text: object) -> float | None:
     return datetime.fromisoformat(str(text)).timestamp() if text else None
 
 
-def _row(h: DeviceHealth, *, with_heartbeat: bool) -> dict[str, object]:
+def _row(h: DeviceHealth, instance_id: str, *, with_heartbeat: bool) -> dict[str, object]:
     """What to merge: the status, and the latest heartbeat if it is new since the last merge (a
     heartbeat part is checked against the store's highest sequence number: it must not be one
     this instance merged already)."""
@@ -291,6 +295,7 @@ def _row(h: DeviceHealth, *, with_heartbeat: bool) -> dict[str, object]:
         "signal_dbm": None,
         "firmware": None,
         "uptime_s": None,
+        "merged_by": instance_id,
     }
     if with_heartbeat:
         row |= {

@@ -355,11 +355,14 @@ class AlertStore(Protocol):
         forward; otherwise it is refused (a replay of a heartbeat another
         instance merged, or one merged late) and changes nothing. Of two
         statuses the later ``status_at`` wins; ``flags`` are left as they are.
-        Every merged row gets a new ``rev``, larger than any before it.
+        Every merged row gets a new ``rev``, larger than any before it, and
+        ``merged_by`` (the row's ``merged_by``) when both its heartbeat and its
+        status won, so that the row is exactly that instance's view; NULL otherwise.
         """
 
-    async def device_health(self, *, after_rev: int = 0) -> list[dict[str, Any]]:
-        """Health rows (with ``flags`` and ``rev``) whose ``rev`` is above ``after_rev``."""
+    async def device_health(self, *, after_rev: int = 0, not_by: str | None = None) -> list[dict[str, Any]]:
+        """Health rows (with ``flags`` and ``rev``) whose ``rev`` is above ``after_rev``, but for those
+        that are exactly the view of instance ``not_by`` (it knows them already)."""
 
     async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
         """Set a device's flags (JSON list) and add the operator event, in one transaction."""

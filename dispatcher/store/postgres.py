@@ -853,6 +853,7 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
                 r.get("signal_dbm"),
                 r.get("firmware"),
                 r.get("uptime_s"),
+                r.get("merged_by"),
             )
             for r in rows
         )
@@ -868,9 +869,12 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
             refused = [d for d, seq in stored if seq is not None and d in claims and claims[d] <= seq]
             await c.executemany(
                 "INSERT INTO device_health(device_id, last_seen_at, hb_seq, status, status_at, battery_pct,"
-                " signal_dbm, firmware, uptime_s, rev)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nextval('device_health_rev'))"
+                " signal_dbm, firmware, uptime_s, merged_by, rev)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, nextval('device_health_rev'))"
                 f" ON CONFLICT (device_id) DO UPDATE SET {readings},"
+                # The row is wholly the merger's view only if its heartbeat and its status both won.
+                f" merged_by=CASE WHEN {newer} AND (device_health.status_at IS NULL"
+                " OR excluded.status_at >= device_health.status_at) THEN excluded.merged_by END,"
                 f" last_seen_at=CASE WHEN {newer}"
                 " THEN GREATEST(device_health.last_seen_at, excluded.last_seen_at)"
                 " ELSE device_health.last_seen_at END,"
@@ -887,9 +891,13 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
 
         return await self._tx(run)
 
-    async def device_health(self, *, after_rev: int = 0) -> list[dict[str, Any]]:
+    async def device_health(self, *, after_rev: int = 0, not_by: str | None = None) -> list[dict[str, Any]]:
         rows = await self._fetch(
-            'SELECT * FROM device_health WHERE rev > $1 ORDER BY device_id COLLATE "C"', after_rev
+            "SELECT * FROM device_health WHERE rev > $1"
+            " AND ($2::text IS NULL OR merged_by IS DISTINCT FROM $2)"
+            ' ORDER BY device_id COLLATE "C"',
+            after_rev,
+            not_by,
         )
         return [_health_row(r) for r in rows]
 

@@ -365,5 +365,6 @@ MIGRATIONS.append(
 MIGRATIONS.append(
     """
     ALTER TABLE device_health ADD COLUMN hb_seq bigint;
+    ALTER TABLE device_health ADD COLUMN merged_by text;
     """
 )

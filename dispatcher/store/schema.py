@@ -346,9 +346,11 @@ MIGRATIONS.append(
 )
 
 # 13 — issue 16: the sequence number of the heartbeat a device_health row's last_seen_at
-# comes from; a merge whose heartbeat is not above it is a replay (dispatcher/devicehealth.py).
+# comes from (a merge whose heartbeat is not above it is a replay, dispatcher/devicehealth.py),
+# and the instance whose view the whole row is (NULL when mixed): the health leader skips its own.
 MIGRATIONS.append(
     """
     ALTER TABLE device_health ADD COLUMN hb_seq INTEGER;
+    ALTER TABLE device_health ADD COLUMN merged_by TEXT;
     """
 )

@@ -654,15 +654,20 @@ class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders,
             f"last_seen_at=CASE WHEN {newer} AND COALESCE(excluded.last_seen_at > device_health.last_seen_at,"
             " TRUE) THEN excluded.last_seen_at ELSE device_health.last_seen_at END"
         )
+        # The row is wholly the merger's view only if its heartbeat and its status both won.
+        mine = (
+            f"merged_by=CASE WHEN {newer} AND COALESCE(excluded.status_at >= device_health.status_at,"
+            " device_health.status_at IS NULL) THEN excluded.merged_by END"
+        )
         claims = {str(r["device_id"]): int(r["hb_seq"]) for r in rows if r.get("hb_seq") is not None}
         async with self._tx() as tx:
             refused = await self._refused_heartbeats(tx, claims)
             await tx.executemany(
                 "INSERT INTO device_health(device_id, last_seen_at, hb_seq, status, status_at, battery_pct,"
-                " signal_dbm, firmware, uptime_s, rev) VALUES (:device_id, :last_seen_at, :hb_seq, :status,"
-                " :status_at, :battery_pct, :signal_dbm, :firmware, :uptime_s,"
+                " signal_dbm, firmware, uptime_s, merged_by, rev) VALUES (:device_id, :last_seen_at,"
+                " :hb_seq, :status, :status_at, :battery_pct, :signal_dbm, :firmware, :uptime_s, :merged_by,"
                 " (SELECT COALESCE(MAX(rev), 0) + 1 FROM device_health))"
-                f" ON CONFLICT(device_id) DO UPDATE SET {readings}, {seen},"
+                f" ON CONFLICT(device_id) DO UPDATE SET {readings}, {seen}, {mine},"
                 f" status=CASE WHEN {later} THEN excluded.status ELSE device_health.status END,"
                 f" status_at=CASE WHEN {later} THEN excluded.status_at ELSE device_health.status_at END,"
                 " rev=excluded.rev",
@@ -688,9 +693,13 @@ class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders,
         )
         return [d for d, seq in await cur.fetchall() if claims[d] <= seq]
 
-    async def device_health(self, *, after_rev: int = 0) -> list[dict[str, Any]]:
+    async def device_health(self, *, after_rev: int = 0, not_by: str | None = None) -> list[dict[str, Any]]:
+        params: tuple[object, ...] = (after_rev,)
         sql = "SELECT * FROM device_health WHERE rev > ? ORDER BY device_id"
-        return [dict(r) for r in await self._all(sql, (after_rev,))]
+        if not_by is not None:  # IS NOT: NULL (a mixed row) is read
+            sql = "SELECT * FROM device_health WHERE rev > ? AND merged_by IS NOT ? ORDER BY device_id"
+            params = (after_rev, not_by)
+        return [dict(r) for r in await self._all(sql, params)]
 
     async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
         async with self._tx() as tx:
@@ -865,6 +874,7 @@ _HEALTH_COLUMNS = (
     "signal_dbm",
     "firmware",
     "uptime_s",
+    "merged_by",
 )
 
 

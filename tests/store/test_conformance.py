@@ -714,6 +714,7 @@ def _observation(device_id: str, seen: float | None, status_at: float | None, **
         "signal_dbm": -70,
         "firmware": "1.2.0",
         "uptime_s": 3600,
+        "merged_by": extra.pop("merged_by", "dispatcher-1"),
     }
 
 
@@ -772,6 +773,25 @@ async def test_a_heartbeat_not_above_the_stored_sequence_number_is_refused(store
     assert await store.merge_device_health([_observation("btn-1", None, t + 140, status="offline")]) == []
     row = (await store.device_health())[0]
     assert (row["hb_seq"], row["last_seen_at"], row["status"]) == (42, _at(t + 130), "offline")
+
+
+@covers("merge_device_health", "device_health")
+async def test_an_instance_reads_back_only_the_rows_that_are_not_wholly_its_own(store: Any) -> None:
+    await seed(store, "btn-1", "btn-2", "btn-3")
+    t = 1_700_000_000.5
+    await store.merge_device_health(
+        [
+            _observation("btn-1", t, t, merged_by="a"),
+            _observation("btn-2", t, t, merged_by="a"),
+            _observation("btn-3", t, t, merged_by="b"),
+        ]
+    )
+    # b: a later heartbeat of btn-2 (wholly b's now); a's late status-only row for btn-1 (mixed).
+    await store.merge_device_health([_observation("btn-2", t + 30, t + 30, merged_by="b")])
+    await store.merge_device_health([_observation("btn-1", None, t - 5, status="offline", merged_by="b")])
+    assert [r["device_id"] for r in await store.device_health(not_by="a")] == ["btn-1", "btn-2", "btn-3"]
+    assert [r["device_id"] for r in await store.device_health(not_by="b")] == ["btn-1"]
+    assert len(await store.device_health()) == 3
 
 
 @covers("admit_sequence")
