@@ -18,7 +18,6 @@ by the sandbox are directly comparable.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import os
 import secrets
@@ -41,7 +40,6 @@ from broker_config.runner import (
     DevBroker,
     acl_path,
     free_port,
-    render_config,
     stop_process,
     wait_for_port,
 )
@@ -71,24 +69,14 @@ SITE = "cabinet-boutonnet"
 class BenchBroker(DevBroker):
     """The dev broker, with an extra ACL section for the benchmark's device gateway."""
 
-    def write_config(self) -> Path:
-        conf = super().write_config()
+    def acl_file(self) -> Path:
         acl = self.workdir / "acl"
         acl.write_text(
             acl_path().read_text()
             + f"\n# Benchmark only: one account publishes for every simulated device.\nuser {FLEET_USER}\n"
             "topic write vigie/v1/dev/+/up/+\ntopic read vigie/v1/dev/+/down\n"
         )
-        data_dir = self.workdir / "data"
-        values = {
-            "port": self.port,
-            "password_file": self.password_file,
-            "acl_file": acl,
-            "data_dir": data_dir,
-            "run_as": getpass.getuser(),
-        }
-        conf.write_text(render_config("dev", values))
-        return conf
+        return acl
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
-from broker_config import pins, provision
+from broker_config import dynsec, pins, provision
 from broker_config.provision import BrokerAccount, DeviceSpec, ProvisionError
 from broker_config.tls_runner import TlsFiles, prod_values, render_prod_config
 from dispatcher.domain import DeviceKind
@@ -44,6 +45,17 @@ Days = Annotated[int, typer.Option("--days", min=1, help="Validité du certifica
 CrlDays = Annotated[
     int, typer.Option("--crl-days", min=1, help="nextUpdate de la LCR, en jours à partir de maintenant")
 ]
+AdminPort = Annotated[
+    int | None,
+    typer.Option(
+        "--broker-admin-port",
+        envvar="VIGIE_BROKER_ADMIN_PORT",
+        help="Écoute en boucle locale du broker, pour y enregistrer la balise (compte vigie-admin, "
+        "mot de passe dans VIGIE_BROKER_ADMIN_PASSWORD)",
+    ),
+]
+AdminHost = Annotated[str, typer.Option("--broker-admin-host", help="Hôte de cette écoute")]
+ADMIN_PASSWORD_ENV = "VIGIE_BROKER_ADMIN_PASSWORD"
 
 
 def _fail(message: str) -> typer.Exit:
@@ -93,6 +105,16 @@ def _with_store(db: Path | None, work: Callable[[DirectoryStore], Awaitable[T]])
             await store.close()
 
     return asyncio.run(run())
+
+
+def _broker_admin(host: str, port: int | None) -> dynsec.DynsecAdmin | None:
+    """The broker's dynsec admin when a port is given; its password comes from the environment only."""
+    if port is None:
+        return None
+    password = os.environ.get(ADMIN_PASSWORD_ENV, "")
+    if not password:
+        raise ProvisionError(f"{ADMIN_PASSWORD_ENV} est vide : le mot de passe du compte {dynsec.ADMIN_USER}")
+    return dynsec.DynsecAdmin(host, port, password)
 
 
 def _run(action: Callable[[], T]) -> T:
@@ -227,6 +249,8 @@ def device(
     days: Days = provision.DEFAULT_DEVICE_DAYS,
     ca_dir: CaDir = Path("pki"),
     db: DbOption = None,
+    admin_port: AdminPort = None,
+    admin_host: AdminHost = "127.0.0.1",
 ) -> None:
     """Issue a device's certificate and secrets, write its bundle, register it.
 
@@ -251,10 +275,24 @@ def device(
         dev_broker_password=secrets.token_urlsafe(18) if dev_broker else None,
     )
     _run(lambda: provision.validate_spec(spec))
-    bundle = _run(lambda: _with_store(db, lambda store: provision.provision_device(store, ca_dir, spec, out)))
+    broker = _run(lambda: _broker_admin(admin_host, admin_port))
+    bundle = _run(
+        lambda: _with_store(
+            db, lambda store: provision.provision_device(store, ca_dir, spec, out, broker=broker)
+        )
+    )
     typer.echo(
         f"balise {device_id} enregistrée ; bundle {bundle} : device.toml, device.pem/.key, hmac.key, ca.pem"
     )
+    if broker is not None:
+        typer.echo(f"broker : {device_id} ne peut plus s'abonner aux groupes partagés du dispatcher")
+    elif not dev_broker:
+        typer.secho(
+            f"attention : balise non enregistrée auprès du broker (--broker-admin-port) ; faites-le avant "
+            f"sa mise en service : vigie provision register {device_id}",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     if dev_broker:
         typer.echo(
             f"broker de développement : compte {device_id} (mot de passe dans {bundle / 'mqtt.password'}) ; "
@@ -314,19 +352,46 @@ def revoke(
     ca_dir: CaDir = Path("pki"),
     db: DbOption = None,
     crl_days: CrlDays = provision.DEFAULT_CRL_DAYS,
+    admin_port: AdminPort = None,
+    admin_host: AdminHost = "127.0.0.1",
 ) -> None:
     """Add the device's certificates to the CRL and mark it revoked in the store."""
+    broker = _run(lambda: _broker_admin(admin_host, admin_port))
     done = _run(
-        lambda: _with_store(db, lambda store: provision.revoke(store, ca_dir, device_id, crl_days=crl_days))
+        lambda: _with_store(
+            db, lambda store: provision.revoke(store, ca_dir, device_id, crl_days=crl_days, broker=broker)
+        )
     )
     serials = ", ".join(f"{s:x}" for s in done.serials) or "aucun"
     typer.echo(
         f"balise {device_id} révoquée : certificat(s) n° {serials} ; "
         f"base mise à jour : {'oui' if done.in_store else 'non'}"
     )
+    if broker is not None:
+        typer.echo(f"broker : client {device_id} désactivé")
     typer.echo(
         "ensuite : rechargez le broker (systemctl reload mosquitto), puis `vigie provision evict` la balise"
     )
+
+
+@app.command(
+    "register",
+    help="Enregistrer des balises auprès du broker (refus des groupes partagés, client id imposé) ; "
+    "sans identifiant : toutes les balises actives. Sans effet sur une balise déjà enregistrée.",
+)
+def register(
+    device_ids: Annotated[list[str] | None, typer.Argument(help="Identifiants [défaut : toutes]")] = None,
+    db: DbOption = None,
+    admin_port: AdminPort = 1883,
+    admin_host: AdminHost = "127.0.0.1",
+) -> None:
+    """Register devices with the broker's dynamic-security plugin (all active ones by default)."""
+    broker = _run(lambda: _broker_admin(admin_host, admin_port))
+    assert broker is not None  # a port is always given here
+    ids = _run(
+        lambda: _with_store(db, lambda store: provision.register_devices(store, broker, device_ids or []))
+    )
+    typer.echo(f"{len(ids)} balise(s) enregistrée(s) auprès du broker : {', '.join(ids) or 'aucune'}")
 
 
 @app.command(
@@ -335,7 +400,9 @@ def revoke(
 )
 def evict(
     device_id: Annotated[str, typer.Argument(help="Identifiant de la balise (= son client id MQTT)")],
-    username: Annotated[str, typer.Option(help="Compte du broker en boucle locale")] = "vigie-monitor",
+    username: Annotated[
+        str, typer.Option(help="Compte du broker en boucle locale, libre de son client id")
+    ] = dynsec.ADMIN_USER,
     password: Annotated[
         str,
         typer.Option(envvar="VIGIE_BROKER_PASSWORD", prompt=True, hide_input=True, help="Son mot de passe"),
@@ -389,17 +456,39 @@ def broker_config(
     bind: Annotated[str, typer.Option(help="Adresse de l'écoute TLS")] = "0.0.0.0",
     local_port: Annotated[int, typer.Option(help="Port de l'écoute en boucle locale")] = 1883,
     run_as: Annotated[str, typer.Option(help="Utilisateur de Mosquitto")] = "mosquitto",
+    dynsec_file: Annotated[
+        Path | None,
+        typer.Option(help="Fichier du greffon de sécurité dynamique [défaut : dans --data-dir]"),
+    ] = None,
 ) -> None:
-    """Render broker_config/prod/mosquitto.conf for this server."""
-    values = prod_values(
-        files=TlsFiles(cafile, certfile, keyfile, crlfile),
-        data_dir=data_dir,
-        password_file=password_file,
-        acl_file=acl_file,
-        tls_port=tls_port,
-        tls_bind=bind,
-        local_port=local_port,
-        run_as=run_as,
-    )
+    """Render broker_config/prod/mosquitto.conf for this server, and the dynsec file if it is missing."""
+    try:
+        values = prod_values(
+            files=TlsFiles(cafile, certfile, keyfile, crlfile),
+            data_dir=data_dir,
+            password_file=password_file,
+            acl_file=acl_file,
+            dynsec_file=dynsec_file,
+            tls_port=tls_port,
+            tls_bind=bind,
+            local_port=local_port,
+            run_as=run_as,
+        )
+    except dynsec.DynsecError as exc:
+        raise _fail(str(exc)) from None
     out.write_text(render_prod_config(values))
     typer.echo(f"écrit : {out}")
+    state = Path(str(values["dynsec_file"]))
+    if state.exists():  # the broker's own from now on: never overwritten
+        typer.echo(f"conservé : {state} (géré par le broker)")
+        return
+    dynsec.write_config(state, [dynsec.MONITOR_USER])
+    if os.geteuid() == 0:  # Mosquitto, running as run_as, rewrites it (0600)
+        try:
+            shutil.chown(state, user=run_as)
+        except LookupError:
+            raise _fail(f"utilisateur {run_as!r} inconnu : {state} ne peut pas lui être donné") from None
+    typer.echo(
+        f"écrit : {state} ; ajoutez {dynsec.ADMIN_USER} au fichier des mots de passe "
+        f"(mosquitto_passwd {password_file} {dynsec.ADMIN_USER})"
+    )

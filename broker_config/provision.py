@@ -27,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker_config import pins, pki
+from broker_config.dynsec import DynsecAdmin, DynsecError
 from broker_config.pki import CaPaths, CertificateAuthority, PkiError, Validity
 from dispatcher.domain import Device, DeviceKind, Practitioner, Site
 from dispatcher.store.base import DirectoryStore, NotFound, StoreError
@@ -390,8 +391,16 @@ def _build_bundle(out: Path, spec: DeviceSpec, ca: CertificateAuthority, hmac_ke
     return cert
 
 
-async def provision_device(store: DirectoryStore, ca_dir: Path, spec: DeviceSpec, out: Path) -> Path:
+async def provision_device(
+    store: DirectoryStore, ca_dir: Path, spec: DeviceSpec, out: Path, *, broker: DynsecAdmin | None = None
+) -> Path:
     """Create the bundle ``out`` for ``spec`` and register the device; all or nothing.
+
+    With ``broker`` (the running broker's dynsec admin), the device is first
+    registered with the broker's dynamic-security plugin, which then refuses
+    its share-group subscriptions (:mod:`broker_config.dynsec`). That comes
+    after every check and before anything is written: a registration left
+    behind by a later failure names an id never reused and grants nothing.
 
     Returns the bundle directory. Raises :class:`ProvisionError`, in which case
     neither the bundle, nor the CA's record of the certificate, nor a store
@@ -405,6 +414,8 @@ async def provision_device(store: DirectoryStore, ca_dir: Path, spec: DeviceSpec
         raise ProvisionError(
             f"l'AC a déjà délivré un certificat à {spec.id!r} : un identifiant n'est jamais réutilisé"
         )
+    if broker is not None:
+        register_with_broker(broker, [spec.id])
     hmac_key = pki.new_hmac_key()
     try:
         cert = _build_bundle(out, spec, ca, hmac_key)
@@ -433,6 +444,30 @@ def _rmdir_quietly(path: Path) -> None:
         path.rmdir()
 
 
+def register_with_broker(broker: DynsecAdmin, device_ids: Sequence[str]) -> None:
+    """Make ``device_ids`` restricted clients of the broker's dynsec plugin (idempotent)."""
+    try:
+        broker.register(device_ids)
+    except DynsecError as exc:
+        raise ProvisionError(f"enregistrement auprès du broker impossible : {exc}") from None
+
+
+async def register_devices(
+    store: DirectoryStore, broker: DynsecAdmin, device_ids: Sequence[str]
+) -> list[str]:
+    """Register ``device_ids`` (all active devices of the store if empty) with the broker; returns them.
+
+    For devices provisioned before the plugin, or without ``--broker-admin-port``.
+    """
+    known = {d.id: d for d in await store.list_devices()}
+    for device_id in device_ids:
+        if device_id not in known:
+            raise ProvisionError(f"balise inconnue : {device_id!r}")
+    ids = list(device_ids) or sorted(i for i, d in known.items() if d.state.value == "active")
+    register_with_broker(broker, ids)
+    return ids
+
+
 # --------------------------------------------------------------------------- revocation
 
 
@@ -446,14 +481,21 @@ class Revocation:
 
 
 async def revoke(
-    store: DirectoryStore, ca_dir: Path, device_id: str, *, crl_days: int = DEFAULT_CRL_DAYS
+    store: DirectoryStore,
+    ca_dir: Path,
+    device_id: str,
+    *,
+    crl_days: int = DEFAULT_CRL_DAYS,
+    broker: DynsecAdmin | None = None,
 ) -> Revocation:
     """Add every certificate of ``device_id`` to the CRL, then mark it revoked in the store.
 
     The CRL goes first: if the store write fails the device is already locked
     out of the broker, the safe side. Running it again is harmless.
     Afterwards the broker must re-read the CRL (SIGHUP) and the device's live
-    connection must be cut (:func:`evict`): see docs/provisioning.md.
+    connection must be cut (:func:`evict`): see docs/provisioning.md. With
+    ``broker``, its dynsec client is also disabled at the end (a password
+    login is then refused at once; certificate logins wait for the CRL).
     """
     if device_id == DISPATCHER_CN or device_id.startswith(RESERVED_PREFIX):
         raise ProvisionError("les certificats d'infrastructure ne se révoquent pas avec cette commande")
@@ -473,6 +515,13 @@ async def revoke(
             await store.revoke_device(device_id)
         except StoreError as exc:
             raise ProvisionError(f"LCR mise à jour, mais la base a refusé la révocation : {exc}") from None
+    if broker is not None:
+        try:
+            broker.disable(device_id)
+        except DynsecError as exc:
+            raise ProvisionError(
+                f"LCR et base à jour, mais le broker a refusé la désactivation : {exc}"
+            ) from None
     return Revocation(device_id, serials, in_store)
 
 
@@ -491,9 +540,11 @@ def evict(account: BrokerAccount, client_id: str, timeout: float = 10.0) -> None
 
     Mosquitto closes an existing connection when another client connects with
     the same client id; connecting with clean start and no session expiry
-    then discards the session. On the TLS listener the client id of a device
-    is forced to its certificate CN (use_username_as_clientid), so the device
-    id is its client id. Its reconnection then fails the TLS handshake if the
+    then discards the session. ``account`` must be free to choose its client
+    id: the dynsec admin (devices and the monitor are bound to their own).
+    On the TLS listener the client id of a device is forced to its
+    certificate CN (use_username_as_clientid), so the device id is its client
+    id. Its reconnection then fails the TLS handshake if the
     broker has re-read the CRL.
     """
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)

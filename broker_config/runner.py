@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from broker_config import dynsec
 from broker_config.passwords import write_password_file
 
 DISPATCHER_USER = "vigie-dispatcher"
@@ -99,6 +101,9 @@ class MosquittoProcess(ABC):
 
     workdir: Path
     proc: subprocess.Popen[bytes] | None
+    accounts: dict[str, str]
+    # Accounts the running broker's dynamic-security plugin knows (its file at start + registrations).
+    registered: set[str]
 
     @abstractmethod
     def write_config(self) -> Path:
@@ -108,14 +113,44 @@ class MosquittoProcess(ABC):
     def ports(self) -> list[int]:
         """The loopback ports to wait for after starting."""
 
+    @abstractmethod
+    def loopback_port(self) -> int:
+        """The password listener on loopback (where the dynsec admin logs in)."""
+
     @property
     def log_file(self) -> Path:
         return self.workdir / "mosquitto.log"
+
+    @property
+    def dynsec_file(self) -> Path:
+        return self.workdir / "dynamic-security.json"
+
+    def ensure_admin(self) -> None:
+        """Give this broker its dynsec admin account (random password, loopback only)."""
+        self.accounts.setdefault(dynsec.ADMIN_USER, secrets.token_urlsafe(18))
+
+    def admin(self) -> dynsec.DynsecAdmin:
+        """The dynsec admin of this broker, to change the plugin's state while it runs."""
+        return dynsec.DynsecAdmin("127.0.0.1", self.loopback_port(), self.accounts[dynsec.ADMIN_USER])
+
+    def dynsec_values(self) -> dict[str, object]:
+        """Write the plugin's file for the current accounts (before start); its template values."""
+        dynsec.write_config(self.dynsec_file, self.accounts)
+        self.registered = set(self.accounts)
+        return {"dynsec_plugin": dynsec.plugin_path(), "dynsec_file": self.dynsec_file}
+
+    def register_new_accounts(self) -> None:
+        """Register with the running broker's plugin the restricted accounts added since it started."""
+        new = [u for u in self.accounts if u not in self.registered and dynsec.restricted_client_id(u)]
+        if self.proc is not None and self.proc.poll() is None and new:
+            self.admin().register(new)
+        self.registered.update(new)
 
     def start(self, timeout: float = 10.0) -> None:
         """Start Mosquitto and wait until every listener accepts connections."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.write_config()
+        logged = len(self.log_text())
         with self.log_file.open("ab") as log:
             # Its own session: a terminal's Ctrl-C reaches our process group, and
             # the broker must outlive it until we have stopped the dispatcher.
@@ -124,6 +159,9 @@ class MosquittoProcess(ABC):
             )
         for port in self.ports():
             wait_for_port("127.0.0.1", port, timeout, self.proc)
+        if dynsec.LOAD_ERROR in self.log_text()[logged:]:  # it starts anyway, and then restricts nobody
+            self.stop()
+            raise BrokerError(f"le greffon de sécurité dynamique n'a pas lu son fichier ({self.log_file})")
 
     def signal_reload(self) -> None:
         """SIGHUP: Mosquitto re-reads its password file, ACL and CRL."""
@@ -151,20 +189,27 @@ class DevBroker(MosquittoProcess):
     """A loopback Mosquitto started from ``broker_config/dev``.
 
     ``accounts`` maps usernames to passwords; the dispatcher account is added
-    by :meth:`add_account`. Use as a context manager, or call start/stop.
+    by :meth:`add_account`. Every device account and the monitor's are also
+    clients of the dynamic-security plugin (:mod:`broker_config.dynsec`), bound
+    to their own client id; the admin account that registers them is created
+    here. Use as a context manager, or call start/stop.
     """
 
     workdir: Path
     port: int = field(default_factory=free_port)
     accounts: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    registered: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.ensure_admin()
 
     @property
     def password_file(self) -> Path:
         return self.workdir / "passwords"
 
     def add_account(self, username: str, password: str) -> None:
-        """Create or update an account; takes effect at the next (re)start or reload."""
+        """Create or update an account; takes effect at the next (re)start or :meth:`reload`."""
         self.accounts[username] = password
         self.workdir.mkdir(parents=True, exist_ok=True)
         write_password_file(self.password_file, self.accounts)
@@ -181,19 +226,28 @@ class DevBroker(MosquittoProcess):
                 {
                     "port": self.port,
                     "password_file": self.password_file,
-                    "acl_file": acl_path(),
+                    "acl_file": self.acl_file(),
                     "data_dir": data_dir,
                     "run_as": getpass.getuser(),
-                },
+                }
+                | self.dynsec_values(),
             )
         )
         return conf
 
+    def acl_file(self) -> Path:
+        """The ACL file this broker uses (the shipped one; the benchmark extends it)."""
+        return acl_path()
+
     def ports(self) -> list[int]:
         return [self.port]
 
+    def loopback_port(self) -> int:
+        return self.port
+
     def reload(self) -> None:
-        """Make Mosquitto re-read its password and ACL files (SIGHUP)."""
+        """Register new accounts with the plugin, then make Mosquitto re-read its password and ACL files."""
+        self.register_new_accounts()
         write_password_file(self.password_file, self.accounts)
         self.signal_reload()
 

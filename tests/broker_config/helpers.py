@@ -17,6 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker_config import provision
+from broker_config.dynsec import DynsecAdmin
 from broker_config.pki import Validity
 from broker_config.provision import DeviceSpec
 from broker_config.tls_runner import TlsBroker
@@ -92,8 +93,8 @@ class Pki:
         b = self.bundle(device_id)
         return self._identity(b / "ca.pem", b / "device.pem", b / "device.key")
 
-    def provision(self, device_id: str, **spec: Any) -> Path:
-        """Provision ``device_id`` through the real code path (store included)."""
+    def provision(self, device_id: str, *, broker: DynsecAdmin | None = None, **spec: Any) -> Path:
+        """Provision ``device_id`` by the real code path (store; broker registration with ``broker``)."""
         fields: dict[str, Any] = {"kind": DeviceKind.POCKET, "broker_host": "localhost"}
         if self.cert_days is not None:
             fields["validity"] = Validity.days(self.cert_days)
@@ -101,7 +102,7 @@ class Pki:
         return run_with_store(
             self.db,
             lambda store: provision.provision_device(
-                store, self.ca_dir, DeviceSpec(id=device_id, **fields), self.bundle(device_id)
+                store, self.ca_dir, DeviceSpec(id=device_id, **fields), self.bundle(device_id), broker=broker
             ),
         )
 

@@ -12,12 +12,12 @@ import pytest
 
 from broker_config import pki as pkimod
 from broker_config import provision
+from broker_config.dynsec import ADMIN_USER
 from broker_config.provision import BrokerAccount
 from broker_config.runner import DevBroker
 from broker_config.tls_runner import TlsBroker
 from dispatcher.domain import DeviceState
 from protocol.topics import UplinkKind, downlink_topic, shared_uplink_filter, uplink_topic
-from tests.broker_config.conftest import MONITOR
 from tests.broker_config.helpers import Identity, Pki, Refused, connect, connected, run_with_store
 
 
@@ -154,8 +154,8 @@ def test_device_cannot_take_over_the_dispatcher_session(pki: Pki, tls_broker: Tl
 
 @pytest.mark.broker_process("recharge la LCR du broker (SIGHUP) et utilise son écouteur local")
 def test_revoked_device_refused_others_keep_working(pki: Pki, tls_broker: TlsBroker) -> None:
-    pki.provision("btn-a")
-    pki.provision("btn-b")
+    pki.provision("btn-a", broker=tls_broker.admin())
+    pki.provision("btn-b", broker=tls_broker.admin())
     with (
         connected(tls_broker, pki.dispatcher) as dispatcher,
         connected(tls_broker, pki.device("btn-b")) as b,
@@ -163,10 +163,15 @@ def test_revoked_device_refused_others_keep_working(pki: Pki, tls_broker: TlsBro
         dispatcher.subscribe(shared_uplink_filter())
         a = connect(tls_broker, pki.device("btn-a"))
         try:
-            done = run_with_store(pki.db, lambda store: provision.revoke(store, pki.ca_dir, "btn-a"))
+            done = run_with_store(
+                pki.db, lambda store: provision.revoke(store, pki.ca_dir, "btn-a", broker=tls_broker.admin())
+            )
             assert done.serials and done.in_store
             tls_broker.reload()  # SIGHUP: Mosquitto 2.0.11 re-reads crlfile for new handshakes
-            account = BrokerAccount("127.0.0.1", tls_broker.local_port, MONITOR, tls_broker.accounts[MONITOR])
+            # The admin: the monitor account is bound to its own client id.
+            account = BrokerAccount(
+                "127.0.0.1", tls_broker.local_port, ADMIN_USER, tls_broker.accounts[ADMIN_USER]
+            )
             provision.evict(account, "btn-a")
             assert a.disconnected.wait(5), "the revoked device's live connection was not cut"
         finally:

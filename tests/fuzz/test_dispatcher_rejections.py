@@ -129,11 +129,17 @@ async def test_every_kind_of_bad_uplink_is_refused_and_counted_by_reason(system:
 async def test_the_broker_refuses_a_packet_over_its_maximum_size(system: System) -> None:
     """The first layer: Mosquitto's max_packet_size (8 KiB) disconnects the sender."""
     device = await button(system, "btn-oversized")
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="oversized-sender", protocol=mqtt.MQTTv5)
+    device.close()  # its own client id is the only one the broker lets this login use
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device.device_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(device.device_id, device.password)
     connected, dropped = threading.Event(), threading.Event()
     reasons: list[object] = []
-    client.on_connect = lambda *_a: connected.set()
+
+    def on_connect(_c: object, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+        if not reason.is_failure:  # a refused CONNECT would pass the test below for the wrong reason
+            connected.set()
+
+    client.on_connect = on_connect
 
     def on_disconnect(_c: object, _u: object, _f: object, reason: object, _p: object) -> None:
         reasons.append(reason)
@@ -150,6 +156,7 @@ async def test_the_broker_refuses_a_packet_over_its_maximum_size(system: System)
     finally:
         client.loop_stop()
     # It never reached the dispatcher: a genuine alert after it is the first thing counted.
+    await asyncio.to_thread(device.connect)
     alert_id = await asyncio.to_thread(device.alert)
     await asyncio.to_thread(device.wait_downlink, "received", alert_id)
     assert (await rejected_counts(system)).get("too_large", 0) == 0

@@ -10,7 +10,6 @@ with a device's own credentials — what a stolen or hostile device has.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.promstats import labelled
+from broker_config.dynsec import restricted_client_id
 from broker_config.pki import CaPaths
 from broker_config.runner import DevBroker
 from broker_config.tls_runner import TlsBroker, TlsFiles
@@ -96,7 +96,8 @@ class Stack:
             sim = SimulatedDevice(device_id, key, "127.0.0.1", self.port, password)
         else:
             pki = self.pki
-            await asyncio.to_thread(pki.provision, device_id, **PLACE_IDS)
+            admin = self.broker.admin()  # registered with the broker like `vigie provision device`
+            await asyncio.to_thread(pki.provision, device_id, broker=admin, **PLACE_IDS)
             key = bytes.fromhex((pki.bundle(device_id) / "hmac.key").read_text().strip())
             tls = tls_context(pki.device(device_id))
             sim = SimulatedDevice(device_id, key, self.host, self.port, "", tls=tls)
@@ -134,10 +135,14 @@ class Stack:
         clean_start: bool = True,
         session_expiry: int | None = None,
     ) -> Client:
-        """Connect with a device's (or the loopback monitor's) credentials; wait for CONNACK."""
+        """Connect with a device's (or the loopback monitor's) credentials; wait for CONNACK.
+
+        The client id defaults to the account's own (the device id, the monitor's fixed id):
+        the broker refuses any other on a password listener.
+        """
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"atk-{secrets.token_hex(4)}",
+            client_id=client_id or restricted_client_id(username) or username,
             protocol=mqtt.MQTTv5,
             reconnect_on_failure=False,
         )
