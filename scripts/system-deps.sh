@@ -3,7 +3,9 @@
 # Debian 12 machine (checked from a debootstrap minbase root by
 # scripts/fresh-debian-check.sh):
 #   python3-venv        `python3 -m venv` (the project's .venv)
-#   mosquitto           the broker the demo and the tests run for real
+#   mosquitto           the broker the demo and the tests run for real, with
+#                       its dynamic-security plugin (mosquitto_dynamic_security.so,
+#                       same package): broker_config/dynsec.py
 #   chromium, fonts     the console's browser tests; libatomic1 is what the
 #                       node driver bundled with Playwright for Python needs
 #   postgresql          the scale-out store tests
@@ -24,7 +26,10 @@ have_package() {  # installed, per dpkg (for libraries, which have no command)
 
 need=()
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+have_dynsec_plugin() {  # where Debian's "mosquitto" puts it (multiarch), as broker_config/dynsec.py looks
+  compgen -G "/usr/lib/*/mosquitto_dynamic_security.so" >/dev/null || [ -f /usr/lib/mosquitto_dynamic_security.so ]
+}
+{ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } && have_dynsec_plugin || need+=(mosquitto)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 have_package libatomic1 || need+=(libatomic1)
 have_postgres || need+=(postgresql)
