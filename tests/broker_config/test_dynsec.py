@@ -33,6 +33,7 @@ def share_refused(broker: TlsBroker, pki: Pki, device_id: str) -> bool:
     return all(c.is_failure for c in codes)
 
 
+@pytest.mark.broker_process("enregistre les balises par l'écouteur local et lit le fichier du greffon")
 def test_provisioning_registers_the_device_with_the_running_broker(pki: Pki, tls_broker: TlsBroker) -> None:
     runner = CliRunner()
     env = {"VIGIE_CA_DIR": str(pki.ca_dir), "VIGIE_DATABASE_URL": f"sqlite:///{pki.db}"}
@@ -89,6 +90,7 @@ def test_broker_config_writes_the_plugin_file_once(pki: Pki, tmp_path: Path) -> 
     assert state.read_text() == '{"clients": []}'
 
 
+@pytest.mark.broker_process("démarre son propre broker")
 def test_a_broker_whose_plugin_cannot_read_its_state_is_not_started(pki: Pki, tmp_path: Path) -> None:
     """Mosquitto logs the error and runs anyway, restricting nobody: the runner stops it and says so."""
     ca = CaPaths(pki.ca_dir)

@@ -96,7 +96,9 @@ class Stack:
             sim = SimulatedDevice(device_id, key, "127.0.0.1", self.port, password)
         else:
             pki = self.pki
-            admin = self.broker.admin()  # registered with the broker like `vigie provision device`
+            # Registered with our broker like `vigie provision device --broker-admin-port`; an
+            # external broker enforces it its own way (docs/broker-suite.md).
+            admin = self.broker.admin() if isinstance(self.broker, TlsBroker) else None
             await asyncio.to_thread(pki.provision, device_id, broker=admin, **PLACE_IDS)
             key = bytes.fromhex((pki.bundle(device_id) / "hmac.key").read_text().strip())
             tls = tls_context(pki.device(device_id))

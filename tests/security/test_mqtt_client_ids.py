@@ -19,6 +19,7 @@ from tests.security.mqtt_stack import MONITOR, Stack
 TAKEOVER = "Client {} already connected, closing old connection."
 
 
+@pytest.mark.broker_process("utilise l'écouteur local à mot de passe du broker et lit son journal")
 async def test_no_password_login_can_take_another_client_id(stack: Stack) -> None:
     dispatcher_id = stack.system.dispatcher.settings.mqtt.client_id
     victim = await stack.add_device("btn-victim")

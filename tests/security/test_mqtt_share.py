@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from protocol.topics import UplinkKind, shared_status_filter, shared_uplink_filter
 from tests.security.mqtt_stack import Stack, eventually
 
@@ -86,6 +88,7 @@ async def test_the_broker_refuses_a_device_login_the_dispatchers_share_group(sta
     assert (await stack.rejected()) == {}
 
 
+@pytest.mark.broker_process("utilise l'écouteur local à mot de passe du broker")
 async def test_the_monitoring_login_cannot_join_a_share_group_either(stack: Stack) -> None:
     monitor = stack.login("vigie-monitor")
     for share in await share_filters(stack):
