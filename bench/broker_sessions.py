@@ -15,6 +15,11 @@ on a real Mosquitto started from ``broker_config/prod``:
 Devices are raw MQTT 5 over asyncio TLS streams (one paho client per device would
 mean one thread each); the dispatcher is paho. ``python -m bench.broker_sessions
 --devices 5000 --rate 1000`` prints one JSON line.
+
+With ``--broker mqtts://host:8883 --ca-dir CA`` the same load goes to a broker that is
+already running (a staging EMQX or VerneMQ cluster): connection time and delivery are
+measured, CPU and memory are the operator's to read on the nodes. It logs in as
+``vigie-dispatcher`` (before going live only) and ends every session it opened.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import ssl
 import struct
 import tempfile
@@ -30,6 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
@@ -63,10 +70,13 @@ def _packet(first: int, body: bytes) -> bytes:
     return bytes([first]) + _varint(len(body)) + body
 
 
-def connect_packet(client_id: str, *, session_expiry: int) -> bytes:
-    """MQTT 5 CONNECT, clean start off, no keepalive, no username (the certificate is the identity)."""
+def connect_packet(client_id: str, *, session_expiry: int, clean: bool = False) -> bytes:
+    """MQTT 5 CONNECT, no keepalive, no username (the certificate is the identity)."""
     props = b"\x11" + struct.pack("!I", session_expiry)
-    body = _str("MQTT") + b"\x05\x00" + struct.pack("!H", 0) + _varint(len(props)) + props + _str(client_id)
+    flags = b"\x02" if clean else b"\x00"
+    body = (
+        _str("MQTT") + b"\x05" + flags + struct.pack("!H", 0) + _varint(len(props)) + props + _str(client_id)
+    )
     return _packet(0x10, body)
 
 
@@ -90,22 +100,31 @@ async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return first, await reader.readexactly(length)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the broker's TLS listener is, and the bundle that verifies its certificate."""
+
+    host: str
+    port: int
+    server_ca: Path
+
+
 @dataclass
 class Device:
-    """A device's certificate files and, while connected, its stream."""
+    """A device's TLS context and, while connected, its stream."""
 
     id: str
     context: ssl.SSLContext
     writer: asyncio.StreamWriter | None = None
 
-    async def connect(self, port: int) -> None:
-        reader, self.writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=self.context, server_hostname="localhost"
-        )
-        self.writer.write(connect_packet(self.id, session_expiry=WEEK_S))
+    async def connect(self, to: Endpoint, *, session_expiry: int = WEEK_S) -> None:
+        reader, self.writer = await asyncio.open_connection(to.host, to.port, ssl=self.context)
+        self.writer.write(connect_packet(self.id, session_expiry=session_expiry, clean=not session_expiry))
         kind, body = await read_packet(reader)
         if kind != 0x20 or body[1] != 0:
             raise RuntimeError(f"{self.id}: CONNACK {body!r}")
+        if not session_expiry:
+            return
         self.writer.write(subscribe_packet(downlink_topic(self.id)))
         kind, body = await read_packet(reader)
         if kind != 0x90 or body[-1] > 1:
@@ -113,13 +132,13 @@ class Device:
 
     async def close(self) -> None:
         if self.writer is not None:
-            self.writer.write(b"\xe0\x00")  # DISCONNECT, normal: the session stays
+            self.writer.write(b"\xe0\x00")  # DISCONNECT, normal: a persistent session stays
             await self.writer.drain()
             self.writer.close()
             self.writer = None
 
 
-def make_devices(ca_dir: Path, out: Path, count: int) -> list[Device]:
+def make_devices(ca_dir: Path, out: Path, count: int, server_ca: Path) -> list[Device]:
     """Certificates from the project's CA code, one CN per device."""
     ca = pki.load_ca(CaPaths(ca_dir))
     devices = []
@@ -128,33 +147,40 @@ def make_devices(ca_dir: Path, out: Path, count: int) -> list[Device]:
         cert, key = ca.issue(device_id, validity=Validity.days(1), client=True)
         pki.write_public(out / f"{device_id}.pem", pki.cert_pem(cert))
         pki.write_secret(out / f"{device_id}.key", pki.key_pem(key))
-        ctx = ssl.create_default_context(cafile=str(CaPaths(ca_dir).cert))
+        ctx = ssl.create_default_context(cafile=str(server_ca))
         ctx.load_cert_chain(str(out / f"{device_id}.pem"), str(out / f"{device_id}.key"))
         devices.append(Device(device_id, ctx))
     return devices
 
 
-async def in_batches(devices: list[Device], action: str, port: int = 0, batch: int = 200) -> None:
+async def in_batches(devices: list[Device], action: str, to: Endpoint, batch: int = 200) -> None:
+    """``connect`` (persistent session), ``close``, or ``forget`` (clean start, close: no session left)."""
     for start in range(0, len(devices), batch):
         chunk = devices[start : start + batch]
-        await asyncio.gather(*(d.connect(port) if action == "connect" else d.close() for d in chunk))
+        if action == "connect":
+            await asyncio.gather(*(d.connect(to) for d in chunk))
+        elif action == "forget":
+            await asyncio.gather(*(d.connect(to, session_expiry=0) for d in chunk))
+            await asyncio.gather(*(d.close() for d in chunk))
+        else:
+            await asyncio.gather(*(d.close() for d in chunk))
 
 
 class Dispatcher:
     """One paho client in the dispatchers' share group, counting what it receives."""
 
-    def __init__(self, ca_dir: Path, folder: Path, port: int) -> None:
-        files = provision.issue_dispatcher_cert(ca_dir, folder)
+    def __init__(self, ca_dir: Path, folder: Path, to: Endpoint) -> None:
+        files = provision.issue_dispatcher_cert(ca_dir, folder, validity_days=1)
         self.count = 0
         self.lock = threading.Lock()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id="vigie-dispatcher", protocol=mqtt.MQTTv5
         )
-        self.client.tls_set(ca_certs=str(files.ca), certfile=str(files.cert), keyfile=str(files.key))
+        self.client.tls_set(ca_certs=str(to.server_ca), certfile=str(files.cert), keyfile=str(files.key))
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *_a: subscribed.set()
         self.client.on_message = self._on_message
-        self.client.connect("localhost", port)
+        self.client.connect(to.host, to.port)
         self.client.loop_start()
         self.client.subscribe(shared_uplink_filter("benchgroup"), qos=0)
         if not subscribed.wait(10):
@@ -183,66 +209,114 @@ async def heartbeats(devices: list[Device], rate: int, seconds: float) -> int:
     return sent
 
 
-async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+class Probe:
+    """CPU, RSS and persistence of our own Mosquitto; nothing for an external broker (None)."""
+
+    def __init__(self, broker: TlsBroker | None) -> None:
+        self.broker = broker
+
+    def stats(self) -> ProcessStats | None:
+        if self.broker is None or self.broker.proc is None:
+            return None
+        return ProcessStats.of(self.broker.proc.pid)
+
+    def db_bytes(self) -> int | None:
+        db = self.broker.data_dir / "mosquitto.db" if self.broker is not None else None
+        return db.stat().st_size if db is not None and db.exists() else None
+
+
+def own_broker(args: argparse.Namespace, work: Path) -> tuple[TlsBroker, Endpoint, Path]:
+    """A CA and a Mosquitto from broker_config/prod on loopback."""
     ca_dir = work / "ca"
     provision.init_ca(ca_dir)
     provision.issue_server_cert(ca_dir, work / "server", hosts=["localhost", "127.0.0.1"])
     ca = CaPaths(ca_dir)
     files = TlsFiles(ca.cert, work / "server" / "server.pem", work / "server" / "server.key", ca.crl)
     broker = TlsBroker(work / "broker", files, tls_port=args.tls_port, local_port=args.local_port)
+    return broker, Endpoint("localhost", broker.tls_port, ca.cert), ca_dir
+
+
+def external_broker(args: argparse.Namespace, work: Path) -> tuple[Endpoint, Path]:
+    """The operator's broker; a copy of the CA it trusts (the original is only read)."""
+    url = urlsplit(args.broker)
+    if url.scheme != "mqtts" or not url.hostname:
+        raise SystemExit(f"--broker {args.broker!r} : attendu mqtts://hôte:port")
+    ca_dir = work / "ca"
+    ca_dir.mkdir()
+    for name in ("ca.pem", "ca.key", "crl.pem"):
+        if (args.ca_dir / name).is_file():
+            shutil.copy2(args.ca_dir / name, ca_dir / name)
+    return Endpoint(url.hostname, url.port or 8883, args.server_ca or ca_dir / "ca.pem"), ca_dir
+
+
+def rss(stats: ProcessStats | None) -> float | None:
+    """Resident memory in MB, None for an external broker."""
+    return None if stats is None else round(stats.rss_mb, 1)
+
+
+async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    broker: TlsBroker | None = None
+    if args.broker:
+        to, ca_dir = external_broker(args, work)
+    else:
+        broker, to, ca_dir = own_broker(args, work)
     (work / "devices").mkdir()
-    devices = await asyncio.to_thread(make_devices, ca_dir, work / "devices", args.devices)
-    broker.start()
+    devices = await asyncio.to_thread(make_devices, ca_dir, work / "devices", args.devices, to.server_ca)
+    probe = Probe(broker)
+    if broker is not None:
+        broker.start()
     try:
-        assert broker.proc is not None
-        pid = broker.proc.pid
         # Before the devices: paho's select() cannot watch a descriptor past 1,024.
-        dispatcher = await asyncio.to_thread(Dispatcher, ca_dir, work / "dispatcher", broker.tls_port)
-        empty = ProcessStats.of(pid)
-        await in_batches(devices, "connect", broker.tls_port)
-        await in_batches(devices, "close")
+        dispatcher = await asyncio.to_thread(Dispatcher, ca_dir, work / "dispatcher", to)
+        empty = probe.stats()
+        await in_batches(devices, "connect", to)
+        await in_batches(devices, "close", to)
         await asyncio.sleep(1)
-        offline = ProcessStats.of(pid)
+        offline = probe.stats()
         t0 = time.monotonic()
-        await in_batches(devices, "connect", broker.tls_port)
+        await in_batches(devices, "connect", to)
         connect_s = time.monotonic() - t0
         await asyncio.sleep(1)
-        online = ProcessStats.of(pid)
-        db = broker.data_dir / "mosquitto.db"
-        db_bytes = (await asyncio.to_thread(db.stat)).st_size if db.exists() else 0
-        before = ProcessStats.of(pid)
+        online, db_bytes = probe.stats(), probe.db_bytes()
         t0 = time.monotonic()
         sent = await heartbeats(devices, args.rate, args.seconds)
         wall = time.monotonic() - t0
-        after = ProcessStats.of(pid)
+        after = probe.stats()
         load = (await asyncio.to_thread(Path("/proc/loadavg").read_text)).split()[:3]
         await asyncio.sleep(1)
         received = dispatcher.count
         dispatcher.stop()
-        await in_batches(devices, "close")
+        await in_batches(devices, "close", to)
+        await in_batches(devices, "forget", to)  # no bench session left on the broker
     except Exception:
-        print(broker.log_text()[-3000:])
+        if broker is not None:
+            print(broker.log_text()[-3000:])
         raise
     finally:
-        broker.stop()
+        if broker is not None:
+            broker.stop()
     n = args.devices
-    cpu_pct = 100 * (after.cpu_s - before.cpu_s) / wall
+    rate = sent / wall
+    cpu_pct = None if after is None or online is None else 100 * (after.cpu_s - online.cpu_s) / wall
     return {
+        "broker": args.broker or "mosquitto broker_config/prod",
         "devices": n,
-        "rss_empty_mb": round(empty.rss_mb, 1),
-        "rss_offline_mb": round(offline.rss_mb, 1),
-        "rss_online_mb": round(online.rss_mb, 1),
-        "kb_per_connected_device": round(1024 * (online.rss_mb - empty.rss_mb) / n, 2),
+        "rss_empty_mb": rss(empty),
+        "rss_offline_mb": rss(offline),
+        "rss_online_mb": rss(online),
+        "kb_per_connected_device": None
+        if online is None or empty is None
+        else round(1024 * (online.rss_mb - empty.rss_mb) / n, 2),
         "heartbeats_sent": sent,
         "heartbeats_received": received,
-        "rate_per_s": round(sent / wall),
-        "broker_cpu_pct": round(cpu_pct, 1),
-        "broker_cpu_pct_per_1000_per_s": round(cpu_pct * 1000 / (sent / wall), 2),
+        "rate_per_s": round(rate),
+        "broker_cpu_pct": None if cpu_pct is None else round(cpu_pct, 1),
+        "broker_cpu_pct_per_1000_per_s": None if cpu_pct is None else round(cpu_pct * 1000 / rate, 2),
         "heartbeat_bytes": len(HEARTBEAT),
         "load_average": load,
         "connect_all_s": round(connect_s, 1),
         # autosave_on_changes rewrites this whole file after every change (broker_config/prod)
-        "persistence_db_bytes_per_session": round(db_bytes / n),
+        "persistence_db_bytes_per_session": None if db_bytes is None else round(db_bytes / n),
     }
 
 
@@ -253,7 +327,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--tls-port", type=int, default=0)
     parser.add_argument("--local-port", type=int, default=0)
+    parser.add_argument(
+        "--broker", default="", help="mqtts://hôte:port d'un broker externe (sans CPU ni RSS)"
+    )
+    parser.add_argument(
+        "--ca-dir", type=Path, help="avec --broker : l'AC Vigie dont il accepte les certificats"
+    )
+    parser.add_argument("--server-ca", type=Path, help="avec --broker : l'AC de son certificat serveur")
     args = parser.parse_args()
+    if args.broker and args.ca_dir is None:
+        parser.error("--broker demande --ca-dir")
     args.tls_port = args.tls_port or free_port()
     args.local_port = args.local_port or free_port()
     with tempfile.TemporaryDirectory(prefix="vigie-broker-sessions-") as tmp:
