@@ -10,20 +10,27 @@ downlink) and to the operators — and never taken for a duress. PIN guessing
 is rate-limited per device (a token bucket, :mod:`dispatcher.ratelimit`):
 past the limit a cancel is refused without being checked, whatever the PIN,
 so the alert stays open (the safe side) and argon2's CPU cost stays bounded.
-The limiter lives in each instance: N instances allow N times the rate.
+The service keeps the bucket in the store (:meth:`AccessStore.take_pin_try`),
+so that N instances sharing a database allow the rate once, not N times; a
+store that fails then raises :class:`StoreUnavailable` and the ingest retries
+the cancel (the alert stays open meanwhile). Without a store (unit tests) the
+bucket is in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from dispatcher.directory import verify_pin
 from dispatcher.domain import Device, DeviceKind, Practitioner, Site
 from dispatcher.hashing import HashPool
 from dispatcher.ratelimit import BucketPolicy, Clock, RateLimiter
+from dispatcher.store.base import AccessStore
 
 #: 5 tries at once, then one a minute: enough for a shaking hand, far too few to guess 4 digits.
 DEFAULT_PIN_TRIES = BucketPolicy(burst=5.0, refill_per_s=1 / 60)
@@ -93,14 +100,38 @@ PIN_THREADS = 2  # a cancel checks at most a few hashes, one after the other
 
 
 class PinGuard:
-    """Per-device PIN tries: a cancel takes a token before its PIN is checked."""
+    """Per-device PIN tries: a cancel takes a token before its PIN is checked.
 
-    def __init__(self, policy: BucketPolicy = DEFAULT_PIN_TRIES, *, clock: Clock = time.monotonic) -> None:
+    With ``store``, the tokens are the store's (shared by every instance) and
+    ``wall_clock`` dates the tries; without, an in-memory bucket on ``clock``.
+    """
+
+    def __init__(
+        self,
+        policy: BucketPolicy = DEFAULT_PIN_TRIES,
+        *,
+        store: AccessStore | None = None,
+        clock: Clock = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._policy = policy
+        self._store = store
+        self._wall_clock = wall_clock
         self._limiter = RateLimiter(policy, clock=clock)
         # Threads of their own: a login flood (argon2 on the login threads) must not delay a duress check.
         self._pool = HashPool(PIN_THREADS, "vigie-pin")
 
     async def check(self, device_id: str, pins: PinCheck, pin: str) -> tuple[Verdict, str | None]:
-        if not self._limiter.allow(device_id):
+        if not await self._take_try(device_id):
             return Verdict.RATE_LIMITED, None
         return await pins.check(pin, self._pool)
+
+    async def _take_try(self, device_id: str) -> bool:
+        if self._store is None:
+            return self._limiter.allow(device_id)
+        return await self._store.take_pin_try(
+            device_id,
+            burst=self._policy.burst,
+            refill_per_s=self._policy.refill_per_s,
+            now=self._wall_clock(),
+        )

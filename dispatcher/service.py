@@ -138,7 +138,8 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
             settings.fallback.name, settings.fallback.phone, settings.fallback.channels
         ),
         pin_guard=PinGuard(
-            BucketPolicy(burst=settings.cancel_pin_tries, refill_per_s=1 / settings.cancel_pin_refill_s)
+            BucketPolicy(burst=settings.cancel_pin_tries, refill_per_s=1 / settings.cancel_pin_refill_s),
+            store=store,  # shared by every instance on this database
         ),
         renotify_s=settings.delivery.renotify_s,
         links=links,

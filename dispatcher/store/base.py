@@ -508,6 +508,15 @@ class AccessStore(Protocol):
     async def count_login_failures(self, username: str, ip: str, since: datetime) -> int: ...
     async def clear_login_failures(self, username: str, ip: str) -> None: ...
 
+    async def take_pin_try(self, device_id: str, *, burst: float, refill_per_s: float, now: datetime) -> bool:
+        """Take one of ``device_id``'s cancel PIN tries; False (nothing taken) when none is left.
+
+        A token bucket in the store, so that every instance draws on the same
+        tries (:class:`dispatcher.cancels.PinGuard`): ``burst`` at most,
+        refilled at ``refill_per_s``, created full; atomic (one statement). A
+        ``now`` earlier than the last try (clocks of two instances) adds nothing.
+        """
+
     async def append_audit(
         self,
         *,

@@ -152,6 +152,26 @@ class PostgresAccess:
             lambda c: c.execute("DELETE FROM login_failures WHERE username=$1 AND ip=$2", username, ip)
         )
 
+    async def take_pin_try(self, device_id: str, *, burst: float, refill_per_s: float, now: datetime) -> bool:
+        """Take one of ``device_id``'s cancel PIN tries; False (nothing taken) when none is left."""
+        tokens = await self._tx(
+            lambda c: c.fetchval(
+                "INSERT INTO pin_tries AS p (device_id, tokens, updated_at) VALUES ($1, $2::float8 - 1, $4)"
+                " ON CONFLICT (device_id) DO UPDATE SET"
+                " tokens = LEAST($2::float8, p.tokens"
+                " + GREATEST(0, EXTRACT(EPOCH FROM $4 - p.updated_at)::float8) * $3::float8) - 1,"
+                " updated_at = GREATEST(p.updated_at, $4)"
+                " WHERE LEAST($2::float8, p.tokens"
+                " + GREATEST(0, EXTRACT(EPOCH FROM $4 - p.updated_at)::float8) * $3::float8) >= 1"
+                " RETURNING p.tokens",
+                device_id,
+                burst,
+                refill_per_s,
+                _utc(now),
+            )
+        )
+        return tokens is not None
+
     async def append_audit(
         self,
         *,

@@ -368,3 +368,14 @@ MIGRATIONS.append(
     ALTER TABLE device_health ADD COLUMN merged_by text;
     """
 )
+
+# 14 — issue 13: cancel PIN tries shared by every instance (see the SQLite migration 14).
+MIGRATIONS.append(
+    """
+    CREATE TABLE pin_tries (
+        device_id text PRIMARY KEY,
+        tokens double precision NOT NULL,
+        updated_at timestamptz NOT NULL
+    );
+    """
+)

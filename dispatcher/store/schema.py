@@ -354,3 +354,15 @@ MIGRATIONS.append(
     ALTER TABLE device_health ADD COLUMN merged_by TEXT;
     """
 )
+
+# 14 — issue 13: cancel PIN tries, one token bucket per device shared by every instance
+# (dispatcher/cancels.py): tokens left and the time of the last try (microseconds, UTC).
+MIGRATIONS.append(
+    """
+    CREATE TABLE pin_tries (
+        device_id TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        updated_us INTEGER NOT NULL
+    );
+    """
+)

@@ -28,6 +28,7 @@ from dispatcher.store.base import (
     PurgeReport,
     UserRecord,
 )
+from dispatcher.store.sqlite_positions import _to_us
 
 
 def utcnow() -> datetime:
@@ -158,6 +159,20 @@ class SqliteAccess:
     async def clear_login_failures(self, username: str, ip: str) -> None:
         async with self._tx() as tx:
             await tx.execute("DELETE FROM login_failures WHERE username=? AND ip=?", (username, ip))
+
+    async def take_pin_try(self, device_id: str, *, burst: float, refill_per_s: float, now: datetime) -> bool:
+        """Take one of ``device_id``'s cancel PIN tries; False (nothing taken) when none is left."""
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "INSERT INTO pin_tries(device_id, tokens, updated_us) VALUES (:device, :burst - 1, :now)"
+                " ON CONFLICT(device_id) DO UPDATE SET"
+                " tokens = MIN(:burst, tokens + MAX(0, :now - updated_us) * :rate / 1e6) - 1,"
+                " updated_us = MAX(updated_us, :now)"
+                " WHERE MIN(:burst, tokens + MAX(0, :now - updated_us) * :rate / 1e6) >= 1"
+                " RETURNING tokens",
+                {"device": device_id, "burst": burst, "rate": refill_per_s, "now": _to_us(now)},
+            )
+            return await cur.fetchone() is not None
 
     async def append_audit(
         self,

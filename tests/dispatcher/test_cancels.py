@@ -1,6 +1,10 @@
-"""Whose PIN cancels what, and PIN guessing: real argon2 hashes, a fake clock for the rate limit."""
+"""Whose PIN cancels what, and PIN guessing: real argon2 hashes, a fake clock for the rate limit
+(in memory, and in a real store shared by two instances)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +12,7 @@ from dispatcher.cancels import PinCheck, PinGuard, Verdict
 from dispatcher.directory import hash_pin
 from dispatcher.domain import Address, Device, DeviceKind, Practitioner, Site, SiteKind
 from dispatcher.ratelimit import BucketPolicy
+from dispatcher.store.sqlite import SqliteStore
 
 DR = Practitioner(
     id="dr-a",
@@ -65,3 +70,22 @@ async def test_pin_guessing_is_rate_limited_per_device_even_for_the_right_pin() 
     assert await guard.check("other", pins, "2468") == (Verdict.NORMAL, "praticien")  # per device
     now[0] += 60
     assert await guard.check("pocket", pins, "2468") == (Verdict.NORMAL, "praticien")
+
+
+async def test_two_instances_on_one_database_share_a_device_s_pin_tries(tmp_path: Path) -> None:
+    """Issue 13: each instance had its own limiter, so N instances gave an attacker N times the tries."""
+    db = tmp_path / "vigie.db"
+    first, second = await SqliteStore.open(db), await SqliteStore.open(db)
+    try:
+        now = [datetime(2026, 11, 27, 9, 0, tzinfo=UTC)]
+        policy = BucketPolicy(burst=3, refill_per_s=1 / 60)
+        guards = [PinGuard(policy, store=s, wall_clock=lambda: now[0]) for s in (first, second)]
+        pins = PinCheck.for_device(POCKET, DR, None)
+        verdicts = [(await guards[n % 2].check("pocket", pins, "0000"))[0] for n in range(6)]
+        assert verdicts == [Verdict.WRONG_PIN] * 3 + [Verdict.RATE_LIMITED] * 3  # 3 in all, not 3 each
+        now[0] += timedelta(seconds=60)
+        assert await guards[1].check("pocket", pins, "2468") == (Verdict.NORMAL, "praticien")
+        assert await guards[0].check("pocket", pins, "2468") == (Verdict.RATE_LIMITED, None)
+    finally:
+        await first.close()
+        await second.close()

@@ -603,6 +603,23 @@ async def test_an_inbound_message_id_is_claimed_once(store: Any) -> None:
     assert await store.claim_inbound_message("SM" + "d" * 32, at) is True
 
 
+@covers("take_pin_try")
+async def test_pin_tries_are_a_token_bucket_per_device(store: Any) -> None:
+    at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    async def take(device: str, seconds: float) -> bool:
+        now = at + timedelta(seconds=seconds)
+        return bool(await store.take_pin_try(device, burst=3, refill_per_s=1 / 60, now=now))
+
+    assert [await take("pocket", 0) for _ in range(4)] == [True, True, True, False]
+    assert await take("desk", 0) is True  # per device
+    assert await take("pocket", 30) is False  # half a try refilled
+    assert await take("pocket", -600) is False  # a clock behind the last try adds nothing
+    assert await take("pocket", 60) is True and await take("pocket", 61) is False
+    # Refilled to 3, no more.
+    assert [await take("pocket", 3600) for _ in range(4)] == [True, True, True, False]
+
+
 @covers("forget_inbound_messages")
 async def test_inbound_message_ids_older_than_the_cutoff_are_forgotten(store: Any) -> None:
     at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
