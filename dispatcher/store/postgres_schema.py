@@ -379,3 +379,11 @@ MIGRATIONS.append(
     );
     """
 )
+
+# 15 — issue 16: device_health_by_rev on (rev, merged_by) (see the SQLite migration 15).
+MIGRATIONS.append(
+    """
+    DROP INDEX device_health_by_rev;
+    CREATE INDEX device_health_by_rev ON device_health(rev, merged_by);
+    """
+)

@@ -366,3 +366,12 @@ MIGRATIONS.append(
     );
     """
 )
+
+# 15 — issue 16: the health leader reads "rev > its last read, not its own rows" every second:
+# merged_by in the rev index lets the scan skip its own rows without reading them.
+MIGRATIONS.append(
+    """
+    DROP INDEX device_health_by_rev;
+    CREATE INDEX device_health_by_rev ON device_health(rev, merged_by);
+    """
+)
