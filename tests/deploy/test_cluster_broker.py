@@ -9,10 +9,12 @@ settings Vigie's safety depends on are asserted one by one.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from pyhocon import ConfigFactory
@@ -21,6 +23,15 @@ from broker_config.provision import MAX_DISPATCHER_INSTANCES, dispatcher_cn
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "render_cluster_broker.py"
 DISPATCHERS = [dispatcher_cn(n) for n in range(1, MAX_DISPATCHER_INSTANCES + 1)]
+
+
+def renderer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("render_cluster_broker", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -58,11 +69,14 @@ def test_emqx_acl_is_read_by_erlang_as_emqx_reads_it(tmp_path: Path) -> None:
     out = render(tmp_path, "emqx", "emqx@10.0.0.11")
     script = 'io:format("~p", [file:consult("acl.conf")]), halt().'
     done = subprocess.run(["erl", "-noshell", "-eval", script], cwd=out, capture_output=True, text=True)
-    terms = " ".join(done.stdout.split())
+    terms = "".join(done.stdout.split())  # erl's pretty-printer breaks lines where it likes
     assert terms.startswith("{ok,["), done.stdout + done.stderr
-    for name in DISPATCHERS:  # every dispatcher CN, and no other account
+    for name in DISPATCHERS:  # every dispatcher CN of broker_config/acl, and no other account
         assert terms.count(f'{{username,"{name}"}}') == 2
     assert terms.count("{username,") == 2 * len(DISPATCHERS)
+    own = "vigie/v1/dev/${username}"
+    assert f'{{allow,all,publish,["{own}/up/+","{own}/status"]}}' in terms
+    assert f'{{allow,all,subscribe,["{own}/status","{own}/down"]}}' in terms
     assert terms.endswith("{deny,all}]}")
 
 
@@ -122,14 +136,53 @@ def test_every_node_of_a_cluster_gets_the_same_cookie_kept_secret(tmp_path: Path
     assert (tmp_path / "1" / "secrets" / "cookie").stat().st_mode & 0o077 == 0
 
 
+def test_a_bad_node_name_is_refused_in_french(tmp_path: Path) -> None:
+    done = run("emqx", "--node", "emqx 10.0.0.11", "--secrets", tmp_path / "s", "--out", tmp_path / "out")
+    assert done.returncode == 2 and "attendu nom@hôte" in done.stderr
+    assert not (tmp_path / "out" / "emqx.conf").exists()
+
+
+MOSQUITTO_ACL = """
+pattern write vigie/v1/dev/%u/up/+
+pattern readwrite vigie/v1/dev/%u/status
+user vigie-dispatcher
+topic read vigie/v1/dev/+/up/+
+topic write vigie/v1/dev/+/down
+user vigie-dispatcher-2
+topic read vigie/v1/dev/+/up/+
+topic write vigie/v1/dev/+/down
+user vigie-monitor
+topic read $SYS/#
+"""
+
+
+def test_the_mosquitto_acl_is_translated_rule_for_rule() -> None:
+    r = renderer()
+    parts = r.split_rules(r.mosquitto_rules(MOSQUITTO_ACL))
+    assert parts[1] == ["vigie-dispatcher", "vigie-dispatcher-2"]  # the loopback monitor has no counterpart
+    vmq = r.vernemq_acl(*parts)
+    assert vmq["DEVICE_PATTERNS"] == "pattern write vigie/v1/dev/%u/up/+\npattern vigie/v1/dev/%u/status"
+    assert vmq["DISPATCHER_BLOCKS"].split("\n\n")[1].splitlines() == [
+        "user vigie-dispatcher-2",
+        "topic read $share/+/vigie/v1/dev/+/up/+",
+        "topic write vigie/v1/dev/+/down",
+    ]
+    emqx = r.emqx_acl(*parts)
+    assert emqx["DEVICE_RULES"].splitlines() == [
+        '{allow, all, publish, ["vigie/v1/dev/${username}/up/+", "vigie/v1/dev/${username}/status"]}.',
+        '{allow, all, subscribe, ["vigie/v1/dev/${username}/status"]}.',
+    ]
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("extra", "message"),
     [
-        (["--node", "emqx 10.0.0.11"], "attendu nom@hôte"),
-        (["--node", "emqx@10.0.0.11", "--instances", str(MAX_DISPATCHER_INSTANCES + 1)], "ACL"),
+        ("user btn-special\ntopic read vigie/#\n", "sans équivalent sur un cluster : btn-special"),
+        ("user vigie-dispatcher-3\ntopic read vigie/#\n", "les droits de vigie-dispatcher-3 diffèrent"),
+        ("topic deny vigie/#\n", "ligne d'ACL non traduite"),
     ],
 )
-def test_bad_values_are_refused_in_french(tmp_path: Path, args: list[str], message: str) -> None:
-    done = run("emqx", *args, "--secrets", tmp_path / "s", "--out", tmp_path / "out")
-    assert done.returncode == 2 and message in done.stderr
-    assert not (tmp_path / "out" / "emqx.conf").exists()
+def test_an_acl_the_clusters_cannot_express_is_refused(extra: str, message: str) -> None:
+    r = renderer()
+    with pytest.raises(r.RenderError, match=message):
+        r.split_rules(r.mosquitto_rules(MOSQUITTO_ACL + extra))
