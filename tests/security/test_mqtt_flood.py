@@ -47,9 +47,9 @@ RECEIVED_WITHIN_S = 1.0
 # alert waits in the kernel's socket buffers between the broker and the dispatcher, behind
 # up to 3.4 MB of the flood (~17,000 messages), until the dispatcher's paho thread has read
 # them one by one (~80-100 µs each, of which admission's refusal is ~4 µs); from the moment
-# paho hands it over, 'received' takes under 30 ms. Delays of 0.02-2.7 s (4.6 s under extra
-# load): only a per-client limit at the broker or a faster MQTT reader can bound them (see
-# docs/deploy-server.md, known limits). This bound only says the victim is not starved.
+# paho hands it over, 'received' takes under 30 ms. Delays of 0.02-2.7 s at a load average
+# near 4, up to 5.2 s near 8: only a per-client limit at the broker or a faster MQTT reader
+# can bound them (docs/deploy-server.md, known limits). This bound says she is not starved.
 BURST_RECEIVED_WITHIN_S = 10.0
 
 
