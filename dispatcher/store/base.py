@@ -517,6 +517,16 @@ class AccessStore(Protocol):
         ``now`` earlier than the last try (clocks of two instances) adds nothing.
         """
 
+    async def begin_quarantine(self, device_id: str, until: datetime) -> bool:
+        """Record ``device_id`` cut off at the broker until ``until``; True only if it was not already
+        (exactly one instance starts an episode)."""
+
+    async def quarantines(self) -> list[tuple[str, datetime]]:
+        """Every quarantined device with the end of its quarantine, soonest first."""
+
+    async def end_quarantine(self, device_id: str) -> bool:
+        """Forget ``device_id``'s quarantine; True only for the caller that removed it."""
+
     async def append_audit(
         self,
         *,

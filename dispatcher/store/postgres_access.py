@@ -172,6 +172,30 @@ class PostgresAccess:
         )
         return tokens is not None
 
+    async def begin_quarantine(self, device_id: str, until: datetime) -> bool:
+        """Record ``device_id`` quarantined until ``until``; False if it already was (same episode)."""
+        inserted = await self._tx(
+            lambda c: c.fetchval(
+                "INSERT INTO quarantines (device_id, until_at) VALUES ($1, $2)"
+                " ON CONFLICT (device_id) DO NOTHING RETURNING device_id",
+                device_id,
+                _utc(until),
+            )
+        )
+        return inserted is not None
+
+    async def quarantines(self) -> list[tuple[str, datetime]]:
+        """Every quarantined device and the end of its quarantine, soonest first."""
+        rows = await self._fetch("SELECT device_id, until_at FROM quarantines ORDER BY until_at, device_id")
+        return [(r["device_id"], r["until_at"]) for r in rows]
+
+    async def end_quarantine(self, device_id: str) -> bool:
+        """Forget ``device_id``'s quarantine; False if there was none (another instance ended it)."""
+        deleted = await self._tx(
+            lambda c: c.fetchval("DELETE FROM quarantines WHERE device_id=$1 RETURNING device_id", device_id)
+        )
+        return deleted is not None
+
     async def append_audit(
         self,
         *,

@@ -387,3 +387,13 @@ MIGRATIONS.append(
     CREATE INDEX device_health_by_rev ON device_health(rev, merged_by);
     """
 )
+
+# 16 — issue 13: devices cut off at the broker for flooding (see the SQLite migration 16).
+MIGRATIONS.append(
+    """
+    CREATE TABLE quarantines (
+        device_id text PRIMARY KEY,
+        until_at timestamptz NOT NULL
+    );
+    """
+)

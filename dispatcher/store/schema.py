@@ -375,3 +375,14 @@ MIGRATIONS.append(
     CREATE INDEX device_health_by_rev ON device_health(rev, merged_by);
     """
 )
+
+# 16 — issue 13: devices cut off at the broker for flooding (dispatcher/quarantine.py), until
+# (microseconds, UTC): released by any instance once past, including after a restart.
+MIGRATIONS.append(
+    """
+    CREATE TABLE quarantines (
+        device_id TEXT PRIMARY KEY,
+        until_us INTEGER NOT NULL
+    );
+    """
+)

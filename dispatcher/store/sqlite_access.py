@@ -28,7 +28,7 @@ from dispatcher.store.base import (
     PurgeReport,
     UserRecord,
 )
-from dispatcher.store.sqlite_positions import _to_us
+from dispatcher.store.sqlite_positions import _from_us, _to_us
 
 
 def utcnow() -> datetime:
@@ -171,6 +171,29 @@ class SqliteAccess:
                 " WHERE MIN(:burst, tokens + MAX(0, :now - updated_us) * :rate / 1e6) >= 1"
                 " RETURNING tokens",
                 {"device": device_id, "burst": burst, "rate": refill_per_s, "now": _to_us(now)},
+            )
+            return await cur.fetchone() is not None
+
+    async def begin_quarantine(self, device_id: str, until: datetime) -> bool:
+        """Record ``device_id`` quarantined until ``until``; False if it already was (same episode)."""
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "INSERT INTO quarantines(device_id, until_us) VALUES (?, ?)"
+                " ON CONFLICT(device_id) DO NOTHING RETURNING device_id",
+                (device_id, _to_us(until)),
+            )
+            return await cur.fetchone() is not None
+
+    async def quarantines(self) -> list[tuple[str, datetime]]:
+        """Every quarantined device and the end of its quarantine, soonest first."""
+        rows = await self._all("SELECT device_id, until_us FROM quarantines ORDER BY until_us, device_id")
+        return [(r["device_id"], _from_us(r["until_us"])) for r in rows]
+
+    async def end_quarantine(self, device_id: str) -> bool:
+        """Forget ``device_id``'s quarantine; False if there was none (another instance ended it)."""
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "DELETE FROM quarantines WHERE device_id=? RETURNING device_id", (device_id,)
             )
             return await cur.fetchone() is not None
 

@@ -620,6 +620,22 @@ async def test_pin_tries_are_a_token_bucket_per_device(store: Any) -> None:
     assert [await take("pocket", 3600) for _ in range(4)] == [True, True, True, False]
 
 
+@covers("begin_quarantine", "quarantines", "end_quarantine")
+async def test_a_quarantine_is_one_episode_until_ended(store: Any) -> None:
+    at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert await store.quarantines() == []
+    assert await store.begin_quarantine("flood", at + timedelta(minutes=5)) is True
+    assert await store.begin_quarantine("early", at + timedelta(minutes=1)) is True
+    # A second instance seeing the same flood: the same episode, its end unchanged.
+    assert await store.begin_quarantine("flood", at + timedelta(minutes=9)) is False
+    ends = [("early", at + timedelta(minutes=1)), ("flood", at + timedelta(minutes=5))]
+    assert await store.quarantines() == ends
+    assert await store.end_quarantine("flood") is True
+    assert await store.end_quarantine("flood") is False  # one instance releases it
+    assert await store.quarantines() == [("early", at + timedelta(minutes=1))]
+    assert await store.begin_quarantine("flood", at + timedelta(minutes=20)) is True  # a new episode
+
+
 @covers("forget_inbound_messages")
 async def test_inbound_message_ids_older_than_the_cutoff_are_forgotten(store: Any) -> None:
     at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
