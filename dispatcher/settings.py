@@ -97,6 +97,24 @@ class IngestSettings(BaseModel):
         gt=0,
         description="Rejections are logged and stored once per device and reason per interval, then summed",
     )
+    quarantine_refusals: int = Field(
+        default=200,
+        ge=1,
+        description="A device refused more than this many times within quarantine_window_s is cut off at"
+        " the broker: it sent over 250 messages in a second (40 times the sustained rate admitted, 5 times"
+        " the burst). A genuine device never is: heartbeats every 30 s, live positions of an open alert,"
+        " and re-sends of its unconfirmed presses (a handful, each a human press) stay within the burst",
+    )
+    quarantine_window_s: float = Field(default=1.0, gt=0, description="Window of quarantine_refusals")
+    quarantine_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="How long a flooding device stays cut off (it cannot alert meanwhile: kept short)",
+    )
+    quarantine_check_s: float = Field(
+        default=30.0, gt=0, description="How often expired quarantines are looked for (any instance)"
+    )
 
 
 class DeliverySettings(BaseModel):

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from dispatcher.admission import COALESCED, Admission, AdmissionPolicy, device_of
+from dispatcher.floodwatch import FloodPolicy, FloodWatch
 from dispatcher.mqtt import Inbound
 from dispatcher.rejectlog import RejectionLog
 from protocol.codec import RejectReason
@@ -88,3 +89,39 @@ def test_rejections_are_logged_and_stored_once_per_device_and_reason_per_interva
         ("flood", "t", "bad_signature", "999 more in the last 10 s (logged once per interval)")
     ]
     assert len(caplog.records) == 3
+
+
+# -- flood detection (dispatcher/floodwatch.py): when to quarantine a device at the broker
+
+
+def test_a_device_is_reported_once_past_the_threshold_within_a_window() -> None:
+    watch = FloodWatch(FloodPolicy(threshold=100, window_s=1.0))
+    reported = [watch.refused("flood", n / 1000) for n in range(300)]  # 1,000 refusals/s
+    assert reported.index(True) == 100  # the 101st refusal within the second
+    assert reported.count(True) == 1  # once per episode
+    watch.lift("flood")
+    assert not watch.is_quarantined("flood")
+    assert [watch.refused("flood", 1.0 + n / 1000) for n in range(101)][-1]  # a new episode
+
+
+def test_refusals_spread_over_windows_are_never_reported() -> None:
+    watch = FloodWatch(FloodPolicy(threshold=100, window_s=1.0))
+    # 100 refusals per second, for an hour: at the threshold, never beyond it.
+    assert not any(watch.refused("busy", n / 100) for n in range(360_000))
+
+
+def test_a_legitimate_device_re_sending_every_10_s_is_never_quarantined() -> None:
+    """Even if each of its re-sends were refused (they are not: see the vouching tests), at the defaults."""
+    watch = FloodWatch()
+    assert not any(watch.refused("calm", n * 10.0) for n in range(8_640))  # a day of re-sends
+    assert not watch.is_quarantined("calm")
+
+
+def test_tracking_is_bounded() -> None:
+    watch = FloodWatch(FloodPolicy(threshold=2, window_s=1.0, max_tracked=10))
+    for n in range(100):
+        watch.refused(f"d{n}", 0.0)
+    assert len(watch._windows) <= 10
+    # Closed windows make room again.
+    assert not watch.refused("late", 5.0)
+    assert "late" in watch._windows
