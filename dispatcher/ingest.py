@@ -36,6 +36,7 @@ from dispatcher.health import HealthMonitor
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import Inbound, MqttBridge
 from dispatcher.positions import PositionRecorder
+from dispatcher.quarantine import Quarantine
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.rejectlog import RejectionLog
 from dispatcher.snapshot import DirectoryCache
@@ -91,6 +92,7 @@ class Ingest:
         rate_limiter: RateLimiter | None = None,
         admission: Admission | None = None,
         rejections: RejectionLog | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -107,6 +109,8 @@ class Ingest:
         self.admission = admission or Admission()
         # Rejections are counted each, but logged and stored once per device and reason per interval.
         self.rejections = rejections or RejectionLog()
+        # A device refused far beyond any genuine one is cut off at the broker (dispatcher/quarantine.py).
+        self.quarantine = quarantine
         # Live positions of open alerts: checked and stored in their own task (dispatcher/positions.py).
         self.positions = PositionRecorder(store, bus, self._refuse_later, self.send_downlink)
         self._refused: dict[RejectReason, Any] = {}  # metric children, looked up once (flood path)
@@ -153,6 +157,8 @@ class Ingest:
         first = self.rejections.note(device or None, message.topic, reason.value, _REFUSED[reason])
         if self.bridge is not None:
             self.bridge.ack(message)  # a genuine alert is re-sent by its device until 'received'
+        if self.quarantine is not None and device:
+            self.quarantine.refused(device)
         if first and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._store_rejections)
 

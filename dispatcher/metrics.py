@@ -79,6 +79,12 @@ class Metrics:
         self.operator_alarms = Counter(
             "vigie_operator_alarms_total", "Operator alarms raised", ["reason"], registry=r
         )
+        self.quarantines = Counter(
+            "vigie_quarantines_total",
+            "Flooding devices cut off at the broker (started) and let back in (ended)",
+            ["event"],
+            registry=r,
+        )
 
         self.http_refused = Counter(
             "vigie_http_refused_total",

@@ -27,6 +27,7 @@ from dispatcher.location import LocationPolicy
 from dispatcher.metrics import Metrics
 from dispatcher.mqtt import MqttBridge
 from dispatcher.notifier import TwilioNotifier
+from dispatcher.quarantine import Quarantine
 from dispatcher.ratelimit import BucketPolicy
 from dispatcher.reconciler import Reconciler
 from dispatcher.rejectlog import RejectionLog
@@ -114,6 +115,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         store=store, cache=cache, bus=bus, metrics=metrics, instance_id=settings.instance_id
     )
     await health.load()
+    quarantine = Quarantine(settings.ingest, store=store, metrics=metrics, bus=bus)
     ingest = Ingest(
         store=store,
         cache=cache,
@@ -122,6 +124,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         bus=bus,
         admission=Admission(admission_policy(settings.ingest)),
         rejections=RejectionLog(settings.ingest.rejection_log_interval_s),
+        quarantine=quarantine,
     )
     await ingest.load_windows()
     policy = LocationPolicy(max_fix_age_s=settings.max_fix_age_s, max_accuracy_m=settings.max_fix_accuracy_m)
@@ -173,6 +176,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     )
     bridge = MqttBridge(settings.mqtt, on_message=ingest.submit, share_group=await _share_group(store))
     ingest.attach(engine=engine, bridge=bridge)
+    quarantine.attach(bridge)
     visits = VisitTimers(
         store=store,
         cache=cache,
@@ -190,6 +194,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         await engine.recover()
         await bridge.start()
         d.spawn(ingest.run(), "ingest")
+        d.spawn(quarantine.run(), "quarantine")
         d.spawn(engine.run_timers(), "timers")
         d.spawn(visits.run(), "visit-timers")
         d.spawn(reconciler.run(), "reconciliation")

@@ -333,6 +333,22 @@ def visit_check_sms(deadline: datetime) -> str:
     )
 
 
+def quarantine_started(device_id: str, until: datetime) -> str:
+    """Operator alarm: a flooding device was cut off at the broker (dispatcher/quarantine.py).
+
+    It says the cost plainly: while cut off, the device cannot alert.
+    """
+    return (
+        f"balise {device_id} coupée du broker jusqu'à {local_time(until)} : elle envoyait des centaines"
+        " de messages refusés par seconde (inondation) et ne peut pas alerter pendant ce temps ; vérifiez-la"
+    )
+
+
+def quarantine_ended(device_id: str) -> str:
+    """Operator alarm: a quarantined device was let back in."""
+    return f"balise {device_id} rétablie sur le broker après sa quarantaine : elle peut de nouveau alerter"
+
+
 def _spell(code: str) -> str:
     """'4512B' -> '4, 5, 1, 2, B': read slowly, one symbol at a time."""
     return ", ".join(c for c in code if not c.isspace())

@@ -305,3 +305,14 @@ def test_the_page_says_the_duress_in_the_words_of_the_sms() -> None:
     assert texts.duress_words(reply=True).replace("É", "E").replace("é", "e") in alert_sms(
         context(reason="visite non cloturee", duress=True)
     )
+
+
+def test_quarantine_alarms_say_the_device_the_paris_time_and_the_cost() -> None:
+    until = datetime(2026, 11, 27, 16, 5, tzinfo=UTC)  # 17:05 in Paris (winter)
+    assert texts.quarantine_started("btn-flood", until) == (
+        "balise btn-flood coupée du broker jusqu'à 17:05 : elle envoyait des centaines de messages"
+        " refusés par seconde (inondation) et ne peut pas alerter pendant ce temps ; vérifiez-la"
+    )
+    assert texts.quarantine_ended("btn-flood") == (
+        "balise btn-flood rétablie sur le broker après sa quarantaine : elle peut de nouveau alerter"
+    )
