@@ -6,7 +6,7 @@ this module, one shared FIFO held them all: a device publishing thousands of
 bad-signature messages (no key needed) put every other device's alert behind
 its flood (alert→'received' went from 0.05 s to 25 s, the queue to 527 MB).
 
-Now, on paho's network thread, before any decoding:
+Now, as each message is read off the socket, before any decoding:
 
 * a message larger than the protocol allows is refused at once (nothing of it
   is queued);
@@ -36,8 +36,9 @@ than the fast path's whole work on a heartbeat). Any urgent message (alert,
 cancel, test, status) still wakes the loop at once, and takes the waiting
 heartbeats along in its batch.
 
-Thread safety: :meth:`offer` runs on paho's thread, :meth:`take` on the event
-loop; one lock guards both, held for a few dict/deque operations.
+Thread safety: :meth:`offer` runs on the event loop (the MQTT socket is read
+there, see dispatcher/mqtt.py) but may be called from any thread; :meth:`take`
+runs on the loop. One lock guards both, held for a few dict/deque operations.
 """
 
 from __future__ import annotations
@@ -99,12 +100,14 @@ class Admission:
         self._lock = threading.Lock()
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._woken = False  # the loop was woken (or is taking): nothing to do to wake it
         self._armed = False  # a linger timer is on its way for messages that are not urgent
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop that :meth:`take` runs on (woken from paho's thread)."""
+        """The loop that :meth:`take` runs on (call from it)."""
         self._loop = loop
+        self._loop_thread = threading.get_ident()
 
     @property
     def queued(self) -> int:
@@ -183,7 +186,7 @@ class Admission:
 
     def _wake(self) -> None:
         loop = self._loop
-        if loop is None:
+        if loop is None or threading.get_ident() == self._loop_thread:
             self._ready.set()
         elif not loop.is_closed():
             loop.call_soon_threadsafe(self._ready.set)
@@ -192,6 +195,8 @@ class Admission:
         loop = self._loop
         if loop is None or self.policy.linger_s <= 0:
             self._wake()
+        elif threading.get_ident() == self._loop_thread:
+            loop.call_later(self.policy.linger_s, self._ready.set)
         elif not loop.is_closed():
             # One cross-thread call per linger period; a late timer only costs an empty take.
             loop.call_soon_threadsafe(loop.call_later, self.policy.linger_s, self._ready.set)
@@ -200,7 +205,7 @@ class Admission:
 def device_of(topic: str) -> str:
     """The device a topic names (the broker ACL makes it the sender), or NO_DEVICE.
 
-    Only splits: it runs for every message of a flood, on paho's thread. The
+    Only splits: it runs for every message of a flood, before any decoding. The
     ingest validates the whole topic later (``parse_topic``).
     """
     parts = topic.split("/", 4)

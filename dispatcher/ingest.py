@@ -140,7 +140,8 @@ class Ingest:
         self._changed_windows.update(windows)
 
     def submit(self, message: Inbound) -> None:
-        """Called on paho's network thread for every MQTT message: queued for its device, or refused now."""
+        """Called for every MQTT message, on the event loop as paho reads it: queued for its device, or
+        refused now."""
         device = device_of(message.topic)
         reason = self.admission.offer(message, device, urgent=not message.topic.endswith(HEARTBEAT_LEAF))
         if reason is None:

@@ -1,18 +1,42 @@
-"""The dispatcher's MQTT edge: paho-mqtt's network thread bridged to asyncio.
+"""The dispatcher's MQTT edge: one paho-mqtt client driven by the asyncio event loop.
 
-Messages are received with ``manual_ack``: the broker keeps a QoS 1 message
-(and redelivers it to the session) until we call :meth:`MqttBridge.ack`,
-which the ingest does only after the alert is committed to the store.
+There is no network thread. The socket is registered with the event loop
+(``add_reader``); paho parses what arrives in ``loop_read``, on the loop, and
+calls ``on_message`` there, so a message reaches the ingest's admission without
+a thread hop and paho's parsing no longer competes with the loop for the GIL.
+What paho queues to send (PUBACKs, downlinks, PINGREQs) is written at once
+with a non-blocking send, and waits for the socket to become writable
+(``add_writer``) only when the kernel buffer is full: sending never blocks the
+loop. The one blocking step paho has, opening the connection (TCP connect
+and TLS handshake), runs in a worker thread; the socket callbacks it triggers
+there are handed to the loop.
+
+Guarantees, the same as with paho's own network loop:
+
+* messages are received with ``manual_ack``: the broker keeps a QoS 1 message
+  (and redelivers it to the session) until :meth:`MqttBridge.ack`, which the
+  ingest calls only after the alert is committed to the store;
+* a persistent session (``clean_start=False``, a week of session expiry), so
+  the broker queues for us while we are away;
+* after a lost connection, reconnection with backoff: 1 s, doubling up to
+  10 s, back to 1 s after a CONNACK (paho's ``reconnect_delay_set`` is applied
+  only by its own loop, so it is done here);
+* keepalive: ``loop_misc`` every second sends the PINGREQ and drops a
+  connection whose broker went silent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -25,6 +49,10 @@ from protocol.topics import DEFAULT_SHARE_GROUP, shared_status_filter, shared_up
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker queues for us through a week-long outage
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 10.0
+MISC_PERIOD_S = 1.0  # keepalive checks (paho's own loop does them at least once a second)
+STOP_TIMEOUT_S = 2.0  # for our DISCONNECT to be written at shutdown
 
 
 class MqttUnavailable(Exception):
@@ -45,8 +73,9 @@ class Inbound:
 class MqttBridge:
     """One persistent MQTT v5 session, shared-subscribed to every device uplink.
 
-    ``on_message`` is called on paho's network thread for every message: it must be
-    thread-safe and quick (the ingest's :meth:`~dispatcher.ingest.Ingest.submit` is).
+    ``on_message`` is called on the event loop for every message, from inside the
+    socket's read callback: it must be quick and must not block (the ingest's
+    :meth:`~dispatcher.ingest.Ingest.submit` only queues or refuses).
     """
 
     def __init__(
@@ -60,8 +89,16 @@ class MqttBridge:
         self._share_group = settings.share_group or share_group
         self._on_message = on_message
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._connected = asyncio.Event()
+        self._lost = asyncio.Event()  # the registered socket was closed
         self._stopping = False
+        self._fd: int | None = None  # the socket registered with the loop
+        self._writer = False  # waiting for the socket to become writable
+        self._reading = False  # inside loop_read, hence maybe inside one of paho's callbacks
+        self._flush_due = False
+        self._backoff: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._client = self._build_client()
 
     def _build_client(self) -> mqtt.Client:
@@ -81,35 +118,53 @@ class MqttBridge:
                 keyfile=str(s.key_file) if s.key_file else None,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_socket_open = self._socket_opened
+        client.on_socket_close = self._socket_closed
+        client.on_socket_register_write = self._write_queued
+        client.on_socket_unregister_write = self._write_done
         return client
 
     async def start(self, *, connect_timeout_s: float = 10.0) -> None:
         """Connect (persistent session) and wait for the subscriptions."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         s = self._settings
-        try:
+        try:  # records where to connect; no I/O yet
             self._client.connect_async(
                 s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
             )
         except (OSError, ValueError) as exc:
             raise MqttUnavailable(f"cannot reach broker {s.host}:{s.port}: {exc}") from exc
-        self._client.loop_start()
+        self._tasks = [
+            asyncio.create_task(self._keep_connected(), name="mqtt-connection"),
+            asyncio.create_task(self._keepalive(), name="mqtt-keepalive"),
+        ]
         try:
             await asyncio.wait_for(self._connected.wait(), connect_timeout_s)
         except TimeoutError:
-            self._client.loop_stop()
+            await self.stop()
             raise MqttUnavailable(f"no CONNACK from {s.host}:{s.port} within {connect_timeout_s} s") from None
 
     async def stop(self) -> None:
+        """Disconnect cleanly (the broker keeps the session) and stop reconnecting."""
         self._stopping = True  # the disconnection that follows is ours, not a fault
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._fd is None:
+            return
+        self._lost.clear()
+        self._client.disconnect()  # queued after any PUBACK still waiting; paho closes once it is written
+        try:
+            await asyncio.wait_for(self._lost.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("DISCONNECT not written within %s s; leaving the socket to close", STOP_TIMEOUT_S)
+            self._detach()
 
     @property
     def is_connected(self) -> bool:
@@ -121,12 +176,122 @@ class MqttBridge:
             self._client.ack(message.mid, message.qos)
 
     def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        """Queue a publish; paho sends it (and re-sends QoS 1 after a reconnect)."""
+        """Publish (a non-blocking write; the rest when the socket is writable again); paho
+        re-sends QoS 1 after a reconnect."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             log.warning("publish to %s queued while disconnected (rc=%s)", topic, info.rc)
 
-    # paho's network thread calls these: hand everything to the event loop.
+    # -- connection ---------------------------------------------------------------------
+
+    async def _keep_connected(self) -> None:
+        """Connect, wait for the connection to be lost, back off, connect again."""
+        s = self._settings
+        while not self._stopping:
+            self._lost.clear()
+            try:
+                # Blocking in paho (TCP connect, TLS handshake): off the loop.
+                await asyncio.to_thread(self._client.reconnect)
+            except (OSError, ValueError) as exc:  # refused, unreachable, TLS or certificate failure
+                log.warning("cannot reach broker %s:%s: %s", s.host, s.port, exc)
+            else:
+                await self._lost.wait()
+            await asyncio.sleep(self._next_delay())
+
+    def _next_delay(self) -> float:
+        """1 s, then doubling up to 10 s; :meth:`_handle_connect` starts again at 1 s."""
+        self._backoff = RECONNECT_MIN_S if self._backoff is None else min(2 * self._backoff, RECONNECT_MAX_S)
+        return self._backoff
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(MISC_PERIOD_S)
+            self._client.loop_misc()
+
+    # -- the socket on the event loop ------------------------------------------------------
+
+    def _on_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` on the loop: now if we are on it, else as soon as it can (worker thread)."""
+        loop = self._loop
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        elif loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _socket_opened(self, _c: mqtt.Client, _u: object, sock: Any) -> None:
+        self._on_loop(self._attach, sock)
+
+    def _attach(self, sock: Any) -> None:
+        current = self._client.socket()
+        if current is None or current is not sock or self._loop is None:
+            return  # already closed again
+        if isinstance(current, socket.socket):  # ssl.SSLSocket too; PUBACKs and downlinks are small
+            with contextlib.suppress(OSError):
+                current.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay
+        self._fd = current.fileno()
+        self._loop.add_reader(self._fd, self._readable)
+        self._flush()  # the CONNECT paho queued while opening
+
+    def _socket_closed(self, _c: mqtt.Client, _u: object, _sock: Any) -> None:
+        # paho calls this just before closing the socket: read error, keepalive, our DISCONNECT.
+        self._on_loop(self._detach)
+
+    def _detach(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None and self._loop is not None:
+            self._loop.remove_reader(fd)
+            if self._writer:
+                self._loop.remove_writer(fd)
+        self._writer = False
+        self._lost.set()
+
+    def _readable(self) -> None:
+        client = self._client
+        self._reading = True
+        try:
+            client.loop_read()
+            # TLS: bytes already decrypted wait in the SSL object, where the loop's poll does not
+            # see them; read them now or they would wait for the next packet to arrive.
+            sock = client.socket()
+            while isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+                if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                    break
+                sock = client.socket()
+        finally:
+            self._reading = False
+        if self._flush_due:
+            self._flush()
+
+    def _write_queued(self, _c: mqtt.Client, _u: object, _sock: Any) -> None:
+        self._on_loop(self._write_now)
+
+    def _write_now(self) -> None:
+        # Written at once, as paho does when it has no network thread, but not from inside one
+        # of paho's callbacks (writing may take the lock paho holds around them): what they
+        # queue (a refused message's PUBACK, the SUBSCRIBE after a CONNACK) goes when the read ends.
+        if self._reading:
+            self._flush_due = True
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self._fd is None or self._loop is None:
+            return
+        self._client.loop_write()
+        if self._fd is not None and self._client.want_write() and not self._writer:
+            self._writer = True  # kernel buffer full: finish when the socket is writable again
+            self._loop.add_writer(self._fd, self._client.loop_write)
+
+    def _write_done(self, _c: mqtt.Client, _u: object, _sock: Any) -> None:
+        self._on_loop(self._stop_writer)
+
+    def _stop_writer(self) -> None:
+        if self._writer and self._fd is not None and self._loop is not None:
+            self._loop.remove_writer(self._fd)
+        self._writer = False
+
+    # -- paho's callbacks, all on the event loop -----------------------------------------
 
     def _handle_connect(
         self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
@@ -134,6 +299,7 @@ class MqttBridge:
         if reason.is_failure:
             log.error("broker refused the dispatcher: %s", reason)
             return
+        self._backoff = None
         group = self._share_group
         if group != DEFAULT_SHARE_GROUP:
             # A persistent session from before the secret group may still hold the public
@@ -141,7 +307,7 @@ class MqttBridge:
             client.unsubscribe([shared_uplink_filter(), shared_status_filter()])
         client.subscribe([(shared_uplink_filter(group), 1), (shared_status_filter(group), 1)])
         log.info("connected to broker, subscribed to the dispatchers' share group")
-        self._call(self._connected.set)
+        self._on_loop(self._connected.set)
 
     def _handle_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
@@ -149,14 +315,16 @@ class MqttBridge:
         if self._stopping:
             log.info("disconnected from broker (stopping)")
         else:
-            log.warning("disconnected from broker (%s); paho reconnects with backoff", reason)
-        self._call(self._connected.clear)
+            log.warning("disconnected from broker (%s); reconnecting with backoff", reason)
+        self._on_loop(self._connected.clear)
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        # On paho's thread: ``on_message`` (the ingest's admission) refuses a flood here,
-        # without waking the event loop for each message.
-        self._on_message(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic()))
-
-    def _call(self, fn: Callable[..., object], *args: object) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn, *args)
+        # ``on_message`` (the ingest's admission) refuses a flood here, before any decoding.
+        try:
+            self._on_message(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic()))
+        except Exception:  # a bug: paho would re-raise out of loop_read mid-packet
+            log.critical(
+                "message on %s not admitted; unacknowledged, the broker redelivers it",
+                msg.topic,
+                exc_info=True,
+            )

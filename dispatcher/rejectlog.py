@@ -8,7 +8,8 @@ and one stored row ("N more ... in 10 s"). A flood of a million bad messages
 thus costs a few lines and rows per device per interval instead of a million
 of each (it was 268 MB of log and 221 MB of database in a minute).
 
-Thread-safe: the admission stage refuses messages on paho's thread.
+Thread-safe: the admission stage refuses messages on the event loop (as the MQTT socket
+is read), but any thread may note one.
 """
 
 from __future__ import annotations
