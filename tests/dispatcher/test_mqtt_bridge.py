@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import paho.mqtt.client as mqtt
 
@@ -69,47 +71,41 @@ def _publish_alert(broker: DevBroker, payload: bytes) -> None:
         client.loop_stop()
 
 
-async def test_messages_come_on_the_loop_and_stay_the_brokers_until_acknowledged(broker: DevBroker) -> None:
-    _device(broker)
+@asynccontextmanager
+async def running_bridge(broker: DevBroker) -> AsyncIterator[tuple[MqttBridge, Received]]:
+    """A started bridge (same client id, hence the same persistent session, each time)."""
     received = Received()
     bridge = MqttBridge(_settings(broker), on_message=received)
     await bridge.start()
     try:
+        yield bridge, received
+    finally:
+        await bridge.stop()  # a message not acknowledged by then: as if its commit had not happened
+
+
+async def test_messages_come_on_the_loop_and_stay_the_brokers_until_acknowledged(broker: DevBroker) -> None:
+    _device(broker)
+    async with running_bridge(broker) as (_, received):
         assert not [t.name for t in threading.enumerate() if t.name.startswith("paho")]
         await asyncio.to_thread(_publish_alert, broker, b"alert-1")
         message, thread = await received.next()
         assert (message.payload, message.qos, thread) == (b"alert-1", 1, threading.get_ident())
-    finally:
-        await bridge.stop()  # without ack: as if the commit had not happened
 
-    again = Received()
-    bridge = MqttBridge(_settings(broker), on_message=again)
-    await bridge.start()
-    try:
-        redelivered, _ = await again.next()
+    async with running_bridge(broker) as (bridge, received):
+        redelivered, _ = await received.next()
         assert redelivered.payload == b"alert-1"
         bridge.ack(redelivered)  # written at once; the DISCONNECT of stop() follows it
-    finally:
-        await bridge.stop()
 
-    after_ack = Received()
-    bridge = MqttBridge(_settings(broker), on_message=after_ack)
-    await bridge.start()
-    try:
+    async with running_bridge(broker) as (bridge, received):
         await asyncio.to_thread(_publish_alert, broker, b"alert-2")
-        first, _ = await after_ack.next()
+        first, _ = await received.next()
         assert first.payload == b"alert-2"  # alert-1 was acknowledged: not delivered a third time
         bridge.ack(first)
-    finally:
-        await bridge.stop()
 
 
 async def test_reconnects_after_the_broker_was_killed_and_publishes_again(broker: DevBroker) -> None:
     _device(broker)
-    received = Received()
-    bridge = MqttBridge(_settings(broker), on_message=received)
-    await bridge.start()
-    try:
+    async with running_bridge(broker) as (bridge, received):
         await asyncio.to_thread(broker.restart, signal.SIGKILL)
         # Mosquitto 2.0 does not queue for the share group while its only member is away after a
         # SIGKILL (the same on the threaded paho bridge): devices re-send until 'received'.
@@ -118,11 +114,8 @@ async def test_reconnects_after_the_broker_was_killed_and_publishes_again(broker
         message, thread = await received.next()
         assert (message.payload, thread) == (b"after-restart", threading.get_ident())
         bridge.ack(message)
-        assert bridge.is_connected
         with mqtt_recorder(broker, DEVICE, downlink_topic(DEVICE)) as device:
             bridge.publish(downlink_topic(DEVICE), b"received")
             got = await asyncio.to_thread(device.wait_for, 1)
         assert [m.payload for m in got] == [b"received"]
-    finally:
-        await bridge.stop()
     assert not bridge.is_connected
