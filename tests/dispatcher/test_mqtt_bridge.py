@@ -24,6 +24,7 @@ from tests.security.mqtt_stack import eventually
 from tests.support.broker import mqtt_recorder, new_password
 
 DEVICE = "btn-bridge-1"
+CLIENT_ID = "vigie-bridge-test"
 
 
 def _settings(broker: DevBroker) -> MqttSettings:
@@ -31,7 +32,7 @@ def _settings(broker: DevBroker) -> MqttSettings:
         port=broker.port,
         username=DISPATCHER_USER,
         password=broker.accounts[DISPATCHER_USER],
-        client_id="vigie-bridge-test",
+        client_id=CLIENT_ID,
         keepalive_s=5,
     )
 
@@ -86,7 +87,8 @@ async def running_bridge(broker: DevBroker) -> AsyncIterator[tuple[MqttBridge, R
 async def test_messages_come_on_the_loop_and_stay_the_brokers_until_acknowledged(broker: DevBroker) -> None:
     _device(broker)
     async with running_bridge(broker) as (_, received):
-        assert not [t.name for t in threading.enumerate() if t.name.startswith("paho")]
+        # paho names its network thread after the client id (other tests' clients may have theirs).
+        assert f"paho-mqtt-client-{CLIENT_ID}" not in [t.name for t in threading.enumerate()]
         await asyncio.to_thread(_publish_alert, broker, b"alert-1")
         message, thread = await received.next()
         assert (message.payload, message.qos, thread) == (b"alert-1", 1, threading.get_ident())
