@@ -116,7 +116,7 @@ async def test_reconnects_after_the_broker_was_killed_and_publishes_again(broker
         message, thread = await received.next()
         assert (message.payload, thread) == (b"after-restart", threading.get_ident())
         bridge.ack(message)
-        with mqtt_recorder(broker, DEVICE, downlink_topic(DEVICE)) as device:
+        with mqtt_recorder(broker, DEVICE, downlink_topic(DEVICE), client_id=DEVICE) as device:
             bridge.publish(downlink_topic(DEVICE), b"received")
             got = await asyncio.to_thread(device.wait_for, 1)
         assert [m.payload for m in got] == [b"received"]
