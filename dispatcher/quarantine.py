@@ -19,8 +19,9 @@ A quarantined device cannot alert (invariant 1): the quarantine is therefore
 stored with its end (``quarantine_s``, 5 minutes by default) and lifted by any
 instance once past, including after a restart; the operator gets an alarm, in
 French, when it starts and when it ends (one per episode: the store says which
-instance started or ended it). The cut itself is sent from paho's thread, in
-the same callback that saw the refusal, so that the broker stops relaying the
+instance started or ended it). The cut itself is sent from the thread that reads the
+MQTT socket (the event loop's, since paho is driven by it), in the same call
+that saw the refusal, so that the broker stops relaying the
 flood a few ms later; what is stored follows on the event loop. If that store
 write fails, the release is kept in memory and still happens.
 
@@ -98,13 +99,13 @@ class Quarantine:
         self._metrics = metrics
         self._bus = bus
         self._watch = FloodWatch(flood_policy(settings))
-        self._lock = threading.Lock()  # refused() on paho's thread, lift on the event loop
+        self._lock = threading.Lock()  # refused() on the MQTT reader's thread, lift on the event loop
         self._broker: Publisher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
         self._unstored: dict[str, datetime] = {}  # cut, but the store write failed: released from memory
         self._tasks: set[asyncio.Task[None]] = set()
-        self._starting: set[str] = set()  # cut, not stored yet (paho's thread adds, the loop removes)
+        self._starting: set[str] = set()  # cut, not stored yet (the MQTT reader adds, the loop removes)
 
     def attach(self, broker: Publisher) -> None:
         """The MQTT session that carries the commands (the dispatcher's own); call on the event loop,
@@ -113,7 +114,7 @@ class Quarantine:
         self._loop = asyncio.get_running_loop()
 
     def refused(self, device_id: str) -> None:
-        """Admission refused a message of ``device_id`` (paho's thread): cut it off if it floods."""
+        """Admission refused a message of ``device_id`` (MQTT reader): cut it off if it floods."""
         with self._lock:
             flooding = self._watch.refused(device_id, time.monotonic())
             if flooding:
