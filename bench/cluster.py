@@ -46,6 +46,7 @@ from broker_config.runner import (
 from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.notifier import SMS_WEBHOOK_PATH
+from dispatcher.secretcheck import generate_secret
 from dispatcher.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +270,7 @@ class Cluster:
             prepare_store(self.store_url, self.devices, directory=self.directory, known=self.known_keys)
         )
         self.broker = BenchBroker(self.workdir / "broker")
-        self.broker.add_account(DISPATCHER_USER, secrets.token_urlsafe(18))
+        self.broker.add_account(DISPATCHER_USER, generate_secret())
         self.broker.add_account(FLEET_USER, secrets.token_urlsafe(18))
         self.broker.start()
         self.start_sandbox()

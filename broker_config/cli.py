@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from broker_config import dynsec, pins, provision
 from broker_config.provision import BrokerAccount, DeviceSpec, ProvisionError
 from broker_config.tls_runner import TlsFiles, prod_values, render_prod_config
 from dispatcher.domain import DeviceKind
+from dispatcher.secretcheck import generate_secret
 from dispatcher.store.base import DirectoryStore, StoreError
 
 app = typer.Typer(help="Certificats, bundles des balises et révocation.", no_args_is_help=True)
@@ -272,7 +272,7 @@ def device(
         gnss=gnss,
         state_dir=state_dir,
         validity_days=days,
-        dev_broker_password=secrets.token_urlsafe(18) if dev_broker else None,
+        dev_broker_password=generate_secret() if dev_broker else None,
     )
     _run(lambda: provision.validate_spec(spec))
     broker = _run(lambda: _broker_admin(admin_host, admin_port))

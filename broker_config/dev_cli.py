@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from broker_config.runner import DISPATCHER_USER, BrokerError, DevBroker
+from dispatcher.secretcheck import generate_secret
 
 app = typer.Typer(
     help="Le broker MQTT de développement (boucle locale, comptes à mot de passe).", no_args_is_help=True
@@ -64,7 +65,7 @@ def dev(
 ) -> None:
     """Run the development broker until Ctrl-C."""
     broker = DevBroker(workdir, port=port)
-    broker.add_account(DISPATCHER_USER, dispatcher_password or secrets.token_urlsafe(18))
+    broker.add_account(DISPATCHER_USER, dispatcher_password or generate_secret())
     for bundle in device_bundle or []:
         broker.add_account(*bundle_account(bundle))
     for name in account or []:

@@ -10,12 +10,16 @@ reaches a log or a terminal, not even its first characters.
 
 from __future__ import annotations
 
+import re
+import secrets
+
 from pydantic import SecretStr
 
 MIN_SECRET_CHARS = 16  # Twilio auth tokens are 32 hex characters; anything this short is a typo or a stub
 # Words that only appear in example values, lower-cased (dispatcher.env.example, docs, tutorials).
-# Long ones anywhere in the value; short ones only at its start, so that a random secret
-# (token_urlsafe) never trips on them by chance.
+# Long ones anywhere in the value. Short ones only at its start, written in one case and
+# followed by a separator or the end ("TODO_…", "your-token"): a random secret drew "ToDOGy4H…"
+# once in 40,000 tries when any case was enough, and refused to start.
 PLACEHOLDER_WORDS = (
     "changeme",
     "change-me",
@@ -26,7 +30,11 @@ PLACEHOLDER_WORDS = (
     "secret_here",
     "token_here",
 )
-PLACEHOLDER_PREFIXES = ("your_", "your-", "votre", "todo", "fixme", "xxxx", "dummy", "test123")
+PLACEHOLDER_PREFIXES = ("your", "votre", "todo", "fixme", "dummy", "test123")
+_PLACEHOLDER_START = re.compile(
+    "|".join(rf"(?:{word}|{word.upper()})(?:[-_ .:]|$)" for word in PLACEHOLDER_PREFIXES) + "|xxxx|XXXX"
+)
+GENERATED_SECRET_BYTES = 18  # 144 bits, 24 URL-safe characters
 
 
 def secret_problem(value: str) -> str | None:
@@ -41,9 +49,17 @@ def secret_problem(value: str) -> str | None:
         return "un seul caractère répété : valeur d'exemple"
     if stripped.startswith("$") or (stripped.startswith("<") and stripped.endswith(">")):
         return "variable non développée ou gabarit : valeur d'exemple"
-    if any(word in lowered for word in PLACEHOLDER_WORDS) or lowered.startswith(PLACEHOLDER_PREFIXES):
+    if any(word in lowered for word in PLACEHOLDER_WORDS) or _PLACEHOLDER_START.match(stripped):
         return "valeur d'exemple (changeme, placeholder, xxxx…)"
     return None
+
+
+def generate_secret(nbytes: int = GENERATED_SECRET_BYTES) -> str:
+    """A random URL-safe secret that :func:`secret_problem` accepts (redrawn if it ever refuses one)."""
+    while True:
+        candidate = secrets.token_urlsafe(nbytes)
+        if secret_problem(candidate) is None:
+            return candidate
 
 
 def require_real_secret(value: SecretStr) -> SecretStr:

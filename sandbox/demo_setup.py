@@ -20,6 +20,7 @@ from dispatcher.auth import hash_password
 from dispatcher.communes import load_communes
 from dispatcher.directory import load_directory
 from dispatcher.domain import Device, DeviceKind
+from dispatcher.secretcheck import generate_secret
 from dispatcher.store.base import NewUser
 from dispatcher.store.sqlite import SqliteStore
 from sandbox.fleet import new_device_secrets
@@ -52,7 +53,7 @@ class DemoSecrets:
 
     devices: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # id -> (HMAC key, MQTT password)
     accounts: dict[str, str] = field(default_factory=dict)  # console login -> password
-    dispatcher_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    dispatcher_password: str = field(default_factory=generate_secret)
     twilio_auth_token: str = field(default_factory=lambda: secrets.token_hex(16))
 
 

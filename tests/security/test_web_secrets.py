@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from dispatcher.secretcheck import secret_problem
+from dispatcher.secretcheck import generate_secret, secret_problem
 from dispatcher.settings import TwilioSettings
 from dispatcher.webhooks import TwilioSignatures
+from sandbox.demo_setup import DemoSecrets
 
 pytestmark = pytest.mark.attacks
 
@@ -88,8 +89,25 @@ def test_no_webhook_verifier_with_an_empty_key_and_real_tokens_pass() -> None:
 
 def test_generated_secrets_are_never_taken_for_placeholders() -> None:
     """What the demo, dev broker and provisioning generate must always start (no flaky refusals)."""
-    import secrets
-
     for _ in range(20_000):
-        for token in (secrets.token_urlsafe(18), secrets.token_hex(16)):
-            assert secret_problem(token) is None, token
+        token = generate_secret()
+        assert secret_problem(token) is None and len(token) >= 24, token
+    demo = DemoSecrets()
+    assert secret_problem(demo.dispatcher_password) is None and secret_problem(demo.twilio_auth_token) is None
+
+
+def test_random_looking_secrets_pass_and_placeholders_do_not() -> None:
+    # Drawn by token_urlsafe in CI (stop 11): its mixed-case "ToDO" start was once refused.
+    for drawn in ("ToDOGy4HCIdV6EFdjRQSqKp_", "YourGy4HCIdV6EFdjRQSqKp_", "xXxXGy4HCIdV6EFdjRQSqKp_"):
+        assert secret_problem(drawn) is None, drawn
+    for example in (
+        "TODO_set_me_in_production",
+        "todo-change-this-value",
+        "your_twilio_auth_token",
+        "YOUR-TOKEN-GOES-HERE-1",
+        "votre mot de passe ici",
+        "xxxx-xxxx-xxxx-xxxx",
+        "FIXME: real token later",
+        "my-changeme-token-2026",
+    ):
+        assert secret_problem(example) is not None, example

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 
 from broker_config.runner import DISPATCHER_USER, DevBroker
+from dispatcher.secretcheck import generate_secret
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Recorder:
 
 
 def new_password() -> str:
-    return secrets.token_urlsafe(18)
+    return generate_secret()
 
 
 @contextmanager
