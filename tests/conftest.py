@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from broker_config.runner import DevBroker
 from tests.support import external_broker
@@ -15,6 +16,10 @@ from tests.support.broker import dispatcher_account
 def pytest_configure(config: pytest.Config) -> None:
     """``VIGIE_TEST_BROKER`` runs the broker suite against an external broker (support/external_broker.py)."""
     external_broker.configure(config)
+    # Properties are judged on what they decide, not on how fast a 2-core CI machine decides it:
+    # a per-example deadline would fail a correct property whenever the machine is busy.
+    settings.register_profile("vigie", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("vigie")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
