@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from http import HTTPStatus
+
+from fastapi import APIRouter, HTTPException
 
 from dispatcher import audit
 from dispatcher.api.deps import AdminUser, ClientIp, Ctx, StaffUser, UserAccess, not_found
@@ -31,7 +33,7 @@ async def put_convention(
 ) -> Convention:
     """Create or replace a convention (units, contacts, escalation chain)."""
     if body.id != convention_id:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="l'id du corps diffère de l'URL")
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail="l'id du corps diffère de l'URL")
     existed = any(c.id == convention_id for c in ctx.cache.current.conventions)
     await ctx.store.upsert_convention(body)
     await ctx.cache.refresh()

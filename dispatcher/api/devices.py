@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from http import HTTPStatus
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query
 
 from dispatcher import audit
 from dispatcher.api.deps import AdminUser, ClientIp, Ctx, StaffUser, UserAccess, not_found
@@ -80,7 +81,7 @@ async def update_device(
         updated = Device.model_validate({**current.model_dump(), **changes})
         await ctx.store.update_device(updated)
     except NotFound as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail=str(exc)) from None
     await ctx.cache.refresh()
     await ctx.audit.record(
         admin,

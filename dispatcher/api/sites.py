@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from fastapi import APIRouter, HTTPException, status
 
 from dispatcher import audit
@@ -35,7 +37,7 @@ async def _save(ctx: Ctx, site: Site) -> Site:
         try:
             site = site.model_copy(update={"address": await ctx.geocoder.geocode(site.address)})
         except GeocodingError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"adresse : {exc}") from None
+            raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail=f"adresse : {exc}") from None
     await ctx.store.upsert_site(site)
     await ctx.cache.refresh()
     return site

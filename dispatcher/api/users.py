@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from http import HTTPStatus
 
 from fastapi import APIRouter, HTTPException, status
 
@@ -34,11 +35,11 @@ def _check_role(record: UserRecord, admin: User, rescoped: bool) -> None:
     role = Role(record.role)
     if rescoped and role is Role.OPERATOR and not record.conventions:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="un opérateur a besoin d'au moins une convention"
+            HTTPStatus.UNPROCESSABLE_ENTITY, detail="un opérateur a besoin d'au moins une convention"
         )
     if rescoped and role is Role.PRACTITIONER and not record.practitioner_id:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, detail="un compte praticien a besoin d'un praticien"
+            HTTPStatus.UNPROCESSABLE_ENTITY, detail="un compte praticien a besoin d'un praticien"
         )
     if record.id == admin.id and (record.disabled or role is not Role.ADMIN):
         raise HTTPException(
@@ -50,10 +51,10 @@ def _check_role(record: UserRecord, admin: User, rescoped: bool) -> None:
 def _check_scope(ctx: Ctx, practitioner_id: str | None, conventions: list[str]) -> None:
     snapshot = ctx.cache.current
     if practitioner_id is not None and practitioner_id not in snapshot.practitioners:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="praticien inconnu")
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail="praticien inconnu")
     known = {c.id for c in snapshot.conventions}
     if unknown := sorted(set(conventions) - known):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"conventions inconnues : {unknown}")
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail=f"conventions inconnues : {unknown}")
 
 
 @router.get("", response_model=list[UserPublic])

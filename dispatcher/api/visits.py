@@ -7,6 +7,7 @@ it locates (and that read is audited).
 from __future__ import annotations
 
 import secrets
+from http import HTTPStatus
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
@@ -35,7 +36,7 @@ def _owner(user: User, requested: str | None) -> str:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="uniquement vos propres visites")
         return user.practitioner_id
     if requested is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="practitioner_id requis")
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail="practitioner_id requis")
     return requested
 
 
@@ -67,7 +68,7 @@ async def create_visit(body: VisitCreate, user: CurrentUser, ctx: Ctx, ip: Clien
     """Declare a visit: geocoded, else located by its commune (``geocoded`` false); else 422."""
     practitioner_id = _owner(user, body.practitioner_id)
     if practitioner_id not in ctx.cache.current.practitioners:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="praticien inconnu")
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail="praticien inconnu")
     visit = HomeVisit(
         id=f"visit-{secrets.token_hex(6)}",
         practitioner_id=practitioner_id,

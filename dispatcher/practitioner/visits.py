@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -98,7 +99,7 @@ async def declare_visit(body: VisitDeclare, user: CurrentUser, ctx: Ctx, ip: Cli
             body.duration_s,
         )
     if me not in ctx.cache.current.practitioners:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="praticien inconnu")
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail="praticien inconnu")
     if await ctx.store.list_visit_timers(practitioner_id=me, phases=UNFINISHED, limit=1):
         # One visit at a time: an older one still ticking would check on her at the wrong moment.
         raise HTTPException(
