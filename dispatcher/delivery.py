@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from dispatcher import texts
@@ -38,7 +38,7 @@ from dispatcher.metrics import Metrics
 from dispatcher.notifier import ProviderResult
 from dispatcher.outage import ProviderGate, backoff_s
 from dispatcher.responder_links import ResponderLinks, needs_link
-from dispatcher.store.base import NotFound, NotificationRecord, Store
+from dispatcher.store.base import Lease, NotFound, NotificationRecord, Store
 
 log = logging.getLogger(__name__)
 # twilio's HTTP clients log every request and response at INFO, about ten
@@ -84,7 +84,7 @@ def _provider_unreachable(result: ProviderResult) -> bool:
     return _provably_failed(result) or result.outcome == "unknown"
 
 
-def _first_of_each_alert_first(claimed: list[NotificationRecord]) -> list[NotificationRecord]:
+def _first_of_each_alert_first(claimed: Sequence[NotificationRecord]) -> list[NotificationRecord]:
     """Claimed rows in sending order: every alert's first notification, then every second one...
 
     Tasks start in spawn order and each request costs the event loop about a
@@ -210,11 +210,30 @@ class Delivery:
     async def drain(self) -> None:
         """Claim every pending notification and send them concurrently."""
         try:
-            claimed = await self._store.claim_notifications(self._owner, now=time.time())
+            claimed = await self._store.claim_notifications(self._owner, now=time.time(), lease_s=LEASE_S)
         except Exception:
             log.exception("could not claim pending notifications; they stay pending for the next pass")
             return
-        for i, notification in enumerate(_first_of_each_alert_first(claimed), start=1):
+        await self._spawn_in_order(_first_of_each_alert_first(claimed))
+
+    def lease(self) -> Lease:
+        """A claim for this instance from now, as :meth:`drain` takes one (for rows created claimed)."""
+        return Lease(self._owner, time.time() + LEASE_S)
+
+    def send_claimed(self, claimed: Sequence[NotificationRecord]) -> None:
+        """Send rows already claimed under :meth:`lease` (created so with their alert), without waiting.
+
+        The alert path's hand-off: no claim transaction (a write-lock wait and
+        a thread round trip) between an alert's commit and its first request.
+        """
+        ordered = _first_of_each_alert_first(claimed)
+        for notification in ordered[:SPAWN_CHUNK]:  # they start at the loop's next turn
+            self._spawn(self._send(notification))
+        if len(ordered) > SPAWN_CHUNK:
+            self._spawn(self._spawn_in_order(ordered[SPAWN_CHUNK:]))
+
+    async def _spawn_in_order(self, ordered: Sequence[NotificationRecord]) -> None:
+        for i, notification in enumerate(ordered, start=1):
             self._spawn(self._send(notification))
             if i % SPAWN_CHUNK == 0:
                 # Let the sends just spawned start, and whatever else is ready (an

@@ -233,12 +233,17 @@ class Engine:
         near = self._cache.current.site_index.near(fix.lat, fix.lon) if fix is not None else []
         return [own, *near] if own is not None else near
 
-    async def after_commit(self, planned: PlannedAlert) -> None:
-        """Execute a committed new alert's first commands."""
+    async def after_commit(self, planned: PlannedAlert, *, claimed: bool = False) -> None:
+        """Execute a committed new alert's first commands.
+
+        ``claimed``: its notifications were created claimed with the alert and
+        handed to delivery by the caller (:meth:`Delivery.send_claimed`), so no
+        claim pass is asked for.
+        """
         self._track_state(None, planned.transition.state)
         if self.links is not None:
             self.links.committed([planned.transition])
-        await self._execute(planned.alert_id, planned.device_id, planned.commands)
+        await self._execute(planned.alert_id, planned.device_id, planned.commands, kick=not claimed)
 
     # -- events on existing alerts ----------------------------------------------------
 
@@ -355,7 +360,9 @@ class Engine:
             links=self.links.plan(state.alert_id, commands) if self.links is not None else (),
         )
 
-    async def _execute(self, alert_id: str, device_id: str, commands: Sequence[esc.Command]) -> None:
+    async def _execute(
+        self, alert_id: str, device_id: str, commands: Sequence[esc.Command], *, kick: bool = True
+    ) -> None:
         for command in commands:
             match command:
                 case esc.SendDownlink(kind=kind):
@@ -366,7 +373,7 @@ class Engine:
                     self._bus.publish("alert", alert_id=alert_id)
                 case esc.StartTimer():
                     self._timer_wakeup.set()
-        if self.delivery is not None and any(isinstance(c, esc.Notify) for c in commands):
+        if kick and self.delivery is not None and any(isinstance(c, esc.Notify) for c in commands):
             self.delivery.kick()
 
     async def _operator_alarm(self, alert_id: str | None, reason: str, *, persisted: bool = False) -> None:

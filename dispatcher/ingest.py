@@ -40,7 +40,7 @@ from dispatcher.quarantine import Quarantine
 from dispatcher.ratelimit import RateLimiter
 from dispatcher.rejectlog import RejectionLog
 from dispatcher.snapshot import DirectoryCache
-from dispatcher.store.base import NewAlert, Store, StoreUnavailable
+from dispatcher.store.base import NewAlert, NotificationRecord, Store, StoreUnavailable
 from protocol.codec import Rejected, RejectReason, decode_status, decode_uplink, encode_downlink
 from protocol.fastbeat import decode_heartbeat
 from protocol.messages import Alert, Cancel, Heartbeat, Position, TestAlert
@@ -74,6 +74,8 @@ class _Batch:
     cancels: list[tuple[Inbound, Cancel]]
     done: list[Inbound]  # nothing durable to wait for: ack right away
     rejected: int = 0
+    # The new alerts' first notifications, claimed by their insert (None: left 'pending').
+    claimed: list[NotificationRecord] | None = None
 
 
 class Ingest:
@@ -376,9 +378,12 @@ class Ingest:
             (replace(alert, kind=planned.kind) if planned.kind else alert, window, planned.transition)
             for _, alert, window, planned in batch.new_alerts
         ]  # planning may store a test as a drill (the convention consented)
+        delivery = self.engine.delivery if self.engine is not None else None
         while True:
             try:
-                outcomes = await self._store.insert_alerts(rows)
+                # Claimed in the same transaction: the sends start without a claim round trip.
+                lease = delivery.lease() if delivery is not None else None
+                outcomes = await self._store.insert_alerts(rows, lease=lease)
                 break
             except StoreUnavailable as exc:
                 self._metrics.store_failures.inc()
@@ -389,6 +394,8 @@ class Ingest:
             if not outcome.created:  # stored by another instance meanwhile
                 batch.duplicates.append((message, alert.device_id, alert.id))
         batch.new_alerts = [entry for entry, o in zip(batch.new_alerts, outcomes, strict=True) if o.created]
+        if lease is not None:
+            batch.claimed = [n for o in outcomes for n in o.claimed]
 
     def _acknowledge(self, batch: _Batch) -> None:
         for message, *_ in batch.new_alerts:
@@ -406,11 +413,14 @@ class Ingest:
     async def _start_escalations(self, batch: _Batch) -> None:
         assert self.engine is not None
         delivery = self.engine.delivery
-        for message, alert, _, planned in batch.new_alerts:
-            self.send_downlink(alert.device_id, "received", alert.id)
-            if delivery is not None:
+        if delivery is not None:
+            for message, alert, _, _ in batch.new_alerts:
                 delivery.expect_first_request(alert.id, message.received_at)
-            await self.engine.after_commit(planned)
+            if batch.claimed is not None:  # the whole batch at once: every alert's first request first
+                delivery.send_claimed(batch.claimed)
+        for _, alert, _, planned in batch.new_alerts:
+            self.send_downlink(alert.device_id, "received", alert.id)
+            await self.engine.after_commit(planned, claimed=batch.claimed is not None)
 
     async def _apply_cancels(self, batch: _Batch) -> None:
         assert self.engine is not None and self.bridge is not None

@@ -74,9 +74,24 @@ def server_alert(alert_id: str, device_id: str, *, kind: str, gesture: str, at: 
 
 @dataclass(frozen=True, slots=True)
 class InsertOutcome:
-    """Result of an idempotent insert: ``created`` False means a re-send."""
+    """Result of an idempotent insert: ``created`` False means a re-send.
+
+    ``claimed``: the first transition's notifications, already leased to the
+    inserting instance when :meth:`Store.insert_alerts` was given a
+    :class:`Lease` (as :meth:`Store.claim_notifications` returns them: as
+    they were before the claim).
+    """
 
     created: bool
+    claimed: tuple[NotificationRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim on notification rows: ``owner`` sends them, others may take over after ``until``."""
+
+    owner: str
+    until: float  # Unix seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +237,27 @@ class NotificationRecord:
     actor: str | None = None
 
 
+def claimed_record(notification_id: int, alert_id: str, spec: NotificationSpec) -> NotificationRecord:
+    """A notification created claimed, as a claim returns it: as it was before ('pending', 0 attempts)."""
+    return NotificationRecord(
+        id=notification_id,
+        alert_id=alert_id,
+        contact_id=spec.contact_id,
+        contact_name=spec.contact_name,
+        phone=spec.phone,
+        channel=spec.channel,
+        purpose=spec.purpose,
+        tier=spec.tier,
+        round=spec.round,
+        status="pending",
+        provider_sid=None,
+        error=None,
+        attempts=0,
+        duress=spec.duress,
+        actor=spec.actor,
+    )
+
+
 #: Provider statuses after which more news is expected (a callback, or the reconciliation).
 PROVIDER_PENDING_STATUSES = ("queued", "accepted", "scheduled", "sent", "initiated", "ringing", "in-progress")
 
@@ -262,9 +298,19 @@ class AlertStore(Protocol):
 
     async def alert_exists(self, alert_id: str) -> bool: ...
     async def insert_alerts(
-        self, batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]]
+        self,
+        batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]],
+        *,
+        lease: Lease | None = None,
     ) -> list[InsertOutcome]:
-        """Persist accepted alerts in one durable transaction, idempotently by id."""
+        """Persist accepted alerts in one durable transaction, idempotently by id.
+
+        With ``lease``, the first transitions' notifications are created
+        already claimed ('sending', leased) and returned in each outcome's
+        ``claimed``: the inserting instance sends them without a second
+        transaction; crash recovery or another instance takes them over once
+        the lease has run out, as after any claim.
+        """
 
     async def apply_transition(self, transition: Transition) -> list[int]:
         """Write a transition (optimistic on ``expected_version``, else Conflict)."""

@@ -45,14 +45,17 @@ from dispatcher.store.base import (
     Conflict,
     DeviceCredentials,
     InsertOutcome,
+    Lease,
     NewAlert,
     NotFound,
     NotificationRecord,
+    NotificationSpec,
     ReconcileRow,
     StoreError,
     StoreUnavailable,
     Timer,
     Transition,
+    claimed_record,
 )
 from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, _iso, _status_count, _utc, utcnow
@@ -373,18 +376,22 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
         return await self._fetchrow("SELECT 1 FROM alerts WHERE id=$1", alert_id) is not None
 
     async def insert_alerts(
-        self, batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]]
+        self,
+        batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]],
+        *,
+        lease: Lease | None = None,
     ) -> list[InsertOutcome]:
         """Persist several accepted alerts in ONE durable transaction (group commit).
 
         Each alert is inserted idempotently by id; for a new one its device's
         replay window (merged with the stored one, under the device's row lock)
-        is saved and its first escalation transition applied.
+        is saved and its first escalation transition applied. With ``lease``
+        its notifications are created claimed (see the protocol).
         """
 
         async def run(conn: Conn) -> list[InsertOutcome]:
             windows = await self._lock_windows(conn, (a.device_id for a, _, _ in batch))
-            return [await self._insert_one(conn, windows, a, w, first) for a, w, first in batch]
+            return [await self._insert_one(conn, windows, a, w, first, lease) for a, w, first in batch]
 
         return await self._tx(run)
 
@@ -395,6 +402,7 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
         alert: NewAlert,
         window: SequenceWindow,
         first: Transition | None,
+        lease: Lease | None = None,
     ) -> InsertOutcome:
         now = utcnow()
         inserted = await conn.fetchval(
@@ -429,15 +437,24 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
             now,
             {"seq": alert.seq, "gesture": alert.gesture},
         )
-        if first is not None:
-            await self._apply(conn, first)
-        return InsertOutcome(created=True)
+        if first is None:
+            return InsertOutcome(created=True)
+        created = await self._write_transition(conn, first, lease)
+        if lease is None:
+            return InsertOutcome(created=True)
+        return InsertOutcome(created=True, claimed=tuple(claimed_record(i, alert.id, n) for i, n in created))
 
     async def apply_transition(self, transition: Transition) -> list[int]:
         """Write a transition; return the ids of the notifications it created."""
         return await self._tx(lambda c: self._apply(c, transition))
 
     async def _apply(self, conn: Conn, t: Transition) -> list[int]:
+        return [i for i, _ in await self._write_transition(conn, t, None)]
+
+    async def _write_transition(
+        self, conn: Conn, t: Transition, lease: Lease | None
+    ) -> list[tuple[int, NotificationSpec]]:
+        """Write ``t``; its notifications 'pending', or claimed under ``lease``; return those created."""
         now = utcnow()
         # Under READ COMMITTED a concurrent writer of this row makes us wait for
         # its commit, then re-check ``version``: it no longer matches → Conflict.
@@ -475,20 +492,27 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
                 [json.dumps(detail) for _, detail in t.events],
             )
         await insert_transition_links(conn, t)
-        return await self._insert_notifications(conn, t, now)
+        return await self._insert_notifications(conn, t, now, lease)
 
-    async def _insert_notifications(self, conn: Conn, t: Transition, now: datetime) -> list[int]:
-        """One row per decided send; a duplicate decision (same UNIQUE key) creates nothing."""
+    async def _insert_notifications(
+        self, conn: Conn, t: Transition, now: datetime, lease: Lease | None
+    ) -> list[tuple[int, NotificationSpec]]:
+        """One row per decided send (a duplicate decision, same UNIQUE key, creates nothing), claimed
+        if ``lease``; the rows created with their specs, in id order."""
         if not t.notifications:
             return []
         columns = ("contact_id", "contact_name", "phone", "channel", "purpose")
+        status, owner, until, attempts = (
+            ("pending", None, None, 0) if lease is None else ("sending", lease.owner, lease.until, 1)
+        )
         rows = await conn.fetch(
             "INSERT INTO notifications(alert_id, contact_id, contact_name, phone, channel, purpose, tier,"
-            " round, duress, actor, status, created_at, updated_at)"
-            " SELECT $1, ci, cn, ph, ch, pu, ti, ro, du, ac, 'pending', $2, $2 FROM unnest($3::text[],"
-            " $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::int[], $10::bool[], $11::text[])"
+            " round, duress, actor, status, lease_owner, lease_until, attempts, created_at, updated_at)"
+            " SELECT $1, ci, cn, ph, ch, pu, ti, ro, du, ac, $12::text, $13::text, $14::float8, $15::int,"
+            " $2, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],"
+            " $9::int[], $10::bool[], $11::text[])"
             " WITH ORDINALITY AS u(ci, cn, ph, ch, pu, ti, ro, du, ac, o) ORDER BY o ON CONFLICT DO NOTHING"
-            " RETURNING id",
+            " RETURNING id, contact_id, channel, purpose, tier, round",
             t.alert_id,
             now,
             *([getattr(n, col) for n in t.notifications] for col in columns),
@@ -496,9 +520,18 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
             [n.round for n in t.notifications],
             [n.duress for n in t.notifications],
             [n.actor for n in t.notifications],
+            status,
+            owner,
+            until,
+            attempts,
         )
-        # Identity values are drawn in insertion (= ORDER BY o) order.
-        return sorted(int(r["id"]) for r in rows)
+        # Matched back to their specs by the UNIQUE key (RETURNING's order is not guaranteed).
+        specs = {(n.contact_id, n.channel, n.purpose, n.tier, n.round): n for n in t.notifications}
+        created = [
+            (int(r["id"]), specs[(r["contact_id"], r["channel"], r["purpose"], r["tier"], r["round"])])
+            for r in rows
+        ]
+        return sorted(created, key=lambda pair: pair[0])
 
     def _alert(self, row: asyncpg.Record) -> AlertRecord:
         return AlertRecord(

@@ -27,13 +27,16 @@ from dispatcher.store.base import (
     Conflict,
     DeviceCredentials,
     InsertOutcome,
+    Lease,
     NewAlert,
     NotFound,
     NotificationRecord,
+    NotificationSpec,
     ReconcileRow,
     StoreUnavailable,
     Timer,
     Transition,
+    claimed_record,
 )
 from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.schema import MIGRATIONS
@@ -328,15 +331,19 @@ class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders,
         return await self._one("SELECT 1 FROM alerts WHERE id=?", (alert_id,)) is not None
 
     async def insert_alerts(
-        self, batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]]
+        self,
+        batch: Sequence[tuple[NewAlert, SequenceWindow, Transition | None]],
+        *,
+        lease: Lease | None = None,
     ) -> list[InsertOutcome]:
         """Persist several accepted alerts in ONE durable transaction (group commit).
 
         Each alert is inserted idempotently by id; for a new one its device's
         replay window is saved and its first escalation transition applied, so
-        an alert is never stored without the decision of whom to notify.
+        an alert is never stored without the decision of whom to notify. With
+        ``lease`` its notifications are created claimed (see the protocol).
         """
-        return await self._atomic(lambda tx: [_insert_one(tx, *entry) for entry in batch])
+        return await self._atomic(lambda tx: [_insert_one(tx, *entry, lease) for entry in batch])
 
     async def apply_transition(self, transition: Transition) -> list[int]:
         """Write a transition; return the ids of the notifications it created."""
@@ -752,7 +759,11 @@ class SqliteStore(SqliteAccess, SqliteVisits, SqlitePositions, SqliteResponders,
 
 
 def _insert_one(
-    tx: sqlite3.Connection, alert: NewAlert, window: SequenceWindow, first: Transition | None
+    tx: sqlite3.Connection,
+    alert: NewAlert,
+    window: SequenceWindow,
+    first: Transition | None,
+    lease: Lease | None = None,
 ) -> InsertOutcome:
     now = _iso(utcnow())
     cur = tx.execute(
@@ -781,12 +792,22 @@ def _insert_one(
         "INSERT INTO alert_events(alert_id, at, kind, detail) VALUES (?, ?, 'received', ?)",
         (alert.id, now, json.dumps({"seq": alert.seq, "gesture": alert.gesture})),
     )
-    if first is not None:
-        _apply(tx, first)
-    return InsertOutcome(created=True)
+    if first is None:
+        return InsertOutcome(created=True)
+    created = _write_transition(tx, first, lease)
+    if lease is None:
+        return InsertOutcome(created=True)
+    return InsertOutcome(created=True, claimed=tuple(claimed_record(i, alert.id, n) for i, n in created))
 
 
 def _apply(tx: sqlite3.Connection, t: Transition) -> list[int]:
+    return [i for i, _ in _write_transition(tx, t, None)]
+
+
+def _write_transition(
+    tx: sqlite3.Connection, t: Transition, lease: Lease | None
+) -> list[tuple[int, NotificationSpec]]:
+    """Write ``t``; its notifications 'pending', or claimed under ``lease``; return those created."""
     now = _iso(utcnow())
     cur = tx.execute(
         "UPDATE alerts SET state=?, escalation=?, context=COALESCE(?, context), version=version+1,"
@@ -813,12 +834,22 @@ def _apply(tx: sqlite3.Connection, t: Transition) -> list[int]:
         [(t.alert_id, now, kind, json.dumps(detail)) for kind, detail in t.events],
     )
     insert_transition_links(tx, t)
-    ids: list[int] = []
+    return _insert_notifications(tx, t, now, lease)
+
+
+def _insert_notifications(
+    tx: sqlite3.Connection, t: Transition, now: str, lease: Lease | None
+) -> list[tuple[int, NotificationSpec]]:
+    """One row per decided send (a duplicate decision creates nothing), claimed if ``lease``."""
+    status, owner, until, attempts = (
+        ("pending", None, None, 0) if lease is None else ("sending", lease.owner, lease.until, 1)
+    )
+    created: list[tuple[int, NotificationSpec]] = []
     for n in t.notifications:
         cur = tx.execute(
             "INSERT INTO notifications(alert_id, contact_id, contact_name, phone, channel, purpose, tier,"
-            " round, duress, actor, status, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
+            " round, duress, actor, status, lease_owner, lease_until, attempts, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",
             (
                 t.alert_id,
@@ -831,13 +862,17 @@ def _apply(tx: sqlite3.Connection, t: Transition) -> list[int]:
                 n.round,
                 int(n.duress),
                 n.actor,
+                status,
+                owner,
+                until,
+                attempts,
                 now,
                 now,
             ),
         )
         if cur.rowcount and cur.lastrowid is not None:
-            ids.append(cur.lastrowid)
-    return ids
+            created.append((cur.lastrowid, n))
+    return created
 
 
 def _run_atomic(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], power_safe: bool) -> T:

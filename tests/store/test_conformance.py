@@ -43,6 +43,7 @@ from dispatcher.store.base import (
     AlreadyExists,
     CommuneRecord,
     Conflict,
+    Lease,
     NewAlert,
     NewUser,
     NotFound,
@@ -478,6 +479,39 @@ async def test_claim_is_once_and_returns_rows_as_they_were(store: Any) -> None:
     await store.record_notification(rows[1].id, status="failed", error="21211: invalid number")
     failed = (await store.notifications_for("a-1"))[1]
     assert (failed.status, failed.error, failed.provider_sid) == ("failed", "21211: invalid number", None)
+
+
+@covers("insert_alerts", "claim_notifications", "abandoned_notifications")
+async def test_an_alert_inserted_with_a_lease_comes_back_with_its_notifications_claimed(store: Any) -> None:
+    """One transaction stores the alert and claims its first tier: nobody else claims those rows
+    while the lease runs; once it has run out they are abandoned like any claimed row."""
+    await seed(store)
+    said = replace(spec("cic", "voice"), duress=True, actor="Mme Roux")
+    outcomes = await store.insert_alerts(
+        [
+            (new_alert("a-1", seq=1), window(1), first("a-1", spec("chef"), said)),
+            (new_alert("a-2", seq=2), window(1, 2), None),
+        ],
+        lease=Lease("inst-1", until=1030.0),
+    )
+    stored = await store.notifications_for("a-1")
+    assert [o.claimed for o in outcomes] == [
+        tuple(replace(n, status="pending", attempts=0) for n in stored),
+        (),
+    ]
+    assert [(n.contact_id, n.channel, n.duress, n.actor) for n in outcomes[0].claimed] == [
+        ("chef", "sms", False, None),
+        ("cic", "voice", True, "Mme Roux"),
+    ]
+    assert [(n.status, n.attempts) for n in stored] == [("sending", 1)] * 2
+    assert await store.claim_notifications("inst-2", now=1000.0) == []
+    assert await store.abandoned_notifications(1010.0, "inst-2") == []
+    abandoned = await store.abandoned_notifications(1031.0, "inst-2")
+    assert sorted(n.id for n in abandoned) == [n.id for n in stored]
+    again = await store.insert_alerts(
+        [(new_alert("a-1", seq=1), window(1), first("a-1", spec("chef")))], lease=Lease("inst-2", 2000.0)
+    )
+    assert [(o.created, o.claimed) for o in again] == [(False, ())]
 
 
 async def test_a_notification_keeps_what_it_must_say(store: Any) -> None:
