@@ -51,6 +51,11 @@ def create_app(
         description="Alertes discrètes des soignants : API REST, console opérateur, webhooks Twilio.",
         docs_url=None,  # served from vendored assets by mount_docs, never from a CDN
         redoc_url=None,
+        # FastAPI's native OpenTelemetry is unused here (no provider is configured), but asking
+        # whether it is enabled costs every request a look-up of the global providers and of
+        # environment variables: 11 µs against 0.3 µs (timeit), 3 % of py-spy's samples of the
+        # dispatcher at 100 alerts/s (600 signed status callbacks/s).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     mount_docs(app)
     app.add_middleware(
