@@ -16,8 +16,14 @@ Guarantees, the same as with paho's own network loop:
 * messages are received with ``manual_ack``: the broker keeps a QoS 1 message
   (and redelivers it to the session) until :meth:`MqttBridge.ack`, which the
   ingest calls only after the alert is committed to the store;
-* a persistent session (``clean_start=False``, a week of session expiry), so
-  the broker queues for us while we are away;
+* a persistent session, so the broker queues for us while we are away: by
+  default MQTT 3.1.1 with ``clean_session=False`` (the broker's expiry:
+  Mosquitto ``persistent_client_expiration``, 14 days in production), or MQTT 5
+  with ``clean_start=False`` and a week of session expiry
+  (``VIGIE_MQTT__PROTOCOL=5``). 3.1.1 because paho decodes a v5 PUBLISH's
+  properties into an object for every message: 50-60 µs a message against
+  23 µs, on thousands of heartbeats a second (docs/performance.md); nothing
+  here needs v5 (shared subscriptions, manual acks and the ACLs work alike);
 * after a lost connection, reconnection with backoff: 1 s, doubling up to
   10 s, back to 1 s after a CONNACK (paho's ``reconnect_delay_set`` is applied
   only by its own loop, so it is done here);
@@ -71,7 +77,7 @@ class Inbound:
 
 
 class MqttBridge:
-    """One persistent MQTT v5 session, shared-subscribed to every device uplink.
+    """One persistent MQTT session (3.1.1 unless configured 5), shared-subscribed to every device uplink.
 
     ``on_message`` is called on the event loop for every message, from inside the
     socket's read callback: it must be quick and must not block (the ingest's
@@ -103,10 +109,12 @@ class MqttBridge:
 
     def _build_client(self) -> mqtt.Client:
         s = self._settings
+        v5 = s.protocol == "5"
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,  # 3.1.1: a persistent session (v5: clean_start below)
             manual_ack=True,
         )
         if s.password is not None:
@@ -131,13 +139,16 @@ class MqttBridge:
         """Connect (persistent session) and wait for the subscriptions."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
         s = self._settings
         try:  # records where to connect; no I/O yet
-            self._client.connect_async(
-                s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
-            )
+            if s.protocol == "5":
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = SESSION_EXPIRY_S
+                self._client.connect_async(
+                    s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=props
+                )
+            else:  # the session's expiry is the broker's (persistent_client_expiration)
+                self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         except (OSError, ValueError) as exc:
             raise MqttUnavailable(f"cannot reach broker {s.host}:{s.port}: {exc}") from exc
         self._tasks = [

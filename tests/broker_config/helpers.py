@@ -217,6 +217,7 @@ def connected(
     session_expiry: int | None = None,
     max_version: ssl.TLSVersion | None = None,
     port: int | None = None,
+    mqtt311: bool = False,
 ) -> Iterator[Client]:
     """Connect (TLS unless ``ident`` is None) and yield the client; raise Refused if refused."""
     client = connect(
@@ -227,6 +228,7 @@ def connected(
         session_expiry=session_expiry,
         max_version=max_version,
         port=port,
+        mqtt311=mqtt311,
     )
     try:
         yield client
@@ -244,18 +246,25 @@ def connect(
     max_version: ssl.TLSVersion | None = None,
     port: int | None = None,
     timeout: float = 5.0,
+    mqtt311: bool = False,
 ) -> Client:
-    """Connect and wait for the CONNACK; raise :class:`Refused` on any failure."""
+    """Connect and wait for the CONNACK; raise :class:`Refused` on any failure.
+
+    ``mqtt311``: as the dispatcher does by default (``VIGIE_MQTT__PROTOCOL``), MQTT 3.1.1, where
+    ``clean_start=False`` is a persistent session whose expiry is the broker's (``session_expiry``
+    is not sent)."""
     client_id = client_id or f"t-{secrets.token_hex(4)}"
     paho = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=mqtt.MQTTv5,
+        protocol=mqtt.MQTTv311 if mqtt311 else mqtt.MQTTv5,
+        clean_session=(clean_start if mqtt311 else None),
         reconnect_on_failure=False,
     )
     if ident is not None:
         paho.tls_set_context(tls_context(ident, max_version=max_version))
-    if isinstance(broker, ExternalBroker) and session_expiry and ident and ident.cert and ident.key:
+    persistent = (not clean_start) if mqtt311 else bool(session_expiry)
+    if isinstance(broker, ExternalBroker) and persistent and ident and ident.cert and ident.key:
         broker.remember_session(ident.cert, ident.key, client_id)
     client = Client(paho)
     outcome: list[str] = []
@@ -285,11 +294,14 @@ def connect(
     paho.on_connect_fail = on_connect_fail
     paho.on_message = on_message
     props = None
-    if session_expiry is not None:
+    if session_expiry is not None and not mqtt311:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry
     try:
-        paho.connect(host_of(broker), port or broker.tls_port, clean_start=clean_start, properties=props)
+        if mqtt311:
+            paho.connect(host_of(broker), port or broker.tls_port)
+        else:
+            paho.connect(host_of(broker), port or broker.tls_port, clean_start=clean_start, properties=props)
     except (OSError, ssl.SSLError) as exc:  # TLS 1.2 fails inside the handshake, here
         raise Refused(repr(exc)) from None
     paho.loop_start()

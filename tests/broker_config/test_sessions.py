@@ -9,6 +9,8 @@ told to.
 
 from __future__ import annotations
 
+import pytest
+
 from protocol.topics import UplinkKind, shared_uplink_filter, uplink_topic
 from tests.broker_config.helpers import AnyBroker, Pki, connected
 
@@ -19,37 +21,46 @@ ALERT_SIZE = 600
 MAX_PACKET = 8192
 
 
-def _go_offline_subscribed(pki: Pki, broker: AnyBroker) -> None:
+def _go_offline_subscribed(pki: Pki, broker: AnyBroker, *, mqtt311: bool = False) -> None:
     """The dispatcher joins the share group with a persistent session, then goes away."""
-    with connected(broker, pki.dispatcher, clean_start=False, session_expiry=3600) as dispatcher:
+    with connected(
+        broker, pki.dispatcher, clean_start=False, session_expiry=3600, mqtt311=mqtt311
+    ) as dispatcher:
         dispatcher.subscribe(shared_uplink_filter())
 
 
+# The dispatcher's session is MQTT 3.1.1 by default (its expiry the broker's), 5 when configured so.
+@pytest.mark.parametrize("mqtt311", [True, False], ids=["mqtt-3.1.1", "mqtt-5"])
 def test_alert_sent_while_the_dispatcher_is_offline_reaches_it_when_it_reconnects(
-    pki: Pki, tls_broker: AnyBroker
+    pki: Pki, tls_broker: AnyBroker, mqtt311: bool
 ) -> None:
     pki.provision("btn-001")
-    _go_offline_subscribed(pki, tls_broker)
+    _go_offline_subscribed(pki, tls_broker, mqtt311=mqtt311)
     with connected(tls_broker, pki.device("btn-001")) as dev:
         dev.publish(uplink_topic("btn-001", UplinkKind.ALERT), b"while-offline")  # PUBACKed by the broker
-    with connected(tls_broker, pki.dispatcher, clean_start=False, session_expiry=3600) as dispatcher:
+    with connected(
+        tls_broker, pki.dispatcher, clean_start=False, session_expiry=3600, mqtt311=mqtt311
+    ) as dispatcher:
         got = dispatcher.wait_for(lambda m: any(x.payload == b"while-offline" for x in m))
         assert [m.topic for m in got] == [uplink_topic("btn-001", UplinkKind.ALERT)]
         assert got[0].qos == 1
 
 
+@pytest.mark.parametrize("mqtt311", [True, False], ids=["mqtt-3.1.1", "mqtt-5"])
 def test_a_burst_for_an_offline_dispatcher_is_kept_whole_and_in_order(
-    pki: Pki, tls_broker: AnyBroker
+    pki: Pki, tls_broker: AnyBroker, mqtt311: bool
 ) -> None:
     pki.provision("btn-001")
-    _go_offline_subscribed(pki, tls_broker)
+    _go_offline_subscribed(pki, tls_broker, mqtt311=mqtt311)
     payloads = [f"{n:05d}".encode().ljust(ALERT_SIZE, b".") for n in range(BURST)]
     with connected(tls_broker, pki.device("btn-001")) as dev:
         sent = [dev.client.publish(uplink_topic("btn-001", UplinkKind.ALERT), p, qos=1) for p in payloads]
         for info in sent:
             info.wait_for_publish(30)
             assert info.is_published()  # the broker took responsibility for every one
-    with connected(tls_broker, pki.dispatcher, clean_start=False, session_expiry=3600) as dispatcher:
+    with connected(
+        tls_broker, pki.dispatcher, clean_start=False, session_expiry=3600, mqtt311=mqtt311
+    ) as dispatcher:
         got = dispatcher.wait_for(lambda m: len(m) >= BURST, timeout=60)
     assert [m.payload for m in got] == payloads  # none dropped, none reordered
 
