@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from broker_config.cli import app as provision_app
 from broker_config.dev_cli import app as broker_app
+from dispatcher.directory_texts import validation_message
 from dispatcher.settings import AdminSettings, DispatcherSettings, RetentionSettings
 
 S = TypeVar("S", bound=AdminSettings)
@@ -54,17 +55,7 @@ def _settings(kind: type[S]) -> S:
 
 def why_refused(error: Any) -> str:
     """One pydantic error in the operator's words, never quoting the refused value (it may be a secret)."""
-    kind, ctx = error["type"], error.get("ctx") or {}
-    words = {
-        "missing": "manquant",
-        "extra_forbidden": "inconnu",
-        "string_pattern_mismatch": f"format refusé (attendu : {ctx.get('pattern')})",
-        "string_too_short": f"trop court (au moins {ctx.get('min_length')} caractères)",
-        "string_too_long": f"trop long (au plus {ctx.get('max_length')} caractères)",
-        "enum": f"valeur inconnue (possibles : {str(ctx.get('expected')).replace(' or ', ' ou ')})",
-        "value_error": str(ctx.get("error", "")),  # our validators speak French already
-    }
-    return words.get(kind) or f"valeur refusée ({error['msg']})"
+    return validation_message(error)
 
 
 CreateOption = Annotated[

@@ -22,6 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dispatcher import directory_texts as say
 from dispatcher.domain import Address, Convention, HomeVisit, Practitioner, Site
 from dispatcher.geocoding import AddressGeocoder, GeocodingError
 from dispatcher.store.base import DirectoryStore
@@ -40,15 +41,18 @@ Loc = tuple[str | int, ...]
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong in a directory file, at ``path`` (e.g. ``sites[1].address.label``)."""
+    """One thing wrong in a directory file, at ``path`` (e.g. ``sites[1].address.label``).
+
+    ``message`` is in French (:mod:`dispatcher.directory_texts`); ``str()`` is the
+    line the administrator reads, e.g. ``ligne 15, practitioners[0].rpps : …``.
+    """
 
     path: str
     message: str
     line: int | None = None
 
     def __str__(self) -> str:
-        where = f"line {self.line}: " if self.line else ""
-        return f"{where}{self.path or '<document>'}: {self.message}"
+        return say.problem_line(self.line, self.path, self.message)
 
 
 class DirectoryError(Exception):
@@ -57,9 +61,8 @@ class DirectoryError(Exception):
     def __init__(self, source: str, problems: Sequence[Problem]) -> None:
         self.source = source
         self.problems = list(problems)
-        count = len(self.problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{source}: {count} problem{'s' if count > 1 else ''}:\n{lines}")
+        super().__init__(f"{say.problems_header(source, len(self.problems))}\n{lines}")
 
 
 def format_path(loc: Iterable[str | int]) -> str:
@@ -99,19 +102,19 @@ class _ClearPins(BaseModel):
     @classmethod
     def _argon2_hash(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith("$argon2"):
-            raise ValueError("must be an argon2 hash; give the PIN in clear as cancel_pin/duress_pin")
+            raise ValueError(say.ARGON2_ONLY)
         return v
 
     @model_validator(mode="after")
     def _pins_consistent(self) -> Self:
         hashes = self.model_dump(include={"cancel_pin_hash", "duress_pin_hash"})
         if self.cancel_pin is not None and hashes.get("cancel_pin_hash") is not None:
-            raise ValueError("give cancel_pin or cancel_pin_hash, not both")
+            raise ValueError(say.CANCEL_PIN_TWICE)
         if self.duress_pin is not None and hashes.get("duress_pin_hash") is not None:
-            raise ValueError("give duress_pin or duress_pin_hash, not both")
+            raise ValueError(say.DURESS_PIN_TWICE)
         if self.cancel_pin is not None and self.cancel_pin == self.duress_pin:
             # The dispatcher could not tell a real cancel from a coerced one.
-            raise ValueError("duress_pin must differ from cancel_pin")
+            raise ValueError(say.DURESS_EQUALS_CANCEL)
         return self
 
     def _hashed(self) -> dict[str, Any]:
@@ -159,6 +162,8 @@ class Directory:
     sites: list[Site]
     conventions: list[Convention]
     visits: list[HomeVisit]
+    # Source line of each address label (by address path): geocoding problems name it.
+    label_lines: dict[str, int] = field(default_factory=dict)
 
     def addresses(self) -> Iterator[tuple[str, Address]]:
         """Every address with its path in the file."""
@@ -177,7 +182,7 @@ class Directory:
             v.model_copy(update={"address": replaced.get(f"visits[{i}].address", v.address)})
             for i, v in enumerate(self.visits)
         ]
-        return Directory(self.practitioners, sites, self.conventions, visits)
+        return Directory(self.practitioners, sites, self.conventions, visits, self.label_lines)
 
 
 # ---------------------------------------------------------------- parsing
@@ -189,9 +194,14 @@ def read_directory(path: Path) -> Directory:
     Blocking (file I/O and argon2): call it in a thread from async code.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
-        raise DirectoryError(str(path), [Problem("", f"cannot read file: {exc.strerror or exc}")]) from exc
+        raise DirectoryError(str(path), [Problem("", say.cannot_read(exc))]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DirectoryError(str(path), [Problem("", say.not_utf8(), line)]) from None
     return parse_directory(text, source=str(path))
 
 
@@ -201,17 +211,16 @@ def parse_directory(text: str, source: str = "<directory>") -> Directory:
     lines = _LineIndex(root)
     if lines.duplicates:
         raise DirectoryError(source, lines.duplicates)
-    data = yaml.load(text, Loader=_Loader)  # safe: _Loader derives from SafeLoader
+    data = _construct(text, source)
     if not isinstance(data, dict):
-        found = "an empty document" if data is None else f"a {type(data).__name__}"
-        raise DirectoryError(
-            source, [Problem("", f"expected a mapping with 'practitioners', ..., got {found}")]
-        )
+        raise DirectoryError(source, [Problem("", say.not_a_mapping(data))])
     try:
         model = DirectoryFile.model_validate(data)
     except ValidationError as exc:
-        raise DirectoryError(source, [_problem(err, lines) for err in exc.errors()]) from None
-    problems = [p.at_line(lines) for p in _cross_check(model)]
+        raise DirectoryError(
+            source, _by_line(_problem(e, lines) for e in exc.errors(include_url=False))
+        ) from None
+    problems = _by_line(p.at_line(lines) for p in _cross_check(model))
     if problems:
         raise DirectoryError(source, problems)
     return Directory(
@@ -219,7 +228,17 @@ def parse_directory(text: str, source: str = "<directory>") -> Directory:
         sites=[s.to_site() for s in model.sites],
         conventions=list(model.conventions),
         visits=list(model.visits),
+        label_lines={
+            f"{section}[{i}].address": lines.line((section, i, "address", "label")) or 0
+            for section, count in (("sites", len(model.sites)), ("visits", len(model.visits)))
+            for i in range(count)
+        },
     )
+
+
+def _by_line(problems: Iterable[Problem]) -> list[Problem]:
+    """In the order of the file, as the administrator reads it (pydantic reports in field order)."""
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 class _Loader(yaml.SafeLoader):
@@ -247,15 +266,46 @@ _Loader.add_implicit_resolver(
 )
 
 
+class _ImpossibleDate(yaml.constructor.ConstructorError):
+    """An unquoted date that does not exist; its ``problem`` is already French."""
+
+
+def _timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    """An unquoted date such as ``2026-13-45`` is a YAML error at its line, not a crash."""
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        raise _ImpossibleDate(None, None, say.impossible_date(str(node.value)), node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
 def _compose(text: str, source: str) -> yaml.Node | None:
     try:
         return yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else None
-        raise DirectoryError(source, [Problem("", f"invalid YAML: {exc.problem}", line)]) from None
     except yaml.YAMLError as exc:
-        raise DirectoryError(source, [Problem("", f"invalid YAML: {exc}")]) from None
+        raise DirectoryError(source, [_yaml_problem(exc, text)]) from None
+
+
+def _construct(text: str, source: str) -> Any:
+    """The document's values (composing succeeded; tags and dates can still fail here)."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # safe: _Loader derives from SafeLoader
+    except yaml.YAMLError as exc:
+        raise DirectoryError(source, [_yaml_problem(exc, text)]) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        return Problem("", say.control_character(exc.character), text.count("\n", 0, exc.position) + 1)
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        if isinstance(exc, _ImpossibleDate):
+            return Problem("", str(exc.problem), line)
+        return Problem("", say.invalid_yaml(exc.context, exc.problem), line)
+    return Problem("", say.invalid_yaml(None, str(exc)))
 
 
 class _LineIndex:
@@ -279,7 +329,7 @@ class _LineIndex:
                 name = str(key.value)
                 if name in seen:
                     line = key.start_mark.line + 1
-                    self.duplicates.append(Problem(format_path((*loc, name)), "duplicated key", line))
+                    self.duplicates.append(Problem(format_path((*loc, name)), say.DUPLICATED_KEY, line))
                 seen.add(name)
                 self._walk(value, (*loc, name))
         elif isinstance(node, yaml.SequenceNode):
@@ -303,15 +353,13 @@ def _problem(err: Any, lines: _LineIndex) -> Problem:
     """A pydantic error as a Problem; never echoes PINs or hashes."""
     loc: Loc = tuple(err["loc"])
     path = format_path(loc)
-    message = str(err["msg"])
+    message = say.validation_message(err)
     if loc == ("devices",) and err["type"] == "extra_forbidden":
-        message = "devices are not declared in the directory file: provision them (they carry keys)"
-    elif err["type"] == "extra_forbidden":
-        message = "unknown field"
+        message = say.DEVICES_NOT_HERE
     elif err["type"] == "string_type" and isinstance(err.get("input"), int | float):
-        message += " (write it in quotes in the YAML file)"
+        message += f" : {say.QUOTE_IT}"
     if _echoable(err, loc):
-        message += f" (got {err['input']!r})"
+        message = say.with_value(message, err["input"])
     return Problem(path, message, lines.line(loc))
 
 
@@ -369,9 +417,7 @@ def _unique(kind: str, items: Sequence[tuple[Loc, str]]) -> list[_Ref]:
     refs = []
     for loc, ident in items:
         if ident in first:
-            refs.append(
-                _Ref((*loc, "id"), f"duplicate {kind} id {ident!r} (first at {format_path(first[ident])})")
-            )
+            refs.append(_Ref((*loc, "id"), say.duplicate_id(kind, ident, format_path(first[ident]))))
         else:
             first[ident] = loc
     return refs
@@ -383,25 +429,22 @@ def _check_convention(loc: Loc, convention: Convention) -> list[_Ref]:
     for t, tier in enumerate(convention.tiers):
         for g, target in enumerate(tier.targets):
             if target.unit != COMPETENT and target.unit not in unit_ids:
-                known = ", ".join([COMPETENT, *unit_ids])
                 refs.append(
                     _Ref(
                         (*loc, "tiers", t, "targets", g, "unit"),
-                        f"unknown unit {target.unit!r} (known: {known})",
+                        say.unknown_unit(target.unit, [COMPETENT, *unit_ids]),
                     )
                 )
     for f, unit_id in enumerate(convention.fallback_units):
         if unit_id not in unit_ids:
-            refs.append(
-                _Ref((*loc, "fallback_units", f), f"unknown unit {unit_id!r} (known: {', '.join(unit_ids)})")
-            )
+            refs.append(_Ref((*loc, "fallback_units", f), say.unknown_unit(unit_id, unit_ids)))
     dep = convention.departement
     communes = [((*loc, "communes", k), code) for k, code in enumerate(convention.communes)]
     for j, unit in enumerate(convention.units):
         communes += [((*loc, "units", j, "communes", k), code) for k, code in enumerate(unit.communes)]
     for cloc, code in communes:
         if not code.startswith(dep):
-            refs.append(_Ref(cloc, f"commune {code} is outside the convention's département {dep}"))
+            refs.append(_Ref(cloc, say.commune_outside(code, dep)))
     return refs
 
 
@@ -411,11 +454,11 @@ def _check_visits(model: DirectoryFile) -> list[_Ref]:
     for i, visit in enumerate(model.visits):
         if visit.practitioner_id not in known:
             refs.append(
-                _Ref(("visits", i, "practitioner_id"), f"unknown practitioner {visit.practitioner_id!r}")
+                _Ref(("visits", i, "practitioner_id"), say.unknown_practitioner(visit.practitioner_id))
             )
         for name in ("starts_at", "ends_at"):
             if getattr(visit, name).tzinfo is None:
-                refs.append(_Ref(("visits", i, name), "needs a UTC offset, e.g. 2026-03-14T21:30:00+01:00"))
+                refs.append(_Ref(("visits", i, name), say.NEEDS_OFFSET))
     return refs
 
 
@@ -483,7 +526,7 @@ async def _locate(
             report.geocoded.append(path)
         else:
             report.unlocated.append(path)
-            problems.append(Problem(f"{path}.label", outcome))
+            problems.append(Problem(f"{path}.label", outcome, directory.label_lines.get(path)))
     if problems and require_points:
         raise DirectoryError(source, problems)
     return directory.with_addresses(replaced), report
@@ -494,7 +537,7 @@ async def _geocode_all(
 ) -> dict[str, Address | str]:
     """Address or failure reason per path; identical labels are geocoded once."""
     if geocoder is None:
-        return {path: "no point and no geocoder configured" for path, _ in missing}
+        return {path: say.NO_GEOCODER for path, _ in missing}
     gate = asyncio.Semaphore(GEOCODING_CONCURRENCY)
     by_label: dict[str, asyncio.Task[Address | str]] = {}
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from dispatcher import directory_texts as say
 from dispatcher.directory import Directory, DirectoryError, Loc, Problem, line_of, parse_directory
 from dispatcher.domain import Convention, Practitioner, Site
 
@@ -48,18 +49,12 @@ def parse_entry(section: Section, text: str, entry_id: str | None, others: Other
     directory = parse_directory(text, source=source)
     entries = _only_section(directory, section, source)
     if len(entries) != 1:
-        raise DirectoryError(
-            source, [Problem(section, f"exactement une entrée attendue, {len(entries)} trouvée(s)")]
-        )
+        raise DirectoryError(source, [Problem(section, say.one_entry_expected(len(entries)))])
     entry = entries[0]
     problems: list[Problem] = []
     if entry_id is not None and entry.id != entry_id:
         loc: Loc = (section, 0, "id")
-        problems.append(
-            Problem(
-                f"{section}[0].id", f"l'identifiant ne peut pas changer ({entry_id!r})", line_of(text, loc)
-            )
-        )
+        problems.append(Problem(f"{section}[0].id", say.id_cannot_change(entry_id), line_of(text, loc)))
     if isinstance(entry, Convention):
         problems += _clashes(text, entry, others.conventions)
     if problems:
@@ -71,9 +66,7 @@ def _only_section(directory: Directory, section: Section, source: str) -> list[A
     present = {name: getattr(directory, name) for name in ("practitioners", "sites", "conventions", "visits")}
     extra = [name for name, items in present.items() if items and name != section]
     if extra:
-        raise DirectoryError(
-            source, [Problem(name, f"seule la section {section!r} est modifiable ici") for name in extra]
-        )
+        raise DirectoryError(source, [Problem(name, say.only_section(section)) for name in extra])
     entries: list[Any] = present[section]
     return entries
 
@@ -91,7 +84,7 @@ def _clashes(text: str, convention: Convention, others: tuple[Convention, ...]) 
             problems.append(
                 Problem(
                     f"conventions[0].units[{j}].id",
-                    f"identifiant d'unité {unit.id!r} déjà pris par la convention {taken_units[unit.id]!r}",
+                    say.id_taken("unit", unit.id, taken_units[unit.id]),
                     line_of(text, loc),
                 )
             )
@@ -101,8 +94,7 @@ def _clashes(text: str, convention: Convention, others: tuple[Convention, ...]) 
                 problems.append(
                     Problem(
                         f"conventions[0].units[{j}].contacts[{k}].id",
-                        f"identifiant de contact {contact.id!r} déjà pris"
-                        f" par la convention {taken_contacts[contact.id]!r}",
+                        say.id_taken("contact", contact.id, taken_contacts[contact.id]),
                         line_of(text, loc),
                     )
                 )

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from dispatcher.directory_texts import ENDS_BEFORE_START, OFFSETS_MIXED
+
 Id = Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")]
 E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$")]
 Insee = Annotated[str, Field(pattern=r"^(?:[0-9]{2}|2A|2B)[0-9]{3}$")]
@@ -123,9 +125,9 @@ class HomeVisit(_Value):
         starts = info.data.get("starts_at")
         if starts is not None and (starts.tzinfo is None) != (v.tzinfo is None):
             # Comparing them would raise TypeError, which pydantic does not catch.
-            raise ValueError("starts_at and ends_at must both have a UTC offset, or neither")
+            raise ValueError(OFFSETS_MIXED)
         if starts is not None and v <= starts:
-            raise ValueError("ends_at must be after starts_at")
+            raise ValueError(ENDS_BEFORE_START)
         return v
 
 

@@ -36,11 +36,19 @@ USER_AGENT = "vigie-dispatcher/0.1 (registration geocoding)"
 PRECISE_TYPES = frozenset({"housenumber", "street", "locality"})
 
 
+# Imprecise BAN result types in the words of a failure reason.
+TYPE_WORDS = {"municipality": "de la commune"}
+
+
 class GeocodingError(Exception):
-    """An address could not be geocoded; ``label`` is the address as written."""
+    """An address could not be geocoded; ``label`` is the address as written.
+
+    ``reason`` is in French: administrators read it in ``vigie load-directory``'s
+    report and the console, practitioners in a visit's warning.
+    """
 
     def __init__(self, label: str, reason: str) -> None:
-        super().__init__(f"cannot geocode {label!r}: {reason}")
+        super().__init__(f"géocodage impossible de {label!r} : {reason}")
         self.label = label
         self.reason = reason
 
@@ -137,7 +145,7 @@ class AddressGeocoder:
         try:
             found = await self._ban.geocode(query.strip(), limit=limit, exactly_one=False)
         except GeopyError as exc:
-            raise GeocodingUnavailable(query, f"geocoder at {self.search_url} failed: {exc}") from exc
+            raise GeocodingUnavailable(query, self._failed(exc)) from exc
         return [location.raw for location in found or []]
 
     async def commune_code(self, label: str) -> str | None:
@@ -156,10 +164,10 @@ class AddressGeocoder:
         query = label.strip()
         if len(query) < 3:
             # The BAN answers 400 to queries shorter than 3 characters.
-            raise AddressNotFound(label, "address too short to search")
+            raise AddressNotFound(label, "adresse trop courte pour être cherchée (3 caractères au moins)")
         location = await self._search(query)
         if location is None:
-            raise AddressNotFound(label, "no match in the Base Adresse Nationale")
+            raise AddressNotFound(label, "aucune correspondance dans la Base Adresse Nationale")
         feature: dict[str, Any] = location.raw
         self._check_quality(label, feature)
         return feature
@@ -175,10 +183,27 @@ class AddressGeocoder:
                 with attempt:
                     return await self._ban.geocode(query, limit=1, exactly_one=True)
         except GeocoderServiceError as exc:
-            raise GeocodingUnavailable(query, f"geocoder at {self.search_url} failed: {exc}") from exc
+            raise GeocodingUnavailable(query, self._failed(exc)) from exc
         except GeopyError as exc:
-            raise GeocodingUnavailable(query, f"geocoder misconfigured: {exc}") from exc
+            raise GeocodingUnavailable(query, f"géocodeur mal configuré : {exc}") from exc
         raise AssertionError("unreachable: tenacity either returns or re-raises")
+
+    def _failed(self, exc: GeopyError) -> str:
+        """Why the service failed, in French; geopy's own words only as the technical detail."""
+        cause = exc.__cause__
+        if isinstance(cause, AdapterHTTPError):  # by status: geopy calls a 503 a timeout
+            code = cause.status_code
+            what = "service en panne" if code >= 500 else "requête refusée"
+            if code == 429:
+                what = "trop de requêtes, le service limite le débit"
+            return f"le géocodeur {self.search_url} a échoué : {what} (HTTP {code})"
+        if isinstance(exc, GeocoderTimedOut):
+            what = "délai de réponse dépassé"
+        elif isinstance(exc, GeopyUnavailable):
+            what = "service injoignable"
+        else:
+            what = "erreur"
+        return f"le géocodeur {self.search_url} a échoué : {what} ({exc})"
 
     def _check_quality(self, label: str, feature: dict[str, Any]) -> None:
         props = feature.get("properties") or {}
@@ -186,9 +211,15 @@ class AddressGeocoder:
         kind = props.get("type")
         found = props.get("label", "?")
         if score < self._min_score:
-            raise AddressNotFound(label, f"best match {found!r} is too uncertain (score {score:.2f})")
+            raise AddressNotFound(
+                label, f"meilleure correspondance {found!r} trop incertaine (score {score:.2f})"
+            )
         if kind not in PRECISE_TYPES:
-            raise AddressNotFound(label, f"only a {kind or 'vague'} match was found ({found!r})")
+            level = TYPE_WORDS.get(str(kind)) or f"du type « {kind or '?'} »"
+            raise AddressNotFound(
+                label,
+                f"correspondance seulement au niveau {level} ({found!r}) : trop vague pour une patrouille",
+            )
 
 
 def _complete(address: Address, feature: dict[str, Any]) -> Address:
@@ -201,4 +232,4 @@ def _complete(address: Address, feature: dict[str, Any]) -> Address:
             {**address.model_dump(), "point": {"lat": lat, "lon": lon}, "insee": props.get("citycode")}
         )
     except (KeyError, TypeError, ValueError, ValidationError) as exc:
-        raise GeocodingUnavailable(address.label, f"malformed geocoder answer: {exc}") from exc
+        raise GeocodingUnavailable(address.label, f"réponse du géocodeur malformée : {exc}") from exc

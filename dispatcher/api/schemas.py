@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from dispatcher.auth import Role
 from dispatcher.directory import PIN_PATTERN
+from dispatcher.directory_texts import DURESS_EQUALS_CANCEL, ENDS_BEFORE_START
 from dispatcher.domain import (
     E164,
     Address,
@@ -128,7 +129,7 @@ class PractitionerWrite(_In):
     @model_validator(mode="after")
     def _pins_differ(self) -> PractitionerWrite:
         if self.cancel_pin is not None and self.cancel_pin == self.duress_pin:
-            raise ValueError("duress_pin must differ from cancel_pin")
+            raise ValueError(DURESS_EQUALS_CANCEL)
         return self
 
 
@@ -214,9 +215,9 @@ class VisitCreate(_In):
     @model_validator(mode="after")
     def _window(self) -> VisitCreate:
         if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
+            raise ValueError(ENDS_BEFORE_START)
         if (self.ends_at - self.starts_at).total_seconds() > 24 * 3600:
-            raise ValueError("a home visit lasts at most 24 hours")
+            raise ValueError("une visite à domicile dure au plus 24 heures")
         return self
 
 

@@ -50,8 +50,8 @@ async def test_a_convention_edit_breaking_the_rules_shows_the_loader_errors_and_
     # A tier naming a unit that does not exist, and a commune outside the département.
     broken = text.replace("unit: competent", "unit: unite-inconnue", 1).replace("'34301'", "'30189'", 1)
     expected = loader_problems("conventions", broken, "ssj-34", served)
-    assert any("unknown unit 'unite-inconnue'" in p for p in expected) and all(
-        p.startswith("line ") for p in expected
+    assert any("unité inconnue 'unite-inconnue'" in p for p in expected) and all(
+        p.startswith("ligne ") for p in expected
     )
     await save(page, broken)
     await expect(page.locator("#dir-error")).to_contain_text("rien n'a été enregistré")
@@ -63,7 +63,7 @@ async def test_a_convention_edit_breaking_the_rules_shows_the_loader_errors_and_
     clash = text.replace("- id: csp-sete\n", "- id: csp-nimes\n", 1)
     await save(page, clash)
     await expect(page.locator("#dir-error pre")).to_contain_text(
-        "units[1].id: identifiant d'unité 'csp-nimes'"
+        "units[1].id : identifiant d'unité 'csp-nimes'"
     )
     assert next(c for c in await store.list_conventions() if c.id == "ssj-34") == before
 
@@ -92,7 +92,7 @@ async def test_a_practitioner_edit_keeps_her_pins_and_a_bad_phone_is_refused(
     expected = loader_problems("practitioners", broken, "dr-claire-fabre", served)
     await save(page, broken)
     await expect(page.locator("#dir-error pre")).to_have_text("\n".join(expected))
-    assert expected[0].startswith("line 8: practitioners[0].phones[0]")
+    assert expected[0].startswith("ligne 8, practitioners[0].phones[0] : format refusé")
     assert await store.get_practitioner("dr-claire-fabre") == before
 
     await save(page, text.replace("'+33639980150'", "'+33639980159'"))
@@ -130,6 +130,6 @@ async def test_a_new_site_is_created_and_its_id_cannot_be_renamed(browser: Brows
     # Now editing it: its id is fixed.
     await save(page, site.replace("id: cabinet-ecusson", "id: cabinet-autre"))
     await expect(page.locator("#dir-error pre")).to_have_text(
-        "line 2: sites[0].id: l'identifiant ne peut pas changer ('cabinet-ecusson')"
+        "ligne 2, sites[0].id : l'identifiant ne peut pas changer ('cabinet-ecusson')"
     )
     assert [e.detail["change"] for e in await store.list_audit(target_kind="site")] == ["create"]

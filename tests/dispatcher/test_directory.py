@@ -165,7 +165,7 @@ def test_duress_pin_must_differ_from_cancel_pin() -> None:
     doc["practitioners"][0]["duress_pin"] = doc["practitioners"][0]["cancel_pin"]
     error = problems_of(doc)
     assert error.problems[0].path == "practitioners[0]"
-    assert "duress_pin must differ" in str(error)
+    assert "duress_pin (code de contrainte) doit différer" in str(error)
     assert "2468" not in str(error)
 
 
@@ -185,9 +185,9 @@ def test_unknown_field_names_its_path() -> None:
     doc["conventions"][0]["units"][0]["contacts"][0]["fax"] = "+33465710199"
     error = problems_of(doc)
     assert [(p.path, p.message) for p in error.problems] == [
-        ("conventions[0].units[0].contacts[0].fax", "unknown field")
+        ("conventions[0].units[0].contacts[0].fax", "champ inconnu")
     ]
-    assert str(error).startswith("test.yaml: 1 problem:")
+    assert str(error).startswith("test.yaml : 1 problème :")
 
 
 def test_bad_phone_names_its_path_and_value() -> None:
@@ -213,7 +213,7 @@ def test_unknown_tier_target() -> None:
     doc["conventions"][0]["tiers"][1]["targets"][1]["unit"] = "cic-13"
     [problem] = problems_of(doc).problems
     assert problem.path == "conventions[0].tiers[1].targets[1].unit"
-    assert "unknown unit 'cic-13'" in problem.message
+    assert "unité inconnue 'cic-13'" in problem.message
     assert "competent" in problem.message and "samu-34" in problem.message
 
 
@@ -233,7 +233,7 @@ def test_duplicate_ids(mutate: Any, path: str) -> None:
     mutate(doc)
     error = problems_of(doc)
     assert path in [p.path for p in error.problems]
-    assert "duplicate" in str(error) and "first at" in str(error)
+    assert "en double" in str(error) and "première occurrence" in str(error)
 
 
 def test_duplicate_contact_id_across_units() -> None:
@@ -250,7 +250,7 @@ def test_visit_must_name_a_known_practitioner() -> None:
     [problem] = problems_of(doc).problems
     assert (problem.path, problem.message) == (
         "visits[0].practitioner_id",
-        "unknown practitioner 'dr-nobody'",
+        "praticien inconnu 'dr-nobody' (absent de la section practitioners)",
     )
 
 
@@ -263,7 +263,7 @@ def test_visit_times_need_an_offset() -> None:
     doc["visits"][0]["ends_at"] = "2026-03-14T22:30:00+01:00"
     [problem] = problems_of(doc).problems
     assert problem.path == "visits[0].ends_at"
-    assert "UTC offset" in problem.message
+    assert "décalage UTC" in problem.message
 
 
 def test_commune_outside_the_departement() -> None:
@@ -271,7 +271,7 @@ def test_commune_outside_the_departement() -> None:
     doc["conventions"][0]["units"][0]["communes"].append("30189")
     [problem] = problems_of(doc).problems
     assert problem.path == "conventions[0].units[0].communes[4]"
-    assert "outside" in problem.message
+    assert "hors du département 34" in problem.message
 
 
 def test_a_convention_without_fallback_units_is_refused_with_the_field_named() -> None:
@@ -279,7 +279,7 @@ def test_a_convention_without_fallback_units_is_refused_with_the_field_named() -
     del doc["conventions"][0]["fallback_units"]
     [problem] = problems_of(doc).problems
     assert problem.path == "conventions[0].fallback_units"
-    assert "required" in problem.message.lower()
+    assert problem.message == "champ obligatoire manquant"
     doc["conventions"][0]["fallback_units"] = []
     [problem] = problems_of(doc).problems
     assert problem.path == "conventions[0].fallback_units"
@@ -290,7 +290,7 @@ def test_fallback_units_must_be_units_of_the_convention() -> None:
     doc["conventions"][0]["fallback_units"] = ["cic-34", "corg-13"]
     [problem] = problems_of(doc).problems
     assert problem.path == "conventions[0].fallback_units[1]"
-    assert "unknown unit 'corg-13'" in problem.message
+    assert "unité inconnue 'corg-13'" in problem.message
 
 
 def test_devices_are_not_in_the_directory() -> None:
@@ -298,7 +298,7 @@ def test_devices_are_not_in_the_directory() -> None:
     doc["devices"] = [{"id": "btn-1", "kind": "button"}]
     [problem] = problems_of(doc).problems
     assert problem.path == "devices"
-    assert "provision" in problem.message
+    assert "provisionnez-les" in problem.message
 
 
 def test_several_problems_are_all_reported() -> None:
@@ -315,18 +315,18 @@ def test_duplicated_yaml_key_is_an_error() -> None:
     )
     [problem] = problems_of(text).problems
     assert problem.path == "practitioners[0].rpps"
-    assert problem.message == "duplicated key"
+    assert problem.message.startswith("clé en double")
 
 
 def test_yaml_syntax_error_gives_the_line() -> None:
     [problem] = problems_of("practitioners:\n  - id: [oops\n").problems
     assert problem.line is not None
-    assert "invalid YAML" in problem.message
+    assert problem.message.startswith("YAML invalide")
 
 
 def test_empty_or_non_mapping_document() -> None:
-    assert "empty document" in str(problems_of(""))
-    assert "got a list" in str(problems_of("- 1\n- 2\n"))
+    assert "c'est un document vide" in str(problems_of(""))
+    assert "c'est une liste" in str(problems_of("- 1\n- 2\n"))
 
 
 def test_read_directory_names_the_file(tmp_path: Path) -> None:
@@ -334,9 +334,9 @@ def test_read_directory_names_the_file(tmp_path: Path) -> None:
     path.write_text("sites: [{id: x}]\n", encoding="utf-8")
     with pytest.raises(DirectoryError) as caught:
         read_directory(path)
-    assert str(caught.value).startswith(f"{path}: ")
+    assert str(caught.value).startswith(f"{path} : ")
     assert caught.value.source == str(path)
-    with pytest.raises(DirectoryError, match="cannot read"):
+    with pytest.raises(DirectoryError, match="lecture impossible : fichier introuvable"):
         read_directory(tmp_path / "missing.yaml")
 
 
@@ -369,7 +369,7 @@ def test_unquoted_number_where_text_is_expected_gets_a_hint() -> None:
     doc["sites"][0]["address"]["floor"] = 3
     [problem] = problems_of(doc).problems
     assert problem.path == "sites[0].address.floor"
-    assert "quotes" in problem.message
+    assert "entre guillemets" in problem.message
 
 
 # ------------------------------------------------------------------ loading into the store
@@ -462,7 +462,7 @@ async def test_without_geocoder_missing_points_fail_unless_allowed(
 ) -> None:
     path = tmp_path / "dir.yaml"
     path.write_text(yaml.safe_dump(strip_points(sample_doc()), allow_unicode=True), encoding="utf-8")
-    with pytest.raises(DirectoryError, match="no geocoder"):
+    with pytest.raises(DirectoryError, match="aucun géocodeur configuré"):
         await load_directory(path, store, None)
     assert await store.list_sites() == []
 
@@ -478,7 +478,7 @@ async def test_service_down_fails_the_load_with_a_clear_message(tmp_path: Path, 
     path = tmp_path / "dir.yaml"
     path.write_text(yaml.safe_dump(strip_points(sample_doc()), allow_unicode=True), encoding="utf-8")
     async with AddressGeocoder(settings, attempts=1) as geocoder:
-        with pytest.raises(DirectoryError, match="failed") as caught:
+        with pytest.raises(DirectoryError, match="a échoué : service injoignable") as caught:
             await load_directory(path, store, geocoder)
     assert len(caught.value.problems) == 3
     assert await store.list_sites() == []

@@ -51,12 +51,12 @@ async def test_unknown_address_is_not_found(geocoder: AddressGeocoder) -> None:
 
 
 async def test_commune_only_match_is_not_precise_enough(geocoder: AddressGeocoder) -> None:
-    with pytest.raises(AddressNotFound, match="municipality"):
+    with pytest.raises(AddressNotFound, match="au niveau de la commune"):
         await geocoder.geocode(Address(label="Lattes"))
 
 
 async def test_wrong_house_number_is_too_uncertain(geocoder: AddressGeocoder) -> None:
-    with pytest.raises(AddressNotFound, match="uncertain"):
+    with pytest.raises(AddressNotFound, match="trop incertaine"):
         await geocoder.geocode(Address(label="14 rue de la Loge Montpellier"))
 
 
@@ -86,7 +86,7 @@ async def test_client_errors_are_not_retried(geocoder: AddressGeocoder, ban: Ban
 async def test_service_down_is_a_clear_error() -> None:
     settings = GeocoderSettings(domain=f"127.0.0.1:{free_port()}", scheme="http", timeout_s=2)
     async with AddressGeocoder(settings, attempts=2, backoff_s=0.001) as geocoder:
-        with pytest.raises(GeocodingUnavailable, match="failed"):
+        with pytest.raises(GeocodingUnavailable, match="a échoué : service injoignable"):
             await geocoder.geocode(Address(label="22 quai de Bosc 34200 Sète"))
 
 
