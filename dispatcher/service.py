@@ -72,7 +72,7 @@ class Dispatcher:
 
 def _crash_loudly(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.critical("background task %s died", task.get_name(), exc_info=task.exception())
+        log.critical("tâche de fond %s arrêtée sur une erreur", task.get_name(), exc_info=task.exception())
 
 
 async def _flush_windows(d: Dispatcher, period_s: float = 5.0) -> None:
@@ -90,11 +90,11 @@ async def _save_state(d: Dispatcher) -> None:
             await d.store.save_replay_windows(changed)
     except Exception:
         d.ingest.unsaved_windows(changed)
-        log.exception("could not save replay windows")
+        log.exception("enregistrement des fenêtres anti-rejeu impossible")
     try:
         await d.cache.save_fixes()  # last known positions from heartbeats (RGPD retention applies)
     except Exception:
-        log.exception("could not save last known positions")
+        log.exception("enregistrement des dernières positions connues impossible")
 
 
 async def _share_group(store: Store) -> str:
@@ -222,7 +222,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         try:
             await health.flush()  # the heartbeats' sequence numbers live in device_health
         except Exception:
-            log.exception("could not merge the last heartbeats into device_health")
+            log.exception("report des derniers heartbeats dans device_health impossible")
         await delivery.stop()
         await bridge.stop()
         await notifier.aclose()
@@ -246,7 +246,10 @@ def fit_open_file_limit(needed: int) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     if target < needed:
         log.warning(
-            "open-file limit %d is below the %d the provider pool may need: raise LimitNOFILE", target, needed
+            "limite de fichiers ouverts %d, sous les %d que le pool de connexions au fournisseur"
+            " peut demander : augmentez LimitNOFILE",
+            target,
+            needed,
         )
     return target
 
@@ -289,7 +292,7 @@ async def serve(settings: DispatcherSettings) -> None:
         server = uvicorn.Server(config)
         watchdog = asyncio.create_task(feed_watchdog(d.dead_tasks))
         log.info(
-            "dispatcher %s serving on http://%s:%s",
+            "dispatcher %s en service sur http://%s:%s",
             settings.instance_id,
             settings.http_host,
             settings.http_port,
@@ -298,3 +301,5 @@ async def serve(settings: DispatcherSettings) -> None:
             await server.serve()
         finally:
             watchdog.cancel()
+            log.info("dispatcher %s : arrêt en cours", settings.instance_id)
+    log.info("dispatcher %s arrêté", settings.instance_id)

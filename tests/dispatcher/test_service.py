@@ -42,7 +42,7 @@ def test_soft_limit_is_raised_to_fit_the_pool() -> None:
 def test_a_hard_limit_too_low_is_used_whole_and_reported() -> None:
     result, log = _fit(soft=1024, hard=2048, needed=5024)
     assert result == {"returned": 2048, "now": [2048, 2048]}
-    assert "raise LimitNOFILE" in log
+    assert "augmentez LimitNOFILE" in log
 
 
 def test_a_sufficient_limit_is_left_alone() -> None:
