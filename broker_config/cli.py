@@ -19,6 +19,7 @@ from broker_config import dynsec, pins, provision
 from broker_config.provision import BrokerAccount, DeviceSpec, ProvisionError
 from broker_config.tls_runner import TlsFiles, prod_values, render_prod_config
 from dispatcher.domain import DeviceKind
+from dispatcher.dynsec_commands import MONITOR_USER
 from dispatcher.secretcheck import generate_secret
 from dispatcher.store.base import DirectoryStore, StoreError
 
@@ -482,7 +483,7 @@ def broker_config(
     if state.exists():  # the broker's own from now on: never overwritten
         typer.echo(f"conservé : {state} (géré par le broker)")
         return
-    dynsec.write_config(state, [dynsec.MONITOR_USER])
+    dynsec.write_config(state, [MONITOR_USER])
     if os.geteuid() == 0:  # Mosquitto, running as run_as, rewrites it (0600)
         try:
             shutil.chown(state, user=run_as)

@@ -45,18 +45,22 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from dispatcher.dynsec_commands import (
+    CONTROL_TOPIC,
+    RESPONSE_TOPIC,
+    RESTRICTED_GROUP,
+    answer_errors,
+    create_client_command,
+    restricted_client_id,
+    revoke_commands,
+)
+
 ADMIN_USER = "vigie-admin"
-MONITOR_USER = "vigie-monitor"
-MONITOR_CLIENT_ID = "vigie-monitor"
 DISPATCHER_PREFIX = "vigie-dispatcher"
-INFRA_PREFIX = "vigie-"
-RESTRICTED_GROUP = "vigie-restricted"
 NO_SHARE_ROLE = "vigie-no-share"
 ADMIN_ROLE = "vigie-dynsec-admin"
-CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 # What Mosquitto 2.0.11 logs, and then starts anyway, when the plugin cannot read its file.
 LOAD_ERROR = "Error loading Dynamic security plugin config"
-RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
 # A createClient command is ~150 bytes of JSON (ids are at most 64 characters): 30 stay
 # well under the brokers' max_packet_size of 8 KiB, requests and responses alike.
 COMMANDS_PER_MESSAGE = 30
@@ -83,29 +87,6 @@ def plugin_path() -> Path:
         "greffon mosquitto_dynamic_security.so introuvable (paquet Debian « mosquitto » ≥ 2.0) : "
         "apt-get install mosquitto"
     )
-
-
-def restricted_client_id(username: str) -> str | None:
-    """The only client id ``username`` may use, or None when it is not a dynsec client.
-
-    Devices (any id outside the reserved ``vigie-`` prefix) use their id; the
-    monitor its fixed id; other infrastructure accounts (dispatchers, admin,
-    benchmark fleet) are left to the password and ACL files.
-    """
-    if username == MONITOR_USER:
-        return MONITOR_CLIENT_ID
-    if username.startswith(INFRA_PREFIX):
-        return None
-    return username
-
-
-def _restricted_client(username: str, client_id: str) -> dict[str, Any]:
-    """``createClient`` fields: bound to ``client_id``, member of the restricted group."""
-    return {
-        "username": username,
-        "clientid": client_id,
-        "groups": [{"groupname": RESTRICTED_GROUP, "priority": -1}],
-    }
 
 
 def config(usernames: Iterable[str], *, disabled: Iterable[str] = ()) -> dict[str, Any]:
@@ -168,10 +149,10 @@ def register_commands(usernames: Iterable[str]) -> list[dict[str, Any]]:
     """``createClient`` commands that make ``usernames`` restricted dynsec clients."""
     commands = []
     for username in usernames:
-        client_id = restricted_client_id(username)
-        if client_id is None:
+        command = create_client_command(username)
+        if command is None:
             raise DynsecError(f"{username!r} est un compte d'infrastructure, pas une balise")
-        commands.append({"command": "createClient", **_restricted_client(username, client_id)})
+        commands.append(command)
     return commands
 
 
@@ -252,19 +233,22 @@ class DynsecAdmin:
         """Make ``usernames`` restricted clients; an already registered one is left as it is."""
         commands = register_commands(usernames)
         if commands:
-            _check(self.send(commands), tolerated="Client already exists")
+            self._apply(commands)
 
     def disable(self, username: str) -> None:
-        """Disable ``username``'s client (registered first if needed).
+        """Revoke ``username`` at the broker (registered first if needed): what the dispatcher's
+        revocation sends too (dispatcher/dynsec_commands.py).
 
-        The broker disconnects it and refuses its password logins; certificate
-        logins are refused by the CRL instead (the TLS listener asks no plugin).
+        The broker disconnects it, refuses its password logins and, through the
+        role ``vigie-revoked``, everything it would publish, read or subscribe to
+        on any listener; certificate logins themselves are refused by the CRL
+        (the TLS listener asks no plugin at CONNECT).
         """
-        commands = [*register_commands([username]), {"command": "disableClient", "username": username}]
-        _check(self.send(commands), tolerated="Client already exists")
+        if create_client_command(username) is None:
+            raise DynsecError(f"{username!r} est un compte d'infrastructure, pas une balise")
+        self._apply(revoke_commands(username))
 
-
-def _check(responses: list[dict[str, Any]], tolerated: str = "") -> None:
-    errors = [r["error"] for r in responses if r.get("error") and r["error"] != tolerated]
-    if errors:
-        raise DynsecError("le broker a refusé : " + "; ".join(errors))
+    def _apply(self, commands: list[dict[str, Any]]) -> None:
+        errors = answer_errors(commands, self.send(commands))
+        if errors:
+            raise DynsecError("le broker a refusé : " + "; ".join(errors))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from broker_config import dynsec
 from broker_config.passwords import write_password_file
+from dispatcher.dynsec_commands import restricted_client_id
 
 DISPATCHER_USER = "vigie-dispatcher"
 
@@ -141,7 +142,7 @@ class MosquittoProcess(ABC):
 
     def register_new_accounts(self) -> None:
         """Register with the running broker's plugin the restricted accounts added since it started."""
-        new = [u for u in self.accounts if u not in self.registered and dynsec.restricted_client_id(u)]
+        new = [u for u in self.accounts if u not in self.registered and restricted_client_id(u)]
         if self.proc is not None and self.proc.poll() is None and new:
             self.admin().register(new)
         self.registered.update(new)

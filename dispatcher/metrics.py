@@ -85,6 +85,12 @@ class Metrics:
             ["event"],
             registry=r,
         )
+        self.broker_command_failures = Counter(
+            "vigie_broker_command_failures_total",
+            "Dynamic-security batches (cut, release, revoke) the broker refused or did not answer in time",
+            ["action", "reason"],
+            registry=r,
+        )
 
         self.http_refused = Counter(
             "vigie_http_refused_total",

@@ -49,6 +49,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from dispatcher.dynsec_commands import RESPONSE_TOPIC
 from dispatcher.settings import MqttSettings
 from protocol.topics import DEFAULT_SHARE_GROUP, shared_status_filter, shared_uplink_filter
 
@@ -90,10 +91,13 @@ class MqttBridge:
         *,
         on_message: Callable[[Inbound], None],
         share_group: str = DEFAULT_SHARE_GROUP,
+        on_control_answer: Callable[[bytes], None] | None = None,
     ) -> None:
         self._settings = settings
         self._share_group = settings.share_group or share_group
         self._on_message = on_message
+        # The broker's answers to our dynamic-security commands (dispatcher/broker_control.py).
+        self._on_control_answer = on_control_answer
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._connected = asyncio.Event()
@@ -316,7 +320,10 @@ class MqttBridge:
             # A persistent session from before the secret group may still hold the public
             # one, which any device login can join; leave it (a no-op when absent).
             client.unsubscribe([shared_uplink_filter(), shared_status_filter()])
-        client.subscribe([(shared_uplink_filter(group), 1), (shared_status_filter(group), 1)])
+        topics = [(shared_uplink_filter(group), 1), (shared_status_filter(group), 1)]
+        if self._on_control_answer is not None:  # sent to us alone, at QoS 0: nothing to acknowledge
+            topics.append((RESPONSE_TOPIC, 0))
+        client.subscribe(topics)
         log.info("connected to broker, subscribed to the dispatchers' share group")
         self._on_loop(self._connected.set)
 
@@ -330,6 +337,9 @@ class MqttBridge:
         self._on_loop(self._connected.clear)
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == RESPONSE_TOPIC and self._on_control_answer is not None:
+            self._answer(msg)
+            return
         # ``on_message`` (the ingest's admission) refuses a flood here, before any decoding.
         try:
             self._on_message(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic()))
@@ -339,3 +349,12 @@ class MqttBridge:
                 msg.topic,
                 exc_info=True,
             )
+
+    def _answer(self, msg: mqtt.MQTTMessage) -> None:
+        assert self._on_control_answer is not None
+        try:
+            self._on_control_answer(bytes(msg.payload))
+        except Exception:  # a bug: never out of loop_read
+            log.exception("answer of the broker's dynamic-security plugin not handled")
+        if msg.qos > 0:
+            self._client.ack(msg.mid, msg.qos)

@@ -15,6 +15,7 @@ import uvicorn
 
 from dispatcher.admission import Admission, admission_policy
 from dispatcher.app import create_app
+from dispatcher.broker_control import BrokerControl
 from dispatcher.cancels import PinGuard
 from dispatcher.delivery import Delivery
 from dispatcher.engine import Engine
@@ -58,6 +59,7 @@ class Dispatcher:
     notifier: TwilioNotifier
     delivery: Delivery
     visits: VisitTimers
+    control: BrokerControl
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
@@ -115,7 +117,10 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         store=store, cache=cache, bus=bus, metrics=metrics, instance_id=settings.instance_id
     )
     await health.load()
-    quarantine = Quarantine(settings.ingest, store=store, metrics=metrics, bus=bus)
+    control = BrokerControl(
+        timeout_s=settings.mqtt.control_timeout_s, store=store, metrics=metrics, bus=bus
+    )
+    quarantine = Quarantine(settings.ingest, store=store, metrics=metrics, control=control)
     ingest = Ingest(
         store=store,
         cache=cache,
@@ -174,9 +179,14 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         stuck_after_s=settings.delivery.stuck_after_s,
         interval_s=settings.delivery.reconcile_interval_s,
     )
-    bridge = MqttBridge(settings.mqtt, on_message=ingest.submit, share_group=await _share_group(store))
+    bridge = MqttBridge(
+        settings.mqtt,
+        on_message=ingest.submit,
+        share_group=await _share_group(store),
+        on_control_answer=control.answered,
+    )
     ingest.attach(engine=engine, bridge=bridge)
-    quarantine.attach(bridge)
+    control.attach(bridge)  # before the session starts: a cut must always be recorded, hence released
     visits = VisitTimers(
         store=store,
         cache=cache,
@@ -188,8 +198,9 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         instance_id=settings.instance_id,
     )
     d = Dispatcher(
-        settings, store, cache, bus, metrics, engine, ingest, health, bridge, notifier, delivery, visits
-    )
+        settings, store, cache, bus, metrics, engine, ingest, health, bridge, notifier, delivery, visits,
+        control,
+    )  # fmt: skip
     try:
         await engine.recover()
         await bridge.start()

@@ -50,6 +50,13 @@ class MqttSettings(BaseModel):
         " the broker's (Mosquitto `persistent_client_expiration`, EMQX `session_expiry_interval`),"
         " with 5 a week, sent by the dispatcher.",
     )
+    control_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long the broker has to answer a dynamic-security command (quarantine, revocation)"
+        " before the operator is alarmed that it may not have been applied",
+    )
 
     _real_password = field_validator("password")(require_real_optional_secret)
 

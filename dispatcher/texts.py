@@ -349,6 +349,50 @@ def quarantine_ended(device_id: str) -> str:
     return f"balise {device_id} rétablie sur le broker après sa quarantaine : elle peut de nouveau alerter"
 
 
+# What a dynamic-security batch was for, and what its failure means for the device.
+_BROKER_ACTIONS = {
+    "cut": (
+        "la coupure de la balise {d} (inondation)",
+        "elle n'est peut-être pas coupée ; le dispatcher continue de refuser ses messages ;"
+        " vérifiez le broker",
+    ),
+    "release": (
+        "le rétablissement de la balise {d} après sa quarantaine",
+        "elle ne peut peut-être toujours pas alerter ; rétablissez-la avec le compte"
+        " d'administration du broker",
+    ),
+    "revoke": (
+        "la désactivation au broker de la balise révoquée {d}",
+        "elle peut peut-être encore s'y connecter (ses messages restent refusés par le dispatcher) ;"
+        " lancez vigie provision revoke --broker-admin-port",
+    ),
+}
+
+
+def broker_command_failed(action: str, device_id: str, detail: str) -> str:
+    """Operator alarm: the broker refused or did not answer a dynamic-security batch (broker_control.py)."""
+    what, meaning = _BROKER_ACTIONS[action]
+    return f"le broker n'a pas confirmé {what.format(d=device_id)} ({detail}) : {meaning}"
+
+
+REVOKE_UNCONFIRMED = (
+    "balise révoquée : ses messages sont refusés, mais le broker n'a pas confirmé sa désactivation"
+    " (alarme opérateur levée) ; lancez vigie provision revoke --broker-admin-port"
+)
+
+
+def broker_refused(errors: list[str]) -> str:
+    return "refus : " + " ; ".join(errors)
+
+
+def broker_silent(timeout_s: float) -> str:
+    return f"pas de réponse en {timeout_s:g} s"
+
+
+def broker_unsent() -> str:
+    return "aucune session MQTT pour l'envoyer"
+
+
 def _spell(code: str) -> str:
     """'4512B' -> '4, 5, 1, 2, B': read slowly, one symbol at a time."""
     return ", ".join(c for c in code if not c.isspace())

@@ -23,6 +23,7 @@ from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import Store
 
 if TYPE_CHECKING:
+    from dispatcher.broker_control import BrokerControl
     from dispatcher.engine import Engine
     from dispatcher.geocoding import AddressGeocoder
     from dispatcher.visit_runner import VisitTimers
@@ -37,6 +38,7 @@ class DispatcherParts(Protocol):
     bus: EventBus
     engine: Engine
     visits: VisitTimers
+    control: BrokerControl
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ApiContext:
     auth: Authenticator
     audit: Auditor
     visits: VisitTimers
+    control: BrokerControl  # dynamic-security commands to the broker (revocation)
     geocoder: AddressGeocoder | None = None
 
     @classmethod
@@ -65,6 +68,7 @@ class ApiContext:
             auth=Authenticator(parts.store, parts.settings.api),
             audit=Auditor(parts.store),
             visits=parts.visits,
+            control=parts.control,
             geocoder=geocoder,
         )
 

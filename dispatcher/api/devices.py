@@ -9,10 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from dispatcher import audit
+from dispatcher import audit, texts
 from dispatcher.api.deps import AdminUser, ClientIp, Ctx, StaffUser, UserAccess, not_found
 from dispatcher.api.schemas import DeviceHealthPublic, DevicePublic, DeviceUpdate, OperatorEventPublic
 from dispatcher.domain import Device, Id
+from dispatcher.dynsec_commands import revoke_commands
 from dispatcher.store.base import NotFound
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -97,7 +98,16 @@ async def update_device(
 
 @router.post("/{device_id}/revoke", response_model=DevicePublic)
 async def revoke_device(device_id: Id, admin: AdminUser, ctx: Ctx, ip: ClientIp) -> DevicePublic:
-    """Refuse the device's signatures from now on (also run ``vigie provision revoke`` for the CRL)."""
+    """Refuse the device's signatures from now on, and revoke it at the broker.
+
+    The store first (its messages are refused at once, on every instance), then
+    the broker's dynamic-security plugin, over the dispatcher's session
+    (dispatcher/broker_control.py): the broker disconnects it, refuses its
+    password logins and everything it would publish, read or subscribe to.
+    Certificate logins are refused by the CRL: also run ``vigie provision revoke``.
+    If the broker does not confirm, the operator is alarmed and the answer is
+    502, the store's revocation standing.
+    """
     try:
         await ctx.store.revoke_device(device_id)
         device = await ctx.store.get_device(device_id)
@@ -107,6 +117,8 @@ async def revoke_device(device_id: Id, admin: AdminUser, ctx: Ctx, ip: ClientIp)
     await ctx.audit.record(
         admin, audit.CONFIG_CHANGE, target_kind="device", target_id=device_id, ip=ip, change="revoke"
     )
+    if not await ctx.control.apply(revoke_commands(device_id), action="revoke", device_id=device_id):
+        raise HTTPException(HTTPStatus.BAD_GATEWAY, detail=texts.REVOKE_UNCONFIRMED)
     return _public(device)
 
 

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from broker_config.runner import DevBroker, free_port
 from dispatcher.app import create_app
 from dispatcher.auth import hash_password
+from dispatcher.broker_control import BrokerControl
 from dispatcher.domain import Convention
 from dispatcher.engine import Engine
 from dispatcher.events import EventBus
@@ -140,6 +141,7 @@ class _Parts:
     bus: EventBus
     engine: Engine
     visits: VisitTimers
+    control: BrokerControl
 
 
 @dataclass
@@ -167,7 +169,7 @@ async def serving(
     d = system.dispatcher
     api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": tile_url})
     settings = d.settings.model_copy(update={"api": api, **updates})
-    parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
+    parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits, d.control)
     app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts)
     port = free_port()
     server, task = await _serve_http(app, port, trusted_proxies=trusted_proxies)

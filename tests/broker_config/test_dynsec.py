@@ -17,10 +17,11 @@ import pytest
 from typer.testing import CliRunner
 
 from broker_config.cli import app
-from broker_config.dynsec import ADMIN_USER, MONITOR_USER, RESTRICTED_GROUP
+from broker_config.dynsec import ADMIN_USER
 from broker_config.pki import CaPaths
 from broker_config.runner import BrokerError
 from broker_config.tls_runner import TlsBroker, TlsFiles
+from dispatcher.dynsec_commands import MONITOR_USER, RESTRICTED_GROUP
 from tests.broker_config.helpers import SITE, Pki, connected
 
 SHARE = "$share/dispatch/vigie/v1/dev/+/up/+"

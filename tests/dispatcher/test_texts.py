@@ -316,3 +316,22 @@ def test_quarantine_alarms_say_the_device_the_paris_time_and_the_cost() -> None:
     assert texts.quarantine_ended("btn-flood") == (
         "balise btn-flood rétablie sur le broker après sa quarantaine : elle peut de nouveau alerter"
     )
+
+
+def test_broker_command_alarms_say_the_device_what_failed_and_what_it_means() -> None:
+    refused = texts.broker_refused(["addClientRole : Client not found", "disableClient : Client not found"])
+    assert texts.broker_command_failed("cut", "btn-flood", refused) == (
+        "le broker n'a pas confirmé la coupure de la balise btn-flood (inondation) (refus : addClientRole :"
+        " Client not found ; disableClient : Client not found) : elle n'est peut-être pas coupée ; le"
+        " dispatcher continue de refuser ses messages ; vérifiez le broker"
+    )
+    assert texts.broker_command_failed("release", "btn-flood", texts.broker_silent(5.0)) == (
+        "le broker n'a pas confirmé le rétablissement de la balise btn-flood après sa quarantaine (pas de"
+        " réponse en 5 s) : elle ne peut peut-être toujours pas alerter ; rétablissez-la avec le compte"
+        " d'administration du broker"
+    )
+    assert texts.broker_command_failed("revoke", "btn-vole", texts.broker_unsent()) == (
+        "le broker n'a pas confirmé la désactivation au broker de la balise révoquée btn-vole (aucune"
+        " session MQTT pour l'envoyer) : elle peut peut-être encore s'y connecter (ses messages restent"
+        " refusés par le dispatcher) ; lancez vigie provision revoke --broker-admin-port"
+    )

@@ -72,7 +72,7 @@ async def harness(
             settings = d.settings.model_copy(
                 update={"api": ApiSettings(cookie_secure=False, tile_url=tile_url)}
             )
-            parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits)
+            parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits, d.control)
             app = create_app(
                 settings=settings,
                 inbox=d.engine,

@@ -14,7 +14,7 @@ import pytest
 
 from tests.api.conftest import api, directory, served, tile_url
 from tests.console.test_browser import browser, chromium
-from tests.security.mqtt_stack import PROFILES, Stack, stack_for
+from tests.security.mqtt_stack import PROFILES, QUARANTINE_S, Stack, stack_for
 from tests.support import external_broker
 
 __all__ = ["api", "browser", "chromium", "directory", "served", "tile_url"]
@@ -33,3 +33,9 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     external_broker.skip_own_broker_profile(request.param)
     async with stack_for(request.param, tmp_path) as s:
         yield s
+
+
+@pytest.fixture
+def short_quarantine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatcher's setting (VIGIE_INGEST__QUARANTINE_S), read when the stack starts it."""
+    monkeypatch.setenv("VIGIE_INGEST__QUARANTINE_S", str(QUARANTINE_S))

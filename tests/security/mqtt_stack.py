@@ -24,11 +24,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.promstats import labelled
-from broker_config.dynsec import restricted_client_id
 from broker_config.pki import CaPaths
 from broker_config.runner import DevBroker
 from broker_config.tls_runner import TlsBroker, TlsFiles
 from dispatcher.domain import Device, DeviceKind
+from dispatcher.dynsec_commands import restricted_client_id
 from dispatcher.settings import MqttSettings
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice, new_device_secrets
@@ -39,6 +39,8 @@ from tests.support.external_broker import ExternalBroker
 from tests.support.system import METRICS_HEADERS, System, running_system
 
 PROFILES = ["dev", "prod"]
+# Short, for the tests (default 300 s): a quarantine ends while the test watches (fixture short_quarantine).
+QUARANTINE_S = 10.0
 MONITOR = "vigie-monitor"
 # A desk button at the Boutonnet practice (police zone) in the demo directory.
 PLACE_IDS = {"practitioner_id": "dr-claire-fabre", "site_id": "cabinet-boutonnet"}

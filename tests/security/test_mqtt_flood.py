@@ -33,7 +33,7 @@ from protocol.codec import to_bytes
 from protocol.messages import Location
 from protocol.topics import UplinkKind, uplink_topic
 from sandbox.fleet import SimulatedDevice
-from tests.security.mqtt_stack import Stack, eventually, press_until_received
+from tests.security.mqtt_stack import QUARANTINE_S, Stack, eventually, press_until_received
 
 FLOOD = 10_000
 # 400 times what one device is admitted (5/s), sustained for 5 s; the full-speed burst is below.
@@ -48,8 +48,6 @@ RECEIVED_WITHIN_S = 1.0
 # Before: the victim's alert waited in the kernel's socket buffers between the broker and the
 # dispatcher behind up to ~17,000 flood messages (paho reads ~80-100 µs each): 0.02-5.2 s.
 BURST_RECEIVED_WITHIN_S = 1.0
-# Short, for the test (default 300 s): the flooder is let back in while the test watches.
-QUARANTINE_S = 10.0
 
 
 def bad_signature_alert(device_id: str, n: int) -> bytes:
@@ -227,12 +225,6 @@ async def test_oversized_packets_are_cut_by_the_broker(stack: Stack) -> None:
         big.close()
     await alerts_still_received(stack, victim)
     assert await stack.rejected() == {}  # it never reached the dispatcher
-
-
-@pytest.fixture
-def short_quarantine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dispatcher's setting (VIGIE_INGEST__QUARANTINE_S), read when the stack starts it."""
-    monkeypatch.setenv("VIGIE_INGEST__QUARANTINE_S", str(QUARANTINE_S))
 
 
 async def still_cut_off(stack: Stack, device_id: str) -> None:

@@ -41,7 +41,7 @@ function row(d, names) {
 async function revoke(d) {
   const ok = await confirmAction(
     "Révoquer la balise ?",
-    `La balise « ${d.label || d.device_id} » (${d.device_id}) ne pourra plus déclencher d'alerte : ses messages seront refusés. `
+    `La balise « ${d.label || d.device_id} » (${d.device_id}) ne pourra plus déclencher d'alerte : ses messages seront refusés et le broker la déconnectera. `
       + "Pensez aussi à révoquer son certificat (vigie provision revoke). Cette action est enregistrée dans le journal d'audit.",
     "Révoquer définitivement",
   );
@@ -49,7 +49,7 @@ async function revoke(d) {
   try {
     await send("POST", `/api/devices/${encodeURIComponent(d.device_id)}/revoke`);
   } catch (error) {
-    $("global-error").textContent = `Révocation impossible : ${error.message}`;
+    $("global-error").textContent = `Révocation : ${error.message}`;
     $("global-error").hidden = false;
   }
   await showDevices();
