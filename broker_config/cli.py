@@ -369,7 +369,7 @@ def revoke(
         f"base mise à jour : {'oui' if done.in_store else 'non'}"
     )
     if broker is not None:
-        typer.echo(f"broker : client {device_id} désactivé")
+        typer.echo(f"broker : client {device_id} désactivé, toute publication, lecture et abonnement refusés")
     typer.echo(
         "ensuite : rechargez le broker (systemctl reload mosquitto), puis `vigie provision evict` la balise"
     )

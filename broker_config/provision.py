@@ -494,8 +494,10 @@ async def revoke(
     out of the broker, the safe side. Running it again is harmless.
     Afterwards the broker must re-read the CRL (SIGHUP) and the device's live
     connection must be cut (:func:`evict`): see docs/provisioning.md. With
-    ``broker``, its dynsec client is also disabled at the end (a password
-    login is then refused at once; certificate logins wait for the CRL).
+    ``broker``, it is also revoked in the dynsec plugin at the end, as the
+    console's revocation does (disconnected; a password login refused at once;
+    on the TLS listener, where certificate logins wait for the CRL, everything
+    it publishes, reads or subscribes to refused).
     """
     if device_id == DISPATCHER_CN or device_id.startswith(RESERVED_PREFIX):
         raise ProvisionError("les certificats d'infrastructure ne se révoquent pas avec cette commande")

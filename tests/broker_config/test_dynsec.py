@@ -67,6 +67,11 @@ def test_provisioning_registers_the_device_with_the_running_broker(pki: Pki, tls
     assert revoked.exit_code == 0 and "client btn-021 désactivé" in revoked.output, revoked.output
     state = json.loads(tls_broker.dynsec_file.read_text())  # the broker saved its new state
     assert {c["username"]: c.get("disabled", False) for c in state["clients"]}["btn-021"] is True
+    # The CRL is not reloaded yet, so its certificate still connects: the role vigie-revoked refuses
+    # it everything (here, its own downlink).
+    with connected(tls_broker, pki.device("btn-021")) as stolen:
+        codes = stolen.subscribe("vigie/v1/dev/btn-021/down")
+    assert codes and all(c.is_failure for c in codes), codes
 
 
 def test_broker_config_writes_the_plugin_file_once(pki: Pki, tmp_path: Path) -> None:
