@@ -4,6 +4,8 @@ There is no network thread. The socket is registered with the event loop
 (``add_reader``); paho parses what arrives in ``loop_read``, on the loop, and
 calls ``on_message`` there, so a message reaches the ingest's admission without
 a thread hop and paho's parsing no longer competes with the loop for the GIL.
+One read callback reads every packet already waiting (up to 64), so a backlog
+left while the loop was busy reaches the ingest as one batch.
 What paho queues to send (PUBACKs, downlinks, PINGREQs) is written at once
 with a non-blocking send, and waits for the socket to become writable
 (``add_writer``) only when the kernel buffer is full: sending never blocks the
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -64,6 +67,17 @@ STOP_TIMEOUT_S = 2.0  # for our DISCONNECT to be written at shutdown
 
 class MqttUnavailable(Exception):
     """The broker could not be reached or refused us."""
+
+
+# Packets read per read callback at most (a flood's share of one loop turn: a few ms).
+MAX_PACKETS_PER_READ = 64
+
+
+def _input_waiting(fd: int) -> bool:
+    """Bytes (or an end of stream) wait in the socket ``fd``: a poll with no timeout (any fd number)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +278,7 @@ class MqttBridge:
         client = self._client
         self._reading = True
         try:
-            client.loop_read()
+            self._read_waiting(client)
             # TLS: bytes already decrypted wait in the SSL object, where the loop's poll does not
             # see them; read them now or they would wait for the next packet to arrive.
             sock = client.socket()
@@ -276,6 +290,20 @@ class MqttBridge:
             self._reading = False
         if self._flush_due:
             self._flush()
+
+    def _read_waiting(self, client: mqtt.Client) -> None:
+        """Read the packets already in the socket, up to ``MAX_PACKETS_PER_READ``, not one per loop turn.
+
+        paho's ``loop_read`` reads one packet. One per turn of a busy loop, a
+        backlog would reach the ingest a message or two per batch instead of
+        as one group-committed batch. Bounded, so that a flood cannot hold the
+        loop: the rest is read at the next turn (the socket is still readable).
+        """
+        for _ in range(MAX_PACKETS_PER_READ):
+            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                return  # connection lost: paho closed it (``_detach``)
+            if self._fd is None or not _input_waiting(self._fd):
+                return
 
     def _write_queued(self, _c: mqtt.Client, _u: object, _sock: Any) -> None:
         self._on_loop(self._write_now)

@@ -121,3 +121,54 @@ async def test_reconnects_after_the_broker_was_killed_and_publishes_again(broker
             got = await asyncio.to_thread(device.wait_for, 1)
         assert [m.payload for m in got] == [b"received"]
     assert not bridge.is_connected
+
+
+def _publish_alerts(broker: DevBroker, payloads: list[bytes]) -> None:
+    """Publish QoS 1 as the device, one connection, and wait for every PUBACK."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=DEVICE, protocol=mqtt.MQTTv5)
+    client.username_pw_set(DEVICE, broker.accounts[DEVICE])
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        sent = [client.publish(uplink_topic(DEVICE, UplinkKind.ALERT), p, qos=1) for p in payloads]
+        for info in sent:
+            info.wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+async def test_a_backlog_is_handed_over_in_one_turn_of_the_loop(broker: DevBroker) -> None:
+    """Messages that arrived while the loop was busy reach the ingest together (one batch, one
+    commit), not one per turn of the loop."""
+    _device(broker)
+    loop = asyncio.get_running_loop()
+    turns = 0
+
+    def tick() -> None:  # runs once per turn of the loop
+        nonlocal turns
+        turns += 1
+        loop.call_soon(tick)
+
+    handed: list[tuple[Inbound, int]] = []  # each message with the turn it was handed over in
+    bridge = MqttBridge(_settings(broker), on_message=lambda m: handed.append((m, turns)))
+    await bridge.start()
+    try:
+        payloads = [f"alert-{i}".encode() for i in range(20)]
+        published = threading.Event()
+        loop.call_soon(tick)
+        # The loop is held (as by a long ingest batch) until the broker has taken every alert;
+        # it forwards each one to us before its PUBACK to the device.
+        loop.call_soon(published.wait, 20)
+        await asyncio.to_thread(lambda: (_publish_alerts(broker, payloads), published.set()))
+        await eventually(lambda: _all_handed(handed, len(payloads)))
+        assert [m.payload for m, _ in handed] == payloads
+        assert len({turn for _, turn in handed}) == 1, [turn for _, turn in handed]
+        for message, _ in handed:
+            bridge.ack(message)
+    finally:
+        await bridge.stop()
+
+
+async def _all_handed(handed: list[tuple[Inbound, int]], count: int) -> bool:
+    return len(handed) >= count
