@@ -138,7 +138,11 @@ async def test_a_login_flood_does_not_delay_the_duress_pin_check(served: Served,
     elapsed = await _duress_cancel_s(system, "btn-boutonnet-2")
     statuses, flood_ended = await flood
     assert sum(statuses.values()) == 300
-    assert statuses[401] <= 40, statuses  # a few dozen hashed at most, the rest refused at once
+    # Before the fix all 300 were hashed. How many find a free slot of the global gate
+    # (16 checks in flight) depends on how fast the flood's requests arrive against how
+    # fast each check ends, i.e. on the machine's load (41 were checked once on a busy CI
+    # machine): a load-proof bound is that most of the flood is refused unchecked.
+    assert statuses[429] >= 200, statuses
     # Queued behind the flood's hashes (the bug), the cancel ends with the flood. On a
     # machine loaded by other work, plain CPU sharing slows both alike: then the cancel
     # must still take well under what was left of the flood.
