@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from itertools import count
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dispatcher import texts
+from dispatcher import broker_logs, texts
 from dispatcher.dynsec_commands import (
     CONTROL_TOPIC,
     BrokerAction,
@@ -79,7 +79,7 @@ class BrokerControl:
     def send(self, commands: Sequence[dict[str, Any]]) -> Sent:
         """Publish ``commands`` now (on the event loop); :meth:`confirm` reads the outcome."""
         if self._broker is None:
-            log.error("broker control: no MQTT session to send %s", [c["command"] for c in commands])
+            log.error(broker_logs.CONTROL_NO_SESSION, ", ".join(c["command"] for c in commands))
             return Sent(list(commands), "", None)
         correlation = f"{self._prefix}{next(self._numbers)}"
         batch = tagged(commands, correlation)
@@ -124,9 +124,9 @@ class BrokerControl:
     async def alarm(self, device_id: str, reason: str, label: str) -> None:
         """An operator alarm about ``device_id``: counted, logged, stored, pushed to the consoles."""
         self._metrics.operator_alarms.labels(label).inc()
-        log.error("ALARME OPÉRATEUR : %s", reason)
+        log.error(broker_logs.OPERATOR_ALARM, reason)
         try:
             await self._store.add_operator_event("alarm", reason, device_id=device_id)
         except Exception:
-            log.exception("could not store the operator alarm: %s", reason)
+            log.exception(broker_logs.OPERATOR_ALARM_NOT_STORED, reason)
         self._bus.publish("operator_alarm", alert_id=None, reason=reason)

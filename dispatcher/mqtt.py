@@ -52,6 +52,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from dispatcher import broker_logs
 from dispatcher.dynsec_commands import RESPONSE_TOPIC
 from dispatcher.settings import MqttSettings
 from protocol.topics import DEFAULT_SHARE_GROUP, shared_status_filter, shared_uplink_filter
@@ -192,7 +193,7 @@ class MqttBridge:
         try:
             await asyncio.wait_for(self._lost.wait(), STOP_TIMEOUT_S)
         except TimeoutError:
-            log.warning("DISCONNECT not written within %s s; leaving the socket to close", STOP_TIMEOUT_S)
+            log.warning(broker_logs.DISCONNECT_UNWRITTEN, STOP_TIMEOUT_S)
             self._detach()
 
     @property
@@ -209,7 +210,7 @@ class MqttBridge:
         re-sends QoS 1 after a reconnect."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            log.warning("publish to %s queued while disconnected (rc=%s)", topic, info.rc)
+            log.warning(broker_logs.PUBLISH_QUEUED, topic, info.rc)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -222,7 +223,7 @@ class MqttBridge:
                 # Blocking in paho (TCP connect, TLS handshake): off the loop.
                 await asyncio.to_thread(self._client.reconnect)
             except (OSError, ValueError) as exc:  # refused, unreachable, TLS or certificate failure
-                log.warning("cannot reach broker %s:%s: %s", s.host, s.port, exc)
+                log.warning(broker_logs.UNREACHABLE, s.host, s.port, exc)
             else:
                 await self._lost.wait()
             await asyncio.sleep(self._next_delay())
@@ -340,7 +341,7 @@ class MqttBridge:
         self, client: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
         if reason.is_failure:
-            log.error("broker refused the dispatcher: %s", reason)
+            log.error(broker_logs.REFUSED, reason)
             return
         self._backoff = None
         group = self._share_group
@@ -352,16 +353,16 @@ class MqttBridge:
         if self._on_control_answer is not None:  # sent to us alone, at QoS 0: nothing to acknowledge
             topics.append((RESPONSE_TOPIC, 0))
         client.subscribe(topics)
-        log.info("connected to broker, subscribed to the dispatchers' share group")
+        log.info(broker_logs.CONNECTED)
         self._on_loop(self._connected.set)
 
     def _handle_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
     ) -> None:
         if self._stopping:
-            log.info("disconnected from broker (stopping)")
+            log.info(broker_logs.DISCONNECTED_STOPPING)
         else:
-            log.warning("disconnected from broker (%s); reconnecting with backoff", reason)
+            log.warning(broker_logs.DISCONNECTED, reason)
         self._on_loop(self._connected.clear)
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -373,7 +374,7 @@ class MqttBridge:
             self._on_message(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic()))
         except Exception:  # a bug: paho would re-raise out of loop_read mid-packet
             log.critical(
-                "message on %s not admitted; unacknowledged, the broker redelivers it",
+                broker_logs.NOT_ADMITTED,
                 msg.topic,
                 exc_info=True,
             )
@@ -383,6 +384,6 @@ class MqttBridge:
         try:
             self._on_control_answer(bytes(msg.payload))
         except Exception:  # a bug: never out of loop_read
-            log.exception("answer of the broker's dynamic-security plugin not handled")
+            log.exception(broker_logs.CONTROL_ANSWER_FAILED)
         if msg.qos > 0:
             self._client.ack(msg.mid, msg.qos)

@@ -49,7 +49,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from dispatcher import texts
+from dispatcher import broker_logs, texts
 from dispatcher.domain import DeviceState
 from dispatcher.dynsec_commands import (  # the commands: one source for every sender
     cut_commands,
@@ -96,7 +96,7 @@ class Quarantine:
             return
         self._starting.add(device_id)
         sent = self._control.send(cut_commands(device_id))  # now: every ms lets more flood through
-        log.warning("balise %s : inondation, coupure demandée au broker", device_id)
+        log.warning(broker_logs.FLOOD_CUT, device_id)
         task = asyncio.get_running_loop().create_task(self._begin(device_id, sent))
         self._tasks.add(task)  # the loop keeps only a weak reference
         task.add_done_callback(self._begun)
@@ -111,7 +111,7 @@ class Quarantine:
             try:
                 delay = min(delay, await self._release_due())
             except Exception:
-                log.exception("quarantines: could not read or release them; retrying in %.0f s", delay)
+                log.exception(broker_logs.QUARANTINE_PASS_FAILED, delay)
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), max(delay, 0.05))
@@ -139,7 +139,7 @@ class Quarantine:
         try:
             first = await self._store.begin_quarantine(device_id, until)
         except Exception:
-            log.exception("quarantine of %s not stored: released from memory at %s", device_id, until)
+            log.exception(broker_logs.QUARANTINE_NOT_STORED, device_id, texts.local_time(until))
             self._unstored[device_id] = until
             first = True
         finally:
