@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from dispatcher import notification_logs as nlog
 from dispatcher import texts
 from dispatcher.domain import AlertContext
 from dispatcher.events import EventBus
@@ -212,7 +213,7 @@ class Delivery:
         try:
             claimed = await self._store.claim_notifications(self._owner, now=time.time(), lease_s=LEASE_S)
         except Exception:
-            log.exception("could not claim pending notifications; they stay pending for the next pass")
+            log.exception(nlog.CLAIM_FAILED)
             return
         await self._spawn_in_order(_first_of_each_alert_first(claimed))
 
@@ -271,9 +272,7 @@ class Delivery:
             result = await self._attempt_with_retries(n)
             await self._record(n, result)
         except Exception:
-            log.exception(
-                "notification %s (%s to %s) crashed; left 'sending' for recovery", n.id, n.channel, n.phone
-            )
+            log.exception(nlog.SEND_CRASHED, nlog.channel(n.channel), n.id, n.phone)
 
     async def _attempt_with_retries(self, n: NotificationRecord) -> ProviderResult:
         """Attempt until the provider answers about the contact, or the notification is not wanted.
@@ -385,7 +384,7 @@ class Delivery:
         try:
             return await self._links.url_for(n.alert_id, n.contact_id)
         except Exception:  # never hold an alert SMS back for its link
-            log.exception("no responder link for notification %s: sent without it", n.id)
+            log.exception(nlog.NO_RESPONDER_LINK, n.id)
             return None
 
     async def _record(self, n: NotificationRecord, result: ProviderResult) -> None:
@@ -414,13 +413,13 @@ class Delivery:
         if result.outcome == "unknown":
             # The provider may have acted: not re-sent blindly; the reconciliation
             # looks it up in the provider's records first. Escalation timers carry on.
-            log.error("notification %s to %s: outcome unknown (%s); to reconcile", n.id, n.phone, error)
+            log.error(nlog.OUTCOME_UNKNOWN, nlog.channel(n.channel), n.id, n.phone, error)
             await self.record(n.id, status="unknown", error=error)
             return
         if result.error_code == "not-wanted":
-            log.warning("notification %s to %s dropped: %s", n.id, n.phone, error)
+            log.warning(nlog.NOT_WANTED, nlog.channel(n.channel), n.id, n.phone, error)
             await self.record(n.id, status="canceled", error=error)
             return
-        log.error("notification %s (%s to %s) failed: %s", n.id, n.channel, n.phone, error)
+        log.error(nlog.FAILED, nlog.channel(n.channel), n.id, n.phone, error)
         await self.record(n.id, status="failed", error=error)
         await self._on_failed(n)

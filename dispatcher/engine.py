@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from dispatcher import escalation as esc
+from dispatcher import notification_logs as nlog
 from dispatcher.cancels import REFUSALS, PinCheck, PinGuard, Verdict
 from dispatcher.delivery import Delivery
 from dispatcher.domain import (
@@ -421,14 +422,14 @@ class Engine:
         for n in await self._store.abandoned_notifications(time.time(), self._owner):
             if n.status == "retry_wait":
                 # Every attempt so far provably failed and none was in flight: send it now.
-                log.warning("notification %s was waiting for a retry when we died; re-queued", n.id)
+                log.warning(nlog.REQUEUED_AT_RESTART, nlog.channel(n.channel), n.id)
                 await self._store.record_notification(n.id, status="pending", error=n.error)
                 continue
             # It may have reached the provider: the reconciliation looks it up in
             # the provider's records, adopts it if found and sends it if not.
-            log.warning("notification %s was being sent when we died: 'unknown', to reconcile", n.id)
+            log.warning(nlog.UNCERTAIN_AT_RESTART, nlog.channel(n.channel), n.id)
             await self._store.record_notification(
-                n.id, status="unknown", error="dispatcher died while sending"
+                n.id, status="unknown", error="dispatcher arrêté pendant l'envoi"
             )
         await self._seed_state_gauge()
         if self.delivery is not None:
@@ -478,7 +479,7 @@ class Engine:
     ) -> None:
         n = await self._notification_for(sid, ref)
         if n is None:
-            log.warning("status %s for unknown provider sid %s (ref %s)", status, sid, ref)
+            log.warning(nlog.STATUS_UNKNOWN_SID, status, sid, ref)
             return
         # The SID goes with the status: a row whose SID was never stored (a crash
         # between the request and its commit) adopts it from the callback.
@@ -562,7 +563,7 @@ class Engine:
             return False
         n = await self._notification_for(call_sid, ref)
         if n is None:
-            log.warning("keypress on unknown call %s (ref %s)", call_sid, ref)
+            log.warning(nlog.KEYPRESS_UNKNOWN_CALL, call_sid, ref)
             return False
         return await self.handle(n.alert_id, esc.Acknowledged(by=n.contact_id, via="voice"))
 
@@ -580,7 +581,7 @@ class Engine:
                 self._outage_alarm_open = True
                 await self._operator_alarm(None, f"{ALARM_PROVIDER_DOWN} ({detail})")
             return
-        log.warning("SMS/voice provider answering again: waiting notifications are being sent")
+        log.warning(nlog.PROVIDER_BACK)
         if self._outage_alarm_open:
             self._outage_alarm_open = False
             await self._store.add_operator_event("provider", PROVIDER_BACK)

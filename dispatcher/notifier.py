@@ -32,6 +32,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from dispatcher import notification_logs as nlog
 from dispatcher.reconcile import ProviderRecord
 from dispatcher.settings import TwilioSettings
 
@@ -306,7 +307,7 @@ def _classify(exc: Exception, *, sent: bool) -> ProviderResult:
         code = "provider-error"
     else:
         code = "unexpected-error"
-        log.exception("unexpected error around a provider request")
+        log.exception(nlog.PROVIDER_BUG)
     return ProviderResult("unknown", error_code=code, error_message=_describe(exc), retryable=False)
 
 
@@ -326,13 +327,13 @@ def _log_result(kind: str, to: str, reference: str, result: ProviderResult) -> N
     level = logging.INFO if result.accepted else logging.WARNING
     log.log(
         level,
-        "twilio %s to=%s ref=%s outcome=%s sid=%s status=%s error=%s retryable=%s",
-        kind,
+        nlog.PROVIDER_RESULT,
+        nlog.channel(kind),
         to,
         reference,
-        result.outcome,
+        nlog.outcome(result.outcome),
         result.sid,
         result.status,
         result.error_code,
-        result.retryable,
+        nlog.yes_no(result.retryable),
     )

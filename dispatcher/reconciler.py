@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from dispatcher import notification_logs as nlog
 from dispatcher import reconcile as rc
 from dispatcher.events import EventBus
 from dispatcher.notifier import ProviderUnavailable
@@ -65,7 +66,7 @@ class Reconciler:
             try:
                 await self.reconcile_once()
             except Exception:
-                log.exception("reconciliation pass failed; next pass in %.0f s", self._interval_s)
+                log.exception(nlog.RECONCILE_PASS_FAILED, self._interval_s)
             await asyncio.sleep(self._interval_s)
 
     async def reconcile_once(self) -> int:
@@ -79,7 +80,7 @@ class Reconciler:
             try:
                 decision = await self._decide(row, now, seen)
             except ProviderUnavailable as exc:
-                log.warning("reconciliation paused: provider unavailable (%s)", exc)
+                log.warning(nlog.RECONCILE_PAUSED, exc)
                 break
             settled += await self._apply(row, decision)
             if isinstance(decision, rc.Adopt):
@@ -96,7 +97,7 @@ class Reconciler:
             if await self._store.settle_notification(
                 n.id, expected=n.status, status=target, error=f"{n.error or ''} (instance disparue)".strip()
             ):
-                log.warning("notification %s abandoned by a dead instance: %s -> %s", n.id, n.status, target)
+                log.warning(nlog.ABANDONED, nlog.channel(n.channel), n.id, n.status, target)
 
     async def _decide(self, row: ReconcileRow, now: float, seen: _PassCache) -> rc.Decision:
         uncertain = _uncertain(row)
@@ -136,21 +137,28 @@ class Reconciler:
 
     async def _apply(self, row: ReconcileRow, decision: rc.Decision) -> int:
         n = row.notification
+        send = (nlog.channel(n.channel), n.id, n.phone)
         match decision:
             case rc.Wait():
                 return 0
             case rc.Adopt(sid=sid, status=status):
                 done = await self._settle(n, status, sid, f"rapprochée avec le fournisseur ({n.status})")
+                if done:
+                    log.warning(nlog.ADOPTED, *send, sid, status, n.status)
                 if done and status in FAILED_STATUSES:
                     await self._on_failed(n)
             case rc.Resend(disowned=disowned):
                 await self._disown(disowned)
-                done = await self._settle(n, "pending", None, RESENT if not disowned else RESENT_AMBIGUOUS)
+                why = RESENT if not disowned else RESENT_AMBIGUOUS
+                done = await self._settle(n, "pending", None, why)
+                if done:
+                    log.warning(nlog.RESENT, *send, n.status, why)
             case rc.Drop(reason=reason, disowned=disowned):
                 await self._disown(disowned)
                 done = await self._settle(n, "canceled", None, reason)
+                if done:
+                    log.warning(nlog.DROPPED, *send, n.status, reason)
         if done:
-            log.warning("notification %s (%s to %s): %s -> %s", n.id, n.channel, n.phone, n.status, decision)
             self._bus.publish("alert", alert_id=n.alert_id)
         return int(done)
 
@@ -158,9 +166,7 @@ class Reconciler:
         """Before the row moves on: a record it might own must never go to another row."""
         if sids:
             await self._store.disown_provider_records(sids, datetime.now(UTC))
-            log.warning(
-                "provider records %s cannot be attributed to one notification: disowned", ", ".join(sids)
-            )
+            log.warning(nlog.DISOWNED, ", ".join(sids))
 
     async def _settle(self, n: NotificationRecord, status: str, sid: str | None, note: str) -> bool:
         try:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dispatcher import notification_logs as nlog
 from dispatcher.domain import AlertContext, AlertState
 from dispatcher.gsm7 import to_gsm7
 from dispatcher.replycodes import parse_reply, reply_code
@@ -75,10 +76,10 @@ class SmsReplies:
     async def claim(self, message_sid: str) -> bool:
         """Record the SMS's provider id; False for a replay (or a request without an id): do nothing."""
         if not message_sid:
-            log.warning("inbound SMS without MessageSid ignored (a signed Twilio SMS always has one)")
+            log.warning(nlog.SMS_WITHOUT_SID)
             return False
         if not await self._store.claim_inbound_message(message_sid, datetime.now(UTC)):
-            log.warning("inbound SMS %s already handled: replayed webhook ignored", message_sid)
+            log.warning(nlog.SMS_REPLAYED, message_sid)
             return False
         return True
 
@@ -93,7 +94,7 @@ class SmsReplies:
     async def _coded(self, phone: str, code: str, open_alerts: Sequence[_Open]) -> str:
         named = [a for a in open_alerts if a.code == code]
         if len(named) > 1:
-            log.warning("reply code %s from %s names %d open alerts: not guessing", code, phone, len(named))
+            log.warning(nlog.REPLY_CODE_AMBIGUOUS, code, phone, len(named))
             return to_gsm7(
                 f"Vigie : le code {code} designe plusieurs alertes. Prenez en charge par l'appel "
                 "(touche 1) ou appelez la console."

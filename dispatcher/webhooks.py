@@ -21,6 +21,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
+from dispatcher import notification_logs as nlog
 from dispatcher.notifier import GATHER_PATH, SMS_WEBHOOK_PATH, STATUS_CALLBACK_PATH
 from dispatcher.texts import ASK_AGAIN_SPEECH, DEFAULT_VOICE, NO_KEY_SPEECH, VOICE_LANGUAGE
 
@@ -145,15 +146,15 @@ class TwilioWebhooks:
         url = self._public_url(request)
         body = await _body(request)
         if body is None:
-            log.warning("twilio webhook rejected: body over %d bytes (url=%s)", MAX_BODY_BYTES, url)
+            log.warning(nlog.WEBHOOK_TOO_BIG, MAX_BODY_BYTES, url)
             return _twiml(EMPTY_TWIML, 413)
         form = _form(request, body)
         signature = request.headers.get("X-Twilio-Signature")
         if not signature:
-            log.warning("twilio webhook rejected: no X-Twilio-Signature (url=%s)", url)
+            log.warning(nlog.WEBHOOK_UNSIGNED, url)
             return _twiml(EMPTY_TWIML, 403)
         if not self._signatures.valid(url, form, signature):
-            log.warning("twilio webhook rejected: bad signature for url=%s", url)
+            log.warning(nlog.WEBHOOK_BAD_SIGNATURE, url)
             return _twiml(EMPTY_TWIML, 403)
         return await handler(form, url)
 
@@ -167,7 +168,7 @@ class TwilioWebhooks:
         sid = form.get("MessageSid") or form.get("CallSid") or ""
         state = form.get("MessageStatus") or form.get("CallStatus") or ""
         if not sid or not state:
-            log.warning("twilio status callback without sid/status: %s", dict(form))
+            log.warning(nlog.STATUS_INCOMPLETE, dict(form))
             return _twiml(EMPTY_TWIML, 400)
         await self._inbox.delivery_status(sid, state, form.get("ErrorCode") or None, ref=_reference(url))
         return _twiml(EMPTY_TWIML)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher import broker_logs
+from dispatcher import broker_logs, notification_logs
+from dispatcher.delivery import NOT_WANTED
+from dispatcher.reconciler import RESENT
 
 GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
     (
@@ -83,6 +85,154 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
         "quarantaine de la balise btn-flood non enregistrée dans la base : ce dispatcher la lèvera"
         " lui-même à 22:15 (heure de Paris)",
     ),
+    (
+        notification_logs.PROVIDER_RESULT,
+        ('SMS', '+33639980151', 'alerts/a-7f3k/1/0', 'issue inconnue', None, None, 'timeout', 'non'),
+        "Twilio, SMS vers +33639980151 (réf. alerts/a-7f3k/1/0) : issue inconnue ; sid=None statut=None"
+        " erreur=timeout renvoi sûr=non",
+    ),
+    (
+        notification_logs.PROVIDER_BUG,
+        (),
+        "erreur inattendue autour d'une requête au fournisseur : issue inconnue",
+    ),
+    (
+        notification_logs.CLAIM_FAILED,
+        (),
+        "notifications en attente non réservées (base indisponible ?) : elles restent en attente pour le"
+        " prochain passage",
+    ),
+    (
+        notification_logs.SEND_CRASHED,
+        ('appel', 43, '+33465710102'),
+        "appel n° 43 vers +33465710102 : erreur interne pendant l'envoi ; laissé « en cours d'envoi », il"
+        " sera rapproché avec le fournisseur à l'expiration de son bail",
+    ),
+    (
+        notification_logs.NO_RESPONDER_LINK,
+        (42,),
+        "lien de prise en charge impossible à créer pour l'envoi n° 42 : SMS envoyé sans lui",
+    ),
+    (
+        notification_logs.OUTCOME_UNKNOWN,
+        ('SMS', 42, '+33639980151', 'timeout: TimeoutError'),
+        "SMS n° 42 vers +33639980151 : issue inconnue (timeout: TimeoutError) ; rapproché avec les"
+        " relevés du fournisseur avant tout renvoi, l'escalade continue",
+    ),
+    (
+        notification_logs.NOT_WANTED,
+        ("SMS", 42, "+33639980151", NOT_WANTED),
+        "SMS n° 42 vers +33639980151 : non envoyé : l'alerte est close ou prise en charge (fournisseur"
+        " injoignable jusque-là)",
+    ),
+    (
+        notification_logs.FAILED,
+        ('appel', 43, '+33465710102', "21211: Invalid 'To' Phone Number"),
+        "appel n° 43 vers +33465710102 en échec : 21211: Invalid 'To' Phone Number ; l'escalade essaie"
+        " l'autre canal de ce contact, et passe au palier suivant si plus personne du palier ne peut être"
+        " joint",
+    ),
+    (
+        notification_logs.REQUEUED_AT_RESTART,
+        ('SMS', 42),
+        "SMS n° 42 attendait un nouvel essai quand le dispatcher s'est arrêté : remis en file",
+    ),
+    (
+        notification_logs.UNCERTAIN_AT_RESTART,
+        ('appel', 43),
+        "appel n° 43 était en cours d'envoi quand le dispatcher s'est arrêté : issue inconnue, rapproché"
+        " avec le fournisseur",
+    ),
+    (
+        notification_logs.PROVIDER_BACK,
+        (),
+        'le fournisseur SMS/voix répond de nouveau : les notifications en attente partent',
+    ),
+    (
+        notification_logs.RECONCILE_PASS_FAILED,
+        (30.0,),
+        'passage de rapprochement en échec ; le prochain dans 30 s',
+    ),
+    (
+        notification_logs.RECONCILE_PAUSED,
+        ('HTTP 503',),
+        'rapprochement suspendu : fournisseur indisponible (HTTP 503) ; repris au prochain passage',
+    ),
+    (
+        notification_logs.ABANDONED,
+        ('SMS', 42, 'sending', 'unknown'),
+        'SMS n° 42 laissé par une instance disparue : statut sending → unknown',
+    ),
+    (
+        notification_logs.ADOPTED,
+        ('SMS', 42, '+33639980151', 'SM0123', 'delivered', 'unknown'),
+        "SMS n° 42 vers +33639980151 trouvé chez le fournisseur (sid SM0123, statut delivered) : repris"
+        " tel quel (était unknown)",
+    ),
+    (
+        notification_logs.RESENT,
+        ("SMS", 42, "+33639980151", "unknown", RESENT),
+        "SMS n° 42 vers +33639980151 renvoyé (était unknown) : introuvable chez le fournisseur après un"
+        " envoi incertain : renvoyée",
+    ),
+    (
+        notification_logs.DROPPED,
+        ('appel', 43, '+33465710102', 'unknown', 'alerte resolved : plus nécessaire'),
+        'appel n° 43 vers +33465710102 abandonné (était unknown) : alerte resolved : plus nécessaire',
+    ),
+    (
+        notification_logs.DISOWNED,
+        ('SM0123, SM0456',),
+        'envois SM0123, SM0456 du fournisseur impossibles à attribuer à une seule notification : écartés',
+    ),
+    (
+        notification_logs.WEBHOOK_TOO_BIG,
+        (65536, 'https://vigie.example/twilio/status'),
+        'webhook Twilio refusé : corps de plus de 65536 octets (url=https://vigie.example/twilio/status)',
+    ),
+    (
+        notification_logs.WEBHOOK_UNSIGNED,
+        ('https://vigie.example/twilio/status',),
+        "webhook Twilio refusé : pas d'en-tête X-Twilio-Signature"
+        " (url=https://vigie.example/twilio/status)",
+    ),
+    (
+        notification_logs.WEBHOOK_BAD_SIGNATURE,
+        ('https://vigie.example/twilio/status',),
+        "webhook Twilio refusé : signature invalide pour url=https://vigie.example/twilio/status (faux,"
+        " ou jeton Twilio ou URL publique mal réglés)",
+    ),
+    (
+        notification_logs.STATUS_INCOMPLETE,
+        ({'MessageStatus': 'sent'},),
+        "rappel de statut Twilio sans sid ou sans statut, ignoré : {'MessageStatus': 'sent'}",
+    ),
+    (
+        notification_logs.STATUS_UNKNOWN_SID,
+        ('delivered', 'SM0123', 'alerts/a-7f3k/1/0'),
+        'statut delivered reçu pour un envoi inconnu (sid SM0123, réf. alerts/a-7f3k/1/0) : ignoré',
+    ),
+    (
+        notification_logs.KEYPRESS_UNKNOWN_CALL,
+        ('CA0123', None),
+        'touche pressée pendant un appel inconnu (sid CA0123, réf. None) : ignorée',
+    ),
+    (
+        notification_logs.SMS_WITHOUT_SID,
+        (),
+        'SMS reçu sans MessageSid : ignoré (un SMS signé par Twilio en a toujours un)',
+    ),
+    (
+        notification_logs.SMS_REPLAYED,
+        ('SM0123',),
+        'SMS reçu SM0123 déjà traité : webhook rejoué, ignoré',
+    ),
+    (
+        notification_logs.REPLY_CODE_AMBIGUOUS,
+        ('K7', '+33639980151', 2),
+        "code de réponse K7 de +33639980151 : 2 alertes ouvertes le portent, aucune n'est choisie ; le"
+        " contact est invité à prendre en charge par l'appel (touche 1) ou à appeler la console",
+    ),
 ]
 
 
@@ -92,6 +242,6 @@ def test_golden_log_lines(fmt: str, args: tuple[object, ...], expected: str) -> 
 
 
 def test_every_line_of_the_logs_modules_is_checked_by_a_golden() -> None:
-    for module in (broker_logs,):
+    for module in (broker_logs, notification_logs):
         formats = {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
         assert formats <= {fmt for fmt, _, _ in GOLDEN}, module.__name__

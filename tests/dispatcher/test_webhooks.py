@@ -105,7 +105,7 @@ async def test_forged_requests_are_refused(
     response = await client.post(path, data=PARAMS | {"CallSid": CALL_SID, "Digits": "1"}, headers=headers)
     assert response.status_code == 403
     assert not inbox.called
-    assert "twilio webhook rejected" in caplog.text
+    assert "webhook Twilio refusé" in caplog.text
 
 
 def _resign_for(path: str, forgery: Forgery) -> str:
@@ -163,7 +163,7 @@ async def test_oversized_body_is_refused_unread(
     )
     assert response.status_code == 413
     assert not inbox.called
-    assert "body over" in caplog.text
+    assert "refusé : corps de plus de 65536 octets" in caplog.text
 
 
 async def test_other_paths_reach_the_rest_of_the_app(inbox: RecordingInbox) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from bench.cluster import Cluster, http_json, read_db
+from dispatcher import notification_logs as nlog
 from tests.faults.conftest import MakeCluster, provider_log
 from tests.faults.harness import (
     OFFICIER_DE_QUART,
@@ -74,13 +76,21 @@ def kill_during_a_provider_request(cluster: Cluster, within_s: float = 15.0) -> 
 def reconciliation_counts(dispatcher_log: Path) -> dict[str, int]:
     """What the reconciliation decided, from the dispatcher's log (all its lives)."""
     text = dispatcher_log.read_text(errors="replace") if dispatcher_log.exists() else ""
+    results = _lines(nlog.PROVIDER_RESULT, text)
     return {
-        "reconciled_adopted": text.count("-> Adopt("),
-        "reconciled_resent": text.count("-> Resend("),
-        "reconciled_dropped": text.count("-> Drop("),
-        "uncertain_at_restart": text.count("was being sent when we died"),
-        "uncertain_timeouts": text.count("outcome=unknown"),
+        "reconciled_adopted": len(_lines(nlog.ADOPTED, text)),
+        "reconciled_resent": len(_lines(nlog.RESENT, text)),
+        "reconciled_dropped": len(_lines(nlog.DROPPED, text)),
+        "uncertain_at_restart": len(_lines(nlog.UNCERTAIN_AT_RESTART, text)),
+        "uncertain_timeouts": sum(1 for r in results if r[3] == nlog.outcome("unknown")),
     }
+
+
+def _lines(fmt: str, text: str) -> list[tuple[str, ...]]:
+    """The arguments of every log line written with %-format ``fmt`` in ``text``."""
+    parts = re.split(r"%(?:\.\d+)?[sd]", fmt)
+    pattern = "(.*?)".join(re.escape(part) for part in parts)
+    return [m if isinstance(m, tuple) else (m,) for m in re.findall(pattern + "$", text, re.M)]
 
 
 def gather_webhooks(log: Path) -> list[dict[str, object]]:
