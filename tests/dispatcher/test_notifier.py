@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from broker_config.runner import free_port
-from dispatcher.notifier import STATUS_CALLBACK_PATH, TwilioNotifier
+from dispatcher.notifier import STATUS_CALLBACK_PATH, TwilioNotifier, form_body
 from dispatcher.settings import TwilioSettings
 from sandbox.twilio_resources import NumberBehaviour
 from sandbox.twilio_server import TwilioSandbox
@@ -153,3 +156,19 @@ async def test_aclose_is_idempotent(make_notifier: MakeNotifier) -> None:
     assert (await notifier.send_sms(CONTACT, "x", reference="r")).accepted
     await notifier.aclose()
     await notifier.aclose()
+
+
+_FORM_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)  # no lone surrogate
+_FORM_VALUES = st.one_of(
+    _FORM_TEXT, st.integers(), st.booleans(), st.lists(_FORM_TEXT, max_size=3), st.tuples(_FORM_TEXT)
+)
+
+
+@given(st.dictionaries(_FORM_TEXT, _FORM_VALUES, max_size=6))
+def test_form_body_means_what_urlencode_means(data: dict[str, object]) -> None:
+    # What the provider reads: every pair, in order, decoded as any form parser does.
+    body = form_body(data)
+    assert parse_qsl(body, keep_blank_values=True) == parse_qsl(
+        urlencode(data, doseq=True), keep_blank_values=True
+    )
+    assert parse_qsl(form_body({"To": "+33639980101"})) == [("To", "+33639980101")]  # '+' is escaped
