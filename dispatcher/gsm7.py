@@ -28,6 +28,10 @@ BASIC_CHARSET = frozenset(_BASIC) - {"\x1b"}
 
 EXTENSION_CHARSET = frozenset("\f^{}\\[~]|€")
 """Characters encoded as ESC + one septet (they count twice)."""
+# Every check below is a set operation run in C: an SMS body is checked and
+# counted several times while it is fitted (dispatcher/texts.py), for every
+# SMS of every alert, on the event loop.
+_GSM7_CHARSET = BASIC_CHARSET | EXTENSION_CHARSET
 
 GSM7_SINGLE_SEGMENT = 160
 GSM7_MULTI_SEGMENT = 153  # 7 septets go to the concatenation header
@@ -105,7 +109,7 @@ def _septets(char: str) -> int:
 
 def is_gsm7(text: str) -> bool:
     """True when ``text`` can be sent in the GSM-7 alphabet (basic or extension)."""
-    return all(c in BASIC_CHARSET or c in EXTENSION_CHARSET for c in text)
+    return _GSM7_CHARSET.issuperset(text)
 
 
 def _count_segments(units: list[int], single: int, multi: int) -> int:
@@ -130,9 +134,18 @@ def segments(text: str) -> int:
     the BMP taking two (never split). An empty body still occupies one SMS.
     """
     if is_gsm7(text):
+        if EXTENSION_CHARSET.isdisjoint(text):  # one septet each: nothing indivisible
+            return _uniform_segments(len(text), GSM7_SINGLE_SEGMENT, GSM7_MULTI_SEGMENT)
         return _count_segments([_septets(c) for c in text], GSM7_SINGLE_SEGMENT, GSM7_MULTI_SEGMENT)
+    if not text or max(text) <= "\uffff":  # no surrogate pair
+        return _uniform_segments(len(text), UCS2_SINGLE_SEGMENT, UCS2_MULTI_SEGMENT)
     units = [2 if ord(c) > 0xFFFF else 1 for c in text]
     return _count_segments(units, UCS2_SINGLE_SEGMENT, UCS2_MULTI_SEGMENT)
+
+
+def _uniform_segments(count: int, single: int, multi: int) -> int:
+    """:func:`_count_segments` of ``count`` units of size 1."""
+    return 1 if count <= single else -(-count // multi)
 
 
 def _fallback(char: str) -> str:
@@ -151,6 +164,8 @@ def to_gsm7(text: str) -> str:
     others lose their diacritics, and what still cannot be encoded becomes
     ``?`` rather than silently switching the whole message to UCS-2.
     """
+    if _GSM7_CHARSET.issuperset(text):
+        return text
     out: list[str] = []
     for char in text:
         if char in BASIC_CHARSET or char in EXTENSION_CHARSET:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dispatcher.gsm7 import BASIC_CHARSET, EXTENSION_CHARSET, is_gsm7, segments, to_gsm7
 
@@ -81,3 +83,36 @@ def test_one_apostrophe_makes_the_difference() -> None:
     text = "Dr Marie Dupont, l’adresse: " + "x" * 120
     assert segments(text) == 3  # UCS-2, 148 chars
     assert segments(to_gsm7(text)) == 1
+
+
+# Texts mixing the cases the counting shortcuts tell apart: plain GSM-7, escape
+# pairs, UCS-2 and characters outside the BMP, at lengths around the boundaries.
+_MIXED = st.text(alphabet=st.sampled_from("aé€^ê’🚨 \n"), max_size=500)
+
+
+def _reference_segments(text: str) -> int:
+    """Segments counted unit by unit, as GSM 03.38 / UTF-16 define them."""
+    if all(c in BASIC_CHARSET or c in EXTENSION_CHARSET for c in text):
+        units, single, multi = [2 if c in EXTENSION_CHARSET else 1 for c in text], 160, 153
+    else:
+        units, single, multi = [2 if ord(c) > 0xFFFF else 1 for c in text], 70, 67
+    if sum(units) <= single:
+        return 1
+    count, used = 1, 0
+    for size in units:
+        if used + size > multi:
+            count, used = count + 1, 0
+        used += size
+    return count
+
+
+@given(_MIXED)
+def test_segments_agree_with_unit_by_unit_counting(text: str) -> None:
+    assert segments(text) == _reference_segments(text)
+
+
+@given(_MIXED)
+def test_to_gsm7_leaves_gsm7_text_as_it_is_and_always_yields_gsm7(text: str) -> None:
+    rewritten = to_gsm7(text)
+    assert is_gsm7(rewritten)
+    assert (rewritten == text) == all(c in BASIC_CHARSET or c in EXTENSION_CHARSET for c in text)
