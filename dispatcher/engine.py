@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
+from dispatcher import alert_logs
 from dispatcher import escalation as esc
 from dispatcher import notification_logs as nlog
 from dispatcher.cancels import REFUSALS, PinCheck, PinGuard, Verdict
@@ -254,7 +255,7 @@ class Engine:
             for _ in range(5):
                 record = await self._store.get_alert(alert_id)
                 if record.escalation is None:
-                    log.warning("event %s for alert %s before its escalation started", event, alert_id)
+                    log.warning(alert_logs.EVENT_BEFORE_ESCALATION, event, alert_id)
                     return False
                 state = esc.EscalationState.from_json(record.escalation)
                 new, commands = esc.step(state, event)
@@ -278,11 +279,11 @@ class Engine:
         try:
             record = await self._store.get_alert(alert_id)
         except NotFound:
-            log.warning("cancel %s from %s names unknown alert %s", event_id, device_id, alert_id)
+            log.warning(alert_logs.CANCEL_UNKNOWN_ALERT, event_id, device_id, alert_id)
             await self._refuse_cancel(device_id, alert_id, Verdict.NO_PIN, "alerte inconnue", known=False)
             return
         if record.device_id != device_id:
-            log.warning("cancel %s: alert %s belongs to another device", event_id, alert_id)
+            log.warning(alert_logs.CANCEL_OTHER_DEVICE, event_id, alert_id)
             return
         verdict, owner = await self._pin_guard.check(device_id, self._pins_of(device_id, record.context), pin)
         if verdict in (Verdict.NORMAL, Verdict.DURESS):
@@ -296,7 +297,7 @@ class Engine:
     ) -> None:
         """The alert goes on: counted, logged, the device told (it keeps it open), operators alarmed."""
         self._metrics.cancels_refused.labels(verdict.value).inc()
-        log.warning("cancel of alert %s from %s refused: %s", alert_id, device_id, verdict.value)
+        log.warning(alert_logs.CANCEL_REFUSED, alert_id, device_id, verdict.value, why)
         self._downlinks.send_downlink(device_id, "cancel_refused", alert_id)
         reason = f"annulation refusée ({device_id}) : {why}, l'alerte continue"
         await self._operator_alarm(alert_id if known else None, reason)
@@ -379,11 +380,11 @@ class Engine:
 
     async def _operator_alarm(self, alert_id: str | None, reason: str, *, persisted: bool = False) -> None:
         self._metrics.operator_alarms.labels(reason[:40]).inc()
-        log.error("ALARME OPÉRATEUR (alerte %s) : %s", alert_id, reason)
+        log.error(alert_logs.OPERATOR_ALARM, alert_id, reason)
         try:
             await self._store.add_operator_event("alarm", reason, alert_id=alert_id)
         except Exception:
-            log.exception("could not store operator alarm (already in the alert timeline: %s)", persisted)
+            log.exception(alert_logs.OPERATOR_ALARM_NOT_STORED, nlog.yes_no(persisted))
         self._bus.publish("operator_alarm", alert_id=alert_id, reason=reason)
 
     # -- durable timers ---------------------------------------------------------------
@@ -399,7 +400,7 @@ class Engine:
                 await self.fire_due_timers()
                 next_due = await self._store.next_timer_due()
             except Exception:
-                log.exception("timer pass failed; retrying")
+                log.exception(alert_logs.TIMER_PASS_FAILED)
                 next_due = None
             delay = max_sleep_s if next_due is None else min(max_sleep_s, max(0.0, next_due - time.time()))
             self._timer_wakeup.clear()
@@ -417,7 +418,7 @@ class Engine:
     async def recover(self) -> None:
         """Resume what a crashed instance left: unstarted alerts, pending and lost sends."""
         for record in await self._store.unstarted_alerts():
-            log.warning("alert %s was stored without an escalation; starting it now", record.id)
+            log.warning(alert_logs.UNSTARTED, record.id)
             await self._start_stored(record.id)
         for n in await self._store.abandoned_notifications(time.time(), self._owner):
             if n.status == "retry_wait":

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
+from dispatcher import alert_logs
 from dispatcher.admission import COALESCED, Admission, device_of
 from dispatcher.domain import DownlinkKind
 from dispatcher.engine import Engine, PlannedAlert
@@ -183,7 +184,7 @@ class Ingest:
                     try:
                         await handle(part)
                     except Exception:  # a bug after classification: lose this work, never the ingest
-                        log.critical("ingest failed on a batch of %d; releasing it", len(part), exc_info=True)
+                        log.critical(alert_logs.BATCH_FAILED, len(part), exc_info=True)
                         self._release_unacked(part)
         finally:
             summaries.cancel()
@@ -257,7 +258,7 @@ class Ingest:
         try:
             await self._classify_checked(message, batch)
         except Exception as exc:  # a bug must cost this one message, never the ingest task
-            log.exception("internal error while processing %s; refused", message.topic)
+            log.exception(alert_logs.MESSAGE_FAILED, message.topic)
             reason = Rejected(RejectReason.INTERNAL_ERROR, type(exc).__name__)
             self._reject(batch, message, device_of(message.topic) or None, reason)
 
@@ -294,10 +295,10 @@ class Ingest:
         if not isinstance(uplink, Heartbeat | Position) and not self._limiter.allow(uplink.device):
             # The seq is NOT admitted: a real device re-sends the same alert until
             # 'received', so it is accepted once the bucket has refilled.
-            raise Rejected(RejectReason.RATE_LIMITED, f"{uplink.type} from a device over its rate")
+            raise Rejected(RejectReason.RATE_LIMITED, alert_logs.OVER_RATE % uplink.type)
         if window.is_new_counter(uplink.seq):
             log.info(
-                "%s numbers from %d now (was %d): new or lost state directory",
+                alert_logs.NEW_COUNTER,
                 uplink.device,
                 uplink.seq,
                 window.high,
@@ -321,7 +322,7 @@ class Ingest:
         """A heartbeat the fast path left here (a location, another layout, or to be refused)."""
         self._check_time(uplink)
         if not self._health.on_heartbeat(uplink, time.time()):
-            raise Rejected(RejectReason.REPLAY, f"heartbeat seq {uplink.seq} not above the last one")
+            raise Rejected(RejectReason.REPLAY, alert_logs.HEARTBEAT_SEQ_OLD % uplink.seq)
         self._metrics.ingested.labels(uplink.type).inc()
         if uplink.location is not None:  # the last known position, for an alert without a fix
             self._cache.note_fix(uplink.device, uplink.location)
@@ -344,7 +345,7 @@ class Ingest:
 
     def _check_fresh(self, uplink: Alert | TestAlert | Cancel | Position, window: SequenceWindow) -> None:
         if not window.is_fresh(uplink.seq):
-            raise Rejected(RejectReason.REPLAY, f"seq {uplink.seq} already used or too old")
+            raise Rejected(RejectReason.REPLAY, alert_logs.SEQ_USED % uplink.seq)
         self._check_time(uplink)
 
     @staticmethod
@@ -352,9 +353,9 @@ class Ingest:
         time_window = _TIME_WINDOWS.get(type(uplink), ALERT_TIME_WINDOW)
         verdict = time_window.check(uplink.ts, int(time.time() * 1000))
         if verdict is ReplayVerdict.STALE:
-            raise Rejected(RejectReason.STALE, f"ts {uplink.ts} too old")
+            raise Rejected(RejectReason.STALE, alert_logs.TS_OLD % uplink.ts)
         if verdict is ReplayVerdict.FUTURE:
-            raise Rejected(RejectReason.FUTURE_TS, f"ts {uplink.ts} ahead of our clock")
+            raise Rejected(RejectReason.FUTURE_TS, alert_logs.TS_AHEAD % uplink.ts)
 
     def _reject(self, batch: _Batch, message: Inbound, device_id: str | None, rejected: Rejected) -> None:
         self._metrics.rejected.labels(rejected.reason.value).inc()
@@ -387,7 +388,7 @@ class Ingest:
                 break
             except StoreUnavailable as exc:
                 self._metrics.store_failures.inc()
-                log.critical("STORE UNAVAILABLE, %d alert(s) held unacknowledged: %s", len(rows), exc)
+                log.critical(alert_logs.STORE_DOWN_ALERTS, len(rows), exc)
                 await asyncio.sleep(self._retry_delay_s)
         for (message, alert, _, _), outcome in zip(batch.new_alerts, outcomes, strict=True):
             self._metrics.stage_seconds.labels("persisted").observe(time.monotonic() - message.received_at)
@@ -428,7 +429,7 @@ class Ingest:
         for message, cancel in batch.cancels:
             # Checked against the store too: another instance may have taken this very cancel (a replay).
             if not await self._until_stored(partial(self._store.admit_sequence, cancel.device, cancel.seq)):
-                refused = Rejected(RejectReason.REPLAY, f"cancel seq {cancel.seq} already used (store)")
+                refused = Rejected(RejectReason.REPLAY, alert_logs.CANCEL_SEQ_USED % cancel.seq)
                 self._refuse_later(cancel.device, message.topic, refused)
                 self._ack(message)
                 continue
@@ -444,7 +445,7 @@ class Ingest:
             try:
                 return await work()
             except StoreUnavailable as exc:
-                log.critical("STORE UNAVAILABLE while cancelling: %s", exc)
+                log.critical(alert_logs.STORE_DOWN_CANCEL, exc)
                 await asyncio.sleep(self._retry_delay_s)
 
     def _store_rejections(self) -> None:
@@ -467,7 +468,7 @@ class Ingest:
         try:
             await self._store.record_rejections(rows)
         except StoreUnavailable:
-            log.exception("could not store %d rejection(s); they are counted and logged above", len(rows))
+            log.exception(alert_logs.REJECTIONS_NOT_STORED, len(rows))
         for device_id, _, reason, _ in rows:
             self._bus.publish("rejected", device_id=device_id, reason=reason)
 
@@ -477,7 +478,7 @@ class Ingest:
         """Sign and publish feedback for one device (engine's DownlinkSender)."""
         key = self._cache.current.any_key_for(device_id)
         if key is None or self.bridge is None:
-            log.error("cannot send %s downlink to %s: no key or no broker", kind, device_id)
+            log.error(alert_logs.DOWNLINK_IMPOSSIBLE, kind, device_id)
             return
         _, payload = encode_downlink(
             kind=kind, device_id=device_id, ref=ref, ts_ms=int(time.time() * 1000), key=key

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dispatcher import alert_logs
 from dispatcher.domain import DownlinkKind
 from dispatcher.escalation_state import TERMINAL_STATES
 from dispatcher.events import EventBus
@@ -96,7 +97,7 @@ class PositionRecorder:
             return  # an older fix delivered late: the waiting one is where she is now
         if waiting is None and len(self._waiting) >= self._max_pending:
             self._refuse(
-                position.device, topic, Rejected(RejectReason.QUEUE_FULL, "too many positions waiting")
+                position.device, topic, Rejected(RejectReason.QUEUE_FULL, alert_logs.POSITIONS_WAITING)
             )
             return
         self._waiting[position.alert_id] = _Waiting(position, topic, datetime.now(UTC))
@@ -112,18 +113,18 @@ class PositionRecorder:
                 try:
                     await self._record(waiting)
                 except StoreUnavailable as exc:
-                    log.error("cannot store positions now (%s); will retry", exc)
+                    log.error(alert_logs.POSITIONS_STORE_DOWN, exc)
                     for later_id, later in batch[index:]:
                         self._waiting.setdefault(later_id, later)  # unless a newer one came meanwhile
                     self._ready.set()
                     await asyncio.sleep(RETRY_S)
                     break
                 except Exception:  # one position must never stop the others
-                    log.exception("could not record a position of %s", alert_id)
+                    log.exception(alert_logs.POSITION_FAILED, alert_id)
                     self._refuse(
                         waiting.position.device,
                         waiting.topic,
-                        Rejected(RejectReason.INTERNAL_ERROR, "position not recorded"),
+                        Rejected(RejectReason.INTERNAL_ERROR, alert_logs.POSITION_NOT_RECORDED),
                     )
 
     async def _record(self, waiting: _Waiting) -> None:
@@ -136,14 +137,16 @@ class PositionRecorder:
             self._refuse(
                 position.device,
                 waiting.topic,
-                Rejected(RejectReason.NOT_ITS_ALERT, f"alert {position.alert_id} is not this device's"),
+                Rejected(RejectReason.NOT_ITS_ALERT, alert_logs.NOT_ITS_ALERT % position.alert_id),
             )
             return
         if alert.state in TERMINAL_STATES:
             self._refuse(
                 position.device,
                 waiting.topic,
-                Rejected(RejectReason.ALERT_CLOSED, f"alert {position.alert_id} is {alert.state}"),
+                Rejected(
+                    RejectReason.ALERT_CLOSED, alert_logs.ALERT_CLOSED % (position.alert_id, alert.state)
+                ),
             )
             self._downlinks(position.device, closing_downlink(alert), position.alert_id)
             return

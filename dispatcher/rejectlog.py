@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dispatcher import alert_logs
+
 log = logging.getLogger("dispatcher.ingest")
 
 #: (device id or None, topic, reason, detail): a row of the store's ``rejections`` table.
@@ -59,7 +61,7 @@ class RejectionLog:
                 return False
             self._tallies[key] = _Tally(topic)
             self._pending.append((device_id, topic, reason, detail))
-        log.warning("rejected %s from %s: %s: %s", topic, device_id or "?", reason, detail)
+        log.warning(alert_logs.REJECTED, topic, device_id or "?", reason, alert_logs.reason(reason), detail)
         return True
 
     def due(self) -> bool:
@@ -77,7 +79,7 @@ class RejectionLog:
             tallies, self._tallies, self._since = self._tallies, {}, now
         for (device_id, reason), tally in tallies.items():
             if tally.suppressed:
-                detail = f"{tally.suppressed} more in the last {elapsed:.0f} s (logged once per interval)"
-                log.warning("rejected %d more %s from %s", tally.suppressed, reason, device_id or "?")
+                detail = alert_logs.REJECTED_MORE_DETAIL % (tally.suppressed, elapsed)
+                log.warning(alert_logs.REJECTED_MORE, tally.suppressed, reason, device_id or "?")
                 rows.append((device_id, tally.topic, reason, detail))
         return rows

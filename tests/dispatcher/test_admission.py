@@ -86,7 +86,12 @@ def test_rejections_are_logged_and_stored_once_per_device_and_reason_per_interva
     now[0] = 10.5
     summary = log.drain()
     assert summary == [
-        ("flood", "t", "bad_signature", "999 more in the last 10 s (logged once per interval)")
+        (
+            "flood",
+            "t",
+            "bad_signature",
+            "999 de plus ces 10 dernières secondes (journalisé une fois par intervalle)",
+        )
     ]
     assert len(caplog.records) == 3
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher import broker_logs, notification_logs
+from dispatcher import alert_logs, broker_logs, notification_logs
 from dispatcher.delivery import NOT_WANTED
 from dispatcher.reconciler import RESENT
 
@@ -233,6 +233,168 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
         "code de réponse K7 de +33639980151 : 2 alertes ouvertes le portent, aucune n'est choisie ; le"
         " contact est invité à prendre en charge par l'appel (touche 1) ou à appeler la console",
     ),
+    (
+        alert_logs.REJECTED,
+        ('vigie/v1/btn-flood/alert', 'btn-flood', 'bad_signature', 'signature invalide', 'hmac mismatch'),
+        "message refusé sur vigie/v1/btn-flood/alert (balise btn-flood) : bad_signature, signature"
+        " invalide : hmac mismatch",
+    ),
+    (
+        alert_logs.REJECTED_MORE,
+        (199, 'bad_signature', 'btn-flood'),
+        "refusés : 199 autres messages bad_signature de la balise btn-flood dans l'intervalle",
+    ),
+    (
+        alert_logs.REJECTED_MORE_DETAIL,
+        (199, 10.0),
+        "199 de plus ces 10 dernières secondes (journalisé une fois par intervalle)",
+    ),
+    (
+        alert_logs.OVER_RATE,
+        ('alert',),
+        "alert d'une balise au-delà de son débit",
+    ),
+    (
+        alert_logs.HEARTBEAT_SEQ_OLD,
+        (1041,),
+        "heartbeat de seq 1041, pas au-dessus du dernier",
+    ),
+    (
+        alert_logs.SEQ_USED,
+        (1041,),
+        "seq 1041 déjà utilisé ou trop ancien",
+    ),
+    (
+        alert_logs.TS_OLD,
+        (1795800000000,),
+        "horodatage 1795800000000 trop ancien",
+    ),
+    (
+        alert_logs.TS_AHEAD,
+        (1795800000000,),
+        "horodatage 1795800000000 en avance sur notre horloge",
+    ),
+    (
+        alert_logs.CANCEL_SEQ_USED,
+        (1042,),
+        "seq 1042 d'annulation déjà utilisé (base)",
+    ),
+    (
+        alert_logs.POSITIONS_WAITING,
+        (),
+        "trop de positions en attente",
+    ),
+    (
+        alert_logs.POSITION_NOT_RECORDED,
+        (),
+        "position non enregistrée",
+    ),
+    (
+        alert_logs.NOT_ITS_ALERT,
+        ('a-7f3k',),
+        "l'alerte a-7f3k n'est pas celle de cette balise",
+    ),
+    (
+        alert_logs.ALERT_CLOSED,
+        ('a-7f3k', 'resolved'),
+        "l'alerte a-7f3k est close (état resolved)",
+    ),
+    (
+        alert_logs.BATCH_FAILED,
+        (12,),
+        "réception : erreur interne sur un lot de 12 message(s), acquittés au broker sans suite ; les"
+        " balises renvoient leurs alertes tant qu'elles n'ont pas reçu « reçue »",
+    ),
+    (
+        alert_logs.MESSAGE_FAILED,
+        ('vigie/v1/btn-cabinet-boutonnet/alert',),
+        "réception : erreur interne sur un message de vigie/v1/btn-cabinet-boutonnet/alert ; refusé",
+    ),
+    (
+        alert_logs.NEW_COUNTER,
+        ('btn-cabinet-boutonnet', 1795800000, 1041),
+        "balise btn-cabinet-boutonnet : numéros de séquence repartis de 1795800000 (étaient à 1041) ;"
+        " dossier d'état neuf ou perdu sur la balise",
+    ),
+    (
+        alert_logs.STORE_DOWN_ALERTS,
+        (3, 'database is locked'),
+        "BASE INDISPONIBLE : 3 alerte(s) gardée(s) sans acquittement, nouvel essai en boucle ; les"
+        " balises les renvoient : database is locked",
+    ),
+    (
+        alert_logs.STORE_DOWN_CANCEL,
+        ('database is locked',),
+        "BASE INDISPONIBLE pendant une annulation, gardée sans acquittement, nouvel essai en boucle :"
+        " database is locked",
+    ),
+    (
+        alert_logs.REJECTIONS_NOT_STORED,
+        (2,),
+        "2 refus non enregistré(s) dans la base ; ils sont comptés et journalisés ci-dessus",
+    ),
+    (
+        alert_logs.DOWNLINK_IMPOSSIBLE,
+        ('received', 'btn-cabinet-boutonnet'),
+        "message descendant « received » vers la balise btn-cabinet-boutonnet impossible : pas de clé ou"
+        " pas de broker",
+    ),
+    (
+        alert_logs.POSITIONS_STORE_DOWN,
+        ('database is locked',),
+        "positions non enregistrées pour l'instant (database is locked) ; nouvel essai",
+    ),
+    (
+        alert_logs.POSITION_FAILED,
+        ('a-7f3k',),
+        "position de l'alerte a-7f3k non enregistrée (erreur interne)",
+    ),
+    (
+        alert_logs.EVENT_BEFORE_ESCALATION,
+        ('AckTimeout(tier=0, round=0)', 'a-7f3k'),
+        "événement AckTimeout(tier=0, round=0) pour l'alerte a-7f3k arrivé avant le début de son escalade"
+        " : ignoré",
+    ),
+    (
+        alert_logs.CANCEL_UNKNOWN_ALERT,
+        ('c-19', 'btn-cabinet-boutonnet', 'a-7f3k'),
+        "annulation c-19 de la balise btn-cabinet-boutonnet pour une alerte inconnue a-7f3k : refusée, la"
+        " balise en est avertie",
+    ),
+    (
+        alert_logs.CANCEL_OTHER_DEVICE,
+        ('c-19', 'a-7f3k'),
+        "annulation c-19 : l'alerte a-7f3k appartient à une autre balise ; ignorée",
+    ),
+    (
+        alert_logs.CANCEL_REFUSED,
+        ('a-7f3k', 'btn-cabinet-boutonnet', 'no_pin', "aucun code d'annulation n'est défini pour ce bouton"),
+        "annulation de l'alerte a-7f3k par la balise btn-cabinet-boutonnet refusée (no_pin : aucun code"
+        " d'annulation n'est défini pour ce bouton) : l'alerte continue",
+    ),
+    (
+        alert_logs.OPERATOR_ALARM,
+        ('a-7f3k', "annulation refusée (btn-cabinet-boutonnet) : code faux, l'alerte continue"),
+        "ALARME OPÉRATEUR (alerte a-7f3k) : annulation refusée (btn-cabinet-boutonnet) : code faux,"
+        " l'alerte continue",
+    ),
+    (
+        alert_logs.OPERATOR_ALARM_NOT_STORED,
+        ('non',),
+        "alarme opérateur non enregistrée dans la base (déjà dans l'historique de l'alerte : non) ; elle"
+        " part quand même aux consoles",
+    ),
+    (
+        alert_logs.TIMER_PASS_FAILED,
+        (),
+        "passage des minuteries d'escalade en échec ; nouvel essai",
+    ),
+    (
+        alert_logs.UNSTARTED,
+        ('a-7f3k',),
+        "alerte a-7f3k enregistrée sans escalade (dispatcher arrêté entre-temps) : escalade démarrée"
+        " maintenant",
+    ),
 ]
 
 
@@ -242,6 +404,6 @@ def test_golden_log_lines(fmt: str, args: tuple[object, ...], expected: str) -> 
 
 
 def test_every_line_of_the_logs_modules_is_checked_by_a_golden() -> None:
-    for module in (broker_logs, notification_logs):
+    for module in (alert_logs, broker_logs, notification_logs):
         formats = {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
         assert formats <= {fmt for fmt, _, _ in GOLDEN}, module.__name__

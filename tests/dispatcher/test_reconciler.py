@@ -84,7 +84,7 @@ async def crashed_alert(store: Store, *specs_: object) -> list[NotificationRecor
     await store.claim_notifications("dead", now=1000.0)
     rows = await store.notifications_for("a-1")
     for n in rows:
-        await store.record_notification(n.id, status="unknown", error="dispatcher died while sending")
+        await store.record_notification(n.id, status="unknown", error="dispatcher arrêté pendant l'envoi")
     return rows
 
 

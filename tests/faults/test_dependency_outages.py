@@ -99,7 +99,7 @@ def requests_of(cluster: Cluster, alert_id: str) -> list[dict[str, object]]:
 def critical_logged(cluster: Cluster, count: int = 1) -> bool:
     assert cluster.dispatcher is not None
     return (
-        cluster.dispatcher.log_path.read_text().count("CRITICAL dispatcher.ingest: STORE UNAVAILABLE")
+        cluster.dispatcher.log_path.read_text().count("CRITICAL dispatcher.ingest: BASE INDISPONIBLE")
         >= count
     )
 
