@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatcher.domain import (
     Channel,
@@ -23,7 +25,14 @@ from dispatcher.domain import (
 from dispatcher.escalation import Recipient
 from dispatcher.fallback import DEPLOYMENT_CONTACT_ID, Fallback, RoutingDecision, deployment_recipient
 from dispatcher.fallback import route as route_with
-from dispatcher.routing import build_plan, competent_units, find_convention, point_in_ring
+from dispatcher.routing import (
+    _build_convention_plan,
+    build_convention_plan,
+    build_plan,
+    competent_units,
+    find_convention,
+    point_in_ring,
+)
 
 MONTPELLIER = "34172"
 CASTELNAU = "34057"
@@ -418,3 +427,47 @@ def test_home_visit_in_saint_gely_alerts_the_brigade_first() -> None:
     }
     # 22:30: the brigade commander is off duty, the CORG desk (next priority) is alerted.
     assert notified == {("corg-34", "+33465710111", Channel.VOICE)}
+
+
+# Contact hours with every shape: office hours, a window across midnight, an
+# empty one (start == end), minutes and seconds; Paris time through both DST
+# changes of 2025.
+_SHIFTS = [
+    Hours(start=time(8), end=time(19)),
+    Hours(start=time(22, 15), end=time(6, 30)),
+    Hours(start=time(12), end=time(12)),
+    Hours(start=time(7, 59, 59), end=time(8, 0, 1)),
+]
+_SHIFTED = Convention.model_validate(
+    {
+        **SSJ_HERAULT.model_dump(),
+        "id": "shifted",
+        "units": [
+            unit.model_copy(
+                update={
+                    "contacts": [
+                        c.model_copy(update={"hours": [_SHIFTS[(i + j) % len(_SHIFTS)]]})
+                        for j, c in enumerate(unit.contacts)
+                    ]
+                }
+            )
+            for i, unit in enumerate(SSJ_HERAULT.units)
+        ],
+    }
+)
+
+
+@settings(max_examples=400)
+@given(
+    st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2025, 12, 31), timezones=st.just(UTC)),
+    st.sampled_from([_SHIFTED, SSJ_HERAULT]),
+    st.integers(min_value=0, max_value=2),
+)
+def test_a_remembered_plan_is_the_plan_built_at_that_time(
+    now: datetime, convention: Convention, n: int
+) -> None:
+    competent = convention.units[n : n + 1] or convention.units[:1]
+    # 400 instants fall in a few hour slots: most answers come from the memo, filled by earlier examples.
+    assert build_convention_plan(convention, now, competent) == _build_convention_plan(
+        convention, now, competent
+    )
