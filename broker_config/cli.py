@@ -19,14 +19,14 @@ from broker_config import dynsec, pins, provision
 from broker_config.provision import BrokerAccount, DeviceSpec, ProvisionError
 from broker_config.tls_runner import TlsFiles, prod_values, render_prod_config
 from dispatcher.domain import DeviceKind
-from dispatcher.dynsec_commands import MONITOR_USER
+from dispatcher.fleet.dynsec_commands import MONITOR_USER
 from dispatcher.secretcheck import generate_secret
 from dispatcher.store.base import DirectoryStore, StoreError
 
 app = typer.Typer(help="Certificats, bundles des balises et révocation.", no_args_is_help=True)
 
 T = TypeVar("T")
-# As the console says them (dispatcher/console/static/labels.js).
+# As the console says them (dispatcher/web/console/static/labels.js).
 KIND_LABELS = {"button": "bouton fixe", "pocket": "bouton de poche", "bracelet": "bracelet"}
 STATE_LABELS = {"active": "active", "revoked": "révoquée"}
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from dispatcher.dynsec_commands import (
+from dispatcher.fleet.dynsec_commands import (
     CONTROL_TOPIC,
     RESPONSE_TOPIC,
     RESTRICTED_GROUP,
@@ -237,7 +237,7 @@ class DynsecAdmin:
 
     def disable(self, username: str) -> None:
         """Revoke ``username`` at the broker (registered first if needed): what the dispatcher's
-        revocation sends too (dispatcher/dynsec_commands.py).
+        revocation sends too (dispatcher/fleet/dynsec_commands.py).
 
         The broker disconnects it, refuses its password logins and, through the
         role ``vigie-revoked``, everything it would publish, read or subscribe to

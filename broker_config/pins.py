@@ -3,7 +3,7 @@
 The PINs belong to the person (or, for a desk button bound only to a site,
 to the site's staff), not to one device: the dispatcher verifies a cancel
 against the argon2 hashes on the practitioner (or site) record
-(``dispatcher/engine.py``). So provisioning:
+(``dispatcher/alerting/engine.py``). So provisioning:
 
 * sets the hashes when the owner has none yet (the PINs chosen now become hers);
 * otherwise requires the PINs given to match the registered ones, because a

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from broker_config import dynsec
 from broker_config.passwords import write_password_file
-from dispatcher.dynsec_commands import restricted_client_id
+from dispatcher.fleet.dynsec_commands import restricted_client_id
 
 DISPATCHER_USER = "vigie-dispatcher"
 

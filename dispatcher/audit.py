@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatcher.auth import User
 from dispatcher.store.base import AccessStore
+from dispatcher.web.auth import User
 
 # Action names, stable strings (they are filtered on).
 LOGIN = "auth.login"

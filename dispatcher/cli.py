@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from broker_config.cli import app as provision_app
 from broker_config.dev_cli import app as broker_app
-from dispatcher.directory_texts import validation_message
+from dispatcher.directory.texts import validation_message
 from dispatcher.settings import AdminSettings, DispatcherSettings, RetentionSettings
 
 S = TypeVar("S", bound=AdminSettings)
@@ -121,8 +121,8 @@ def load_directory_command(
     create: CreateOption = False,
 ) -> None:
     """Validate a directory / SSJ convention file and load it into the store."""
-    from dispatcher.directory import DirectoryError, load_directory
-    from dispatcher.geocoding import AddressGeocoder
+    from dispatcher.directory.geocoding import AddressGeocoder
+    from dispatcher.directory.loader import DirectoryError, load_directory
     from dispatcher.store import open_store
 
     _logging(False)
@@ -170,7 +170,7 @@ def load_communes_command(
     create: CreateOption = False,
 ) -> None:
     """Load commune contours (GPS fix -> INSEE code, offline): all or nothing, per département."""
-    from dispatcher.communes import CommuneLoadError, fetch_departement, load_communes
+    from dispatcher.directory.communes import CommuneLoadError, fetch_departement, load_communes
     from dispatcher.store import open_store
 
     if not files and not fetch:
@@ -202,7 +202,7 @@ def load_communes_command(
 
 
 def _read_bytes(path: Path) -> bytes:
-    from dispatcher.communes import CommuneLoadError
+    from dispatcher.directory.communes import CommuneLoadError
 
     try:
         return path.read_bytes()
@@ -242,10 +242,10 @@ def user_add(
     """Create an account (the password is prompted, hidden, or read from the environment)."""
     from pydantic import ValidationError as Invalid
 
-    from dispatcher.api.schemas import UserCreate
-    from dispatcher.auth import hash_password
     from dispatcher.store import open_store
     from dispatcher.store.base import AlreadyExists, NewUser
+    from dispatcher.web.api.schemas import UserCreate
+    from dispatcher.web.auth import hash_password
 
     settings = _settings(AdminSettings)
     _require_database(settings.database_url, create)
@@ -360,11 +360,11 @@ def visit_add(
     import secrets
     from datetime import UTC, datetime, timedelta
 
-    from dispatcher.communes import CommuneIndex
+    from dispatcher.directory.communes import CommuneIndex
+    from dispatcher.directory.geocoding import AddressGeocoder
     from dispatcher.domain import Address, HomeVisit
-    from dispatcher.geocoding import AddressGeocoder
     from dispatcher.store import open_store
-    from dispatcher.visit_place import UnroutableVisit, place_visit_address
+    from dispatcher.visits.place import UnroutableVisit, place_visit_address
 
     settings = _settings(AdminSettings)
     _require_database(settings.database_url, create)

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from dispatcher.directory_texts import ENDS_BEFORE_START, OFFSETS_MIXED
+from dispatcher.directory.texts import ENDS_BEFORE_START, OFFSETS_MIXED
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")]
 E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$")]

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pydantic import SecretStr
 from starlette.requests import Request
 
-from dispatcher.auth import SESSION_COOKIE
+from dispatcher.web.auth import SESSION_COOKIE
 
 _STAGE_BUCKETS = (
     0.0005,

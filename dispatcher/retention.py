@@ -26,7 +26,7 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 
 from dispatcher.audit import RETENTION_PURGE, Auditor
-from dispatcher.snapshot import DirectoryCache
+from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.store.base import PurgeReport, Store
 
 log = logging.getLogger(__name__)

@@ -13,32 +13,32 @@ from typing import Any
 
 import uvicorn
 
-from dispatcher.admission import Admission, admission_policy
-from dispatcher.app import create_app
-from dispatcher.broker_control import BrokerControl
-from dispatcher.cancels import PinGuard
-from dispatcher.delivery import Delivery
-from dispatcher.engine import Engine
+from dispatcher.alerting.admission import Admission, admission_policy
+from dispatcher.alerting.cancels import PinGuard
+from dispatcher.alerting.delivery import Delivery
+from dispatcher.alerting.engine import Engine
+from dispatcher.alerting.ingest import Ingest
+from dispatcher.alerting.mqtt import MqttBridge
+from dispatcher.alerting.notifier import TwilioNotifier
+from dispatcher.alerting.ratelimit import BucketPolicy
+from dispatcher.alerting.reconciler import Reconciler
+from dispatcher.alerting.rejectlog import RejectionLog
+from dispatcher.alerting.responder_links import ResponderLinks
+from dispatcher.directory.fallback import deployment_recipient
+from dispatcher.directory.location import LocationPolicy
+from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.events import EventBus
-from dispatcher.fallback import deployment_recipient
-from dispatcher.health import HealthMonitor
-from dispatcher.ingest import Ingest
+from dispatcher.fleet.broker_control import BrokerControl
+from dispatcher.fleet.health import HealthMonitor
+from dispatcher.fleet.quarantine import Quarantine
 from dispatcher.liveness import feed_watchdog
-from dispatcher.location import LocationPolicy
 from dispatcher.metrics import Metrics
-from dispatcher.mqtt import MqttBridge
-from dispatcher.notifier import TwilioNotifier
-from dispatcher.quarantine import Quarantine
-from dispatcher.ratelimit import BucketPolicy
-from dispatcher.reconciler import Reconciler
-from dispatcher.rejectlog import RejectionLog
-from dispatcher.responder_links import ResponderLinks
 from dispatcher.retention import run_retention
 from dispatcher.settings import DispatcherSettings
-from dispatcher.snapshot import DirectoryCache
 from dispatcher.store import open_store
 from dispatcher.store.base import Store
-from dispatcher.visit_runner import VisitTimers
+from dispatcher.visits.runner import VisitTimers
+from dispatcher.web.app import create_app
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
 
 async def serve(settings: DispatcherSettings) -> None:
     """Run the dispatcher and its HTTP API (REST, console, webhooks) until interrupted."""
-    from dispatcher.geocoding import AddressGeocoder
+    from dispatcher.directory.geocoding import AddressGeocoder
 
     fit_open_file_limit(settings.twilio.max_connections + FILE_DESCRIPTOR_HEADROOM)
 

@@ -33,9 +33,8 @@ from pathlib import Path
 import uvicorn
 
 from broker_config.runner import DISPATCHER_USER, BrokerError, DevBroker, free_port
-from dispatcher.app import create_app
-from dispatcher.geocoding import AddressGeocoder
-from dispatcher.notifier import SMS_WEBHOOK_PATH
+from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
+from dispatcher.directory.geocoding import AddressGeocoder
 from dispatcher.service import Dispatcher, running_dispatcher
 from dispatcher.settings import (
     DispatcherSettings,
@@ -44,6 +43,7 @@ from dispatcher.settings import (
     MqttSettings,
     TwilioSettings,
 )
+from dispatcher.web.app import create_app
 from protocol.topics import UplinkKind
 from sandbox import demo_setup as setup
 from sandbox.ban_server import BanSandbox

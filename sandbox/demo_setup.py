@@ -16,13 +16,13 @@ import tomli_w
 import yaml
 
 from broker_config.runner import DISPATCHER_USER, DevBroker
-from dispatcher.auth import hash_password
-from dispatcher.communes import load_communes
-from dispatcher.directory import load_directory
+from dispatcher.directory.communes import load_communes
+from dispatcher.directory.loader import load_directory
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.secretcheck import generate_secret
 from dispatcher.store.base import NewUser
 from dispatcher.store.sqlite import SqliteStore
+from dispatcher.web.auth import hash_password
 from sandbox.fleet import new_device_secrets
 
 HERAULT = Path(__file__).resolve().parents[1] / "dispatcher" / "data" / "herault.yaml"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from device.haptics import Pattern, downlink_pattern
-from dispatcher.escalation import EscalationState
+from dispatcher.alerting.escalation import EscalationState
 from dispatcher.events import EventBus
 from dispatcher.store.base import Store
 from protocol.messages import Downlink

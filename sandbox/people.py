@@ -36,7 +36,7 @@ from sandbox.twilio_resources import NumberBehaviour
 DEMO_PEOPLE = Path(__file__).resolve().parent / "data" / "demo-people.toml"
 
 # The reply an alert SMS asks for when it names the alert's code ("Repondez 1 K42
-# pour prendre en charge", dispatcher/replycodes.py), quoted or not; a bare "1" otherwise.
+# pour prendre en charge", dispatcher/alerting/replycodes.py), quoted or not; a bare "1" otherwise.
 _REPLY_CODE = re.compile(r"(?:[Rr][ée]pondez|[«\"])\s*(1\s+[A-Z][0-9]{1,5})\b")
 
 

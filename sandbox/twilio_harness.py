@@ -1,6 +1,6 @@
 """Helpers to wire the Twilio sandbox to a real webhook app in tests and demos.
 
-* :class:`RecordingInbox` — a :class:`dispatcher.webhooks.TwilioInbox` that
+* :class:`RecordingInbox` — a :class:`dispatcher.alerting.webhooks.TwilioInbox` that
   records what reaches it and lets a test await it (no sleeping).
 * :func:`serve_asgi` — runs an ASGI app with uvicorn on a given port inside
   the current event loop, returning once it accepts requests.

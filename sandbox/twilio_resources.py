@@ -16,7 +16,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urljoin
 
-from dispatcher.gsm7 import segments
+from dispatcher.alerting.gsm7 import segments
 
 API_VERSION = "2010-04-01"
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")

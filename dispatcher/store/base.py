@@ -192,7 +192,7 @@ class Transition:
     cancel_timers: bool = False
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
     context: dict[str, Any] | None = None
-    links: tuple[LinkSpec, ...] = ()  # responder links of the SMS it decides (dispatcher/responder_links.py)
+    links: tuple[LinkSpec, ...] = ()  # responder links of the SMS it decides (alerting/responder_links.py)
 
 
 class Conflict(StoreError):
@@ -558,7 +558,7 @@ class AccessStore(Protocol):
         """Take one of ``device_id``'s cancel PIN tries; False (nothing taken) when none is left.
 
         A token bucket in the store, so that every instance draws on the same
-        tries (:class:`dispatcher.cancels.PinGuard`): ``burst`` at most,
+        tries (:class:`dispatcher.alerting.cancels.PinGuard`): ``burst`` at most,
         refilled at ``refill_per_s``, created full; atomic (one statement). A
         ``now`` earlier than the last try (clocks of two instances) adds nothing.
         """
@@ -631,7 +631,7 @@ class AccessStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class VisitTimerRecord:
-    """A visit timer row: the pure state (:mod:`dispatcher.visit_timer`) and its due time."""
+    """A visit timer row: the pure state (:mod:`dispatcher.visits.timer`) and its due time."""
 
     visit_id: str
     practitioner_id: str

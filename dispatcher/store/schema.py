@@ -235,7 +235,7 @@ MIGRATIONS.append(
 
 # 6 — home-visit timers and the practitioner's incident reports (issue 14). A visit
 # timer is one row with its due time (like the escalation's timers, any instance
-# claims it with a lease); ``state`` is the JSON of dispatcher.visit_timer's state.
+# claims it with a lease); ``state`` is the JSON of dispatcher.visits.timer's state.
 MIGRATIONS.append(
     """
     CREATE TABLE visit_timers (
@@ -346,7 +346,7 @@ MIGRATIONS.append(
 )
 
 # 13 — issue 16: the sequence number of the heartbeat a device_health row's last_seen_at
-# comes from (a merge whose heartbeat is not above it is a replay, dispatcher/devicehealth.py),
+# comes from (a merge whose heartbeat is not above it is a replay, dispatcher/fleet/devicehealth.py),
 # and the instance whose view the whole row is (NULL when mixed): the health leader skips its own.
 MIGRATIONS.append(
     """
@@ -356,7 +356,7 @@ MIGRATIONS.append(
 )
 
 # 14 — issue 13: cancel PIN tries, one token bucket per device shared by every instance
-# (dispatcher/cancels.py): tokens left and the time of the last try (microseconds, UTC).
+# (dispatcher/alerting/cancels.py): tokens left and the time of the last try (microseconds, UTC).
 MIGRATIONS.append(
     """
     CREATE TABLE pin_tries (
@@ -376,7 +376,7 @@ MIGRATIONS.append(
     """
 )
 
-# 16 — issue 13: devices cut off at the broker for flooding (dispatcher/quarantine.py), until
+# 16 — issue 13: devices cut off at the broker for flooding (dispatcher/fleet/quarantine.py), until
 # (microseconds, UTC): released by any instance once past, including after a restart.
 MIGRATIONS.append(
     """

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from dispatcher.directory import DirectoryError
-from dispatcher.directory_entry import Others, parse_entry
+from dispatcher.directory.entry import Others, parse_entry
+from dispatcher.directory.loader import DirectoryError
 from tests.admin.conftest import open_admin
 from tests.api.conftest import Served
 

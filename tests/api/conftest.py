@@ -20,16 +20,16 @@ import pytest
 from fastapi import FastAPI
 
 from broker_config.runner import DevBroker, free_port
-from dispatcher.app import create_app
-from dispatcher.auth import hash_password
-from dispatcher.broker_control import BrokerControl
+from dispatcher.alerting.engine import Engine
+from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.domain import Convention
-from dispatcher.engine import Engine
 from dispatcher.events import EventBus
+from dispatcher.fleet.broker_control import BrokerControl
 from dispatcher.settings import DispatcherSettings
-from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewUser, Store
-from dispatcher.visit_runner import VisitTimers
+from dispatcher.visits.runner import VisitTimers
+from dispatcher.web.app import create_app
+from dispatcher.web.auth import hash_password
 from sandbox.fleet import SimulatedDevice
 from tests.support.system import HERAULT, System, _serve_http, running_system
 

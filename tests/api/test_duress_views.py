@@ -15,8 +15,8 @@ from typing import Any
 
 import websockets
 
-from dispatcher.api import views
 from dispatcher.store.base import AlertRecord
+from dispatcher.web.api import views
 from protocol.topics import UplinkKind
 from tests.api.conftest import Api, Served
 from tests.console.test_websocket import _session_cookie

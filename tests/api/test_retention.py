@@ -78,7 +78,7 @@ async def test_purge_erases_fixes_addresses_and_visits_but_keeps_the_alert(api: 
 async def test_vigie_purge_command(tmp_path: Path) -> None:
     db = tmp_path / "vigie.db"
     store = await SqliteStore.open(db)
-    from dispatcher.directory import load_directory
+    from dispatcher.directory.loader import load_directory
 
     await load_directory(HERAULT, store, None)  # its demo visit ended in March 2026
     now = datetime.now(UTC)
@@ -133,7 +133,7 @@ async def test_ids_of_received_sms_are_forgotten_after_their_own_retention(tmp_p
 async def test_vigie_user_add_reads_the_password_from_a_hidden_prompt(tmp_path: Path) -> None:
     db = tmp_path / "vigie.db"
     store = await SqliteStore.open(db)
-    from dispatcher.directory import load_directory
+    from dispatcher.directory.loader import load_directory
 
     await load_directory(HERAULT, store, None)
     await store.close()

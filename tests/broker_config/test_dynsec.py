@@ -21,7 +21,7 @@ from broker_config.dynsec import ADMIN_USER
 from broker_config.pki import CaPaths
 from broker_config.runner import BrokerError
 from broker_config.tls_runner import TlsBroker, TlsFiles
-from dispatcher.dynsec_commands import MONITOR_USER, RESTRICTED_GROUP
+from dispatcher.fleet.dynsec_commands import MONITOR_USER, RESTRICTED_GROUP
 from tests.broker_config.helpers import SITE, Pki, connected
 
 SHARE = "$share/dispatch/vigie/v1/dev/+/up/+"

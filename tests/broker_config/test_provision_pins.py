@@ -13,7 +13,7 @@ from broker_config import pins
 from broker_config.cli import app
 from broker_config.provision import ProvisionError
 from device.config import load_config
-from dispatcher.directory import verify_pin
+from dispatcher.directory.loader import verify_pin
 from dispatcher.domain import Practitioner
 from tests.broker_config.helpers import PRACTITIONER, SITE, Pki, run_with_store
 

@@ -327,10 +327,10 @@ async def test_the_label_table_covers_the_domain_and_never_shows_a_raw_value(
 ) -> None:
     """static/labels.js, loaded by Chromium as the console loads it: every enum value of the domain
     has a French label, and a value it does not know reads as a generic French word."""
-    from dispatcher.api.views import _STATUS
-    from dispatcher.auth import Role
     from dispatcher.domain import AlertKind, AlertState, Channel, DeviceState, LocationSource, SiteKind
     from dispatcher.store.base import PROVIDER_PENDING_STATUSES
+    from dispatcher.web.api.views import _STATUS
+    from dispatcher.web.auth import Role
 
     page = await browser.new_page()
     await page.goto(served.url + "/console/")

@@ -18,7 +18,7 @@ import pytest
 from broker_config.runner import DevBroker
 from device.client import DeviceClient
 from device.gnss_sim import SimulatedFix, SimulatedGpsd, walked
-from dispatcher import escalation as esc
+from dispatcher.alerting import escalation as esc
 from tests.device.conftest import write_device_config
 from tests.device.real_dispatcher import register, run_device
 from tests.device.test_process import CONNECTED, STORED, DeviceProcess

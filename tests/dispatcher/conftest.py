@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dispatcher.geocoding import AddressGeocoder
+from dispatcher.directory.geocoding import AddressGeocoder
 from dispatcher.settings import GeocoderSettings
 from sandbox.ban_server import BanSandbox
 

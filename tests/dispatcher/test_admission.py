@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from dispatcher.admission import COALESCED, Admission, AdmissionPolicy, device_of
-from dispatcher.floodwatch import FloodPolicy, FloodWatch
-from dispatcher.mqtt import Inbound
-from dispatcher.rejectlog import RejectionLog
+from dispatcher.alerting.admission import COALESCED, Admission, AdmissionPolicy, device_of
+from dispatcher.alerting.mqtt import Inbound
+from dispatcher.alerting.rejectlog import RejectionLog
+from dispatcher.fleet.floodwatch import FloodPolicy, FloodWatch
 from protocol.codec import RejectReason
 
 
@@ -96,7 +96,7 @@ def test_rejections_are_logged_and_stored_once_per_device_and_reason_per_interva
     assert len(caplog.records) == 3
 
 
-# -- flood detection (dispatcher/floodwatch.py): when to quarantine a device at the broker
+# -- flood detection (dispatcher/fleet/floodwatch.py): when to quarantine a device at the broker
 
 
 def test_a_device_is_reported_once_past_the_threshold_within_a_window() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cancels import PinCheck, PinGuard, Verdict
-from dispatcher.directory import hash_pin
+from dispatcher.alerting.cancels import PinCheck, PinGuard, Verdict
+from dispatcher.alerting.ratelimit import BucketPolicy
+from dispatcher.directory.loader import hash_pin
 from dispatcher.domain import Address, Device, DeviceKind, Practitioner, Site, SiteKind
-from dispatcher.ratelimit import BucketPolicy
 from dispatcher.store.sqlite import SqliteStore
 
 DR = Practitioner(

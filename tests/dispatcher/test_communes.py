@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from dispatcher.communes import CommuneIndex, CommuneLoadError, load_communes, normalise_name, parse_communes
+from dispatcher.directory.communes import (
+    CommuneIndex,
+    CommuneLoadError,
+    load_communes,
+    normalise_name,
+    parse_communes,
+)
 from dispatcher.store import open_store
 from sandbox.ban_server import BanSandbox
 from tests.support.system import COMMUNES

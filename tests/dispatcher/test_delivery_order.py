@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dispatcher.delivery import _first_of_each_alert_first
+from dispatcher.alerting.delivery import _first_of_each_alert_first
 from dispatcher.store.base import NotificationRecord
 
 

@@ -7,7 +7,15 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.devicehealth import DeviceHealth, HealthChange, Monitored, Watch, evaluate, is_offline, merge
+from dispatcher.fleet.devicehealth import (
+    DeviceHealth,
+    HealthChange,
+    Monitored,
+    Watch,
+    evaluate,
+    is_offline,
+    merge,
+)
 
 # An observation: (time, kind, battery): a heartbeat, or a status message.
 observations = st.lists(

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dispatcher.directory import (
+from dispatcher.directory.geocoding import AddressGeocoder
+from dispatcher.directory.loader import (
     Directory,
     DirectoryError,
     load_directory,
@@ -22,7 +23,6 @@ from dispatcher.directory import (
     verify_pin,
 )
 from dispatcher.domain import Address
-from dispatcher.geocoding import AddressGeocoder
 from dispatcher.settings import GeocoderSettings
 from dispatcher.store.sqlite import SqliteStore
 from sandbox.ban_server import BanSandbox, haversine_m

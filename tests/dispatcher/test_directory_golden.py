@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from broker_config.runner import free_port
 from dispatcher.cli import app
-from dispatcher.directory import DirectoryError, DirectoryFile, load_directory
-from dispatcher.directory_texts import PATTERN_HINTS, validation_message
-from dispatcher.geocoding import AddressGeocoder
+from dispatcher.directory.geocoding import AddressGeocoder
+from dispatcher.directory.loader import DirectoryError, DirectoryFile, load_directory
+from dispatcher.directory.texts import PATTERN_HINTS, validation_message
 from dispatcher.settings import GeocoderSettings
 from dispatcher.store.sqlite import SqliteStore
 from sandbox.ban_server import BanSandbox

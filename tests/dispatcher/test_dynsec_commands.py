@@ -1,4 +1,4 @@
-"""The dynamic-security commands and the reading of their answers (pure core, dispatcher/dynsec_commands.py).
+"""The dynamic-security commands and the reading of their answers (pure core, fleet/dynsec_commands.py).
 
 What the broker really does with them is tested against Mosquitto in tests/security/test_mqtt_revoke.py
 and tests/security/test_mqtt_flood.py; here, the invariants that need no broker.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from dispatcher.dynsec_commands import (
+from dispatcher.fleet.dynsec_commands import (
     answer_errors,
     cut_commands,
     release_commands,

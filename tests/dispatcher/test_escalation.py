@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.domain import AlertKind, AlertState, Channel
-from dispatcher.escalation import (
+from dispatcher.alerting.escalation import (
     ALARM_EXHAUSTED,
     PRACTITIONER_CONTACT_ID,
     Acknowledged,
@@ -36,6 +35,7 @@ from dispatcher.escalation import (
     start,
     step,
 )
+from dispatcher.domain import AlertKind, AlertState, Channel
 
 SMS, VOICE = Channel.SMS, Channel.VOICE
 

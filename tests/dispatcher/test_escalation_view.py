@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dispatcher.escalation import Acknowledged, AckTimeout, step
-from dispatcher.escalation_plan import Recipient
-from dispatcher.escalation_view import Sent, Timer, build
+from dispatcher.alerting.escalation import Acknowledged, AckTimeout, step
+from dispatcher.alerting.escalation_plan import Recipient
+from dispatcher.alerting.escalation_view import Sent, Timer, build
 from tests.dispatcher.test_escalation import CIC, COMMISSAIRE, OFFICIER, started
 
 FALLBACK = Recipient(contact_id="permanence", name="Permanence Vigie", phone="+33465710190", channels=())

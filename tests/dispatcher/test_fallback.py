@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dispatcher.directory.fallback import DEPLOYMENT_CONTACT_ID, Fallback, deployment_recipient, route
 from dispatcher.domain import (
     Channel,
     Contact,
@@ -27,7 +28,6 @@ from dispatcher.domain import (
     UnitKind,
     Zone,
 )
-from dispatcher.fallback import DEPLOYMENT_CONTACT_ID, Fallback, deployment_recipient, route
 
 DEPLOYMENT = deployment_recipient("Permanence Vigie", "+33465710190", ["sms", "voice"])
 PARIS = ZoneInfo("Europe/Paris")

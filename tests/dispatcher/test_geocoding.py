@@ -7,8 +7,13 @@ import asyncio
 import pytest
 
 from broker_config.runner import free_port
+from dispatcher.directory.geocoding import (
+    AddressGeocoder,
+    AddressNotFound,
+    GeocodingError,
+    GeocodingUnavailable,
+)
 from dispatcher.domain import Address, GeoPoint
-from dispatcher.geocoding import AddressGeocoder, AddressNotFound, GeocodingError, GeocodingUnavailable
 from dispatcher.settings import GeocoderSettings
 from sandbox.ban_server import BanSandbox
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.gsm7 import BASIC_CHARSET, EXTENSION_CHARSET, is_gsm7, segments, to_gsm7
+from dispatcher.alerting.gsm7 import BASIC_CHARSET, EXTENSION_CHARSET, is_gsm7, segments, to_gsm7
 
 
 def test_alphabet_sizes_match_gsm_03_38() -> None:

@@ -9,8 +9,7 @@ from geopy.distance import geodesic
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.domain import Address, GeoPoint, HomeVisit, LocationSource, Site, SiteKind
-from dispatcher.location import (
+from dispatcher.directory.location import (
     KnownPlace,
     LocationPolicy,
     active_visit,
@@ -21,6 +20,7 @@ from dispatcher.location import (
     plain_text,
     resolve_location,
 )
+from dispatcher.domain import Address, GeoPoint, HomeVisit, LocationSource, Site, SiteKind
 from protocol.messages import Location
 
 NOW = datetime(2025, 1, 14, 21, 30, tzinfo=UTC)  # a winter evening, 22:30 in Montpellier

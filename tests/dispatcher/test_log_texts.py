@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher import alert_logs, broker_logs, notification_logs
-from dispatcher.delivery import NOT_WANTED
-from dispatcher.reconciler import RESENT
+from dispatcher.alerting import alert_logs, broker_logs, notification_logs
+from dispatcher.alerting.delivery import NOT_WANTED
+from dispatcher.alerting.reconciler import RESENT
 
 GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
     (

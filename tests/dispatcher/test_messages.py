@@ -18,9 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher import texts
-from dispatcher.domain import AlertContext, AlertKind, Channel
-from dispatcher.escalation import (
+from dispatcher.alerting import texts
+from dispatcher.alerting.escalation import (
     STAND_DOWNS,
     Acknowledged,
     AckTimeout,
@@ -32,7 +31,8 @@ from dispatcher.escalation import (
     start,
     step,
 )
-from dispatcher.gsm7 import is_gsm7, segments, to_gsm7
+from dispatcher.alerting.gsm7 import is_gsm7, segments, to_gsm7
+from dispatcher.domain import AlertContext, AlertKind, Channel
 from tests.dispatcher.test_escalation import CONTACTS, events, plans
 from tests.dispatcher.test_texts import GATHER, context
 

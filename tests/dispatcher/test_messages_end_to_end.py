@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from broker_config.runner import DevBroker
-from dispatcher import escalation as esc
+from dispatcher.alerting import escalation as esc
+from dispatcher.alerting.gsm7 import to_gsm7
+from dispatcher.alerting.texts import DRILL_PREFIX
 from dispatcher.domain import DeviceKind
-from dispatcher.gsm7 import to_gsm7
-from dispatcher.texts import DRILL_PREFIX
 from protocol.topics import UplinkKind
 from tests.support.system import HERAULT, System, running_system
 

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 import paho.mqtt.client as mqtt
 
 from broker_config.runner import DISPATCHER_USER, DevBroker
-from dispatcher.mqtt import Inbound, MqttBridge
+from dispatcher.alerting.mqtt import Inbound, MqttBridge
 from dispatcher.settings import MqttSettings
 from protocol.topics import UplinkKind, downlink_topic, uplink_topic
 from tests.security.mqtt_stack import eventually

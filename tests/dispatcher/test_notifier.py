@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from broker_config.runner import free_port
-from dispatcher.notifier import STATUS_CALLBACK_PATH, TwilioNotifier, form_body
+from dispatcher.alerting.notifier import STATUS_CALLBACK_PATH, TwilioNotifier, form_body
 from dispatcher.settings import TwilioSettings
 from sandbox.twilio_resources import NumberBehaviour
 from sandbox.twilio_server import TwilioSandbox

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dispatcher.outage import ProviderGate, backoff_s
+from dispatcher.alerting.outage import ProviderGate, backoff_s
 from dispatcher.store.base import NotificationRecord
 
 

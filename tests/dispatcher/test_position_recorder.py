@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from dispatcher.alerting.positions import PositionRecorder
 from dispatcher.events import EventBus
-from dispatcher.positions import PositionRecorder
 from dispatcher.store.sqlite import SqliteStore
 from protocol.codec import Rejected, encode_uplink
 from protocol.messages import Location, Position

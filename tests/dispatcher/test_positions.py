@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from broker_config.runner import DevBroker
-from dispatcher import escalation as esc
+from dispatcher.alerting import escalation as esc
 from protocol.codec import encode_uplink
 from protocol.messages import Location
 from protocol.topics import UplinkKind

@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.reconcile import (
+from dispatcher.alerting.reconcile import (
     CLOCK_SKEW_S,
     Adopt,
     Drop,

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from broker_config.runner import free_port
+from dispatcher.alerting.notifier import TwilioNotifier
+from dispatcher.alerting.reconciler import RESENT, Reconciler
 from dispatcher.events import EventBus
-from dispatcher.notifier import TwilioNotifier
-from dispatcher.reconciler import RESENT, Reconciler
 from dispatcher.settings import TwilioSettings
 from dispatcher.store.base import NotificationRecord, Store
 from dispatcher.store.sqlite import SqliteStore

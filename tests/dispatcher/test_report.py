@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.api.schemas import StatsRow
-from dispatcher.report import COUNT_COLUMNS, suppress_small_counts
+from dispatcher.web.api.schemas import StatsRow
+from dispatcher.web.report import COUNT_COLUMNS, suppress_small_counts
 
 
 def row(alerts: int, acknowledged: int, false_alarms: int = 0, duress: int = 0) -> StatsRow:

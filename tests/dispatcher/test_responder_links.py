@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher import escalation as esc
-from dispatcher.domain import Channel
-from dispatcher.escalation_plan import Recipient
-from dispatcher.responder_links import (
+from dispatcher.alerting import escalation as esc
+from dispatcher.alerting.escalation_plan import Recipient
+from dispatcher.alerting.responder_links import (
     ResponderLinks,
     hash_token,
     link_usable,
@@ -21,6 +20,7 @@ from dispatcher.responder_links import (
     new_token,
     well_formed,
 )
+from dispatcher.domain import Channel
 from dispatcher.store import open_store
 from dispatcher.store.base import Conflict, ResponderLink, Transition
 from tests.store.test_conformance import first, new_alert, seed, spec, window

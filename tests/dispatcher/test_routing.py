@@ -8,6 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dispatcher.alerting.escalation import Recipient
+from dispatcher.directory.fallback import (
+    DEPLOYMENT_CONTACT_ID,
+    Fallback,
+    RoutingDecision,
+    deployment_recipient,
+)
+from dispatcher.directory.fallback import route as route_with
+from dispatcher.directory.routing import (
+    _build_convention_plan,
+    build_convention_plan,
+    build_plan,
+    competent_units,
+    find_convention,
+    point_in_ring,
+)
 from dispatcher.domain import (
     Channel,
     Contact,
@@ -21,17 +37,6 @@ from dispatcher.domain import (
     TierTarget,
     UnitKind,
     Zone,
-)
-from dispatcher.escalation import Recipient
-from dispatcher.fallback import DEPLOYMENT_CONTACT_ID, Fallback, RoutingDecision, deployment_recipient
-from dispatcher.fallback import route as route_with
-from dispatcher.routing import (
-    _build_convention_plan,
-    build_convention_plan,
-    build_plan,
-    competent_units,
-    find_convention,
-    point_in_ring,
 )
 
 MONTPELLIER = "34172"
@@ -396,9 +401,9 @@ def test_a_convention_with_nobody_on_duty_ends_with_the_deployment_contact() -> 
 def test_home_visit_in_saint_gely_alerts_the_brigade_first() -> None:
     from datetime import timedelta
 
+    from dispatcher.alerting.escalation import Notify, start
+    from dispatcher.directory.location import LocationPolicy, active_visit, known_places, resolve_location
     from dispatcher.domain import Address, AlertKind, HomeVisit
-    from dispatcher.escalation import Notify, start
-    from dispatcher.location import LocationPolicy, active_visit, known_places, resolve_location
 
     visit = HomeVisit(
         id="visite-nuit",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dispatcher.directory.site_index import SiteIndex
 from dispatcher.domain import Address, GeoPoint, Site, SiteKind
-from dispatcher.site_index import SiteIndex
 
 
 def site(site_id: str, lat: float, lon: float) -> Site:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.directory import load_directory
+from dispatcher.directory.loader import load_directory
+from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.domain import Device, DeviceKind
-from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import NewAlert
 from dispatcher.store.sqlite import SqliteStore
 from protocol.replay import SequenceWindow

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.api.schemas import StatsRow
-from dispatcher.stats_totals import totals
+from dispatcher.web.api.schemas import StatsRow
+from dispatcher.web.stats_totals import totals
 
 
 def _row(convention: str, month: str, place: str, alerts: int, acknowledged: int = 0) -> StatsRow:

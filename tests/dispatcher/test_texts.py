@@ -11,7 +11,16 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from twilio.twiml.voice_response import VoiceResponse
 
-from dispatcher import texts
+from dispatcher.alerting import texts
+from dispatcher.alerting.gsm7 import is_gsm7, segments
+from dispatcher.alerting.texts import (
+    ack_notice_sms,
+    alert_sms,
+    alert_twiml,
+    duress_notice_sms,
+    false_alarm_sms,
+    local_time,
+)
 from dispatcher.domain import (
     Address,
     AlertContext,
@@ -24,15 +33,6 @@ from dispatcher.domain import (
     ResolvedLocation,
     Site,
     SiteKind,
-)
-from dispatcher.gsm7 import is_gsm7, segments
-from dispatcher.texts import (
-    ack_notice_sms,
-    alert_sms,
-    alert_twiml,
-    duress_notice_sms,
-    false_alarm_sms,
-    local_time,
 )
 
 GATHER = "https://vigie.example.fr/webhooks/twilio/voice/gather?ref=a1"
@@ -156,7 +156,7 @@ def test_gps_fix_away_from_the_nearest_address_is_described_relative_to_it() -> 
     # ~45 m north-east of ADDRESS.point (43.6287412, 3.8612345)
     ctx = gps_near_address(43.6287412 + 0.000286, 3.8612345 + 0.000394)
     sms = alert_sms(ctx)
-    # The distance wording itself belongs to dispatcher.location (tested there).
+    # The distance wording itself belongs to dispatcher.directory.location (tested there).
     assert "Lieu: à 40 m au nord-est de Résidence" in sms
     assert "code porte" not in sms  # she is not in that building
     assert "https://maps.google.com/?q=43.62903,3.86163" in sms

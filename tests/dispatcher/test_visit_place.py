@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from dispatcher.communes import CommuneIndex, parse_communes
+from dispatcher.alerting.texts import alert_sms, alert_speech
+from dispatcher.directory.communes import CommuneIndex, parse_communes
+from dispatcher.directory.geocoding import AddressGeocoder
+from dispatcher.directory.location import LocationPolicy, resolve_location
 from dispatcher.domain import Address, AlertContext, AlertKind, Device, DeviceKind, GeoPoint, Practitioner
-from dispatcher.geocoding import AddressGeocoder
-from dispatcher.location import LocationPolicy, resolve_location
 from dispatcher.settings import GeocoderSettings
-from dispatcher.texts import alert_sms, alert_speech
-from dispatcher.visit_place import UnroutableVisit, place_visit_address
+from dispatcher.visits.place import UnroutableVisit, place_visit_address
 from sandbox.ban_server import BanSandbox
 from tests.dispatcher.test_location import NOW, VISIT, VISIT_POINT, fix_at, offset
 from tests.support.system import COMMUNES

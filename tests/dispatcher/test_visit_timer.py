@@ -1,11 +1,11 @@
-"""The visit timer's invariants (dispatcher/visit_timer.py docstring), as properties."""
+"""The visit timer's invariants (dispatcher/visits/timer.py docstring), as properties."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher import visit_timer as vt
+from dispatcher.visits import timer as vt
 
 T0 = 1_800_000_000.0
 

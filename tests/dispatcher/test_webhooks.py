@@ -13,10 +13,10 @@ from pydantic import SecretStr
 from twilio.request_validator import RequestValidator
 
 from broker_config.runner import free_port
-from dispatcher.notifier import GATHER_PATH, SMS_WEBHOOK_PATH, STATUS_CALLBACK_PATH, TwilioNotifier
+from dispatcher.alerting.notifier import GATHER_PATH, SMS_WEBHOOK_PATH, STATUS_CALLBACK_PATH, TwilioNotifier
+from dispatcher.alerting.texts import ASK_AGAIN_SPEECH
+from dispatcher.alerting.webhooks import TwilioWebhooks
 from dispatcher.settings import TwilioSettings
-from dispatcher.texts import ASK_AGAIN_SPEECH
-from dispatcher.webhooks import TwilioWebhooks
 from sandbox.twilio_harness import RecordingInbox, serve_asgi
 from sandbox.twilio_resources import NumberBehaviour
 from sandbox.twilio_server import TwilioSandbox

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from bench.cluster import Cluster, http_json, read_db
-from dispatcher import notification_logs as nlog
+from dispatcher.alerting import notification_logs as nlog
 from tests.faults.conftest import MakeCluster, provider_log
 from tests.faults.harness import (
     OFFICIER_DE_QUART,

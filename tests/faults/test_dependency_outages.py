@@ -15,7 +15,7 @@ import pytest
 
 from bench import promstats
 from bench.cluster import Cluster, read_db
-from dispatcher.engine import ALARM_PROVIDER_DOWN
+from dispatcher.alerting.engine import ALARM_PROVIDER_DOWN
 from tests.faults.conftest import MakeCluster, provider_log
 from tests.faults.harness import ResendingFleet, persisted, provider_requests, wait_until
 
@@ -99,7 +99,9 @@ def requests_of(cluster: Cluster, alert_id: str) -> list[dict[str, object]]:
 def critical_logged(cluster: Cluster, count: int = 1) -> bool:
     assert cluster.dispatcher is not None
     return (
-        cluster.dispatcher.log_path.read_text().count("CRITICAL dispatcher.ingest: BASE INDISPONIBLE")
+        cluster.dispatcher.log_path.read_text().count(
+            "CRITICAL dispatcher.alerting.ingest: BASE INDISPONIBLE"
+        )
         >= count
     )
 

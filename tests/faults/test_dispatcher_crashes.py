@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from bench.cluster import device_ids, read_db
-from dispatcher.responder_links import hash_token
+from dispatcher.alerting.responder_links import hash_token
 from tests.faults.conftest import MakeCluster, provider_log
 from tests.faults.harness import (
     ResendingFleet,

@@ -17,9 +17,9 @@ import pytest
 
 from bench.cluster import Process, python_module
 from broker_config.runner import free_port, wait_for_port
-from dispatcher.auth import hash_password
 from dispatcher.store import open_store
 from dispatcher.store.base import NewUser
+from dispatcher.web.auth import hash_password
 from tests.faults.conftest import MakeCluster, provider_log
 from tests.faults.harness import provider_requests, wait_until
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.ratelimit import BucketPolicy, RateLimiter
+from dispatcher.alerting.ratelimit import BucketPolicy, RateLimiter
 
 
 class Clock:

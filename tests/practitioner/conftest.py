@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from broker_config.runner import DevBroker, free_port
-from dispatcher.app import create_app
-from dispatcher.geocoding import AddressGeocoder
+from dispatcher.directory.geocoding import AddressGeocoder
 from dispatcher.settings import ApiSettings, GeocoderSettings
+from dispatcher.web.app import create_app
 from sandbox.ban_server import BanSandbox
 from tests.api.conftest import PASSWORD, _Parts, add_users, tile_url
 from tests.support.system import System, _serve_http, running_system

@@ -11,7 +11,7 @@ import asyncio
 
 from fastapi.routing import APIRoute
 
-from dispatcher.practitioner import practitioner_routers
+from dispatcher.web.practitioner import practitioner_routers
 from tests.practitioner.conftest import Harness
 
 VISIT = {"label": "8 Rue de la Croix de Lavit, 34090 Montpellier", "duration_s": 3600}

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from broker_config.runner import DevBroker
+from dispatcher.alerting.texts import DURESS_PAGE
 from dispatcher.audit import RESPONDER_ACKNOWLEDGE, RESPONDER_ON_SITE, RESPONDER_OPEN, RESPONDER_REFUSED
-from dispatcher.responder.routes import NOT_FOUND_BODY
-from dispatcher.texts import DURESS_PAGE
+from dispatcher.web.responder.routes import NOT_FOUND_BODY
 from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, add_users, serving
 from tests.responder.conftest import CHEF, GRACE_S, Responder, resolve_as_operator, responder_settings

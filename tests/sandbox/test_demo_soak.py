@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.escalation import EscalationState
+from dispatcher.alerting.escalation import EscalationState
 from dispatcher.store.sqlite import SqliteStore
 
 SOAK_S = 185.0

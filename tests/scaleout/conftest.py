@@ -24,9 +24,9 @@ import httpx
 import pytest
 
 from broker_config.runner import DISPATCHER_USER, DevBroker, free_port
-from dispatcher.directory import load_directory
+from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
+from dispatcher.directory.loader import load_directory
 from dispatcher.domain import Device, DeviceKind
-from dispatcher.notifier import SMS_WEBHOOK_PATH
 from dispatcher.store.postgres import PostgresStore
 from sandbox.fleet import SimulatedDevice, new_device_secrets
 from sandbox.twilio_server import TwilioSandbox

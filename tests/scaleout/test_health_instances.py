@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 
-from dispatcher.devicehealth import ARRIVAL_GRACE_S
+from dispatcher.fleet.devicehealth import ARRIVAL_GRACE_S
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice
 from tests.scaleout.conftest import Cluster

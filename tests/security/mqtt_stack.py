@@ -28,7 +28,7 @@ from broker_config.pki import CaPaths
 from broker_config.runner import DevBroker
 from broker_config.tls_runner import TlsBroker, TlsFiles
 from dispatcher.domain import Device, DeviceKind
-from dispatcher.dynsec_commands import restricted_client_id
+from dispatcher.fleet.dynsec_commands import restricted_client_id
 from dispatcher.settings import MqttSettings
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice, new_device_secrets

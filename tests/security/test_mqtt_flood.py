@@ -7,8 +7,8 @@ Bad-signature QoS 0 messages (no key needed) took other devices' alert →
 payloads did the same.
 
 Now: per-device token buckets and queues served round-robin in front of the
-ingest (dispatcher/admission.py), rejections logged and stored once per device
-and reason per interval (dispatcher/rejectlog.py), and an 8 KiB packet limit in
+ingest (dispatcher/alerting/admission.py), rejections logged and stored once per device
+and reason per interval (dispatcher/alerting/rejectlog.py), and an 8 KiB packet limit in
 both broker configurations.
 
 The flooder runs in a process of its own (tests/security/flooder.py), as an
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import alert_logs
+from dispatcher.alerting import alert_logs
 from protocol.codec import to_bytes
 from protocol.messages import Location
 from protocol.topics import UplinkKind, uplink_topic
@@ -45,7 +45,7 @@ DEVICE_QUEUE = 64  # IngestSettings.device_queue's default
 VICTIM_ALERTS = 3
 # The issue's goal, on this shared machine: a flood from one device delays no one else's alert.
 RECEIVED_WITHIN_S = 1.0
-# At full speed too, now that a flooding device is cut off at the broker (dispatcher/quarantine.py).
+# At full speed too, now that a flooding device is cut off at the broker (dispatcher/fleet/quarantine.py).
 # Before: the victim's alert waited in the kernel's socket buffers between the broker and the
 # dispatcher behind up to ~17,000 flood messages (paho reads ~80-100 µs each): 0.02-5.2 s.
 BURST_RECEIVED_WITHIN_S = 1.0
@@ -194,7 +194,7 @@ async def test_a_flooding_device_delays_no_other_and_costs_bounded_logs_and_rows
     else:  # her alert is open and the device sends far too many positions (a bug, or hostile)
         open_alert, payloads = await positions_of_an_open_alert(stack, flooder, count)
         topic_kind = UplinkKind.POSITION
-    caplog.set_level(logging.WARNING, logger="dispatcher.ingest")
+    caplog.set_level(logging.WARNING, logger="dispatcher.alerting.ingest")
     before = await total_rejected(stack)
     flood = Flood(stack, "btn-flood", topic_kind, payloads, rate, tmp_path)
     within = RECEIVED_WITHIN_S if rate else BURST_RECEIVED_WITHIN_S
@@ -208,7 +208,7 @@ async def test_a_flooding_device_delays_no_other_and_costs_bounded_logs_and_rows
     stored = await stack.system.store.rejection_counts()
     assert sum(stored.values()) <= 6, stored  # first of each reason; summaries come per interval
     rejections = (alert_logs.REJECTED, alert_logs.REJECTED_MORE)
-    lines = [r for r in caplog.records if r.name == "dispatcher.ingest" and r.msg in rejections]
+    lines = [r for r in caplog.records if r.name == "dispatcher.alerting.ingest" and r.msg in rejections]
     assert 1 <= len(lines) <= 6, f"{len(lines)} log lines"  # the first refusal is logged, not each
     assert peak <= 2 * DEVICE_QUEUE  # the flooder's queue and the victim's, nothing more
     if kind == "valid_positions":  # what was admitted was stored; the rest refused at admission

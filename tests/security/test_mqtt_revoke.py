@@ -8,7 +8,7 @@ broker's answers, so a refused or unanswered cut was reported as done
 ("coupée du broker").
 
 Now the revocation is sent to the broker over the dispatcher's own session
-(dispatcher/broker_control.py, commands from dispatcher/dynsec_commands.py),
+(dispatcher/fleet/broker_control.py, commands from dispatcher/fleet/dynsec_commands.py),
 the release leaves a revoked device disabled, and every batch's answer is read:
 a refusal or a silence raises one operator alarm saying what it means, counted
 in ``vigie_broker_command_failures_total``. Against the real broker, dev

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from dispatcher.notifier import SMS_WEBHOOK_PATH
-from dispatcher.replycodes import parse_reply, reply_code
-from dispatcher.texts import local_time
+from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
+from dispatcher.alerting.replycodes import parse_reply, reply_code
+from dispatcher.alerting.texts import local_time
 from sandbox.fleet import SimulatedDevice
 from tests.api.conftest import Api
 from tests.security.web import CHEF_DE_POSTE, raise_alert, state_is, texted

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import pytest
 from playwright.async_api import Browser, Response, expect
 
-from dispatcher.auth import SESSION_COOKIE
 from dispatcher.domain import DeviceState
+from dispatcher.web.auth import SESSION_COOKIE
 from tests.api.conftest import Served
 from tests.console.test_browser import login
 from tests.security.web import hostile_site, raise_alert, state_is

@@ -21,7 +21,7 @@ import pytest
 
 from broker_config.runner import free_port
 from dispatcher import audit
-from dispatcher.app import create_app
+from dispatcher.web.app import create_app
 from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, Served
 from tests.security.web import raise_alert, state_is

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from dispatcher.alerting.webhooks import TwilioSignatures
 from dispatcher.secretcheck import generate_secret, secret_problem
 from dispatcher.settings import TwilioSettings
-from dispatcher.webhooks import TwilioSignatures
 from sandbox.demo_setup import DemoSecrets
 
 pytestmark = pytest.mark.attacks

@@ -81,7 +81,7 @@ async def raise_alert(system: System, device_id: str) -> tuple[SimulatedDevice, 
 
 async def texted(system: System, number: str, alert_id: str) -> None:
     """Until ``number`` received the SMS of ``alert_id`` (it names the alert's reply code)."""
-    from dispatcher.replycodes import reply_code
+    from dispatcher.alerting.replycodes import reply_code
 
     code = reply_code(alert_id)
     await system.sandbox.wait_for(

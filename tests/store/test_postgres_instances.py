@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from dispatcher import escalation as esc
-from dispatcher.directory import load_directory
+from dispatcher.alerting import escalation as esc
+from dispatcher.alerting.engine import Engine
+from dispatcher.directory.fallback import deployment_recipient
+from dispatcher.directory.loader import load_directory
+from dispatcher.directory.location import LocationPolicy
+from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.domain import Device, DeviceKind
-from dispatcher.engine import Engine
 from dispatcher.events import EventBus
-from dispatcher.fallback import deployment_recipient
-from dispatcher.location import LocationPolicy
 from dispatcher.metrics import Metrics
-from dispatcher.snapshot import DirectoryCache
 from dispatcher.store.base import Conflict, TimerSpec, Transition
 from dispatcher.store.postgres import PostgresStore, merge_windows
 from dispatcher.store.postgres_schema import MIGRATIONS

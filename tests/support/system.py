@@ -11,11 +11,10 @@ from pathlib import Path
 import uvicorn
 
 from broker_config.runner import DISPATCHER_USER, DevBroker, free_port
-from dispatcher.app import create_app
-from dispatcher.communes import load_communes
-from dispatcher.directory import load_directory
+from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
+from dispatcher.directory.communes import load_communes
+from dispatcher.directory.loader import load_directory
 from dispatcher.domain import Device, DeviceKind
-from dispatcher.notifier import SMS_WEBHOOK_PATH
 from dispatcher.service import Dispatcher, proxy_options, running_dispatcher
 from dispatcher.settings import (
     ApiSettings,
@@ -26,6 +25,7 @@ from dispatcher.settings import (
 )
 from dispatcher.store import open_store
 from dispatcher.store.base import Store
+from dispatcher.web.app import create_app
 from sandbox.fleet import SimulatedDevice, new_device_secrets
 from sandbox.twilio_server import TwilioSandbox
 

@@ -1,0 +1,127 @@
+"""A provider outage, as the sending side sees it: one prober, everybody else queued by priority.
+
+When the provider cannot be reached (connection refused, timeouts, HTTP 5xx
+or 429), hammering it with every pending request helps nobody and, when it
+comes back, decides the order in which police contacts are reached by chance.
+So while it is down a single request — the *prober* — keeps retrying with
+backoff; every other request waits here. The first answer from the provider
+ends the outage and releases the waiting requests in priority order: alerts
+of the first tier of the first round first (see :func:`priority`), so the
+people who should have been reached first are reached first.
+
+Nothing here touches the network or the store; :mod:`dispatcher.alerting.delivery`
+drives it and reports the outage to operators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import random
+import time
+from dataclasses import dataclass, field
+
+from dispatcher.store.base import NotificationRecord
+
+Priority = tuple[int, int, int, int]
+
+
+def priority(n: NotificationRecord) -> Priority:
+    """Lower goes first: alerts before notices, then (round, tier), then creation order."""
+    return (0 if n.purpose == "alert" else 1, n.round, n.tier, n.id)
+
+
+def backoff_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter on the upper half: attempt 1 waits ~``base_s``.
+
+    Jitter keeps several instances (and several probers after a restart) from
+    hitting a recovering provider in lock-step.
+    """
+    ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
+@dataclass(order=True)
+class _Waiter:
+    key: Priority
+    seq: int
+    future: asyncio.Future[None] = field(compare=False)
+
+
+class ProviderGate:
+    """Tells each send when it may go to the provider."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None  # time.time() of the first failure of this outage
+        self._prober: int | None = None  # notification id of the request probing the provider
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+        self._up = asyncio.Event()
+        self._up.set()
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    async def turn(self, n: NotificationRecord, *, timeout_s: float) -> bool:
+        """True when ``n`` may be sent now: at once while the provider is up, else as the prober.
+
+        False after ``timeout_s`` still waiting behind the prober (the caller
+        decides whether to try anyway).
+        """
+        if self.down and self._prober not in (None, n.id):
+            waiter = _Waiter(priority(n), next(self._seq), asyncio.get_running_loop().create_future())
+            heapq.heappush(self._waiters, waiter)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter.future), timeout_s)
+            except TimeoutError:
+                waiter.future.cancel()  # skipped when released; it queues again with the same key
+                return False
+        if self.down:
+            if self._prober not in (None, n.id):
+                return False  # released to probe, but another request took the turn first
+            self._prober = n.id
+        return True
+
+    def unreachable(self) -> bool:
+        """A request could not reach the provider; True when this starts an outage."""
+        if self.down:
+            return False
+        self.down_since = time.time()
+        self._up.clear()
+        return True
+
+    async def pause(self, seconds: float) -> None:
+        """The prober's backoff: ``seconds``, or less if another request finds the provider back."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), seconds)
+
+    def reached(self) -> bool:
+        """The provider answered (whatever it said); True when this ends an outage.
+
+        Every waiting request is released, in priority order: they resume in
+        the order their futures are resolved.
+        """
+        if not self.down:
+            return False
+        self.down_since = None
+        self._prober = None
+        self._up.set()  # the prober (usually the first, most urgent request) resumes first
+        while self._waiters:
+            waiter = heapq.heappop(self._waiters)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+        return True
+
+    def leave(self, n: NotificationRecord) -> None:
+        """``n`` is done (sent, failed, or no longer wanted): if it was probing, the next in line probes."""
+        if self._prober != n.id:
+            return
+        self._prober = None
+        while self._waiters:
+            waiter = heapq.heappop(self._waiters)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+                return

@@ -1,0 +1,327 @@
+"""Device health, the I/O shell around :mod:`dispatcher.fleet.devicehealth`.
+
+Every instance records the heartbeats and Last Wills it receives and merges
+them into the store each pass; the instance that holds the ``health`` lease (one
+at a time, taken over within a lease period when it dies) reads what the others
+merged, decides the flags and writes each change with its operator event in one
+transaction. So a device is flagged once per episode however many instances
+share its traffic, and a new leader resumes from the stored flags.
+
+A heartbeat whose sequence number is not above the highest one this instance
+knows is refused at once (a replay); one replayed to an instance that never saw
+the original is refused by the store's merge, which compares it with the
+highest one merged by any instance: that heartbeat's effect is then undone here
+and counted as a replay (docs/architecture.md, "Replay windows with N instances").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections import deque
+from datetime import UTC, datetime
+
+from dispatcher.directory.snapshot import DirectoryCache
+from dispatcher.events import EventBus
+from dispatcher.fleet.devicehealth import (
+    LOW_BATTERY,
+    OFFLINE,
+    DeviceHealth,
+    HealthChange,
+    Monitored,
+    Watch,
+    merge,
+)
+from dispatcher.metrics import Metrics
+from dispatcher.store.base import Store
+from protocol.codec import RejectReason
+from protocol.fastbeat import WireHeartbeat
+from protocol.messages import Heartbeat
+
+__all__ = ["DeviceHealth", "HealthChange", "HealthMonitor"]
+
+log = logging.getLogger(__name__)
+
+# A silent device is flagged at most one pass after its missed intervals; a pass
+# over 10,000 devices costs ~5 ms of the event loop (docs/performance.md).
+HEALTH_PASS_S = 1.0
+LEASE = "health"
+# The leader holds its lease this long past each renewal: a dead leader is
+# replaced within it (and one pass).
+LEASE_S = 5.0
+# Rows merged by a transaction that committed after a newer one are re-read for
+# this long: merging is idempotent, so reading a row twice costs nothing.
+REREAD_S = 3.0
+
+
+class HealthMonitor:
+    """Tracks devices' health on one instance; leads the flags when it holds the lease."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        cache: DirectoryCache,
+        bus: EventBus,
+        metrics: Metrics,
+        instance_id: str = "dispatcher-1",
+        missed_intervals: float = 2.0,
+        low_battery_pct: int = 20,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._bus = bus
+        self._metrics = metrics
+        self._instance_id = instance_id
+        self._missed = missed_intervals
+        self._low_battery = low_battery_pct
+        self.devices: dict[str, DeviceHealth] = {}
+        self._dirty: set[str] = set()
+        self._heard: set[str] = set()  # of the dirty ones, those with a new heartbeat to merge
+        self._watch = Watch(missed_intervals=missed_intervals, low_battery_pct=low_battery_pct)
+        self.leading = False
+        self._watching_since = time.time()
+        self._revs: deque[tuple[float, int]] = deque()  # (monotonic time, highest rev read then)
+        self._highest_rev = 0
+        # (last_seen_at, status_at) as this instance last merged them, per device.
+        self._merged: dict[str, tuple[object, object]] = {}
+        self._monitored_of: object = None  # the directory snapshot the watch was given
+
+    def _get(self, device_id: str) -> DeviceHealth:
+        # Not setdefault(): it would build a DeviceHealth on every heartbeat.
+        h = self.devices.get(device_id)
+        if h is None:
+            h = self.devices[device_id] = DeviceHealth(device_id)
+        return h
+
+    def on_heartbeat(self, hb: Heartbeat | WireHeartbeat, now: float) -> bool:
+        """A heartbeat this instance received (verified, fresh by its timestamp); False for a replay:
+        its sequence number is not above the highest one known here, and it changed nothing."""
+        h = self._get(hb.device)
+        before = (h.status, h.battery_pct)
+        if not h.heard(
+            now,
+            hb.seq,
+            battery_pct=hb.battery_pct,
+            signal_dbm=hb.signal_dbm,
+            firmware=hb.firmware,
+            uptime_s=hb.uptime_s,
+        ):
+            return False
+        self._dirty.add(hb.device)
+        self._heard.add(hb.device)
+        if self.leading:
+            self._watch.touch(hb.device)
+        self._announce_if_changed(h, before)
+        return True
+
+    def on_status(self, device_id: str, state: str, now: float) -> None:
+        """A status message (retained online, or the Last Will's offline) this instance received."""
+        h = self._get(device_id)
+        before = (h.status, h.battery_pct)
+        h.set_status(state, now)
+        self._dirty.add(device_id)
+        if self.leading:
+            self._watch.touch(device_id)
+        self._announce_if_changed(h, before)
+
+    def _announce_if_changed(self, h: DeviceHealth, before: tuple[str | None, int | None]) -> None:
+        # Only changes: 10,000 devices heartbeating must not flood the console.
+        if (h.status, h.battery_pct) != before:
+            self._bus.publish(
+                "device_status", device_id=h.device_id, status=h.status, battery_pct=h.battery_pct
+            )
+
+    async def load(self) -> None:
+        """Resume from the stored health (so a restart does not forget silences or flags)."""
+        self._watching_since = time.time()
+        self._revs.clear()
+        self._highest_rev = 0
+        self._absorb(await self._store.device_health(), with_flags=True)
+        self._monitored_of = None  # every device is evaluated at the next pass (new watching_since)
+        # From here on, read only the rows merged since (see _pull).
+        self._revs.append((time.monotonic() - REREAD_S, self._highest_rev))
+
+    async def run(self, *, period_s: float = HEALTH_PASS_S) -> None:
+        """One pass every ``period_s`` until cancelled; the lease is given up on the way out."""
+        try:
+            while True:
+                await asyncio.sleep(period_s)
+                try:
+                    await self.tick(time.time())
+                except Exception:
+                    log.exception("health pass failed")
+        finally:
+            if self.leading:
+                await asyncio.shield(self._store.release_lease(LEASE, self._instance_id))
+
+    async def tick(self, now: float) -> list[HealthChange]:
+        """One pass: merge what this instance heard; if it leads, raise and clear flags as of ``now``."""
+        await self.flush()
+        leading = await self._store.hold_lease(LEASE, self._instance_id, now=time.time(), lease_s=LEASE_S)
+        if leading and not self.leading:
+            log.info("health: instance %s now decides device flags", self._instance_id)
+            await self.load()  # the flags the previous leader wrote, and everything merged so far
+        self.leading = leading
+        if not leading:
+            return []  # (nothing was touched: on_heartbeat touches only while leading)
+        await self._pull()
+        return await self.check(now)
+
+    async def check(self, now: float) -> list[HealthChange]:
+        """Raise and clear flags as of ``now`` (the leader's part): operator events, console, metrics."""
+        self._monitor()
+        changes = self._watch.due(self.devices, now=now, watching_since=self._watching_since)
+        for change in changes:
+            await self._record(change)
+        flagged = [self.devices[d].flags for d in self._watch.flagged]  # a few among 100,000
+        self._metrics.devices_offline.set(sum(OFFLINE in f for f in flagged))
+        self._metrics.devices_low_battery.set(sum(LOW_BATTERY in f for f in flagged))
+        return changes
+
+    def _monitor(self) -> None:
+        """Watch the active devices of the directory, once per directory snapshot (not every pass)."""
+        snapshot = self._cache.current
+        if self._monitored_of is not snapshot:
+            monitored = [
+                Monitored(d.id, d.label, d.heartbeat_interval_s)
+                for d in snapshot.devices.values()
+                if d.state == "active"
+            ]
+            for m in monitored:
+                self._get(m.device_id)
+            self._watch.watch(monitored)
+            self._monitored_of = snapshot
+
+    async def _record(self, change: HealthChange) -> None:
+        kind = change.flag if change.raised else f"{change.flag}_cleared"
+        (log.warning if change.raised else log.info)("santé des balises : %s", change.message)
+        flags = json.dumps(sorted(self.devices[change.device_id].flags))
+        await self._store.record_health_change(change.device_id, flags, kind, change.message)
+        self._bus.publish("device_health", device_id=change.device_id, flag=change.flag, raised=change.raised)
+
+    async def flush(self) -> None:
+        """Merge this instance's new observations into the store, in one transaction."""
+        dirty, self._dirty = self._dirty, set()
+        heard, self._heard = self._heard, set()
+        known = self._cache.current.devices
+        me = self._instance_id
+        rows = [_row(self.devices[d], me, with_heartbeat=d in heard) for d in dirty if d in known]
+        if not rows:
+            return
+        try:
+            refused = await self._store.merge_device_health(rows)
+        except Exception:
+            self._dirty |= dirty  # merged next pass: merging twice is harmless
+            self._heard |= heard
+            raise
+        for d in dirty:  # what the store holds now, unless another instance merged later observations
+            if d in known:
+                h = self.devices[d]
+                self._merged[d] = (_instant(h.last_seen), _instant(h.status_at))
+        for stored in refused:
+            self._undo_replay(stored)
+
+    def _undo_replay(self, stored: dict[str, object]) -> None:
+        """The store refused a heartbeat of ours: another instance had merged one at least as recent.
+
+        So ours was a replay of a heartbeat that instance received: its effect
+        here is replaced by the stored heartbeat part, and it is counted.
+        """
+        device_id = str(stored["device_id"])
+        h, theirs = self._get(device_id), _from_row(stored)
+        log.warning(
+            "%s: heartbeat seq %s refused, the store has seq %s: a replay (or merged too late)",
+            device_id,
+            h.hb_seq,
+            theirs.hb_seq,
+        )
+        self._metrics.rejected.labels(RejectReason.REPLAY.value).inc()
+        h.last_seen, h.hb_seq = theirs.last_seen, theirs.hb_seq
+        h.battery_pct, h.signal_dbm = theirs.battery_pct, theirs.signal_dbm
+        h.firmware, h.uptime_s = theirs.firmware, theirs.uptime_s
+        self._merged.pop(device_id, None)
+        if self.leading:
+            self._watch.touch(device_id)
+
+    async def _pull(self) -> None:
+        """Merge what the other instances merged since the last read (with a margin, see REREAD_S)."""
+        now = time.monotonic()
+        while len(self._revs) > 1 and self._revs[1][0] <= now - REREAD_S:
+            self._revs.popleft()
+        after = self._revs[0][1] if self._revs and self._revs[0][0] <= now - REREAD_S else 0
+        rows = await self._store.device_health(after_rev=after, not_by=self._instance_id)
+        self._absorb(rows, with_flags=False)
+        self._revs.append((now, self._highest_rev))
+
+    def _absorb(self, rows: list[dict[str, object]], *, with_flags: bool) -> None:
+        for row in rows:
+            self._highest_rev = max(self._highest_rev, int(str(row.get("rev") or 0)))
+            device_id = str(row["device_id"])
+            if not with_flags and self._merged.get(device_id) == (row["last_seen_at"], row["status_at"]):
+                # Our own merge read back (each row is re-read for REREAD_S): merging it is a no-op,
+                # since merge() takes only strictly later times. Skipped: 3,333 rows a second.
+                continue
+            h = self._get(device_id)
+            merge(h, _from_row(row))
+            if with_flags:
+                h.flags = set(json.loads(str(row["flags"])))
+            self._watch.touch(device_id)
+
+
+@functools.lru_cache(maxsize=1024)  # a batch of heartbeats shares one receipt time: one format each
+def _instant(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds") if ts is not None else None
+
+
+def _epoch(text: object) -> float | None:
+    return datetime.fromisoformat(str(text)).timestamp() if text else None
+
+
+def _row(h: DeviceHealth, instance_id: str, *, with_heartbeat: bool) -> dict[str, object]:
+    """What to merge: the status, and the latest heartbeat if it is new since the last merge (a
+    heartbeat part is checked against the store's highest sequence number: it must not be one
+    this instance merged already)."""
+    row: dict[str, object] = {
+        "device_id": h.device_id,
+        "last_seen_at": None,
+        "hb_seq": None,
+        "status": h.status,
+        "status_at": _instant(h.status_at),
+        "battery_pct": None,
+        "signal_dbm": None,
+        "firmware": None,
+        "uptime_s": None,
+        "merged_by": instance_id,
+    }
+    if with_heartbeat:
+        row |= {
+            "last_seen_at": _instant(h.last_seen),
+            "hb_seq": h.hb_seq,
+            "battery_pct": h.battery_pct,
+            "signal_dbm": h.signal_dbm,
+            "firmware": h.firmware,
+            "uptime_s": h.uptime_s,
+        }
+    return row
+
+
+def _from_row(row: dict[str, object]) -> DeviceHealth:
+    def num(key: str) -> int | None:
+        value = row.get(key)
+        return None if value is None else int(str(value))
+
+    return DeviceHealth(
+        str(row["device_id"]),
+        last_seen=_epoch(row.get("last_seen_at")),
+        hb_seq=num("hb_seq"),
+        status=None if row.get("status") is None else str(row["status"]),
+        status_at=_epoch(row.get("status_at")),
+        battery_pct=num("battery_pct"),
+        signal_dbm=num("signal_dbm"),
+        firmware=None if row.get("firmware") is None else str(row["firmware"]),
+        uptime_s=num("uptime_s"),
+    )

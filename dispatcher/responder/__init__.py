@@ -1,5 +1,0 @@
-"""The responder page behind every alert SMS's link: ``/r/<token>`` (docs/responder.md)."""
-
-from dispatcher.responder.routes import mount_responder
-
-__all__ = ["mount_responder"]

@@ -1,0 +1,358 @@
+"""The I/O shell around :mod:`dispatcher.visits.timer`: rows, SMS, alerts, audit.
+
+Order is always the escalation engine's: compute (pure) → write the timer row
+with its due time, the visit record it mirrors and, when the machine says so,
+the alert it raises, in ONE transaction → then act (check SMS, console, audit,
+first notifications of the alert). Any instance claims due rows with a lease,
+so a visit left open by a dispatcher killed with -9 is resumed by the next one.
+
+A check SMS lost to a crash between the commit and the request is not re-sent:
+the grace period runs anyway and ends in the alert, the safe side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dispatcher.alerting import texts
+from dispatcher.alerting.engine import Engine, PlannedAlert
+from dispatcher.alerting.notifier import TwilioNotifier
+from dispatcher.audit import Auditor
+from dispatcher.directory.loader import verify_pin
+from dispatcher.directory.location import LocationPolicy, known_places, resolve_location
+from dispatcher.directory.snapshot import DirectoryCache
+from dispatcher.domain import (
+    AlertContext,
+    AlertKind,
+    Device,
+    DeviceKind,
+    DeviceState,
+    HomeVisit,
+    Practitioner,
+)
+from dispatcher.events import EventBus
+from dispatcher.settings import VisitSettings
+from dispatcher.store.base import Conflict, NewAlert, Store, VisitTimerRecord, VisitTimerWrite, server_alert
+from dispatcher.visits import timer as vt
+from dispatcher.web.auth import User
+
+log = logging.getLogger(__name__)
+
+#: How long after an alert raised by a visit her other alerts are still located there.
+HOLD_AFTER_ALERT_S = 3600
+UNFINISHED = ("open", "checking")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an event (None user: the system itself, or an SMS)."""
+
+    user: User | None = None
+    ip: str | None = None
+    via: str = "page"
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without accents or punctuation: 'Oui !' -> ['oui']."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return "".join(c if c.isalnum() else " " for c in plain).split()
+
+
+class VisitTimers:
+    """Declares visits, moves their timers, raises their alerts."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        cache: DirectoryCache,
+        engine: Engine,
+        notifier: TwilioNotifier,
+        bus: EventBus,
+        settings: VisitSettings,
+        location_policy: LocationPolicy,
+        instance_id: str,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._engine = engine
+        self._notifier = notifier
+        self._bus = bus
+        self.settings = settings
+        self._policy = location_policy
+        self._owner = instance_id
+        self._audit = Auditor(store)
+        self._wakeup = asyncio.Event()
+
+    # -- declaring and acting on a visit ------------------------------------------------
+
+    async def declare(self, visit: HomeVisit, duration_s: int, actor: Actor) -> vt.VisitTimerState:
+        """Store a new visit, open from now for ``duration_s``, with its durable timer."""
+        now = time.time()
+        visit = visit.model_copy(update={"starts_at": _dt(now), "ends_at": _dt(now + duration_s)})
+        state, commands = vt.start(
+            visit.id, visit.practitioner_id, now=now, duration_s=duration_s, grace_s=self.settings.grace_s
+        )
+        await self._store.write_visit_timer(
+            VisitTimerWrite(
+                visit_id=visit.id,
+                practitioner_id=visit.practitioner_id,
+                phase=state.phase,
+                due_at=state.due_at,
+                state=state.to_json(),
+                expected_version=0,
+                visit=visit,
+            )
+        )
+        await self._cache.refresh()  # an alert during this visit must find it right away
+        await self._act(state, visit, commands, None, actor)
+        return state
+
+    async def apply(
+        self, visit_id: str, event: vt.Event, actor: Actor
+    ) -> tuple[vt.VisitTimerState, str | None]:
+        """Feed ``event`` to the visit's machine; returns the state and the reply to send her."""
+        for _ in range(5):
+            record = await self._store.get_visit_timer(visit_id)
+            state = vt.VisitTimerState.from_json(record.state)
+            new, commands = vt.step(state, event)
+            if new is state:
+                return state, None
+            visit = await self._visit(record)
+            write, synced, planned = self._write_for(record, new, commands, visit)
+            try:
+                await self._store.write_visit_timer(write)
+            except Conflict:
+                continue  # another instance (or request) moved it: re-read and re-apply
+            if synced is not None:
+                await self._cache.refresh()
+            reply = await self._act(new, synced or visit, commands, planned, actor)
+            return new, reply
+        raise Conflict(f"visit timer {visit_id} kept changing under us")
+
+    async def _visit(self, record: VisitTimerRecord) -> HomeVisit | None:
+        visits = await self._store.list_visits(record.practitioner_id)
+        return next((v for v in visits if v.id == record.visit_id), None)
+
+    def _write_for(
+        self,
+        record: VisitTimerRecord,
+        new: vt.VisitTimerState,
+        commands: list[vt.Command],
+        visit: HomeVisit | None,
+    ) -> tuple[VisitTimerWrite, HomeVisit | None, PlannedAlert | None]:
+        synced = None
+        for c in commands:
+            if isinstance(c, vt.SyncVisit) and visit is not None:
+                checked_out = _dt(c.checked_out_at) if c.checked_out_at is not None else None
+                synced = visit.model_copy(update={"ends_at": _dt(c.ends_at), "checked_out_at": checked_out})
+        raise_alert = next((c for c in commands if isinstance(c, vt.RaiseAlert)), None)
+        raised = None
+        located = synced or visit
+        if raise_alert is not None and located is not None:
+            if not raise_alert.duress:
+                # Her other alerts keep being located at the visit for a while: she may still be
+                # there. After a duress answer the record is left untouched instead (its declared
+                # end plus the overrun still locates her), so that nothing differs from an OK.
+                held = max(new.ends_at, time.time()) + HOLD_AFTER_ALERT_S
+                synced = located = located.model_copy(update={"ends_at": _dt(held), "checked_out_at": None})
+            raised = self._plan_alert(located, raise_alert)
+        write = VisitTimerWrite(
+            visit_id=record.visit_id,
+            practitioner_id=record.practitioner_id,
+            phase=new.phase,
+            due_at=new.due_at,
+            state=new.to_json(),
+            expected_version=record.version,
+            visit=synced,
+            alert=raised.alert if raised else None,
+            first=raised.planned.transition if raised else None,
+        )
+        return write, synced, raised.planned if raised else None
+
+    # -- the alert a visit raises -------------------------------------------------------
+
+    def _device_of(self, practitioner_id: str) -> Device | None:
+        """Her device the alert is filed under: a carried one first (downlinks reach her)."""
+        mine = [
+            d
+            for d in self._cache.current.devices.values()
+            if d.practitioner_id == practitioner_id and d.state is DeviceState.ACTIVE
+        ]
+        mine.sort(key=lambda d: (d.kind is DeviceKind.BUTTON, d.id))
+        return mine[0] if mine else None
+
+    def _plan_alert(self, visit: HomeVisit, command: vt.RaiseAlert) -> _Raised | None:
+        snap = self._cache.current
+        practitioner = snap.practitioners.get(visit.practitioner_id)
+        device = self._device_of(visit.practitioner_id)
+        if practitioner is None or device is None:
+            log.error("visit %s: no active device to file its alert under", visit.id)
+            return None
+        now = datetime.now(UTC)
+        gesture = "visit_duress" if command.duress else "visit_timer"
+        alert = server_alert(
+            f"{visit.id}-alerte", device.id, kind=AlertKind.ALERT.value, gesture=gesture, at=now
+        )
+        location = resolve_location(
+            fix=None, now=now, visit=visit, known_places=known_places(visits=[visit]), policy=self._policy
+        )
+        ctx = AlertContext(
+            alert_id=alert.id,
+            kind=AlertKind.ALERT,
+            received_at=now,
+            practitioner=practitioner,
+            device=device,
+            location=location,
+            reason=command.reason,
+            duress=command.duress,
+        )
+        return _Raised(alert, self._engine.plan_with(alert, ctx))
+
+    # -- after the commit ---------------------------------------------------------------
+
+    async def _act(
+        self,
+        state: vt.VisitTimerState,
+        visit: HomeVisit | None,
+        commands: list[vt.Command],
+        planned: PlannedAlert | None,
+        actor: Actor,
+    ) -> str | None:
+        reply = None
+        for c in commands:
+            match c:
+                case vt.SendCheck(deadline=deadline):
+                    await self._send_check(state, deadline)
+                case vt.RaiseAlert():
+                    await self._after_alert(state, planned)
+                case vt.Record(action=action, detail=detail):
+                    await self._record(state, action, dict(detail), actor)
+                case vt.Reply(text=text):
+                    reply = text
+        if state.due_at is not None:
+            self._wakeup.set()
+        self._bus.publish("visit", visit_id=state.visit_id, practitioner_id=state.practitioner_id)
+        return reply
+
+    async def _send_check(self, state: vt.VisitTimerState, deadline: float) -> None:
+        practitioner = self._cache.current.practitioners.get(state.practitioner_id)
+        if practitioner is None:
+            log.error(
+                "visit %s: practitioner %s unknown, no check SMS", state.visit_id, state.practitioner_id
+            )
+            return
+        body = texts.visit_check_sms(_dt(deadline))
+        result = await self._notifier.send_sms(
+            practitioner.phones[0], body, reference=f"{state.visit_id}-check"
+        )
+        log.info(
+            "visit %s: check SMS %s (%s)", state.visit_id, result.outcome, result.sid or result.error_code
+        )
+
+    async def _after_alert(self, state: vt.VisitTimerState, planned: PlannedAlert | None) -> None:
+        if planned is None:
+            reason = f"{vt.REASON} ({state.practitioner_id}) : aucune balise active, appelez-la"
+            await self._store.add_operator_event("alarm", reason)
+            self._bus.publish("operator_alarm", alert_id=None, reason=reason)
+            return
+        await self._engine.after_commit(planned)
+
+    async def _record(
+        self, state: vt.VisitTimerState, action: str, detail: dict[str, Any], actor: Actor
+    ) -> None:
+        await self._audit.record(
+            actor.user,
+            action,
+            target_kind="visit",
+            target_id=state.visit_id,
+            ip=actor.ip,
+            **{"practitioner_id": state.practitioner_id, "via": actor.via, **detail},
+        )
+
+    # -- check replies by SMS (dispatcher.alerting.webhooks) --------------------------------------
+
+    async def check_reply(self, from_number: str, body: str) -> str | None:
+        """Her answer to a check; None when it is not one (the responders' path takes it).
+
+        A reply from a number that is no practitioner's, or from a practitioner
+        with no open visit, is ignored and logged. An empty string means
+        "handled, answer nothing".
+        """
+        practitioners = [p for p in self._cache.current.practitioners.values() if from_number in p.phones]
+        said = words(body)
+        looks_ok = bool(set(said) & {w for word in self.settings.ok_words for w in words(word)})
+        if not practitioners:
+            if looks_ok:
+                log.warning("visit check reply from unknown number %s ignored", from_number)
+            return None
+        timers = [
+            t
+            for p in practitioners
+            for t in await self._store.list_visit_timers(practitioner_id=p.id, phases=UNFINISHED, limit=1)
+        ]
+        if not timers:
+            if looks_ok:
+                log.warning("visit check reply from %s with no open visit ignored", from_number)
+                return ""
+            return None
+        practitioner = next(p for p in practitioners if p.id == timers[0].practitioner_id)
+        duress = await self._is_duress(practitioner, said)
+        if not duress and not looks_ok:
+            return "Vigie : repondez OK pour cloturer votre visite."
+        event = vt.CheckOut(now=time.time(), via="sms", duress=duress)
+        _, reply = await self.apply(timers[0].visit_id, event, Actor(via="sms"))
+        return reply or ""
+
+    async def _is_duress(self, practitioner: Practitioner, said: list[str]) -> bool:
+        configured = {" ".join(words(w)) for w in self.settings.duress_words}
+        if configured & set(said) or " ".join(said) in configured:
+            return True
+        pin_hash = practitioner.duress_pin_hash
+        for word in said:
+            if pin_hash and word.isalnum() and await asyncio.to_thread(verify_pin, pin_hash, word):
+                return True
+        return False
+
+    # -- durable timers ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Fire due visit timers forever (any instance may claim any row)."""
+        while True:
+            try:
+                await self.fire_due()
+                next_due = await self._store.next_visit_timer_due()
+            except Exception:
+                log.exception("visit timer pass failed; retrying")
+                next_due = None
+            poll = self.settings.poll_s
+            delay = poll if next_due is None else min(poll, max(0.0, next_due - time.time()))
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    async def fire_due(self) -> None:
+        for record in await self._store.claim_due_visit_timers(self._owner, now=time.time()):
+            try:
+                await self.apply(record.visit_id, vt.TimerFired(now=time.time()), Actor(via="timer"))
+            except Exception:
+                # One visit's failure must not hold the others' timers; its lease
+                # runs out and it is tried again.
+                log.exception("visit timer %s failed; retried after its lease", record.visit_id)
+
+
+@dataclass(frozen=True)
+class _Raised:
+    alert: NewAlert
+    planned: PlannedAlert

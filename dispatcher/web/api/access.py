@@ -1,0 +1,150 @@
+"""Who may see what: the territorial and personal scope of a user.
+
+* admin: everything;
+* operator: alerts routed to one of its conventions, and the sites, devices
+  and practitioners located in their territories;
+* practitioner: her own alerts, devices and visits.
+
+An alert's territory is the convention it was routed to
+(``context.convention_name``), and, for an alert routed through a fallback or
+covered by no convention, every convention of its département — or every
+convention, i.e. every operator on duty, when none has it
+(``context.operator_scope``, decided by
+:func:`dispatcher.directory.fallback.watchers_of`). A site's territory is the
+convention covering its address; a device's is its site's, or, for a carried
+device without a site, that of any site its practitioner's devices are bound to.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from dispatcher.directory.location import departement_of
+from dispatcher.directory.routing import find_convention
+from dispatcher.directory.snapshot import DirectorySnapshot
+from dispatcher.domain import Address, Device, LocationSource, ResolvedLocation, Site
+from dispatcher.store.base import AlertQuery, AlertRecord
+from dispatcher.web.auth import Role, User
+
+
+class Access:
+    """Scope checks for one user against one directory snapshot."""
+
+    def __init__(self, user: User, snapshot: DirectorySnapshot) -> None:
+        self.user = user
+        self.snapshot = snapshot
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user.role is Role.ADMIN
+
+    @cached_property
+    def convention_ids(self) -> frozenset[str]:
+        """Conventions this user may see (all of them for an admin)."""
+        every = {c.id for c in self.snapshot.conventions}
+        if self.is_admin:
+            return frozenset(every)
+        if self.user.role is Role.OPERATOR:
+            return frozenset(every & set(self.user.conventions))
+        return frozenset()
+
+    def convention_names(self, ids: frozenset[str]) -> tuple[str, ...]:
+        return tuple(c.name for c in self.snapshot.conventions if c.id in ids)
+
+    def alert_query(self, query: AlertQuery, convention_id: str | None = None) -> AlertQuery:
+        """``query`` narrowed to this user's scope (and to ``convention_id`` if given)."""
+        names: tuple[str, ...] | None = None
+        if convention_id is not None:
+            names = self.convention_names(self.convention_ids & {convention_id})
+        elif self.user.role is Role.OPERATOR:
+            names = self.convention_names(self.convention_ids)
+        practitioner = query.practitioner_id
+        if self.user.role is Role.PRACTITIONER:
+            if practitioner not in (None, self.user.practitioner_id):
+                names = ()  # another practitioner's alerts: nothing
+            practitioner = self.user.practitioner_id or "\x00"
+        return AlertQuery(
+            states=query.states,
+            kinds=query.kinds,
+            convention_names=names,
+            practitioner_id=practitioner,
+            practitioner_ids=query.practitioner_ids,
+            device_id=query.device_id,
+            since=query.since,
+            until=query.until,
+            limit=query.limit,
+        )
+
+    def sees_alert(self, record: AlertRecord) -> bool:
+        if self.is_admin:
+            return True
+        context: dict[str, Any] = record.context or {}
+        if self.user.role is Role.PRACTITIONER:
+            practitioner = context.get("practitioner") or {}
+            return bool(self.user.practitioner_id) and practitioner.get("id") == self.user.practitioner_id
+        names = self.convention_names(self.convention_ids)
+        # operator_scope: the conventions of the alert's territory (fallback-routed alerts too).
+        scope = set(context.get("operator_scope") or ())
+        return context.get("convention_name") in names or bool(scope & set(names))
+
+    def site_convention(self, site: Site) -> str | None:
+        """Id of the convention whose territory holds the site, if any."""
+        return self.address_convention(site.address)
+
+    def address_convention(
+        self, address: Address, source: LocationSource = LocationSource.SITE
+    ) -> str | None:
+        """Id of the convention whose territory holds ``address`` (a site's, a home visit's), if any."""
+        location = ResolvedLocation(
+            source=source,
+            point=address.point,
+            address=address,
+            description=address.label,
+            insee=address.insee,
+            departement=departement_of(address.insee) if address.insee else None,
+        )
+        convention = find_convention(self.snapshot.conventions, location)
+        return convention.id if convention else None
+
+    def sees_site(self, site: Site) -> bool:
+        if self.is_admin:
+            return True
+        if self.user.role is Role.OPERATOR:
+            return self.site_convention(site) in self.convention_ids
+        return any(
+            d.site_id == site.id and d.practitioner_id == self.user.practitioner_id
+            for d in self.snapshot.devices.values()
+        )
+
+    def _device_sites(self, device: Device) -> list[Site]:
+        if device.site_id:
+            site = self.snapshot.sites.get(device.site_id)
+            return [site] if site else []
+        if not device.practitioner_id:
+            return []
+        return [
+            self.snapshot.sites[d.site_id]
+            for d in self.snapshot.devices.values()
+            if d.practitioner_id == device.practitioner_id and d.site_id in self.snapshot.sites
+        ]
+
+    def sees_device(self, device: Device) -> bool:
+        if self.is_admin:
+            return True
+        if self.user.role is Role.PRACTITIONER:
+            return device.practitioner_id is not None and device.practitioner_id == self.user.practitioner_id
+        return any(self.site_convention(s) in self.convention_ids for s in self._device_sites(device))
+
+    def sees_practitioner(self, practitioner_id: str) -> bool:
+        if self.is_admin:
+            return True
+        if self.user.role is Role.PRACTITIONER:
+            return practitioner_id == self.user.practitioner_id
+        return any(
+            d.practitioner_id == practitioner_id and self.sees_device(d)
+            for d in self.snapshot.devices.values()
+        )
+
+    def sees_convention(self, convention_id: str) -> bool:
+        return convention_id in self.convention_ids

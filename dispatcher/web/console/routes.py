@@ -1,0 +1,193 @@
+"""Serves the console's files and its WebSocket feed of live alerts.
+
+The WebSocket authenticates with the session cookie (browsers send it on the
+same-origin handshake; SameSite=Strict keeps other sites from doing so) and
+also checks the Origin header against Host. Without a valid session it is
+closed with code 4401 right after the handshake, so the page can tell
+"log in again" from a network failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from dispatcher.events import ACCOUNT_EVENT
+from dispatcher.store.base import AlertQuery, NotFound
+from dispatcher.web.api import views
+from dispatcher.web.api.access import Access
+from dispatcher.web.api.deps import ApiContext
+from dispatcher.web.auth import SESSION_COOKIE, Role, User
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_RESCOPED = 4409  # role or conventions changed: the page reconnects and gets the new scope
+CLOSE_POLICY = 1008
+PING_EVERY_S = 20.0
+
+
+def _csp(tile_url: str) -> str:
+    tiles = urlsplit(tile_url)
+    tile_origin = f" {tiles.scheme}://{tiles.netloc}" if tiles.netloc else ""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+        f" img-src 'self' data:{tile_origin}; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+def mount_console(app: FastAPI, ctx: ApiContext) -> None:
+    """Add the console pages, static files and WebSocket to ``app``."""
+    router = APIRouter(include_in_schema=False)
+    csp = _csp(ctx.settings.api.tile_url)
+
+    @router.get("/")
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    @router.get("/console/")
+    async def index() -> FileResponse:
+        return FileResponse(
+            STATIC / "index.html",
+            headers={"Content-Security-Policy": csp, "Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+        )
+
+    @router.get("/console/config")
+    async def config() -> dict[str, str]:
+        return {"tile_url": ctx.settings.api.tile_url}
+
+    @router.websocket("/api/ws")
+    async def feed(websocket: WebSocket) -> None:
+        await ConsoleFeed(ctx, websocket).run()
+
+    app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+
+
+def _same_origin(origin: str, host: str | None) -> bool:
+    return bool(host) and urlsplit(origin).netloc == host
+
+
+class ConsoleFeed:
+    """One console's WebSocket: a snapshot, then every change in its scope."""
+
+    def __init__(self, ctx: ApiContext, websocket: WebSocket) -> None:
+        self._ctx = ctx
+        self._ws = websocket
+
+    async def _authenticate(self) -> User | None:
+        token = self._ws.cookies.get(SESSION_COOKIE)
+        return await self._ctx.auth.user_for(token) if token else None
+
+    async def run(self) -> None:
+        origin = self._ws.headers.get("origin")
+        user = await self._authenticate()
+        await self._ws.accept()
+        if origin and not _same_origin(origin, self._ws.headers.get("host")):
+            await self._ws.close(CLOSE_POLICY, "origine refusée")
+            return
+        if user is None:
+            await self._ws.close(CLOSE_UNAUTHENTICATED, "session invalide ou expirée")
+            return
+        reader = asyncio.create_task(self._drain())
+        try:
+            # WebSocketDisconnect / RuntimeError: the client went away, nothing to do.
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                async with self._ctx.bus.subscribe() as queue:
+                    await self._send_snapshot(user)
+                    await self._forward(user, queue, reader)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _drain(self) -> None:
+        """Read (and ignore) client frames, so that a disconnect is noticed."""
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await self._ws.receive_text()
+
+    def _access(self, user: User) -> Access:
+        return Access(user, self._ctx.cache.current)
+
+    async def _send_snapshot(self, user: User) -> None:
+        access = self._access(user)
+        records = await self._ctx.store.search_alerts(access.alert_query(AlertQuery(limit=200)))
+        mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel
+        shown = [
+            r for r in records if access.sees_alert(r) and not (mine and views.hidden_from_practitioner(r))
+        ]
+        alerts = [views.summary(r, as_practitioner=mine).model_dump(mode="json") for r in shown]
+        await self._ws.send_json({"type": "snapshot", "user": user.display_name, "alerts": alerts})
+
+    async def _forward(
+        self, user: User, queue: asyncio.Queue[dict[str, Any]], reader: asyncio.Task[None]
+    ) -> None:
+        while not reader.done():
+            try:
+                event = await asyncio.wait_for(queue.get(), PING_EVERY_S)
+            except TimeoutError:
+                # Also catches changes made through another instance (the bus is per process).
+                if await self._account_changed(user):
+                    return
+                await self._ws.send_json({"type": "ping"})
+                continue
+            if event.get("kind") == ACCOUNT_EVENT:
+                if event.get("user_id") == user.id and await self._account_changed(user):
+                    return
+                continue
+            message = await self._message(user, event)
+            if message is not None:
+                await self._ws.send_json(message)
+
+    async def _account_changed(self, user: User) -> bool:
+        """Close the feed (and say so) when its session ended or its user's rights changed."""
+        now = await self._authenticate()
+        if now is None:
+            await self._ws.close(CLOSE_UNAUTHENTICATED, "session terminée")
+            return True
+        if now != user:
+            await self._ws.close(CLOSE_RESCOPED, "droits modifiés")
+            return True
+        return False
+
+    async def _message(self, user: User, event: dict[str, Any]) -> dict[str, Any] | None:
+        kind = event.get("kind")
+        if kind == "device_health":
+            device = self._ctx.cache.current.devices.get(str(event.get("device_id")))
+            if device is None or not self._access(user).sees_device(device):
+                return None
+            return {
+                "type": "health",
+                "device_id": device.id,
+                "flag": event.get("flag"),
+                "raised": event.get("raised"),
+            }
+        if (
+            kind == "visit"
+        ):  # a home visit moved: no data here, the console re-reads /api/open-visits (scoped)
+            return {"type": "visit"}
+        alert_id = event.get("alert_id")
+        if kind not in ("alert", "notification", "operator_alarm") or not alert_id:
+            return None
+        try:
+            record = await self._ctx.store.get_alert(str(alert_id))
+        except NotFound:
+            return None
+        mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel, and no alarm
+        if not self._access(user).sees_alert(record) or (mine and views.hidden_from_practitioner(record)):
+            return None
+        summary = views.summary(record, as_practitioner=mine).model_dump(mode="json")
+        message: dict[str, Any] = {"type": "alert", "alert": summary}
+        if kind == "operator_alarm" and not mine:
+            message["alarm"] = event.get("reason")
+        return message
