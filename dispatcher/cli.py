@@ -314,6 +314,7 @@ def purge(
 ) -> None:
     """Erase location data older than the retention period (RGPD); the service also does it hourly."""
     from dispatcher.retention import purge as run_purge
+    from dispatcher.retention import summary
     from dispatcher.store import open_store
 
     settings = _settings(RetentionSettings)
@@ -327,13 +328,7 @@ def purge(
                 days or settings.location_retention_days,
                 inbound_sid_days=settings.inbound_sid_retention_days,
             )
-            typer.echo(
-                f"purge : positions effacées de {report.alerts} alerte(s), {report.visits} visite(s) "
-                f"supprimée(s), {report.last_fixes} dernière(s) position(s) de balise effacée(s), "
-                f"{report.positions} position(s) en direct supprimée(s), "
-                f"{report.sessions} session(s) expirée(s), {report.login_failures} échec(s) de connexion, "
-                f"{report.inbound_messages} identifiant(s) de SMS reçu(s) oublié(s)"
-            )
+            typer.echo(f"purge : {summary(report)}")
         finally:
             await store.close()
 

@@ -28,7 +28,7 @@ class EventBus:
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
-                log.warning("console subscriber too slow; dropped a %s event (it will resync)", kind)
+                log.warning("console trop lente : événement %s non transmis (elle se resynchronise)", kind)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:

@@ -38,5 +38,9 @@ async def feed_watchdog(dead_tasks: DeadTasks, *, env: Mapping[str, str] | None 
     while not (dead := dead_tasks()):
         notifier.watchdog()
         await asyncio.sleep(interval_s / 4)
-    log.critical("background loop(s) %s dead: no more watchdog pings, systemd will restart us", dead)
+    log.critical(
+        "tâche(s) de fond %s arrêtée(s) : plus de signal au chien de garde, systemd va redémarrer le"
+        " dispatcher",
+        dead,
+    )
     notifier.status(f"dead: {', '.join(dead)}")

@@ -36,6 +36,17 @@ log = logging.getLogger(__name__)
 INBOUND_SID_RETENTION_DAYS = 365
 
 
+def summary(report: PurgeReport) -> str:
+    """What a pass erased, in French: the line of ``vigie purge`` and of the dispatcher's log."""
+    return (
+        f"positions effacées de {report.alerts} alerte(s), {report.visits} visite(s) "
+        f"supprimée(s), {report.last_fixes} dernière(s) position(s) de balise effacée(s), "
+        f"{report.positions} position(s) en direct supprimée(s), "
+        f"{report.sessions} session(s) expirée(s), {report.login_failures} échec(s) de connexion, "
+        f"{report.inbound_messages} identifiant(s) de SMS reçu(s) oublié(s)"
+    )
+
+
 async def purge(
     store: Store,
     retention_days: int,
@@ -46,7 +57,7 @@ async def purge(
     """Erase location data older than ``retention_days``, forget received SMS ids older than
     ``inbound_sid_days``, and audit that location data was erased."""
     if retention_days < 1 or inbound_sid_days < 1:
-        raise ValueError("retention periods must be at least 1 day")
+        raise ValueError("les durées de rétention sont d'au moins un jour")
     now = now or datetime.now(UTC)
     report = await store.purge_locations(now - timedelta(days=retention_days), now=now)
     forgotten = await store.forget_inbound_messages(now - timedelta(days=inbound_sid_days))
@@ -73,7 +84,7 @@ async def run_retention(
             # By age, not by asking the store: a heartbeat's fix noted but not yet
             # saved is recent, and must not be forgotten.
             cache.forget_fixes_before(datetime.now(UTC) - timedelta(days=retention_days))
-            log.info("purge RGPD (rétention) : %s", report)
+            log.info("purge RGPD (rétention) : %s", summary(report))
         except Exception:
-            log.exception("retention pass failed; will retry")
+            log.exception("purge RGPD (rétention) en échec ; nouvel essai au prochain passage")
         await asyncio.sleep(interval_s)

@@ -212,7 +212,7 @@ class CallSimulation(SandboxState):
             await self._send_webhook(record, url, urlencode(params).encode(), headers)
         except (ClientError, TimeoutError) as exc:
             record.error = f"{type(exc).__name__}: {exc}"
-            log.warning("sandbox webhook %s to %s failed: %s", kind, url, record.error)
+            log.warning("bac à sable : webhook %s vers %s en échec : %s", kind, url, record.error)
         self._write_log(record.to_json())
         self._notify()
         return WebhookResult(record.status, record.response, said_texts(record.response), record.error)

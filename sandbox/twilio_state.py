@@ -163,7 +163,7 @@ class SandboxState:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("sandbox background task failed", exc_info=task.exception())
+            log.error("bac à sable : tâche de fond en échec", exc_info=task.exception())
 
     def _notify(self) -> None:
         self._waiters.notify()

@@ -119,7 +119,7 @@ class DirectoryCache:
         self.communes = await asyncio.to_thread(CommuneIndex, records)
         self.communes_version = version
         log.info(
-            "commune index: %d communes (%s)",
+            "index des communes : %d communes (départements %s)",
             len(self.communes),
             ", ".join(sorted(self.communes.departements)),
         )
@@ -154,4 +154,4 @@ class DirectoryCache:
                 await self.refresh_if_changed()
                 await self.refresh_communes_if_changed()
             except Exception:
-                log.exception("directory refresh failed; keeping the previous snapshot")
+                log.exception("rechargement de l'annuaire en échec : l'annuaire déjà chargé reste en service")

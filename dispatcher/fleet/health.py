@@ -153,7 +153,7 @@ class HealthMonitor:
                 try:
                     await self.tick(time.time())
                 except Exception:
-                    log.exception("health pass failed")
+                    log.exception("santé des balises : passage en échec ; nouvel essai au prochain passage")
         finally:
             if self.leading:
                 await asyncio.shield(self._store.release_lease(LEASE, self._instance_id))
@@ -163,7 +163,11 @@ class HealthMonitor:
         await self.flush()
         leading = await self._store.hold_lease(LEASE, self._instance_id, now=time.time(), lease_s=LEASE_S)
         if leading and not self.leading:
-            log.info("health: instance %s now decides device flags", self._instance_id)
+            log.info(
+                "santé des balises : l'instance %s décide désormais des signalements hors ligne et batterie"
+                " faible",
+                self._instance_id,
+            )
             await self.load()  # the flags the previous leader wrote, and everything merged so far
         self.leading = leading
         if not leading:
@@ -234,7 +238,7 @@ class HealthMonitor:
         device_id = str(stored["device_id"])
         h, theirs = self._get(device_id), _from_row(stored)
         log.warning(
-            "%s: heartbeat seq %s refused, the store has seq %s: a replay (or merged too late)",
+            "balise %s : heartbeat de seq %s refusé, la base a déjà le seq %s (rejeu, ou fusionné trop tard)",
             device_id,
             h.hb_seq,
             theirs.hb_seq,

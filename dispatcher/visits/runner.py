@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatcher.alerting import texts
+from dispatcher.alerting import notification_logs, texts
 from dispatcher.alerting.engine import Engine, PlannedAlert
 from dispatcher.alerting.notifier import TwilioNotifier
 from dispatcher.audit import Auditor
@@ -198,7 +198,12 @@ class VisitTimers:
         practitioner = snap.practitioners.get(visit.practitioner_id)
         device = self._device_of(visit.practitioner_id)
         if practitioner is None or device is None:
-            log.error("visit %s: no active device to file its alert under", visit.id)
+            log.error(
+                "visite %s : aucune balise active du praticien %s pour y rattacher l'alerte ; ALERTE NON"
+                " DÉCLENCHÉE, vérifiez ses balises dans l'annuaire",
+                visit.id,
+                visit.practitioner_id,
+            )
             return None
         now = datetime.now(UTC)
         gesture = "visit_duress" if command.duress else "visit_timer"
@@ -250,7 +255,9 @@ class VisitTimers:
         practitioner = self._cache.current.practitioners.get(state.practitioner_id)
         if practitioner is None:
             log.error(
-                "visit %s: practitioner %s unknown, no check SMS", state.visit_id, state.practitioner_id
+                "visite %s : praticien %s absent de l'annuaire, SMS de vérification non envoyé",
+                state.visit_id,
+                state.practitioner_id,
             )
             return
         body = texts.visit_check_sms(_dt(deadline))
@@ -258,7 +265,10 @@ class VisitTimers:
             practitioner.phones[0], body, reference=f"{state.visit_id}-check"
         )
         log.info(
-            "visit %s: check SMS %s (%s)", state.visit_id, result.outcome, result.sid or result.error_code
+            "visite %s : SMS de vérification %s (%s)",
+            state.visit_id,
+            notification_logs.outcome(result.outcome),
+            result.sid or result.error_code,
         )
 
     async def _after_alert(self, state: vt.VisitTimerState, planned: PlannedAlert | None) -> None:
@@ -295,7 +305,10 @@ class VisitTimers:
         looks_ok = bool(set(said) & {w for word in self.settings.ok_words for w in words(word)})
         if not practitioners:
             if looks_ok:
-                log.warning("visit check reply from unknown number %s ignored", from_number)
+                log.warning(
+                    "réponse à une vérification de visite depuis un numéro inconnu %s : ignorée",
+                    from_number,
+                )
             return None
         timers = [
             t
@@ -304,7 +317,10 @@ class VisitTimers:
         ]
         if not timers:
             if looks_ok:
-                log.warning("visit check reply from %s with no open visit ignored", from_number)
+                log.warning(
+                    "réponse à une vérification de visite de %s, sans visite en cours : ignorée",
+                    from_number,
+                )
                 return ""
             return None
         practitioner = next(p for p in practitioners if p.id == timers[0].practitioner_id)
@@ -334,7 +350,7 @@ class VisitTimers:
                 await self.fire_due()
                 next_due = await self._store.next_visit_timer_due()
             except Exception:
-                log.exception("visit timer pass failed; retrying")
+                log.exception("passage des minuteries de visite en échec ; nouvel essai")
                 next_due = None
             poll = self.settings.poll_s
             delay = poll if next_due is None else min(poll, max(0.0, next_due - time.time()))
@@ -349,7 +365,10 @@ class VisitTimers:
             except Exception:
                 # One visit's failure must not hold the others' timers; its lease
                 # runs out and it is tried again.
-                log.exception("visit timer %s failed; retried after its lease", record.visit_id)
+                log.exception(
+                    "minuterie de la visite %s en échec ; nouvel essai à l'expiration de son bail",
+                    record.visit_id,
+                )
 
 
 @dataclass(frozen=True)

@@ -160,11 +160,11 @@ class BodyLimit:
         except Exception:
             if not refused:
                 raise
-            log.debug("app gave up after its body was refused", exc_info=True)
+            log.debug("requête abandonnée par l'application après le refus de son corps", exc_info=True)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
         reason = "body_too_large" if status == 413 else "invalid_json"
-        log.warning("HTTP %s %s refused (%d): %s", scope["method"], scope["path"], status, detail)
+        log.warning("HTTP %s %s refusée (%d) : %s", scope["method"], scope["path"], status, detail)
         self._on_refused(reason)
         # Connection: close — the rest of an oversized body is never read.
         headers = {"Connection": "close"} if status == 413 else None

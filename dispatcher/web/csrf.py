@@ -81,7 +81,13 @@ class OriginCheck:
             await self._app(scope, receive, send)
             return
         client = (scope.get("client") or ("?", 0))[0]
-        log.warning("cross-site %s %s refused (%s) from %s", scope["method"], scope["path"], why, client)
+        log.warning(
+            "requête %s %s d'une autre origine refusée (%s), depuis %s",
+            scope["method"],
+            scope["path"],
+            why,
+            client,
+        )
         self._on_refused("cross_site")
         response = JSONResponse({"detail": "requête d'une autre origine refusée"}, status_code=403)
         await response(scope, receive, send)

@@ -8,11 +8,31 @@ written at the call or taken from a ``*_logs`` module.
 
 from __future__ import annotations
 
+import ast
+import importlib
+import re
+from pathlib import Path
+
 import pytest
 
 from dispatcher.alerting import alert_logs, broker_logs, notification_logs
 from dispatcher.alerting.delivery import NOT_WANTED
 from dispatcher.alerting.reconciler import RESENT
+from tests.dispatcher.test_cli_french import ENGLISH, _prose
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("dispatcher", "device", "broker_config", "sandbox")
+LEVELS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
+# The CLI's list of English-only words but "file" (French too: « file d'envoi »), and words of
+# English log lines it does not have ("heartbeat" is the protocol's word, in French too).
+CLI_ENGLISH = re.compile(ENGLISH.pattern.replace("|file|", "|"), re.I)
+LOG_ENGLISH = re.compile(
+    r"\b(failed|refused|rejected|cannot|could|not|no|unknown|ignored|dropped|was|were|now|when|we|while|"
+    r"after|before|retrying|retry|will|stored|sent|again|being|waiting|already|more|too|slow|outcome|"
+    r"keypress|status|event|alert|provider|store|gave|up|body|pass|dead|reach|queued|"
+    r"disconnected|connected|visit|check|subscribed|answer|handled|found|missing|invalid|error)\b",
+    re.I,
+)
 
 GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
     (
@@ -401,6 +421,59 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
 @pytest.mark.parametrize(("fmt", "args", "expected"), GOLDEN, ids=[g[2][:40] for g in GOLDEN])
 def test_golden_log_lines(fmt: str, args: tuple[object, ...], expected: str) -> None:
     assert fmt % args == expected
+
+
+def _log_messages(path: Path) -> list[tuple[int, str | None]]:
+    """The text of every logging call in ``path`` (None when it is neither a literal nor a
+    constant of a ``*_logs`` module)."""
+    tree = ast.parse(path.read_text(), str(path))
+    modules = {
+        alias.asname or alias.name: f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+        if alias.name.endswith("_logs")
+    }
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+        if node.func.attr in LEVELS and "log" in name.lower() and node.args:
+            message = node.args[1] if node.func.attr == "log" else node.args[0]
+            found.append((node.lineno, _text(message, modules)))
+    return found
+
+
+def _text(message: ast.expr, modules: dict[str, str]) -> str | None:
+    """The message's text: a literal, or the constant of a ``*_logs`` module it names."""
+    if isinstance(message, ast.Constant) and isinstance(message.value, str):
+        return message.value
+    if (
+        isinstance(message, ast.Attribute)
+        and isinstance(message.value, ast.Name)
+        and message.value.id in modules
+    ):
+        return str(getattr(importlib.import_module(modules[message.value.id]), message.attr))
+    return None
+
+
+def test_every_log_line_is_french() -> None:
+    lines: list[tuple[str, str]] = []
+    unread: list[str] = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for lineno, text in _log_messages(path):
+                where = f"{path.relative_to(ROOT)}:{lineno}"
+                if text is None:
+                    unread.append(where)
+                else:
+                    lines.append((where, text))
+    assert len(lines) > 100  # the walk found the code's log calls
+    english = [(w, t) for w, t in lines if CLI_ENGLISH.search(_prose(t)) or LOG_ENGLISH.search(_prose(t))]
+    assert english == []
+    assert unread == []  # a message built elsewhere would escape this check
 
 
 def test_every_line_of_the_logs_modules_is_checked_by_a_golden() -> None:

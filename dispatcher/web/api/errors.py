@@ -28,7 +28,8 @@ def validation_handler(on_refused: Callable[[str], None]) -> Callable[[Request, 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [_safe(e) for e in exc.errors()]
-        log.info("HTTP %s %s: 422 %s", request.method, request.url.path, [e["loc"] for e in errors])
+        fields = [e["loc"] for e in errors]
+        log.info("HTTP %s %s : 422, champs refusés %s", request.method, request.url.path, fields)
         on_refused("validation")
         return JSONResponse({"detail": errors}, status_code=422)
 

@@ -78,14 +78,14 @@ class Gate:
         """The link ``token`` names, if it may be used now and from there; else :class:`Refused`."""
         ip = client_ip(request)
         if self._misses.tokens(ip) < 1 or not self._requests.allow(ip):
-            log.warning("responder link refused to %s: rate limited", ip)
+            log.warning("lien de prise en charge refusé à %s : trop de tentatives", ip)
             raise Refused(busy=True)
         link = await self._ctx.store.responder_link(hash_token(token)) if well_formed(token) else None
         if link is not None and link_usable(link, datetime.now(UTC), self._grace_s):
             return link
         reason = "malformé" if not well_formed(token) else "inconnu" if link is None else "expiré"
         self._misses.allow(ip)
-        log.warning("responder link refused to %s: %s", ip, reason)
+        log.warning("lien de prise en charge refusé à %s : lien %s", ip, reason)
         await self._ctx.audit.record(
             None,
             RESPONDER_REFUSED,
