@@ -56,6 +56,7 @@ from device.config import (
 )
 from device.gnss_sim import SimulatedFix, SimulatedGpsd
 from device.link import Backoff
+from protocol import logformat
 
 log = logging.getLogger("device.cli")
 
@@ -209,9 +210,7 @@ def _simulator_config() -> tuple[DeviceConfig, bytes]:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logformat.configure(level, sys.stderr)
 
 
 def _load(config_path: Path | None, simulate: bool) -> tuple[DeviceConfig, bytes, str | None]:

@@ -17,6 +17,7 @@ from broker_config.cli import app as provision_app
 from broker_config.dev_cli import app as broker_app
 from dispatcher.directory.texts import validation_message
 from dispatcher.settings import AdminSettings, DispatcherSettings, RetentionSettings
+from protocol import logformat
 
 S = TypeVar("S", bound=AdminSettings)
 ROLE_NAMES = {"operator": "opérateur", "admin": "administrateur", "practitioner": "praticien(ne)"}
@@ -92,11 +93,7 @@ def _require_database(database_url: str, create: bool) -> None:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logformat.configure(logging.DEBUG if verbose else logging.INFO, sys.stderr)
 
 
 @app.command(help="Lancer le dispatcher : réception MQTT, escalade, webhooks, API.")

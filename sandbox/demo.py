@@ -44,6 +44,7 @@ from dispatcher.settings import (
     TwilioSettings,
 )
 from dispatcher.web.app import create_app
+from protocol import logformat
 from protocol.topics import UplinkKind
 from sandbox import demo_setup as setup
 from sandbox.ban_server import BanSandbox
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m sandbox.demo`` (``make demo``)."""
     options = parse_args(argv)
     faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid>: every thread's stack, without stopping
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s : %(message)s")
+    logformat.configure(logging.WARNING, sys.stderr)
     try:
         check_port_free(options.http_port, "HTTP_PORT")
         check_port_free(options.broker_port, "BROKER_PORT")

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import uvloop
 
+from protocol import logformat
 from sandbox.people import People
 from sandbox.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, TwilioSandbox
 
@@ -60,5 +62,5 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the sandbox as a process until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logformat.configure(logging.INFO, sys.stderr)
     uvloop.run(_serve(_parse_args(argv)))

@@ -100,7 +100,7 @@ def critical_logged(cluster: Cluster, count: int = 1) -> bool:
     assert cluster.dispatcher is not None
     return (
         cluster.dispatcher.log_path.read_text().count(
-            "CRITICAL dispatcher.alerting.ingest: BASE INDISPONIBLE"
+            "CRITIQUE dispatcher.alerting.ingest : BASE INDISPONIBLE"
         )
         >= count
     )
