@@ -101,12 +101,17 @@ def serve(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False, create: CreateOption = False
 ) -> None:
     """Run the dispatcher: MQTT ingest, escalation, webhooks, API."""
+    from dispatcher.alerting.mqtt import MqttUnavailable
     from dispatcher.service import serve as run
 
     _logging(verbose)
     # The database first: a typo in its path is the likelier mistake, and names itself.
     _require_database(_settings(AdminSettings).database_url, create)
-    uvloop.run(run(_settings(DispatcherSettings)))
+    try:
+        uvloop.run(run(_settings(DispatcherSettings)))
+    except MqttUnavailable as exc:  # a setting or the broker to fix: one line, not a traceback
+        typer.echo(f"erreur : {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command(

@@ -295,18 +295,28 @@ def _fresh_dir(path: Path) -> None:
 
 def parse_args(argv: list[str] | None = None) -> Options:
     """The demo's command line (``make demo`` passes the ports)."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--once", action="store_true", help="one alert, then exit 0 once acknowledged")
-    parser.add_argument(
-        "--workdir", type=Path, default=Path("var/demo"), help="state of this run (wiped first)"
+    parser = argparse.ArgumentParser(
+        description="Démo Vigie : broker, dispatcher, bac à sable Twilio et balises simulées, en local."
     )
-    parser.add_argument("--http-port", type=int, default=8080, help="console/API port (0 = any free one)")
-    parser.add_argument("--broker-port", type=int, default=1883, help="MQTT broker port (0 = any free one)")
-    parser.add_argument("--interval", type=float, default=20.0, help="seconds between simulated presses")
-    parser.add_argument("--ack-timeout", type=int, default=25, help="seconds each tier waits (min 5)")
-    parser.add_argument("--people", type=Path, default=DEMO_PEOPLE, help="who answers (personas TOML)")
-    parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many s")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the people's draws")
+    parser.add_argument(
+        "--once", action="store_true", help="une seule alerte, puis sortie (code 0) dès sa prise en charge"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("var/demo"), help="dossier de cette démo (vidé au départ)"
+    )
+    parser.add_argument(
+        "--http-port", type=int, default=8080, help="port de la console et de l'API (0 = un port libre)"
+    )
+    parser.add_argument(
+        "--broker-port", type=int, default=1883, help="port du broker MQTT (0 = un port libre)"
+    )
+    parser.add_argument("--interval", type=float, default=20.0, help="secondes entre deux appuis simulés")
+    parser.add_argument(
+        "--ack-timeout", type=int, default=25, help="secondes d'attente de chaque palier (5 au moins)"
+    )
+    parser.add_argument("--people", type=Path, default=DEMO_PEOPLE, help="qui répond (personnages, TOML)")
+    parser.add_argument("--duration", type=float, default=None, help="s'arrêter seule après tant de secondes")
+    parser.add_argument("--seed", type=int, default=None, help="graine des tirages des personnages")
     args = parser.parse_args(argv)
     return Options(
         workdir=args.workdir,

@@ -17,6 +17,12 @@ from typing import Final
 
 #: host, port, the error (refused, unreachable, TLS or certificate)
 UNREACHABLE: Final = "broker %s:%s injoignable : %s ; nouvel essai après un délai croissant"
+#: host, port, the error: at start-up, ``vigie serve`` stops (systemd restarts it)
+START_UNREACHABLE: Final = "démarrage : broker %s:%s injoignable : %s"
+#: host, port, seconds
+START_NO_CONNACK: Final = (
+    "démarrage : le broker %s:%s n'a pas accepté la connexion en %s s (compte, certificat ou ACL ?)"
+)
 #: the broker's reason code
 REFUSED: Final = (
     "le broker refuse la connexion du dispatcher : %s ; vérifiez le compte ou le certificat"

@@ -169,7 +169,7 @@ class MqttBridge:
             else:  # the session's expiry is the broker's (persistent_client_expiration)
                 self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         except (OSError, ValueError) as exc:
-            raise MqttUnavailable(f"cannot reach broker {s.host}:{s.port}: {exc}") from exc
+            raise MqttUnavailable(broker_logs.START_UNREACHABLE % (s.host, s.port, exc)) from exc
         self._tasks = [
             asyncio.create_task(self._keep_connected(), name="mqtt-connection"),
             asyncio.create_task(self._keepalive(), name="mqtt-keepalive"),
@@ -178,7 +178,8 @@ class MqttBridge:
             await asyncio.wait_for(self._connected.wait(), connect_timeout_s)
         except TimeoutError:
             await self.stop()
-            raise MqttUnavailable(f"no CONNACK from {s.host}:{s.port} within {connect_timeout_s} s") from None
+            message = broker_logs.START_NO_CONNACK % (s.host, s.port, connect_timeout_s)
+            raise MqttUnavailable(message) from None
 
     async def stop(self) -> None:
         """Disconnect cleanly (the broker keeps the session) and stop reconnecting."""

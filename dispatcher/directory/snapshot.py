@@ -121,7 +121,7 @@ class DirectoryCache:
         log.info(
             "index des communes : %d communes (départements %s)",
             len(self.communes),
-            ", ".join(sorted(self.communes.departements)),
+            ", ".join(sorted(self.communes.departements)) or "aucun : vigie load-communes",
         )
         return True
 

@@ -39,5 +39,6 @@ async def open_store(database_url: str) -> Store:
 
         return await PostgresStore.open(database_url)
     raise ValueError(
-        f"unsupported database URL {database_url!r}: expected sqlite:///path or postgresql://user@host/db"
+        f"URL de base non prise en charge {database_url!r} : attendu sqlite:///chemin ou"
+        " postgresql://utilisateur@hôte/base"
     )

@@ -130,7 +130,7 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
                 server_settings={"synchronous_commit": "on", "application_name": "vigie-dispatcher"},
             )
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+            raise StoreUnavailable(f"connexion à PostgreSQL impossible : {exc}") from exc
         store = cls(pool)
         try:
             await store._migrate()
@@ -171,7 +171,7 @@ class PostgresStore(PostgresAccess, PostgresVisits, PostgresPositions, PostgresR
                 raise
             except _RETRYABLE as exc:
                 if attempt == _ATTEMPTS:
-                    raise StoreUnavailable(f"transaction kept aborting: {exc}") from exc
+                    raise StoreUnavailable(f"transaction interrompue à chaque essai : {exc}") from exc
             except pgerr.IntegrityConstraintViolationError as exc:
                 # As SqliteStore does with sqlite3.IntegrityError (foreign keys included).
                 raise AlreadyExists(str(exc)) from exc

@@ -47,6 +47,17 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
         "le broker refuse la connexion du dispatcher : Not authorized ; vérifiez le compte ou le"
         " certificat du dispatcher (nouvel essai après un délai croissant)",
     ),
+    (
+        broker_logs.START_UNREACHABLE,
+        ("mqtt.vigie.test", 8883, "[Errno 111] Connection refused"),
+        "démarrage : broker mqtt.vigie.test:8883 injoignable : [Errno 111] Connection refused",
+    ),
+    (
+        broker_logs.START_NO_CONNACK,
+        ("mqtt.vigie.test", 8883, 10.0),
+        "démarrage : le broker mqtt.vigie.test:8883 n'a pas accepté la connexion en 10.0 s (compte,"
+        " certificat ou ACL ?)",
+    ),
     (broker_logs.CONNECTED, (), "connecté au broker, abonné au groupe partagé des dispatchers"),
     (broker_logs.DISCONNECTED_STOPPING, (), "déconnecté du broker (arrêt du dispatcher)"),
     (
