@@ -282,7 +282,7 @@ def _dev_broker_mqtt(spec: DeviceSpec) -> dict[str, Any]:
 def validate_spec(spec: DeviceSpec) -> None:
     """Checks that need no I/O: id syntax, reserved names, bindings, PIN, port."""
     try:
-        check_id(spec.id, "device id")
+        check_id(spec.id, "identifiant de balise")
     except TopicError:
         raise ProvisionError(
             f"identifiant de balise {spec.id!r} invalide : [a-z0-9-], 1 à 64 caractères, "

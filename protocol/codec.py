@@ -174,15 +174,15 @@ def _refuse_constant(name: str) -> Any:
 def _load_object(payload: bytes) -> dict[str, Any]:
     """Bounded, fail-closed JSON: size, then depth, then the parser; nothing but Rejected escapes."""
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise Rejected(RejectReason.TOO_LARGE, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+        raise Rejected(RejectReason.TOO_LARGE, f"{len(payload)} octets > {MAX_PAYLOAD_BYTES}")
     if nesting_exceeds(payload):
-        raise Rejected(RejectReason.TOO_DEEP, f"JSON nested deeper than {MAX_JSON_DEPTH}")
+        raise Rejected(RejectReason.TOO_DEEP, f"JSON imbriqué sur plus de {MAX_JSON_DEPTH} niveaux")
     try:
         obj = json.loads(payload, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise Rejected(RejectReason.NOT_JSON, str(exc)[:120]) from None
     if not isinstance(obj, dict):
-        raise Rejected(RejectReason.BAD_SCHEMA, "payload is not a JSON object")
+        raise Rejected(RejectReason.BAD_SCHEMA, "le contenu n'est pas un objet JSON")
     version = obj.get("v")
     if type(version) is not int or version != PROTOCOL_VERSION:  # not 1.0 nor true: the integer 1
         raise Rejected(RejectReason.BAD_VERSION, f"v={version!r}")
@@ -208,7 +208,8 @@ def decode_uplink(payload: bytes, topic: ParsedTopic, key_for: KeyLookup) -> Upl
     """
     obj = _load_object(payload)
     if obj.get("device") != topic.device_id or topic.kind is None or obj.get("type") != topic.kind.value:
-        raise Rejected(RejectReason.TOPIC_MISMATCH, f"payload device/type differ from topic {topic}")
+        why = f"balise ou type du contenu différents de ceux du sujet {topic}"
+        raise Rejected(RejectReason.TOPIC_MISMATCH, why)
     key = key_for(topic.device_id)
     if key is None:
         raise Rejected(RejectReason.UNKNOWN_DEVICE, topic.device_id)
@@ -223,7 +224,7 @@ def decode_downlink(payload: bytes, device_id: str, key: bytes) -> Downlink:
     """Verify and parse a downlink addressed to ``device_id``."""
     obj = _load_object(payload)
     if obj.get("device") != device_id:
-        raise Rejected(RejectReason.TOPIC_MISMATCH, "downlink for another device")
+        raise Rejected(RejectReason.TOPIC_MISMATCH, "message descendant destiné à une autre balise")
     _check_signature(obj, key)
     try:
         return Downlink.model_validate(obj)
@@ -239,5 +240,5 @@ def decode_status(payload: bytes, device_id: str) -> Status:
     except ValidationError as exc:
         raise _schema_error(exc) from None
     if status.device != device_id:
-        raise Rejected(RejectReason.TOPIC_MISMATCH, "status for another device")
+        raise Rejected(RejectReason.TOPIC_MISMATCH, "état d'une autre balise")
     return status

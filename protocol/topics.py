@@ -62,36 +62,38 @@ class TopicError(ValueError):
     """A topic or id that does not belong to the Vigie tree."""
 
 
-def check_id(value: str, what: str = "id") -> str:
+def check_id(value: str, what: str = "identifiant") -> str:
     """Return ``value`` if it is a valid device/event id, else raise TopicError."""
     if not ID_RE.fullmatch(value):
-        raise TopicError(f"{what} {value!r} must match [a-z0-9-], 1-64 chars, no leading/trailing '-'")
+        raise TopicError(
+            f"{what} {value!r} invalide : 1 à 64 caractères a-z, 0-9 et -, sans - au début ni à la fin"
+        )
     return value
 
 
 def uplink_topic(device_id: str, kind: UplinkKind) -> str:
     """Topic a device publishes ``kind`` messages on."""
-    return f"{ROOT}/{check_id(device_id, 'device id')}/up/{kind.value}"
+    return f"{ROOT}/{check_id(device_id, 'identifiant de balise')}/up/{kind.value}"
 
 
 def status_topic(device_id: str) -> str:
     """Retained online/offline status topic (also the Last Will topic)."""
-    return f"{ROOT}/{check_id(device_id, 'device id')}/status"
+    return f"{ROOT}/{check_id(device_id, 'identifiant de balise')}/status"
 
 
 def downlink_topic(device_id: str) -> str:
     """Topic the dispatcher publishes received/acknowledged/... feedback on."""
-    return f"{ROOT}/{check_id(device_id, 'device id')}/down"
+    return f"{ROOT}/{check_id(device_id, 'identifiant de balise')}/down"
 
 
 def shared_uplink_filter(group: str = DEFAULT_SHARE_GROUP) -> str:
     """Shared-subscription filter so N dispatchers split the uplink load."""
-    return f"$share/{check_id(group, 'share group')}/{ROOT}/+/up/+"
+    return f"$share/{check_id(group, 'groupe partagé')}/{ROOT}/+/up/+"
 
 
 def shared_status_filter(group: str = DEFAULT_SHARE_GROUP) -> str:
     """Shared-subscription filter for device status / Last Will messages."""
-    return f"$share/{check_id(group, 'share group')}/{ROOT}/+/status"
+    return f"$share/{check_id(group, 'groupe partagé')}/{ROOT}/+/status"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +114,9 @@ def parse_topic(topic: str) -> ParsedTopic:
     """Split a concrete topic; raise TopicError for anything outside the tree."""
     prefix = ROOT + "/"
     if not topic.startswith(prefix):
-        raise TopicError(f"topic {topic!r} is outside {ROOT}/")
+        raise TopicError(f"sujet {topic!r} hors de {ROOT}/")
     parts = topic[len(prefix) :].split("/")
-    device_id = check_id(parts[0], "device id")
+    device_id = check_id(parts[0], "identifiant de balise")
     if parts[1:] in (["status"], ["down"]):
         return ParsedTopic(device_id, parts[1], None)
     if len(parts) == 3 and parts[1] == "up":
@@ -122,4 +124,4 @@ def parse_topic(topic: str) -> ParsedTopic:
             return ParsedTopic(device_id, "up", UplinkKind(parts[2]))
         except ValueError:
             pass
-    raise TopicError(f"topic {topic!r} is not a Vigie device topic")
+    raise TopicError(f"sujet {topic!r} : pas un sujet de balise Vigie")
