@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -22,6 +23,8 @@ from dispatcher.domain import DeviceKind
 from dispatcher.fleet.dynsec_commands import MONITOR_USER
 from dispatcher.secretcheck import generate_secret
 from dispatcher.store.base import DirectoryStore, StoreError
+
+PARIS = ZoneInfo("Europe/Paris")  # every date an installer reads
 
 app = typer.Typer(help="Certificats, bundles des balises et révocation.", no_args_is_help=True)
 
@@ -423,7 +426,10 @@ def evict(
 def refresh_crl(ca_dir: CaDir = Path("pki"), crl_days: CrlDays = provision.DEFAULT_CRL_DAYS) -> None:
     """Re-sign the CRL with a new nextUpdate (the broker refuses everyone once it passes)."""
     next_update = _run(lambda: provision.refresh_crl(ca_dir, crl_days=crl_days))
-    typer.echo(f"LCR valable jusqu'au {next_update:%d/%m/%Y %H:%M} UTC ; rechargez le broker pour l'utiliser")
+    until = next_update.astimezone(PARIS)
+    typer.echo(
+        f"LCR valable jusqu'au {until:%d/%m/%Y %H:%M} (heure de Paris) ; rechargez le broker pour l'utiliser"
+    )
 
 
 @app.command("list", help="Les balises, leur rattachement, leur état et leur certificat (sans secret).")
@@ -433,7 +439,7 @@ def list_devices(ca_dir: CaDir = Path("pki"), db: DbOption = None) -> None:
     rows = _run(lambda: _with_store(db, lambda store: provision.list_devices(store, ca)))
     typer.echo(f"{'ID':24} {'TYPE':15} {'ÉTAT':9} {'PRATICIEN':16} {'SITE':16} {'CERT. EXPIRE':12} LCR")
     for r in rows:
-        expires = f"{r.cert_expires:%d/%m/%Y}" if r.cert_expires else "-"
+        expires = f"{r.cert_expires.astimezone(PARIS):%d/%m/%Y}" if r.cert_expires else "-"
         typer.echo(
             f"{r.id:24} {KIND_LABELS.get(r.kind, r.kind):15} {STATE_LABELS.get(r.state, r.state):9} "
             f"{r.practitioner_id or '-':16} {r.site_id or '-':16} "

@@ -5,8 +5,10 @@ from __future__ import annotations
 import stat
 import tomllib
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from cryptography import x509
 from typer.testing import CliRunner
 
 from broker_config import pki as pkimod
@@ -197,6 +199,12 @@ def test_wrong_cancel_pin_refused(pki: Pki) -> None:
     pki.provision("btn-006", cancel_pin="1234")
 
 
+def crl_until(crl: x509.CertificateRevocationList) -> str:
+    """The CRL's nextUpdate as the installer reads it: Europe/Paris, never the server's UTC."""
+    assert crl.next_update_utc is not None
+    return crl.next_update_utc.astimezone(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M")
+
+
 def test_cli_end_to_end(pki: Pki, tmp_path: Path) -> None:
     runner = CliRunner()
     ca = str(tmp_path / "cli-ca")
@@ -225,6 +233,9 @@ def test_cli_end_to_end(pki: Pki, tmp_path: Path) -> None:
     crl = pkimod.load_crl(pkimod.CaPaths(Path(ca)))
     cert = pkimod.load_cert(bundle / "device.pem")
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    refreshed = run("refresh-crl", "--crl-days", "30")
+    until = crl_until(pkimod.load_crl(pkimod.CaPaths(Path(ca))))
+    assert f"LCR valable jusqu'au {until} (heure de Paris)" in refreshed
     failed = runner.invoke(app, ["init-ca"], env=env)
     assert failed.exit_code == 1 and "existe déjà" in failed.output
     missing = runner.invoke(app, ["list", "--db", str(tmp_path / "nope.db")], env=env)
