@@ -298,7 +298,7 @@ def run(
             daemon=True,
         ).start()
     log.info("balise %s en marche", config.device.id)
-    client.systemd.ready(f"device {config.device.id}")
+    client.systemd.ready(f"balise {config.device.id}")
     stop.wait()
     log.info("arrêt")
     client.systemd.stopping()

@@ -31,7 +31,7 @@ async def feed_watchdog(dead_tasks: DeadTasks, *, env: Mapping[str, str] | None 
     notifier = SystemdNotifier(env)
     if not notifier.enabled:
         return
-    notifier.ready("dispatching")
+    notifier.ready("en service")
     interval_s = watchdog_interval_s(env)
     if interval_s is None:
         return  # Type=notify without WatchdogSec: nothing to feed
@@ -43,4 +43,4 @@ async def feed_watchdog(dead_tasks: DeadTasks, *, env: Mapping[str, str] | None 
         " dispatcher",
         dead,
     )
-    notifier.status(f"dead: {', '.join(dead)}")
+    notifier.status(f"arrêt : tâche(s) de fond {', '.join(dead)} morte(s)")

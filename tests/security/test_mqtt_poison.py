@@ -84,7 +84,7 @@ async def test_a_dead_ingest_fails_healthz_and_starves_the_watchdog(
                 tail.append(sock.recv(100))
             except TimeoutError:
                 break
-        assert tail[-1] == b"STATUS=dead: ingest"
+        assert tail[-1] == "STATUS=arrêt : tâche(s) de fond ingest morte(s)".encode()
         assert tail.count(b"WATCHDOG=1") <= 1  # at most one ping raced the cancellation
     finally:
         feeder.cancel()
