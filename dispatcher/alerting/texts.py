@@ -611,3 +611,21 @@ def _say_element(text: str, voice: str) -> str:
 
 def _attribute(value: str) -> str:
     return escape(value, _ATTRIBUTE_ENTITIES)
+
+
+# -- visits of a practitioner without a device able to carry their alert (dispatcher/visits/runner.py) --
+
+#: What she is told when she declares a visit without any registered device (her page, the API).
+VISIT_WITHOUT_DEVICE_WARNING = (
+    "Aucune balise enregistrée à votre nom : si vous ne répondez pas à la vérification de fin de"
+    " visite, seuls les opérateurs de Vigie seront alertés (ni police ni gendarmerie). Faites"
+    " enregistrer une balise."
+)
+
+
+def visit_alert_not_raised(reason: str, practitioner_id: str) -> str:
+    """Operator alarm: a visit's alert could not be raised (she has no device at all)."""
+    return (
+        f"{reason} ({practitioner_id}) : ALERTE NON DÉCLENCHÉE, aucune balise à son nom ;"
+        " la police n'a PAS été prévenue : appelez-la et appelez la police"
+    )

@@ -119,6 +119,11 @@ class VisitTimers:
         await self._act(state, visit, commands, None, actor)
         return state
 
+    def device_warning(self, practitioner_id: str) -> str | None:
+        """The French warning her declaration returns when she has no device at all: a missed
+        check-in then raises no alert, only an operator alarm (None when she has one)."""
+        return None if self.devices_of(practitioner_id) else texts.VISIT_WITHOUT_DEVICE_WARNING
+
     async def apply(
         self, visit_id: str, event: vt.Event, actor: Actor
     ) -> tuple[vt.VisitTimerState, str | None]:
@@ -130,7 +135,9 @@ class VisitTimers:
             if new is state:
                 return state, None
             visit = await self._visit(record)
-            write, synced, planned = self._write_for(record, new, commands, visit)
+            raising = any(isinstance(c, vt.RaiseAlert) for c in commands)
+            device = await self._alert_device(record.practitioner_id) if raising else None
+            write, synced, planned = self._write_for(record, new, commands, visit, device)
             try:
                 await self._store.write_visit_timer(write)
             except Conflict:
@@ -151,6 +158,7 @@ class VisitTimers:
         new: vt.VisitTimerState,
         commands: list[vt.Command],
         visit: HomeVisit | None,
+        device: Device | None,
     ) -> tuple[VisitTimerWrite, HomeVisit | None, PlannedAlert | None]:
         synced = None
         for c in commands:
@@ -167,7 +175,7 @@ class VisitTimers:
                 # end plus the overrun still locates her), so that nothing differs from an OK.
                 held = max(new.ends_at, time.time()) + HOLD_AFTER_ALERT_S
                 synced = located = located.model_copy(update={"ends_at": _dt(held), "checked_out_at": None})
-            raised = self._plan_alert(located, raise_alert)
+            raised = self._plan_alert(located, raise_alert, device)
         write = VisitTimerWrite(
             visit_id=record.visit_id,
             practitioner_id=record.practitioner_id,
@@ -183,24 +191,58 @@ class VisitTimers:
 
     # -- the alert a visit raises -------------------------------------------------------
 
-    def _device_of(self, practitioner_id: str) -> Device | None:
-        """Her device the alert is filed under: a carried one first (downlinks reach her)."""
-        mine = [
-            d
-            for d in self._cache.current.devices.values()
-            if d.practitioner_id == practitioner_id and d.state is DeviceState.ACTIVE
-        ]
-        mine.sort(key=lambda d: (d.kind is DeviceKind.BUTTON, d.id))
-        return mine[0] if mine else None
+    def devices_of(self, practitioner_id: str) -> list[Device]:
+        """All her devices in the directory, whatever their state."""
+        return [d for d in self._cache.current.devices.values() if d.practitioner_id == practitioner_id]
 
-    def _plan_alert(self, visit: HomeVisit, command: vt.RaiseAlert) -> _Raised | None:
+    async def _alert_device(self, practitioner_id: str) -> Device | None:
+        """Her device the visit's alert is filed under (an alert row names one): an ACTIVE one,
+        a carried one first (downlinks reach her). With none active (suspended, revoked or
+        replaced since she declared), another of hers whatever its state, carried first, most
+        recently heard first: the device only identifies the alert, which is routed and
+        escalated like any other (a downlink to a revoked device is refused by the broker).
+        None only when she has no device at all."""
+        mine = self.devices_of(practitioner_id)
+        active = [d for d in mine if d.state is DeviceState.ACTIVE]
+        if active:
+            return min(active, key=lambda d: (d.kind is DeviceKind.BUTTON, d.id))
+        if not mine:
+            return None
+        seen = await self._last_seen({d.id for d in mine})
+        # Carried first, then the most recently heard (never heard: last), then by id.
+        mine.sort(key=lambda d: (d.kind is DeviceKind.BUTTON, -seen.get(d.id, float("-inf")), d.id))
+        log.warning(
+            "alerte de visite du praticien %s rattachée à sa balise %s (%s) faute de balise active :"
+            " l'alerte est routée et escaladée normalement",
+            practitioner_id,
+            mine[0].id,
+            mine[0].state.value,
+        )
+        return mine[0]
+
+    async def _last_seen(self, device_ids: set[str]) -> dict[str, float]:
+        """When each of these devices was last heard (epoch seconds); {} if the store cannot say:
+        the order is only a preference, the alert must be raised anyway."""
+        out = {}
+        try:
+            for row in await self._store.device_health():
+                at = row.get("last_seen_at")
+                if row.get("device_id") in device_ids and at:
+                    seen = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+                    out[str(row["device_id"])] = seen.timestamp()
+        except Exception:
+            log.exception("dernier contact des balises illisible : alerte de visite rattachée sans cet ordre")
+            return {}
+        return out
+
+    def _plan_alert(self, visit: HomeVisit, command: vt.RaiseAlert, device: Device | None) -> _Raised | None:
         snap = self._cache.current
         practitioner = snap.practitioners.get(visit.practitioner_id)
-        device = self._device_of(visit.practitioner_id)
         if practitioner is None or device is None:
             log.error(
-                "visite %s : aucune balise active du praticien %s pour y rattacher l'alerte ; ALERTE NON"
-                " DÉCLENCHÉE, vérifiez ses balises dans l'annuaire",
+                "visite %s : le praticien %s n'a aucune balise (ou est absent de l'annuaire) pour y"
+                " rattacher l'alerte ; ALERTE NON DÉCLENCHÉE, police non prévenue : l'opérateur doit"
+                " l'appeler et prévenir la police",
                 visit.id,
                 visit.practitioner_id,
             )
@@ -273,7 +315,7 @@ class VisitTimers:
 
     async def _after_alert(self, state: vt.VisitTimerState, planned: PlannedAlert | None) -> None:
         if planned is None:
-            reason = f"{vt.REASON} ({state.practitioner_id}) : aucune balise active, appelez-la"
+            reason = texts.visit_alert_not_raised(vt.REASON, state.practitioner_id)
             await self._store.add_operator_event("alarm", reason)
             self._bus.publish("operator_alarm", alert_id=None, reason=reason)
             return

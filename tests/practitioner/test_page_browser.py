@@ -126,6 +126,22 @@ async def test_unplaceable_address_offers_the_commune_route(phone: BrowserContex
     await expect(page.locator("#timer")).to_be_visible(timeout=5000)
 
 
+async def test_without_any_device_her_page_warns_that_only_operators_would_be_alerted(
+    phone: BrowserContext, harness: Harness
+) -> None:
+    page = await phone.new_page()
+    await login(page, harness, path="/moi/")
+    await page.fill("#v-label", "8 Rue de la Croix de Lavit, 34090 Montpellier")
+    await page.click("#v-submit")
+    await expect(page.locator("#timer")).to_be_visible(timeout=5000)
+    await expect(page.locator("#t-warning")).to_contain_text("seuls les opérateurs de Vigie seront alertés")
+    await no_horizontal_scroll(page)
+    await shot(page, "practitioner-no-device-warning")
+    await page.click("#t-checkout")
+    await expect(page.locator("#visit-form")).to_be_visible(timeout=5000)
+    await expect(page.locator("#t-warning")).to_have_text("")
+
+
 async def test_the_check_on_her_page_and_a_duress_answer_that_looks_like_ok(
     phone: BrowserContext, harness: Harness
 ) -> None:

@@ -229,6 +229,9 @@ class VisitPublic(BaseModel):
     ends_at: datetime
     note: str | None
     geocoded: bool = Field(description="False: no coordinates; the alert is routed by the address's commune")
+    warnings: list[str] = Field(
+        default=[], description="On a declaration: French warnings (no device, no coordinates)"
+    )
 
 
 # -- alerts ----------------------------------------------------------------------------

@@ -40,15 +40,14 @@ def _owner(user: User, requested: str | None) -> str:
     return requested
 
 
-async def _place(ctx: Ctx, address: Address) -> Address:
-    """Geocoded, else routed by its commune; a visit nobody could find is refused (422)."""
+async def _place(ctx: Ctx, address: Address) -> tuple[Address, str | None]:
+    """Geocoded, else routed by its commune (with a warning); a visit nobody could find is refused (422)."""
     try:
-        placed, _ = await place_visit_address(address, ctx.geocoder, ctx.cache.communes)
+        return await place_visit_address(address, ctx.geocoder, ctx.cache.communes)
     except UnroutableVisit as exc:
         loc = ["body", *exc.field.split(".")]
         detail = [{"loc": loc, "msg": exc.reason, "type": "value_error"}]
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from None
-    return placed
 
 
 @router.get("", response_model=list[VisitPublic])
@@ -69,10 +68,11 @@ async def create_visit(body: VisitCreate, user: CurrentUser, ctx: Ctx, ip: Clien
     practitioner_id = _owner(user, body.practitioner_id)
     if practitioner_id not in ctx.cache.current.practitioners:
         raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail="praticien inconnu")
+    address, place_warning = await _place(ctx, body.address.to_address())
     visit = HomeVisit(
         id=f"visit-{secrets.token_hex(6)}",
         practitioner_id=practitioner_id,
-        address=await _place(ctx, body.address.to_address()),
+        address=address,
         starts_at=body.starts_at,
         ends_at=body.ends_at,
         note=body.note,
@@ -88,7 +88,8 @@ async def create_visit(body: VisitCreate, user: CurrentUser, ctx: Ctx, ip: Clien
         change="create",
         practitioner_id=practitioner_id,
     )
-    return _public(visit)
+    warnings = [w for w in (ctx.visits.device_warning(practitioner_id), place_warning) if w]
+    return _public(visit).model_copy(update={"warnings": warnings})
 
 
 @router.delete("/{visit_id}", status_code=status.HTTP_204_NO_CONTENT)

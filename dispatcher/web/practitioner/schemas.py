@@ -48,6 +48,9 @@ class MyVisit(BaseModel):
     ends_at: datetime
     check_deadline: datetime | None
     closed_at: datetime | None
+    warnings: list[str] = Field(
+        default=[], description="On a declaration: French warnings to show her (no device, no coordinates)"
+    )
 
 
 class OpenVisit(BaseModel):

@@ -70,7 +70,7 @@ def _mine(visit: HomeVisit | None, state: vt.VisitTimerState) -> MyVisit:
     )
 
 
-async def _place(ctx: Ctx, body: VisitDeclare) -> Address:
+async def _place(ctx: Ctx, body: VisitDeclare) -> tuple[Address, str | None]:
     """The shared visit rule (:mod:`dispatcher.visits.place`, issue 10): geocoded, else routed
     by its commune, else a 422 naming the field. The postcode and commune she adds after a
     refusal are appended to the label, where that rule reads them."""
@@ -80,11 +80,10 @@ async def _place(ctx: Ctx, body: VisitDeclare) -> Address:
         address = address.model_copy(update={"label": f"{body.label}, {body.postcode} {body.commune}"})
         field = "commune"
     try:
-        placed, _warning = await place_visit_address(address, ctx.geocoder, ctx.cache.communes)
+        return await place_visit_address(address, ctx.geocoder, ctx.cache.communes)
     except UnroutableVisit as exc:
         hint = "" if field == "commune" else " ; indiquez le code postal et la commune"
         raise _invalid(field, f"{exc.reason}{hint}", getattr(body, field)) from None
-    return placed
 
 
 @router.post("/visits", response_model=MyVisit, status_code=status.HTTP_201_CREATED)
@@ -106,10 +105,11 @@ async def declare_visit(body: VisitDeclare, user: CurrentUser, ctx: Ctx, ip: Cli
             status.HTTP_409_CONFLICT, detail="une visite est déjà en cours : clôturez-la d'abord"
         )
     now = datetime.now(UTC)
+    address, place_warning = await _place(ctx, body)
     visit = HomeVisit(
         id=f"visit-{secrets.token_hex(6)}",
         practitioner_id=me,
-        address=await _place(ctx, body),
+        address=address,
         starts_at=now,
         ends_at=datetime.fromtimestamp(now.timestamp() + body.duration_s, UTC),
         dangerous=body.dangerous,
@@ -118,7 +118,9 @@ async def declare_visit(body: VisitDeclare, user: CurrentUser, ctx: Ctx, ip: Cli
     await ctx.audit.record(
         user, audit.VISIT_CHANGE, target_kind="visit", target_id=visit.id, ip=ip, change="create"
     )
-    return _mine(visit, state)
+    # Declared anyway (refusing would leave her with no timer at all), but she is told.
+    warnings = [w for w in (ctx.visits.device_warning(me), place_warning) if w]
+    return _mine(visit, state).model_copy(update={"warnings": warnings})
 
 
 async def _my_visits(ctx: Ctx, me: str, limit: int) -> list[MyVisit]:

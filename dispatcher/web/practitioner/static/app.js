@@ -109,7 +109,10 @@ async function refreshVisits() {
 function renderTimer() {
   const v = state.current;
   $("timer").hidden = v === null;
-  if (!v) return;
+  if (!v) {
+    $("t-warning").textContent = "";  // the declaration's warnings last as long as its visit
+    return;
+  }
   const left = Math.round((new Date(v.ends_at) - Date.now()) / 1000);
   const checking = v.phase === "checking";
   $("timer").className = `card timer ${checking || left <= 0 ? "red" : left <= AMBER_S ? "amber" : ""}`;
@@ -200,10 +203,12 @@ async function declare(event) {
   }
   $("v-submit").disabled = true;
   try {
-    await post("/api/me/visits", body);
+    const made = await post("/api/me/visits", body);
     $("visit-form").reset();
     $("v-commune").hidden = true;
     $("v-error").textContent = "";
+    // Declared, but she must know what it lacks (no device: only the operators would be alerted).
+    $("t-warning").textContent = (made.warnings || []).join(" ");
     await Promise.all([refreshVisits(), refreshRecent()]);
   } catch (error) {
     $("v-error").textContent = error.message;

@@ -1,0 +1,126 @@
+"""A visit's alert when she has no ACTIVE device (invariant 1: every alert reaches a human who can act).
+
+Her only device revoked after she declared: the missed check-in (or her duress
+answer) still raises an alert, filed under that device, routed and escalated
+like any other. No device at all: she is warned at the declaration, and the
+missed check-in raises the operator alarm telling them the police were not
+alerted. Everything is real, as in test_visit_timer_e2e.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dispatcher.alerting import texts
+from dispatcher.visits import timer as vt
+from tests.practitioner.conftest import FABRE_PHONE, Harness
+from tests.practitioner.test_visit_timer_e2e import VISIT, alert_sms, declare, wait_check_sms
+
+ONLY_DEVICE = "bracelet-fabre"
+
+
+async def _declare_then_revoke(h: Harness, duration_s: int) -> tuple[Any, dict[str, object]]:
+    await h.system.add_device(ONLY_DEVICE, practitioner="dr-claire-fabre")
+    dr = await h.as_user("dr-fabre")
+    visit = await declare(dr, duration_s=duration_s)
+    assert not visit.get("warnings"), "she has a device: nothing to warn about"
+    await h.system.store.revoke_device(ONLY_DEVICE)
+    await h.system.dispatcher.cache.refresh()
+    return dr, visit
+
+
+async def _first_tier_reached(h: Harness, alert_id: str) -> None:
+    """The alert is routed (a convention's chain) and its first tier was texted and called."""
+    record = await h.system.store.get_alert(alert_id)
+    assert record.device_id == ONLY_DEVICE
+    assert record.context and record.context["convention_name"], "routed by a convention"
+    first = [n for n in await h.system.store.notifications_for(alert_id) if n.tier == 0]
+    assert {"sms", "voice"} <= {n.channel for n in first}
+    await h.system.until(lambda: _all_sent(h, alert_id), within=10)
+    for n in first:
+        kind = "message" if n.channel == "sms" else "call"
+        assert h.system.sent_to(n.phone, kind), f"{n.channel} to {n.phone} not made"
+
+
+async def _all_sent(h: Harness, alert_id: str) -> bool:
+    rows = [n for n in await h.system.store.notifications_for(alert_id) if n.tier == 0]
+    return bool(rows) and all(n.provider_sid for n in rows)
+
+
+async def _no_alarm_about_a_missing_device(h: Harness) -> None:
+    alarms = [e["message"] for e in await h.system.store.operator_events()]
+    assert not any("NON DÉCLENCHÉE" in m for m in alarms), alarms
+
+
+async def test_a_missed_check_in_after_her_only_device_was_revoked_raises_a_routed_alert(
+    harness: Harness,
+) -> None:
+    _, visit = await _declare_then_revoke(harness, duration_s=1)
+    await wait_check_sms(harness)
+
+    alert_id = f"{visit['id']}-alerte"
+    bodies = await alert_sms(harness, alert_id)
+    assert bodies and all("visite non cloturée" in b and "8 Rue de la Croix de Lavit" in b for b in bodies)
+    await _first_tier_reached(harness, alert_id)
+    assert (await harness.system.store.get_alert(alert_id)).state == "notifying"
+    await _no_alarm_about_a_missing_device(harness)
+
+
+@pytest.mark.parametrize("grace_s", [15])  # her answer must arrive within the grace period
+async def test_a_duress_answer_after_her_only_device_was_revoked_raises_a_routed_alert_that_looks_like_ok(
+    harness: Harness, grace_s: int
+) -> None:
+    dr, visit = await _declare_then_revoke(harness, duration_s=1)
+    await wait_check_sms(harness)
+
+    answer = await harness.system.sandbox.reply(FABRE_PHONE, "OK 1357")  # her duress PIN
+    assert "visite cloturee" in answer.body, "the same answer as a plain OK"
+    alert_id = f"{visit['id']}-alerte"
+    bodies = await alert_sms(harness, alert_id)
+    assert bodies and all("DANGER CONFIRME" in b for b in bodies)
+    await _first_tier_reached(harness, alert_id)
+    assert (await harness.system.store.get_alert(alert_id)).state == "duress"
+    await _no_alarm_about_a_missing_device(harness)
+    # Her page (what someone holding her phone sees): closed like any OK, no alert listed.
+    page = (await dr.get("/api/me/visits")).json()[0]
+    assert page["phase"] == "closed" and page["check_deadline"] is None
+    assert (await dr.get("/api/me/alerts")).json() == []
+
+
+async def test_without_any_device_she_is_warned_and_a_missed_check_in_alarms_the_operators(
+    harness: Harness,
+) -> None:
+    dr = await harness.as_user("dr-fabre")
+    visit = await declare(dr, duration_s=1)
+    assert visit["warnings"] == [texts.VISIT_WITHOUT_DEVICE_WARNING]
+    assert "seuls les opérateurs" in texts.VISIT_WITHOUT_DEVICE_WARNING
+    await wait_check_sms(harness)
+
+    expected = texts.visit_alert_not_raised(vt.REASON, "dr-claire-fabre")
+    assert "police n'a PAS été prévenue" in expected and "appelez la police" in expected
+
+    async def alarmed() -> bool:
+        return any(e["message"] == expected for e in await harness.system.store.operator_events())
+
+    await harness.system.until(alarmed, within=10)
+    assert not await harness.system.store.alert_exists(f"{visit['id']}-alerte")
+
+
+async def test_the_visits_api_warns_a_practitioner_without_any_device(harness: Harness) -> None:
+    dr = await harness.as_user("dr-fabre")
+    now = datetime.now(UTC)
+    body = {
+        "address": {"label": VISIT["label"]},
+        "starts_at": now.isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(),
+    }
+    created = await dr.post("/api/visits", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["warnings"] == [texts.VISIT_WITHOUT_DEVICE_WARNING]
+
+    await harness.system.add_device(ONLY_DEVICE, practitioner="dr-claire-fabre")
+    again = await dr.post("/api/visits", json=body)
+    assert again.json()["warnings"] == []
