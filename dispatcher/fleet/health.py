@@ -89,6 +89,7 @@ class HealthMonitor:
         self._low_battery = low_battery_pct
         self.devices: dict[str, DeviceHealth] = {}
         self._writes = HealthWrites(defer_s=defer_s)  # what to merge into the store, and when
+        self._seq_heard: dict[str, int] = {}  # the latest heartbeat received here, per device
         self._watch = Watch(missed_intervals=missed_intervals, low_battery_pct=low_battery_pct)
         self.leading = False
         self._watching_since = time.time()
@@ -121,6 +122,7 @@ class HealthMonitor:
         ):
             return False
         self._writes.heard(hb.device, now, leading=self.leading)
+        self._seq_heard[hb.device] = hb.seq
         if self.leading:
             self._watch.touch(hb.device)
         self._announce_if_changed(h, before)
@@ -253,7 +255,9 @@ class HealthMonitor:
         writes = self._writes.due(now, leading=self.leading and not everything)
         known = self._cache.current.devices
         me = self._instance_id
-        heard = writes.heartbeats
+        # A deferred heartbeat superseded by another instance's (read back meanwhile) is not ours to
+        # write: the store has a later one, and would refuse it as a replay.
+        heard = {d for d in writes.heartbeats if self.devices[d].hb_seq == self._seq_heard.get(d)}
         rows = [_row(self.devices[d], me, with_heartbeat=d in heard) for d in writes.devices if d in known]
         if not rows:
             return
