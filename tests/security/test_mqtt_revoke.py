@@ -156,7 +156,8 @@ async def test_a_cut_the_broker_refuses_is_an_alarm_not_a_quarantine(stack: Stac
         pass
 
     async def alarmed() -> bool:
-        return await failures(stack) == {"cut/refused": 1}
+        # The failure is counted just before its alarm is stored: wait for both.
+        return await failures(stack) == {"cut/refused": 1} and bool(await alarms_about(stack, "btn-unknown"))
 
     await eventually(alarmed)
     # One alarm, which says the cut was not confirmed and why; never "coupée du broker".
