@@ -11,6 +11,7 @@ Writes a table to stdout and every figure to ``bench/results/latest.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shutil
@@ -153,10 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", choices=sorted(registry), help="run only these")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs/databases here")
+    parser.add_argument(
+        "--heartbeat-warmup",
+        type=float,
+        default=None,
+        metavar="S",
+        help="heartbeat scenarios: send heartbeats for S seconds before measuring (steady state)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     sizes = sc.SMOKE if args.smoke else sc.QUICK if args.quick else sc.FULL
+    if args.heartbeat_warmup is not None:
+        sizes = dataclasses.replace(sizes, heartbeat_warmup_s=args.heartbeat_warmup)
     names = args.scenario or list(registry)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vigie-bench-"))
     started = time.monotonic()
