@@ -101,8 +101,8 @@ async def test_the_link_stops_opening_once_the_alert_closed_plus_the_grace_delay
     responder: Responder,
 ) -> None:
     _, alert_id, path = await alert(responder)
+    closed_at = time.monotonic()  # before the request: the server closes it at some point during it
     await resolve_as_operator(responder, alert_id)
-    closed_at = time.monotonic()
     async with responder.client() as http:
         after = await http.get(f"{path}/etat")
         assert after.status_code == 200, "a closed alert's link still opens during the grace delay"
