@@ -25,8 +25,14 @@ VISIT = (
 )
 
 
-async def _raw_post(url: str, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, float]:
-    """Send a POST by hand (the body in ``chunks``, sent one by one); the status line and when it came."""
+async def _raw_post(
+    url: str, path: str, headers: dict[str, str], chunks: list[bytes]
+) -> tuple[int | None, float]:
+    """Send a POST by hand (the body in ``chunks``, sent one by one); the status line and when it came.
+
+    None instead of a status when the connection was reset before the status line could be read:
+    the server answers 413 and closes with the rest of the body unread, so its kernel resets the
+    connection, and a send of ours that meets the reset ends the connection, unread 413 and all."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     head = f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n" + "".join(
@@ -43,10 +49,13 @@ async def _raw_post(url: str, path: str, headers: dict[str, str], chunks: list[b
             await writer.drain()
     except ConnectionError:
         pass  # the server answered and closed: exactly what we want to see
-    line = await asyncio.wait_for(status_line, 10)
+    try:
+        line = await asyncio.wait_for(status_line, 10)
+    except ConnectionResetError:
+        line = b""
     elapsed = time.monotonic() - started
     writer.close()
-    return int(line.split()[1]), elapsed
+    return (int(line.split()[1]) if line else None), elapsed
 
 
 async def test_a_400_mb_login_is_refused_before_it_is_read(served: Served) -> None:
@@ -66,7 +75,11 @@ async def test_a_chunked_body_is_cut_off_at_the_limit(served: Served) -> None:
     # 64 MiB offered in 64 KiB chunks to an endpoint limited to 1 MiB: refused long before the end.
     headers = {"Content-Type": "application/octet-stream", "Transfer-Encoding": "chunked"}
     status, _ = await _raw_post(served.url, "/api/visits", headers, [framed] * 1024)
-    assert status == 413
+    # Mostly the 413 is read; on a loaded machine the server's reset can come first (1 of 4 runs).
+    # Either way the server cut the body off at the limit, which it counts.
+    assert status in (413, None)
+    refused = served.system.dispatcher.metrics.http_refused.labels("body_too_large")._value.get()
+    assert refused >= 1
 
 
 async def test_422_never_echoes_the_body_and_nan_is_422(served: Served) -> None:
