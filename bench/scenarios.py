@@ -36,8 +36,8 @@ class Sizes:
     naive_s: float
     drain_timeout_s: float
     national_devices: int = 100_000  # heartbeat-100k
-    # Heartbeats sent before the measurement window opens: past the health leader's write deferral
-    # (VIGIE_INGEST__HEARTBEAT_DEFER_S) + one interval, the window sees the steady state.
+    # Heartbeats sent before the measurement window opens: past each device's first heartbeat
+    # (written at once, nothing stored yet) the window sees the steady state of a running fleet.
     heartbeat_warmup_s: float = 0.0
 
 

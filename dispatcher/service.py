@@ -114,12 +114,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     await cache.load_last_fixes()
     bus, metrics = EventBus(), Metrics()
     health = HealthMonitor(
-        store=store,
-        cache=cache,
-        bus=bus,
-        metrics=metrics,
-        instance_id=settings.instance_id,
-        defer_s=settings.ingest.heartbeat_defer_s,
+        store=store, cache=cache, bus=bus, metrics=metrics, instance_id=settings.instance_id
     )
     await health.load()
     control = BrokerControl(
@@ -236,7 +231,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         # heartbeats) must be known to the next start, or their replay would be accepted again.
         await _save_state(d)
         try:
-            await health.flush(everything=True)  # the heartbeats' sequence numbers live in device_health
+            await health.flush()  # the heartbeats' sequence numbers live in device_health
         except Exception:
             log.exception("report des derniers heartbeats dans device_health impossible")
         await delivery.stop()

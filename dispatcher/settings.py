@@ -108,15 +108,6 @@ class IngestSettings(BaseModel):
         description="Heartbeats wait up to this long to be processed in a batch (alerts never wait);"
         " 0 processes each at once",
     )
-    heartbeat_defer_s: float = Field(
-        default=60.0,
-        ge=0,
-        le=600,
-        description="The health leader writes the heartbeats it received itself to the store at most this"
-        " often per device (it decides from memory; other instances write each one at once). Longer: fewer"
-        " writes, but the stored 'last seen' (console, practitioner page) lags by up to this much, and after"
-        " a leader change a device already silent is flagged up to this much + one interval later",
-    )
     rejection_log_interval_s: float = Field(
         default=10.0,
         gt=0,

@@ -28,9 +28,7 @@ Invariants (tested as properties in tests/dispatcher/test_devicehealth.py):
   silent (no heartbeat, no ``online`` status) for more than
   ``missed_intervals`` heartbeat intervals plus :data:`ARRIVAL_GRACE_S`: one
   lost heartbeat (an instance killed with it unmerged) must not flag a device
-  whose next one is merely on its way; a new leader counts the silence from
-  no earlier than its :data:`Floor`, which delays raising a flag, never
-  clears one;
+  whose next one is merely on its way;
 * :func:`evaluate` returns a change only for a flag whose value changes, and
   applies it, so a second call at the same time returns nothing: one operator
   event per episode, whatever the number of passes;
@@ -42,20 +40,16 @@ Invariants (tested as properties in tests/dispatcher/test_devicehealth.py):
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DeviceHealth", "Floor", "HealthChange", "Monitored", "Watch", "evaluate", "merge"]
+__all__ = ["DeviceHealth", "HealthChange", "Monitored", "Watch", "evaluate", "merge"]
 
 OFFLINE = "offline"
 LOW_BATTERY = "low_battery"
 #: A heartbeat due exactly at the limit may still be on its way: MQTT transit, the
 #: ingest's batching, the 1 s merge of the instance that received it, the 1 s pass.
 ARRIVAL_GRACE_S = 2.0
-#: ``(device_id, heartbeat_interval_s) ->`` the earliest time a silence may be counted from: a new
-#: leader's assumption about heartbeats its predecessor had not written (dispatcher/healthwrites.py).
-#: Fixed per device for as long as a :class:`Watch` uses it (its deadlines may only move later).
-Floor = Callable[[str, float], float]
 
 
 @dataclass
@@ -142,37 +136,18 @@ class HealthChange:
 
 
 def is_offline(
-    h: DeviceHealth,
-    interval_s: float,
-    *,
-    missed: float,
-    now: float,
-    watching_since: float,
-    floor: float | None = None,
+    h: DeviceHealth, interval_s: float, *, missed: float, now: float, watching_since: float
 ) -> bool:
-    """Offline by its Last Will, or silent for more than ``missed`` intervals (and the arrival grace),
-    counted from no earlier than ``floor``."""
+    """Offline by its Last Will, or silent for more than ``missed`` intervals (and the arrival grace)."""
     if h.status == OFFLINE:
         return True
-    return now > offline_deadline(h, interval_s, missed=missed, watching_since=watching_since, floor=floor)
+    return now > offline_deadline(h, interval_s, missed=missed, watching_since=watching_since)
 
 
-def offline_deadline(
-    h: DeviceHealth, interval_s: float, *, missed: float, watching_since: float, floor: float | None = None
-) -> float:
+def offline_deadline(h: DeviceHealth, interval_s: float, *, missed: float, watching_since: float) -> float:
     """The time after which a silent device is offline (if nothing is heard of it by then)."""
     heard = h.silent_since()
-    since = watching_since if heard is None else heard
-    if floor is not None and floor > since:
-        since = floor
-    return since + missed * interval_s + ARRIVAL_GRACE_S
-
-
-def _floor(floors: Floor | None, h: DeviceHealth, device: Monitored) -> float | None:
-    """The device's floor, for raising only: a flag already up is cleared only by something heard."""
-    if floors is None or OFFLINE in h.flags:
-        return None
-    return floors(device.device_id, device.heartbeat_interval_s)
+    return (watching_since if heard is None else heard) + missed * interval_s + ARRIVAL_GRACE_S
 
 
 def evaluate(
@@ -183,25 +158,17 @@ def evaluate(
     watching_since: float,
     missed_intervals: float,
     low_battery_pct: int,
-    floors: Floor | None = None,
 ) -> list[HealthChange]:
     """The flags to raise or clear at ``now``, applied to ``health`` (which must hold every device).
 
     ``watching_since`` stands for the last heartbeat of a device never heard
     of: the leader gives it the same grace as a device heard at that moment.
-    ``floors`` (a new leader's, see :data:`Floor`) may only delay raising an
-    offline flag, never clear one.
     """
     changes: list[HealthChange] = []
     for device in devices:
         h = health[device.device_id]
         offline = is_offline(
-            h,
-            device.heartbeat_interval_s,
-            missed=missed_intervals,
-            now=now,
-            watching_since=watching_since,
-            floor=_floor(floors, h, device),
+            h, device.heartbeat_interval_s, missed=missed_intervals, now=now, watching_since=watching_since
         )
         if offline != (OFFLINE in h.flags):
             name = (
@@ -259,12 +226,7 @@ class Watch:
         self._touched.add(device_id)
 
     def due(
-        self,
-        health: Mapping[str, DeviceHealth],
-        *,
-        now: float,
-        watching_since: float,
-        floors: Floor | None = None,
+        self, health: Mapping[str, DeviceHealth], *, now: float, watching_since: float
     ) -> list[HealthChange]:
         """The flag changes at ``now``, as :func:`evaluate` over every monitored device would give them."""
         if self._everything:
@@ -286,15 +248,12 @@ class Watch:
             watching_since=watching_since,
             missed_intervals=self._missed,
             low_battery_pct=self._low_battery,
-            floors=floors,
         )
         for device in monitored:
-            self._reschedule(device, health[device.device_id], watching_since, floors)
+            self._reschedule(device, health[device.device_id], watching_since)
         return changes
 
-    def _reschedule(
-        self, device: Monitored, h: DeviceHealth, watching_since: float, floors: Floor | None
-    ) -> None:
+    def _reschedule(self, device: Monitored, h: DeviceHealth, watching_since: float) -> None:
         if h.flags:
             self.flagged.add(device.device_id)
         else:
@@ -302,11 +261,7 @@ class Watch:
         if OFFLINE in h.flags or device.device_id in self._scheduled:
             return  # offline: only something heard of it can change that (a touch)
         deadline = offline_deadline(
-            h,
-            device.heartbeat_interval_s,
-            missed=self._missed,
-            watching_since=watching_since,
-            floor=_floor(floors, h, device),
+            h, device.heartbeat_interval_s, missed=self._missed, watching_since=watching_since
         )
         heapq.heappush(self._heap, (deadline, device.device_id))
         self._scheduled.add(device.device_id)

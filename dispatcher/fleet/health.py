@@ -7,11 +7,6 @@ merged, decides the flags and writes each change with its operator event in one
 transaction. So a device is flagged once per episode however many instances
 share its traffic, and a new leader resumes from the stored flags.
 
-The leader, which decides from its own memory, writes the heartbeats it
-received itself at most once per ``defer_s`` per device
-(:mod:`dispatcher.healthwrites`); a new leader therefore counts each silence
-from no earlier than :func:`~dispatcher.healthwrites.takeover_floor`.
-
 A heartbeat whose sequence number is not above the highest one this instance
 knows is refused at once (a replay); one replayed to an instance that never saw
 the original is refused by the store's merge, which compares it with the
@@ -40,7 +35,6 @@ from dispatcher.fleet.devicehealth import (
     Watch,
     merge,
 )
-from dispatcher.fleet.healthwrites import HealthWrites, takeover_floor
 from dispatcher.metrics import Metrics
 from dispatcher.store.base import Store
 from protocol.codec import RejectReason
@@ -61,8 +55,6 @@ LEASE_S = 5.0
 # Rows merged by a transaction that committed after a newer one are re-read for
 # this long: merging is idempotent, so reading a row twice costs nothing.
 REREAD_S = 3.0
-#: The leader writes the heartbeats it received itself at most this often per device (docs/architecture.md).
-HEARTBEAT_DEFER_S = 60.0
 
 
 class HealthMonitor:
@@ -78,7 +70,6 @@ class HealthMonitor:
         instance_id: str = "dispatcher-1",
         missed_intervals: float = 2.0,
         low_battery_pct: int = 20,
-        defer_s: float = HEARTBEAT_DEFER_S,
     ) -> None:
         self._store = store
         self._cache = cache
@@ -88,8 +79,8 @@ class HealthMonitor:
         self._missed = missed_intervals
         self._low_battery = low_battery_pct
         self.devices: dict[str, DeviceHealth] = {}
-        self._writes = HealthWrites(defer_s=defer_s)  # what to merge into the store, and when
-        self._seq_heard: dict[str, int] = {}  # the latest heartbeat received here, per device
+        self._dirty: set[str] = set()
+        self._heard: set[str] = set()  # of the dirty ones, those with a new heartbeat to merge
         self._watch = Watch(missed_intervals=missed_intervals, low_battery_pct=low_battery_pct)
         self.leading = False
         self._watching_since = time.time()
@@ -98,7 +89,6 @@ class HealthMonitor:
         # (last_seen_at, status_at) as this instance last merged them, per device.
         self._merged: dict[str, tuple[object, object]] = {}
         self._monitored_of: object = None  # the directory snapshot the watch was given
-        self._resumed: dict[str, float] = {}  # each device's last heard as loaded at the takeover
 
     def _get(self, device_id: str) -> DeviceHealth:
         # Not setdefault(): it would build a DeviceHealth on every heartbeat.
@@ -121,8 +111,8 @@ class HealthMonitor:
             uptime_s=hb.uptime_s,
         ):
             return False
-        self._writes.heard(hb.device, now, leading=self.leading)
-        self._seq_heard[hb.device] = hb.seq
+        self._dirty.add(hb.device)
+        self._heard.add(hb.device)
         if self.leading:
             self._watch.touch(hb.device)
         self._announce_if_changed(h, before)
@@ -133,7 +123,7 @@ class HealthMonitor:
         h = self._get(device_id)
         before = (h.status, h.battery_pct)
         h.set_status(state, now)
-        self._writes.changed(device_id)
+        self._dirty.add(device_id)
         if self.leading:
             self._watch.touch(device_id)
         self._announce_if_changed(h, before)
@@ -146,24 +136,17 @@ class HealthMonitor:
             )
 
     async def load(self) -> None:
-        """Resume from the stored health (so a restart does not forget silences or flags); from now
-        on silences are counted from no earlier than :meth:`_floor`."""
+        """Resume from the stored health (so a restart does not forget silences or flags)."""
         self._watching_since = time.time()
         self._revs.clear()
         self._highest_rev = 0
         self._absorb(await self._store.device_health(), with_flags=True)
-        # Fixed at the takeover: a floor must not move earlier, or the watch's deadlines would.
-        self._resumed = {d: s for d, h in self.devices.items() if (s := h.silent_since()) is not None}
-        for device_id, h in self.devices.items():
-            if h.last_seen is not None:
-                self._writes.stored(device_id, h.last_seen)
         self._monitored_of = None  # every device is evaluated at the next pass (new watching_since)
         # From here on, read only the rows merged since (see _pull).
         self._revs.append((time.monotonic() - REREAD_S, self._highest_rev))
 
     async def run(self, *, period_s: float = HEALTH_PASS_S) -> None:
-        """One pass every ``period_s`` until cancelled; the lease is given up on the way out, after
-        what it deferred is written (the next leader then has it all)."""
+        """One pass every ``period_s`` until cancelled; the lease is given up on the way out."""
         try:
             while True:
                 await asyncio.sleep(period_s)
@@ -173,17 +156,7 @@ class HealthMonitor:
                     log.exception("santé des balises : passage en échec ; nouvel essai au prochain passage")
         finally:
             if self.leading:
-                await asyncio.shield(self._step_down())
-
-    async def _step_down(self) -> None:
-        try:
-            await self.flush(everything=True)
-        except Exception:  # the next leader's takeover floor covers what is not written
-            log.exception(
-                "santé des balises : heartbeats différés non écrits avant de céder le bail"
-                " (le prochain meneur compte les silences depuis son plancher de reprise)"
-            )
-        await self._store.release_lease(LEASE, self._instance_id)
+                await asyncio.shield(self._store.release_lease(LEASE, self._instance_id))
 
     async def tick(self, now: float) -> list[HealthChange]:
         """One pass: merge what this instance heard; if it leads, raise and clear flags as of ``now``."""
@@ -196,9 +169,7 @@ class HealthMonitor:
                 self._instance_id,
             )
             await self.load()  # the flags the previous leader wrote, and everything merged so far
-        was_leading, self.leading = self.leading, leading
-        if was_leading and not leading:
-            await self.flush()  # what it deferred, now that another instance decides
+        self.leading = leading
         if not leading:
             return []  # (nothing was touched: on_heartbeat touches only while leading)
         await self._pull()
@@ -207,9 +178,7 @@ class HealthMonitor:
     async def check(self, now: float) -> list[HealthChange]:
         """Raise and clear flags as of ``now`` (the leader's part): operator events, console, metrics."""
         self._monitor()
-        changes = self._watch.due(
-            self.devices, now=now, watching_since=self._watching_since, floors=self._floor
-        )
+        changes = self._watch.due(self.devices, now=now, watching_since=self._watching_since)
         for change in changes:
             await self._record(change)
         flagged = [self.devices[d].flags for d in self._watch.flagged]  # a few among 100,000
@@ -231,16 +200,6 @@ class HealthMonitor:
             self._watch.watch(monitored)
             self._monitored_of = snapshot
 
-    def _floor(self, device_id: str, interval_s: float) -> float:
-        """Silences are counted from no earlier than this: the previous leader (or this instance
-        before a restart) may have died holding later heartbeats unwritten."""
-        return takeover_floor(
-            self._resumed.get(device_id),
-            interval_s,
-            takeover=self._watching_since,
-            defer_s=self._writes.defer_s,
-        )
-
     async def _record(self, change: HealthChange) -> None:
         kind = change.flag if change.raised else f"{change.flag}_cleared"
         (log.warning if change.raised else log.info)("santé des balises : %s", change.message)
@@ -248,26 +207,22 @@ class HealthMonitor:
         await self._store.record_health_change(change.device_id, flags, kind, change.message)
         self._bus.publish("device_health", device_id=change.device_id, flag=change.flag, raised=change.raised)
 
-    async def flush(self, *, everything: bool = False) -> None:
-        """Merge into the store, in one transaction, the observations due (the leader defers its own
-        heartbeats, see :mod:`dispatcher.healthwrites`); ``everything``: all of them (shutdown)."""
-        now = time.time()
-        writes = self._writes.due(now, leading=self.leading and not everything)
+    async def flush(self) -> None:
+        """Merge this instance's new observations into the store, in one transaction."""
+        dirty, self._dirty = self._dirty, set()
+        heard, self._heard = self._heard, set()
         known = self._cache.current.devices
         me = self._instance_id
-        # A deferred heartbeat superseded by another instance's (read back meanwhile) is not ours to
-        # write: the store has a later one, and would refuse it as a replay.
-        heard = {d for d in writes.heartbeats if self.devices[d].hb_seq == self._seq_heard.get(d)}
-        rows = [_row(self.devices[d], me, with_heartbeat=d in heard) for d in writes.devices if d in known]
+        rows = [_row(self.devices[d], me, with_heartbeat=d in heard) for d in dirty if d in known]
         if not rows:
             return
         try:
             refused = await self._store.merge_device_health(rows)
         except Exception:
-            self._writes.failed(writes)  # merged next pass: merging twice is harmless
+            self._dirty |= dirty  # merged next pass: merging twice is harmless
+            self._heard |= heard
             raise
-        self._writes.written(writes)
-        for d in writes.devices:  # what the store holds now, unless another instance merged later ones
+        for d in dirty:  # what the store holds now, unless another instance merged later observations
             if d in known:
                 h = self.devices[d]
                 self._merged[d] = (_instant(h.last_seen), _instant(h.status_at))
@@ -314,10 +269,8 @@ class HealthMonitor:
                 # Our own merge read back (each row is re-read for REREAD_S): merging it is a no-op,
                 # since merge() takes only strictly later times. Skipped: 3,333 rows a second.
                 continue
-            h, theirs = self._get(device_id), _from_row(row)
-            merge(h, theirs)
-            if theirs.last_seen is not None:  # (this instance's deferral counts from it)
-                self._writes.stored(device_id, theirs.last_seen)
+            h = self._get(device_id)
+            merge(h, _from_row(row))
             if with_flags:
                 h.flags = set(json.loads(str(row["flags"])))
             self._watch.touch(device_id)

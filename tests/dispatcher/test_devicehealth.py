@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from dispatcher.fleet.devicehealth import (
     DeviceHealth,
-    Floor,
     HealthChange,
     Monitored,
     Watch,
@@ -17,7 +16,6 @@ from dispatcher.fleet.devicehealth import (
     is_offline,
     merge,
 )
-from dispatcher.fleet.healthwrites import takeover_floor
 
 # An observation: (time, kind, battery): a heartbeat, or a status message.
 observations = st.lists(
@@ -138,19 +136,11 @@ steps = st.lists(
 )
 
 
-def floors_at(health: dict[str, DeviceHealth], takeover: float) -> Floor:
-    """A new leader's floors, from what it loaded at ``takeover``."""
-    loaded = {d: h.silent_since() for d, h in health.items()}
-    return lambda d, i: takeover_floor(loaded[d], i, takeover=takeover, defer_s=20.0)
-
-
 @settings(max_examples=300)
-@given(steps=steps, takeover=st.none() | st.floats(0, 100))
-def test_the_watch_finds_every_change_a_full_scan_finds(
-    steps: list[tuple[float, int, str]], takeover: float | None
-) -> None:
+@given(steps=steps)
+def test_the_watch_finds_every_change_a_full_scan_finds(steps: list[tuple[float, int, str]]) -> None:
     """Driven by deadlines and touches, the leader raises and clears exactly what scanning every
-    device at every pass would (a new leader's takeover floors included)."""
+    device at every pass would."""
     devices = [Monitored(f"btn-{i}", "", interval) for i, interval in enumerate((5.0, 5.0, 10.0, 30.0))]
     scanned = {d.device_id: DeviceHealth(d.device_id) for d in devices}
     watched = copy.deepcopy(scanned)
@@ -158,11 +148,8 @@ def test_the_watch_finds_every_change_a_full_scan_finds(
     watch.watch(devices)
     kwargs = {"watching_since": 0.0, "missed_intervals": 2.0, "low_battery_pct": 20}
     now = 0.0
-    floors: Floor | None = None
     for seq, (advance, index, kind) in enumerate(steps):
         now += advance
-        if takeover is not None and floors is None and now >= takeover:
-            floors = floors_at(scanned, takeover)
         device_id = devices[index].device_id
         for health in (scanned, watched):
             h = health[device_id]
@@ -172,8 +159,8 @@ def test_the_watch_finds_every_change_a_full_scan_finds(
                 h.set_status(kind, now)
         if kind != "pass":
             watch.touch(device_id)
-        expected = evaluate(devices, scanned, now=now, floors=floors, **kwargs)  # type: ignore[arg-type]
-        found = watch.due(watched, now=now, watching_since=0.0, floors=floors)
+        expected = evaluate(devices, scanned, now=now, **kwargs)  # type: ignore[arg-type]
+        found = watch.due(watched, now=now, watching_since=0.0)
         assert sorted(found, key=_order) == sorted(expected, key=_order)
         assert {d: h.flags for d, h in watched.items()} == {d: h.flags for d, h in scanned.items()}
         assert watch.flagged == {d for d, h in watched.items() if h.flags}
