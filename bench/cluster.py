@@ -233,7 +233,8 @@ class Cluster:
     db_path: Path | None = None  # default: <workdir>/vigie.db
     database_url: str | None = None  # a PostgreSQL DSN; None: the SQLite file above
     instances: int = 1  # dispatchers sharing the broker (one $share group) and the store
-    # False: the provider's status callbacks go to a closed port, isolating the alert path.
+    # False: the sandbox posts no status callback (and the dispatcher names a closed port for
+    # them), isolating the alert path.
     provider_callbacks: bool = True
     keys: dict[str, bytes] = field(default_factory=dict)
     broker: BenchBroker | None = None
@@ -291,6 +292,7 @@ class Cluster:
             "1000",
             "--seed",
             "7",
+            *([] if self.provider_callbacks else ["--no-status-callbacks"]),
             *self.sandbox_args,
         ]
         self.sandbox = Process(

@@ -63,7 +63,7 @@ def _scenarios() -> dict[str, Runner]:
             rate=rate,
             duration_s=s.steady_s,
             callbacks=False,
-            notes="provider status callbacks refused: the alert path alone",
+            notes="no provider status callback posted: the alert path alone",
         )
 
     return {
@@ -170,18 +170,24 @@ def main(argv: list[str] | None = None) -> int:
     names = args.scenario or list(registry)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vigie-bench-"))
     started = time.monotonic()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    host = machine()  # its load average is the one before the first scenario
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         print(f"… {name}", flush=True)
         t = time.monotonic()
+        load_before = list(os.getloadavg())
         results[name] = registry[name](workdir, sizes)
         results[name]["wall_s"] = round(time.monotonic() - t, 1)
+        # The machine is shared: each figure is read with the load it ran under.
+        results[name]["load_average_before"] = load_before
+        results[name]["load_average_after"] = list(os.getloadavg())
     comp = comparisons(results)
     payload = {
         "mode": "smoke" if args.smoke else "quick" if args.quick else "full",
         "sizes": vars(sizes),
-        "machine": machine(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": host,
+        "started_at": started_at,
         "wall_s": round(time.monotonic() - started, 1),
         "load_average_at_end": list(os.getloadavg()),
         "targets": TARGETS,

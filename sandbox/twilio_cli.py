@@ -25,6 +25,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each API answer")
     parser.add_argument("--failure-rate", type=float, default=0.0, help="share of API calls answered 500")
     parser.add_argument("--callback-latency-ms", type=float, default=50.0, help="delay between statuses")
+    parser.add_argument(
+        "--no-status-callbacks",
+        dest="status_callbacks",
+        action="store_false",
+        help="post no status callback (benchmark: the alert path alone)",
+    )
     parser.add_argument("--call-hold-ms", type=float, default=5000.0, help="answered call waits for a key")
     parser.add_argument("--sms-webhook-url", default=None, help="where replies are posted (our number)")
     parser.add_argument("--log", type=Path, default=None, help="JSONL file of every request")
@@ -48,6 +54,7 @@ async def _serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         people=People.from_file(args.people, seed=args.seed) if args.people else None,
     )
+    sandbox.configure(status_callbacks=args.status_callbacks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

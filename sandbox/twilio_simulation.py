@@ -110,7 +110,7 @@ class CallSimulation(SandboxState):
                 await self.reply(message.to, behaviour.ack_text, to=message.from_)
 
     async def _message_callback(self, message: Message) -> None:
-        if not message.status_callback:
+        if not message.status_callback or not self.config.status_callbacks:
             self._notify()
             return
         params = {
@@ -171,7 +171,11 @@ class CallSimulation(SandboxState):
             call.gather_action = find_gather_action(result.body, call.url)
 
     async def _call_callback(self, call: Call, event: str) -> None:
-        if not call.status_callback or event not in call.status_callback_events:
+        if (
+            not call.status_callback
+            or event not in call.status_callback_events
+            or not self.config.status_callbacks
+        ):
             self._notify()
             return
         call.sequence += 1

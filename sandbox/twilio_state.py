@@ -43,6 +43,10 @@ class SandboxConfig:
     callback_latency_ms: float = 0.0  # between two status transitions / callbacks
     call_hold_ms: float = 5000.0  # an answered call waits this long for a keypress
     sms_webhook_url: str | None = None  # our number's "A message comes in" URL
+    # Off: no status callback is posted at all, as for an account whose callbacks go nowhere. The
+    # benchmark measures the alert path alone this way; refusing them instead (a closed port) had
+    # the sandbox fail and retry 1,200 connections a second, slowing its own API for every peer.
+    status_callbacks: bool = True
 
 
 @dataclass

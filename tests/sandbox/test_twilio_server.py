@@ -232,3 +232,55 @@ def test_standalone_process(tmp_path: Path) -> None:
         proc.wait(timeout=10)
     assert proc.returncode == 0
     assert json.loads(log.read_text().splitlines()[0])["status"] == 201
+
+
+async def test_status_callbacks_can_be_switched_off(sandbox: TwilioSandbox, client: Client) -> None:
+    """Off (the benchmark's alert path alone): the statuses still move, nothing is posted back."""
+    received: list[str] = []
+    app = FastAPI()
+
+    @app.post("/status")
+    async def status(request: Request) -> Response:
+        form = await request.form()
+        received.append(str(form.get("MessageStatus") or form.get("CallStatus")))
+        return Response(status_code=204)
+
+    async with serve_asgi(app, free_port()) as base:
+        on = await client.messages.create_async(
+            to=CONTACT, from_=FROM, body="x", status_callback=f"{base}/status"
+        )
+        await sandbox.wait_for(lambda: sandbox.messages[on.sid].status == "delivered")
+        await sandbox.wait_for(lambda: "delivered" in received)
+
+        async with httpx.AsyncClient(base_url=sandbox.base_url) as http:
+            config = (
+                await http.post("/_sandbox/config", json={"status_callbacks": False, "call_hold_ms": 0})
+            ).json()
+        assert config["status_callbacks"] is False
+        posted_before = len(sandbox.webhooks)
+        sms = await client.messages.create_async(
+            to=CONTACT, from_=FROM, body="x", status_callback=f"{base}/status"
+        )
+        call = await client.calls.create_async(
+            to=CONTACT,
+            from_=FROM,
+            twiml="<Response><Say>a</Say></Response>",
+            status_callback=f"{base}/status",
+        )
+        await sandbox.wait_for(lambda: sandbox.messages[sms.sid].status == "delivered")
+        await sandbox.wait_for(lambda: sandbox.calls[call.sid].final)
+    assert len(sandbox.webhooks) == posted_before
+    assert received.count("delivered") == 1
+
+
+def test_the_standalone_sandbox_starts_without_status_callbacks() -> None:
+    port = free_port()
+    argv = ["--port", str(port), "--no-status-callbacks"]
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox.twilio_server", *argv])
+    try:
+        wait_for_port("127.0.0.1", port, 15.0, proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/_sandbox/config").json()["status_callbacks"] is False
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
