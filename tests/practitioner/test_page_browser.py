@@ -77,6 +77,8 @@ async def test_she_lands_on_her_page_and_declares_a_visit_in_under_20_s(
     await login(page, harness)  # through the operator console's URL: she is sent to her own page
     await expect(page.locator("#visit-form")).to_be_visible(timeout=5000)
     assert page.url.endswith("/moi/")
+    await expect(page.locator("#no-visits")).to_be_visible()  # her first time: said, not a blank card
+    await expect(page.locator("#no-visits")).to_have_text("Aucune visite déclarée pour l'instant.")
 
     started = time.monotonic()
     await page.fill("#v-label", "8 rue croix lavit")
@@ -104,6 +106,7 @@ async def test_she_lands_on_her_page_and_declares_a_visit_in_under_20_s(
     await page.click("#t-checkout")
     await expect(page.locator("#visit-form")).to_be_visible(timeout=5000)
     await expect(page.locator("#visits li").first).to_contain_text("clôturée")
+    await expect(page.locator("#no-visits")).to_be_hidden()
     await expect(page.locator("#recent button").first).to_have_text(LAVIT)
     (record,) = await harness.system.store.list_visit_timers(practitioner_id="dr-claire-fabre")
     assert record.phase == "closed"

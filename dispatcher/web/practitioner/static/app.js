@@ -96,6 +96,7 @@ async function refreshVisits() {
   state.current = state.visits.find((v) => v.phase === "open" || v.phase === "checking") || null;
   $("visit-form").hidden = state.current !== null;
   renderTimer();
+  $("no-visits").hidden = state.visits.length > 0;
   const list = $("visits");
   list.replaceChildren(...state.visits.slice(0, 8).map((v) => {
     const li = el("li");
