@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -29,18 +29,7 @@ from dispatcher.store.base import (
     UserRecord,
 )
 from dispatcher.store.sqlite_positions import _from_us, _to_us
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+from dispatcher.store.sqliteutil import _iso, _loads, utcnow
 
 
 class SqliteAccess:

@@ -22,6 +22,7 @@ from dispatcher.store.base import (
     VisitTimerRecord,
     VisitTimerWrite,
 )
+from dispatcher.store.sqlite_alerts import _apply
 
 T = TypeVar("T")
 _COLUMNS = "visit_id, practitioner_id, phase, due_at, state, version, alert_id"
@@ -110,13 +111,9 @@ class SqliteVisits:
         async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
 
     async def write_visit_timer(self, write: VisitTimerWrite) -> None:
-        from dispatcher.store.sqlite import _apply
-
         await self._atomic(lambda tx: _write_timer(tx, write, _apply))
 
     async def insert_server_alert(self, alert: NewAlert, first: Transition) -> None:
-        from dispatcher.store.sqlite import _apply
-
         def run(tx: sqlite3.Connection) -> None:
             _insert_server_alert(tx, alert, _now())
             _apply(tx, first)

@@ -22,9 +22,9 @@ from dispatcher.domain import Device, DeviceKind
 from dispatcher.events import EventBus
 from dispatcher.metrics import Metrics
 from dispatcher.store.base import Conflict, TimerSpec, Transition
-from dispatcher.store.postgres import PostgresStore, merge_windows
+from dispatcher.store.postgres import PostgresStore
 from dispatcher.store.postgres_schema import MIGRATIONS
-from protocol.replay import WINDOW, SequenceWindow
+from protocol.replay import WINDOW, SequenceWindow, merge_windows
 from tests.store.test_conformance import first, new_alert, seed, spec, window
 from tests.support.system import HERAULT
 

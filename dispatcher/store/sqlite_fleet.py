@@ -1,0 +1,163 @@
+"""SQLite side of the fleet's records (mixed into SqliteStore).
+
+Messages refused from devices, device health merged across instances, the
+leases that elect one instance (the health leader), and the operators'
+journal of events. Kept apart from :mod:`dispatcher.store.sqlite` so that each
+file stays small.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+
+from dispatcher.store.sqliteutil import SqliteMixin, _iso, utcnow
+
+
+class SqliteFleet(SqliteMixin):
+    """Rejections, device health, leases and operator events over SqliteStore's connection."""
+
+    async def record_rejections(self, rows: Sequence[tuple[str | None, str, str, str]]) -> None:
+        """Persist rejected messages: (device_id, topic, reason, detail)."""
+        now = _iso(utcnow())
+        async with self._tx() as tx:
+            await tx.executemany(
+                "INSERT INTO rejections(at, device_id, topic, reason, detail) VALUES (?, ?, ?, ?, ?)",
+                [(now, d, t, r, detail[:500]) for d, t, r, detail in rows],
+            )
+
+    async def rejection_counts(self) -> dict[str, int]:
+        rows = await self._all("SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason")
+        return {r["reason"]: r["n"] for r in rows}
+
+    async def merge_device_health(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Merge observations of any instance (see :meth:`Store.merge_device_health`)."""
+        # NULL compares as unknown: COALESCE makes "newer than nothing" true.
+        newer = "COALESCE(excluded.hb_seq > device_health.hb_seq, excluded.hb_seq IS NOT NULL)"
+        later = "COALESCE(excluded.status_at > device_health.status_at, excluded.status_at IS NOT NULL)"
+        readings = ", ".join(
+            f"{c}=CASE WHEN {newer} THEN excluded.{c} ELSE device_health.{c} END"
+            for c in ("battery_pct", "signal_dbm", "firmware", "uptime_s", "hb_seq")
+        )
+        # SET expressions all see the row as it was: the order of the assignments does not matter.
+        seen = (
+            f"last_seen_at=CASE WHEN {newer} AND COALESCE(excluded.last_seen_at > device_health.last_seen_at,"
+            " TRUE) THEN excluded.last_seen_at ELSE device_health.last_seen_at END"
+        )
+        # The row is wholly the merger's view only if its heartbeat and its status both won.
+        mine = (
+            f"merged_by=CASE WHEN {newer} AND COALESCE(excluded.status_at >= device_health.status_at,"
+            " device_health.status_at IS NULL) THEN excluded.merged_by END"
+        )
+        claims = {str(r["device_id"]): int(r["hb_seq"]) for r in rows if r.get("hb_seq") is not None}
+        async with self._tx() as tx:
+            refused = await self._refused_heartbeats(tx, claims)
+            await tx.executemany(
+                "INSERT INTO device_health(device_id, last_seen_at, hb_seq, status, status_at, battery_pct,"
+                " signal_dbm, firmware, uptime_s, merged_by, rev) VALUES (:device_id, :last_seen_at,"
+                " :hb_seq, :status, :status_at, :battery_pct, :signal_dbm, :firmware, :uptime_s, :merged_by,"
+                " (SELECT COALESCE(MAX(rev), 0) + 1 FROM device_health))"
+                f" ON CONFLICT(device_id) DO UPDATE SET {readings}, {seen}, {mine},"
+                f" status=CASE WHEN {later} THEN excluded.status ELSE device_health.status END,"
+                f" status_at=CASE WHEN {later} THEN excluded.status_at ELSE device_health.status_at END,"
+                " rev=excluded.rev",
+                [_health_params(r) for r in rows],
+            )
+            if not refused:
+                return []
+            cur = await tx.execute(
+                "SELECT * FROM device_health WHERE device_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(refused),),
+            )
+            return [dict(r) for r in await cur.fetchall()]
+
+    @staticmethod
+    async def _refused_heartbeats(tx: aiosqlite.Connection, claims: dict[str, int]) -> list[str]:
+        """Devices whose claimed heartbeat is not above the stored one (a replay, or merged late)."""
+        if not claims:
+            return []
+        # Compared in SQL: only the refused (almost never any) come back to Python.
+        cur = await tx.execute(
+            "SELECT device_id FROM json_each(?) AS claim JOIN device_health ON device_id = claim.key"
+            " WHERE hb_seq >= claim.value",
+            (json.dumps(claims),),
+        )
+        return [str(r[0]) for r in await cur.fetchall()]
+
+    async def device_health(self, *, after_rev: int = 0, not_by: str | None = None) -> list[dict[str, Any]]:
+        params: tuple[object, ...] = (after_rev,)
+        sql = "SELECT * FROM device_health WHERE rev > ?"
+        if not_by is not None:  # IS NOT: NULL (a mixed row) is read
+            sql += " AND merged_by IS NOT ?"
+            params = (after_rev, not_by)
+        # Sorted here: ORDER BY device_id in SQL makes SQLite walk all 100,000 rows in key order
+        # instead of the few past ``after_rev`` in the rev index.
+        rows = [dict(r) for r in await self._all(sql, params)]
+        return sorted(rows, key=lambda r: str(r["device_id"]))
+
+    async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO device_health(device_id, flags) VALUES (?, ?)"
+                " ON CONFLICT(device_id) DO UPDATE SET flags=excluded.flags",
+                (device_id, flags),
+            )
+            cur = await tx.execute(
+                "INSERT INTO operator_events(at, kind, device_id, message) VALUES (?, ?, ?, ?)",
+                (_iso(utcnow()), kind, device_id, message),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def hold_lease(self, name: str, owner: str, *, now: float, lease_s: float) -> bool:
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO leases(name, owner, until) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE"
+                " SET owner=excluded.owner, until=excluded.until"
+                " WHERE leases.owner=excluded.owner OR leases.until < ?",
+                (name, owner, now + lease_s, now),
+            )
+            cur = await tx.execute("SELECT owner FROM leases WHERE name=?", (name,))
+            row = await cur.fetchone()
+        return row is not None and row[0] == owner
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        async with self._tx() as tx:
+            await tx.execute("DELETE FROM leases WHERE name=? AND owner=?", (name, owner))
+
+    async def add_operator_event(
+        self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
+    ) -> int:
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "INSERT INTO operator_events(at, kind, alert_id, device_id, message) VALUES (?, ?, ?, ?, ?)",
+                (_iso(utcnow()), kind, alert_id, device_id, message),
+            )
+            return int(cur.lastrowid or 0)
+
+    async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in await self._all("SELECT * FROM operator_events ORDER BY id DESC LIMIT ?", (limit,))
+        ]
+
+
+_HEALTH_COLUMNS = (
+    "device_id",
+    "last_seen_at",
+    "hb_seq",
+    "status",
+    "status_at",
+    "battery_pct",
+    "signal_dbm",
+    "firmware",
+    "uptime_s",
+    "merged_by",
+)
+
+
+def _health_params(row: dict[str, Any]) -> dict[str, Any]:
+    """A health observation as SQL parameters (every column named, ``None`` when absent)."""
+    return {k: row.get(k) for k in _HEALTH_COLUMNS}
