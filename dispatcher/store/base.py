@@ -410,6 +410,10 @@ class AlertStore(Protocol):
         """Health rows (with ``flags`` and ``rev``) whose ``rev`` is above ``after_rev``, but for those
         that are exactly the view of instance ``not_by`` (it knows them already)."""
 
+    async def device_last_seen(self, device_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of ``device_ids`` was last heard (timezone-aware), read for these devices only;
+        a device never heard (or unknown) is absent."""
+
     async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
         """Set a device's flags (JSON list) and add the operator event, in one transaction."""
 

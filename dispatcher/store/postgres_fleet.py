@@ -8,7 +8,7 @@ returned as the ISO text the SQLite store keeps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -117,6 +117,14 @@ class PostgresFleet(PostgresMixin):
             not_by,
         )
         return [_health_row(r) for r in rows]
+
+    async def device_last_seen(self, device_ids: Sequence[str]) -> dict[str, datetime]:
+        rows = await self._fetch(
+            "SELECT device_id, last_seen_at FROM device_health"
+            " WHERE device_id = ANY($1::text[]) AND last_seen_at IS NOT NULL",
+            list(device_ids),
+        )
+        return {str(r["device_id"]): r["last_seen_at"].astimezone(UTC) for r in rows}
 
     async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
         async def work(c: Conn) -> int:

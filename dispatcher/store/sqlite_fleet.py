@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
@@ -97,6 +98,15 @@ class SqliteFleet(SqliteMixin):
         # instead of the few past ``after_rev`` in the rev index.
         rows = [dict(r) for r in await self._all(sql, params)]
         return sorted(rows, key=lambda r: str(r["device_id"]))
+
+    async def device_last_seen(self, device_ids: Sequence[str]) -> dict[str, datetime]:
+        rows = await self._all(
+            "SELECT device_id, last_seen_at FROM device_health"
+            " WHERE device_id IN (SELECT value FROM json_each(?)) AND last_seen_at IS NOT NULL",
+            (json.dumps(list(device_ids)),),
+        )
+        # Stored as ISO text; astimezone reads a naive one as local time, like the rest of this store.
+        return {str(r[0]): datetime.fromisoformat(r[1]).astimezone(UTC) for r in rows}
 
     async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
         async with self._tx() as tx:

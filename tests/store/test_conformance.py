@@ -861,6 +861,30 @@ async def test_an_instance_reads_back_only_the_rows_that_are_not_wholly_its_own(
     assert len(await store.device_health()) == 3
 
 
+@covers("device_last_seen")
+async def test_last_seen_times_of_just_the_devices_asked_for(store: Any) -> None:
+    await seed(store, "btn-1", "btn-2", "btn-3", "btn-4")
+    t = 1_700_000_000.25
+    await store.merge_device_health(
+        [
+            _observation("btn-1", t, t),
+            _observation("btn-2", t + 30, t + 30),
+            _observation("btn-4", t + 60, t + 60),
+            # btn-3: a Last Will only, never a heartbeat: never heard.
+            _observation("btn-3", None, t + 40, status="offline"),
+        ]
+    )
+    seen = await store.device_last_seen(["btn-1", "btn-2", "btn-3", "no-such-device"])
+    assert seen == {
+        "btn-1": datetime.fromtimestamp(t, UTC),
+        "btn-2": datetime.fromtimestamp(t + 30, UTC),
+    }, "btn-4 was not asked for; btn-3 and the unknown id were never heard"
+    assert all(at.utcoffset() == timedelta(0) for at in seen.values())
+    await store.merge_device_health([_observation("btn-1", t + 90, t + 90)])
+    assert await store.device_last_seen(["btn-1"]) == {"btn-1": datetime.fromtimestamp(t + 90, UTC)}
+    assert await store.device_last_seen([]) == {}
+
+
 @covers("admit_sequence")
 async def test_a_sequence_number_is_admitted_once_across_callers(store: Any) -> None:
     await seed(store, "btn-1")
