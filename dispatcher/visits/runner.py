@@ -32,7 +32,6 @@ from dispatcher.domain import (
     AlertContext,
     AlertKind,
     Device,
-    DeviceKind,
     DeviceState,
     HomeVisit,
     Practitioner,
@@ -41,6 +40,7 @@ from dispatcher.events import EventBus
 from dispatcher.settings import VisitSettings
 from dispatcher.store.base import Conflict, NewAlert, Store, VisitTimerRecord, VisitTimerWrite, server_alert
 from dispatcher.visits import timer as vt
+from dispatcher.visits.alert_device import alert_device
 from dispatcher.web.auth import User
 
 log = logging.getLogger(__name__)
@@ -196,44 +196,36 @@ class VisitTimers:
         return [d for d in self._cache.current.devices.values() if d.practitioner_id == practitioner_id]
 
     async def _alert_device(self, practitioner_id: str) -> Device | None:
-        """Her device the visit's alert is filed under (an alert row names one): an ACTIVE one,
-        a carried one first (downlinks reach her). With none active (suspended, revoked or
-        replaced since she declared), another of hers whatever its state, carried first, most
-        recently heard first: the device only identifies the alert, which is routed and
-        escalated like any other (a downlink to a revoked device is refused by the broker).
-        None only when she has no device at all."""
+        """Her device the visit's alert is filed under (an alert row names one), chosen by
+        :func:`dispatcher.visits.alert_device.alert_device`: an ACTIVE one first, even when
+        all of hers were suspended, revoked or replaced since she declared (the device only
+        identifies the alert, which is routed and escalated like any other). None only when
+        she has no device at all."""
         mine = self.devices_of(practitioner_id)
-        active = [d for d in mine if d.state is DeviceState.ACTIVE]
-        if active:
-            return min(active, key=lambda d: (d.kind is DeviceKind.BUTTON, d.id))
-        if not mine:
-            return None
-        seen = await self._last_seen({d.id for d in mine})
-        # Carried first, then the most recently heard (never heard: last), then by id.
-        mine.sort(key=lambda d: (d.kind is DeviceKind.BUTTON, -seen.get(d.id, float("-inf")), d.id))
-        log.warning(
-            "alerte de visite du praticien %s rattachée à sa balise %s (%s) faute de balise active :"
-            " l'alerte est routée et escaladée normalement",
-            practitioner_id,
-            mine[0].id,
-            mine[0].state.value,
-        )
-        return mine[0]
+        # With a single device there is nothing to order: no store read.
+        seen = await self._last_seen([d.id for d in mine]) if len(mine) > 1 else {}
+        device = alert_device(mine, seen)
+        if device is not None and device.state is not DeviceState.ACTIVE:
+            log.warning(
+                "alerte de visite du praticien %s rattachée à sa balise %s (%s) faute de balise active :"
+                " l'alerte est routée et escaladée normalement",
+                practitioner_id,
+                device.id,
+                device.state.value,
+            )
+        return device
 
-    async def _last_seen(self, device_ids: set[str]) -> dict[str, float]:
-        """When each of these devices was last heard (epoch seconds); {} if the store cannot say:
-        the order is only a preference, the alert must be raised anyway."""
-        out = {}
+    async def _last_seen(self, device_ids: list[str]) -> dict[str, datetime]:
+        """When each of these devices was last heard; {} if the store cannot say: the order is
+        only a preference, the alert must be raised anyway."""
         try:
-            for row in await self._store.device_health():
-                at = row.get("last_seen_at")
-                if row.get("device_id") in device_ids and at:
-                    seen = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
-                    out[str(row["device_id"])] = seen.timestamp()
+            return await self._store.device_last_seen(device_ids)
         except Exception:
-            log.exception("dernier contact des balises illisible : alerte de visite rattachée sans cet ordre")
+            log.exception(
+                "dernier contact des balises %s illisible : alerte de visite rattachée sans cet ordre",
+                ", ".join(device_ids),
+            )
             return {}
-        return out
 
     def _plan_alert(self, visit: HomeVisit, command: vt.RaiseAlert, device: Device | None) -> _Raised | None:
         snap = self._cache.current

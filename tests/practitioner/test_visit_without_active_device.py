@@ -2,20 +2,30 @@
 
 Her only device revoked after she declared: the missed check-in (or her duress
 answer) still raises an alert, filed under that device, routed and escalated
-like any other. No device at all: she is warned at the declaration, and the
+like any other. Several devices, none active: the alert is filed under the one
+dispatcher/visits/alert_device.py ranks first (carried, then the latest heard),
+read from the store's last-seen times of just her devices; when those cannot be
+read, it is raised all the same. No device at all: she is warned at the declaration, and the
 missed check-in raises the operator alarm telling them the police were not
 alerted. Everything is real, as in test_visit_timer_e2e.py.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dispatcher.alerting import texts
+from dispatcher.domain import DeviceKind
 from dispatcher.visits import timer as vt
+from protocol.topics import UplinkKind
+from sandbox.fleet import SimulatedDevice
 from tests.practitioner.conftest import FABRE_PHONE, Harness
 from tests.practitioner.test_visit_timer_e2e import VISIT, alert_sms, declare, wait_check_sms
 
@@ -32,10 +42,11 @@ async def _declare_then_revoke(h: Harness, duration_s: int) -> tuple[Any, dict[s
     return dr, visit
 
 
-async def _first_tier_reached(h: Harness, alert_id: str) -> None:
-    """The alert is routed (a convention's chain) and its first tier was texted and called."""
+async def _first_tier_reached(h: Harness, alert_id: str, device_id: str = ONLY_DEVICE) -> None:
+    """The alert, filed under ``device_id``, is routed (a convention's chain) and its first tier
+    was texted and called."""
     record = await h.system.store.get_alert(alert_id)
-    assert record.device_id == ONLY_DEVICE
+    assert record.device_id == device_id
     assert record.context and record.context["convention_name"], "routed by a convention"
     first = [n for n in await h.system.store.notifications_for(alert_id) if n.tier == 0]
     assert {"sms", "voice"} <= {n.channel for n in first}
@@ -88,6 +99,83 @@ async def test_a_duress_answer_after_her_only_device_was_revoked_raises_a_routed
     page = (await dr.get("/api/me/visits")).json()[0]
     assert page["phase"] == "closed" and page["check_deadline"] is None
     assert (await dr.get("/api/me/alerts")).json() == []
+
+
+# Her three devices, none active when the visit's alert is raised (the store knows one revoked
+# state for a suspended, revoked or replaced device).
+BUTTON = "bouton-fabre"  # fixed under her desk: heard last
+BRACELET = "bracelet-fabre"  # carried: heard earlier
+POCKET = "ancienne-poche-fabre"  # carried, replaced before it was ever heard (its id sorts first)
+
+
+async def _heard(h: Harness, sim: SimulatedDevice, battery: int) -> datetime:
+    """A real heartbeat over MQTT, merged into the store; returns when the store says it was heard."""
+    await asyncio.to_thread(sim.send, UplinkKind.HEARTBEAT, battery_pct=battery, firmware="t", uptime_s=60)
+
+    async def received() -> bool:
+        health = h.system.dispatcher.health.devices.get(sim.device_id)
+        return health is not None and health.battery_pct == battery
+
+    await h.system.until(received)
+    await h.system.dispatcher.health.flush()  # what its next pass (every second) would do
+    seen = await h.system.store.device_last_seen([sim.device_id])
+    assert sim.device_id in seen, "the heartbeat was merged"
+    return seen[sim.device_id]
+
+
+async def _three_devices_then_none_active(h: Harness) -> dict[str, Any]:
+    bracelet = await h.system.add_device(BRACELET, practitioner="dr-claire-fabre", kind=DeviceKind.BRACELET)
+    button = await h.system.add_device(BUTTON, practitioner="dr-claire-fabre", kind=DeviceKind.BUTTON)
+    await h.system.add_device(POCKET, practitioner="dr-claire-fabre", kind=DeviceKind.POCKET)
+    bracelet_at = await _heard(h, bracelet, battery=61)
+    button_at = await _heard(h, button, battery=62)
+    assert button_at > bracelet_at, "the button was heard last"
+    dr = await h.as_user("dr-fabre")
+    visit = await declare(dr, duration_s=1)
+    for device_id in (BRACELET, BUTTON, POCKET):
+        await h.system.store.revoke_device(device_id)
+    await h.system.dispatcher.cache.refresh()
+    return visit
+
+
+async def test_with_several_inactive_devices_the_alert_is_filed_under_her_latest_heard_carried_one(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="dispatcher.visits.runner")
+    visit = await _three_devices_then_none_active(harness)
+    await wait_check_sms(harness)
+
+    alert_id = f"{visit['id']}-alerte"
+    bodies = await alert_sms(harness, alert_id)
+    assert bodies and all("visite non cloturée" in b for b in bodies)
+    # Carried before the button heard last; heard before the pocket button never heard (whose
+    # id comes first).
+    await _first_tier_reached(harness, alert_id, device_id=BRACELET)
+    await _no_alarm_about_a_missing_device(harness)
+    assert any(
+        f"rattachée à sa balise {BRACELET} (revoked) faute de balise active" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_when_last_seen_times_cannot_be_read_the_alert_is_raised_all_the_same(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    visit = await _three_devices_then_none_active(harness)
+    # A real fault: the health table is gone from under the running dispatcher's SQLite store.
+    with sqlite3.connect(tmp_path / "vigie.db", timeout=10) as db:
+        db.execute("ALTER TABLE device_health RENAME TO device_health_away")
+    caplog.set_level(logging.WARNING, logger="dispatcher.visits.runner")
+    await wait_check_sms(harness)
+
+    alert_id = f"{visit['id']}-alerte"
+    assert await alert_sms(harness, alert_id)
+    # Without the times, carried first and then by id: the old pocket button this time.
+    await _first_tier_reached(harness, alert_id, device_id=POCKET)
+    assert any(
+        "dernier contact des balises" in r.getMessage() and "rattachée sans cet ordre" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_without_any_device_she_is_warned_and_a_missed_check_in_alarms_the_operators(
