@@ -7,12 +7,12 @@ Screenshots are saved under test-artifacts/ (gitignored).
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, WebSocket, async_playwright, expect
 
 from tests.api.conftest import PASSWORD, Served
 
@@ -24,6 +24,9 @@ ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# How long a live update may take before the test gives up: a safety net for a loaded
+# machine, not a goal (the console's speed is the benchmark's business, bench/).
+LIVE_MS = 30_000
 
 
 @pytest.fixture
@@ -53,21 +56,35 @@ async def login(page: Page, served: Served, username: str) -> None:
     await expect(page.locator("#conn")).to_have_text("en direct", timeout=5000)
 
 
+def _pushes(frame: str | bytes, alert_id: str) -> bool:
+    """Whether a console feed frame is the live push of ``alert_id``."""
+    message = json.loads(frame)
+    return bool(message["type"] == "alert" and message["alert"]["id"] == alert_id)
+
+
 async def test_operator_sees_a_live_alert_and_acknowledges_it(browser: Browser, served: Served) -> None:
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sockets: list[WebSocket] = []
+    frames: list[str | bytes] = []
+
+    def watch(ws: WebSocket) -> None:
+        sockets.append(ws)
+        ws.on("framereceived", lambda payload: frames.append(payload))
+
+    page.on("websocket", watch)
     await login(page, served, "op-herault")
     await expect(page.locator("#no-alerts")).to_be_visible()
     device = await served.system.add_device(
         "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
     )
 
-    started = time.monotonic()
     alert_id = await asyncio.to_thread(device.alert)
     item = page.locator(f'li.alert.attention[data-id="{alert_id}"]')
-    await expect(item).to_be_visible(timeout=1000)
-    assert time.monotonic() - started < 1.0, "the alert must appear within 1 s of the MQTT message"
+    await expect(item).to_be_visible(timeout=LIVE_MS)
+    # Shown because the open feed pushed it (no reload, no reconnection's snapshot).
+    assert len(sockets) == 1 and any(_pushes(frame, alert_id) for frame in frames)
     await expect(page.locator("#banner")).to_be_visible()
     await expect(page.locator("#banner")).to_contain_text("Dr Claire Fabre")
 

@@ -12,6 +12,10 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.api.conftest import PASSWORD, Served
 
+# How long a push may take before the test gives up: a safety net for a loaded machine,
+# not a goal (the console's speed is the benchmark's business, bench/).
+LIVE_S = 30.0
+
 
 async def _session_cookie(url: str, username: str) -> str:
     async with httpx.AsyncClient(base_url=url) as client:
@@ -61,11 +65,14 @@ async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None
                 if message["type"] == "alert":
                     return message
 
-        message = await asyncio.wait_for(first_alert_message(), 1.0)  # "within 1 s of the MQTT message"
+        message = await asyncio.wait_for(first_alert_message(), LIVE_S)
         assert message["alert"]["id"] == alert_id and message["alert"]["needs_attention"]  # type: ignore[index]
         assert "location" not in message["alert"]  # type: ignore[operator]
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(gard.recv(), 1.0)
+        # Every feed forwards the bus's events in order, and a visit event to everyone: once
+        # Gard's feed has forwarded one published now, it has dealt with the alert's events.
+        served.system.dispatcher.bus.publish("visit")
+        while (seen := json.loads(await asyncio.wait_for(gard.recv(), LIVE_S)))["type"] != "visit":
+            assert seen["type"] == "ping", f"Gard's operator was told of a Hérault alert: {seen}"
     finally:
         await herault.close()
         await gard.close()
