@@ -7,6 +7,10 @@ import asyncio
 from dispatcher.alerting.outage import ProviderGate, backoff_s
 from dispatcher.store.base import NotificationRecord
 
+# A safety net against a hang, not a timing goal: a released request resumes within a few
+# turns of the event loop, which a loaded machine slows but does not stop.
+HANG_S = 30.0
+
 
 def row(nid: int, *, tier: int = 0, round_: int = 0, purpose: str = "alert") -> NotificationRecord:
     return NotificationRecord(
@@ -23,7 +27,7 @@ async def test_while_down_one_probes_and_the_others_leave_in_priority_order() ->
     released: list[int] = []
 
     async def wait(n: NotificationRecord) -> None:
-        assert await gate.turn(n, timeout_s=5)
+        assert await gate.turn(n, timeout_s=HANG_S)
         released.append(n.id)
 
     waiting = [row(2, purpose="ack_notice"), row(3, tier=2), row(4), row(5, round_=1)]
@@ -41,10 +45,10 @@ async def test_a_waiter_probes_too_after_its_timeout_and_the_prober_wakes_when_t
     assert await gate.turn(prober, timeout_s=1) and gate.unreachable()
     assert await gate.turn(prober, timeout_s=1)  # its retry: it probes
     assert not await gate.turn(row(2), timeout_s=0.05)  # the caller may then try by itself
-    pause = asyncio.create_task(gate.pause(30))
+    pause = asyncio.create_task(gate.pause(10 * HANG_S))
     await asyncio.sleep(0.01)
     gate.reached()
-    await asyncio.wait_for(pause, 1)  # not the whole backoff
+    await asyncio.wait_for(pause, HANG_S)  # not the whole backoff
     gate.leave(prober)
 
 
