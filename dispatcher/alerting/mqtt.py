@@ -5,7 +5,10 @@ There is no network thread. The socket is registered with the event loop
 calls ``on_message`` there, so a message reaches the ingest's admission without
 a thread hop and paho's parsing no longer competes with the loop for the GIL.
 One read callback reads every packet already waiting (up to 64), so a backlog
-left while the loop was busy reaches the ingest as one batch.
+left while the loop was busy reaches the ingest as one batch; paho parses them
+from a buffer filled by one ``recv`` for many packets
+(dispatcher/alerting/mqtt_buffer.py), and what is left in it is read at the
+next turn of the loop, never left waiting for the next packet.
 What paho queues to send (PUBACKs, downlinks, PINGREQs) is written at once
 with a non-blocking send, and waits for the socket to become writable
 (``add_writer``) only when the kernel buffer is full: sending never blocks the
@@ -53,6 +56,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from dispatcher.alerting import broker_logs
+from dispatcher.alerting.mqtt_buffer import BufferedClient
 from dispatcher.fleet.dynsec_commands import RESPONSE_TOPIC
 from dispatcher.settings import MqttSettings
 from protocol.topics import DEFAULT_SHARE_GROUP, shared_status_filter, shared_uplink_filter
@@ -126,10 +130,10 @@ class MqttBridge:
         self._tasks: list[asyncio.Task[None]] = []
         self._client = self._build_client()
 
-    def _build_client(self) -> mqtt.Client:
+    def _build_client(self) -> BufferedClient:
         s = self._settings
         v5 = s.protocol == "5"
-        client = mqtt.Client(
+        client = BufferedClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -200,6 +204,11 @@ class MqttBridge:
     @property
     def is_connected(self) -> bool:
         return self._client.is_connected()
+
+    @property
+    def socket_reads(self) -> int:
+        """Reads of the broker's socket so far, each one giving paho one packet or many (tests, profiling)."""
+        return self._client.socket_reads
 
     def ack(self, message: Inbound) -> None:
         """Release a QoS 1 message: call only once its effects are durable."""
@@ -280,32 +289,31 @@ class MqttBridge:
         client = self._client
         self._reading = True
         try:
-            self._read_waiting(client)
-            # TLS: bytes already decrypted wait in the SSL object, where the loop's poll does not
-            # see them; read them now or they would wait for the next packet to arrive.
-            sock = client.socket()
-            while isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
-                if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
-                    break
-                sock = client.socket()
+            more = self._read_waiting(client)
         finally:
             self._reading = False
+        if more and self._loop is not None:
+            # Packets already read wait in our buffer (or, TLS, decrypted in the SSL object), where
+            # the loop's poll does not see them: read them at the next turn, not at the next packet.
+            self._loop.call_soon(self._readable)
         if self._flush_due:
             self._flush()
 
-    def _read_waiting(self, client: mqtt.Client) -> None:
-        """Read the packets already in the socket, up to ``MAX_PACKETS_PER_READ``, not one per loop turn.
+    def _read_waiting(self, client: BufferedClient) -> bool:
+        """Read the packets already received, up to ``MAX_PACKETS_PER_READ``, not one per loop turn.
 
         paho's ``loop_read`` reads one packet. One per turn of a busy loop, a
         backlog would reach the ingest a message or two per batch instead of
         as one group-committed batch. Bounded, so that a flood cannot hold the
-        loop: the rest is read at the next turn (the socket is still readable).
+        loop: the rest is read at the next turn. True if some of it was already
+        read from the socket (the socket's readiness will not say so).
         """
         for _ in range(MAX_PACKETS_PER_READ):
-            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
-                return  # connection lost: paho closed it (``_detach``)
-            if self._fd is None or not _input_waiting(self._fd):
-                return
+            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS or self._fd is None:
+                return False  # connection lost: paho closed it (``_detach``)
+            if not client.has_unread() and not _input_waiting(self._fd):
+                return False
+        return client.has_unread()
 
     def _write_queued(self, _c: mqtt.Client, _u: object, _sock: Any) -> None:
         self._on_loop(self._write_now)

@@ -22,6 +22,7 @@ from dispatcher.settings import MqttSettings
 from protocol.topics import UplinkKind, downlink_topic, uplink_topic
 from tests.security.mqtt_stack import eventually
 from tests.support.broker import mqtt_recorder, new_password
+from tests.support.burst import burst, burst_reaches_the_bridge, publish_all
 
 DEVICE = "btn-bridge-1"
 CLIENT_ID = "vigie-bridge-test"
@@ -172,3 +173,22 @@ async def test_a_backlog_is_handed_over_in_one_turn_of_the_loop(broker: DevBroke
 
 async def _all_handed(handed: list[tuple[Inbound, int]], count: int) -> bool:
     return len(handed) >= count
+
+
+async def test_a_burst_read_at_once_is_handed_over_whole_with_no_traffic_after(broker: DevBroker) -> None:
+    """Hundreds of heartbeats (QoS 0) and alerts (QoS 1) from one read of the socket, then silence:
+    none may wait in the bridge's read buffer for a next packet (tests/support/burst.py)."""
+    _device(broker)
+
+    def send() -> None:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=DEVICE, protocol=mqtt.MQTTv5)
+        client.username_pw_set(DEVICE, broker.accounts[DEVICE])
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        try:
+            publish_all(client, burst(DEVICE))
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    await burst_reaches_the_bridge(_settings(broker), DEVICE, send, packets_per_read=10)

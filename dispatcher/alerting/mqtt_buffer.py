@@ -1,0 +1,78 @@
+"""paho's client reading its socket once for many packets, not three times per packet.
+
+paho-mqtt (2.1, 2.2) parses a packet with three or more reads of its socket:
+``_sock_recv(1)`` for the command byte, once per byte of the remaining length,
+then once for the body. On a plain TCP socket each is a ``recv`` system call:
+at thousands of heartbeats a second, most of the read path's time
+(docs/performance.md, fourth and fifth rounds). :class:`BufferedClient` serves
+those reads from the bytes of one ``recv(READ_SIZE)``, refilled only when they
+are used up.
+
+Invariants:
+
+* the bytes paho gets are the socket's bytes, in order, none twice, none
+  skipped, whatever the packet boundaries (a packet may straddle two reads);
+* a refill raises exactly what paho's own ``_sock_recv`` raises (it is the one
+  doing the read): ``BlockingIOError`` when nothing waits (TLS: want-read),
+  ``ConnectionError``/``OSError`` on a broken connection; ``b""`` at the end
+  of the stream;
+* bytes read from one connection are never handed over on another: the buffer
+  belongs to the socket object it was read from and is dropped when paho's
+  socket changes (a reconnection);
+* the caller who waits for the socket to become readable must first ask
+  :meth:`BufferedClient.has_unread`: a packet already read into the buffer (or
+  decrypted in the SSL object) does not make the socket readable again, and
+  must not wait for the next packet to arrive (an alert would be delayed).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+READ_SIZE = 65536  # one read takes what a busy broker sent since the last one (a few hundred packets)
+
+
+class BufferedClient(mqtt.Client):
+    """A paho ``Client`` whose packet parser reads from a buffer filled by one ``recv`` at a time.
+
+    This overrides paho's private ``_sock_recv(bufsize)``, the one method its
+    parser (``_packet_read``) reads the socket with, in paho-mqtt 2.1 and 2.2
+    (pyproject pins ``<3``). Should paho stop calling it, nothing breaks — paho
+    reads its socket itself again, only more often — and
+    tests/dispatcher/test_mqtt_buffer.py fails (``socket_reads`` stays at 0).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_buf = b""  # the last read; bytes from _read_pos on are not handed over yet
+        self._read_pos = 0
+        self._read_from: object = None  # the socket they were read from
+        self.socket_reads = 0  # refills that returned bytes (for tests and profiling)
+
+    def has_unread(self) -> bool:
+        """Bytes of the current connection were read but not parsed: call ``loop_read`` without waiting."""
+        sock = self._sock
+        if sock is None:
+            return False
+        if sock is self._read_from and self._read_pos < len(self._read_buf):
+            return True
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0  # decrypted, not read yet
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        """paho's read of at most ``bufsize`` bytes, served from the buffer (see the module's invariants)."""
+        buf, pos = self._read_buf, self._read_pos
+        if self._sock is not self._read_from:  # a new connection (or none): drop the old one's bytes
+            self._read_from = self._sock
+            self._read_buf, self._read_pos = buf, pos = b"", 0
+        if pos >= len(buf):
+            buf = super()._sock_recv(READ_SIZE)  # raises as paho expects, its own code does the read
+            if not buf:
+                return b""  # end of stream (the buffer is empty already)
+            pos = 0
+            self.socket_reads += 1
+        end = min(pos + bufsize, len(buf))
+        self._read_buf, self._read_pos = buf, end
+        return buf[pos:end]

@@ -1,0 +1,148 @@
+"""paho reading from our buffer (dispatcher/alerting/mqtt_buffer.py), against a local TCP peer.
+
+The peer plays the broker byte by byte, so that packets can be cut where a
+broker's writes may cut them: after the command byte, inside the remaining
+length, inside the body. The client is the real ``BufferedClient`` driven the
+way the bridge drives it: ``loop_read`` while :meth:`BufferedClient.has_unread`
+says bytes wait in the buffer, else only once the socket is readable. These
+tests also pin the assumption on paho's private ``_sock_recv``: if paho stops
+reading through it, ``socket_reads`` stays at 0 and they fail.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import paho.mqtt.client as mqtt
+
+from dispatcher.alerting.mqtt_buffer import BufferedClient
+
+CONNACK = bytes([0x20, 0x02, 0x00, 0x00])
+TOPIC = "vigie/dev/btn-buf/up/heartbeat"
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (128 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def publish(payload: bytes, *, qos: int = 0, mid: int = 1) -> bytes:
+    """An MQTT 3.1.1 PUBLISH packet, as the broker writes it."""
+    topic = TOPIC.encode()
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"") + payload
+    return bytes([0x30 | (qos << 1)]) + _remaining_length(len(body)) + body
+
+
+class Session:
+    """A connected client and the peer's end of its TCP connection."""
+
+    def __init__(self, client: BufferedClient, peer: socket.socket) -> None:
+        self.client = client
+        self.peer = peer
+        self.received: list[bytes] = []
+        client.on_message = lambda _c, _u, msg: self.received.append(msg.payload)
+
+    def read(self, until: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Drive the client as the bridge does until ``until()`` holds."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            sock = self.client.socket()
+            assert sock is not None, "connection lost"
+            if not self.client.has_unread():
+                ready, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise TimeoutError(f"received {self.received}")
+            assert self.client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+
+    def settle(self, reads_before: int) -> None:
+        """Wait for the peer's last write to be read, then read what is ready without waiting."""
+        self.read(lambda: self.client.socket_reads > reads_before)
+        while self.client.has_unread() or select.select([self.client.socket()], [], [], 0)[0]:
+            assert self.client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+
+    def send(self, data: bytes) -> None:
+        """The peer writes ``data``; the client reads it (one refill of its buffer)."""
+        before = self.client.socket_reads
+        self.peer.sendall(data)
+        self.settle(before)
+
+
+@contextmanager
+def session() -> Iterator[tuple[Session, socket.socket]]:
+    """A client connected to a local peer that answered its CONNECT; also yields the listener."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id="buf", protocol=mqtt.MQTTv311)
+        client.connect("127.0.0.1", listener.getsockname()[1], keepalive=60)
+        peer = _answer_connect(client, listener)
+        s = Session(client, peer)
+        try:
+            s.read(client.is_connected)
+            yield s, listener
+        finally:
+            s.peer.close()
+            client.socket() and client.disconnect()
+
+
+def _answer_connect(client: BufferedClient, listener: socket.socket) -> socket.socket:
+    client.loop_write()  # the CONNECT
+    peer, _ = listener.accept()
+    assert peer.recv(1024)[0] == 0x10  # CONNECT
+    peer.sendall(CONNACK)
+    return peer
+
+
+def test_a_packet_cut_anywhere_is_delivered_once_whole_and_not_before() -> None:
+    first, third = publish(b"hb-1"), publish(b"hb-3")
+    second = publish(b"A" * 300, qos=1, mid=7)  # two bytes of remaining length
+    assert second[1] & 0x80  # the cut after byte 1 is inside the remaining length
+    with session() as (s, _):
+        reads = s.client.socket_reads
+        s.send(first + second[:1])  # ... the command byte of the second
+        assert s.received == [b"hb-1"]
+        s.send(second[1:2])  # the first byte of its remaining length
+        s.send(second[2:10])  # the rest of it, the topic's length, part of the topic
+        assert s.received == [b"hb-1"]
+        s.send(second[10:] + third[:-1])
+        assert s.received == [b"hb-1", b"A" * 300]
+        s.send(third[-1:])
+        assert s.received == [b"hb-1", b"A" * 300, b"hb-3"]
+        assert s.client.socket_reads - reads == 5  # one read per write of the peer, not per packet
+
+
+def test_packets_read_together_are_all_delivered_without_more_traffic() -> None:
+    """Hundreds of packets in one read: the socket is no longer readable, yet none is left behind."""
+    payloads = [f"hb-{n:03d}".encode() for n in range(300)]
+    stream = b"".join(publish(p, qos=n % 2, mid=n + 1) for n, p in enumerate(payloads))
+    with session() as (s, _):
+        reads = s.client.socket_reads
+        s.peer.sendall(stream)
+        s.read(lambda: len(s.received) == len(payloads))
+        assert s.received == payloads
+        assert s.client.socket_reads - reads <= 3  # ~5 kB: one read (TCP may cut it)
+        assert not s.client.has_unread()
+
+
+def test_bytes_read_from_a_connection_are_never_parsed_on_the_next_one() -> None:
+    stale, fresh = publish(b"stale"), publish(b"fresh")
+    malformed = bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])  # a remaining length of five bytes
+    with session() as (s, listener):
+        s.peer.sendall(malformed + stale)  # one read: paho gives up on the first and closes
+        deadline = time.monotonic() + 5
+        while s.client.socket() is not None and time.monotonic() < deadline:
+            select.select([s.client.socket()], [], [], 1)
+            s.client.loop_read()
+        assert s.client.socket() is None and s.client.socket_reads >= 2
+        s.client.reconnect()
+        s.peer.close()
+        s.peer = _answer_connect(s.client, listener)
+        s.read(s.client.is_connected)
+        s.send(fresh)
+        assert s.received == [b"fresh"]
