@@ -61,12 +61,14 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _str(s: str) -> bytes:
+def mqtt_str(s: str) -> bytes:
+    """An MQTT UTF-8 string: two bytes of length, the bytes."""
     data = s.encode()
     return struct.pack("!H", len(data)) + data
 
 
-def _packet(first: int, body: bytes) -> bytes:
+def packet(first: int, body: bytes) -> bytes:
+    """An MQTT packet: the first byte, the body's length (variable byte integer), the body."""
     return bytes([first]) + _varint(len(body)) + body
 
 
@@ -75,17 +77,23 @@ def connect_packet(client_id: str, *, session_expiry: int, clean: bool = False) 
     props = b"\x11" + struct.pack("!I", session_expiry)
     flags = b"\x02" if clean else b"\x00"
     body = (
-        _str("MQTT") + b"\x05" + flags + struct.pack("!H", 0) + _varint(len(props)) + props + _str(client_id)
+        mqtt_str("MQTT")
+        + b"\x05"
+        + flags
+        + struct.pack("!H", 0)
+        + _varint(len(props))
+        + props
+        + mqtt_str(client_id)
     )
-    return _packet(0x10, body)
+    return packet(0x10, body)
 
 
 def subscribe_packet(topic: str, packet_id: int = 1) -> bytes:
-    return _packet(0x82, struct.pack("!H", packet_id) + b"\x00" + _str(topic) + b"\x01")
+    return packet(0x82, struct.pack("!H", packet_id) + b"\x00" + mqtt_str(topic) + b"\x01")
 
 
 def publish_qos0(topic: str, payload: bytes) -> bytes:
-    return _packet(0x30, _str(topic) + b"\x00" + payload)
+    return packet(0x30, mqtt_str(topic) + b"\x00" + payload)
 
 
 async def read_packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:

@@ -309,7 +309,12 @@ class MqttBridge:
         read from the socket (the socket's readiness will not say so).
         """
         for _ in range(MAX_PACKETS_PER_READ):
-            if client.loop_read() != mqtt.MQTT_ERR_SUCCESS or self._fd is None:
+            qos0 = client.take_qos0_publish()  # heartbeats, positions: parsed without paho
+            if qos0 is not None:  # a topic that is not UTF-8 (no broker lets one through) is refused later
+                self._deliver(qos0[0].decode(errors="replace"), qos0[1], 0, 0)
+            elif client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
+                return False
+            if self._fd is None:
                 return False  # connection lost: paho closed it (``_detach``)
             if not client.has_unread() and not _input_waiting(self._fd):
                 return False
@@ -375,24 +380,28 @@ class MqttBridge:
         self._on_loop(self._connected.clear)
 
     def _handle_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == RESPONSE_TOPIC and self._on_control_answer is not None:
-            self._answer(msg)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # no broker lets one through; refused later, as a topic naming no device
+            topic = msg._topic.decode(errors="replace")
+        self._deliver(topic, msg.payload, msg.mid, msg.qos)
+
+    def _deliver(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
+        """A message read, by paho or by :meth:`BufferedClient.take_qos0_publish`, to its consumer."""
+        if topic == RESPONSE_TOPIC and self._on_control_answer is not None:
+            self._answer(payload, mid, qos)
             return
         # ``on_message`` (the ingest's admission) refuses a flood here, before any decoding.
         try:
-            self._on_message(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.monotonic()))
+            self._on_message(Inbound(topic, bytes(payload), mid, qos, time.monotonic()))
         except Exception:  # a bug: paho would re-raise out of loop_read mid-packet
-            log.critical(
-                broker_logs.NOT_ADMITTED,
-                msg.topic,
-                exc_info=True,
-            )
+            log.critical(broker_logs.NOT_ADMITTED, topic, exc_info=True)
 
-    def _answer(self, msg: mqtt.MQTTMessage) -> None:
+    def _answer(self, payload: bytes | bytearray, mid: int, qos: int) -> None:
         assert self._on_control_answer is not None
         try:
-            self._on_control_answer(bytes(msg.payload))
+            self._on_control_answer(bytes(payload))
         except Exception:  # a bug: never out of loop_read
             log.exception(broker_logs.CONTROL_ANSWER_FAILED)
-        if msg.qos > 0:
-            self._client.ack(msg.mid, msg.qos)
+        if qos > 0:
+            self._client.ack(mid, qos)

@@ -22,6 +22,7 @@ from broker_config.pki import Validity
 from broker_config.provision import DeviceSpec
 from broker_config.tls_runner import TlsBroker
 from dispatcher.domain import Address, DeviceKind, Practitioner, Site, SiteKind
+from dispatcher.settings import MqttSettings
 from dispatcher.store.sqlite import SqliteStore
 from tests.support import external_broker
 from tests.support.external_broker import ExternalBroker
@@ -309,6 +310,19 @@ def connect(
         paho.loop_stop()
         raise Refused(outcome[0] if outcome else "no CONNACK")
     return client
+
+
+def dispatcher_mqtt_settings(broker: AnyBroker, ident: Identity) -> MqttSettings:
+    """The dispatcher's MQTT settings for ``broker`` (mutual TLS with ``ident``), as in production."""
+    return MqttSettings(
+        host=host_of(broker),
+        port=broker.tls_port,
+        username="vigie-dispatcher",
+        client_id="vigie-dispatcher",
+        ca_file=ident.ca,
+        cert_file=ident.cert,
+        key_file=ident.key,
+    )
 
 
 def host_of(broker: AnyBroker) -> str:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dispatcher.settings import MqttSettings
-from tests.broker_config.helpers import AnyBroker, Pki, connected, host_of
+from tests.broker_config.helpers import AnyBroker, Pki, connected, dispatcher_mqtt_settings
 from tests.support.burst import burst, burst_reaches_the_bridge, publish_all
 from tests.support.external_broker import ExternalBroker
 
@@ -23,15 +22,7 @@ async def test_a_burst_over_tls_is_handed_over_whole_with_no_traffic_after(
 ) -> None:
     await asyncio.to_thread(pki.provision, DEVICE)  # runs its own event loop
     ident = pki.dispatcher
-    settings = MqttSettings(
-        host=host_of(tls_broker),
-        port=tls_broker.tls_port,
-        username="vigie-dispatcher",
-        client_id="vigie-dispatcher",
-        ca_file=ident.ca,
-        cert_file=ident.cert,
-        key_file=ident.key,
-    )
+    settings = dispatcher_mqtt_settings(tls_broker, ident)
     if isinstance(tls_broker, ExternalBroker):  # the bridge's session is persistent: end it after
         assert ident.cert is not None and ident.key is not None
         tls_broker.remember_session(ident.cert, ident.key, settings.client_id)

@@ -19,26 +19,16 @@ from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
 
+from bench.broker_sessions import mqtt_str, packet
 from dispatcher.alerting.mqtt_buffer import BufferedClient
 
 CONNACK = bytes([0x20, 0x02, 0x00, 0x00])
 TOPIC = "vigie/dev/btn-buf/up/heartbeat"
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (128 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def publish(payload: bytes, *, qos: int = 0, mid: int = 1) -> bytes:
     """An MQTT 3.1.1 PUBLISH packet, as the broker writes it."""
-    topic = TOPIC.encode()
-    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"") + payload
-    return bytes([0x30 | (qos << 1)]) + _remaining_length(len(body)) + body
+    return packet(0x30 | (qos << 1), mqtt_str(TOPIC) + (mid.to_bytes(2, "big") if qos else b"") + payload)
 
 
 class Session:

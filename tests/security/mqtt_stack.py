@@ -29,10 +29,17 @@ from broker_config.runner import DevBroker
 from broker_config.tls_runner import TlsBroker, TlsFiles
 from dispatcher.domain import Device, DeviceKind
 from dispatcher.fleet.dynsec_commands import restricted_client_id
-from dispatcher.settings import MqttSettings
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice, new_device_secrets
-from tests.broker_config.helpers import Client, Pki, end_sessions, host_of, make_pki, tls_context
+from tests.broker_config.helpers import (
+    Client,
+    Pki,
+    dispatcher_mqtt_settings,
+    end_sessions,
+    host_of,
+    make_pki,
+    tls_context,
+)
 from tests.support import external_broker
 from tests.support.broker import dispatcher_account, new_password
 from tests.support.external_broker import ExternalBroker
@@ -253,15 +260,7 @@ async def prod_stack(workdir: Path) -> AsyncIterator[Stack]:
     else:
         broker = ext
     ident = pki.dispatcher
-    mqtt_settings = MqttSettings(
-        host=host_of(broker),
-        port=broker.tls_port,
-        username="vigie-dispatcher",
-        client_id="vigie-dispatcher",
-        ca_file=ident.ca,
-        cert_file=ident.cert,
-        key_file=ident.key,
-    )
+    mqtt_settings = dispatcher_mqtt_settings(broker, ident)
     factory = lambda: running_system(  # noqa: E731
         broker,  # type: ignore[arg-type]  # only add_device needs a DevBroker; Stack provisions instead
         workdir,
