@@ -5,10 +5,11 @@ There is no network thread. The socket is registered with the event loop
 calls ``on_message`` there, so a message reaches the ingest's admission without
 a thread hop and paho's parsing no longer competes with the loop for the GIL.
 One read callback reads every packet already waiting (up to 64), so a backlog
-left while the loop was busy reaches the ingest as one batch; paho parses them
-from a buffer filled by one ``recv`` for many packets
-(dispatcher/alerting/mqtt_buffer.py), and what is left in it is read at the
-next turn of the loop, never left waiting for the next packet.
+left while the loop was busy reaches the ingest as one batch. They are parsed
+from a buffer filled by one ``recv`` for many packets, QoS 0 PUBLISH packets
+(heartbeats, positions) by us, the others by paho
+(dispatcher/alerting/mqtt_buffer.py); what is left in it is read at the next
+turn of the loop, never left waiting for the next packet.
 What paho queues to send (PUBACKs, downlinks, PINGREQs) is written at once
 with a non-blocking send, and waits for the socket to become writable
 (``add_writer``) only when the kernel buffer is full: sending never blocks the

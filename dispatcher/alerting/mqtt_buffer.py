@@ -1,12 +1,14 @@
-"""paho's client reading its socket once for many packets, not three times per packet.
+"""paho's client reading its socket once for many packets, and parsing QoS 0 PUBLISH itself.
 
 paho-mqtt (2.1, 2.2) parses a packet with three or more reads of its socket:
 ``_sock_recv(1)`` for the command byte, once per byte of the remaining length,
-then once for the body. On a plain TCP socket each is a ``recv`` system call:
-at thousands of heartbeats a second, most of the read path's time
-(docs/performance.md, fourth and fifth rounds). :class:`BufferedClient` serves
-those reads from the bytes of one ``recv(READ_SIZE)``, refilled only when they
-are used up.
+then once for the body. On a plain TCP socket each is a ``recv`` system call.
+:class:`BufferedClient` serves those reads from the bytes of one
+``recv(READ_SIZE)``, refilled only when they are used up, and hands a whole
+QoS 0 PUBLISH found there (heartbeats, positions: thousands a second) to its
+caller without paho's per-message objects (docs/performance.md, fifth round).
+Everything else — alerts (QoS 1), acknowledgements, PINGRESP, MQTT 5 — is
+still parsed by paho, in stream order.
 
 Invariants:
 
@@ -16,6 +18,9 @@ Invariants:
   doing the read): ``BlockingIOError`` when nothing waits (TLS: want-read),
   ``ConnectionError``/``OSError`` on a broken connection; ``b""`` at the end
   of the stream;
+* :meth:`BufferedClient.take_qos0_publish` takes a packet only when paho is
+  between packets and the packet is whole in the buffer, so the two parsers
+  consume the same bytes in order and never a part of the same packet;
 * bytes read from one connection are never handed over on another: the buffer
   belongs to the socket object it was read from and is dropped when paho's
   socket changes (a reconnection);
@@ -40,9 +45,12 @@ class BufferedClient(mqtt.Client):
 
     This overrides paho's private ``_sock_recv(bufsize)``, the one method its
     parser (``_packet_read``) reads the socket with, in paho-mqtt 2.1 and 2.2
-    (pyproject pins ``<3``). Should paho stop calling it, nothing breaks — paho
-    reads its socket itself again, only more often — and
-    tests/dispatcher/test_mqtt_buffer.py fails (``socket_reads`` stays at 0).
+    (pyproject pins ``<3``), and reads its private ``_in_packet["command"]``
+    (0 between packets) and ``_protocol``. Should paho stop calling
+    ``_sock_recv``, nothing breaks — paho reads its socket itself again, only
+    more often — and tests/dispatcher/test_mqtt_buffer.py fails
+    (``socket_reads`` stays at 0); should the meaning of ``_in_packet`` change,
+    its cut-packet test fails.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
