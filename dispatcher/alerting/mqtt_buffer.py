@@ -77,7 +77,8 @@ class BufferedClient(mqtt.Client):
         against ≈ 2 here (docs/performance.md, fifth round). None — paho reads
         the next packet — for anything else: another packet type or QoS, a
         packet not whole in the buffer yet, paho in the middle of a packet,
-        MQTT 5 (properties), a malformed length (paho refuses it).
+        MQTT 5 (properties), a malformed length (paho refuses it). The buffer
+        is not refilled here: the first packet of each read is paho's.
         """
         buf, pos = self._read_buf, self._read_pos
         end = len(buf)

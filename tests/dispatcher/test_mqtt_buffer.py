@@ -101,22 +101,23 @@ def _answer_connect(client: BufferedClient, listener: socket.socket) -> socket.s
 
 
 def test_a_packet_cut_anywhere_is_delivered_once_whole_and_not_before() -> None:
-    first, third = publish(b"hb-1"), publish(b"hb-0")  # ends with 0x30, a QoS 0 PUBLISH's first byte
+    first, also, third = publish(b"hb-1"), publish(b"hb-2"), publish(b"hb-0")  # hb-0 ends with 0x30
     second = publish(b"A" * 300, qos=1, mid=7)  # two bytes of remaining length
     assert second[1] & 0x80  # the cut after byte 1 is inside the remaining length
     with session() as (s, _):
         reads = s.client.socket_reads
-        s.send(first + second[:1])  # ... the command byte of the second
-        assert s.received == [b"hb-1"]
+        s.send(first + also + second[:1])  # ... the command byte of the next one
+        assert s.received == [b"hb-1", b"hb-2"]
         s.send(second[1:2])  # the first byte of its remaining length
         s.send(second[2:10])  # the rest of it, the topic's length, part of the topic
-        assert s.received == [b"hb-1"]
+        assert s.received == [b"hb-1", b"hb-2"]
         s.send(second[10:] + third[:-1])
-        assert s.received == [b"hb-1", b"A" * 300]
+        assert s.received == [b"hb-1", b"hb-2", b"A" * 300]
         s.send(third[-1:])  # the end of a packet paho had begun: not parsed as the start of one
-        assert s.received == [b"hb-1", b"A" * 300, b"hb-0"]
+        assert s.received == [b"hb-1", b"hb-2", b"A" * 300, b"hb-0"]
         assert s.client.socket_reads - reads == 5  # one read per write of the peer, not per packet
-        assert s.parsed_here == [b"hb-1"]  # whole in the buffer; the last one was paho's
+        # hb-1 was paho's (its read filled the buffer), hb-2 whole in the buffer, hb-0 begun by paho
+        assert s.parsed_here == [b"hb-2"]
 
 
 def test_packets_read_together_are_all_delivered_without_more_traffic() -> None:
