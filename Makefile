@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 HTTP_PORT ?= 8080
 BROKER_PORT ?= 1883
 # The pure core: no I/O, checked with mypy --strict.
-STRICT_CORE := protocol dispatcher/alerting/escalation.py dispatcher/alerting/escalation_plan.py dispatcher/alerting/escalation_state.py dispatcher/alerting/escalation_view.py dispatcher/alerting/reconcile.py dispatcher/visits/timer.py dispatcher/visits/alert_device.py dispatcher/directory/routing.py dispatcher/directory/fallback.py dispatcher/directory/location.py dispatcher/directory/place_words.py dispatcher/alerting/ratelimit.py dispatcher/fleet/devicehealth.py device/gestures.py device/watchdog.py device/haptics.py dispatcher/web/stats_totals.py dispatcher/fleet/floodwatch.py dispatcher/directory/texts.py dispatcher/fleet/dynsec_commands.py dispatcher/alerting/broker_logs.py dispatcher/alerting/notification_logs.py dispatcher/alerting/alert_logs.py
+STRICT_CORE := protocol dispatcher/alerting/escalation.py dispatcher/alerting/escalation_plan.py dispatcher/alerting/escalation_state.py dispatcher/alerting/escalation_view.py dispatcher/alerting/reconcile.py dispatcher/visits/timer.py dispatcher/visits/alert_device.py dispatcher/directory/routing.py dispatcher/directory/fallback.py dispatcher/directory/location.py dispatcher/directory/place_words.py dispatcher/alerting/ratelimit.py dispatcher/fleet/devicehealth.py device/gestures.py device/watchdog.py device/haptics.py dispatcher/web/stats_totals.py dispatcher/fleet/floodwatch.py dispatcher/directory/texts.py dispatcher/fleet/dynsec_commands.py dispatcher/alerting/broker_logs.py dispatcher/alerting/notification_logs.py dispatcher/alerting/alert_logs.py dispatcher/alerting/status_order.py
 
 .PHONY: test test-broker demo demo-device bench lint typecheck system-deps clean
 

@@ -121,7 +121,10 @@ class TwilioApi(CallSimulation):
             await asyncio.sleep(delay / 1000)
         if (behaviour and behaviour.http_500) or self._rng.random() < self.config.failure_rate:
             return _error(20500)
-        return handle(record, post)
+        response = handle(record, post)
+        if behaviour and behaviour.answer_late_ms:
+            await asyncio.sleep(behaviour.answer_late_ms / 1000)  # created: its callbacks go meanwhile
+        return response
 
     def _authenticated(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")

@@ -85,6 +85,9 @@ class NumberBehaviour:
     reject_code: int | None = None  # synchronous API error on create (21211, 21610, 20429...)
     http_500: bool = False  # the API always fails with a 500 for this number
     latency_ms: float | None = None  # overrides the global response latency
+    # The message or call is created (its status callbacks start) this long before the API
+    # answers: a slow network back to the sender, whose answer then comes after the callbacks.
+    answer_late_ms: float | None = None
     ack_after_ms: float | None = None  # contact replies / presses automatically after this delay
     ack_text: str = "1"  # what the contact replies or presses
 

@@ -486,8 +486,8 @@ class Engine:
         # between the request and its commit) adopts it from the callback.
         if self.delivery is not None:  # grouped with the other outcomes (one commit)
             await self.delivery.record(n.id, status=status, provider_sid=sid, error=error_code)
-        else:
-            await self._store.record_notification(n.id, status=status, provider_sid=sid, error=error_code)
+        else:  # like the outcomes: a status never goes back (dispatcher.alerting.status_order)
+            await self._store.record_notifications([(n.id, status, sid, error_code)])
         self._bus.publish("alert", alert_id=n.alert_id)
         if status in FAILED_STATUSES:
             await self.notification_failed(n)
@@ -503,11 +503,12 @@ class Engine:
     async def _notification_by_ref(self, ref: str, wait_s: float = 3.0) -> NotificationRecord | None:
         """The row named by ``alert id/notification id``, once its send is no longer in flight.
 
-        The provider may call back before the send's own outcome is stored;
-        recording the callback first would let that outcome ('queued')
-        overwrite it. So wait a little while the row is still 'sending'
-        (polling the store: the sender may be another instance). Past the wait
-        (the sender died), the callback is recorded anyway.
+        The provider may call back before the send's own outcome is stored:
+        wait a little while the row is still 'sending' (polling the store: the
+        sender may be another instance), so that the outcome's SID is stored
+        first. Past the wait (the sender died, or its answer is slow), the
+        callback is recorded anyway; a later 'queued' cannot undo it, the store
+        never takes a status back (:mod:`dispatcher.alerting.status_order`).
         """
         alert_id, _, number = ref.rpartition("/")
         if not alert_id or not number.isdigit():

@@ -333,7 +333,16 @@ class AlertStore(Protocol):
     ) -> None: ...
     async def notification_by_sid(self, sid: str) -> NotificationRecord | None: ...
     async def notifications_for(self, alert_id: str) -> list[NotificationRecord]: ...
-    async def record_notifications(self, rows: Sequence[tuple[int, str, str | None, str | None]]) -> None: ...
+    async def record_notifications(self, rows: Sequence[tuple[int, str, str | None, str | None]]) -> None:
+        """Send outcomes and provider statuses ``(id, status, provider_sid, error)``, in order, atomically.
+
+        A status never goes back (:func:`dispatcher.alerting.status_order.settle`): a
+        row still ours (claimed, 'pending', 'unknown') takes any; a provider status
+        is replaced only by one not earlier ('queued' never undoes 'delivered');
+        a SID given is always kept. Unlike :meth:`record_notification`, which
+        sets what it is told (crash recovery resets rows with it).
+        """
+
     async def mark_notification(
         self, notification_id: int, *, status: str, owner: str, lease_until: float, error: str | None
     ) -> None: ...

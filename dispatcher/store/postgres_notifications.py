@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from dispatcher.alerting import status_order
 from dispatcher.store.base import PROVIDER_PENDING_STATUSES, NotificationRecord, ReconcileRow
 from dispatcher.store.pgutil import Conn, PostgresMixin, _status_count, _utc, utcnow
 
@@ -92,15 +93,44 @@ class PostgresNotifications(PostgresMixin):
         return [self._notification(r) for r in rows]
 
     async def record_notifications(self, rows: Sequence[tuple[int, str, str | None, str | None]]) -> None:
-        """Several outcomes ``(id, status, provider_sid, error)`` in one transaction (group commit)."""
+        """Several outcomes ``(id, status, provider_sid, error)`` in one transaction (group commit).
+
+        The rows are locked (``FOR UPDATE``, in id order) and read first: a
+        status never goes back (:mod:`dispatcher.alerting.status_order`), whichever
+        of the send's answer and the provider's callbacks, on any instance, comes last.
+        """
+        outcomes = [status_order.Outcome(*row) for row in rows]
+        ids = sorted({o.id for o in outcomes})
+        if not ids:
+            return
         now = utcnow()
-        await self._tx(
-            lambda c: c.executemany(
-                "UPDATE notifications SET status=$1, provider_sid=COALESCE($2, provider_sid), error=$3,"
-                " lease_owner=NULL, lease_until=NULL, updated_at=$4 WHERE id=$5",
-                [(status, sid, error, now, nid) for nid, status, sid, error in rows],
+
+        async def record(c: Conn) -> None:
+            locked = await c.fetch(
+                "SELECT id, status, provider_sid, error, lease_owner FROM notifications"
+                " WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                ids,
             )
-        )
+            current = {
+                int(r["id"]): status_order.Row(
+                    r["status"], r["provider_sid"], r["error"], r["lease_owner"] is not None
+                )
+                for r in locked
+            }
+            plan = status_order.writes(current, outcomes)
+            if plan.recorded:
+                await c.executemany(
+                    "UPDATE notifications SET status=$1, provider_sid=$2, error=$3,"
+                    " lease_owner=NULL, lease_until=NULL, updated_at=$4 WHERE id=$5",
+                    [(r.status, r.provider_sid, r.error, now, nid) for nid, r in plan.recorded],
+                )
+            if plan.sids:
+                await c.executemany(
+                    "UPDATE notifications SET provider_sid=$1 WHERE id=$2",
+                    [(sid, nid) for nid, sid in plan.sids],
+                )
+
+        await self._tx(record)
 
     async def mark_notification(
         self, notification_id: int, *, status: str, owner: str, lease_until: float, error: str | None

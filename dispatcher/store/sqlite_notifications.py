@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from dispatcher.alerting import status_order
 from dispatcher.store.base import PROVIDER_PENDING_STATUSES, NotificationRecord, ReconcileRow
 from dispatcher.store.sqliteutil import SqliteMixin, _iso, utcnow
 
@@ -73,17 +74,40 @@ class SqliteNotifications(SqliteMixin):
             )
 
     async def record_notifications(self, rows: Sequence[tuple[int, str, str | None, str | None]]) -> None:
-        """Several outcomes ``(id, status, provider_sid, error)`` in ONE transaction (group commit)."""
+        """Several outcomes ``(id, status, provider_sid, error)`` in ONE transaction (group commit).
+
+        Read and written in that transaction: a status never goes back
+        (:mod:`dispatcher.alerting.status_order`), whichever of the send's answer
+        and the provider's callbacks comes last.
+        """
+        outcomes = [status_order.Outcome(*row) for row in rows]
+        ids = sorted({o.id for o in outcomes})
+        if not ids:
+            return
         now = _iso(utcnow())
-        params = [(status, sid, error, now, nid) for nid, status, sid, error in rows]
-        await self._atomic(
-            urgent=False,
-            work=lambda tx: tx.executemany(
-                "UPDATE notifications SET status=?, provider_sid=COALESCE(?, provider_sid), error=?,"
+
+        def record(tx: sqlite3.Connection) -> None:
+            current = {
+                int(r["id"]): status_order.Row(
+                    r["status"], r["provider_sid"], r["error"], r["lease_owner"] is not None
+                )
+                for r in tx.execute(
+                    "SELECT id, status, provider_sid, error, lease_owner FROM notifications"
+                    f" WHERE id IN ({','.join('?' * len(ids))})",
+                    ids,
+                )
+            }
+            plan = status_order.writes(current, outcomes)
+            tx.executemany(
+                "UPDATE notifications SET status=?, provider_sid=?, error=?,"
                 " lease_owner=NULL, lease_until=NULL, updated_at=? WHERE id=?",
-                params,
-            ),
-        )
+                [(r.status, r.provider_sid, r.error, now, nid) for nid, r in plan.recorded],
+            )
+            tx.executemany(
+                "UPDATE notifications SET provider_sid=? WHERE id=?", [(sid, nid) for nid, sid in plan.sids]
+            )
+
+        await self._atomic(record, urgent=False)
 
     async def notification_by_sid(self, sid: str) -> NotificationRecord | None:
         row = await self._one(

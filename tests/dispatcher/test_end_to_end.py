@@ -14,6 +14,7 @@ import pytest
 
 from broker_config.runner import DevBroker
 from dispatcher.domain import Address, GeoPoint, HomeVisit
+from dispatcher.web.api import views
 from protocol.codec import encode_uplink
 from protocol.messages import Location
 from protocol.topics import UplinkKind
@@ -116,6 +117,68 @@ async def test_provider_status_callbacks_reach_the_alert_timeline(system: System
 
 def _status(webhook: RecordedWebhook) -> str | None:
     return webhook.params.get("MessageStatus") or webhook.params.get("CallStatus")
+
+
+# Past the 3 s a status callback waits for the send's own outcome, within the notifier's 5 s timeout.
+LATE_ANSWER_MS = 4200
+
+
+async def test_a_send_answered_after_its_callbacks_keeps_the_status_they_brought(system: System) -> None:
+    """The provider answers our request (its SID, 'queued') only after its callbacks said
+    'delivered' (SMS) and 'in-progress'/'completed' (call): the row and the timeline must
+    still say so, not 'queued' until the reconciliation five minutes later."""
+    system.sandbox.set_number(CHEF_DE_POSTE, NumberBehaviour(answer_late_ms=LATE_ANSWER_MS))
+    device = await system.add_device("btn-late", practitioner="dr-claire-fabre", site="cabinet-boutonnet")
+    async with system.dispatcher.bus.subscribe() as events, asyncio.timeout(CALLBACKS_SAFETY_S):
+        alert_id = await asyncio.to_thread(device.alert)
+        await asyncio.to_thread(device.wait_downlink, "received", alert_id)
+        chef = {
+            n.id: n.channel
+            for n in await system.store.notifications_for(alert_id)
+            if n.phone == CHEF_DE_POSTE
+        }
+        assert sorted(chef.values()) == ["sms", "voice"]
+        outcomes: dict[int, str] = {}
+        while set(outcomes) != set(chef):  # the sends' outcomes, recorded after the late answers
+            event = await events.get()
+            if event["kind"] == "notification" and event["id"] in chef:
+                outcomes[event["id"]] = event["outcome"]
+        assert set(outcomes.values()) == {"accepted"}
+        [sms_request] = system.sandbox.requests_to(CHEF_DE_POSTE, "message")
+        [call_request] = system.sandbox.requests_to(CHEF_DE_POSTE, "call")
+
+        def final_answered(sid: str | None, final: str) -> list[RecordedWebhook]:
+            return [
+                w
+                for w in system.sandbox.webhooks
+                if w.kind == "status" and _status(w) == final and sid in w.params.values() and w.status
+            ]
+
+        await system.sandbox.wait_for(
+            lambda: bool(
+                final_answered(sms_request.sid, "delivered") and final_answered(call_request.sid, "completed")
+            ),
+            within=CALLBACKS_SAFETY_S,
+        )
+    [delivered] = final_answered(sms_request.sid, "delivered")
+    assert sms_request.answered_at is not None and delivered.sent_at < sms_request.answered_at  # the race
+    assert delivered.status == 200
+    stored = {
+        n.channel: (n.status, n.provider_sid)
+        for n in await system.store.notifications_for(alert_id)
+        if n.id in chef
+    }
+    assert stored == {"sms": ("delivered", sms_request.sid), "voice": ("completed", call_request.sid)}
+    record = await system.store.get_alert(alert_id)
+    said = {
+        e.detail["notification_id"]: e.text
+        for e in (await views.detail(system.store, record)).timeline
+        if e.kind.startswith("notification.") and e.detail.get("notification_id") in chef
+    }
+    assert {chef[i]: text.rsplit(" : ", 1)[-1] for i, text in said.items()} == {
+        "sms": "remis",
+        "voice": "appel terminé",
+    }, said
 
 
 async def test_gendarmerie_zone_home_visit_goes_to_the_brigade_with_the_door_code(system: System) -> None:

@@ -544,6 +544,57 @@ async def test_record_notifications_in_one_go(store: Any) -> None:
     assert sorted(n.id for n in await store.abandoned_notifications(2000.0, "nobody")) == [c.id]
 
 
+@covers("record_notifications")
+async def test_recorded_statuses_never_go_back_whatever_comes_last(store: Any) -> None:
+    """The provider's callbacks may come before the answer to the send, and in any order:
+    'queued' (the answer) or 'sent' (a late callback) never undoes 'delivered'; the SID is kept."""
+    await seed(store)
+    opening = first("a-1", spec("chef"), spec("cic", "voice"), spec("ref"))
+    await store.insert_alerts([(new_alert("a-1"), window(1), opening)])
+    sms, call, lost = await store.notifications_for("a-1")
+    await store.claim_notifications("i1", now=1000.0)
+    # The callbacks of the SMS and the call are recorded first, the call's out of order.
+    await store.record_notifications([(sms.id, "sent", "SM1", None), (call.id, "completed", "CA1", None)])
+    await store.record_notifications([(sms.id, "delivered", "SM1", None), (call.id, "ringing", "CA1", None)])
+    # Then the answers to the sends; the third one timed out, but its callback had come.
+    await store.record_notifications([(lost.id, "sent", "SM3", None)])
+    await store.record_notifications(
+        [
+            (sms.id, "queued", "SM1", None),
+            (call.id, "queued", "CA1", None),
+            (lost.id, "unknown", None, "timeout"),
+        ]
+    )
+    rows = await store.notifications_for("a-1")
+    assert [(n.status, n.provider_sid, n.error) for n in rows] == [
+        ("delivered", "SM1", None),
+        ("completed", "CA1", None),
+        ("sent", "SM3", None),
+    ]
+    assert await store.abandoned_notifications(2000.0, "nobody") == []  # none left claimed
+
+
+@covers("record_notifications")
+async def test_the_answer_to_a_send_brings_its_sid_to_a_row_its_callbacks_settled(store: Any) -> None:
+    """A callback without the SID stored yet, then the answer: its status stays, its SID is taken.
+    Twilio's own 'sending' (no lease) is a provider status: the answer's 'queued' does not undo it."""
+    await seed(store)
+    await store.insert_alerts([(new_alert("a-1"), window(1), first("a-1", spec("chef"), spec("ref")))])
+    a, b = await store.notifications_for("a-1")
+    await store.claim_notifications("i1", now=1000.0)
+    await store.record_notifications([(a.id, "delivered", None, None), (b.id, "sending", "SM2", None)])
+    await store.record_notifications([(a.id, "queued", "SM1", None), (b.id, "queued", "SM2", None)])
+    rows = await store.notifications_for("a-1")
+    assert [(n.status, n.provider_sid) for n in rows] == [("delivered", "SM1"), ("sending", "SM2")]
+    assert await store.notification_by_sid("SM1") is not None
+    # In one batch, in order: the last word is the latest status, not the last line.
+    await store.record_notifications([(b.id, "delivered", "SM2", None), (b.id, "sent", "SM2", None)])
+    assert (await store.notifications_for("a-1"))[1].status == "delivered"
+    # Recovery's resets are not outcomes: record_notification still sets what it is told.
+    await store.record_notification(b.id, status="unknown", error="dispatcher arrêté pendant l'envoi")
+    assert (await store.notifications_for("a-1"))[1].status == "unknown"
+
+
 @covers("mark_notification", "abandoned_notifications")
 async def test_abandoned_rows_are_expired_leases_or_our_own_previous_life(store: Any) -> None:
     await seed(store)
