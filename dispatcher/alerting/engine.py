@@ -235,6 +235,16 @@ class Engine:
         near = self._cache.current.site_index.near(fix.lat, fix.lon) if fix is not None else []
         return [own, *near] if own is not None else near
 
+    def links_committed(self, planned: Sequence[PlannedAlert]) -> None:
+        """These new alerts are durable: their SMS may carry the links minted with them.
+
+        Called before their claimed sends start (:meth:`after_commit` does it
+        again, a no-op then): a send finding no usable link mints and commits
+        another one before its SMS.
+        """
+        if self.links is not None:
+            self.links.committed([p.transition for p in planned])
+
     async def after_commit(self, planned: PlannedAlert, *, claimed: bool = False) -> None:
         """Execute a committed new alert's first commands.
 

@@ -212,6 +212,9 @@ class Ingest:
         for message in messages:
             await self._classify(message, batch)
         await self._commit_until_durable(batch)
+        # Durable now: the alerts' first requests leave before their PUBACKs, downlinks and
+        # escalation steps (≈ 0.5 ms of the loop at 10 alerts/s, docs/performance.md).
+        await self._send_first_tiers(batch)
         self._acknowledge(batch)
         await self._start_escalations(batch)
         await self._apply_cancels(batch)
@@ -411,14 +414,24 @@ class Ingest:
                 answered.add(alert_id)
                 self.send_downlink(device, "received", alert_id)
 
-    async def _start_escalations(self, batch: _Batch) -> None:
+    async def _send_first_tiers(self, batch: _Batch) -> None:
+        """Hand the committed alerts' claimed first tiers to delivery, every alert's first request first.
+
+        Called once the alerts are durable and before anything else is done for
+        them: the first provider request is the alert's most urgent effect.
+        """
         assert self.engine is not None
         delivery = self.engine.delivery
-        if delivery is not None:
-            for message, alert, _, _ in batch.new_alerts:
-                delivery.expect_first_request(alert.id, message.received_at)
-            if batch.claimed is not None:  # the whole batch at once: every alert's first request first
-                delivery.send_claimed(batch.claimed)
+        if delivery is None:
+            return
+        for message, alert, _, _ in batch.new_alerts:
+            delivery.expect_first_request(alert.id, message.received_at)
+        if batch.claimed:
+            self.engine.links_committed([planned for *_, planned in batch.new_alerts])
+            await delivery.send_claimed(batch.claimed)
+
+    async def _start_escalations(self, batch: _Batch) -> None:
+        assert self.engine is not None
         for _, alert, _, planned in batch.new_alerts:
             self.send_downlink(alert.device_id, "received", alert.id)
             await self.engine.after_commit(planned, claimed=batch.claimed is not None)
