@@ -47,6 +47,13 @@ async def system(broker: DevBroker, tmp_path: Path, store_url: str) -> AsyncIter
 
 
 @pytest.fixture
+async def patient_system(broker: DevBroker, tmp_path: Path, store_url: str) -> AsyncIterator[System]:
+    """Same system, waiting 30 s for the provider's answer: a late answer is still an answer."""
+    async with running_system(broker, tmp_path, database_url=store_url, provider_timeout_s=30.0) as s:
+        yield s
+
+
+@pytest.fixture
 async def fast_system(broker: DevBroker, tmp_path: Path, store_url: str) -> AsyncIterator[System]:
     """Same directory, with the shortest acknowledgement timeout the format allows."""
     fast = tmp_path / "herault-fast.yaml"
@@ -119,14 +126,18 @@ def _status(webhook: RecordedWebhook) -> str | None:
     return webhook.params.get("MessageStatus") or webhook.params.get("CallStatus")
 
 
-# Past the 3 s a status callback waits for the send's own outcome, within the notifier's 5 s timeout.
+# Past the 3 s a status callback waits for the send's own outcome; well within patient_system's
+# 30 s provider timeout, so that a loaded machine cannot turn the late answer into a timeout.
 LATE_ANSWER_MS = 4200
 
 
-async def test_a_send_answered_after_its_callbacks_keeps_the_status_they_brought(system: System) -> None:
+async def test_a_send_answered_after_its_callbacks_keeps_the_status_they_brought(
+    patient_system: System,
+) -> None:
     """The provider answers our request (its SID, 'queued') only after its callbacks said
     'delivered' (SMS) and 'in-progress'/'completed' (call): the row and the timeline must
     still say so, not 'queued' until the reconciliation five minutes later."""
+    system = patient_system
     system.sandbox.set_number(CHEF_DE_POSTE, NumberBehaviour(answer_late_ms=LATE_ANSWER_MS))
     device = await system.add_device("btn-late", practitioner="dr-claire-fabre", site="cabinet-boutonnet")
     async with system.dispatcher.bus.subscribe() as events, asyncio.timeout(CALLBACKS_SAFETY_S):

@@ -120,12 +120,14 @@ async def running_system(
     directory: Path = HERAULT,
     database_url: str | None = None,
     mqtt: MqttSettings | None = None,
+    provider_timeout_s: float = 5.0,
 ) -> AsyncIterator[System]:
     """Everything of Vigie, real processes and servers, on free loopback ports.
 
     ``database_url`` picks the store (an empty PostgreSQL database, say);
     by default a new SQLite file in ``workdir``. ``mqtt`` replaces the dev
     broker's dispatcher account (the production broker's TLS identity, say).
+    ``provider_timeout_s``: how long the dispatcher waits for the provider's answer.
     """
     database_url = database_url or f"sqlite:///{workdir / 'vigie.db'}"
     store = await open_store(database_url)
@@ -148,6 +150,7 @@ async def running_system(
             from_number=FROM_NUMBER,
             api_base_url=sandbox.base_url,
             public_base_url=public,
+            request_timeout_s=provider_timeout_s,
         ),
         fallback=FallbackContactSettings(name="Permanence Vigie", phone=FALLBACK_NUMBER),
         http_port=http_port,
