@@ -5,14 +5,18 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
 from broker_config.runner import DevBroker
+from dispatcher.alerting.responder_links import hash_token
 from dispatcher.domain import Address, GeoPoint, HomeVisit
 from dispatcher.web.api import views
 from protocol.codec import encode_uplink
@@ -91,6 +95,34 @@ async def test_police_zone_cabinet_alert_reaches_the_commissariat_tier_1(system:
     assert 'language="fr-FR"' in call and "<Gather" in call
     assert system.sent_to(REFERENT_SSJ, "message") == []  # tier 2 only
     assert system.sent_to(OFFICIER_DE_QUART, "message") == []  # a landline gets no SMS
+
+
+async def links_stored_for(store_url: str, alert_id: str) -> int:
+    """Responder links stored for ``alert_id`` (no store method lists them: read the table)."""
+    sql = "SELECT count(*) FROM responder_links WHERE alert_id=%s"
+    if store_url.startswith("sqlite:///"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
+            return int(db.execute(sql % "?", (alert_id,)).fetchone()[0])
+    conn = await asyncpg.connect(store_url)
+    try:
+        return int(await conn.fetchval(sql % "$1", alert_id))
+    finally:
+        await conn.close()
+
+
+async def test_the_alert_sms_carries_the_link_written_with_the_alert(system: System, store_url: str) -> None:
+    """The first tier's sends start right after the alert's commit: the SMS must use the link
+    committed with the alert, not mint and commit another one on its way (one more fsync)."""
+    device = await system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+    await system.sandbox.wait_for(lambda: bool(system.sent_to(CHEF_DE_POSTE, "message")), within=10)
+
+    found = re.search(r"/r/([A-Za-z0-9_-]+)", system.sent_to(CHEF_DE_POSTE, "message")[0])
+    assert found is not None, "the alert SMS carries a responder link"
+    assert await system.store.responder_link(hash_token(found.group(1))) is not None
+    assert await links_stored_for(store_url, alert_id) == 1, "one link for the chef de poste, the alert's"
 
 
 async def test_provider_status_callbacks_reach_the_alert_timeline(system: System) -> None:
