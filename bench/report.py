@@ -99,6 +99,21 @@ def table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def console_table(results: Sequence[dict[str, Any]]) -> str:
+    """Publish → the operator console's WebSocket push, for the scenarios that had a console open."""
+    lines = ["console push (ms, device publish → first WebSocket push received by a logged-in operator):"]
+    for r in results:
+        c = r.get("console")
+        if c:
+            q = c["push_ms"]
+            lines.append(
+                f"  {r['name']:<20} p50 {_fmt(q['p50'])} p95 {_fmt(q['p95'])} p99 {_fmt(q['p99'])}"
+                f" max {_fmt(q['max'])}  never pushed {c['never_pushed']}"
+                f"  over {c['goal_ms']:g} ms {c['over_goal']}"
+            )
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 def write_json(payload: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios as sc
-from bench.report import RESULTS, machine, table, write_json
+from bench.report import RESULTS, console_table, machine, table, write_json
 from dispatcher.fleet.health import HEALTH_PASS_S
 
 Runner = Callable[[Path, sc.Sizes], dict[str, Any]]
@@ -35,36 +35,37 @@ TARGETS = {
     "burst-1000": "all persisted and first notifications started within 5 s, none lost",
     "heartbeat-10k": "offline flagged within 2 intervals; dispatcher CPU < 50 % of a core",
     "heartbeat-100k": "≤ 0.4 % of a core per 100 heartbeats/s; offline within 2 intervals, no false flag",
+    "console-push": "every alert on the operator console within 1 s of its publish, none missing"
+    " (steady-10 and steady-100)",
 }
 #: Issue 16's heartbeat budget: dispatcher CPU (% of one core) per 100 heartbeats/s.
 HEARTBEAT_BUDGET_PCT_PER_100 = 0.4
 
 
 def _scenarios() -> dict[str, Runner]:
-    def steady(rate: float) -> Runner:
-        return lambda w, s: sc.alert_scenario(f"steady-{rate:g}", w, s, rate=rate, duration_s=s.steady_s)
-
-    def slow(rate: float) -> Runner:
-        return lambda w, s: sc.alert_scenario(
-            f"slow-provider-{rate:g}",
-            w,
-            s,
-            rate=rate,
-            duration_s=s.slow_s,
-            sandbox=SLOW_PROVIDER,
-            notes="provider answers after 3 s, 10 % HTTP 500",
+    def at(name: str, duration: Callable[[sc.Sizes], float], **options: Any) -> Callable[[float], Runner]:
+        """An alert scenario at a given rate: ``name`` formatted with it, its duration per mode."""
+        return lambda rate: (
+            lambda w, s: sc.alert_scenario(
+                name.format(rate=rate), w, s, rate=rate, duration_s=duration(s), **options
+            )
         )
 
-    def isolated(rate: float) -> Runner:
-        return lambda w, s: sc.alert_scenario(
-            f"steady-{rate:g}-no-callbacks",
-            w,
-            s,
-            rate=rate,
-            duration_s=s.steady_s,
-            callbacks=False,
-            notes="no provider status callback posted: the alert path alone",
-        )
+    steady = at(
+        "steady-{rate:g}", lambda s: s.steady_s, console=True, notes="one operator console's feed open"
+    )
+    slow = at(
+        "slow-provider-{rate:g}",
+        lambda s: s.slow_s,
+        sandbox=SLOW_PROVIDER,
+        notes="provider answers after 3 s, 10 % HTTP 500",
+    )
+    isolated = at(
+        "steady-{rate:g}-no-callbacks",
+        lambda s: s.steady_s,
+        callbacks=False,
+        notes="no provider status callback posted: the alert path alone",
+    )
 
     return {
         "steady-10": steady(10),
@@ -119,6 +120,10 @@ def verdicts(results: dict[str, dict[str, Any]], comp: dict[str, Any]) -> dict[s
         ratio = comp.get(f"slow_vs_fast_p99_ratio_{rate}")
         out[f"slow-provider-{rate}"] = None if ratio is None else ratio <= 2
     out["burst-1000"] = burst["lost"] == 0 and burst["all_first_requests_within_s"] <= 5 if burst else None
+    pushes = [r["console"] for r in results.values() if r.get("console")]
+    out["console-push"] = (
+        all(p["never_pushed"] == 0 and p["over_goal"] == 0 for p in pushes) if pushes else None
+    )
     for name in ("heartbeat-10k", "heartbeat-100k"):
         hb = results.get(name)
         if not hb:
@@ -198,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(payload, args.output)
     alert_rows = [r for r in results.values() if "e2e_ms" in r]
     print(table(alert_rows))
+    print(console_table(alert_rows))
     for r in results.values():
         if "heartbeats_sent" in r:
             d = r.get("offline_detection") or {}

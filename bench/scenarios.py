@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 
 from bench import promstats
 from bench.cluster import Cluster, DeviceSpec, Process, ProcessStats, device_ids, python_module, read_db
+from bench.console import ConsoleWatcher, add_operator, push_latency
 from bench.load import Fleet, HeartbeatLoad, Publishers, SentAlert, burst_alerts, steady_alerts
 from bench.report import percentiles_ms
 from broker_config.runner import DISPATCHER_USER
@@ -163,12 +165,15 @@ def alert_scenario(
     callbacks: bool = True,
     database_url: str | None = None,
     instances: int = 1,
+    console: bool = False,
     notes: str = "",
 ) -> dict[str, Any]:
     """Alerts against the real dispatcher(s); latency measured at the sandbox.
 
     ``database_url``: a PostgreSQL DSN (default: SQLite); ``instances``:
-    dispatchers sharing it (CPU and RSS are their sum).
+    dispatchers sharing it (CPU and RSS are their sum). ``console``: one
+    operator's console feed is open throughout, and each alert's publish →
+    first push to it is measured too (``bench/console.py``).
     """
     specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices)]
     with Cluster(
@@ -181,7 +186,10 @@ def alert_scenario(
             port=cluster.broker.port, username="vigie-bench-fleet", password=cluster.fleet_password
         )
         devices = device_ids(ALERT_DEVICES, sizes.alert_devices)
+        watcher: ConsoleWatcher | None = None
         try:
+            if console:
+                watcher = _open_console(cluster)
             before, t0 = _all(cluster.dispatcher_pids), time.monotonic()
             if burst is not None:
                 sent = burst_alerts(pubs, Fleet(cluster.keys), devices, count=burst)
@@ -211,10 +219,13 @@ def alert_scenario(
                     break
                 time.sleep(0.5)
                 requests = cluster.sandbox_requests()
+            pushes = _console_pushes(watcher, wanted, sizes.drain_timeout_s) if watcher else None
             metrics = cluster.all_metrics()
             stored = cluster.stored_alert_ids()
         finally:
             pubs.close()
+            if watcher is not None:
+                watcher.stop()
         persisted = sum(1 for a in sent if a.alert_id in stored)
         result = _summary(name, sent, requests, persisted=persisted, cpu=_cpu(before, after, t1 - t0))
     result.update(
@@ -230,7 +241,27 @@ def alert_scenario(
         provider_callbacks=callbacks,
         notes=notes,
     )
+    if pushes is not None:
+        result["console"] = push_latency(sent, pushes)
     return result
+
+
+def _open_console(cluster: Cluster) -> ConsoleWatcher:
+    """An operator account, logged in on its console feed (live once this returns)."""
+    asyncio.run(add_operator(cluster.store_url))
+    watcher = ConsoleWatcher(cluster.workdir, cluster.public_url)
+    try:
+        watcher.start()
+    except BaseException:
+        watcher.stop()
+        raise
+    return watcher
+
+
+def _console_pushes(watcher: ConsoleWatcher, wanted: set[str], timeout: float) -> dict[str, float]:
+    """Every alert's first push to the console, waiting for the missing ones up to ``timeout``."""
+    _wait(lambda: wanted <= set(watcher.pushes()), timeout)
+    return watcher.pushes()
 
 
 def postgres_scenario(

@@ -83,6 +83,10 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
     steady = scenarios["steady-10"]["counters"]
     assert steady["alerts_active"]["notifying"] == scenarios["steady-10"]["alerts_sent"]  # the state gauge
     assert steady["ingested"]["alert"] == scenarios["steady-10"]["alerts_sent"]
+    for name in ("steady-10", "steady-100"):  # an operator console open: every alert pushed to it
+        console = scenarios[name]["console"]
+        assert console["never_pushed"] == 0 and console["pushed"] == scenarios[name]["alerts_sent"], name
+        assert set(console["push_ms"]) == QUANTILES and console["push_ms"]["p99"] is not None
     heartbeat = scenarios["heartbeat-10k"]
     assert heartbeat["heartbeats_ingested"] > 0 and heartbeat["false_offline_flags"] == 0
     assert {"cpu_pct_of_core", "rss_mb"} <= set(heartbeat["dispatcher"])
@@ -93,5 +97,11 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
     assert {"naive_vs_dispatcher", "naive_vs_dispatcher_10", "slow_vs_fast_p99_ratio_10"} <= set(
         report["comparisons"]
     )
-    assert set(report["verdicts"]) >= {"steady-100", "burst-1000", "heartbeat-10k", "heartbeat-100k"}
+    assert set(report["verdicts"]) >= {
+        "steady-100",
+        "burst-1000",
+        "heartbeat-10k",
+        "heartbeat-100k",
+        "console-push",
+    }
     assert "p99" in done.stdout  # the table

@@ -1,0 +1,160 @@
+"""The operator console as the benchmark sees it: publish → the console's WebSocket push.
+
+One operator, scoped to the Hérault convention the alert devices belong to,
+logs in exactly as the console page does (``POST /api/auth/login``, then the
+``vigie_session`` cookie on the ``/api/ws`` handshake) and keeps the feed
+open for the whole scenario. The client runs in its own process
+(``python -m bench.console``), like the sandbox, so that the receive times
+it records are not delayed by the load generator's GIL, and its parsing does
+not slow the load generator down.
+
+It writes one line per alert, the first time the feed pushes it
+(``{"type": "alert", "alert": {"id": …}}``, what the page shows at once):
+``<alert id> <time.monotonic()>``, taken as the frame is received. Its first
+line is ``ready`` once the snapshot came: alerts published before that would
+be in the snapshot, not pushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+from bench.cluster import Process, python_module
+from bench.load import SentAlert
+from bench.report import percentiles_ms
+from dispatcher.store import open_store
+from dispatcher.store.base import NewUser
+from dispatcher.web.auth import SESSION_COOKIE, hash_password
+
+OPERATOR = "op-bench"
+# Not a secret: a throw-away account in a throw-away database, on loopback.
+OPERATOR_PASSWORD = "bench operator password"
+CONVENTION = "ssj-34"  # the Boutonnet practice's convention (bench/cluster.py's SITE)
+READY = "ready"
+#: The goal the figure is read against: an alert is on the operator's console within 1 s.
+GOAL_MS = 1000.0
+
+
+def read_pushes(text: str) -> tuple[bool, dict[str, float]]:
+    """The watcher's output: whether it got its snapshot, and alert id -> first push time."""
+    ready = False
+    pushed: dict[str, float] = {}
+    for line in text.splitlines():
+        if line == READY:
+            ready = True
+            continue
+        alert_id, _, at = line.partition(" ")
+        if at and alert_id not in pushed:  # a line cut by a read during its write has no time yet
+            pushed[alert_id] = float(at)
+    return ready, pushed
+
+
+def push_latency(sent: Sequence[SentAlert], pushed: Mapping[str, float]) -> dict[str, Any]:
+    """Publish → first console push, per alert: quantiles (ms), never pushed, within the goal."""
+    delays = [pushed[a.alert_id] - a.published_at for a in sent if a.alert_id in pushed]
+    return {
+        "push_ms": percentiles_ms(delays),
+        "pushed": len(delays),
+        "never_pushed": len(sent) - len(delays),
+        "over_goal": sum(1 for d in delays if d * 1000 > GOAL_MS),
+        "goal_ms": GOAL_MS,
+    }
+
+
+async def add_operator(store_url: str) -> None:
+    """The benchmark's operator account (role operator, the Hérault convention)."""
+    store = await open_store(store_url)
+    try:
+        await store.add_user(
+            NewUser(
+                username=OPERATOR,
+                display_name="Opérateur du banc",
+                password_hash=hash_password(OPERATOR_PASSWORD),
+                role="operator",
+                conventions=(CONVENTION,),
+            )
+        )
+    finally:
+        await store.close()
+
+
+async def login(base_url: str, username: str, password: str) -> str:
+    """Log in as the console page does; the session cookie's value."""
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        response = await client.post("/api/auth/login", json={"username": username, "password": password})
+        response.raise_for_status()
+        return str(response.cookies[SESSION_COOKIE])
+
+
+async def watch(base_url: str, username: str, password: str, out: Path) -> None:
+    """Log in, open the feed, and write each alert's first push until the feed closes."""
+    session = await login(base_url, username, password)
+    ws_url = base_url.replace("http", "ws", 1) + "/api/ws"
+    seen: set[str] = set()
+    with out.open("a", buffering=1) as lines:  # line-buffered: the parent reads it while we run
+        async with websockets.connect(
+            ws_url, additional_headers={"Cookie": f"{SESSION_COOKIE}={session}"}, max_size=None
+        ) as ws:
+            async for frame in ws:
+                at = time.monotonic()
+                message = json.loads(frame)
+                if message.get("type") == "snapshot":
+                    lines.write(READY + "\n")
+                elif message.get("type") == "alert" and (alert_id := message["alert"]["id"]) not in seen:
+                    seen.add(alert_id)
+                    lines.write(f"{alert_id} {at}\n")
+
+
+class ConsoleWatcher:
+    """The watcher process of one scenario: start it, wait for its snapshot, read its pushes."""
+
+    def __init__(self, workdir: Path, base_url: str) -> None:
+        self.out = workdir / "console-pushes.log"
+        self.out.write_text("")
+        argv = python_module(
+            "bench.console", "--url", base_url, "--username", OPERATOR, "--out", str(self.out)
+        )
+        self._process = Process("console", argv, workdir / "console.log")
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the client and wait until its feed is live (the snapshot came)."""
+        self._process.start()
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            proc = self._process.proc
+            if (proc is not None and proc.poll() is not None) or time.monotonic() > deadline:
+                raise RuntimeError(f"console watcher not live; see {self._process.log_path}")
+            time.sleep(0.05)
+
+    def ready(self) -> bool:
+        return read_pushes(self.out.read_text())[0]
+
+    def pushes(self) -> dict[str, float]:
+        """Alert id -> when the console first received it (time.monotonic())."""
+        return read_pushes(self.out.read_text())[1]
+
+    def stop(self) -> None:
+        self._process.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="One operator console's feed, first push per alert.")
+    parser.add_argument("--url", required=True, help="the dispatcher's HTTP base URL")
+    parser.add_argument("--username", default=OPERATOR)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    asyncio.run(watch(args.url, args.username, OPERATOR_PASSWORD, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
