@@ -76,3 +76,37 @@ async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None
     finally:
         await herault.close()
         await gard.close()
+
+
+async def test_a_console_that_fell_behind_is_sent_a_fresh_snapshot_with_the_alert_it_missed(
+    served: Served,
+) -> None:
+    ws_url = served.url.replace("http", "ws") + "/api/ws"
+    device = await served.system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+    herault = await websockets.connect(
+        ws_url, additional_headers={"Cookie": await _session_cookie(served.url, "op-herault")}
+    )
+    try:
+        assert json.loads(await herault.recv())["type"] == "snapshot"
+        bus = served.system.dispatcher.bus
+        # More events than a feed's queue holds, published in one turn of the loop (the feed
+        # cannot read in between), the alert's own event last: it is the one that overflows.
+        for i in range(1000):
+            bus.publish("device_health", device_id=f"btn-inconnu-{i}", flag="offline", raised=True)
+        bus.publish("notification", alert_id=alert_id)
+
+        async def a_fresh_snapshot() -> list[dict[str, object]]:
+            # Pushes of the alert's own later events (its callbacks) may come first; without a
+            # re-read, the overflowed event is lost and no snapshot ever comes.
+            message = json.loads(await herault.recv())
+            while message["type"] != "snapshot":
+                message = json.loads(await herault.recv())
+            return message["alerts"]  # type: ignore[no-any-return]
+
+        alerts = await asyncio.wait_for(a_fresh_snapshot(), LIVE_S)
+        assert alert_id in [a["id"] for a in alerts]
+    finally:
+        await herault.close()

@@ -20,12 +20,13 @@ from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from dispatcher.events import ACCOUNT_EVENT
+from dispatcher.events import ACCOUNT_EVENT, RESYNC_EVENT
 from dispatcher.store.base import AlertQuery, NotFound
 from dispatcher.web.api import views
 from dispatcher.web.api.access import Access
 from dispatcher.web.api.deps import ApiContext
 from dispatcher.web.auth import SESSION_COOKIE, Role, User
+from dispatcher.web.console.coalesce import coalesce
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,14 @@ def mount_console(app: FastAPI, ctx: ApiContext) -> None:
 
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+
+
+def _waiting(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events already queued behind the one being answered."""
+    events = []
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    return events
 
 
 def _same_origin(origin: str, host: str | None) -> bool:
@@ -134,20 +143,31 @@ class ConsoleFeed:
     ) -> None:
         while not reader.done():
             try:
-                event = await asyncio.wait_for(queue.get(), PING_EVERY_S)
+                first = await asyncio.wait_for(queue.get(), PING_EVERY_S)
             except TimeoutError:
                 # Also catches changes made through another instance (the bus is per process).
                 if await self._account_changed(user):
                     return
                 await self._ws.send_json({"type": "ping"})
                 continue
-            if event.get("kind") == ACCOUNT_EVENT:
-                if event.get("user_id") == user.id and await self._account_changed(user):
+            for event in coalesce([first, *_waiting(queue)], RESYNC_EVENT):
+                if not await self._answer(user, event):
                     return
-                continue
-            message = await self._message(user, event)
-            if message is not None:
-                await self._ws.send_json(message)
+
+    async def _answer(self, user: User, event: dict[str, Any]) -> bool:
+        """Send what ``event`` calls for; False once the feed was closed."""
+        kind = event.get("kind")
+        if kind == RESYNC_EVENT:  # this feed fell behind and lost events: re-read everything
+            if await self._account_changed(user):
+                return False
+            await self._send_snapshot(user)
+            return True
+        if kind == ACCOUNT_EVENT:
+            return not (event.get("user_id") == user.id and await self._account_changed(user))
+        message = await self._message(user, event)
+        if message is not None:
+            await self._ws.send_json(message)
+        return True
 
     async def _account_changed(self, user: User) -> bool:
         """Close the feed (and say so) when its session ended or its user's rights changed."""

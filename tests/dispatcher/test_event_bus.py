@@ -1,0 +1,37 @@
+"""The console's event bus: a subscriber that falls behind is told to re-read, never left with holes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from dispatcher.events import RESYNC_EVENT, EventBus
+
+
+async def test_a_subscriber_that_falls_behind_gets_a_resync_then_the_events_that_follow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus(queue_size=10)
+    async with bus.subscribe() as slow, bus.subscribe() as other:
+        await asyncio.sleep(0)
+        with caplog.at_level(logging.WARNING, logger="dispatcher.events"):
+            for i in range(10):
+                bus.publish("notification", alert_id=f"old-{i}")
+            bus.publish("alert", alert_id="new")  # the queue is full: the unread ten are dropped
+            bus.publish("alert", alert_id="newer")
+        got = [slow.get_nowait() for _ in range(slow.qsize())]
+        assert got == [
+            {"kind": RESYNC_EVENT},
+            {"kind": "alert", "alert_id": "new"},
+            {"kind": "alert", "alert_id": "newer"},
+        ]
+        assert other.qsize() == 3  # the other subscriber overflowed alike; nobody blocked
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 2 and all("10 événements non lus abandonnés" in w for w in warnings)
+
+
+def test_a_queue_with_no_room_for_the_resync_is_refused() -> None:
+    with pytest.raises(ValueError, match="queue_size"):
+        EventBus(queue_size=1)
