@@ -8,17 +8,23 @@ other. While a provider request is in flight, every other alert waits.
 
 Run as its own process (like ``vigie serve``) by the benchmark::
 
-    python -m bench.naive --port P --password PW --directory-db vigie.db --db naive.db \
-        --sandbox http://127.0.0.1:S --done done.log
+    VIGIE_MQTT__PASSWORD=PW python -m bench.naive --port P --directory-db vigie.db \
+        --db naive.db --sandbox http://127.0.0.1:S --done done.log
+
+The broker password comes from the environment, as for ``vigie serve``: a
+generated secret may start with "-", which argparse would take for an option,
+and argv is readable by every local user.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +87,26 @@ def device_keys(directory_db: Path) -> dict[str, bytes]:
         conn.close()
 
 
-def main(argv: list[str] | None = None) -> None:
+PASSWORD_VARIABLE = "VIGIE_MQTT__PASSWORD"
+
+
+def parse_args(argv: list[str] | None, environ: Mapping[str, str]) -> argparse.Namespace:
+    """The command line, plus the broker password read from ``environ``."""
     parser = argparse.ArgumentParser(description="Blocking baseline consumer for the benchmark")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--password", required=True)
     parser.add_argument("--directory-db", type=Path, required=True)
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--sandbox", required=True)
     parser.add_argument("--done", type=Path, required=True)
     args = parser.parse_args(argv)
+    args.password = environ.get(PASSWORD_VARIABLE, "")
+    if not args.password:
+        parser.error(f"{PASSWORD_VARIABLE} must hold the dispatcher's broker password")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv, os.environ)
     handler = NaiveHandler(device_keys(args.directory_db), args.db, args.sandbox, args.done)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="naive-baseline", protocol=mqtt.MQTTv5)
     client.username_pw_set(DISPATCHER_USER, args.password)

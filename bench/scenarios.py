@@ -15,6 +15,7 @@ from bench import promstats
 from bench.cluster import Cluster, DeviceSpec, Process, ProcessStats, device_ids, python_module, read_db
 from bench.console import ConsoleWatcher, add_operator, push_latency
 from bench.load import Fleet, HeartbeatLoad, Publishers, SentAlert, burst_alerts, steady_alerts
+from bench.naive import PASSWORD_VARIABLE as NAIVE_PASSWORD_VARIABLE
 from bench.report import percentiles_ms
 from broker_config.runner import DISPATCHER_USER
 from sandbox.postgres import PostgresCluster, pg_bin_dir
@@ -316,8 +317,6 @@ def _run_naive(
             "bench.naive",
             "--port",
             str(cluster.broker.port),
-            "--password",
-            cluster.broker.accounts[DISPATCHER_USER],
             "--directory-db",
             str(cluster.db),
             "--db",
@@ -328,6 +327,7 @@ def _run_naive(
             str(done),
         ),
         cluster.workdir / "naive.log",
+        env={NAIVE_PASSWORD_VARIABLE: cluster.broker.accounts[DISPATCHER_USER]},
     )
     naive.start()
     pubs = None
