@@ -237,6 +237,13 @@ class ApiSettings(BaseModel):
         ge=1,
         description='Statistics cells counting fewer than this are exported as "<N" (1: no suppression)',
     )
+    console_recent_alerts: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
+        description="Alerts of any state the console's list opens with (most recent first); every open"
+        " alert in the operator's scope is listed as well",
+    )
     tile_url: str = Field(
         default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
         description="Map tiles for the console; '' shows coordinates and address only",

@@ -160,14 +160,20 @@ def tile_url() -> str:
 
 @asynccontextmanager
 async def serving(
-    system: System, tile_url: str = "", trusted_proxies: Sequence[str] = (), **updates: Any
+    system: System,
+    tile_url: str = "",
+    trusted_proxies: Sequence[str] = (),
+    api_updates: dict[str, Any] | None = None,
+    **updates: Any,
 ) -> AsyncIterator[str]:
     """The full app around ``system`` with test settings (plain HTTP, ``tile_url``, ``updates``); its URL.
 
     ``trusted_proxies``: served as ``vigie serve`` does with ``VIGIE_API__TRUSTED_PROXIES``.
+    ``api_updates``: further ``VIGIE_API__*`` settings.
     """
     d = system.dispatcher
-    api = d.settings.api.model_copy(update={"cookie_secure": False, "tile_url": tile_url})
+    api_settings = {"cookie_secure": False, "tile_url": tile_url, **(api_updates or {})}
+    api = d.settings.api.model_copy(update=api_settings)
     settings = d.settings.model_copy(update={"api": api, **updates})
     parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits, d.control)
     app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts)

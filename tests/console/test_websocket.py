@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.api.conftest import PASSWORD, Served
+from broker_config.runner import DevBroker
+from protocol.topics import UplinkKind
+from tests.api.conftest import PASSWORD, Served, add_users, serving
+from tests.support.system import running_system
 
 # How long a push may take before the test gives up: a safety net for a loaded machine,
 # not a goal (the console's speed is the benchmark's business, bench/).
@@ -110,3 +114,37 @@ async def test_a_console_that_fell_behind_is_sent_a_fresh_snapshot_with_the_aler
         assert alert_id in [a["id"] for a in alerts]
     finally:
         await herault.close()
+
+
+async def _snapshot_ids(url: str, username: str) -> list[str]:
+    ws_url = url.replace("http", "ws") + "/api/ws"
+    cookie = await _session_cookie(url, username)
+    async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}) as ws:
+        message = json.loads(await asyncio.wait_for(ws.recv(), LIVE_S))
+        assert message["type"] == "snapshot"
+        return [a["id"] for a in message["alerts"]]
+
+
+async def test_an_open_alert_stays_in_the_snapshot_however_many_alerts_came_after_it(
+    broker: DevBroker, tmp_path: Path
+) -> None:
+    # The page replaces its list with each snapshot (on connecting, and when its feed fell
+    # behind a burst): an open alert older than the most recent ones must still be in it.
+    async with running_system(broker, tmp_path) as system:
+        await add_users(system)
+        async with serving(system, api_updates={"console_recent_alerts": 1}) as url:
+            device = await system.add_device(
+                "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+            )
+            still_open = await asyncio.to_thread(device.alert)
+            await asyncio.to_thread(device.wait_downlink, "received", still_open)
+            newer = await asyncio.to_thread(device.alert)
+            await asyncio.to_thread(device.wait_downlink, "received", newer)
+            await asyncio.to_thread(device.send, UplinkKind.CANCEL, alert_id=newer, pin="2468")
+            await asyncio.to_thread(device.wait_downlink, "cancelled", newer)
+
+            assert await _snapshot_ids(url, "op-herault") == [newer, still_open]
+            assert await _snapshot_ids(url, "admin") == [newer, still_open]
+            # Her own console keeps to the most recent: which of hers are still open could
+            # tell a duress (the chain goes on) from the cancel it passes for.
+            assert await _snapshot_ids(url, "dr-fabre") == [newer]

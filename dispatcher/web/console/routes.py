@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dispatcher.events import ACCOUNT_EVENT, RESYNC_EVENT
-from dispatcher.store.base import AlertQuery, NotFound
+from dispatcher.store.base import AlertQuery, AlertRecord, NotFound
 from dispatcher.web.api import views
 from dispatcher.web.api.access import Access
 from dispatcher.web.api.deps import ApiContext
@@ -35,6 +35,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_RESCOPED = 4409  # role or conventions changed: the page reconnects and gets the new scope
 CLOSE_POLICY = 1008
 PING_EVERY_S = 20.0
+SNAPSHOT_OPEN_MAX = 5000  # open alerts: every one, short of a surge far beyond any convention's
 
 
 def _csp(tile_url: str) -> str:
@@ -130,13 +131,32 @@ class ConsoleFeed:
 
     async def _send_snapshot(self, user: User) -> None:
         access = self._access(user)
-        records = await self._ctx.store.search_alerts(access.alert_query(AlertQuery(limit=200)))
         mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel
+        records = await self._snapshot_records(access, mine=mine)
         shown = [
             r for r in records if access.sees_alert(r) and not (mine and views.hidden_from_practitioner(r))
         ]
         alerts = [views.summary(r, as_practitioner=mine).model_dump(mode="json") for r in shown]
         await self._ws.send_json({"type": "snapshot", "user": user.display_name, "alerts": alerts})
+
+    async def _snapshot_records(self, access: Access, *, mine: bool) -> list[AlertRecord]:
+        """The most recent alerts in scope and, for a responder's console, every one still open.
+
+        The page replaces its list with each snapshot, and a feed that fell
+        behind is re-sent one: recent alerts alone would drop from the screen
+        an open alert that a burst pushed out of the most recent ones.
+        The practitioner's console keeps to her recent alerts: which of hers
+        are "open" would tell a duress (still going on) from a cancel.
+        """
+        recent_limit = self._ctx.settings.api.console_recent_alerts
+        recent = await self._ctx.store.search_alerts(access.alert_query(AlertQuery(limit=recent_limit)))
+        if mine:
+            return list(recent)
+        still_open = await self._ctx.store.search_alerts(
+            access.alert_query(AlertQuery(states=tuple(sorted(views.OPEN_STATES)), limit=SNAPSHOT_OPEN_MAX))
+        )
+        merged = {r.id: r for r in (*still_open, *recent)}
+        return sorted(merged.values(), key=lambda r: r.received_at, reverse=True)
 
     async def _forward(
         self, user: User, queue: asyncio.Queue[dict[str, Any]], reader: asyncio.Task[None]
