@@ -8,11 +8,12 @@ open for the whole scenario. The client runs in its own process
 it records are not delayed by the load generator's GIL, and its parsing does
 not slow the load generator down.
 
-It writes one line per alert, the first time the feed pushes it
-(``{"type": "alert", "alert": {"id": …}}``, what the page shows at once):
-``<alert id> <time.monotonic()>``, taken as the frame is received. Its first
-line is ``ready`` once the snapshot came: alerts published before that would
-be in the snapshot, not pushed.
+It writes one line per alert, the first time the feed shows it:
+``<alert id> <time.monotonic()>``, taken as the frame is received. An alert is
+shown by a push (``{"type": "alert", "alert": {"id": …}}``) or by a later
+snapshot, which the feed sends when it fell behind and which the page lists
+at once. Its first line is ``ready`` once the first snapshot came: alerts
+published before that would be in it, not pushed.
 """
 
 from __future__ import annotations
@@ -99,19 +100,44 @@ async def watch(base_url: str, username: str, password: str, out: Path) -> None:
     """Log in, open the feed, and write each alert's first push until the feed closes."""
     session = await login(base_url, username, password)
     ws_url = base_url.replace("http", "ws", 1) + "/api/ws"
-    seen: set[str] = set()
     with out.open("a", buffering=1) as lines:  # line-buffered: the parent reads it while we run
         async with websockets.connect(
             ws_url, additional_headers={"Cookie": f"{SESSION_COOKIE}={session}"}, max_size=None
         ) as ws:
+            feed = FeedLines()
             async for frame in ws:
                 at = time.monotonic()
-                message = json.loads(frame)
-                if message.get("type") == "snapshot":
-                    lines.write(READY + "\n")
-                elif message.get("type") == "alert" and (alert_id := message["alert"]["id"]) not in seen:
-                    seen.add(alert_id)
-                    lines.write(f"{alert_id} {at}\n")
+                for line in feed.lines_for(json.loads(frame), at):
+                    lines.write(line + "\n")
+
+
+class FeedLines:
+    """The watcher's output lines for the feed's messages, in order (pure)."""
+
+    def __init__(self) -> None:
+        self._ready = False
+        self._seen: set[str] = set()
+
+    def lines_for(self, message: Mapping[str, Any], at: float) -> list[str]:
+        """``ready`` for the first snapshot; then each alert the first time the feed shows it."""
+        if message.get("type") == "snapshot" and not self._ready:
+            self._ready = True
+            self._seen.update(a["id"] for a in message["alerts"])
+            return [READY]
+        # A later snapshot is the feed catching up after it fell behind: the page
+        # lists what it holds from that moment, as it lists a pushed alert.
+        if message.get("type") == "snapshot":
+            shown = list(message["alerts"])
+        elif message.get("type") == "alert":
+            shown = [message["alert"]]
+        else:
+            shown = []
+        out = []
+        for alert in shown:
+            if alert["id"] not in self._seen:
+                self._seen.add(alert["id"])
+                out.append(f"{alert['id']} {at}")
+        return out
 
 
 class ConsoleWatcher:

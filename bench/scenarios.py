@@ -18,6 +18,7 @@ from bench.load import Fleet, HeartbeatLoad, Publishers, SentAlert, burst_alerts
 from bench.naive import PASSWORD_VARIABLE as NAIVE_PASSWORD_VARIABLE
 from bench.report import percentiles_ms
 from broker_config.runner import DISPATCHER_USER
+from dispatcher.fleet.devicehealth import ARRIVAL_GRACE_S
 from sandbox.postgres import PostgresCluster, pg_bin_dir
 
 STAGES = ("persisted", "acked", "first_request")
@@ -468,7 +469,7 @@ def _silence_canaries(cluster: Cluster, load: HeartbeatLoad, silenced: list[str]
     def flagged() -> list[tuple[Any, ...]]:
         return read_db(cluster.db, sql, silenced)
 
-    # 2 intervals (10 s) + the health pass period (HEALTH_PASS_S) + a generous margin.
+    # The limit (2 intervals + the arrival grace) + the health pass + a generous margin.
     _wait(lambda: len(flagged()) == len(silenced), 40, 0.5)
     delays = [datetime.fromisoformat(at).timestamp() - last[d] for d, at in flagged()]
     return {
@@ -479,5 +480,5 @@ def _silence_canaries(cluster: Cluster, load: HeartbeatLoad, silenced: list[str]
             "min": round(min(delays), 2) if delays else None,
             "max": round(max(delays), 2) if delays else None,
         },
-        "limit_s": 2 * 5,
+        "limit_s": 2 * 5 + ARRIVAL_GRACE_S,
     }

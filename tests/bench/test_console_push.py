@@ -6,7 +6,7 @@ The whole measurement on real processes is in test_bench_smoke.py; the goal
 
 from __future__ import annotations
 
-from bench.console import READY, push_latency, read_pushes
+from bench.console import READY, FeedLines, push_latency, read_pushes
 from bench.load import SentAlert
 from bench.run import verdicts
 
@@ -16,6 +16,19 @@ def test_the_first_push_of_each_alert_counts_and_a_line_being_written_is_skipped
     ready, pushed = read_pushes(text)
     assert ready
     assert pushed == {"al-1": 10.5, "al-2": 11.25}  # al-1's later update ignored; al-3 not yet whole
+
+
+def test_an_alert_counts_when_pushed_or_when_a_catching_up_snapshot_first_lists_it() -> None:
+    feed = FeedLines()
+    snapshot = {"type": "snapshot", "alerts": [{"id": "before"}]}
+    assert feed.lines_for(snapshot, 1.0) == [READY]
+    assert feed.lines_for({"type": "alert", "alert": {"id": "al-1"}}, 2.0) == ["al-1 2.0"]
+    assert feed.lines_for({"type": "ping"}, 2.5) == []
+    # The feed fell behind: its fresh snapshot is how the page learns of al-2 and al-3.
+    listed = ["al-3", "al-2", "al-1", "before"]
+    catch_up = {"type": "snapshot", "alerts": [{"id": i} for i in listed]}
+    assert feed.lines_for(catch_up, 3.0) == ["al-3 3.0", "al-2 3.0"]
+    assert feed.lines_for({"type": "alert", "alert": {"id": "al-2"}}, 4.0) == []
 
 
 def test_no_snapshot_means_not_ready() -> None:
