@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,47 +18,67 @@ ACCOUNT_EVENT = "account"
 RESYNC_EVENT = "resync"
 
 
+#: Rewrites a subscriber's waiting events into fewer that say as much (its own semantics).
+Compactor = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
 class EventBus:
     """Fan-out of small JSON-able events; a slow subscriber loses events, never blocks us.
 
-    A subscriber whose queue is full does not silently miss what follows: its
-    unread events are dropped and replaced by one :data:`RESYNC_EVENT`, after
-    which it gets new events again. An alert raised while a console was behind
-    therefore reaches it through the re-read, never only through a lost event.
+    A subscriber whose queue is full does not silently miss what follows. If it
+    gave a ``compact`` function and its waiting events compact to at most half
+    its queue (one per alert, say), they are replaced by the compacted ones:
+    nothing is lost and it goes on reading events. Otherwise its unread events
+    are dropped and replaced by one :data:`RESYNC_EVENT`, after which it gets
+    new events again. An alert raised while a console was behind therefore
+    reaches it, through its own event or through the re-read, never only
+    through a lost event.
     """
 
     def __init__(self, queue_size: int = 1000) -> None:
         if queue_size < 2:  # room for the resync marker and the event that overflowed
             raise ValueError("queue_size must be at least 2")
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: dict[asyncio.Queue[dict[str, Any]], Compactor | None] = {}
         self._queue_size = queue_size
 
     def publish(self, kind: str, **data: Any) -> None:
         event = {"kind": kind, **data}
-        for queue in list(self._subscribers):
+        for queue, compact in list(self._subscribers.items()):
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
-                _resync(queue, kind)
-                queue.put_nowait(event)
+                _make_room(queue, compact, event)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    async def subscribe(
+        self, *, compact: Compactor | None = None
+    ) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue of every event published from now on, until the block ends."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
+        self._subscribers[queue] = compact
         try:
             yield queue
         finally:
-            self._subscribers.discard(queue)
+            self._subscribers.pop(queue, None)
 
 
-def _resync(queue: asyncio.Queue[dict[str, Any]], kind: str) -> None:
-    dropped = queue.qsize()
-    while not queue.empty():
-        queue.get_nowait()
+def _make_room(
+    queue: asyncio.Queue[dict[str, Any]], compact: Compactor | None, event: dict[str, Any]
+) -> None:
+    waiting = [queue.get_nowait() for _ in range(queue.qsize())]
+    waiting.append(event)
+    # At most half the queue, so that a subscriber far behind is not compacted again at
+    # every event (each compaction reads the whole queue).
+    kept = compact(waiting) if compact is not None else waiting
+    if len(kept) <= queue.maxsize // 2:
+        for e in kept:
+            queue.put_nowait(e)
+        log.debug("console en retard : %d événements en attente ramenés à %d", len(waiting), len(kept))
+        return
     queue.put_nowait({"kind": RESYNC_EVENT})
+    queue.put_nowait(event)
     log.warning(
         "console trop lente : %d événements non lus abandonnés (dernier : %s), elle se resynchronise",
-        dropped,
-        kind,
+        len(waiting) - 1,
+        event["kind"],
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -112,6 +113,40 @@ async def test_a_console_that_fell_behind_is_sent_a_fresh_snapshot_with_the_aler
 
         alerts = await asyncio.wait_for(a_fresh_snapshot(), LIVE_S)
         assert alert_id in [a["id"] for a in alerts]
+    finally:
+        await herault.close()
+
+
+async def test_a_console_behind_on_one_alerts_events_is_pushed_that_alert_not_a_whole_snapshot(
+    served: Served,
+) -> None:
+    ws_url = served.url.replace("http", "ws") + "/api/ws"
+    device = await served.system.add_device(
+        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+    )
+    alert_id = await asyncio.to_thread(device.alert)
+    herault = await websockets.connect(
+        ws_url, additional_headers={"Cookie": await _session_cookie(served.url, "op-herault")}
+    )
+    try:
+        assert json.loads(await herault.recv())["type"] == "snapshot"
+        bus = served.system.dispatcher.bus
+        # Twice what its queue holds, in one turn of the loop, all about one alert: they
+        # compact to one event, so the feed answers with that alert (a whole snapshot
+        # would cost the loop every open alert's summary while the feed is already behind).
+        for _ in range(2000):
+            bus.publish("notification", alert_id=alert_id)
+        bus.publish("visit")
+
+        async def messages_until_the_visit() -> list[dict[str, Any]]:
+            seen = []
+            while (message := json.loads(await herault.recv()))["type"] != "visit":
+                seen.append(message)
+            return seen
+
+        seen = await asyncio.wait_for(messages_until_the_visit(), LIVE_S)
+        assert [m["type"] for m in seen if m["type"] == "snapshot"] == []
+        assert alert_id in [m["alert"]["id"] for m in seen if m["type"] == "alert"]
     finally:
         await herault.close()
 

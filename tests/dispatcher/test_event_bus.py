@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from dispatcher.events import RESYNC_EVENT, EventBus
+from dispatcher.web.console.coalesce import coalesce
 
 
 async def test_a_subscriber_that_falls_behind_gets_a_resync_then_the_events_that_follow(
@@ -35,3 +36,37 @@ async def test_a_subscriber_that_falls_behind_gets_a_resync_then_the_events_that
 def test_a_queue_with_no_room_for_the_resync_is_refused() -> None:
     with pytest.raises(ValueError, match="queue_size"):
         EventBus(queue_size=1)
+
+
+def _per_alert(events: list[dict[str, object]]) -> list[dict[str, object]]:
+    return coalesce(events, RESYNC_EVENT)
+
+
+async def test_a_subscriber_that_compacts_keeps_one_event_per_alert_instead_of_a_resync(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus(queue_size=10)
+    async with bus.subscribe(compact=_per_alert) as feed:
+        with caplog.at_level(logging.WARNING, logger="dispatcher.events"):
+            for i in range(10):
+                bus.publish("notification", alert_id="a" if i % 2 else "b", n=i)
+            bus.publish("alert", alert_id="c")  # the queue is full: compacted, nothing dropped
+            bus.publish("alert", alert_id="d")
+        got = [feed.get_nowait() for _ in range(feed.qsize())]
+        assert got == [
+            {"kind": "notification", "alert_id": "b", "n": 8},
+            {"kind": "notification", "alert_id": "a", "n": 9},
+            {"kind": "alert", "alert_id": "c"},
+            {"kind": "alert", "alert_id": "d"},
+        ]
+        assert not caplog.records
+
+
+async def test_waiting_events_that_do_not_compact_enough_still_end_in_a_resync() -> None:
+    bus = EventBus(queue_size=10)
+    async with bus.subscribe(compact=_per_alert) as feed:
+        for i in range(10):
+            bus.publish("alert", alert_id=f"distinct-{i}")
+        bus.publish("alert", alert_id="new")  # 11 alerts do not fit in half the queue
+        got = [feed.get_nowait() for _ in range(feed.qsize())]
+        assert got == [{"kind": RESYNC_EVENT}, {"kind": "alert", "alert_id": "new"}]

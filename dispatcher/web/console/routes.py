@@ -47,6 +47,10 @@ def _csp(tile_url: str) -> str:
     )
 
 
+def _coalesced(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return coalesce(events, RESYNC_EVENT)
+
+
 def mount_console(app: FastAPI, ctx: ApiContext) -> None:
     """Add the console pages, static files and WebSocket to ``app``."""
     router = APIRouter(include_in_schema=False)
@@ -112,7 +116,7 @@ class ConsoleFeed:
         try:
             # WebSocketDisconnect / RuntimeError: the client went away, nothing to do.
             with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-                async with self._ctx.bus.subscribe() as queue:
+                async with self._ctx.bus.subscribe(compact=_coalesced) as queue:
                     await self._send_snapshot(user)
                     await self._forward(user, queue, reader)
         finally:
