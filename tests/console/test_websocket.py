@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,19 +85,24 @@ async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None
         await gard.close()
 
 
-async def test_a_console_that_fell_behind_is_sent_a_fresh_snapshot_with_the_alert_it_missed(
-    served: Served,
-) -> None:
+@asynccontextmanager
+async def _herault_feed_with_an_alert(served: Served) -> AsyncIterator[tuple[Any, str]]:
+    """Hérault's operator's feed, past its snapshot, and a real alert in its scope."""
     ws_url = served.url.replace("http", "ws") + "/api/ws"
     device = await served.system.add_device(
         "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
     )
     alert_id = await asyncio.to_thread(device.alert)
-    herault = await websockets.connect(
-        ws_url, additional_headers={"Cookie": await _session_cookie(served.url, "op-herault")}
-    )
-    try:
+    cookie = await _session_cookie(served.url, "op-herault")
+    async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}) as herault:
         assert json.loads(await herault.recv())["type"] == "snapshot"
+        yield herault, alert_id
+
+
+async def test_a_console_that_fell_behind_is_sent_a_fresh_snapshot_with_the_alert_it_missed(
+    served: Served,
+) -> None:
+    async with _herault_feed_with_an_alert(served) as (herault, alert_id):
         bus = served.system.dispatcher.bus
         # More events than a feed's queue holds, published in one turn of the loop (the feed
         # cannot read in between), the alert's own event last: it is the one that overflows.
@@ -113,23 +120,12 @@ async def test_a_console_that_fell_behind_is_sent_a_fresh_snapshot_with_the_aler
 
         alerts = await asyncio.wait_for(a_fresh_snapshot(), LIVE_S)
         assert alert_id in [a["id"] for a in alerts]
-    finally:
-        await herault.close()
 
 
 async def test_a_console_behind_on_one_alerts_events_is_pushed_that_alert_not_a_whole_snapshot(
     served: Served,
 ) -> None:
-    ws_url = served.url.replace("http", "ws") + "/api/ws"
-    device = await served.system.add_device(
-        "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
-    )
-    alert_id = await asyncio.to_thread(device.alert)
-    herault = await websockets.connect(
-        ws_url, additional_headers={"Cookie": await _session_cookie(served.url, "op-herault")}
-    )
-    try:
-        assert json.loads(await herault.recv())["type"] == "snapshot"
+    async with _herault_feed_with_an_alert(served) as (herault, alert_id):
         bus = served.system.dispatcher.bus
         # Twice what its queue holds, in one turn of the loop, all about one alert: they
         # compact to one event, so the feed answers with that alert (a whole snapshot
@@ -147,8 +143,6 @@ async def test_a_console_behind_on_one_alerts_events_is_pushed_that_alert_not_a_
         seen = await asyncio.wait_for(messages_until_the_visit(), LIVE_S)
         assert [m["type"] for m in seen if m["type"] == "snapshot"] == []
         assert alert_id in [m["alert"]["id"] for m in seen if m["type"] == "alert"]
-    finally:
-        await herault.close()
 
 
 async def _snapshot_ids(url: str, username: str) -> list[str]:
