@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +36,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_RESCOPED = 4409  # role or conventions changed: the page reconnects and gets the new scope
 CLOSE_POLICY = 1008
 PING_EVERY_S = 20.0
+MAX_PAUSE_S = 0.5  # a feed's pause after a batch, at most
 SNAPSHOT_OPEN_MAX = 5000  # open alerts: every one, short of a surge far beyond any convention's
 
 
@@ -174,9 +176,14 @@ class ConsoleFeed:
                     return
                 await self._ws.send_json({"type": "ping"})
                 continue
+            started = time.monotonic()
             for event in coalesce([first, *_waiting(queue)], RESYNC_EVENT):
                 if not await self._answer(user, event):
                     return
+            # As long again before the next batch: a feed with much to say takes at most
+            # about half the event loop, the alert path keeps the rest, and what arrives
+            # meanwhile is answered once per alert in the next batch.
+            await asyncio.sleep(min(time.monotonic() - started, MAX_PAUSE_S))
 
     async def _answer(self, user: User, event: dict[str, Any]) -> bool:
         """Send what ``event`` calls for; False once the feed was closed."""
