@@ -99,6 +99,18 @@ async def _herault_feed_with_an_alert(served: Served) -> AsyncIterator[tuple[Any
         yield herault, alert_id
 
 
+async def _messages_until(ws: Any, kind: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The feed's messages before the first of ``kind``, and that one (within LIVE_S)."""
+
+    async def read() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        before = []
+        while (message := json.loads(await ws.recv()))["type"] != kind:
+            before.append(message)
+        return before, message
+
+    return await asyncio.wait_for(read(), LIVE_S)
+
+
 async def test_a_console_that_fell_behind_is_sent_a_fresh_snapshot_with_the_alert_it_missed(
     served: Served,
 ) -> None:
@@ -110,16 +122,10 @@ async def test_a_console_that_fell_behind_is_sent_a_fresh_snapshot_with_the_aler
             bus.publish("device_health", device_id=f"btn-inconnu-{i}", flag="offline", raised=True)
         bus.publish("notification", alert_id=alert_id)
 
-        async def a_fresh_snapshot() -> list[dict[str, object]]:
-            # Pushes of the alert's own later events (its callbacks) may come first; without a
-            # re-read, the overflowed event is lost and no snapshot ever comes.
-            message = json.loads(await herault.recv())
-            while message["type"] != "snapshot":
-                message = json.loads(await herault.recv())
-            return message["alerts"]  # type: ignore[no-any-return]
-
-        alerts = await asyncio.wait_for(a_fresh_snapshot(), LIVE_S)
-        assert alert_id in [a["id"] for a in alerts]
+        # Pushes of the alert's own later events (its callbacks) may come first; without a
+        # re-read, the overflowed event is lost and no snapshot ever comes.
+        _, snapshot = await _messages_until(herault, "snapshot")
+        assert alert_id in [a["id"] for a in snapshot["alerts"]]
 
 
 async def test_a_console_behind_on_one_alerts_events_is_pushed_that_alert_not_a_whole_snapshot(
@@ -134,13 +140,7 @@ async def test_a_console_behind_on_one_alerts_events_is_pushed_that_alert_not_a_
             bus.publish("notification", alert_id=alert_id)
         bus.publish("visit")
 
-        async def messages_until_the_visit() -> list[dict[str, Any]]:
-            seen = []
-            while (message := json.loads(await herault.recv()))["type"] != "visit":
-                seen.append(message)
-            return seen
-
-        seen = await asyncio.wait_for(messages_until_the_visit(), LIVE_S)
+        seen, _ = await _messages_until(herault, "visit")
         assert [m["type"] for m in seen if m["type"] == "snapshot"] == []
         assert alert_id in [m["alert"]["id"] for m in seen if m["type"] == "alert"]
 
