@@ -56,16 +56,19 @@ class SqliteFleet(SqliteMixin):
         claims = {str(r["device_id"]): int(r["hb_seq"]) for r in rows if r.get("hb_seq") is not None}
         async with self._tx() as tx:
             refused = await self._refused_heartbeats(tx, claims)
+            # Revisions numbered here, once per transaction (the writer holds the database), not by a
+            # MAX(rev) subquery per row; positional parameters: ≈ 25 % less CPU per merged row
+            # (docs/performance.md, sixth round).
+            cur = await tx.execute("SELECT COALESCE(MAX(rev), 0) FROM device_health")
+            top = int((await cur.fetchone() or (0,))[0])
             await tx.executemany(
                 "INSERT INTO device_health(device_id, last_seen_at, hb_seq, status, status_at, battery_pct,"
-                " signal_dbm, firmware, uptime_s, merged_by, rev) VALUES (:device_id, :last_seen_at,"
-                " :hb_seq, :status, :status_at, :battery_pct, :signal_dbm, :firmware, :uptime_s, :merged_by,"
-                " (SELECT COALESCE(MAX(rev), 0) + 1 FROM device_health))"
+                " signal_dbm, firmware, uptime_s, merged_by, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" ON CONFLICT(device_id) DO UPDATE SET {readings}, {seen}, {mine},"
                 f" status=CASE WHEN {later} THEN excluded.status ELSE device_health.status END,"
                 f" status_at=CASE WHEN {later} THEN excluded.status_at ELSE device_health.status_at END,"
                 " rev=excluded.rev",
-                [_health_params(r) for r in rows],
+                [(*_health_params(r), top + i) for i, r in enumerate(rows, 1)],
             )
             if not refused:
                 return []
@@ -168,6 +171,6 @@ _HEALTH_COLUMNS = (
 )
 
 
-def _health_params(row: dict[str, Any]) -> dict[str, Any]:
-    """A health observation as SQL parameters (every column named, ``None`` when absent)."""
-    return {k: row.get(k) for k in _HEALTH_COLUMNS}
+def _health_params(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A health observation as SQL parameters, in ``_HEALTH_COLUMNS`` order (``None`` when absent)."""
+    return tuple(row.get(k) for k in _HEALTH_COLUMNS)
