@@ -212,8 +212,15 @@ class HealthMonitor:
         dirty, self._dirty = self._dirty, set()
         heard, self._heard = self._heard, set()
         known = self._cache.current.devices
-        me = self._instance_id
-        rows = [_row(self.devices[d], me, with_heartbeat=d in heard) for d in dirty if d in known]
+        me, devices = self._instance_id, self.devices
+        rows: list[dict[str, object]] = []
+        merged: list[tuple[str, tuple[object, object]]] = []  # what the store holds once they commit
+        for d in dirty:
+            if d in known:
+                h = devices[d]
+                seen, at = _instant(h.last_seen), _instant(h.status_at)  # formatted once per row
+                rows.append(_row(h, me, seen, at) if d in heard else _status_row(h, me, at))
+                merged.append((d, (seen, at)))
         if not rows:
             return
         try:
@@ -222,10 +229,8 @@ class HealthMonitor:
             self._dirty |= dirty  # merged next pass: merging twice is harmless
             self._heard |= heard
             raise
-        for d in dirty:  # what the store holds now, unless another instance merged later observations
-            if d in known:
-                h = self.devices[d]
-                self._merged[d] = (_instant(h.last_seen), _instant(h.status_at))
+        # What the store holds now, unless another instance merged later observations.
+        self._merged.update(merged)
         for stored in refused:
             self._undo_replay(stored)
 
@@ -285,32 +290,39 @@ def _epoch(text: object) -> float | None:
     return datetime.fromisoformat(str(text)).timestamp() if text else None
 
 
-def _row(h: DeviceHealth, instance_id: str, *, with_heartbeat: bool) -> dict[str, object]:
-    """What to merge: the status, and the latest heartbeat if it is new since the last merge (a
-    heartbeat part is checked against the store's highest sequence number: it must not be one
-    this instance merged already)."""
-    row: dict[str, object] = {
+def _row(h: DeviceHealth, instance_id: str, seen: str | None, status_at: str | None) -> dict[str, object]:
+    """What to merge for a device with a new heartbeat since the last merge: its status and that
+    heartbeat (checked against the store's highest sequence number: it must not be one this
+    instance merged already). ``seen`` and ``status_at`` are ``h``'s times as :func:`_instant` text.
+    One dict literal: 3,333 of them a second at 100,000 devices."""
+    return {
+        "device_id": h.device_id,
+        "last_seen_at": seen,
+        "hb_seq": h.hb_seq,
+        "status": h.status,
+        "status_at": status_at,
+        "battery_pct": h.battery_pct,
+        "signal_dbm": h.signal_dbm,
+        "firmware": h.firmware,
+        "uptime_s": h.uptime_s,
+        "merged_by": instance_id,
+    }
+
+
+def _status_row(h: DeviceHealth, instance_id: str, status_at: str | None) -> dict[str, object]:
+    """What to merge for a device whose status alone changed: no heartbeat part."""
+    return {
         "device_id": h.device_id,
         "last_seen_at": None,
         "hb_seq": None,
         "status": h.status,
-        "status_at": _instant(h.status_at),
+        "status_at": status_at,
         "battery_pct": None,
         "signal_dbm": None,
         "firmware": None,
         "uptime_s": None,
         "merged_by": instance_id,
     }
-    if with_heartbeat:
-        row |= {
-            "last_seen_at": _instant(h.last_seen),
-            "hb_seq": h.hb_seq,
-            "battery_pct": h.battery_pct,
-            "signal_dbm": h.signal_dbm,
-            "firmware": h.firmware,
-            "uptime_s": h.uptime_s,
-        }
-    return row
 
 
 def _from_row(row: dict[str, object]) -> DeviceHealth:
