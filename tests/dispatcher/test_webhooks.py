@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from twilio.request_validator import RequestValidator
 from broker_config.runner import free_port
 from dispatcher.alerting.notifier import GATHER_PATH, SMS_WEBHOOK_PATH, STATUS_CALLBACK_PATH, TwilioNotifier
 from dispatcher.alerting.texts import ASK_AGAIN_SPEECH
-from dispatcher.alerting.webhooks import TwilioWebhooks
+from dispatcher.alerting.webhooks import TwilioSignatures, TwilioWebhooks, urlencoded_fields
 from dispatcher.settings import TwilioSettings
 from sandbox.twilio_harness import RecordingInbox, serve_asgi
 from sandbox.twilio_resources import NumberBehaviour
@@ -25,6 +26,7 @@ TOKEN = "test-auth-token-5f1c0a9e7b3d2468"
 PUBLIC = "https://vigie.example.fr"  # what Twilio calls; the app itself sits behind a proxy
 FROM = "+33465710000"
 CONTACT = "+33639980101"
+OTHER = "+33639980102"
 CALL_SID = "CA" + "1" * 32
 
 
@@ -338,3 +340,45 @@ async def test_contact_that_acknowledges_by_itself(stack: Stack) -> None:
     call = await stack.notifier.place_call(CONTACT, twiml, reference="r")
     await stack.inbox.wait_for(lambda: bool(stack.inbox.keypresses))
     assert stack.inbox.keypresses == [(call.sid, CONTACT, "1")]
+
+
+async def test_stdlib_signature_equals_the_twilio_library_on_sandbox_callbacks(stack: Stack) -> None:
+    """The middleware's own HMAC (dispatcher side) signs exactly what the library signs (sandbox side)."""
+    stack.sandbox.set_number(CONTACT, NumberBehaviour(sms_status="undelivered"))
+    sms = await stack.notifier.send_sms(CONTACT, "Alerte é", reference="a1/n1 é")
+    stack.sandbox.set_number(OTHER, NumberBehaviour(call_status="no-answer"))
+    call = await stack.notifier.place_call(OTHER, "<Response><Say>x</Say></Response>", reference="a1/n2")
+    assert sms.sid is not None and call.sid is not None
+    sids = (sms.sid, call.sid)
+    await stack.inbox.wait_for(
+        lambda: (
+            "undelivered" in stack.inbox.statuses_of(sids[0])
+            and "no-answer" in stack.inbox.statuses_of(sids[1])
+        )
+    )
+    callbacks = [w for w in stack.sandbox.webhooks if w.kind == "status"]
+    assert len(callbacks) >= 2 + 2  # the inbox got them: the middleware accepted each signature
+    ours, theirs = TwilioSignatures(TOKEN), RequestValidator(TOKEN)
+    for w in callbacks:
+        assert ours.signature(w.url, w.params) == theirs.compute_signature(w.url, w.params)
+        assert ours.valid(w.url, w.params, theirs.compute_signature(w.url, w.params))
+        assert not ours.valid(
+            w.url, {**w.params, "MessageStatus": "delivered"}, ours.signature(w.url, w.params)
+        )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        urlencode(
+            {"From": "+33639980101", "Body": "Oui, j'arrive & c'est 1=1 é", "Timestamp": "Sat, 28 Nov"}
+        ),
+        "ref=a1%2Fn1+%C3%A9&x=&=v&flag&&a=b=c&%ZZ=%E9&plus=a+b%2Bc&",
+        "",
+        "&&&",
+        "%C3&%A9=%C3%A9%C3",
+    ],
+)
+def test_urlencoded_fields_equal_parse_qsl(text: str) -> None:
+    assert urlencoded_fields(text) == parse_qsl(text, keep_blank_values=True)
+    assert urlencoded_fields(text, keep_blank_values=False) == parse_qsl(text)
