@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from dispatcher.live_alerts import LiveAlerts
+
 log = logging.getLogger(__name__)
 
 # An account's sessions or rights changed (logout, disabled, password, re-scoped): ``user_id``.
@@ -33,11 +35,20 @@ class EventBus:
     new events again. An alert raised while a console was behind therefore
     reaches it, through its own event or through the re-read, never only
     through a lost event.
+
+    The bus also carries this process's newest record of each recent alert
+    (:attr:`alerts`, :mod:`dispatcher.live_alerts`): whoever commits an alert
+    hands its new record there before publishing the event about it, so the
+    console feeds answer from memory instead of each reading the store.
+    ``alerts`` defaults to a view that trusts only versions named by events
+    (safe with several instances); one dispatcher on SQLite is its alerts'
+    only writer and passes ``LiveAlerts(sole_writer=True)``.
     """
 
-    def __init__(self, queue_size: int = 1000) -> None:
+    def __init__(self, queue_size: int = 1000, *, alerts: LiveAlerts | None = None) -> None:
         if queue_size < 2:  # room for the resync marker and the event that overflowed
             raise ValueError("queue_size must be at least 2")
+        self.alerts = alerts if alerts is not None else LiveAlerts(sole_writer=False)
         self._subscribers: dict[asyncio.Queue[dict[str, Any]], Compactor | None] = {}
         self._queue_size = queue_size
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from dispatcher.audit import RETENTION_PURGE, Auditor
 from dispatcher.directory.snapshot import DirectoryCache
+from dispatcher.live_alerts import LiveAlerts
 from dispatcher.store.base import PurgeReport, Store
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,18 @@ async def run_retention(
     *,
     interval_s: float,
     inbound_sid_days: int = INBOUND_SID_RETENTION_DAYS,
+    alerts: LiveAlerts | None = None,
 ) -> None:
-    """Purge now, then every ``interval_s``, until cancelled; failures are logged and retried."""
+    """Purge now, then every ``interval_s``, until cancelled; failures are logged and retried.
+
+    ``alerts``: the console's view of recent alerts, forgotten when alerts were
+    purged (their location changes without a new version).
+    """
     while True:
         try:
             report = await purge(store, retention_days, inbound_sid_days=inbound_sid_days)
+            if report.alerts and alerts is not None:
+                alerts.forget()
             if report.visits or report.last_fixes:
                 await cache.refresh()  # the hot path must not keep erased visits in memory
             # By age, not by asking the store: a heartbeat's fix noted but not yet

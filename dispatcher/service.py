@@ -31,11 +31,12 @@ from dispatcher.events import EventBus
 from dispatcher.fleet.broker_control import BrokerControl
 from dispatcher.fleet.health import HealthMonitor
 from dispatcher.fleet.quarantine import Quarantine
+from dispatcher.live_alerts import LiveAlerts
 from dispatcher.liveness import feed_watchdog
 from dispatcher.metrics import Metrics
 from dispatcher.retention import run_retention
 from dispatcher.settings import DispatcherSettings
-from dispatcher.store import open_store
+from dispatcher.store import is_postgres, open_store
 from dispatcher.store.base import Store
 from dispatcher.visits.runner import VisitTimers
 from dispatcher.web.app import create_app
@@ -112,7 +113,9 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
     await cache.refresh()
     await cache.refresh_communes_if_changed()
     await cache.load_last_fixes()
-    bus, metrics = EventBus(), Metrics()
+    # One dispatcher on SQLite writes every alert itself: its consoles may trust its memory.
+    bus = EventBus(alerts=LiveAlerts(sole_writer=not is_postgres(settings.database_url)))
+    metrics = Metrics()
     health = HealthMonitor(
         store=store, cache=cache, bus=bus, metrics=metrics, instance_id=settings.instance_id
     )
@@ -219,6 +222,7 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
                 settings.location_retention_days,
                 interval_s=settings.api.retention_interval_s,
                 inbound_sid_days=settings.inbound_sid_retention_days,
+                alerts=bus.alerts,
             ),
             "retention",
         )

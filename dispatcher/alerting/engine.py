@@ -41,6 +41,7 @@ from dispatcher.domain import (
     Site,
 )
 from dispatcher.events import EventBus
+from dispatcher.live_alerts import after_transition, started_record
 from dispatcher.metrics import Metrics
 from dispatcher.store.base import (
     Conflict,
@@ -85,6 +86,7 @@ class PlannedAlert:
     transition: Transition
     commands: list[esc.Command]
     kind: str | None = None  # stored kind when planning changed it (a test becomes a drill)
+    alert: NewAlert | None = None  # what was planned; its record is known once committed
 
 
 def _utc(ts: float) -> datetime:
@@ -189,7 +191,7 @@ class Engine:
         transition = self._transition(0, state, commands, events, context=ctx)
         self._contexts[alert.id] = ctx
         kind = ctx.kind.value if ctx.kind.value != alert.kind else None
-        return PlannedAlert(alert.id, alert.device_id, transition, commands, kind)
+        return PlannedAlert(alert.id, alert.device_id, transition, commands, kind, alert)
 
     def _context_for(self, alert: NewAlert) -> AlertContext:
         snap = self._cache.current
@@ -255,7 +257,13 @@ class Engine:
         self._track_state(None, planned.transition.state)
         if self.links is not None:
             self.links.committed([planned.transition])
-        await self._execute(planned.alert_id, planned.device_id, planned.commands, kick=not claimed)
+        if planned.alert is not None:
+            record = started_record(planned.alert, planned.kind, planned.transition)
+            self._bus.alerts.committed(record, now=time.monotonic())
+        version = planned.transition.expected_version + 1
+        await self._execute(
+            planned.alert_id, planned.device_id, planned.commands, kick=not claimed, version=version
+        )
 
     # -- events on existing alerts ----------------------------------------------------
 
@@ -280,7 +288,9 @@ class Engine:
                 self._track_state(record.state, t.state)
                 if self.links is not None:
                     self.links.committed([t])
-                await self._execute(alert_id, record.device_id, commands)
+                # The consoles' view gets the new version before any event about it is published.
+                self._bus.alerts.committed(after_transition(record, t), now=time.monotonic())
+                await self._execute(alert_id, record.device_id, commands, version=t.expected_version + 1)
                 return True
         raise Conflict(f"alert {alert_id} kept changing under us")
 
@@ -373,29 +383,38 @@ class Engine:
         )
 
     async def _execute(
-        self, alert_id: str, device_id: str, commands: Sequence[esc.Command], *, kick: bool = True
+        self,
+        alert_id: str,
+        device_id: str,
+        commands: Sequence[esc.Command],
+        *,
+        kick: bool = True,
+        version: int | None = None,
     ) -> None:
+        """Act on committed ``commands``; ``version``: the alert's, just committed (named in its events)."""
         for command in commands:
             match command:
                 case esc.SendDownlink(kind=kind):
                     self._downlinks.send_downlink(device_id, kind, alert_id)
                 case esc.RaiseOperatorAlarm(reason=reason):
-                    await self._operator_alarm(alert_id, reason, persisted=True)
+                    await self._operator_alarm(alert_id, reason, persisted=True, version=version)
                 case esc.PushConsole():
-                    self._bus.publish("alert", alert_id=alert_id)
+                    self._bus.publish("alert", alert_id=alert_id, version=version)
                 case esc.StartTimer():
                     self._timer_wakeup.set()
         if kick and self.delivery is not None and any(isinstance(c, esc.Notify) for c in commands):
             self.delivery.kick()
 
-    async def _operator_alarm(self, alert_id: str | None, reason: str, *, persisted: bool = False) -> None:
+    async def _operator_alarm(
+        self, alert_id: str | None, reason: str, *, persisted: bool = False, version: int | None = None
+    ) -> None:
         self._metrics.operator_alarms.labels(reason[:40]).inc()
         log.error(alert_logs.OPERATOR_ALARM, alert_id, reason)
         try:
             await self._store.add_operator_event("alarm", reason, alert_id=alert_id)
         except Exception:
             log.exception(alert_logs.OPERATOR_ALARM_NOT_STORED, nlog.yes_no(persisted))
-        self._bus.publish("operator_alarm", alert_id=alert_id, reason=reason)
+        self._bus.publish("operator_alarm", alert_id=alert_id, reason=reason, version=version)
 
     # -- durable timers ---------------------------------------------------------------
 

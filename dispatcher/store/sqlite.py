@@ -153,7 +153,7 @@ class SqliteStore(
         async with self._write_lock.hold(urgent=urgent):
             try:
                 # aiosqlite has no public "run this function on your thread".
-                result: T = await self._conn._execute(_run_atomic, self._conn._conn, work, power_safe)
+                result: T = await self._conn._execute(_run_atomic, self._conn._conn, work, power_safe)  # type: ignore[no-untyped-call]
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(str(exc)) from exc
             except sqlite3.OperationalError as exc:
@@ -165,13 +165,13 @@ class SqliteStore(
         # One hop to aiosqlite's thread, not three (execute, fetch, close): every
         # provider callback looks its notification up by SID.
         reader = self._reader
-        row: sqlite3.Row | None = await reader._execute(_fetchone, reader._conn, sql, tuple(params))
+        row: sqlite3.Row | None = await reader._execute(_fetchone, reader._conn, sql, tuple(params))  # type: ignore[no-untyped-call]
         return row
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         """Like :meth:`_one`, every row."""
         reader = self._reader
-        rows: list[sqlite3.Row] = await reader._execute(_fetchall, reader._conn, sql, tuple(params))
+        rows: list[sqlite3.Row] = await reader._execute(_fetchall, reader._conn, sql, tuple(params))  # type: ignore[no-untyped-call]
         return rows
 
 

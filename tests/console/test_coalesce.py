@@ -93,3 +93,13 @@ def test_an_alert_and_its_notifications_waiting_together_make_one_read() -> None
         {"kind": "operator_alarm", "alert_id": "a1", "reason": "aucun accusé"},
         {"kind": "alert", "alert_id": "a2"},
     ]
+
+
+def test_an_alarm_standing_for_later_events_names_the_latest_alert_version() -> None:
+    # The feed answers from memory only with a record as new as the version named: an alarm
+    # kept for a later event must not vouch for its own older version (nor for none at all).
+    alarm = {"kind": "operator_alarm", "alert_id": "a1", "reason": "contrainte", "version": 3}
+    newer = coalesce([alarm, {"kind": "alert", "alert_id": "a1", "version": 4}], RESYNC_EVENT)
+    assert newer == [{**alarm, "version": 4}]
+    unnamed = coalesce([alarm, {"kind": "notification", "alert_id": "a1"}], RESYNC_EVENT)
+    assert unnamed == [{**alarm, "version": None}]

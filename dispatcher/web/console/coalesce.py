@@ -12,7 +12,8 @@ Invariants (tests/console/test_coalesce.py):
 * every alert, device and account named by an event keeps exactly one event,
   at the place of its first occurrence (the order of first appearance is kept);
 * an alert's event is an operator alarm if any of its events was, with the
-  last alarm's reason (the page must still ring);
+  last alarm's reason (the page must still ring), and names the alert version
+  its last event named (none if that one named none);
 * a resync is kept, and everything before it is dropped: the snapshot it
   triggers supersedes them;
 * nothing else is dropped.
@@ -57,7 +58,13 @@ def _key(event: dict[str, Any]) -> Hashable:
 
 
 def _merged(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
-    """One event standing for both (same key): an alarm wins, with the latest reason."""
+    """One event standing for both (same key): an alarm wins, with the latest reason.
+
+    The alert's version named is the later event's (or none): the message must
+    be as fresh as the latest event asks, not as an older alarm's version.
+    """
     if later.get("kind") == _ALARM or earlier.get("kind") != _ALARM:
         return later
+    if "version" in earlier or "version" in later:
+        return {**earlier, "version": later.get("version")}
     return earlier

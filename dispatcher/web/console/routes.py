@@ -22,12 +22,13 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dispatcher.events import ACCOUNT_EVENT, RESYNC_EVENT
-from dispatcher.store.base import AlertQuery, AlertRecord, NotFound
+from dispatcher.store.base import AlertQuery, AlertRecord
 from dispatcher.web.api import views
 from dispatcher.web.api.access import Access
 from dispatcher.web.api.deps import ApiContext
 from dispatcher.web.auth import SESSION_COOKIE, Role, User
 from dispatcher.web.console.coalesce import coalesce
+from dispatcher.web.console.live import FeedAlerts
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def mount_console(app: FastAPI, ctx: ApiContext) -> None:
     """Add the console pages, static files and WebSocket to ``app``."""
     router = APIRouter(include_in_schema=False)
     csp = _csp(ctx.settings.api.tile_url)
+    alerts = FeedAlerts(ctx.store, ctx.bus.alerts)  # shared by every feed of this process
 
     @router.get("/")
     async def root() -> RedirectResponse:
@@ -75,7 +77,7 @@ def mount_console(app: FastAPI, ctx: ApiContext) -> None:
 
     @router.websocket("/api/ws")
     async def feed(websocket: WebSocket) -> None:
-        await ConsoleFeed(ctx, websocket).run()
+        await ConsoleFeed(ctx, websocket, alerts).run()
 
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
@@ -96,9 +98,11 @@ def _same_origin(origin: str, host: str | None) -> bool:
 class ConsoleFeed:
     """One console's WebSocket: a snapshot, then every change in its scope."""
 
-    def __init__(self, ctx: ApiContext, websocket: WebSocket) -> None:
+    def __init__(self, ctx: ApiContext, websocket: WebSocket, alerts: FeedAlerts | None = None) -> None:
         self._ctx = ctx
         self._ws = websocket
+        self._alerts = alerts if alerts is not None else FeedAlerts(ctx.store, ctx.bus.alerts)
+        self._taken_at = 0.0  # when the batch being answered was taken off the queue (monotonic)
 
     async def _authenticate(self) -> User | None:
         token = self._ws.cookies.get(SESSION_COOKIE)
@@ -176,7 +180,7 @@ class ConsoleFeed:
                     return
                 await self._ws.send_json({"type": "ping"})
                 continue
-            started = time.monotonic()
+            started = self._taken_at = time.monotonic()
             for event in coalesce([first, *_waiting(queue)], RESYNC_EVENT):
                 if not await self._answer(user, event):
                     return
@@ -230,14 +234,17 @@ class ConsoleFeed:
         alert_id = event.get("alert_id")
         if kind not in ("alert", "notification", "operator_alarm") or not alert_id:
             return None
-        try:
-            record = await self._ctx.store.get_alert(str(alert_id))
-        except NotFound:
+        # From memory when as fresh as the store for this event, else read (dispatcher/live_alerts.py).
+        version = event.get("version")
+        record = await self._alerts.record(
+            str(alert_id), version=version if isinstance(version, int) else None, since=self._taken_at
+        )
+        if record is None:
             return None
         mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel, and no alarm
         if not self._access(user).sees_alert(record) or (mine and views.hidden_from_practitioner(record)):
             return None
-        summary = views.summary(record, as_practitioner=mine).model_dump(mode="json")
+        summary = self._alerts.summary(record, as_practitioner=mine)
         message: dict[str, Any] = {"type": "alert", "alert": summary}
         if kind == "operator_alarm" and not mine:
             message["alarm"] = event.get("reason")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from dispatcher.alerting.responder_links import CLOSED_STATES
 from dispatcher.events import EventBus
+from dispatcher.live_alerts import after_transition
 from dispatcher.store.base import Conflict, Store, Transition
 from dispatcher.web.responder.view import ON_SITE
 
@@ -36,6 +39,7 @@ async def record_on_site(store: Store, bus: EventBus, alert_id: str, contact_id:
             await store.apply_transition(transition)
         except Conflict:
             continue
-        bus.publish("alert", alert_id=alert_id)
+        bus.alerts.committed(after_transition(record, transition), now=time.monotonic())
+        bus.publish("alert", alert_id=alert_id, version=record.version + 1)
         return True
     raise Conflict(f"alert {alert_id} kept changing under us")
