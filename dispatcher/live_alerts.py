@@ -12,12 +12,13 @@ Invariants (tests/dispatcher/test_live_alerts.py):
 * a version never goes back: a record older than the one held is ignored
   (a slow read finishing after a newer commit cannot undo it);
 * :meth:`LiveAlerts.current` answers only with what the store would give for
-  the alert at that moment: when this process is the alerts' only writer
-  (``sole_writer``: one dispatcher on SQLite) any held record within ``ttl_s``
-  of being recorded; otherwise (several instances on PostgreSQL, whose writes
-  this process never sees) only a record at least as new as the version the
-  event names (the version its publisher had just committed or read);
-  anything else is None and the caller reads the store;
+  the alert at that moment: never a record older than the version the event
+  names (the version its publisher had just committed or read), whoever
+  writes; for an event naming no version, when this process is the alerts'
+  only writer (``sole_writer``: one dispatcher on SQLite), any held record
+  within ``ttl_s`` of being recorded, and otherwise (several instances on
+  PostgreSQL, whose writes this process never sees) none; anything else is
+  None and the caller reads the store;
 * at most ``capacity`` alerts are held, the least recently recorded dropped first.
 """
 
@@ -95,8 +96,8 @@ class LiveAlerts:
         held = self._held.get(alert_id)
         if held is None or now - held.at > self._ttl_s:
             return None
-        if version is not None and held.record.version >= version:
-            return held
+        if version is not None:  # the event names what was committed: older than that is stale
+            return held if held.record.version >= version else None
         return held if self.sole_writer else None
 
     def _keep(self, record: AlertRecord, now: float) -> None:

@@ -57,6 +57,14 @@ def test_the_only_writer_is_trusted_for_any_event_within_the_ttl() -> None:
     assert live.current("a-1", now=12) == record(1)
 
 
+def test_an_event_naming_a_newer_version_is_never_answered_with_an_older_one() -> None:
+    # The only writer too: between a commit and its record reaching memory, the event says more.
+    live = LiveAlerts(sole_writer=True)
+    live.committed(record(3, "notifying"), now=0)
+    assert live.current("a-1", version=4, now=1) is None  # read the store, which has version 4
+    assert live.current("a-1", version=3, now=1) == record(3, "notifying")
+
+
 def test_a_change_it_was_not_given_makes_it_forget() -> None:
     live = LiveAlerts(sole_writer=True)
     live.committed(record(1, alert_id="a-1"), now=0)
