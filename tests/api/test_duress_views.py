@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import websockets
@@ -20,6 +19,7 @@ from dispatcher.web.api import views
 from protocol.topics import UplinkKind
 from tests.api.conftest import Api, Served
 from tests.console.test_websocket import _session_cookie
+from tests.support.records import alert_record
 
 CHEF_DE_POSTE = "+33639980101"
 VOLATILE = {"id", "received_at", "at", "created_at", "updated_at", "event_id", "notification_id", "seq"}
@@ -110,19 +110,7 @@ async def test_her_console_feed_shows_a_duress_as_a_cancel(served: Served) -> No
 
 
 def record(state: str, escalation: dict[str, Any]) -> AlertRecord:
-    return AlertRecord(
-        id="a-1",
-        device_id="btn-1",
-        kind="alert",
-        seq=1,
-        received_at=datetime(2026, 1, 1, tzinfo=UTC),
-        gesture="hold",
-        fix=None,
-        state=state,
-        escalation=escalation,
-        context={},
-        version=3,
-    )
+    return alert_record(state=state, escalation=escalation, version=3)
 
 
 def test_the_one_rule_of_what_she_may_see() -> None:

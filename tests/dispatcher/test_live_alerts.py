@@ -9,22 +9,11 @@ import pytest
 
 from dispatcher.live_alerts import LiveAlerts, after_transition, started_record
 from dispatcher.store.base import AlertRecord, NewAlert, Transition
+from tests.support.records import alert_record
 
 
 def record(version: int, state: str = "notifying", alert_id: str = "a-1") -> AlertRecord:
-    return AlertRecord(
-        id=alert_id,
-        device_id="btn-1",
-        kind="alert",
-        seq=1,
-        received_at=datetime(2026, 1, 1, tzinfo=UTC),
-        gesture="hold",
-        fix=None,
-        state=state,
-        escalation={"duress": False},
-        context={"convention_name": "Hérault"},
-        version=version,
-    )
+    return alert_record(id=alert_id, state=state, context={"convention_name": "Hérault"}, version=version)
 
 
 def test_a_version_never_goes_back() -> None:
