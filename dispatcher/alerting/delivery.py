@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -301,13 +302,14 @@ class Delivery:
             while True:
                 if not await self._wait_for_turn(n, started):
                     return ProviderResult("failed", error_code="not-wanted", error_message=NOT_WANTED)
-                result = await self._attempt(n)
+                result, left_at = await self._attempt(n)
                 if not _provider_unreachable(result):
                     await self._provider_reached()
                     return result
-                await self._provider_unreachable(result)
+                await self._provider_unreachable(result, left_at)
                 if not _provably_failed(result):
                     return result  # 'unknown': it may have left; reconciliation decides
+                self.gate.hold(n)  # in the line that leaves in priority order when the provider is back
                 self._metrics.provider_errors.labels(n.channel, "retried").inc()
                 if not await self._still_wanted(n, started):
                     return ProviderResult("failed", error_code="not-wanted", error_message=NOT_WANTED)
@@ -329,6 +331,7 @@ class Delivery:
         """
         if not self.gate.down:
             return True
+        self.gate.hold(n)
         await self._show_waiting(n.alert_id)
         if await self.gate.turn(n, timeout_s=LEASE_S / 3):
             # Released when the provider came back: renew the lease on the way. Every
@@ -363,8 +366,8 @@ class Delivery:
             return False
         return record.state in ESCALATING_STATES
 
-    async def _provider_unreachable(self, result: ProviderResult) -> None:
-        if self.gate.unreachable() and self._on_outage is not None:
+    async def _provider_unreachable(self, result: ProviderResult, left_at: float) -> None:
+        if self.gate.unreachable(left_at) and self._on_outage is not None:
             await self._on_outage(True, f"{result.error_code}: {result.error_message}")
 
     async def _provider_reached(self) -> None:
@@ -378,7 +381,8 @@ class Delivery:
             n.id, status=status, owner=self._owner, lease_until=time.time() + LEASE_S, error=error
         )
 
-    async def _attempt(self, n: NotificationRecord) -> ProviderResult:
+    async def _attempt(self, n: NotificationRecord) -> tuple[ProviderResult, float]:
+        """The provider's answer, and when the request left (``time.monotonic()``)."""
         ctx = await self._context_of(n.alert_id)
         reference = f"{n.alert_id}/{n.id}"
         received_at = self._first_pending.pop(n.alert_id, None)
@@ -387,10 +391,16 @@ class Delivery:
         # What to say was decided with the row (purpose, position, duress, who acted):
         # the words are right whichever instance sends them, whatever the cache holds.
         facts = texts.Facts(n.purpose, n.tier, n.round, n.duress, n.actor, await self._link_for(n))
+        request: Callable[[], Awaitable[ProviderResult]]
         if n.channel == "voice":
             twiml = texts.twiml_for(ctx, facts, self._notifier.gather_action_url(reference))
-            return await self._notifier.place_call(n.phone, twiml, reference=reference)
-        return await self._notifier.send_sms(n.phone, texts.sms_for(ctx, facts), reference=reference)
+            request = functools.partial(self._notifier.place_call, n.phone, twiml, reference=reference)
+        else:
+            body = texts.sms_for(ctx, facts)
+            request = functools.partial(self._notifier.send_sms, n.phone, body, reference=reference)
+        await self.gate.departure(n)  # after an outage, the more urgent requests leave first
+        left_at = time.monotonic()
+        return await request(), left_at
 
     async def _link_for(self, n: NotificationRecord) -> str | None:
         """The contact's responder link, durable before the SMS is written; None: the SMS goes without."""

@@ -9,6 +9,15 @@ ends the outage and releases the waiting requests in priority order: alerts
 of the first tier of the first round first (see :func:`priority`), so the
 people who should have been reached first are reached first.
 
+Released together, the requests then get ready at their own pace (a lease
+renewed in the store, the alert's context, a responder link), so the order in
+which they *resume* is not the order in which they reach the provider. The
+gate therefore keeps every request the outage held in one line until it
+leaves for the provider (:meth:`ProviderGate.departure`): once the provider
+is back, a request goes only when no more urgent one of that line is still
+getting ready, or after ``ORDER_WAIT_S``. Less urgent contacts are reached
+after the more urgent ones, never held back for long by one that is stuck.
+
 Nothing here touches the network or the store; :mod:`dispatcher.alerting.delivery`
 drives it and reports the outage to operators.
 """
@@ -26,6 +35,9 @@ from dataclasses import dataclass, field
 from dispatcher.store.base import NotificationRecord
 
 Priority = tuple[int, int, int, int]
+
+#: The longest a request waits at its departure for a more urgent one the outage held.
+ORDER_WAIT_S = 5.0
 
 
 def priority(n: NotificationRecord) -> Priority:
@@ -60,6 +72,13 @@ class ProviderGate:
         self._seq = itertools.count()
         self._up = asyncio.Event()
         self._up.set()
+        self._back_at = -1.0  # time.monotonic() when the last outage ended
+        # The line of requests the outage held, until each leaves for the provider:
+        # their priorities, a heap of them (stale entries skipped), and the futures of
+        # those already waiting at their departure.
+        self._held: dict[int, Priority] = {}
+        self._line: list[tuple[Priority, int]] = []
+        self._ready: dict[int, asyncio.Future[None]] = {}
 
     @property
     def down(self) -> bool:
@@ -85,9 +104,14 @@ class ProviderGate:
             self._prober = n.id
         return True
 
-    def unreachable(self) -> bool:
-        """A request could not reach the provider; True when this starts an outage."""
-        if self.down:
+    def unreachable(self, attempted_at: float) -> bool:
+        """A request sent at ``attempted_at`` (monotonic) could not reach the provider.
+
+        True when this starts an outage. A request that left before the
+        provider was last found back says nothing new: it starts none (no
+        second alarm for the outage that just ended; it is simply tried again).
+        """
+        if self.down or attempted_at < self._back_at:
             return False
         self.down_since = time.time()
         self._up.clear()
@@ -107,16 +131,61 @@ class ProviderGate:
         if not self.down:
             return False
         self.down_since = None
+        self._back_at = time.monotonic()
         self._prober = None
         self._up.set()  # the prober (usually the first, most urgent request) resumes first
         while self._waiters:
             waiter = heapq.heappop(self._waiters)
             if not waiter.future.done():
                 waiter.future.set_result(None)
+        self._wake_first_in_line()
         return True
+
+    def hold(self, n: NotificationRecord) -> None:
+        """``n`` is held back by the outage: it joins the line that leaves in priority order."""
+        if n.id not in self._held:
+            key = priority(n)
+            self._held[n.id] = key
+            heapq.heappush(self._line, (key, n.id))
+
+    async def departure(self, n: NotificationRecord, *, timeout_s: float = ORDER_WAIT_S) -> None:
+        """Return when ``n`` may leave for the provider: after every more urgent request held.
+
+        While the provider is down nothing waits here (the prober probes). Once
+        it is back, a request finding a more urgent one of the line still on
+        its way joins the line and waits its turn, at most ``timeout_s``.
+        """
+        if not self.down and self._held:
+            self.hold(n)
+            if self._first_in_line() != n.id:
+                ready = asyncio.get_running_loop().create_future()
+                self._ready[n.id] = ready
+                try:
+                    await asyncio.wait_for(ready, timeout_s)
+                except TimeoutError:
+                    pass  # a more urgent request is stuck getting ready: go anyway
+                finally:
+                    self._ready.pop(n.id, None)
+        self._leave_line(n)
+
+    def _first_in_line(self) -> int | None:
+        while self._line and self._held.get(self._line[0][1]) != self._line[0][0]:
+            heapq.heappop(self._line)
+        return self._line[0][1] if self._line else None
+
+    def _leave_line(self, n: NotificationRecord) -> None:
+        if self._held.pop(n.id, None) is not None:
+            self._wake_first_in_line()
+
+    def _wake_first_in_line(self) -> None:
+        first = self._first_in_line()
+        ready = self._ready.get(first) if first is not None else None
+        if ready is not None and not ready.done():
+            ready.set_result(None)
 
     def leave(self, n: NotificationRecord) -> None:
         """``n`` is done (sent, failed, or no longer wanted): if it was probing, the next in line probes."""
+        self._leave_line(n)
         if self._prober != n.id:
             return
         self._prober = None

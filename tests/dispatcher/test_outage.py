@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from dispatcher.alerting.outage import ProviderGate, backoff_s
 from dispatcher.store.base import NotificationRecord
@@ -21,8 +22,8 @@ def row(nid: int, *, tier: int = 0, round_: int = 0, purpose: str = "alert") -> 
 async def test_while_down_one_probes_and_the_others_leave_in_priority_order() -> None:
     gate = ProviderGate()
     prober = row(1, tier=1)
-    assert await gate.turn(prober, timeout_s=1) and gate.unreachable()
-    assert not gate.unreachable()  # one outage, one alarm
+    assert await gate.turn(prober, timeout_s=1) and gate.unreachable(time.monotonic())
+    assert not gate.unreachable(time.monotonic())  # one outage, one alarm
     assert await gate.turn(prober, timeout_s=1)  # the prober keeps its turn
     released: list[int] = []
 
@@ -42,7 +43,7 @@ async def test_while_down_one_probes_and_the_others_leave_in_priority_order() ->
 async def test_a_waiter_probes_too_after_its_timeout_and_the_prober_wakes_when_the_provider_is_back() -> None:
     gate = ProviderGate()
     prober = row(1)
-    assert await gate.turn(prober, timeout_s=1) and gate.unreachable()
+    assert await gate.turn(prober, timeout_s=1) and gate.unreachable(time.monotonic())
     assert await gate.turn(prober, timeout_s=1)  # its retry: it probes
     assert not await gate.turn(row(2), timeout_s=0.05)  # the caller may then try by itself
     pause = asyncio.create_task(gate.pause(10 * HANG_S))
@@ -50,6 +51,64 @@ async def test_a_waiter_probes_too_after_its_timeout_and_the_prober_wakes_when_t
     gate.reached()
     await asyncio.wait_for(pause, HANG_S)  # not the whole backoff
     gate.leave(prober)
+
+
+async def test_once_back_the_requests_the_outage_held_leave_in_priority_order_whatever_their_pace() -> None:
+    """The CI failure of stop 17: a first-tier request still getting ready (woken from its
+    backoff, renewing its lease) while second-tier ones released at once were already
+    leaving; the provider received them first."""
+    gate = ProviderGate()
+    first_tier, second_tier = row(1), [row(4, tier=1), row(5, tier=1)]
+    assert await gate.turn(first_tier, timeout_s=1) and gate.unreachable(time.monotonic())
+    for n in (first_tier, *second_tier):
+        gate.hold(n)
+    assert gate.reached()
+    left: list[int] = []
+
+    async def leave_for_provider(n: NotificationRecord) -> None:
+        await gate.departure(n, timeout_s=HANG_S)
+        left.append(n.id)
+
+    newcomer = row(6, tier=2)  # created after the outage, less urgent than the backlog
+    tasks = [asyncio.create_task(leave_for_provider(n)) for n in (newcomer, *reversed(second_tier))]
+    await asyncio.sleep(0.05)
+    assert left == []  # the first tier is still getting ready: nobody overtakes it
+    await leave_for_provider(first_tier)
+    await asyncio.wait_for(asyncio.gather(*tasks), HANG_S)
+    assert left == [1, 4, 5, 6]
+
+
+async def test_a_held_request_that_never_gets_ready_holds_the_others_back_only_for_a_while() -> None:
+    gate = ProviderGate()
+    stuck, waiting = row(1), row(4, tier=1)
+    assert gate.unreachable(time.monotonic())
+    gate.hold(stuck)
+    gate.hold(waiting)
+    gate.reached()
+    await asyncio.wait_for(gate.departure(waiting, timeout_s=0.05), HANG_S)
+
+
+async def test_nothing_waits_at_departure_while_down_and_a_request_done_lets_the_next_go() -> None:
+    gate = ProviderGate()
+    assert gate.unreachable(time.monotonic())
+    gate.hold(row(1))
+    await asyncio.wait_for(gate.departure(row(4, tier=1)), HANG_S)  # a probe, while down
+    gate.hold(row(4, tier=1))
+    gate.reached()
+    second = asyncio.create_task(gate.departure(row(4, tier=1), timeout_s=HANG_S))
+    await asyncio.sleep(0.05)
+    assert not second.done()
+    gate.leave(row(1))  # no longer wanted (the alert was acknowledged): it never leaves
+    await asyncio.wait_for(second, HANG_S)
+
+
+async def test_a_request_sent_before_the_provider_came_back_does_not_start_another_outage() -> None:
+    gate = ProviderGate()
+    assert gate.unreachable(time.monotonic())
+    in_flight_since = time.monotonic()  # left while the provider was still down
+    assert gate.reached()
+    assert not gate.unreachable(in_flight_since) and not gate.down  # no second alarm
+    assert gate.unreachable(time.monotonic()) and gate.down  # a request sent now: down again
 
 
 def test_backoff_grows_to_its_cap_with_jitter() -> None:

@@ -38,6 +38,9 @@ def test_provider_down_is_not_a_contact_failure_one_alarm_and_first_tier_first_w
         assert wait_until(lambda: any(ALARM_PROVIDER_DOWN in m for m in alarms(cluster)), 20), alarms(cluster)
         # Timers move on (an unanswered tier), the requests wait: no 'failed', nothing given up.
         assert wait_until(lambda: tiers_planned(cluster, alert) >= {0, 1}, 20)
+        # Long enough for the first tier's waiting requests to probe by themselves (after
+        # 10 s behind the prober), so that some are in their backoff when the provider is back.
+        assert wait_until(lambda: min(first_tier_refusals(cluster, alert)) >= 2, 40)
         outage_rows = read_db(cluster.db, "SELECT status FROM notifications WHERE alert_id=?", (alert,))
         assert {s for (s,) in outage_rows} <= {"pending", "sending", "retry_wait"}, outage_rows
         cluster.start_sandbox()  # the provider is back
@@ -76,6 +79,15 @@ def first_tier_created(cluster: Cluster, alert_id: str) -> int:
         )
     }
     return sum(int(str(r["ref"]).split("/")[1]) in first for r in requests_of(cluster, alert_id))
+
+
+def first_tier_refusals(cluster: Cluster, alert_id: str) -> list[int]:
+    """How many times the provider could not be reached, for each first-tier request."""
+    assert cluster.dispatcher is not None
+    log = cluster.dispatcher.log_path.read_text()
+    sql = "SELECT id FROM notifications WHERE alert_id=? AND tier=0 AND round=0"
+    ids = read_db(cluster.db, sql, (alert_id,))
+    return [log.count(f"(réf. {alert_id}/{i}) : refusé") for (i,) in ids] or [0]
 
 
 def alarms(cluster: Cluster) -> list[str]:
