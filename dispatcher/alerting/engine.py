@@ -15,20 +15,21 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
 from dispatcher.alerting import alert_logs
 from dispatcher.alerting import escalation as esc
 from dispatcher.alerting import notification_logs as nlog
+from dispatcher.alerting.alert_context import context_for
 from dispatcher.alerting.cancels import REFUSALS, PinCheck, PinGuard, Verdict
 from dispatcher.alerting.delivery import Delivery
 from dispatcher.alerting.escalation_plan import DEFAULT_RENOTIFY_S
 from dispatcher.alerting.responder_links import ResponderLinks
 from dispatcher.alerting.smsreplies import SmsReplies
+from dispatcher.alerting.transitions import transition_for
 from dispatcher.directory.fallback import route
-from dispatcher.directory.location import LocationPolicy, active_visit, known_places, resolve_location
+from dispatcher.directory.location import LocationPolicy
 from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.domain import (
     AlertContext,
@@ -36,9 +37,7 @@ from dispatcher.domain import (
     AlertState,
     Channel,
     Convention,
-    DeviceKind,
     DownlinkKind,
-    Site,
 )
 from dispatcher.events import EventBus
 from dispatcher.live_alerts import after_transition, started_record
@@ -48,22 +47,15 @@ from dispatcher.store.base import (
     NewAlert,
     NotFound,
     NotificationRecord,
-    NotificationSpec,
     Store,
-    TimerSpec,
     Transition,
 )
-from protocol.messages import Location
 
 log = logging.getLogger(__name__)
 
 OPEN_STATES = (AlertState.NOTIFYING.value, AlertState.DURESS.value, AlertState.ACKNOWLEDGED.value)
 # Not closed yet: what the vigie_alerts_active gauge counts.
 GAUGED_STATES = (AlertState.RECEIVED.value, *OPEN_STATES)
-_PIN_HASHES: dict[str, Any] = {
-    "practitioner": {"cancel_pin_hash", "duress_pin_hash"},
-    "site": {"cancel_pin_hash", "duress_pin_hash"},  # a site's staff PINs (desk buttons)
-}
 FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
 ALARM_PROVIDER_DOWN = "fournisseur SMS/voix injoignable"
 OUTAGE_ALARM_COOLDOWN_S = 600.0
@@ -87,10 +79,6 @@ class PlannedAlert:
     commands: list[esc.Command]
     kind: str | None = None  # stored kind when planning changed it (a test becomes a drill)
     alert: NewAlert | None = None  # what was planned; its record is known once committed
-
-
-def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
 
 
 class Engine:
@@ -137,7 +125,7 @@ class Engine:
 
     def plan(self, alert: NewAlert) -> PlannedAlert:
         """Where she is, who is competent, whom to notify first — from memory only."""
-        return self.plan_with(alert, self._context_for(alert))
+        return self.plan_with(alert, context_for(alert, self._cache, self._policy))
 
     def plan_with(self, alert: NewAlert, ctx: AlertContext) -> PlannedAlert:
         """Route and start an alert whose context is already known (device alerts, visit timers)."""
@@ -188,54 +176,10 @@ class Engine:
         )
         if drill is not None:
             events.append(drill)
-        transition = self._transition(0, state, commands, events, context=ctx)
+        transition = transition_for(0, state, commands, events, context=ctx, links=self.links)
         self._contexts[alert.id] = ctx
         kind = ctx.kind.value if ctx.kind.value != alert.kind else None
         return PlannedAlert(alert.id, alert.device_id, transition, commands, kind, alert)
-
-    def _context_for(self, alert: NewAlert) -> AlertContext:
-        snap = self._cache.current
-        device = snap.devices[alert.device_id]
-        practitioner = snap.practitioners.get(device.practitioner_id or "")
-        site = snap.sites.get(device.site_id or "")
-        visits = [v for v in snap.visits if practitioner and v.practitioner_id == practitioner.id]
-        # A desk button is where it is screwed, whatever visit its owner declared.
-        carried = practitioner is not None and device.kind is not DeviceKind.BUTTON
-        visit = (
-            active_visit(visits, practitioner.id, alert.received_at, overrun_s=self._policy.visit_overrun_s)
-            if (carried and practitioner)
-            else None
-        )
-        fix = Location.model_validate(alert.fix) if alert.fix else None
-        last_known = self._cache.last_fixes.get(alert.device_id)
-        location = resolve_location(
-            fix=fix,
-            now=alert.received_at,
-            visit=visit,
-            site=site,
-            last_known=last_known,
-            known_places=known_places(sites=self._sites_near(site, fix or last_known), visits=visits),
-            policy=self._policy,
-            commune_at=self._cache.communes.insee_at,
-        )
-        if fix is not None:
-            self._cache.last_fixes[alert.device_id] = fix
-        if site is not None and (site.cancel_pin_hash or site.duress_pin_hash):  # shown to operators
-            site = site.model_copy(update={"cancel_pin_hash": None, "duress_pin_hash": None})
-        return AlertContext(
-            alert_id=alert.id,
-            kind=AlertKind(alert.kind),
-            received_at=alert.received_at,
-            practitioner=practitioner,
-            site=site,
-            device=device,
-            location=location,
-        )
-
-    def _sites_near(self, own: Site | None, fix: Location | None) -> list[Site]:
-        """Her site, and any site close to the fix: a fix is described from the nearest known address."""
-        near = self._cache.current.site_index.near(fix.lat, fix.lon) if fix is not None else []
-        return [own, *near] if own is not None else near
 
     def links_committed(self, planned: Sequence[PlannedAlert]) -> None:
         """These new alerts are durable: their SMS may carry the links minted with them.
@@ -280,7 +224,8 @@ class Engine:
                 if new is state and not commands:
                     return False
                 name = type(event).__name__
-                t = self._transition(record.version, new, commands, [(name, detail or _describe(event))])
+                events = [(name, detail or _describe(event))]
+                t = transition_for(record.version, new, commands, events, links=self.links)
                 try:
                     await self._store.apply_transition(t)
                 except Conflict:
@@ -330,57 +275,6 @@ class Engine:
         practitioner_id = (stored.get("practitioner") or {}).get("id", "")
         site_id = (stored.get("site") or {}).get("id", "")
         return PinCheck.for_device(device, snap.practitioners.get(practitioner_id), snap.sites.get(site_id))
-
-    # -- persistence of decisions -----------------------------------------------------
-
-    def _transition(
-        self,
-        version: int,
-        state: esc.EscalationState,
-        commands: Sequence[esc.Command],
-        events: list[tuple[str, dict[str, Any]]],
-        context: AlertContext | None = None,
-    ) -> Transition:
-        now = time.time()
-        notifications = tuple(
-            NotificationSpec(
-                contact_id=c.recipient.contact_id,
-                contact_name=c.recipient.name,
-                phone=c.recipient.phone,
-                channel=c.channel.value,
-                purpose=c.purpose,
-                tier=c.tier,
-                round=c.round,
-                duress=c.duress,
-                actor=c.actor,
-            )
-            for c in commands
-            if isinstance(c, esc.Notify)
-        )
-        timers = tuple(
-            TimerSpec(kind=c.kind, due_at=now + c.delay_s, payload={"tier": c.tier, "round": c.round})
-            for c in commands
-            if isinstance(c, esc.StartTimer)
-        )
-        alarms = [
-            ("operator_alarm", {"reason": c.reason})
-            for c in commands
-            if isinstance(c, esc.RaiseOperatorAlarm)
-        ]
-        return Transition(
-            alert_id=state.alert_id,
-            expected_version=version,
-            state=state.state.value,
-            escalation=state.to_json(),
-            notifications=notifications,
-            timers=timers,
-            cancel_timers=any(isinstance(c, esc.CancelTimers) for c in commands),
-            events=tuple(events + alarms),
-            # The PIN hashes stay in the directory: a copy in every alert would outlive a PIN change
-            # and hand an offline-crackable hash to whoever reads an alert row or a backup.
-            context=context.model_dump(mode="json", exclude=_PIN_HASHES) if context else None,
-            links=self.links.plan(state.alert_id, commands) if self.links is not None else (),
-        )
 
     async def _execute(
         self,
