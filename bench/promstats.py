@@ -88,3 +88,10 @@ def merged(parts: list[Histogram]) -> Histogram:
         for bound, count in h.buckets:
             cumulative[bound] = cumulative.get(bound, 0.0) + count
     return Histogram(sorted(cumulative.items()), sum(h.count for h in parts), sum(h.total for h in parts))
+
+
+def since(before: Histogram, after: Histogram) -> Histogram:
+    """What ``after`` counted since ``before`` (an empty ``before``: everything)."""
+    earlier = dict(before.buckets)
+    buckets = [(bound, count - earlier.get(bound, 0.0)) for bound, count in after.buckets]
+    return Histogram(buckets, after.count - before.count, after.total - before.total)

@@ -403,7 +403,8 @@ def heartbeat_scenario(
             before, t0 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
             broker_before = ProcessStats.of(broker_pid)
             sent_before = load.sent
-            ingested_before = _heartbeats_ingested(cluster.metrics()) if sizes.heartbeat_warmup_s else 0
+            metrics_before = cluster.metrics() if sizes.heartbeat_warmup_s else ""
+            ingested_before = _heartbeats_ingested(metrics_before)
             detection = _silence_canaries(cluster, load, canaries[: sizes.canaries]) if canaries else None
             remaining = sizes.heartbeat_measure_s - (time.monotonic() - t0)
             if remaining > 0:
@@ -442,12 +443,31 @@ def heartbeat_scenario(
         "offline_detection": detection,
         "false_offline_flags": false_offline,
         "devices_offline_gauge": promstats.value(metrics, "vigie_devices_offline"),
+        "health_pass_s": _health_pass(metrics_before, metrics),
         "counters": _dispatcher_counters(metrics),
         "notes": (
             f"{count} devices every {sizes.heartbeat_period_s:g} s over a gateway account;"
             f" {sizes.canaries} canaries registered with heartbeat_interval_s=5 go silent"
         ),
     }
+
+
+def _health_pass(before: str, after: str) -> dict[str, dict[str, float | None]]:
+    """The leader's health passes within the window, per stage: count, mean, p50, max (s)."""
+    stages: dict[str, dict[str, float | None]] = {}
+    for stage in ("flush", "pull", "check", "pass"):
+        h = promstats.since(
+            promstats.histogram(before, "vigie_health_pass_seconds", stage=stage),
+            promstats.histogram(after, "vigie_health_pass_seconds", stage=stage),
+        )
+        q50 = h.quantile(0.5)
+        stages[stage] = {
+            "count": h.count,
+            "mean": round(h.total / h.count, 4) if h.count else None,
+            "p50": round(q50, 4) if q50 is not None else None,
+            "max_bucket": h.max_bound(),
+        }
+    return stages
 
 
 def _heartbeats_ingested(metrics: str) -> float:

@@ -92,6 +92,14 @@ class Metrics:
             registry=r,
         )
 
+        self.health_pass_seconds = Histogram(
+            "vigie_health_pass_seconds",
+            "Device health passes: merging this instance's observations, reading the others' (leader),"
+            " deciding the flags (leader), and the whole pass",
+            ["stage"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
         self.http_refused = Counter(
             "vigie_http_refused_total",
             "HTTP requests refused before reaching the API (body too large, bad JSON, cross-site...)",

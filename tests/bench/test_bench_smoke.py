@@ -94,6 +94,8 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
     national = scenarios["heartbeat-100k"]
     assert national["heartbeats_ingested"] > 0 and national["false_offline_flags"] == 0
     assert national["cpu_pct_per_100_hb_s"] is not None and "cpu_pct_of_core" in national["broker"]
+    passes = national["health_pass_s"]["pass"]  # the leader's passes, timed by the dispatcher
+    assert passes["count"] >= 1 and passes["mean"] is not None and passes["mean"] >= 0
     assert {"naive_vs_dispatcher", "naive_vs_dispatcher_10", "slow_vs_fast_p99_ratio_10"} <= set(
         report["comparisons"]
     )
