@@ -36,7 +36,7 @@ from dispatcher.fleet.devicehealth import (
     merge,
 )
 from dispatcher.metrics import Metrics
-from dispatcher.store.base import Store
+from dispatcher.store.base import FlagChange, Store
 from protocol.codec import RejectReason
 from protocol.fastbeat import WireHeartbeat
 from protocol.messages import Heartbeat
@@ -197,8 +197,7 @@ class HealthMonitor:
         """Raise and clear flags as of ``now`` (the leader's part): operator events, console, metrics."""
         self._monitor()
         changes = self._watch.due(self.devices, now=now, watching_since=self._watching_since)
-        for change in changes:
-            await self._record(change)
+        await self._record(changes)
         flagged = [self.devices[d].flags for d in self._watch.flagged]  # a few among 100,000
         self._metrics.devices_offline.set(sum(OFFLINE in f for f in flagged))
         self._metrics.devices_low_battery.set(sum(LOW_BATTERY in f for f in flagged))
@@ -218,12 +217,32 @@ class HealthMonitor:
             self._watch.watch(monitored)
             self._monitored_of = snapshot
 
-    async def _record(self, change: HealthChange) -> None:
-        kind = change.flag if change.raised else f"{change.flag}_cleared"
-        (log.warning if change.raised else log.info)("santé des balises : %s", change.message)
-        flags = json.dumps(sorted(self.devices[change.device_id].flags))
-        await self._store.record_health_change(change.device_id, flags, kind, change.message)
-        self._bus.publish("device_health", device_id=change.device_id, flag=change.flag, raised=change.raised)
+    async def _record(self, changes: list[HealthChange]) -> None:
+        """The pass's flag changes, with their operator events, in one transaction; then announced."""
+        if not changes:
+            return
+        rows = []
+        for change in changes:
+            kind = change.flag if change.raised else f"{change.flag}_cleared"
+            (log.warning if change.raised else log.info)("santé des balises : %s", change.message)
+            flags = json.dumps(sorted(self.devices[change.device_id].flags))
+            rows.append(FlagChange(change.device_id, flags, kind, change.message))
+        try:
+            await self._store.record_health_changes(rows)
+        except Exception:
+            self._undo(changes)  # decided again at the next pass: no operator left untold
+            raise
+        for change in changes:
+            self._bus.publish(
+                "device_health", device_id=change.device_id, flag=change.flag, raised=change.raised
+            )
+
+    def _undo(self, changes: list[HealthChange]) -> None:
+        """Flag changes that could not be stored: back as they were, their devices evaluated again."""
+        for change in changes:
+            flags = self.devices[change.device_id].flags
+            (flags.discard if change.raised else flags.add)(change.flag)
+            self._watch.touch(change.device_id)
 
     async def flush(self) -> None:
         """Merge this instance's new observations into the store, in one transaction."""

@@ -200,6 +200,16 @@ class Conflict(StoreError):
 
 
 @dataclass(frozen=True, slots=True)
+class FlagChange:
+    """A device's flags as the health leader just decided them, with the operator event saying why."""
+
+    device_id: str
+    flags: str  # JSON list, e.g. '["offline"]'
+    kind: str  # the operator event's kind: "offline", "offline_cleared", "low_battery"...
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class AlertRecord:
     """An alert as stored, with its escalation state and context documents."""
 
@@ -423,8 +433,13 @@ class AlertStore(Protocol):
         """When each of ``device_ids`` was last heard (timezone-aware), read for these devices only;
         a device never heard (or unknown) is absent."""
 
-    async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
-        """Set a device's flags (JSON list) and add the operator event, in one transaction."""
+    async def record_health_changes(self, changes: Sequence[FlagChange]) -> list[int]:
+        """Set each device's flags and add its operator event, all in one transaction; the events' ids.
+
+        One transaction for a whole pass: when a mobile network fails, thousands
+        of devices go silent at once, and one commit each would hold the pass
+        (and the next merges) for as many disk syncs.
+        """
 
     async def hold_lease(self, name: str, owner: str, *, now: float, lease_s: float) -> bool:
         """Take or renew the lease ``name`` until ``now + lease_s``; False while another owner holds it."""

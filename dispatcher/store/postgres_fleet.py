@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from dispatcher.store.base import FlagChange
 from dispatcher.store.pgutil import Conn, PostgresMixin, _iso, utcnow
 
 
@@ -126,23 +127,28 @@ class PostgresFleet(PostgresMixin):
         )
         return {str(r["device_id"]): r["last_seen_at"].astimezone(UTC) for r in rows}
 
-    async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
-        async def work(c: Conn) -> int:
-            await c.execute(
+    async def record_health_changes(self, changes: Sequence[FlagChange]) -> list[int]:
+        if not changes:
+            return []
+
+        async def work(c: Conn) -> list[int]:
+            await c.executemany(
                 "INSERT INTO device_health(device_id, flags) VALUES ($1, $2)"
                 " ON CONFLICT (device_id) DO UPDATE SET flags=excluded.flags",
-                device_id,
-                flags,
+                [(ch.device_id, ch.flags) for ch in changes],
             )
-            event_id: int = await c.fetchval(
-                "INSERT INTO operator_events(at, kind, device_id, message) VALUES ($1, $2, $3, $4)"
-                " RETURNING id",
+            rows = await c.fetch(
+                "INSERT INTO operator_events(at, kind, device_id, message)"
+                " SELECT $1, e.kind, e.device_id, e.message"
+                " FROM unnest($2::text[], $3::text[], $4::text[])"
+                " WITH ORDINALITY AS e(kind, device_id, message, n)"
+                " ORDER BY e.n RETURNING id",
                 utcnow(),
-                kind,
-                device_id,
-                message,
+                [ch.kind for ch in changes],
+                [ch.device_id for ch in changes],
+                [ch.message for ch in changes],
             )
-            return event_id
+            return sorted(int(r["id"]) for r in rows)  # ids follow the ORDER BY: in the order given
 
         return await self._tx(work)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiosqlite
 
+from dispatcher.store.base import FlagChange
 from dispatcher.store.sqliteutil import SqliteMixin, _iso, utcnow
 
 
@@ -111,18 +112,24 @@ class SqliteFleet(SqliteMixin):
         # Stored as ISO text; astimezone reads a naive one as local time, like the rest of this store.
         return {str(r[0]): datetime.fromisoformat(r[1]).astimezone(UTC) for r in rows}
 
-    async def record_health_change(self, device_id: str, flags: str, kind: str, message: str) -> int:
+    async def record_health_changes(self, changes: Sequence[FlagChange]) -> list[int]:
+        if not changes:
+            return []
+        at = _iso(utcnow())
         async with self._tx() as tx:
-            await tx.execute(
+            await tx.executemany(
                 "INSERT INTO device_health(device_id, flags) VALUES (?, ?)"
                 " ON CONFLICT(device_id) DO UPDATE SET flags=excluded.flags",
-                (device_id, flags),
+                [(c.device_id, c.flags) for c in changes],
             )
-            cur = await tx.execute(
-                "INSERT INTO operator_events(at, kind, device_id, message) VALUES (?, ?, ?, ?)",
-                (_iso(utcnow()), kind, device_id, message),
-            )
-            return int(cur.lastrowid or 0)
+            ids = []
+            for c in changes:
+                cur = await tx.execute(
+                    "INSERT INTO operator_events(at, kind, device_id, message) VALUES (?, ?, ?, ?)",
+                    (at, c.kind, c.device_id, c.message),
+                )
+                ids.append(int(cur.lastrowid or 0))
+            return ids
 
     async def hold_lease(self, name: str, owner: str, *, now: float, lease_s: float) -> bool:
         async with self._tx() as tx:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -66,6 +67,32 @@ async def test_a_device_silent_for_two_intervals_is_flagged_offline(system: Syst
     ]
     rows = {r["device_id"]: r for r in await system.store.device_health()}
     assert "offline" in rows["bracelet-quiet"]["flags"]
+
+
+async def test_a_flag_the_store_could_not_record_is_raised_again_at_the_next_pass(
+    system: System, tmp_path: Path
+) -> None:
+    """The store refuses the pass's write (a disk full, say): the pass fails, and the next one
+    raises the flag again, with its operator event, instead of holding it in memory untold."""
+    sim = await device_with_interval(system, "bracelet-untold", 10)
+    await heartbeat(system, sim, battery=80)
+    now = time.time()
+    db = sqlite3.connect(tmp_path / "vigie.db", timeout=30)
+    db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON operator_events BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    db.commit()
+    with pytest.raises(Exception, match="disk full"):
+        await system.dispatcher.health.tick(now + 23)
+    assert "offline" not in system.dispatcher.health.devices[sim.device_id].flags
+    db.execute("DROP TRIGGER refuse")
+    db.commit()
+    db.close()
+    changes = await system.dispatcher.health.tick(now + 24)
+    assert [(c.flag, c.raised) for c in changes if c.device_id == sim.device_id] == [("offline", True)]
+    assert await kinds_of_events(system, "bracelet-untold") == ["offline"]
+    rows = {r["device_id"]: r for r in await system.store.device_health()}
+    assert "offline" in rows["bracelet-untold"]["flags"]
 
 
 async def test_last_will_offline_is_flagged_without_waiting_for_silence(system: System) -> None:

@@ -43,6 +43,7 @@ from dispatcher.store.base import (
     AlreadyExists,
     CommuneRecord,
     Conflict,
+    FlagChange,
     Lease,
     NewAlert,
     NewUser,
@@ -836,7 +837,7 @@ def _observation(device_id: str, seen: float | None, status_at: float | None, **
     }
 
 
-@covers("merge_device_health", "device_health", "record_health_change")
+@covers("merge_device_health", "device_health", "record_health_changes")
 async def test_health_observations_merge_whatever_the_order(store: Any) -> None:
     """Two instances' snapshots, written out of order, end in the newest of each."""
     await seed(store, "btn-1", "btn-2")
@@ -860,7 +861,9 @@ async def test_health_observations_merge_whatever_the_order(store: Any) -> None:
     assert rows["btn-1"]["flags"] == "[]"
 
     # Flags are the leader's: merging observations leaves them alone.
-    event_id = await store.record_health_change("btn-2", '["offline"]', "offline", "balise btn-2 hors ligne")
+    [event_id] = await store.record_health_changes(
+        [FlagChange("btn-2", '["offline"]', "offline", "balise btn-2 hors ligne")]
+    )
     await store.merge_device_health([_observation("btn-2", t + 30, t + 30)])
     rows = {r["device_id"]: r for r in await store.device_health()}
     assert rows["btn-2"]["flags"] == '["offline"]'
@@ -872,6 +875,27 @@ async def test_health_observations_merge_whatever_the_order(store: Any) -> None:
     await store.merge_device_health([_observation("btn-1", t + 40, t + 40)])
     assert [r["device_id"] for r in await store.device_health(after_rev=last_rev)] == ["btn-1"]
     assert await store.device_health(after_rev=last_rev + 1) == []
+
+
+@covers("record_health_changes", "operator_events")
+async def test_a_pass_flag_changes_are_recorded_together_with_their_events_in_order(store: Any) -> None:
+    """A network outage silences many devices at once: one write records them all, each with its event."""
+    await seed(store, "btn-1", "btn-2")
+    t = 1_700_000_000.25
+    await store.merge_device_health([_observation("btn-1", t, t), _observation("btn-2", t, t)])
+    assert await store.record_health_changes([]) == []
+    ids = await store.record_health_changes(
+        [
+            FlagChange("btn-1", '["offline"]', "offline", "balise btn-1 hors ligne"),
+            FlagChange("btn-2", '["low_battery"]', "low_battery", "batterie faible (9 %) sur btn-2"),
+            FlagChange("btn-2", '["low_battery", "offline"]', "offline", "balise btn-2 hors ligne"),
+        ]
+    )
+    events = {e["id"]: (e["device_id"], e["kind"]) for e in await store.operator_events()}
+    assert [events[i] for i in ids] == [("btn-1", "offline"), ("btn-2", "low_battery"), ("btn-2", "offline")]
+    assert ids == sorted(ids)
+    flags = {r["device_id"]: r["flags"] for r in await store.device_health()}
+    assert flags == {"btn-1": '["offline"]', "btn-2": '["low_battery", "offline"]'}  # the last one given
 
 
 @covers("merge_device_health")
