@@ -143,10 +143,16 @@ class ProviderGate:
 
     def hold(self, n: NotificationRecord) -> None:
         """``n`` is held back by the outage: it joins the line that leaves in priority order."""
-        if n.id not in self._held:
-            key = priority(n)
-            self._held[n.id] = key
-            heapq.heappush(self._line, (key, n.id))
+        if n.id in self._held:
+            return
+        key = priority(n)
+        self._held[n.id] = key
+        heapq.heappush(self._line, (key, n.id))
+        if len(self._line) > 2 * len(self._held) + 64:
+            # Entries of requests that left (each retry of a long outage adds one): rebuilt
+            # from the requests still held, so the line stays the size of the backlog.
+            self._line = [(k, i) for i, k in self._held.items()]
+            heapq.heapify(self._line)
 
     async def departure(self, n: NotificationRecord, *, timeout_s: float = ORDER_WAIT_S) -> None:
         """Return when ``n`` may leave for the provider: after every more urgent request held.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from dispatcher.alerting.outage import ProviderGate, backoff_s
+from dispatcher.alerting.outage import ProviderGate, backoff_s, priority
 from dispatcher.store.base import NotificationRecord
 
 # A safety net against a hang, not a timing goal: a released request resumes within a few
@@ -100,6 +100,31 @@ async def test_nothing_waits_at_departure_while_down_and_a_request_done_lets_the
     assert not second.done()
     gate.leave(row(1))  # no longer wanted (the alert was acknowledged): it never leaves
     await asyncio.wait_for(second, HANG_S)
+
+
+async def test_a_long_outage_with_many_retries_keeps_the_line_the_size_of_its_backlog() -> None:
+    gate = ProviderGate()
+    assert gate.unreachable(time.monotonic())
+    backlog = [row(i, tier=i % 3) for i in range(1, 11)]
+    for _ in range(1_000):  # every request probing again and again for an hour
+        for n in backlog:
+            gate.hold(n)
+            await gate.departure(n)  # while down: a probe leaves at once
+    for n in backlog:
+        gate.hold(n)
+    assert len(gate._line) <= 2 * len(backlog) + 64
+    gate.reached()
+    left: list[int] = []
+
+    async def leave_for_provider(n: NotificationRecord) -> None:
+        await gate.departure(n, timeout_s=HANG_S)
+        left.append(n.id)
+
+    # Ready in the worst order, the most urgent last: they still leave in priority order.
+    tasks = [asyncio.create_task(leave_for_provider(n)) for n in reversed(backlog)]
+    await asyncio.wait_for(asyncio.gather(*tasks), HANG_S)
+    assert left == [n.id for n in sorted(backlog, key=priority)]
+    await asyncio.wait_for(gate.departure(row(99, tier=5), timeout_s=HANG_S), HANG_S)  # nobody left held
 
 
 async def test_a_request_sent_before_the_provider_came_back_does_not_start_another_outage() -> None:
