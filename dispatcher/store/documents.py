@@ -10,13 +10,27 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from dispatcher.domain import Convention, Device, DeviceState, Practitioner, Site
+from dispatcher.store.base import DeviceCredentials
+from dispatcher.store.rows import parse_rows
 
 M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_docs(model: type[M], rows: Sequence[Any]) -> list[M]:
+    """Rows with a ``doc`` column (JSON text) validated as ``model``."""
+    return await parse_rows(lambda r: model.model_validate_json(r["doc"]), rows)
+
+
+async def parse_credentials(rows: Sequence[Any]) -> list[DeviceCredentials]:
+    """Rows of ``devices`` (id, hmac_key, state) as the ingest's credentials."""
+    return await parse_rows(
+        lambda r: DeviceCredentials(r["id"], bytes(r["hmac_key"]), DeviceState(r["state"])), rows
+    )
 
 
 class DocumentDirectory(ABC):

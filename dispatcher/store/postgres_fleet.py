@@ -15,6 +15,7 @@ import asyncpg
 
 from dispatcher.store.base import FlagChange
 from dispatcher.store.pgutil import Conn, PostgresMixin, _iso, utcnow
+from dispatcher.store.rows import parse_rows
 
 
 def _instant(text: str | None) -> datetime | None:
@@ -117,7 +118,7 @@ class PostgresFleet(PostgresMixin):
             after_rev,
             not_by,
         )
-        return [_health_row(r) for r in rows]
+        return await parse_rows(_health_row, rows)
 
     async def device_last_seen(self, device_ids: Sequence[str]) -> dict[str, datetime]:
         rows = await self._fetch(

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from dispatcher.domain import Device, DeviceState, HomeVisit
+from dispatcher.domain import Device, HomeVisit
 from dispatcher.store.base import AlreadyExists, CommuneRecord, DeviceCredentials, NotFound
-from dispatcher.store.documents import DocumentDirectory
+from dispatcher.store.documents import DocumentDirectory, parse_credentials, parse_docs
 from dispatcher.store.sqliteutil import SqliteMixin, _iso, utcnow
 from protocol.replay import SequenceWindow, merge_windows
 
@@ -41,10 +41,7 @@ class SqliteDirectory(SqliteMixin, DocumentDirectory):
         return model.model_validate_json(row["doc"])
 
     async def _list_docs(self, table: str, model: type[M]) -> list[M]:
-        return [
-            model.model_validate_json(r["doc"])
-            for r in await self._all(f"SELECT doc FROM {table} ORDER BY id")
-        ]
+        return await parse_docs(model, await self._all(f"SELECT doc FROM {table} ORDER BY id"))
 
     async def add_device(self, device: Device, hmac_key: bytes) -> None:
         await self._check_device_bindings(device)
@@ -67,8 +64,7 @@ class SqliteDirectory(SqliteMixin, DocumentDirectory):
                 raise NotFound(f"device {device.id!r} does not exist")
 
     async def device_credentials(self) -> Sequence[DeviceCredentials]:
-        rows = await self._all("SELECT id, hmac_key, state FROM devices")
-        return [DeviceCredentials(r["id"], bytes(r["hmac_key"]), DeviceState(r["state"])) for r in rows]
+        return await parse_credentials(await self._all("SELECT id, hmac_key, state FROM devices"))
 
     async def directory_version(self) -> int:
         row = await self._one("SELECT version FROM directory_version WHERE id=1")

@@ -16,6 +16,7 @@ from typing import Any
 import aiosqlite
 
 from dispatcher.store.base import FlagChange
+from dispatcher.store.rows import parse_rows
 from dispatcher.store.sqliteutil import SqliteMixin, _iso, utcnow
 
 
@@ -100,8 +101,7 @@ class SqliteFleet(SqliteMixin):
             params = (after_rev, not_by)
         # Sorted here: ORDER BY device_id in SQL makes SQLite walk all 100,000 rows in key order
         # instead of the few past ``after_rev`` in the rev index.
-        rows = [dict(r) for r in await self._all(sql, params)]
-        return sorted(rows, key=lambda r: str(r["device_id"]))
+        return await parse_rows(dict, await self._all(sql, params), key=lambda r: str(r["device_id"]))
 
     async def device_last_seen(self, device_ids: Sequence[str]) -> dict[str, datetime]:
         rows = await self._all(
