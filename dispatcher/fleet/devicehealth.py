@@ -34,7 +34,9 @@ Invariants (tested as properties in tests/dispatcher/test_devicehealth.py):
   event per episode, whatever the number of passes;
 * :meth:`Watch.due` returns what :func:`evaluate` over every device would
   return at the same time (a device whose silence deadline has not come and
-  that nobody heard of since its last evaluation cannot have changed).
+  that nobody heard of since its last evaluation cannot have changed), also
+  after the directory changed the monitored devices, and summed over the
+  slices of a full evaluation taken with ``limit``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["DeviceHealth", "HealthChange", "Monitored", "Watch", "evaluate", "merge"]
 
@@ -116,9 +119,9 @@ def merge(mine: DeviceHealth, theirs: DeviceHealth) -> None:
         mine.status, mine.status_at = theirs.status, theirs.status_at
 
 
-@dataclass(frozen=True)
-class Monitored:
-    """A device the directory expects to hear from."""
+class Monitored(NamedTuple):
+    """A device the directory expects to hear from (a tuple: a directory of 100,000 is compared
+    with the previous one at each edit)."""
 
     device_id: str
     label: str
@@ -197,13 +200,16 @@ def _flip(h: DeviceHealth, flag: str, active: bool, message: str) -> HealthChang
 class Watch:
     """The leader's schedule: which devices a pass must evaluate.
 
-    A pass over every device costs ~0.6 µs per device (60 ms a second for
-    100,000), almost all of it on devices that cannot have changed. A device's
+    Evaluating and rescheduling a device costs a few µs (a third of a second
+    for 100,000), almost all of it on devices that cannot have changed. A device's
     flags can change only when something is heard of it (the shell calls
     :meth:`touch`) or when its silence deadline passes; each monitored device
     that is not offline has one entry in a heap ordered by that deadline (taken
     when it was last evaluated: a deadline only moves later, so an entry that
-    comes due early merely costs one evaluation and is pushed back).
+    comes due early merely costs one evaluation and is pushed back). A
+    directory edit makes only the devices it changed due; a full evaluation (a
+    new leader) can be taken in slices, so that it never holds the event loop
+    for long.
     """
 
     def __init__(self, *, missed_intervals: float, low_battery_pct: int) -> None:
@@ -214,32 +220,68 @@ class Watch:
         self._scheduled: set[str] = set()  # devices with an entry in the heap
         self._touched: set[str] = set()
         self._everything = True
+        self._backlog: list[str] = []  # of a full evaluation, the devices not evaluated yet
         self.flagged: set[str] = set()  # devices with a flag, for the gauges
 
-    def watch(self, devices: Iterable[Monitored]) -> None:
-        """Monitor these devices (a new directory, or a new leader): the next pass evaluates them all."""
-        self._devices = {d.device_id: d for d in devices}
+    def watch(self, devices: Iterable[Monitored]) -> list[str]:
+        """Monitor these devices (the directory's active ones); returns those not monitored before.
+
+        A new device, or one whose label or interval changed, is evaluated at
+        the next pass; the others keep their schedule, so that a directory
+        edit costs a pass the devices it changed, not the whole fleet.
+        """
+        old, self._devices = self._devices, {d.device_id: d for d in devices}
+        added = [d for d in self._devices if d not in old]
+        if not self._everything:
+            for device_id, device in self._devices.items():
+                if old.get(device_id) != device:
+                    # Its deadline may now be earlier than its entry's: a new entry is pushed.
+                    self._scheduled.discard(device_id)
+                    self._touched.add(device_id)
+        self.flagged = {d for d in self.flagged if d in self._devices}
+        return added
+
+    def evaluate_all(self) -> None:
+        """Evaluate every monitored device afresh (a new leader, whose flags came from the store)."""
         self._everything = True
+
+    @property
+    def backlog(self) -> int:
+        """Devices of a full evaluation still to evaluate (see ``limit`` in :meth:`due`)."""
+        return len(self._backlog)
 
     def touch(self, device_id: str) -> None:
         """Something was heard of ``device_id`` (or merged from another instance)."""
         self._touched.add(device_id)
 
     def due(
-        self, health: Mapping[str, DeviceHealth], *, now: float, watching_since: float
+        self,
+        health: Mapping[str, DeviceHealth],
+        *,
+        now: float,
+        watching_since: float,
+        limit: int | None = None,
     ) -> list[HealthChange]:
-        """The flag changes at ``now``, as :func:`evaluate` over every monitored device would give them."""
+        """The flag changes at ``now``, as :func:`evaluate` over every monitored device would give them.
+
+        With ``limit``, a full evaluation (the first pass, or after
+        :meth:`evaluate_all`) takes at most ``limit`` devices of it per call,
+        besides those touched or due: the caller calls again, as of the same
+        ``now``, until :attr:`backlog` is 0, and may let other work run between
+        calls. The changes of all those calls are what one call without a limit
+        would return.
+        """
         if self._everything:
-            ids: Iterable[str] = list(self._devices)
+            self._backlog = list(self._devices)
             self._heap, self._scheduled, self._everything = [], set(), False
-            self.flagged = {d for d in self.flagged if d in self._devices}
-        else:
-            ids = self._touched
-            while self._heap and self._heap[0][0] < now:
-                _, device_id = heapq.heappop(self._heap)
-                self._scheduled.discard(device_id)
-                self._touched.add(device_id)
-        self._touched = set()
+        while self._heap and self._heap[0][0] < now:
+            _, device_id = heapq.heappop(self._heap)
+            self._scheduled.discard(device_id)
+            self._touched.add(device_id)
+        ids, self._touched = self._touched, set()
+        keep = 0 if limit is None else max(0, len(self._backlog) - limit)
+        ids.update(self._backlog[keep:])
+        del self._backlog[keep:]
         monitored = [self._devices[d] for d in ids if d in self._devices]
         changes = evaluate(
             monitored,

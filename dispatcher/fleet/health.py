@@ -24,7 +24,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 
-from dispatcher.directory.snapshot import DirectoryCache
+from dispatcher.directory.snapshot import DirectoryCache, DirectorySnapshot
 from dispatcher.events import EventBus
 from dispatcher.fleet.devicehealth import (
     LOW_BATTERY,
@@ -55,6 +55,10 @@ LEASE_S = 5.0
 # Rows merged by a transaction that committed after a newer one are re-read for
 # this long: merging is idempotent, so reading a row twice costs nothing.
 REREAD_S = 3.0
+# A new leader reads and evaluates the whole fleet (100,000 devices: about two
+# seconds of Python); it does so in slices of this many devices, letting alerts
+# through between slices.
+SLICE = 2_000
 
 
 class HealthMonitor:
@@ -140,8 +144,12 @@ class HealthMonitor:
         self._watching_since = time.time()
         self._revs.clear()
         self._highest_rev = 0
-        self._absorb(await self._store.device_health(), with_flags=True)
-        self._monitored_of = None  # every device is evaluated at the next pass (new watching_since)
+        rows = await self._store.device_health()
+        for start in range(0, len(rows), SLICE):
+            if start:
+                await asyncio.sleep(0)  # let alerts through
+            self._absorb(rows[start : start + SLICE], with_flags=True)
+        self._watch.evaluate_all()  # every device, at the next pass (a new watching_since)
         # From here on, read only the rows merged since (see _pull).
         self._revs.append((time.monotonic() - REREAD_S, self._highest_rev))
 
@@ -195,27 +203,35 @@ class HealthMonitor:
 
     async def check(self, now: float) -> list[HealthChange]:
         """Raise and clear flags as of ``now`` (the leader's part): operator events, console, metrics."""
-        self._monitor()
-        changes = self._watch.due(self.devices, now=now, watching_since=self._watching_since)
+        await self._monitor()
+        changes = self._watch.due(self.devices, now=now, watching_since=self._watching_since, limit=SLICE)
+        while self._watch.backlog:
+            await asyncio.sleep(0)  # a new leader's full evaluation: alerts go through between slices
+            changes += self._watch.due(
+                self.devices, now=now, watching_since=self._watching_since, limit=SLICE
+            )
         await self._record(changes)
         flagged = [self.devices[d].flags for d in self._watch.flagged]  # a few among 100,000
         self._metrics.devices_offline.set(sum(OFFLINE in f for f in flagged))
         self._metrics.devices_low_battery.set(sum(LOW_BATTERY in f for f in flagged))
         return changes
 
-    def _monitor(self) -> None:
-        """Watch the active devices of the directory, once per directory snapshot (not every pass)."""
+    async def _monitor(self) -> None:
+        """Watch the active devices of the directory, once per directory snapshot (not every pass).
+
+        Only the devices the new snapshot added or changed are evaluated at the
+        next pass; a device first monitored gets its health record here, in slices.
+        """
         snapshot = self._cache.current
-        if self._monitored_of is not snapshot:
-            monitored = [
-                Monitored(d.id, d.label, d.heartbeat_interval_s)
-                for d in snapshot.devices.values()
-                if d.state == "active"
-            ]
-            for m in monitored:
-                self._get(m.device_id)
-            self._watch.watch(monitored)
-            self._monitored_of = snapshot
+        if self._monitored_of is snapshot:
+            return
+        self._monitored_of = snapshot
+        added = self._watch.watch(await asyncio.to_thread(_monitored, snapshot))
+        for start in range(0, len(added), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for device_id in added[start : start + SLICE]:
+                self._get(device_id)
 
     async def _record(self, changes: list[HealthChange]) -> None:
         """The pass's flag changes, with their operator events, in one transaction; then announced."""
@@ -316,6 +332,15 @@ class HealthMonitor:
             if with_flags:
                 h.flags = set(json.loads(str(row["flags"])))
             self._watch.touch(device_id)
+
+
+def _monitored(snapshot: DirectorySnapshot) -> list[Monitored]:
+    """The devices of ``snapshot`` to watch: its active ones (built in a thread: 100,000 of them)."""
+    return [
+        Monitored(d.id, d.label, d.heartbeat_interval_s)
+        for d in snapshot.devices.values()
+        if d.state == "active"
+    ]
 
 
 @functools.lru_cache(maxsize=1024)  # a batch of heartbeats shares one receipt time: one format each

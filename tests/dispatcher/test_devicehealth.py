@@ -168,3 +168,84 @@ def test_the_watch_finds_every_change_a_full_scan_finds(steps: list[tuple[float,
 
 def _order(change: HealthChange) -> tuple[str, str]:
     return change.device_id, change.flag
+
+
+# Steps that also edit the directory (an interval changed, a device removed or added back) and
+# hand the lead over (a full evaluation taken in slices of one device).
+edits = st.lists(
+    st.tuples(
+        st.floats(0.0, 40.0),
+        st.integers(0, 3),
+        st.sampled_from(["heartbeat", "offline", "low", "pass", "interval", "remove", "add", "leader"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(steps=edits)
+def test_directory_edits_and_a_sliced_full_evaluation_find_what_a_full_scan_finds(
+    steps: list[tuple[float, int, str]],
+) -> None:
+    """A directory edit makes only the devices it changed due, and a new leader's full evaluation
+    is taken a device at a time; the flags are still exactly those of a full scan at every pass
+    (a device whose interval was shortened is flagged at its new deadline, not its old one)."""
+    intervals = {f"btn-{i}": interval for i, interval in enumerate((5.0, 5.0, 10.0, 3600.0))}
+    present = set(intervals)
+    scanned = {d: DeviceHealth(d) for d in intervals}
+    watched = copy.deepcopy(scanned)
+    watch = Watch(missed_intervals=2.0, low_battery_pct=20)
+
+    def directory() -> list[Monitored]:
+        return [Monitored(d, f"Bouton {d}", intervals[d]) for d in sorted(present)]
+
+    assert sorted(watch.watch(directory())) == sorted(intervals)
+    kwargs = {"watching_since": 0.0, "missed_intervals": 2.0, "low_battery_pct": 20}
+    now = 0.0
+    for seq, (advance, index, kind) in enumerate(steps):
+        now += advance
+        device_id = f"btn-{index}"
+        if kind in ("interval", "remove", "add"):
+            if kind == "interval":
+                intervals[device_id] = 5.0 if intervals[device_id] > 5.0 else 3600.0
+            (present.discard if kind == "remove" else present.add)(device_id)
+            watch.watch(directory())
+        elif kind == "leader":
+            watch.evaluate_all()
+        elif kind != "pass":
+            for health in (scanned, watched):
+                h = health[device_id]
+                if kind == "offline":
+                    h.set_status("offline", now)
+                else:
+                    h.heard(now, seq, battery_pct=10 if kind == "low" else 90)
+            watch.touch(device_id)
+        expected = evaluate(directory(), scanned, now=now, **kwargs)  # type: ignore[arg-type]
+        found = watch.due(watched, now=now, watching_since=0.0, limit=1)
+        while watch.backlog:
+            found += watch.due(watched, now=now, watching_since=0.0, limit=1)
+        assert sorted(found, key=_order) == sorted(expected, key=_order)
+        assert {d: h.flags for d, h in watched.items()} == {d: h.flags for d, h in scanned.items()}
+        assert watch.flagged == {d for d in present if watched[d].flags}
+
+
+def test_a_directory_edit_evaluates_only_the_devices_it_changed() -> None:
+    """At 100,000 devices every edit (a visit starting, a device added) reloads the directory:
+    the next pass must not evaluate the whole fleet again."""
+    devices = [Monitored(f"btn-{i}", "", 30.0) for i in range(1_000)]
+    health = {d.device_id: DeviceHealth(d.device_id) for d in devices}
+    watch = Watch(missed_intervals=2.0, low_battery_pct=20)
+    watch.watch(devices)
+    watch.due(health, now=1.0, watching_since=0.0)  # the first pass evaluates them all
+    added = Monitored("btn-new", "", 30.0)
+    health["btn-new"] = DeviceHealth("btn-new")
+    changed = devices[7]._replace(heartbeat_interval_s=5.0)
+    assert watch.watch([*devices[:7], changed, *devices[8:], added]) == ["btn-new"]
+    # A reading changed behind the watch's back (no touch): only a full scan would see it.
+    health["btn-3"].battery_pct = 5
+    # btn-7 is now silent past its new limit (5 s x 2 + grace, from watching_since), flagged at
+    # once; the new device, at 30 s, is not; and nothing else was evaluated again.
+    flagged = watch.due(health, now=13.0, watching_since=0.0)
+    assert {(c.device_id, c.flag) for c in flagged} == {("btn-7", "offline")}
+    watch.evaluate_all()  # a new leader does scan them all
+    assert {c.device_id for c in watch.due(health, now=13.0, watching_since=0.0)} == {"btn-3"}

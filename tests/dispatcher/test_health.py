@@ -69,6 +69,23 @@ async def test_a_device_silent_for_two_intervals_is_flagged_offline(system: Syst
     assert "offline" in rows["bracelet-quiet"]["flags"]
 
 
+async def test_an_interval_shortened_in_the_directory_counts_from_the_next_pass(system: System) -> None:
+    """A directory edit re-evaluates only the devices it changed; a device whose heartbeat interval
+    an administrator shortened is still flagged at its new limit, not at the old one."""
+    sim = await device_with_interval(system, "bracelet-edited", 3600)
+    await heartbeat(system, sim, battery=80)
+    now = time.time()
+    assert not [c for c in await system.dispatcher.health.tick(now + 1) if c.device_id == sim.device_id]
+    device = await system.store.get_device(sim.device_id)
+    await system.store.update_device(device.model_copy(update={"heartbeat_interval_s": 10}))
+    await system.dispatcher.cache.refresh()
+    assert not [c for c in await system.dispatcher.health.tick(now + 5) if c.device_id == sim.device_id]
+    changes = await system.dispatcher.health.tick(now + 23)  # 2 new intervals and the arrival grace
+    assert [(c.device_id, c.flag, c.raised) for c in changes if c.device_id == sim.device_id] == [
+        ("bracelet-edited", "offline", True)
+    ]
+
+
 async def test_a_flag_the_store_could_not_record_is_raised_again_at_the_next_pass(
     system: System, tmp_path: Path
 ) -> None:
