@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -288,6 +291,69 @@ def postgres_scenario(
         )
     finally:
         server.stop()
+
+
+def directory_edits_scenario(
+    name: str, workdir: Path, sizes: Sizes, *, devices: int, rate: float, edit_every_s: float = 2.0
+) -> dict[str, Any]:
+    """Alerts at ``rate`` while an administrator edits a directory of ``devices`` devices.
+
+    Each edit (a practitioner's document rewritten every ``edit_every_s`` by
+    another process, as the admin CLI writes) moves the directory version, so
+    the dispatcher reloads the whole directory and the health leader takes in
+    the new snapshot: what a national directory costs the alerts arriving
+    meanwhile. The directory's devices heartbeat every hour (none is due
+    during the run); the alerts come from the usual alert devices.
+    """
+    specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices), DeviceSpec("dir", devices, 3600)]
+    with Cluster(workdir / name, specs) as cluster:
+        assert cluster.dispatcher is not None and cluster.broker is not None
+        pubs = Publishers(
+            port=cluster.broker.port, username="vigie-bench-fleet", password=cluster.fleet_password
+        )
+        stop, edits = threading.Event(), [0]
+        editor = threading.Thread(target=_edit_directory, args=(cluster.db, stop, edit_every_s, edits))
+        try:
+            editor.start()
+            stop.wait(edit_every_s * 1.5)  # the first reloads under way before the first alert
+            before, t0 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
+            alerting = device_ids(ALERT_DEVICES, sizes.alert_devices)
+            sent = steady_alerts(pubs, Fleet(cluster.keys), alerting, rate=rate, duration_s=sizes.steady_s)
+            _wait(
+                lambda: {a.alert_id for a in sent} <= set(_first_requests(cluster.sandbox_requests())),
+                sizes.drain_timeout_s,
+                0.5,
+            )
+            after, t1 = ProcessStats.of(cluster.dispatcher.pid), time.monotonic()
+        finally:
+            stop.set()
+            editor.join()
+            pubs.close()
+        requests = cluster.sandbox_requests()
+        persisted = _persisted(cluster.db, sent)
+        metrics = cluster.metrics()
+    result = _summary(name, sent, requests, persisted=persisted, cpu=_cpu(before, after, t1 - t0))
+    result.update(
+        offered_rate_per_s=rate,
+        duration_s=sizes.steady_s,
+        directory_devices=devices,
+        directory_edits=edits[0],
+        stages_ms=_stages([metrics]),
+        counters=_dispatcher_counters(metrics),
+        health_pass_s=_health_pass("", metrics),
+        load_average=list(os.getloadavg()),
+        notes=f"{devices} devices in the directory, edited every {edit_every_s:g} s by another process",
+    )
+    return result
+
+
+def _edit_directory(db: Path, stop: threading.Event, every_s: float, edits: list[int]) -> None:
+    """Rewrite one practitioner's document every ``every_s`` until ``stop`` (counted in ``edits``)."""
+    with closing(sqlite3.connect(db, timeout=30)) as conn:
+        while not stop.wait(every_s):
+            conn.execute("UPDATE practitioners SET doc = doc WHERE id = (SELECT MIN(id) FROM practitioners)")
+            conn.commit()
+            edits[0] += 1
 
 
 def naive_scenario(

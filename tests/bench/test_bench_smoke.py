@@ -24,6 +24,7 @@ ALERT_SCENARIOS = (
     "steady-100-pg-2",
     "naive-10",
     "naive-100",
+    "directory-edits-100k",
 )
 ALERT_FIELDS = {
     "alerts_sent",
@@ -42,7 +43,7 @@ DISPATCHER_ONLY = {"stages_ms", "counters"}
 QUANTILES = {"p50", "p95", "p99", "max", "mean"}
 
 
-@pytest.mark.timeout(240)  # 11 scenarios; ~60 s on an idle 2-core machine
+@pytest.mark.timeout(240)  # 12 scenarios; ~60 s on an idle 2-core machine
 def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) -> None:
     output = tmp_path / "latest.json"
     done = subprocess.run(
@@ -96,6 +97,8 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
     assert national["cpu_pct_per_100_hb_s"] is not None and "cpu_pct_of_core" in national["broker"]
     passes = national["health_pass_s"]["pass"]  # the leader's passes, timed by the dispatcher
     assert passes["count"] >= 1 and passes["mean"] is not None and passes["mean"] >= 0
+    edited = scenarios["directory-edits-100k"]  # alerts while the directory was being reloaded
+    assert edited["directory_edits"] >= 1 and edited["directory_devices"] > 0
     assert {"naive_vs_dispatcher", "naive_vs_dispatcher_10", "slow_vs_fast_p99_ratio_10"} <= set(
         report["comparisons"]
     )
