@@ -45,6 +45,7 @@ from dispatcher.store.postgres_positions import PostgresPositions
 from dispatcher.store.postgres_responders import PostgresResponders
 from dispatcher.store.postgres_schema import MIGRATION_LOCK_KEY, MIGRATIONS, SCHEMA_VERSION_TABLE
 from dispatcher.store.postgres_visits import PostgresVisits
+from dispatcher.store.rows import Reused
 
 T = TypeVar("T")
 
@@ -92,6 +93,7 @@ class PostgresStore(
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, acquire_timeout_s: float = 10.0) -> None:
         self._pool = pool
+        self._parsed = Reused()
         # A pool exhausted for this long means the database is in trouble: StoreUnavailable.
         self._acquire_timeout_s = acquire_timeout_s
 

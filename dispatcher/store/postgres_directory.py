@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from dispatcher.domain import Device, HomeVisit
 from dispatcher.store.base import AlreadyExists, CommuneRecord, DeviceCredentials, NotFound
-from dispatcher.store.documents import DocumentDirectory, parse_credentials, parse_docs
+from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.pgutil import Conn, PostgresMixin, _status_count, _utc, utcnow
 from protocol.replay import SequenceWindow, merge_windows
 
@@ -40,7 +40,7 @@ class PostgresDirectory(PostgresMixin, DocumentDirectory):
 
     async def _list_docs(self, table: str, model: type[M]) -> list[M]:
         rows = await self._fetch(f'SELECT doc::text AS doc FROM {table} ORDER BY id COLLATE "C"')
-        return await parse_docs(model, rows)
+        return await self._parse_docs(table, model, rows)
 
     async def add_device(self, device: Device, hmac_key: bytes) -> None:
         await self._check_device_bindings(device)
@@ -71,7 +71,7 @@ class PostgresDirectory(PostgresMixin, DocumentDirectory):
             raise NotFound(f"device {device.id!r} does not exist")
 
     async def device_credentials(self) -> Sequence[DeviceCredentials]:
-        return await parse_credentials(await self._fetch("SELECT id, hmac_key, state FROM devices"))
+        return await self._parse_credentials(await self._fetch("SELECT id, hmac_key, state FROM devices"))
 
     async def directory_version(self) -> int:
         row = await self._fetchrow("SELECT version FROM directory_version WHERE id=1")

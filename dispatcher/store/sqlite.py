@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from dispatcher.store.base import AlreadyExists, StoreUnavailable
+from dispatcher.store.rows import Reused
 from dispatcher.store.schema import MIGRATIONS
 from dispatcher.store.sqlite_access import SqliteAccess
 from dispatcher.store.sqlite_alerts import SqliteAlerts
@@ -70,6 +71,7 @@ class SqliteStore(
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
+        self._parsed = Reused()
         # Stand-alone reads (see the module's docstring); the writer until open() adds the reader.
         self._reader = conn
         self.path = path

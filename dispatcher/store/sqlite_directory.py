@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from dispatcher.domain import Device, HomeVisit
 from dispatcher.store.base import AlreadyExists, CommuneRecord, DeviceCredentials, NotFound
-from dispatcher.store.documents import DocumentDirectory, parse_credentials, parse_docs
+from dispatcher.store.documents import DocumentDirectory
 from dispatcher.store.sqliteutil import SqliteMixin, _iso, utcnow
 from protocol.replay import SequenceWindow, merge_windows
 
@@ -41,7 +41,7 @@ class SqliteDirectory(SqliteMixin, DocumentDirectory):
         return model.model_validate_json(row["doc"])
 
     async def _list_docs(self, table: str, model: type[M]) -> list[M]:
-        return await parse_docs(model, await self._all(f"SELECT doc FROM {table} ORDER BY id"))
+        return await self._parse_docs(table, model, await self._all(f"SELECT doc FROM {table} ORDER BY id"))
 
     async def add_device(self, device: Device, hmac_key: bytes) -> None:
         await self._check_device_bindings(device)
@@ -64,7 +64,7 @@ class SqliteDirectory(SqliteMixin, DocumentDirectory):
                 raise NotFound(f"device {device.id!r} does not exist")
 
     async def device_credentials(self) -> Sequence[DeviceCredentials]:
-        return await parse_credentials(await self._all("SELECT id, hmac_key, state FROM devices"))
+        return await self._parse_credentials(await self._all("SELECT id, hmac_key, state FROM devices"))
 
     async def directory_version(self) -> int:
         row = await self._one("SELECT version FROM directory_version WHERE id=1")

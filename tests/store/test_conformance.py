@@ -53,6 +53,7 @@ from dispatcher.store.base import (
     Transition,
 )
 from dispatcher.store.postgres import PostgresStore
+from dispatcher.store.rows import OFF_LOOP_ROWS
 from dispatcher.store.sqlite import SqliteStore
 from protocol.replay import SequenceWindow
 from tests.store.coverage import COVERED, covers, protocol_methods
@@ -246,6 +247,22 @@ async def test_devices(store: Any) -> None:
     ]
     with pytest.raises(NotFound):
         await store.get_device("btn-9")
+
+
+async def test_a_reread_after_an_edit_has_the_edit_and_the_other_devices_as_they_were(store: Any) -> None:
+    """A directory reload after one edit parses only what changed (100,000 devices are re-read at
+    each edit); what it returns is still exactly what the store holds."""
+    ids = [f"btn-{i:04d}" for i in range(OFF_LOOP_ROWS + 50)]  # read in a worker thread
+    await seed(store, *ids)
+    first = {d.id: d for d in await store.list_devices()}
+    await store.update_device(device("btn-0007", label="accueil"))
+    await store.revoke_device("btn-0008")
+    second = {d.id: d for d in await store.list_devices()}
+    assert second["btn-0007"] == device("btn-0007", label="accueil")
+    assert second["btn-0008"].state is DeviceState.REVOKED
+    assert all(second[d] is first[d] for d in ids if d not in ("btn-0007", "btn-0008"))
+    creds = {c.device_id: c.state for c in await store.device_credentials()}
+    assert creds == {d: DeviceState.REVOKED if d == "btn-0008" else DeviceState.ACTIVE for d in ids}
 
 
 @covers("upsert_visit", "delete_visit", "list_visits")
