@@ -125,7 +125,7 @@ async def run(options: Options) -> None:
     try:
         await sandbox.start()
         settings = _settings(options, public, broker, generated, sandbox)
-        async with running_dispatcher(settings) as d, _demo_geocoder() as geocoder:
+        async with running_dispatcher(settings, freeze_loaded=True) as d, _demo_geocoder() as geocoder:
             await _serve(d, settings, options, broker, generated, sandbox, hand_config, directory, geocoder)
     finally:
         await sandbox.stop()
