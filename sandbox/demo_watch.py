@@ -78,10 +78,14 @@ class AlertWatch:
         """Print until cancelled."""
         async with self.bus.subscribe() as events:
             while True:
+                event = None
+                # Not wait_for: on Python 3.11 a cancellation arriving as an event does is lost,
+                # and the demo never stopped (its --once test hung once in a while).
                 with contextlib.suppress(TimeoutError):
-                    event = await asyncio.wait_for(events.get(), 0.25)
-                    # What the provider saw first: the reply comes before "taken".
-                    self._print_provider_traffic()
+                    async with asyncio.timeout(0.25):
+                        event = await events.get()
+                if event is not None:
+                    self._print_provider_traffic()  # what the provider saw first: the reply, then "taken"
                     if event.get("kind") == "alert":
                         await self._alert_changed(str(event["alert_id"]))
                 self._print_provider_traffic()

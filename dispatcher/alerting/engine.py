@@ -328,7 +328,10 @@ class Engine:
             delay = max_sleep_s if next_due is None else min(max_sleep_s, max(0.0, next_due - time.time()))
             self._timer_wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_wakeup.wait(), delay)
+                # Not wait_for: on Python 3.11 it returns instead of raising when a cancellation comes
+                # as the event is set, and this loop would then never stop.
+                async with asyncio.timeout(delay):
+                    await self._timer_wakeup.wait()
 
     async def fire_due_timers(self) -> None:
         for timer in await self._store.claim_due_timers(self._owner, now=time.time()):

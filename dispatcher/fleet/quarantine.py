@@ -114,7 +114,8 @@ class Quarantine:
                 log.exception(broker_logs.QUARANTINE_PASS_FAILED, delay)
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), max(delay, 0.05))
+                async with asyncio.timeout(max(delay, 0.05)):  # not wait_for (see Engine's timer loop)
+                    await self._wakeup.wait()
 
     async def _release_due(self) -> float:
         """Release what is due; return the seconds until the next end."""

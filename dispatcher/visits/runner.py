@@ -390,7 +390,8 @@ class VisitTimers:
             delay = poll if next_due is None else min(poll, max(0.0, next_due - time.time()))
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for (see Engine's timer loop)
+                    await self._wakeup.wait()
 
     async def fire_due(self) -> None:
         for record in await self._store.claim_due_visit_timers(self._owner, now=time.time()):
