@@ -173,7 +173,10 @@ class ConsoleFeed:
     ) -> None:
         while not reader.done():
             try:
-                first = await asyncio.wait_for(queue.get(), PING_EVERY_S)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that comes as an event arrives, and this loop would go on.
+                async with asyncio.timeout(PING_EVERY_S):
+                    first = await queue.get()
             except TimeoutError:
                 # Also catches changes made through another instance (the bus is per process).
                 if await self._account_changed(user):
