@@ -16,6 +16,9 @@ a coded "1 K42" could then acknowledge a later alert with the same code that
 notified the same phone. A year makes such a capture stale.
 
 Run by the dispatcher every ``api.retention_interval_s`` and by ``vigie purge``.
+The dispatcher's pass also trims the directory's change log (ids of edited
+rows, by version) to its last :data:`DIRECTORY_CHANGES_KEPT` versions: an
+instance further behind than that reads the whole directory instead.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Default of ``inbound_sid_retention_days`` (settings): how long a received SMS's id is remembered.
 INBOUND_SID_RETENTION_DAYS = 365
+
+#: Directory versions whose changed rows stay listed (an instance polls every second).
+DIRECTORY_CHANGES_KEPT = 10_000
 
 
 def summary(report: PurgeReport) -> str:
@@ -92,6 +98,7 @@ async def run_retention(
             # By age, not by asking the store: a heartbeat's fix noted but not yet
             # saved is recent, and must not be forgotten.
             cache.forget_fixes_before(datetime.now(UTC) - timedelta(days=retention_days))
+            await store.prune_directory_changes(DIRECTORY_CHANGES_KEPT)
             log.info("purge RGPD (rétention) : %s", summary(report))
         except Exception:
             log.exception("purge RGPD (rétention) en échec ; nouvel essai au prochain passage")

@@ -8,7 +8,7 @@ Every method commits before it returns: callers rely on "returned" meaning
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -40,6 +40,22 @@ class DeviceCredentials:
     device_id: str
     hmac_key: bytes
     state: DeviceState
+
+
+@dataclass(frozen=True)
+class DirectoryDelta:
+    """The directory rows changed between two versions, each as it is now (None: deleted).
+
+    A row changed again after the later version may already show that change:
+    it is listed again by the next delta, so applying deltas in order converges.
+    """
+
+    practitioners: Mapping[str, Practitioner | None] = field(default_factory=dict)
+    sites: Mapping[str, Site | None] = field(default_factory=dict)
+    conventions: Mapping[str, Convention | None] = field(default_factory=dict)
+    visits: Mapping[str, HomeVisit | None] = field(default_factory=dict)
+    devices: Mapping[str, Device | None] = field(default_factory=dict)
+    credentials: Mapping[str, DeviceCredentials | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +150,16 @@ class DirectoryStore(Protocol):
         Replay windows and last fixes, updated by every alert, do not move it:
         the in-memory snapshot polls it and reloads only when it moved.
         """
+
+    async def directory_delta(self, since: int, upto: int) -> DirectoryDelta | None:
+        """The rows changed after version ``since`` up to ``upto``, read by their ids.
+
+        None when the change log cannot say: it was pruned past ``since``, or
+        too many rows changed (a bulk import) for a delta to beat a full read.
+        """
+
+    async def prune_directory_changes(self, keep: int) -> int:
+        """Forget the change log but for its last ``keep`` versions; the rows deleted."""
 
     async def upsert_visit(self, visit: HomeVisit) -> None: ...
     async def delete_visit(self, visit_id: str) -> None: ...

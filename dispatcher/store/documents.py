@@ -9,19 +9,22 @@ driver), so the stores implement :meth:`_upsert_doc`, :meth:`_get_doc`,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from dispatcher.domain import Convention, Device, DeviceState, Practitioner, Site
-from dispatcher.store.base import DeviceCredentials
+from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+from dispatcher.store.base import DeviceCredentials, DirectoryDelta
 from dispatcher.store.rows import Reused
 
 M = TypeVar("M", bound=BaseModel)
 
 
 _STATES = {state.value: state for state in DeviceState}  # DeviceState(text) costs 2 µs a device
+
+#: Above this many changed rows a delta is not worth it: the caller reads the whole directory.
+MAX_DELTA_ROWS = 2_000
 
 
 def _credentials(row: Any) -> DeviceCredentials:
@@ -45,6 +48,51 @@ class DocumentDirectory(ABC):
         """Rows of ``devices`` (id, hmac_key, state) as the ingest's credentials."""
         return await self._parsed.parse(
             "credentials", _credentials, rows, content=lambda r: (r["id"], bytes(r["hmac_key"]), r["state"])
+        )
+
+    @abstractmethod
+    async def _change_log(self, since: int, upto: int) -> tuple[Sequence[Any], int | None]:
+        """The log's distinct (``tbl``, ``id``) rows after ``since`` up to ``upto``, then the
+        version it is complete from (``logged_from``), read in that order."""
+
+    async def _directory_changes(self, since: int, upto: int) -> dict[str, set[str]] | None:
+        """Ids changed per table after ``since`` up to ``upto``; None when the log was pruned past it."""
+        rows, logged_from = await self._change_log(since, upto)
+        # Read after the rows: pruning only raises it, so a value still at most
+        # ``since`` proves that nothing the read needed was gone.
+        if logged_from is None or since < logged_from:
+            return None
+        changed: dict[str, set[str]] = {}
+        for r in rows:
+            changed.setdefault(r["tbl"], set()).add(r["id"])
+        return changed
+
+    @abstractmethod
+    async def _rows_by_id(self, table: str, ids: Collection[str]) -> Sequence[Any]:
+        """The rows of ``table`` with these ids (``id``, ``doc``; devices also ``hmac_key``, ``state``)."""
+
+    async def directory_delta(self, since: int, upto: int) -> DirectoryDelta | None:
+        changed = await self._directory_changes(since, upto)
+        if changed is None or sum(map(len, changed.values())) > MAX_DELTA_ROWS:
+            return None
+
+        async def read(table: str, model: type[M]) -> dict[str, M | None]:
+            ids = changed.get(table, set())
+            rows = await self._rows_by_id(table, ids) if ids else []
+            found = {r["id"]: model.model_validate_json(r["doc"]) for r in rows}
+            return {i: found.get(i) for i in ids}
+
+        device_ids = changed.get("devices", set())
+        device_rows = await self._rows_by_id("devices", device_ids) if device_ids else []
+        credentials: Mapping[str, DeviceCredentials] = {r["id"]: _credentials(r) for r in device_rows}
+        devices = {r["id"]: Device.model_validate_json(r["doc"]) for r in device_rows}
+        return DirectoryDelta(
+            practitioners=await read("practitioners", Practitioner),
+            sites=await read("sites", Site),
+            conventions=await read("conventions", Convention),
+            visits=await read("visits", HomeVisit),
+            devices={i: devices.get(i) for i in device_ids},
+            credentials={i: credentials.get(i) for i in device_ids},
         )
 
     @abstractmethod

@@ -8,7 +8,7 @@ the devices' row locks (:meth:`PostgresDirectory._lock_windows`) and merged.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -20,6 +20,8 @@ from dispatcher.store.pgutil import Conn, PostgresMixin, _status_count, _utc, ut
 from protocol.replay import SequenceWindow, merge_windows
 
 M = TypeVar("M", bound=BaseModel)
+
+_BY_END = 'ORDER BY ends_at, id COLLATE "C"'  # the snapshot's order: ties by id, as Python compares
 
 
 class PostgresDirectory(PostgresMixin, DocumentDirectory):
@@ -76,6 +78,30 @@ class PostgresDirectory(PostgresMixin, DocumentDirectory):
     async def directory_version(self) -> int:
         row = await self._fetchrow("SELECT version FROM directory_version WHERE id=1")
         return 0 if row is None else int(row["version"])
+
+    async def _change_log(self, since: int, upto: int) -> tuple[Sequence[Any], int | None]:
+        rows = await self._fetch(
+            "SELECT DISTINCT tbl, id FROM directory_changes WHERE seq > $1 AND seq <= $2", since, upto
+        )
+        logged = await self._fetchrow("SELECT logged_from FROM directory_version WHERE id=1")
+        return rows, None if logged is None else int(logged["logged_from"])
+
+    async def _rows_by_id(self, table: str, ids: Collection[str]) -> Sequence[Any]:
+        columns = "id, doc::text AS doc, hmac_key, state" if table == "devices" else "id, doc::text AS doc"
+        return await self._fetch(f"SELECT {columns} FROM {table} WHERE id = ANY($1::text[])", list(ids))
+
+    async def prune_directory_changes(self, keep: int) -> int:
+        async def run(conn: Conn) -> int:
+            status = await conn.execute(
+                "DELETE FROM directory_changes WHERE seq <= (SELECT version FROM directory_version) - $1",
+                keep,
+            )
+            await conn.execute(
+                "UPDATE directory_version SET logged_from = greatest(logged_from, version - $1)", keep
+            )
+            return _status_count(status)
+
+        return await self._tx(run)
 
     # -- communes and last known positions (GeoStore) ------------------------------
 
@@ -197,10 +223,9 @@ class PostgresDirectory(PostgresMixin, DocumentDirectory):
 
     async def list_visits(self, practitioner_id: str | None = None) -> Sequence[HomeVisit]:
         if practitioner_id is None:
-            rows = await self._fetch("SELECT doc::text AS doc FROM visits ORDER BY ends_at")
+            rows = await self._fetch(f"SELECT doc::text AS doc FROM visits {_BY_END}")
         else:
             rows = await self._fetch(
-                "SELECT doc::text AS doc FROM visits WHERE practitioner_id=$1 ORDER BY ends_at",
-                practitioner_id,
+                f"SELECT doc::text AS doc FROM visits WHERE practitioner_id=$1 {_BY_END}", practitioner_id
             )
         return [HomeVisit.model_validate_json(r["doc"]) for r in rows]

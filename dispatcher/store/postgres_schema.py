@@ -397,3 +397,49 @@ MIGRATIONS.append(
     );
     """
 )
+
+# 17 — issue 16: which directory rows each version changed (see the SQLite migration 17). The
+# version is bumped once per statement; each row is logged before it changes with the number
+# that bump will give, read under the version row's lock: a second writer waits for the
+# first one's commit and numbers its rows after it, so a reader that sees version V sees
+# every row change numbered up to V. A BEFORE trigger, so that it runs before the
+# statement's bump whatever the trigger order; a row it logs whose statement then changes
+# nothing (an upsert that conflicts) costs a re-read, never a miss.
+MIGRATIONS.append(
+    """
+    CREATE TABLE directory_changes (
+        seq bigint NOT NULL,
+        tbl text NOT NULL,
+        id text NOT NULL
+    );
+    CREATE INDEX directory_changes_by_seq ON directory_changes(seq);
+    ALTER TABLE directory_version ADD COLUMN logged_from bigint NOT NULL DEFAULT 0;
+    UPDATE directory_version SET logged_from = version;
+    CREATE FUNCTION log_directory_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        next_version bigint;
+    BEGIN
+        SELECT version + 1 INTO next_version FROM directory_version WHERE id = 1 FOR UPDATE;
+        IF TG_OP <> 'INSERT' THEN
+            INSERT INTO directory_changes(seq, tbl, id) VALUES (next_version, TG_TABLE_NAME, OLD.id);
+        END IF;
+        IF TG_OP <> 'DELETE' THEN
+            INSERT INTO directory_changes(seq, tbl, id) VALUES (next_version, TG_TABLE_NAME, NEW.id);
+            RETURN NEW;
+        END IF;
+        RETURN OLD;
+    END $$;
+    """
+    + "".join(
+        f"""
+    CREATE TRIGGER {table}_log_directory BEFORE INSERT OR DELETE OR UPDATE{columns} ON {table}
+        FOR EACH ROW EXECUTE FUNCTION log_directory_change();"""
+        for table, columns in (
+            ("practitioners", ""),
+            ("sites", ""),
+            ("conventions", ""),
+            ("visits", ""),
+            ("devices", " OF doc, state, hmac_key"),  # not the replay window or fix every alert writes
+        )
+    )
+)

@@ -386,3 +386,49 @@ MIGRATIONS.append(
     );
     """
 )
+
+# 17 — issue 16: which directory rows each version changed, so that an instance catches up
+# by reading those rows instead of the whole directory (100,000 devices re-read per edit).
+# Each change bumps the version and logs (version, table, id) in the same trigger: a reader
+# that sees version V sees every change up to V. ``logged_from``: the log is complete only
+# for versions above it (the version at this migration, then what retention pruned).
+_DIRECTORY_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("practitioners", ("INSERT", "UPDATE", "DELETE")),
+    ("sites", ("INSERT", "UPDATE", "DELETE")),
+    ("conventions", ("INSERT", "UPDATE", "DELETE")),
+    ("visits", ("INSERT", "UPDATE", "DELETE")),
+    ("devices", ("INSERT", "UPDATE OF doc, state, hmac_key", "DELETE")),
+)
+
+
+def _change_logging_trigger(table: str, event: str) -> str:
+    """Migration 3's trigger for ``event`` on ``table``, replaced by one that also logs the row."""
+    verb = event.split()[0].lower()
+    # An update logs the old id too when it changed: that id is gone from the directory.
+    logged = {"insert": ["NEW.id"], "update": ["NEW.id", "OLD.id"], "delete": ["OLD.id"]}[verb]
+    renamed_only = " AND OLD.id <> NEW.id" if verb == "update" else ""
+    inserts = "".join(
+        f" INSERT INTO directory_changes(seq, tbl, id) SELECT version, '{table}', {row}"
+        f" FROM directory_version WHERE id = 1{renamed_only if row == 'OLD.id' else ''};"
+        for row in logged
+    )
+    return f"""
+    DROP TRIGGER {table}_{verb}_bumps_directory;
+    CREATE TRIGGER {table}_{verb}_logs_directory AFTER {event} ON {table}
+        BEGIN UPDATE directory_version SET version = version + 1 WHERE id = 1;{inserts} END;
+    """
+
+
+MIGRATIONS.append(
+    """
+    CREATE TABLE directory_changes (
+        seq INTEGER NOT NULL,
+        tbl TEXT NOT NULL,
+        id TEXT NOT NULL
+    );
+    CREATE INDEX directory_changes_by_seq ON directory_changes(seq);
+    ALTER TABLE directory_version ADD COLUMN logged_from INTEGER NOT NULL DEFAULT 0;
+    UPDATE directory_version SET logged_from = version;
+    """
+    + "".join(_change_logging_trigger(t, event) for t, events in _DIRECTORY_TABLES for event in events)
+)

@@ -10,7 +10,7 @@ last known fixes (GeoStore); the home visits. Kept apart from
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -69,6 +69,31 @@ class SqliteDirectory(SqliteMixin, DocumentDirectory):
     async def directory_version(self) -> int:
         row = await self._one("SELECT version FROM directory_version WHERE id=1")
         return 0 if row is None else int(row["version"])
+
+    async def _change_log(self, since: int, upto: int) -> tuple[Sequence[Any], int | None]:
+        rows = await self._all(
+            "SELECT DISTINCT tbl, id FROM directory_changes WHERE seq > ? AND seq <= ?", (since, upto)
+        )
+        logged = await self._one("SELECT logged_from FROM directory_version WHERE id=1")
+        return rows, None if logged is None else int(logged["logged_from"])
+
+    async def _rows_by_id(self, table: str, ids: Collection[str]) -> Sequence[Any]:
+        columns = "id, doc, hmac_key, state" if table == "devices" else "id, doc"
+        return await self._all(
+            f"SELECT {columns} FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(ids)),),
+        )
+
+    async def prune_directory_changes(self, keep: int) -> int:
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "DELETE FROM directory_changes WHERE seq <= (SELECT version FROM directory_version) - ?",
+                (keep,),
+            )
+            await tx.execute(
+                "UPDATE directory_version SET logged_from = max(logged_from, version - ?)", (keep,)
+            )
+            return cur.rowcount
 
     async def replay_windows(self) -> dict[str, SequenceWindow]:
         """Persisted anti-replay windows of every device."""
@@ -176,9 +201,9 @@ class SqliteDirectory(SqliteMixin, DocumentDirectory):
 
     async def list_visits(self, practitioner_id: str | None = None) -> Sequence[HomeVisit]:
         if practitioner_id is None:
-            rows = await self._all("SELECT doc FROM visits ORDER BY ends_at")
+            rows = await self._all("SELECT doc FROM visits ORDER BY ends_at, id")
         else:
             rows = await self._all(
-                "SELECT doc FROM visits WHERE practitioner_id=? ORDER BY ends_at", (practitioner_id,)
+                "SELECT doc FROM visits WHERE practitioner_id=? ORDER BY ends_at, id", (practitioner_id,)
             )
         return [HomeVisit.model_validate_json(r["doc"]) for r in rows]

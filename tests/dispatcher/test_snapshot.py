@@ -1,19 +1,25 @@
-"""The in-memory directory snapshot: reloaded when the store's directory version moves, only then."""
+"""The in-memory directory snapshot: caught up when the store's directory version moves, only then."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sqlite3
 import sys
+import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dispatcher.directory.loader import load_directory
-from dispatcher.directory.snapshot import DirectoryCache
-from dispatcher.domain import Device, DeviceKind
+from dispatcher.directory.snapshot import DirectoryCache, DirectorySnapshot, load_snapshot
+from dispatcher.domain import Device, DeviceKind, HomeVisit
 from dispatcher.store.base import NewAlert
+from dispatcher.store.documents import MAX_DELTA_ROWS
 from dispatcher.store.sqlite import SqliteStore
 from protocol.replay import SequenceWindow
 
@@ -83,3 +89,171 @@ async def test_alerts_do_not_force_a_reload(store: SqliteStore) -> None:
 
     assert not await cache.refresh_if_changed()
     assert cache.current is snapshot
+
+
+# -- catching up by the change log (issue 16) -----------------------------------------
+
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["practitioner", "site", "add", "relabel", "revoke", "visit", "end", "convention"]),
+        st.integers(min_value=0, max_value=4),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+async def _edit(store: SqliteStore, what: str, n: int) -> None:
+    """One directory edit as the API or the admin CLI makes it."""
+    dr = await store.get_practitioner("dr-claire-fabre")
+    site = await store.get_site("cabinet-boutonnet")
+    now = datetime.now(UTC)
+    match what:
+        case "practitioner":
+            await store.upsert_practitioner(dr.model_copy(update={"phones": [f"+3360000000{n}"]}))
+        case "site":
+            await store.upsert_site(site.model_copy(update={"name": f"Cabinet {n}"}))
+        case "add":
+            if f"btn-new-{n}" not in {d.id for d in await store.list_devices()}:
+                await store.add_device(
+                    Device(id=f"btn-new-{n}", kind=DeviceKind.BUTTON, site_id=site.id), KEY
+                )
+        case "relabel":
+            await store.update_device((await store.get_device("btn-1")).model_copy(update={"label": f"p{n}"}))
+        case "revoke":
+            await store.revoke_device("btn-1")
+        case "visit":
+            await store.upsert_visit(
+                HomeVisit(
+                    id=f"v-{n}",
+                    practitioner_id=dr.id,
+                    address=site.address,
+                    starts_at=now,
+                    ends_at=now + timedelta(minutes=10 * (5 - n)),
+                )
+            )
+        case "end":
+            if f"v-{n}" in {v.id for v in await store.list_visits()}:
+                await store.delete_visit(f"v-{n}")
+        case "convention":
+            convention = (await store.list_conventions())[0]
+            await store.upsert_convention(convention.model_copy(update={"name": f"SSJ {n}"}))
+
+
+def _as_read_in_full(cache: DirectoryCache, full: DirectorySnapshot) -> bool:
+    mine = cache.current
+    return (
+        mine.practitioners == full.practitioners
+        and mine.sites == full.sites
+        and mine.devices == full.devices
+        and mine.keys == full.keys
+        and mine.revoked_keys == full.revoked_keys
+        and mine.visits == full.visits
+        and mine.conventions == full.conventions
+    )
+
+
+@pytest.fixture(scope="module")
+def seeded_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Hérault directory and a button, loaded once (its PINs' hashes are slow on purpose)."""
+
+    async def seed(db: Path) -> None:
+        store = await SqliteStore.open(db)
+        try:
+            await load_directory(HERAULT, store, None)
+            await store.add_device(
+                Device(id="btn-1", kind=DeviceKind.BUTTON, site_id="cabinet-boutonnet"), KEY
+            )
+        finally:
+            await store.close()
+
+    db = tmp_path_factory.mktemp("seeded") / "vigie.db"
+    asyncio.run(seed(db))
+    return db
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(EDITS, min_size=1, max_size=3))
+def test_a_cache_patched_by_the_change_log_is_the_directory_read_in_full(
+    seeded_db: Path, batches: list[list[tuple[str, int]]]
+) -> None:
+    async def run(db: Path) -> None:
+        store = await SqliteStore.open(db)
+        try:
+            cache = DirectoryCache(store)
+            await cache.refresh()
+            for batch in batches:
+                before = cache.current
+                for what, n in batch:
+                    await _edit(store, what, n)
+                await cache.refresh_if_changed()
+                assert _as_read_in_full(cache, await load_snapshot(store))
+                unchanged = [d for d, dev in before.devices.items() if cache.current.devices.get(d) == dev]
+                assert all(cache.current.devices[d] is before.devices[d] for d in unchanged)
+        finally:
+            await store.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(seeded_db, Path(tmp) / "vigie.db")
+        asyncio.run(run(Path(tmp) / "vigie.db"))
+
+
+async def test_a_bulk_import_is_read_in_full(store: SqliteStore) -> None:
+    """Thousands of rows changed (an import by the admin CLI): one full read, not a delta."""
+    cache = DirectoryCache(store)
+    await cache.refresh()
+    since = cache.version
+    assert since is not None
+    added = [f"imp-{i:05d}" for i in range(MAX_DELTA_ROWS + 1)]
+    doc = Device(id="x", kind=DeviceKind.BUTTON, site_id="cabinet-boutonnet")
+    with sqlite3.connect(store.path) as db:  # one transaction, as an import in another process
+        db.executemany(
+            "INSERT INTO devices(id, doc, state, hmac_key, created_at)"
+            " VALUES (?, ?, 'active', ?, '2026-01-01')",
+            [(d, doc.model_copy(update={"id": d}).model_dump_json(), KEY) for d in added],
+        )
+
+    assert await store.directory_delta(since, await store.directory_version()) is None
+    assert await cache.refresh_if_changed()
+    assert set(added) <= set(cache.current.keys)
+
+
+async def test_the_cache_tells_which_devices_changed_between_two_of_its_snapshots(store: SqliteStore) -> None:
+    """What the health monitor compares after an edit: the devices edited, not 100,000."""
+    await store.add_device(Device(id="btn-2", kind=DeviceKind.BUTTON, site_id="cabinet-boutonnet"), KEY)
+    cache = DirectoryCache(store)
+    await cache.refresh()
+    start = cache.current
+
+    await store.update_device((await store.get_device("btn-1")).model_copy(update={"label": "accueil"}))
+    await cache.refresh()
+    one_edit = cache.current
+    await store.upsert_practitioner(
+        (await store.get_practitioner("dr-claire-fabre")).model_copy(update={"phones": ["+33600000009"]})
+    )
+    await cache.refresh()
+    await store.revoke_device("btn-2")
+    await cache.refresh()
+
+    assert cache.devices_changed(start, one_edit) == {"btn-1"}
+    assert cache.devices_changed(one_edit, cache.current) == {"btn-2"}  # the practitioner is no device
+    assert cache.devices_changed(start, cache.current) == {"btn-1", "btn-2"}
+    assert cache.devices_changed(cache.current, cache.current) == frozenset()
+
+
+async def test_after_a_full_read_the_cache_cannot_say_which_devices_changed(store: SqliteStore) -> None:
+    cache = DirectoryCache(store)
+    await cache.refresh()
+    before = cache.current
+    await store.prune_directory_changes(0)  # the log no longer reaches back to the cache's version
+    await store.revoke_device("btn-1")
+    await cache.refresh()
+    assert cache.current.key_for("btn-1") is None
+    assert cache.devices_changed(before, cache.current) is not None  # the change after the prune is logged
+    await store.prune_directory_changes(0)
+    await store.update_device((await store.get_device("btn-1")).model_copy(update={"label": "x"}))
+    await store.prune_directory_changes(0)
+    previous = cache.current
+    await cache.refresh()  # behind the pruned log: read in full
+    assert cache.current.devices["btn-1"].label == "x"
+    assert cache.devices_changed(previous, cache.current) is None

@@ -187,6 +187,7 @@ def test_every_protocol_method_is_implemented_and_covered() -> None:
                 (p.name, p.kind, p.default) for p in expected
             ], f"{impl.__name__}.{name}{inspect.signature(member)} differs from the protocol"
     # The other conformance modules' @covers, even when this one runs alone.
+    import tests.store.test_conformance_directory_changes
     import tests.store.test_conformance_positions
     import tests.store.test_conformance_responders
     import tests.store.test_conformance_visits  # noqa: F401

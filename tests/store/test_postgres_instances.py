@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from dispatcher.alerting import escalation as esc
@@ -194,3 +195,43 @@ async def test_engine_rereads_and_reapplies_after_a_conflict_with_another_instan
     assert tiers == {0, 1}  # A's escalation to tier 2 (index 1) was kept, not overwritten
     kinds = [e["kind"] for e in await a.alert_events("a-1")]
     assert kinds.index("AckTimeout") < kinds.index("Acknowledged")
+
+
+async def test_a_change_committed_after_an_earlier_numbered_one_is_not_skipped(
+    instances: Pair, postgres_url: str
+) -> None:
+    """Two instances edit the directory at once; a third polls between their commits.
+
+    The second writer's rows must be numbered after the first writer's commit,
+    not before it: the poller that saw the first commit's version reads the log
+    only above that version from then on.
+    """
+    a, _ = instances
+    await seed(a, "btn-1", "btn-2")
+    cache = DirectoryCache(a)
+    await cache.refresh()
+    first_writer, second_writer = await asyncpg.connect(postgres_url), await asyncpg.connect(postgres_url)
+    edit = "UPDATE devices SET doc = jsonb_set(doc, '{label}', '\"modifié\"') WHERE id = $1"
+    try:
+        await first_writer.execute("BEGIN")
+        await first_writer.execute(edit, "btn-1")
+        await second_writer.execute("BEGIN")
+        second = asyncio.create_task(second_writer.execute(edit, "btn-2"))
+        await _waiting_for_a_lock(first_writer, second_writer.get_server_pid())
+        await first_writer.execute("COMMIT")
+        await second  # its statement is done, its transaction not yet committed
+        await cache.refresh_if_changed()
+        assert cache.current.devices["btn-1"].label == "modifié"
+        await second_writer.execute("COMMIT")
+        await cache.refresh_if_changed()
+        assert cache.current.devices["btn-2"].label == "modifié"
+    finally:
+        await asyncio.gather(first_writer.close(), second_writer.close())
+
+
+async def _waiting_for_a_lock(conn: asyncpg.Connection, pid: int) -> None:
+    """Until the server shows backend ``pid`` waiting for a lock (the server has no event to await)."""
+    sql = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1"
+    async with asyncio.timeout(10):
+        while not await conn.fetchval(sql, pid):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
