@@ -241,6 +241,25 @@ class Watch:
         self.flagged = {d for d in self.flagged if d in self._devices}
         return added
 
+    def watch_changes(self, changes: Mapping[str, Monitored | None]) -> list[str]:
+        """Like :meth:`watch` given the directory's devices with these changed (None: no longer
+        monitored), at the cost of the changes only; returns those not monitored before."""
+        added = []
+        for device_id, device in changes.items():
+            old = self._devices.get(device_id)
+            if device is None:
+                self._devices.pop(device_id, None)
+                self.flagged.discard(device_id)
+                continue
+            if old is None:
+                added.append(device_id)
+            if old != device:
+                self._devices[device_id] = device
+                if not self._everything:
+                    self._scheduled.discard(device_id)
+                    self._touched.add(device_id)
+        return added
+
     def evaluate_all(self) -> None:
         """Evaluate every monitored device afresh (a new leader, whose flags came from the store)."""
         self._everything = True

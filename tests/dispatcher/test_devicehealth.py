@@ -187,8 +187,8 @@ edits = st.lists(
 def test_directory_edits_and_a_sliced_full_evaluation_find_what_a_full_scan_finds(
     steps: list[tuple[float, int, str]],
 ) -> None:
-    """A directory edit makes only the devices it changed due, and a new leader's full evaluation
-    is taken a device at a time; the flags are still exactly those of a full scan at every pass
+    """A directory edit makes only the devices it changed due (given the whole directory or only
+    its changes), and a new leader's full evaluation is taken a device at a time; the flags are still exactly those of a full scan at every pass
     (a device whose interval was shortened is flagged at its new deadline, not its old one)."""
     intervals = {f"btn-{i}": interval for i, interval in enumerate((5.0, 5.0, 10.0, 3600.0))}
     present = set(intervals)
@@ -209,7 +209,11 @@ def test_directory_edits_and_a_sliced_full_evaluation_find_what_a_full_scan_find
             if kind == "interval":
                 intervals[device_id] = 5.0 if intervals[device_id] > 5.0 else 3600.0
             (present.discard if kind == "remove" else present.add)(device_id)
-            watch.watch(directory())
+            if seq % 2:  # the whole directory, as after a full read
+                watch.watch(directory())
+            else:  # only what the edit changed, as after a read of the change log
+                changed = {d.device_id: d for d in directory()}.get(device_id)
+                watch.watch_changes({device_id: changed})
         elif kind == "leader":
             watch.evaluate_all()
         elif kind != "pass":
