@@ -298,11 +298,11 @@ def directory_edits_scenario(
 ) -> dict[str, Any]:
     """Alerts at ``rate`` while an administrator edits a directory of ``devices`` devices.
 
-    Each edit (a practitioner's document rewritten every ``edit_every_s`` by
-    another process, as the admin CLI writes) moves the directory version, so
-    the dispatcher reloads the whole directory and the health leader takes in
-    the new snapshot: what a national directory costs the alerts arriving
-    meanwhile. The directory's devices heartbeat every hour (none is due
+    Each edit (every ``edit_every_s``, by another process as the admin CLI
+    writes: a practitioner renamed, then a device relabelled, in turn) moves the
+    directory version, so the dispatcher catches up with the directory and the
+    health leader takes in the new snapshot: what a national directory's edits
+    cost the alerts arriving meanwhile. The directory's devices heartbeat every hour (none is due
     during the run); the alerts come from the usual alert devices.
     """
     specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices), DeviceSpec("dir", devices, 3600)]
@@ -347,11 +347,23 @@ def directory_edits_scenario(
     return result
 
 
+_RENAME_PRACTITIONER = (
+    "UPDATE practitioners SET doc = json_set(doc, '$.last_name', ?)"
+    " WHERE id = (SELECT MIN(id) FROM practitioners)"
+)
+_RELABEL_DEVICE = "UPDATE devices SET doc = json_set(doc, '$.label', ?) WHERE id = ?"
+
+
 def _edit_directory(db: Path, stop: threading.Event, every_s: float, edits: list[int]) -> None:
-    """Rewrite one practitioner's document every ``every_s`` until ``stop`` (counted in ``edits``)."""
+    """Every ``every_s`` until ``stop``, rename a practitioner or relabel a directory device, in
+    turn (counted in ``edits``): each a real change of content, as an administrator makes."""
     with closing(sqlite3.connect(db, timeout=30)) as conn:
         while not stop.wait(every_s):
-            conn.execute("UPDATE practitioners SET doc = doc WHERE id = (SELECT MIN(id) FROM practitioners)")
+            n = edits[0]
+            if n % 2:
+                conn.execute(_RELABEL_DEVICE, (f"bureau {n}", f"dir-{n:05d}"))
+            else:
+                conn.execute(_RENAME_PRACTITIONER, (f"Nom {n}",))
             conn.commit()
             edits[0] += 1
 
