@@ -3,7 +3,8 @@
 A fix is described relative to the nearest known address of *any* kind, not
 only the practitioner's own places (issue 10). With thousands of sites a scan
 per alert would cost milliseconds on the alert path, so the sites' points sit
-in an STRtree (shapely) rebuilt with the directory snapshot.
+in an STRtree (shapely) rebuilt when the sites change, before the new
+snapshot serves any alert.
 """
 
 from __future__ import annotations

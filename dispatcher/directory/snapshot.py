@@ -57,7 +57,7 @@ class DirectorySnapshot:
 
     @cached_property
     def site_index(self) -> SiteIndex:
-        """The sites by position (built once per snapshot, on first use)."""
+        """The sites by position (built once per snapshot: by the cache before it serves it)."""
         return SiteIndex(self.sites.values())
 
     def key_for(self, device_id: str) -> bytes | None:
@@ -210,9 +210,13 @@ class DirectoryCache:
                 delta = await self._store.directory_delta(self.version, version)
             generation = self.current.generation + 1
             if delta is None:
-                self.current = replace(await load_snapshot(self._store), generation=generation)
+                snapshot = replace(await load_snapshot(self._store), generation=generation)
             else:
-                self.current = self.current.updated(delta, generation=generation)
+                snapshot = self.current.updated(delta, generation=generation)
+            if "site_index" not in snapshot.__dict__:
+                # Built here, in a thread, not by the first alert with a fix (thousands of sites).
+                await asyncio.to_thread(getattr, snapshot, "site_index")
+            self.current = snapshot
             self._device_changes.append((generation, None if delta is None else frozenset(delta.devices)))
             self.version = version
 

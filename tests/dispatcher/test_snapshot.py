@@ -257,3 +257,26 @@ async def test_after_a_full_read_the_cache_cannot_say_which_devices_changed(stor
     await cache.refresh()  # behind the pruned log: read in full
     assert cache.current.devices["btn-1"].label == "x"
     assert cache.devices_changed(previous, cache.current) is None
+
+
+async def test_the_sites_index_is_ready_before_an_alert_needs_it_and_kept_while_the_sites_are(
+    store: SqliteStore,
+) -> None:
+    """The first alert with a fix after an edit must not build the index of every site."""
+    cache = DirectoryCache(store)
+    await cache.refresh()
+    built = cache.current.__dict__.get("site_index")
+    assert built is not None  # built by the refresh, not on first use
+
+    dr = await store.get_practitioner("dr-claire-fabre")
+    await store.upsert_practitioner(dr.model_copy(update={"phones": ["+33600000008"]}))
+    await cache.refresh()
+    assert cache.current.__dict__.get("site_index") is built  # same sites: same index
+
+    site = await store.get_site("cabinet-boutonnet")
+    moved = site.address.model_copy(update={"point": site.address.point.model_copy(update={"lat": 44.5})})
+    await store.upsert_site(site.model_copy(update={"address": moved}))
+    await cache.refresh()
+    rebuilt = cache.current.__dict__.get("site_index")
+    assert rebuilt is not None and rebuilt is not built
+    assert "cabinet-boutonnet" in {s.id for s in rebuilt.near(44.5, site.address.point.lon)}
