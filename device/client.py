@@ -108,6 +108,17 @@ class _Timers:
     purge_at: float = 0.0
     last_sent: dict[str, float] = field(default_factory=dict)
 
+    def next_due(self, *, connected: bool) -> float:
+        """When the logic thread must wake for these timers.
+
+        A heartbeat is due only while connected: out of reach of the broker it
+        cannot be sent, so it stays due, and counting it would wake the thread
+        at once, over and over (a core at 100 % and a drained battery wherever
+        there is no coverage). The reconnection wakes the thread itself.
+        """
+        due = min(self.resend_at, self.purge_at)
+        return min(due, self.heartbeat_at) if connected else due
+
 
 class DeviceClient:
     """A running device. Build it, :meth:`start` it, :meth:`stop` it.
@@ -317,7 +328,7 @@ class DeviceClient:
 
     def _seconds_to_next_timer(self) -> float:
         now = time.monotonic()
-        due = min(self._timers.heartbeat_at, self._timers.resend_at, self._timers.purge_at)
+        due = self._timers.next_due(connected=self.link.is_connected)
         if self.gnss is not None:
             due = min(due, self.positions.due_at)
         not_delivered = self._undelivered.next_deadline()

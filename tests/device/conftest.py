@@ -62,6 +62,7 @@ def write_device_config(
     feedback: str = "",
     battery: str = 'sysfs_root = "power_supply"',
     gnss: str = "enabled = false",
+    heartbeat_interval_s: float = 30,
 ) -> Path:
     """A complete device TOML (plus key and password files) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,7 @@ state_dir = "{state_dir}"
 host = "127.0.0.1"
 port = {port}
 keepalive_s = 10
-heartbeat_interval_s = 30
+heartbeat_interval_s = {heartbeat_interval_s}
 {password_line}
 
 [gpio]

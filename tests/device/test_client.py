@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -10,6 +11,7 @@ import pytest
 
 from broker_config.runner import DISPATCHER_USER, DevBroker
 from device.client import DeviceClient
+from device.watchdog import SystemdNotifier
 from protocol.codec import decode_status, decode_uplink
 from protocol.messages import Alert, Cancel, Heartbeat
 from protocol.topics import parse_topic, status_topic
@@ -259,3 +261,41 @@ def test_restart_resends_a_pending_alert_with_the_same_bytes(
         first_alert = next(m for m in rec.messages if m.topic.endswith("/alert"))
         assert bytes(first_alert.payload) == queued.payload
     assert isinstance(again.client, DeviceClient)
+
+
+class _Turns:
+    """The watchdog's clock, counting the logic thread's turns (it pings on every turn)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> float:
+        self.count += 1
+        return time.monotonic()
+
+
+def test_out_of_reach_of_the_broker_with_a_heartbeat_due_the_device_waits_instead_of_spinning(
+    devices: DeviceFactory, device_broker: DevBroker
+) -> None:
+    """A bracelet in a basement or out in the countryside: its heartbeat falls due while no
+    broker can be reached. The logic thread must sleep until the link comes back, not turn
+    in a loop that keeps a core busy and drains the battery before her next alert."""
+    turns = _Turns()
+    watched = SystemdNotifier(env={"WATCHDOG_USEC": "60000000"}, clock=turns)  # a ping per turn
+    device = devices.start(devices.config_path(heartbeat_interval_s=1), systemd=watched)
+    device.wait_connected()
+    assert device.client.wait_for(lambda s: s.heartbeats >= 1, 5)
+    device_broker.stop()
+    deadline = time.monotonic() + 10
+    while device.client.link.is_connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not device.client.link.is_connected
+
+    before = turns.count
+    time.sleep(3)  # the window measured: the heartbeat falls due 1 s into it
+    # Waking for its timers (at most every second, the re-send every 0.5 s) is a few turns.
+    assert turns.count - before < 60
+
+    device_broker.start()
+    assert device.client.wait_for(lambda s: s.connects >= 2, 15)
+    assert device.client.wait_for(lambda s: s.heartbeats >= 2, 5)  # and it says hello again
