@@ -188,8 +188,9 @@ def test_directory_edits_and_a_sliced_full_evaluation_find_what_a_full_scan_find
     steps: list[tuple[float, int, str]],
 ) -> None:
     """A directory edit makes only the devices it changed due (given the whole directory or only
-    its changes), and a new leader's full evaluation is taken a device at a time; the flags are still exactly those of a full scan at every pass
-    (a device whose interval was shortened is flagged at its new deadline, not its old one)."""
+    its changes), and a new leader's full evaluation is taken a device at a time; the flags are
+    still exactly those of a full scan at every pass (a device whose interval was shortened is
+    flagged at its new deadline, not its old one)."""
     intervals = {f"btn-{i}": interval for i, interval in enumerate((5.0, 5.0, 10.0, 3600.0))}
     present = set(intervals)
     scanned = {d: DeviceHealth(d) for d in intervals}
