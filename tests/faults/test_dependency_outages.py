@@ -168,11 +168,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Write until the file system refuses (ENOSPC)."""
     filler = directory / "filler"
-    with filler.open("wb") as out:
+    # Unbuffered: a buffered file keeps what the full disk refused and raises ENOSPC again when
+    # closed (whenever the free space is not a multiple of the chunk, e.g. after a migration).
+    with filler.open("wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * (1 << 16))
-                out.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
