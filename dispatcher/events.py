@@ -1,4 +1,8 @@
-"""In-process publish/subscribe of live events for the console (WebSocket/SSE)."""
+"""Publish/subscribe of live events for the console (WebSocket/SSE).
+
+In-process; with several instances on PostgreSQL, :mod:`dispatcher.event_relay`
+forwards each instance's events to the others' buses.
+"""
 
 from __future__ import annotations
 
@@ -51,9 +55,21 @@ class EventBus:
         self.alerts = alerts if alerts is not None else LiveAlerts(sole_writer=False)
         self._subscribers: dict[asyncio.Queue[dict[str, Any]], Compactor | None] = {}
         self._queue_size = queue_size
+        self._relay: Callable[[dict[str, Any]], None] | None = None
+
+    def relay_to(self, send: Callable[[dict[str, Any]], None] | None) -> None:
+        """Also hand every event published here to ``send`` (the other instances' relay)."""
+        self._relay = send
 
     def publish(self, kind: str, **data: Any) -> None:
+        """Tell this process's subscribers and, through the relay, every other instance's."""
         event = {"kind": kind, **data}
+        self.deliver(event)
+        if self._relay is not None:
+            self._relay(event)
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Hand ``event`` to this process's subscribers only (what another instance published)."""
         for queue, compact in list(self._subscribers.items()):
             try:
                 queue.put_nowait(event)

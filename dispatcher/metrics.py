@@ -100,6 +100,13 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.event_relay = Counter(
+            "vigie_event_relay_total",
+            "Console events relayed between instances (PostgreSQL): sent, received, refused payloads,"
+            " connections lost",
+            ["outcome"],
+            registry=r,
+        )
         self.http_refused = Counter(
             "vigie_http_refused_total",
             "HTTP requests refused before reaching the API (body too large, bad JSON, cross-site...)",

@@ -101,6 +101,18 @@ async def _save_state(d: Dispatcher) -> None:
         log.exception("enregistrement des dernières positions connues impossible")
 
 
+async def _relay_events(dsn: str, bus: EventBus, metrics: Metrics) -> None:
+    """The consoles' live events shared with the other instances (they share the database)."""
+    from dispatcher.event_relay import PostgresEventRelay
+
+    relay = PostgresEventRelay(dsn, bus=bus, metrics=metrics)
+    bus.relay_to(relay.send)
+    try:
+        await relay.run()
+    finally:
+        bus.relay_to(None)
+
+
 async def _share_group(store: Store) -> str:
     """The dispatchers' secret $share group name, the same for every instance on ``store``."""
     return await store.deployment_secret("mqtt_share_group", f"vigie-{secrets.token_hex(16)}")
@@ -236,6 +248,8 @@ async def running_dispatcher(
         d.spawn(visits.run(), "visit-timers")
         d.spawn(reconciler.run(), "reconciliation")
         d.spawn(health.run(), "health")
+        if is_postgres(settings.database_url):
+            d.spawn(_relay_events(settings.database_url, bus, metrics), "event-relay")
         d.spawn(cache.run(), "directory-refresh")
         d.spawn(_flush_windows(d), "replay-windows")
         d.spawn(

@@ -1,0 +1,142 @@
+"""Console events relayed between instances over a real PostgreSQL's LISTEN/NOTIFY.
+
+Two relays, each with its own bus, stand for two dispatcher instances on one
+database; the instances themselves, with consoles open on both, are in
+tests/scaleout/test_console_instances.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dispatcher.event_relay import CHANNEL, PostgresEventRelay, decode_events, encode_events
+from dispatcher.events import RESYNC_EVENT, EventBus
+from dispatcher.metrics import Metrics
+from tests.support import postgres as _pg
+
+postgres_cluster = _pg.postgres_cluster
+postgres_url = _pg.postgres_url
+
+WITHIN_S = 10.0  # a safety net on a loaded machine, not a goal
+
+
+@asynccontextmanager
+async def relayed(dsn: str) -> AsyncIterator[tuple[EventBus, PostgresEventRelay, Metrics]]:
+    bus, metrics = EventBus(), Metrics()
+    relay = PostgresEventRelay(dsn, bus=bus, metrics=metrics, reconnect_s=0.2)
+    bus.relay_to(relay.send)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(relay.connected.wait(), WITHIN_S)
+        yield bus, relay, metrics
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def next_event(queue: asyncio.Queue[dict[str, Any]], kind: str | None = None) -> dict[str, Any]:
+    """The next event of ``kind`` (any kind if None), skipping the resyncs of a (re)connection."""
+    while True:
+        event = await asyncio.wait_for(queue.get(), WITHIN_S)
+        if kind is not None and event["kind"] == kind:
+            return event
+        if kind is None and event["kind"] != RESYNC_EVENT:
+            return event
+
+
+async def test_an_event_published_on_one_instance_reaches_the_others_once_in_order(postgres_url: str) -> None:
+    async with relayed(postgres_url) as (a, _, _), relayed(postgres_url) as (b, _, b_metrics):
+        async with a.subscribe() as on_a, b.subscribe() as on_b:
+            for n in range(50):
+                a.publish("alert", alert_id=f"al-{n}", version=1)
+            received = [await next_event(on_b) for _ in range(50)]
+            assert [e["alert_id"] for e in received] == [f"al-{n}" for n in range(50)]
+            # A's own consoles got each event once, from its bus: not again through the channel.
+            b.publish("visit", visit_id="v-1")
+            mine = [await next_event(on_a) for _ in range(51)]
+            assert [e.get("alert_id") for e in mine[:50]] == [f"al-{n}" for n in range(50)]
+            assert mine[50] == {"kind": "visit", "visit_id": "v-1"}
+            assert on_a.empty()
+        assert b_metrics.event_relay.labels("received")._value.get() == 50
+
+
+async def test_a_lost_connection_makes_every_console_re_read_and_the_relay_comes_back(
+    postgres_url: str,
+) -> None:
+    db = await asyncpg.connect(postgres_url)
+    try:
+        async with (
+            relayed(postgres_url) as (a, _, _),
+            relayed(postgres_url) as (b, b_relay, b_metrics),
+            a.subscribe() as on_a,
+            b.subscribe() as on_b,
+        ):
+            killed = await db.fetchval(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'vigie-events' AND pid = $1",
+                b_relay._own_pid,
+            )
+            assert killed
+            # B may have missed A's events while it was away: its consoles re-read...
+            assert (await next_event(on_b, RESYNC_EVENT))["kind"] == RESYNC_EVENT
+            # ...and A's consoles, which missed B's, are told to re-read too.
+            assert (await next_event(on_a, RESYNC_EVENT))["kind"] == RESYNC_EVENT
+            a.publish("alert", alert_id="after", version=3)
+            assert await next_event(on_b) == {"kind": "alert", "alert_id": "after", "version": 3}
+            assert b_metrics.event_relay.labels("connection_lost")._value.get() == 1
+    finally:
+        await db.close()
+
+
+async def test_a_foreign_payload_on_the_channel_is_refused_and_the_relay_goes_on(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = await asyncpg.connect(postgres_url)
+    try:
+        async with (
+            relayed(postgres_url) as (a, _, _),
+            relayed(postgres_url) as (b, _, b_metrics),
+            b.subscribe() as on_b,
+        ):
+            for hostile in ("not json", '{"kind": "alert"}', '[{"alert_id": "x"}]', "[1]"):
+                await db.execute("SELECT pg_notify($1, $2)", CHANNEL, hostile)
+            a.publish("alert", alert_id="real", version=1)
+            assert await next_event(on_b) == {"kind": "alert", "alert_id": "real", "version": 1}
+            assert on_b.empty()
+        assert b_metrics.event_relay.labels("refused")._value.get() == 4
+        assert "message refusé sur le canal vigie_events" in caplog.text
+    finally:
+        await db.close()
+
+
+EVENTS = st.lists(
+    st.fixed_dictionaries(
+        {"kind": st.sampled_from(["alert", "visit", "notification"])},
+        optional={"alert_id": st.text(max_size=40), "version": st.integers(0, 10**6)},
+    ),
+    max_size=300,
+)
+
+
+@given(EVENTS)
+def test_every_payload_fits_a_notify_and_they_give_back_the_events_in_order(
+    events: list[dict[str, Any]],
+) -> None:
+    payloads = list(encode_events(events, limit=500))
+    assert all(len(p.encode()) <= 500 for p in payloads)
+    assert [e for p in payloads for e in decode_events(p)] == events
+
+
+def test_an_event_too_long_for_a_notify_becomes_a_resync() -> None:
+    payloads = list(encode_events([{"kind": "alert", "alert_id": "x" * 600}, {"kind": "visit"}], limit=500))
+    assert [e for p in payloads for e in decode_events(p)] == [{"kind": RESYNC_EVENT}, {"kind": "visit"}]
+    assert json.loads(payloads[0])[0]["kind"] == RESYNC_EVENT
