@@ -294,16 +294,25 @@ def postgres_scenario(
 
 
 def directory_edits_scenario(
-    name: str, workdir: Path, sizes: Sizes, *, devices: int, rate: float, edit_every_s: float = 2.0
+    name: str,
+    workdir: Path,
+    sizes: Sizes,
+    *,
+    devices: int,
+    rate: float,
+    edit_every_s: float = 2.0,
+    bulk_rows: int = 0,
 ) -> dict[str, Any]:
     """Alerts at ``rate`` while an administrator edits a directory of ``devices`` devices.
 
     Each edit (every ``edit_every_s``, by another process as the admin CLI
-    writes: a practitioner renamed, then a device relabelled, in turn) moves the
-    directory version, so the dispatcher catches up with the directory and the
-    health leader takes in the new snapshot: what a national directory's edits
-    cost the alerts arriving meanwhile. The directory's devices heartbeat every hour (none is due
-    during the run); the alerts come from the usual alert devices.
+    writes: a practitioner renamed, then a device relabelled, in turn; or, with
+    ``bulk_rows``, that many devices relabelled in one transaction, as an
+    import does) moves the directory version, so the dispatcher catches up with
+    the directory and the health leader takes in the new snapshot: what a
+    national directory's edits cost the alerts arriving meanwhile. The
+    directory's devices heartbeat every hour (none is due during the run); the
+    alerts come from the usual alert devices.
     """
     specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices), DeviceSpec("dir", devices, 3600)]
     with Cluster(workdir / name, specs) as cluster:
@@ -312,7 +321,9 @@ def directory_edits_scenario(
             port=cluster.broker.port, username="vigie-bench-fleet", password=cluster.fleet_password
         )
         stop, edits = threading.Event(), [0]
-        editor = threading.Thread(target=_edit_directory, args=(cluster.db, stop, edit_every_s, edits))
+        editor = threading.Thread(
+            target=_edit_directory, args=(cluster.db, stop, edit_every_s, edits, bulk_rows, devices)
+        )
         try:
             editor.start()
             stop.wait(edit_every_s * 1.5)  # the first reloads under way before the first alert
@@ -342,7 +353,8 @@ def directory_edits_scenario(
         counters=_dispatcher_counters(metrics),
         health_pass_s=_health_pass("", metrics),
         load_average=list(os.getloadavg()),
-        notes=f"{devices} devices in the directory, edited every {edit_every_s:g} s by another process",
+        notes=f"{devices} devices in the directory, edited every {edit_every_s:g} s by another process"
+        + (f" ({bulk_rows} devices relabelled at once)" if bulk_rows else ""),
     )
     return result
 
@@ -354,13 +366,24 @@ _RENAME_PRACTITIONER = (
 _RELABEL_DEVICE = "UPDATE devices SET doc = json_set(doc, '$.label', ?) WHERE id = ?"
 
 
-def _edit_directory(db: Path, stop: threading.Event, every_s: float, edits: list[int]) -> None:
+_RELABEL_DEVICES = "UPDATE devices SET doc = json_set(doc, '$.label', ?) WHERE id >= ? AND id < ?"
+
+
+def _edit_directory(
+    db: Path, stop: threading.Event, every_s: float, edits: list[int], bulk_rows: int, devices: int
+) -> None:
     """Every ``every_s`` until ``stop``, rename a practitioner or relabel a directory device, in
-    turn (counted in ``edits``): each a real change of content, as an administrator makes."""
+    turn, or relabel ``bulk_rows`` devices at once (counted in ``edits``): each a real change of
+    content, as an administrator or an import makes."""
     with closing(sqlite3.connect(db, timeout=30)) as conn:
         while not stop.wait(every_s):
             n = edits[0]
-            if n % 2:
+            if bulk_rows:
+                first = (n * bulk_rows) % max(1, devices - bulk_rows)
+                conn.execute(
+                    _RELABEL_DEVICES, (f"import {n}", f"dir-{first:05d}", f"dir-{first + bulk_rows:05d}")
+                )
+            elif n % 2:
                 conn.execute(_RELABEL_DEVICE, (f"bureau {n}", f"dir-{n:05d}"))
             else:
                 conn.execute(_RENAME_PRACTITIONER, (f"Nom {n}",))

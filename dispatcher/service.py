@@ -8,6 +8,7 @@ import gc
 import logging
 import resource
 import secrets
+import sys
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -322,6 +323,9 @@ async def serve(settings: DispatcherSettings) -> None:
     from dispatcher.directory.geocoding import AddressGeocoder
 
     fit_open_file_limit(settings.twilio.max_connections + FILE_DESCRIPTOR_HEADROOM)
+    # The event loop shares the GIL with worker threads (the store's, a directory read's): it
+    # waits for it up to one switch interval each time, an alert several times on its path.
+    sys.setswitchinterval(settings.gil_switch_interval_s)
 
     async with (
         running_dispatcher(settings, freeze_loaded=True) as d,

@@ -349,6 +349,13 @@ class DispatcherSettings(AdminSettings):
     http_host: str = Field(default="127.0.0.1", description="Where the REST API and console listen")
     http_port: int = Field(default=8080, description="REST API / console / webhooks port")
     instance_id: str = Field(default="dispatcher-1", description="Names this instance in leases and logs")
+    gil_switch_interval_s: float = Field(
+        default=0.001,
+        gt=0,
+        le=0.1,
+        description="How long a worker thread (an import's parsing, the store's) may hold the GIL while"
+        " the event loop waits for it (Python's default: 0.005; docs/performance.md)",
+    )
     location_retention_days: int = Field(default=90, description="RGPD: purge location data after this")
     inbound_sid_retention_days: int = Field(
         default=365,

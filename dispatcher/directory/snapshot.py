@@ -10,10 +10,12 @@ matters: re-validating 100,000 devices takes about two seconds of Python.
 When the version moved, the cache reads only the rows changed since its own
 version (the store's change log, filled by the same triggers) and patches its
 snapshot: an edit costs its own rows, not a read of 100,000 devices. The whole
-directory is read at start, and when the log cannot say (pruned, or a bulk
-import); that work runs in worker threads (the store parses large lists there,
-and the snapshot is assembled there), so alerts arriving meanwhile are not
-held: the event loop gets the GIL back within the interpreter's switch interval.
+directory is read at start, and when the log cannot say (pruned, or more than
+20,000 rows changed at once); that work, and the patching of an import's
+thousands of rows, runs in worker threads (the store parses large lists there,
+and the snapshot is assembled or patched there), so alerts arriving meanwhile
+are not held: the event loop gets the GIL back within the interpreter's switch
+interval.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from dispatcher.directory.communes import CommuneIndex
 from dispatcher.directory.site_index import SiteIndex
 from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
+from dispatcher.store.rows import off_the_loop_if_many
 from protocol.messages import Location
 
 if TYPE_CHECKING:
@@ -212,7 +215,11 @@ class DirectoryCache:
             if delta is None:
                 snapshot = replace(await load_snapshot(self._store), generation=generation)
             else:
-                snapshot = self.current.updated(delta, generation=generation)
+                # An import patches thousands of rows: off the event loop, as a full read is.
+                current = self.current
+                snapshot = await off_the_loop_if_many(
+                    lambda: current.updated(delta, generation=generation), delta.rows
+                )
             if "site_index" not in snapshot.__dict__:
                 # Built here, in a thread, not by the first alert with a fix (thousands of sites).
                 await asyncio.to_thread(getattr, snapshot, "site_index")

@@ -57,6 +57,11 @@ class DirectoryDelta:
     devices: Mapping[str, Device | None] = field(default_factory=dict)
     credentials: Mapping[str, DeviceCredentials | None] = field(default_factory=dict)
 
+    @property
+    def rows(self) -> int:
+        """How many rows changed (a device's document and credentials count once)."""
+        return sum(map(len, (self.practitioners, self.sites, self.conventions, self.visits, self.devices)))
+
 
 @dataclass(frozen=True, slots=True)
 class NewAlert:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
 from dispatcher.store.base import DeviceCredentials, DirectoryDelta
-from dispatcher.store.rows import Reused
+from dispatcher.store.rows import Reused, parse_rows
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,7 +24,10 @@ M = TypeVar("M", bound=BaseModel)
 _STATES = {state.value: state for state in DeviceState}  # DeviceState(text) costs 2 µs a device
 
 #: Above this many changed rows a delta is not worth it: the caller reads the whole directory.
-MAX_DELTA_ROWS = 2_000
+#: Reading 20,000 rows by id still costs a fraction of reading a national directory (100,000
+#: devices): an import of a few thousand devices is caught up with row by row
+#: (docs/performance.md, "An import while alerts come").
+MAX_DELTA_ROWS = 20_000
 
 
 def _credentials(row: Any) -> DeviceCredentials:
@@ -79,13 +82,17 @@ class DocumentDirectory(ABC):
         async def read(table: str, model: type[M]) -> dict[str, M | None]:
             ids = changed.get(table, set())
             rows = await self._rows_by_id(table, ids) if ids else []
-            found = {r["id"]: model.model_validate_json(r["doc"]) for r in rows}
+            found = dict(await parse_rows(lambda r: (r["id"], model.model_validate_json(r["doc"])), rows))
             return {i: found.get(i) for i in ids}
 
         device_ids = changed.get("devices", set())
         device_rows = await self._rows_by_id("devices", device_ids) if device_ids else []
-        credentials: Mapping[str, DeviceCredentials] = {r["id"]: _credentials(r) for r in device_rows}
-        devices = {r["id"]: Device.model_validate_json(r["doc"]) for r in device_rows}
+        # An import changes thousands of devices: parsed off the event loop (rows.OFF_LOOP_ROWS).
+        parsed = await parse_rows(
+            lambda r: (r["id"], Device.model_validate_json(r["doc"]), _credentials(r)), device_rows
+        )
+        devices = {device_id: device for device_id, device, _ in parsed}
+        credentials: Mapping[str, DeviceCredentials] = {device_id: creds for device_id, _, creds in parsed}
         return DirectoryDelta(
             practitioners=await read("practitioners", Practitioner),
             sites=await read("sites", Site),

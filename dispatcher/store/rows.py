@@ -32,10 +32,10 @@ async def parse_rows(
             parsed.sort(key=key)
         return parsed
 
-    return await _off_the_loop_if_many(run, len(rows))
+    return await off_the_loop_if_many(run, len(rows))
 
 
-async def _off_the_loop_if_many(work: Callable[[], T], rows: int) -> T:
+async def off_the_loop_if_many(work: Callable[[], T], rows: int) -> T:
     """``work()`` here for a few rows; in a worker thread for many (the hop costs more than a few)."""
     return work() if rows <= OFF_LOOP_ROWS else await asyncio.to_thread(work)
 
@@ -75,6 +75,6 @@ class Reused:
                 parsed.append(obj)
             return parsed, fresh
 
-        parsed, fresh = await _off_the_loop_if_many(run, len(rows))
+        parsed, fresh = await off_the_loop_if_many(run, len(rows))
         self._tables[table] = fresh
         return parsed

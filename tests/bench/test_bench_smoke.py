@@ -25,6 +25,7 @@ ALERT_SCENARIOS = (
     "naive-10",
     "naive-100",
     "directory-edits-100k",
+    "directory-bulk-100k",
 )
 ALERT_FIELDS = {
     "alerts_sent",
@@ -97,8 +98,9 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
     assert national["cpu_pct_per_100_hb_s"] is not None and "cpu_pct_of_core" in national["broker"]
     passes = national["health_pass_s"]["pass"]  # the leader's passes, timed by the dispatcher
     assert passes["count"] >= 1 and passes["mean"] is not None and passes["mean"] >= 0
-    edited = scenarios["directory-edits-100k"]  # alerts while the directory was being reloaded
-    assert edited["directory_edits"] >= 1 and edited["directory_devices"] > 0
+    for edits in ("directory-edits-100k", "directory-bulk-100k"):  # alerts while the directory changed
+        edited = scenarios[edits]
+        assert edited["directory_edits"] >= 1 and edited["directory_devices"] > 0
     assert {"naive_vs_dispatcher", "naive_vs_dispatcher_10", "slow_vs_fast_p99_ratio_10"} <= set(
         report["comparisons"]
     )

@@ -218,6 +218,30 @@ async def test_a_bulk_import_is_read_in_full(store: SqliteStore) -> None:
     assert set(added) <= set(cache.current.keys)
 
 
+async def test_an_import_of_thousands_of_devices_is_caught_up_with_by_its_rows(store: SqliteStore) -> None:
+    """An import under the full-read threshold: a delta of its rows, patched, equal to a full read."""
+    cache = DirectoryCache(store)
+    await cache.refresh()
+    since, before = cache.version, cache.current
+    assert since is not None
+    added = [f"imp-{i:05d}" for i in range(3_000)]  # more than a worker thread's OFF_LOOP_ROWS
+    doc = Device(id="x", kind=DeviceKind.BUTTON, site_id="cabinet-boutonnet")
+    with sqlite3.connect(store.path) as db:  # one transaction, as an import in another process
+        db.executemany(
+            "INSERT INTO devices(id, doc, state, hmac_key, created_at)"
+            " VALUES (?, ?, 'active', ?, '2026-01-01')",
+            [(d, doc.model_copy(update={"id": d}).model_dump_json(), KEY) for d in added],
+        )
+        db.execute("UPDATE devices SET state = 'revoked' WHERE id = 'imp-00007'")
+
+    delta = await store.directory_delta(since, await store.directory_version())
+    assert delta is not None and delta.rows == 3_000
+    assert await cache.refresh_if_changed()
+    assert _as_read_in_full(cache, await load_snapshot(store))
+    assert "imp-00007" in cache.current.revoked_keys and "imp-00007" not in cache.current.keys
+    assert all(cache.current.devices[d] is before.devices[d] for d in before.devices)
+
+
 async def test_the_cache_tells_which_devices_changed_between_two_of_its_snapshots(store: SqliteStore) -> None:
     """What the health monitor compares after an edit: the devices edited, not 100,000."""
     await store.add_device(Device(id="btn-2", kind=DeviceKind.BUTTON, site_id="cabinet-boutonnet"), KEY)
