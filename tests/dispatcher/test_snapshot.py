@@ -198,6 +198,19 @@ def test_a_cache_patched_by_the_change_log_is_the_directory_read_in_full(
         asyncio.run(run(Path(tmp) / "vigie.db"))
 
 
+def _import_devices(store: SqliteStore, ids: list[str], *, revoked: str | None = None) -> None:
+    """Add these devices in one transaction, as an import in another process does."""
+    doc = Device(id="x", kind=DeviceKind.BUTTON, site_id="cabinet-boutonnet")
+    with sqlite3.connect(store.path) as db:
+        db.executemany(
+            "INSERT INTO devices(id, doc, state, hmac_key, created_at)"
+            " VALUES (?, ?, 'active', ?, '2026-01-01')",
+            [(d, doc.model_copy(update={"id": d}).model_dump_json(), KEY) for d in ids],
+        )
+        if revoked is not None:
+            db.execute("UPDATE devices SET state = 'revoked' WHERE id = ?", (revoked,))
+
+
 async def test_a_bulk_import_is_read_in_full(store: SqliteStore) -> None:
     """Thousands of rows changed (an import by the admin CLI): one full read, not a delta."""
     cache = DirectoryCache(store)
@@ -205,13 +218,7 @@ async def test_a_bulk_import_is_read_in_full(store: SqliteStore) -> None:
     since = cache.version
     assert since is not None
     added = [f"imp-{i:05d}" for i in range(MAX_DELTA_ROWS + 1)]
-    doc = Device(id="x", kind=DeviceKind.BUTTON, site_id="cabinet-boutonnet")
-    with sqlite3.connect(store.path) as db:  # one transaction, as an import in another process
-        db.executemany(
-            "INSERT INTO devices(id, doc, state, hmac_key, created_at)"
-            " VALUES (?, ?, 'active', ?, '2026-01-01')",
-            [(d, doc.model_copy(update={"id": d}).model_dump_json(), KEY) for d in added],
-        )
+    _import_devices(store, added)
 
     assert await store.directory_delta(since, await store.directory_version()) is None
     assert await cache.refresh_if_changed()
@@ -225,14 +232,7 @@ async def test_an_import_of_thousands_of_devices_is_caught_up_with_by_its_rows(s
     since, before = cache.version, cache.current
     assert since is not None
     added = [f"imp-{i:05d}" for i in range(3_000)]  # more than a worker thread's OFF_LOOP_ROWS
-    doc = Device(id="x", kind=DeviceKind.BUTTON, site_id="cabinet-boutonnet")
-    with sqlite3.connect(store.path) as db:  # one transaction, as an import in another process
-        db.executemany(
-            "INSERT INTO devices(id, doc, state, hmac_key, created_at)"
-            " VALUES (?, ?, 'active', ?, '2026-01-01')",
-            [(d, doc.model_copy(update={"id": d}).model_dump_json(), KEY) for d in added],
-        )
-        db.execute("UPDATE devices SET state = 'revoked' WHERE id = 'imp-00007'")
+    _import_devices(store, added, revoked="imp-00007")
 
     delta = await store.directory_delta(since, await store.directory_version())
     assert delta is not None and delta.rows == 3_000
