@@ -11,9 +11,11 @@ subscribers.
 Invariants (tests/dispatcher/test_event_relay.py, tests/scaleout):
 
 * every event an instance publishes while its relay is connected reaches the
-  subscribers of every other connected instance, in publication order, once;
-  never its own subscribers a second time (a notification from the
-  instance's own database session is skipped);
+  subscribers of every other connected instance, in publication order, once
+  — or, given a ``compact`` function (the console's, :mod:`dispatcher.web.console.coalesce`),
+  as the events it compacts them to, which say as much; never its own
+  subscribers a second time (a notification from the instance's own
+  database session is skipped);
 * a relay that lost its connection never lets a console believe it missed
   nothing: once listening again, it tells its own subscribers to re-read
   (:data:`~dispatcher.events.RESYNC_EVENT`: they may have missed the others'
@@ -39,16 +41,21 @@ from typing import Any
 
 import asyncpg
 
-from dispatcher.events import RESYNC_EVENT, EventBus
+from dispatcher.events import RESYNC_EVENT, Compactor, EventBus
 from dispatcher.metrics import Metrics
 
-__all__ = ["CHANNEL", "MAX_PAYLOAD_BYTES", "PostgresEventRelay", "decode_events", "encode_events"]
+__all__ = ["CHANNEL", "LINGER_S", "MAX_PAYLOAD_BYTES", "PostgresEventRelay", "decode_events", "encode_events"]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "vigie_events"
 MAX_PAYLOAD_BYTES = 7_000  # PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more
 _RECONNECT_S = 1.0
+# Events are gathered this long before they are sent, then compacted as a console's queue is
+# (one per alert: an alert, its notifications and callbacks publish many): at 100 alerts/s,
+# tens of NOTIFY a second per instance instead of one per event, for 50 ms more on a console
+# open on another instance than the one that received the alert.
+LINGER_S = 0.05
 
 
 def encode_events(events: list[dict[str, Any]], *, limit: int = MAX_PAYLOAD_BYTES) -> Iterator[str]:
@@ -95,11 +102,20 @@ class PostgresEventRelay:
     """
 
     def __init__(
-        self, dsn: str, *, bus: EventBus, metrics: Metrics, reconnect_s: float = _RECONNECT_S
+        self,
+        dsn: str,
+        *,
+        bus: EventBus,
+        metrics: Metrics,
+        compact: Compactor | None = None,
+        linger_s: float = LINGER_S,
+        reconnect_s: float = _RECONNECT_S,
     ) -> None:
         self._dsn = dsn
         self._bus = bus
         self._metrics = metrics
+        self._compact = compact
+        self._linger_s = linger_s
         self._reconnect_s = reconnect_s
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
@@ -163,7 +179,11 @@ class PostgresEventRelay:
             self._wake.clear()
             if lost.is_set():
                 raise ConnectionError("connexion à PostgreSQL perdue")
+            if self._linger_s:
+                await asyncio.sleep(self._linger_s)  # what an alert's next steps publish goes along
             batch, self._pending = self._pending, []
+            if self._compact is not None:
+                batch = self._compact(batch)
             for payload in encode_events(batch):
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
             self._metrics.event_relay.labels("sent").inc(len(batch))

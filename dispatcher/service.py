@@ -29,7 +29,7 @@ from dispatcher.alerting.responder_links import ResponderLinks
 from dispatcher.directory.fallback import deployment_recipient
 from dispatcher.directory.location import LocationPolicy
 from dispatcher.directory.snapshot import DirectoryCache
-from dispatcher.events import EventBus
+from dispatcher.events import RESYNC_EVENT, EventBus
 from dispatcher.fleet.broker_control import BrokerControl
 from dispatcher.fleet.health import HealthMonitor
 from dispatcher.fleet.quarantine import Quarantine
@@ -42,6 +42,7 @@ from dispatcher.store import is_postgres, open_store
 from dispatcher.store.base import Store
 from dispatcher.visits.runner import VisitTimers
 from dispatcher.web.app import create_app
+from dispatcher.web.console.coalesce import coalesce
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ async def _relay_events(dsn: str, bus: EventBus, metrics: Metrics) -> None:
     """The consoles' live events shared with the other instances (they share the database)."""
     from dispatcher.event_relay import PostgresEventRelay
 
-    relay = PostgresEventRelay(dsn, bus=bus, metrics=metrics)
+    relay = PostgresEventRelay(dsn, bus=bus, metrics=metrics, compact=lambda e: coalesce(e, RESYNC_EVENT))
     bus.relay_to(relay.send)
     try:
         await relay.run()

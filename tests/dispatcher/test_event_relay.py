@@ -19,8 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dispatcher.event_relay import CHANNEL, PostgresEventRelay, decode_events, encode_events
-from dispatcher.events import RESYNC_EVENT, EventBus
+from dispatcher.events import RESYNC_EVENT, Compactor, EventBus
 from dispatcher.metrics import Metrics
+from dispatcher.web.console.coalesce import coalesce
 from tests.support import postgres as _pg
 
 postgres_cluster = _pg.postgres_cluster
@@ -30,9 +31,11 @@ WITHIN_S = 10.0  # a safety net on a loaded machine, not a goal
 
 
 @asynccontextmanager
-async def relayed(dsn: str) -> AsyncIterator[tuple[EventBus, PostgresEventRelay, Metrics]]:
+async def relayed(
+    dsn: str, *, compact: Compactor | None = None
+) -> AsyncIterator[tuple[EventBus, PostgresEventRelay, Metrics]]:
     bus, metrics = EventBus(), Metrics()
-    relay = PostgresEventRelay(dsn, bus=bus, metrics=metrics, reconnect_s=0.2)
+    relay = PostgresEventRelay(dsn, bus=bus, metrics=metrics, compact=compact, reconnect_s=0.2)
     bus.relay_to(relay.send)
     task = asyncio.create_task(relay.run())
     try:
@@ -67,6 +70,26 @@ async def test_an_event_published_on_one_instance_reaches_the_others_once_in_ord
             assert mine[50] == {"kind": "visit", "visit_id": "v-1"}
             assert on_a.empty()
         assert b_metrics.event_relay.labels("received")._value.get() == 50
+
+
+async def test_an_alerts_many_events_cross_as_one_saying_as_much(postgres_url: str) -> None:
+    """Compacted as a console's queue is: one per alert, its last version, an alarm kept."""
+    async with (
+        relayed(postgres_url, compact=lambda e: coalesce(e, RESYNC_EVENT)) as (a, _, a_metrics),
+        relayed(postgres_url) as (b, _, _),
+        b.subscribe() as on_b,
+    ):
+        for version in range(1, 11):
+            a.publish("alert", alert_id="al-1", version=version)
+            a.publish("notification", alert_id="al-2", id=f"n-{version}", outcome="accepted")
+        a.publish("operator_alarm", alert_id="al-1", reason="contrainte", version=11)
+        a.publish("alert", alert_id="al-1", version=12)
+        received = [await next_event(on_b), await next_event(on_b)]
+        assert received == [
+            {"kind": "operator_alarm", "alert_id": "al-1", "reason": "contrainte", "version": 12},
+            {"kind": "notification", "alert_id": "al-2", "id": "n-10", "outcome": "accepted"},
+        ]
+        assert a_metrics.event_relay.labels("sent")._value.get() == 2
 
 
 async def test_a_lost_connection_makes_every_console_re_read_and_the_relay_comes_back(
