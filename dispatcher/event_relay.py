@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "vigie_events"
 MAX_PAYLOAD_BYTES = 7_000  # PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more
 _RECONNECT_S = 1.0
+MAX_RECONNECT_S = 30.0
 # Events are gathered this long before they are sent, then compacted as a console's queue is
 # (one per alert: an alert, its notifications and callbacks publish many): at 100 alerts/s,
 # tens of NOTIFY a second per instance instead of one per event, for 50 ms more on a console
@@ -121,6 +122,7 @@ class PostgresEventRelay:
         self._wake = asyncio.Event()
         self._own_pid: int | None = None  # our session's backend: its notifications are our own
         self._listened_before = False
+        self._listens = 0  # sessions that got as far as listening
         self.connected = asyncio.Event()  # listening (tests wait on it)
 
     def send(self, event: dict[str, Any]) -> None:
@@ -131,19 +133,27 @@ class PostgresEventRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Listen and forward until cancelled, reconnecting after any loss."""
+        """Listen and forward until cancelled, reconnecting after any loss.
+
+        The first retry comes after ``reconnect_s``; while PostgreSQL stays out of
+        reach the wait doubles, up to :data:`MAX_RECONNECT_S` (one warning each).
+        """
+        delay, listens = self._reconnect_s, self._listens
         while True:
             try:
                 await self._session()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 self._metrics.event_relay.labels("connection_lost").inc()
+                if self._listens > listens:  # it was listening: a fresh loss, retry soon
+                    delay, listens = self._reconnect_s, self._listens
                 log.warning(
                     "relais des événements console vers les autres instances coupé (%s) :"
                     " nouvel essai dans %.0f s",
                     exc,
-                    self._reconnect_s,
+                    delay,
                 )
-            await asyncio.sleep(self._reconnect_s)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_S)
 
     async def _session(self) -> None:
         conn = await asyncpg.connect(self._dsn, server_settings={"application_name": "vigie-events"})
@@ -165,6 +175,7 @@ class PostgresEventRelay:
                 self._wake.set()
                 log.info("relais des événements console rétabli : les consoles se resynchronisent")
             self._listened_before = True
+            self._listens += 1
             self.connected.set()
             await self._forward(conn, lost)
         finally:
