@@ -148,7 +148,7 @@ class PostgresEventRelay:
                     delay, listens = self._reconnect_s, self._listens
                 log.warning(
                     "relais des événements console vers les autres instances coupé (%s) :"
-                    " nouvel essai dans %.0f s",
+                    " nouvel essai dans %g s",
                     exc,
                     delay,
                 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -163,3 +165,43 @@ def test_an_event_too_long_for_a_notify_becomes_a_resync() -> None:
     payloads = list(encode_events([{"kind": "alert", "alert_id": "x" * 600}, {"kind": "visit"}], limit=500))
     assert [e for p in payloads for e in decode_events(p)] == [{"kind": RESYNC_EVENT}, {"kind": "visit"}]
     assert json.loads(payloads[0])[0]["kind"] == RESYNC_EVENT
+
+
+class _Retries(logging.Handler):
+    """The relay's retry warnings; ``enough`` is set once ``wanted`` of them were logged."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__(logging.WARNING)
+        self.waits: list[str] = []
+        self.wanted = wanted
+        self.enough = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:  # on the loop's thread: the relay logs there
+        message = record.getMessage()
+        if "nouvel essai dans " in message:
+            self.waits.append(message.rsplit("dans ", 1)[1])
+            if len(self.waits) >= self.wanted:
+                self.enough.set()
+
+
+async def test_while_postgresql_is_out_of_reach_the_retries_back_off() -> None:
+    """One warning per attempt, each wait twice the last: no log flood during a long outage."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = Metrics()
+    relay = PostgresEventRelay(
+        f"postgresql://vigie@127.0.0.1:{port}/none", bus=EventBus(), metrics=metrics, reconnect_s=0.01
+    )
+    retries = _Retries(4)
+    logger = logging.getLogger("dispatcher.event_relay")
+    logger.addHandler(retries)
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.wait_for(retries.enough.wait(), WITHIN_S)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        logger.removeHandler(retries)
+    assert retries.waits[:4] == ["0.01 s", "0.02 s", "0.04 s", "0.08 s"]
+    assert metrics.event_relay.labels("connection_lost")._value.get() >= 4
