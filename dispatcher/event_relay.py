@@ -16,11 +16,11 @@ Invariants (tests/dispatcher/test_event_relay.py, tests/scaleout):
   as the events it compacts them to, which say as much; never its own
   subscribers a second time (a notification from the instance's own
   database session is skipped);
-* a relay that lost its connection never lets a console believe it missed
-  nothing: once listening again, it tells its own subscribers to re-read
-  (:data:`~dispatcher.events.RESYNC_EVENT`: they may have missed the others'
-  events) and tells the others the same (they missed its own, which it does
-  not keep while disconnected);
+* a relay that was not listening (starting, or its connection lost) never
+  lets a console believe it missed nothing: once listening, it tells its own
+  subscribers to re-read (:data:`~dispatcher.events.RESYNC_EVENT`: they may
+  have missed the others' events) and tells the others the same (they missed
+  its own, which it does not keep while disconnected);
 * what arrives on the channel is checked: a payload that is not a list of
   events (objects with a string ``kind``) is refused whole, logged and
   counted, and the relay goes on.
@@ -121,7 +121,6 @@ class PostgresEventRelay:
         self._pending: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._own_pid: int | None = None  # our session's backend: its notifications are our own
-        self._listened_before = False
         self._listens = 0  # sessions that got as far as listening
         self.connected = asyncio.Event()  # listening (tests wait on it)
 
@@ -168,13 +167,13 @@ class PostgresEventRelay:
             await conn.add_listener(CHANNEL, self._received)
             self._own_pid = conn.get_server_pid()
             self._pending.clear()
-            # Consoles opened before now may have missed the others' events: they re-read.
+            # Both ways, at start too: consoles opened before now may have missed the others'
+            # events, and theirs what this instance published unheard (its start's recovery).
             self._bus.deliver({"kind": RESYNC_EVENT})
-            if self._listened_before:  # and the others missed ours
-                self._pending.append({"kind": RESYNC_EVENT})
-                self._wake.set()
+            self._pending.append({"kind": RESYNC_EVENT})
+            self._wake.set()
+            if self._listens:
                 log.info("relais des événements console rétabli : les consoles se resynchronisent")
-            self._listened_before = True
             self._listens += 1
             self.connected.set()
             await self._forward(conn, lost)
