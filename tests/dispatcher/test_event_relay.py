@@ -106,6 +106,19 @@ async def test_an_instance_starting_has_the_others_consoles_re_read(postgres_url
         assert (await next_event(on_a, RESYNC_EVENT))["kind"] == RESYNC_EVENT
 
 
+async def settled(
+    a: EventBus, on_a: asyncio.Queue[dict[str, Any]], b: EventBus, on_b: asyncio.Queue[dict[str, Any]]
+) -> None:
+    """Each side's start resync delivered and dropped: a marker published after it crossed."""
+    a.publish("visit", visit_id="marker-a")
+    b.publish("visit", visit_id="marker-b")
+    await next_event(on_b, "visit")  # B's own marker, from its bus
+    await next_event(on_b, "visit")  # A's, after A's start resync (NOTIFY keeps the order)
+    await next_event(on_a, "visit")
+    await next_event(on_a, "visit")
+    assert only_resyncs_left(on_a) and only_resyncs_left(on_b)
+
+
 async def test_a_lost_connection_makes_every_console_re_read_and_the_relay_comes_back(
     postgres_url: str,
 ) -> None:
@@ -117,6 +130,7 @@ async def test_a_lost_connection_makes_every_console_re_read_and_the_relay_comes
             a.subscribe() as on_a,
             b.subscribe() as on_b,
         ):
+            await settled(a, on_a, b, on_b)  # the starts' resyncs are behind us
             killed = await db.fetchval(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                 " WHERE application_name = 'vigie-events' AND pid = $1",
