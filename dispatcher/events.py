@@ -56,6 +56,9 @@ class EventBus:
         self._subscribers: dict[asyncio.Queue[dict[str, Any]], Compactor | None] = {}
         self._queue_size = queue_size
         self._relay: Callable[[dict[str, Any]], None] | None = None
+        # The system alarms open now (topic -> text: no alert taken, provider down), as told by
+        # the events this process saw: a console connecting shows them from its first snapshot.
+        self.system_alarms: dict[str, str] = {}
 
     def relay_to(self, send: Callable[[dict[str, Any]], None] | None) -> None:
         """Also hand every event published here to ``send`` (the other instances' relay)."""
@@ -70,6 +73,7 @@ class EventBus:
 
     def deliver(self, event: dict[str, Any]) -> None:
         """Hand ``event`` to this process's subscribers only (what another instance published)."""
+        self._note_system_alarm(event)
         for queue, compact in list(self._subscribers.items()):
             try:
                 queue.put_nowait(event)
@@ -87,6 +91,15 @@ class EventBus:
             yield queue
         finally:
             self._subscribers.pop(queue, None)
+
+    def _note_system_alarm(self, event: dict[str, Any]) -> None:
+        topic = event.get("topic")
+        if not isinstance(topic, str) or event.get("alert_id"):
+            return
+        if event.get("kind") == "operator_alarm":
+            self.system_alarms[topic] = str(event.get("reason"))
+        elif event.get("kind") == "system":
+            self.system_alarms.pop(topic, None)
 
 
 def _make_room(

@@ -100,6 +100,12 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=r,
         )
+        self.alert_takers = Gauge(
+            "vigie_alert_taking_instances",
+            "Instances taking the devices' alerts (role all, connected to the broker), as this"
+            " instance last read them",
+            registry=r,
+        )
         self.event_relay = Counter(
             "vigie_event_relay_total",
             "Console events relayed between instances (PostgreSQL): sent, received, refused payloads,"

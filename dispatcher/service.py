@@ -32,6 +32,7 @@ from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.events import RESYNC_EVENT, EventBus
 from dispatcher.fleet.broker_control import BrokerControl
 from dispatcher.fleet.health import HealthMonitor
+from dispatcher.fleet.presence import AlertTakerPresence
 from dispatcher.fleet.quarantine import Quarantine
 from dispatcher.live_alerts import LiveAlerts
 from dispatcher.liveness import feed_watchdog
@@ -224,6 +225,7 @@ async def running_dispatcher(
         on_message=ingest.submit,
         share_group=await _share_group(store),
         on_control_answer=control.answered,
+        takes_alerts=settings.role == "all",
     )
     ingest.attach(engine=engine, bridge=bridge)
     control.attach(bridge)  # before the session starts: a cut must always be recorded, hence released
@@ -250,6 +252,16 @@ async def running_dispatcher(
         d.spawn(visits.run(), "visit-timers")
         d.spawn(reconciler.run(), "reconciliation")
         d.spawn(health.run(), "health")
+        presence = AlertTakerPresence(
+            store=store,
+            bus=bus,
+            metrics=metrics,
+            instance_id=settings.instance_id,
+            takes_alerts=lambda: bridge.takes_alerts and bridge.is_connected,
+            grace_s=settings.no_alert_taker_alarm_s,
+            shared=is_postgres(settings.database_url),
+        )
+        d.spawn(presence.run(), "alert-takers")
         if is_postgres(settings.database_url):
             d.spawn(_relay_events(settings.database_url, bus, metrics), "event-relay")
         d.spawn(cache.run(), "directory-refresh")

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatcher.secretcheck import require_real_optional_secret, require_real_secret
+from dispatcher.store import is_postgres
 
 # A refused setting must never be echoed: its value may be (part of) a secret.
 _HIDDEN = ConfigDict(hide_input_in_errors=True)
@@ -349,6 +350,18 @@ class DispatcherSettings(AdminSettings):
     http_host: str = Field(default="127.0.0.1", description="Where the REST API and console listen")
     http_port: int = Field(default=8080, description="REST API / console / webhooks port")
     instance_id: str = Field(default="dispatcher-1", description="Names this instance in leases and logs")
+    role: Literal["all", "web"] = Field(
+        default="all",
+        description="all: takes the devices' alerts from the broker and serves the web side; web: serves"
+        " the console, API and provider callbacks and sends notifications, but takes no alert (several"
+        ' instances on PostgreSQL only, at least one of role all; docs/architecture.md, "Roles")',
+    )
+    no_alert_taker_alarm_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Operator alarm when no instance of role all has been connected to the broker for"
+        " this long (alerts wait there unseen)",
+    )
     gil_switch_interval_s: float = Field(
         default=0.001,
         gt=0,
@@ -372,6 +385,17 @@ class DispatcherSettings(AdminSettings):
     visits: VisitSettings = Field(default_factory=VisitSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     responder: ResponderSettings = Field(default_factory=ResponderSettings)
+
+    @field_validator("role")
+    @classmethod
+    def _web_role_needs_a_shared_store(cls, role: str, info: ValidationInfo) -> str:
+        # On SQLite the dispatcher is alone: a web-only one would leave every alert at the broker.
+        if role == "web" and not is_postgres(str(info.data.get("database_url", ""))):
+            raise ValueError(
+                "une instance de rôle web ne reçoit pas les alertes : elle suppose d'autres instances"
+                " (rôle all) sur la même base PostgreSQL ; avec SQLite, laissez VIGIE_ROLE=all"
+            )
+        return role
 
 
 class RetentionSettings(AdminSettings):

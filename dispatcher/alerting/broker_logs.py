@@ -29,6 +29,9 @@ REFUSED: Final = (
     " du dispatcher (nouvel essai après un délai croissant)"
 )
 CONNECTED: Final = "connecté au broker, abonné au groupe partagé des dispatchers"
+CONNECTED_WEB_ONLY: Final = (
+    "connecté au broker (rôle web : ni alertes ni heartbeats, laissés aux instances de rôle all)"
+)
 DISCONNECTED_STOPPING: Final = "déconnecté du broker (arrêt du dispatcher)"
 #: the broker's or paho's reason
 DISCONNECTED: Final = (

@@ -60,6 +60,8 @@ FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canc
 ALARM_PROVIDER_DOWN = "fournisseur SMS/voix injoignable"
 OUTAGE_ALARM_COOLDOWN_S = 600.0
 PROVIDER_WAIT = "fournisseur SMS/voix injoignable : notifications en attente, envoyées à son retour"
+# Names the provider's outage among the consoles' system alarms (cleared by its end).
+PROVIDER_TOPIC = "provider"
 PROVIDER_BACK = "fournisseur SMS/voix de nouveau joignable : envoi des notifications en attente"
 
 
@@ -300,15 +302,25 @@ class Engine:
             self.delivery.kick()
 
     async def _operator_alarm(
-        self, alert_id: str | None, reason: str, *, persisted: bool = False, version: int | None = None
+        self,
+        alert_id: str | None,
+        reason: str,
+        *,
+        persisted: bool = False,
+        version: int | None = None,
+        topic: str | None = None,
     ) -> None:
+        """Tell the operators (event, log, console); ``topic`` names a system alarm (no alert) for its end."""
         self._metrics.operator_alarms.labels(reason[:40]).inc()
         log.error(alert_logs.OPERATOR_ALARM, alert_id, reason)
         try:
             await self._store.add_operator_event("alarm", reason, alert_id=alert_id)
         except Exception:
             log.exception(alert_logs.OPERATOR_ALARM_NOT_STORED, nlog.yes_no(persisted))
-        self._bus.publish("operator_alarm", alert_id=alert_id, reason=reason, version=version)
+        if topic is None:
+            self._bus.publish("operator_alarm", alert_id=alert_id, reason=reason, version=version)
+        else:
+            self._bus.publish("operator_alarm", alert_id=alert_id, reason=reason, topic=topic)
 
     # -- durable timers ---------------------------------------------------------------
 
@@ -507,13 +519,13 @@ class Engine:
             if now - self._outage_alarmed_at >= OUTAGE_ALARM_COOLDOWN_S:
                 self._outage_alarmed_at = now
                 self._outage_alarm_open = True
-                await self._operator_alarm(None, f"{ALARM_PROVIDER_DOWN} ({detail})")
+                await self._operator_alarm(None, f"{ALARM_PROVIDER_DOWN} ({detail})", topic=PROVIDER_TOPIC)
             return
         log.warning(nlog.PROVIDER_BACK)
         if self._outage_alarm_open:
             self._outage_alarm_open = False
             await self._store.add_operator_event("provider", PROVIDER_BACK)
-        self._bus.publish("provider", down=False)
+        self._bus.publish("system", topic=PROVIDER_TOPIC, cleared=PROVIDER_BACK)
 
     async def notification_waiting(self, alert_id: str) -> None:
         """Show on the console that this alert's notifications wait for the provider (no new alarm)."""

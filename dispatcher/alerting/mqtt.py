@@ -114,8 +114,12 @@ class MqttBridge:
         on_message: Callable[[Inbound], None],
         share_group: str = DEFAULT_SHARE_GROUP,
         on_control_answer: Callable[[bytes], None] | None = None,
+        takes_alerts: bool = True,
     ) -> None:
         self._settings = settings
+        # False for a web-only instance (VIGIE_ROLE=web): its session keeps the downlinks and
+        # the broker's control answers, and leaves the devices' uplinks to the instances of role all.
+        self.takes_alerts = takes_alerts
         self._share_group = settings.share_group or share_group
         self._on_message = on_message
         # The broker's answers to our dynamic-security commands (dispatcher/fleet/broker_control.py).
@@ -362,15 +366,25 @@ class MqttBridge:
             return
         self._backoff = None
         group = self._share_group
-        if group != DEFAULT_SHARE_GROUP:
-            # A persistent session from before the secret group may still hold the public
-            # one, which any device login can join; leave it (a no-op when absent).
-            client.unsubscribe([shared_uplink_filter(), shared_status_filter()])
-        topics = [(shared_uplink_filter(group), 1), (shared_status_filter(group), 1)]
+        # A persistent session from before the secret group may still hold the public one,
+        # which any device login can join; and one from a life as role all still holds the
+        # group's, which would hand a web-only instance its share of the alerts: leave them
+        # (a no-op when absent). Whatever the session had queued is still read and handled.
+        leave = [shared_uplink_filter(), shared_status_filter()] if group != DEFAULT_SHARE_GROUP else []
+        joined = [shared_uplink_filter(group), shared_status_filter(group)]
+        if not self.takes_alerts:
+            leave += joined
+        if leave:
+            client.unsubscribe(leave)
+        topics = [(t, 1) for t in joined] if self.takes_alerts else []
         if self._on_control_answer is not None:  # sent to us alone, at QoS 0: nothing to acknowledge
             topics.append((RESPONSE_TOPIC, 0))
-        client.subscribe(topics)
-        log.info(broker_logs.CONNECTED)
+        if topics:
+            client.subscribe(topics)
+        if self.takes_alerts:
+            log.info(broker_logs.CONNECTED)
+        else:
+            log.info(broker_logs.CONNECTED_WEB_ONLY)
         self._on_loop(self._connected.set)
 
     def _handle_disconnect(

@@ -478,6 +478,13 @@ class AlertStore(Protocol):
     async def release_lease(self, name: str, owner: str) -> None:
         """Give the lease up (if ``owner`` holds it) so that another instance takes it at once."""
 
+    async def lease_holders(self, prefix: str, *, now: float) -> list[str]:
+        """Owners of the leases whose name starts with ``prefix`` and which run at ``now``, sorted.
+
+        One lease per instance under a common prefix says which instances are
+        alive and doing something (``alert-taker/``: taking alerts).
+        """
+
     async def add_operator_event(
         self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
     ) -> int: ...

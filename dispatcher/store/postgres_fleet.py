@@ -170,6 +170,14 @@ class PostgresFleet(PostgresMixin):
     async def release_lease(self, name: str, owner: str) -> None:
         await self._tx(lambda c: c.execute("DELETE FROM leases WHERE name=$1 AND owner=$2", name, owner))
 
+    async def lease_holders(self, prefix: str, *, now: float) -> list[str]:
+        rows = await self._fetch(
+            "SELECT DISTINCT owner FROM leases WHERE starts_with(name, $1) AND until >= $2 ORDER BY owner",
+            prefix,
+            now,
+        )
+        return [str(r["owner"]) for r in rows]
+
     async def add_operator_event(
         self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
     ) -> int:

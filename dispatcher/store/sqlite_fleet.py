@@ -147,6 +147,15 @@ class SqliteFleet(SqliteMixin):
         async with self._tx() as tx:
             await tx.execute("DELETE FROM leases WHERE name=? AND owner=?", (name, owner))
 
+    async def lease_holders(self, prefix: str, *, now: float) -> list[str]:
+        # substr, not LIKE: an instance id may hold LIKE's wildcards.
+        rows = await self._all(
+            "SELECT DISTINCT owner FROM leases WHERE substr(name, 1, length(?)) = ? AND until >= ?"
+            " ORDER BY owner",
+            (prefix, prefix, now),
+        )
+        return [str(r["owner"]) for r in rows]
+
     async def add_operator_event(
         self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
     ) -> int:

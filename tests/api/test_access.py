@@ -8,6 +8,7 @@ import sqlite3
 import httpx
 import pytest
 
+from dispatcher.fleet.alert_takers import NO_TAKER
 from dispatcher.store import sqlite_path
 from tests.api.conftest import PASSWORD, Api
 
@@ -131,6 +132,19 @@ async def test_operator_of_another_territory_gets_404_not_403(api: Api) -> None:
         "cabinet-boutonnet",
         "mmg-saint-gely",
     ]
+
+
+async def test_every_operator_sees_the_alarms_about_the_whole_system(api: Api) -> None:
+    """No alert taken, provider down: every territory's operators must know; an alert's alarm stays theirs."""
+    _, alert_id = await api.alert_from("btn-boutonnet", "dr-claire-fabre", "cabinet-boutonnet")
+    store = api.system.dispatcher.store
+    await store.add_operator_event("alarm", "alerte sans contact joignable", alert_id=alert_id)
+    await store.add_operator_event("alarm", NO_TAKER)
+    gard = await api.as_user("op-gard")
+    herault = await api.as_user("op-herault")
+    assert [e["message"] for e in (await gard.get("/api/operator-events")).json()] == [NO_TAKER]
+    seen = [e["message"] for e in (await herault.get("/api/operator-events")).json()]
+    assert seen[:2] == [NO_TAKER, "alerte sans contact joignable"]
 
 
 async def test_practitioner_sees_only_her_own_alerts(api: Api) -> None:

@@ -13,6 +13,7 @@ import re
 import pytest
 from playwright.async_api import Browser, expect
 
+from dispatcher.fleet.alert_takers import NO_TAKER
 from protocol.topics import UplinkKind
 from tests.api.conftest import Served
 from tests.console.test_browser import ARTIFACTS, browser, chromium, login  # noqa: F401 (fixtures)
@@ -55,4 +56,34 @@ async def test_a_duress_after_an_acknowledgement_rings_the_console_again(
     await expect(take_over).to_be_enabled()
     await take_over.click()
     await expect(banner).to_be_hidden(timeout=5000)
+    assert errors == []
+
+
+async def test_the_console_says_when_no_alert_can_arrive_and_when_they_can_again(
+    browser: Browser,  # noqa: F811
+    served: Served,
+) -> None:
+    """The broker out of reach: no alert can come in, so the quiet console must not look reassuring."""
+    page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await login(page, served, "op-herault")
+    system_banner = page.locator("#system-banner")
+    await expect(system_banner).to_be_hidden()
+
+    await asyncio.to_thread(served.system.broker.stop)
+    # The alarm's grace (15 s by default) and one 2-s pass, on a loaded machine.
+    await expect(system_banner).to_be_visible(timeout=40_000)
+    await expect(system_banner).to_have_text(f"ALERTE SYSTÈME — {NO_TAKER}")
+    await expect(page.locator("#events li.flag").first).to_contain_text(NO_TAKER)
+    await page.screenshot(path=str(ARTIFACTS / "console-no-alert-taker.png"))
+    await page.reload()  # a console opened meanwhile shows it from its first snapshot
+    await expect(page.locator("#conn")).to_have_text("en direct", timeout=5000)
+    await expect(system_banner).to_have_text(f"ALERTE SYSTÈME — {NO_TAKER}")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.screenshot(path=str(ARTIFACTS / "console-no-alert-taker-390.png"))
+
+    await asyncio.to_thread(served.system.broker.start)
+    await expect(system_banner).to_be_hidden(timeout=40_000)  # the bridge's reconnection back-off
+    await expect(page.locator("#events li").first).to_contain_text("alertes des balises de nouveau reçues")
     assert errors == []

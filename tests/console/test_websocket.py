@@ -60,7 +60,12 @@ async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None
     )
     try:
         assert json.loads(await herault.recv())["type"] == "snapshot"
-        assert json.loads(await gard.recv()) == {"type": "snapshot", "user": "Gaëlle Gard", "alerts": []}
+        assert json.loads(await gard.recv()) == {
+            "type": "snapshot",
+            "user": "Gaëlle Gard",
+            "alerts": [],
+            "system": [],
+        }
         device = await served.system.add_device(
             "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
         )

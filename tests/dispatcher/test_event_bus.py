@@ -70,3 +70,18 @@ async def test_waiting_events_that_do_not_compact_enough_still_end_in_a_resync()
         bus.publish("alert", alert_id="new")  # 11 alerts do not fit in half the queue
         got = [feed.get_nowait() for _ in range(feed.qsize())]
         assert got == [{"kind": RESYNC_EVENT}, {"kind": "alert", "alert_id": "new"}]
+
+
+def test_the_bus_remembers_the_system_alarms_open_whoever_published_them() -> None:
+    """A console connecting mid-episode is shown them in its snapshot (its own or another instance's)."""
+    bus = EventBus()
+    bus.publish("operator_alarm", alert_id="a-1", reason="alerte sans contact", version=3)  # an alert's
+    bus.publish("operator_alarm", alert_id=None, reason="fournisseur injoignable", topic="provider")
+    bus.deliver(
+        {"kind": "operator_alarm", "alert_id": None, "reason": "aucune instance", "topic": "alert_takers"}
+    )
+    assert bus.system_alarms == {"provider": "fournisseur injoignable", "alert_takers": "aucune instance"}
+    bus.publish("system", topic="provider", cleared="fournisseur de nouveau joignable")
+    assert bus.system_alarms == {"alert_takers": "aucune instance"}
+    bus.deliver({"kind": "system", "topic": "alert_takers", "cleared": "de nouveau reçues"})
+    assert bus.system_alarms == {}

@@ -42,6 +42,11 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
         " nouvel essai après un délai croissant",
     ),
     (
+        broker_logs.CONNECTED_WEB_ONLY,
+        (),
+        "connecté au broker (rôle web : ni alertes ni heartbeats, laissés aux instances de rôle all)",
+    ),
+    (
         broker_logs.REFUSED,
         ("Not authorized",),
         "le broker refuse la connexion du dispatcher : Not authorized ; vérifiez le compte ou le"

@@ -192,3 +192,36 @@ async def test_a_burst_read_at_once_is_handed_over_whole_with_no_traffic_after(b
             client.loop_stop()
 
     await burst_reaches_the_bridge(_settings(broker), DEVICE, send, packets_per_read=10)
+
+
+async def test_a_web_only_bridge_leaves_the_alerts_to_the_others_even_from_an_old_session(
+    broker: DevBroker,
+) -> None:
+    """VIGIE_ROLE=web: the session this client id held as role all is still in the share group."""
+    _device(broker)
+    async with running_bridge(broker):
+        pass  # role all: its persistent session joins the dispatchers' share group
+    taker_received = Received()
+    taker = MqttBridge(
+        _settings(broker).model_copy(update={"client_id": "vigie-bridge-taker"}), on_message=taker_received
+    )
+    web_received = Received()
+    web = MqttBridge(_settings(broker), on_message=web_received, takes_alerts=False)
+    await taker.start()
+    await web.start()
+    try:
+        payloads = [f"alert-{i}".encode() for i in range(6)]
+        await asyncio.to_thread(_publish_alerts, broker, payloads)
+        got = [(await taker_received.next())[0] for _ in payloads]
+        # The broker deals a share group's messages out in turn: the web bridge, had it stayed
+        # in the group, would have been dealt some of them.
+        assert [m.payload for m in got] == payloads
+        for message in got:
+            taker.ack(message)
+        assert web_received.queue.empty()
+        with mqtt_recorder(broker, DEVICE, downlink_topic(DEVICE), client_id=DEVICE) as device:
+            web.publish(downlink_topic(DEVICE), b"acknowledged")  # its session still talks to devices
+            assert [m.payload for m in await asyncio.to_thread(device.wait_for, 1)] == [b"acknowledged"]
+    finally:
+        await web.stop()
+        await taker.stop()

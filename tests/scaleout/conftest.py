@@ -111,11 +111,12 @@ class Cluster:
             "VIGIE_API__METRICS_TOKEN": METRICS_TOKEN,
         }
 
-    async def start_instance(self, name: str) -> Instance:
+    async def start_instance(self, name: str, **env: str) -> Instance:
+        """Start ``vigie serve`` as instance ``name``; ``env`` adds to (or overrides) its variables."""
         instance = Instance(name, free_port(), self.workdir / f"{name}.log")
         with instance.log.open("ab") as log:
             instance.proc = subprocess.Popen(  # noqa: ASYNC220  # returns at once: nothing to await
-                [str(VIGIE), "serve"], env=self.env(instance), stdout=log, stderr=subprocess.STDOUT
+                [str(VIGIE), "serve"], env=self.env(instance) | env, stdout=log, stderr=subprocess.STDOUT
             )
         self.instances.append(instance)
         await _wait_healthy(instance)

@@ -111,3 +111,12 @@ def test_random_looking_secrets_pass_and_placeholders_do_not() -> None:
         "my-changeme-token-2026",
     ):
         assert secret_problem(example) is not None, example
+
+
+def test_a_web_only_instance_on_sqlite_is_refused_at_start(tmp_path: Path) -> None:
+    """Alone on SQLite, an instance taking no alert would leave every alert at the broker."""
+    result = _serve(tmp_path, VIGIE_TWILIO__AUTH_TOKEN=SECRET, VIGIE_ROLE="web")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "VIGIE_ROLE : une instance de rôle web" in result.stderr and "PostgreSQL" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "vigie.db").stat().st_size == 0  # refused before the store was opened

@@ -1008,6 +1008,21 @@ async def test_one_lease_holder_at_a_time(store: Any) -> None:
     assert await store.hold_lease("other", "b", now=1012.0, lease_s=5.0)  # leases are independent
 
 
+@covers("lease_holders")
+async def test_lease_holders_are_the_instances_whose_lease_under_a_prefix_runs(store: Any) -> None:
+    await store.hold_lease("alert-taker/a", "a", now=1000.0, lease_s=10.0)
+    await store.hold_lease("alert-taker/b_%", "b_%", now=1004.0, lease_s=10.0)
+    await store.hold_lease("alert-takerX", "x", now=1004.0, lease_s=10.0)  # not under the prefix
+    await store.hold_lease("alert-taker-/bz", "bz", now=1004.0, lease_s=10.0)  # nor this
+    await store.hold_lease("health", "h", now=1004.0, lease_s=10.0)
+    assert await store.lease_holders("alert-taker/", now=1005.0) == ["a", "b_%"]
+    assert await store.lease_holders("alert-taker/", now=1012.0) == ["b_%"]  # a's ran out at 1010
+    # The prefix is text, not a LIKE pattern: "_" does not stand for the "-".
+    assert await store.lease_holders("alert-taker_/", now=1005.0) == []
+    await store.release_lease("alert-taker/b_%", "b_%")
+    assert await store.lease_holders("alert-taker/", now=1005.0) == ["a"]
+
+
 # -- access control, audit, notes, search, retention ------------------------------------
 
 

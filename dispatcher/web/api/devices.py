@@ -146,8 +146,8 @@ async def operator_events(
 
 
 async def _visible_event(access: UserAccess, ctx: Ctx, alert_id: str | None, device_id: str | None) -> bool:
-    if access.is_admin:
-        return True
+    if access.is_admin or not (alert_id or device_id):
+        return True  # about the whole system (provider down, no alert taken): every operator's concern
     if alert_id:
         try:
             return access.sees_alert(await ctx.store.get_alert(alert_id))

@@ -147,7 +147,10 @@ class ConsoleFeed:
             r for r in records if access.sees_alert(r) and not (mine and views.hidden_from_practitioner(r))
         ]
         alerts = [views.summary(r, as_practitioner=mine).model_dump(mode="json") for r in shown]
-        await self._ws.send_json({"type": "snapshot", "user": user.display_name, "alerts": alerts})
+        system = [] if mine else [{"topic": t, "alarm": a} for t, a in self._ctx.bus.system_alarms.items()]
+        await self._ws.send_json(
+            {"type": "snapshot", "user": user.display_name, "alerts": alerts, "system": system}
+        )
 
     async def _snapshot_records(self, access: Access, *, mine: bool) -> list[AlertRecord]:
         """The most recent alerts in scope and, for a responder's console, every one still open.
@@ -218,6 +221,16 @@ class ConsoleFeed:
             return True
         return False
 
+    @staticmethod
+    def _system_message(user: User, event: dict[str, Any]) -> dict[str, Any] | None:
+        """An alarm about the whole system (no alert taken, provider down), or its end: operators only."""
+        if user.role is Role.PRACTITIONER:
+            return None
+        topic = event.get("topic") or "system"
+        if event.get("kind") == "operator_alarm":
+            return {"type": "system", "topic": topic, "alarm": event.get("reason")}
+        return {"type": "system", "topic": topic, "cleared": event.get("cleared")}
+
     async def _message(self, user: User, event: dict[str, Any]) -> dict[str, Any] | None:
         kind = event.get("kind")
         if kind == "device_health":
@@ -235,6 +248,8 @@ class ConsoleFeed:
         ):  # a home visit moved: no data here, the console re-reads /api/open-visits (scoped)
             return {"type": "visit"}
         alert_id = event.get("alert_id")
+        if kind in ("operator_alarm", "system") and not alert_id:
+            return self._system_message(user, event)
         if kind not in ("alert", "notification", "operator_alarm") or not alert_id:
             return None
         # From memory when as fresh as the store for this event, else read (dispatcher/live_alerts.py).

@@ -14,7 +14,7 @@ import { loadOverview, onPickAlert, stopOverview } from "./overview.js";
 const OPEN = new Set(OPEN_STATES);
 
 const state = { alerts: new Map(), selected: null, ws: null, retry: 0, audio: null, beepTimer: null,
-  user: null, filters: {}, listed: null, overview: false };
+  user: null, filters: {}, listed: null, overview: false, system: new Map() };
 
 onUnauthorized((message) => showLogin(message));
 
@@ -22,6 +22,8 @@ onUnauthorized((message) => showLogin(message));
 function showLogin(message = "") {
   if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; }
   stopAlarm();
+  state.system.clear();
+  $("system-banner").hidden = true;
   $("app").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message;
@@ -81,6 +83,8 @@ function setConn(on) {
 function onMessage(msg) {
   if (msg.type === "snapshot") {
     state.alerts = new Map(msg.alerts.map((a) => [a.id, a]));
+    state.system = new Map((msg.system || []).map((s) => [s.topic, s.alarm]));
+    drawSystemBanner();
     refreshList();
     if (state.selected) loadDetail(state.selected);
     scheduleOverview();
@@ -103,7 +107,24 @@ function onMessage(msg) {
   } else if (msg.type === "visit") {
     refreshVisits();
     scheduleOverview();
+  } else if (msg.type === "system") {
+    showSystem(msg);
   }
+}
+
+// ---- system alarms: no alert can arrive, or none can be sent (docs/console.md) ------------
+function showSystem(msg) {
+  if (msg.alarm) state.system.set(msg.topic, msg.alarm);
+  else state.system.delete(msg.topic);
+  drawSystemBanner();
+  if (msg.alarm) beep();
+  refreshEvents();
+}
+
+function drawSystemBanner() {
+  const banner = $("system-banner");
+  banner.textContent = [...state.system.values()].map((text) => `ALERTE SYSTÈME — ${text}`).join(" · ");
+  banner.hidden = state.system.size === 0;
 }
 
 // ---- alarm: flash + Web Audio beep until someone takes the alert ------------------
