@@ -233,6 +233,9 @@ class Cluster:
     db_path: Path | None = None  # default: <workdir>/vigie.db
     database_url: str | None = None  # a PostgreSQL DSN; None: the SQLite file above
     instances: int = 1  # dispatchers sharing the broker (one $share group) and the store
+    # True: instance 2 is of role web (VIGIE_ROLE=web) and takes every instance's provider
+    # callbacks; the others take the alerts.
+    web_instance: bool = False
     # False: the sandbox posts no status callback (and the dispatcher names a closed port for
     # them), isolating the alert path.
     provider_callbacks: bool = True
@@ -243,6 +246,7 @@ class Cluster:
     others: list[tuple[Process, int]] = field(default_factory=list)  # instances 2..n, HTTP port
     http_port: int = field(default_factory=free_port)
     sandbox_port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)  # instance 2's, when it is of role web
 
     @property
     def db(self) -> Path:
@@ -313,7 +317,7 @@ class Cluster:
             "VIGIE_TWILIO__AUTH_TOKEN": AUTH_TOKEN,
             "VIGIE_TWILIO__FROM_NUMBER": FROM_NUMBER,
             "VIGIE_TWILIO__API_BASE_URL": self.sandbox_url,
-            "VIGIE_TWILIO__PUBLIC_BASE_URL": self.public_url if self.provider_callbacks else CLOSED_URL,
+            "VIGIE_TWILIO__PUBLIC_BASE_URL": self.callback_url(self.public_url),
             "VIGIE_HTTP_PORT": str(self.http_port),
             "VIGIE_FALLBACK__NAME": "Permanence Vigie",
             "VIGIE_FALLBACK__PHONE": "+33465710190",
@@ -329,15 +333,23 @@ class Cluster:
         for number in range(2, self.instances + 1):
             self._start_other_instance(number, timeout)
 
+    def callback_url(self, own_url: str) -> str:
+        """Where an instance whose address is ``own_url`` has the provider post its callbacks."""
+        if not self.provider_callbacks:
+            return CLOSED_URL
+        return f"http://127.0.0.1:{self.web_port}" if self.web_instance else own_url
+
     def _start_other_instance(self, number: int, timeout: float) -> None:
         """Instance ``number``: same settings, its own identity, HTTP port and callback URL."""
-        port = free_port()
+        web = self.web_instance and number == 2
+        port = self.web_port if web else free_port()
         url = f"http://127.0.0.1:{port}"
         env = self.dispatcher_env() | {
             "VIGIE_INSTANCE_ID": f"bench-{number}",
             "VIGIE_MQTT__CLIENT_ID": f"vigie-bench-{number}",  # its own persistent session
             "VIGIE_HTTP_PORT": str(port),
-            "VIGIE_TWILIO__PUBLIC_BASE_URL": url if self.provider_callbacks else CLOSED_URL,
+            "VIGIE_TWILIO__PUBLIC_BASE_URL": self.callback_url(url),
+            **({"VIGIE_ROLE": "web"} if web else {}),
         }
         process = Process(
             f"dispatcher-{number}", vigie_serve(), self.workdir / f"dispatcher-{number}.log", env=env

@@ -83,6 +83,9 @@ def _scenarios() -> dict[str, Runner]:
         "slow-provider-10": slow(10),
         "slow-provider-100": slow(100),
         "steady-100-pg-2": lambda w, s: sc.postgres_scenario("steady-100-pg-2", w, s, rate=100, instances=2),
+        "steady-100-pg-web": lambda w, s: sc.postgres_scenario(
+            "steady-100-pg-web", w, s, rate=100, instances=2, web_instance=True
+        ),
         "heartbeat-10k": lambda w, s: sc.heartbeat_scenario("heartbeat-10k", w, s),
         "heartbeat-100k": lambda w, s: sc.heartbeat_scenario(
             "heartbeat-100k", w, s, devices=s.national_devices

@@ -170,19 +170,26 @@ def alert_scenario(
     callbacks: bool = True,
     database_url: str | None = None,
     instances: int = 1,
+    web_instance: bool = False,
     console: bool = False,
     notes: str = "",
 ) -> dict[str, Any]:
     """Alerts against the real dispatcher(s); latency measured at the sandbox.
 
     ``database_url``: a PostgreSQL DSN (default: SQLite); ``instances``:
-    dispatchers sharing it (CPU and RSS are their sum). ``console``: one
+    dispatchers sharing it (CPU and RSS are their sum); ``web_instance``: the
+    second of them is of role web and takes every provider callback. ``console``: one
     operator's console feed is open throughout, and each alert's publish →
     first push to it is measured too (``bench/console.py``).
     """
     specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices)]
     with Cluster(
-        workdir / name, specs, provider_callbacks=callbacks, database_url=database_url, instances=instances
+        workdir / name,
+        specs,
+        provider_callbacks=callbacks,
+        database_url=database_url,
+        instances=instances,
+        web_instance=web_instance,
     ) as cluster:
         if sandbox:
             cluster.configure_sandbox(**sandbox)
@@ -242,6 +249,7 @@ def alert_scenario(
         else [_dispatcher_counters(m) for m in metrics],
         store="postgresql" if database_url else "sqlite",
         instances=instances,
+        web_instance=web_instance,
         sandbox_config=sandbox or {},
         provider_callbacks=callbacks,
         notes=notes,
@@ -270,9 +278,12 @@ def _console_pushes(watcher: ConsoleWatcher, wanted: set[str], timeout: float) -
 
 
 def postgres_scenario(
-    name: str, workdir: Path, sizes: Sizes, *, rate: float, instances: int
+    name: str, workdir: Path, sizes: Sizes, *, rate: float, instances: int, web_instance: bool = False
 ) -> dict[str, Any]:
-    """The steady load on ``instances`` dispatchers sharing a throw-away PostgreSQL (scale-out)."""
+    """The steady load on ``instances`` dispatchers sharing a throw-away PostgreSQL (scale-out).
+
+    ``web_instance``: the second is of role web, taking no alert but every provider callback.
+    """
     bin_dir = pg_bin_dir()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
@@ -287,7 +298,9 @@ def postgres_scenario(
             duration_s=sizes.steady_s,
             database_url=server.url(server.create_database("bench")),
             instances=instances,
-            notes=f"{instances} dispatchers, one PostgreSQL (fsync on)",
+            web_instance=web_instance,
+            notes=f"{instances} dispatchers, one PostgreSQL (fsync on)"
+            + (", the second of role web taking every callback" if web_instance else ""),
         )
     finally:
         server.stop()

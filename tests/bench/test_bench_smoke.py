@@ -22,6 +22,7 @@ ALERT_SCENARIOS = (
     "slow-provider-10",
     "slow-provider-100",
     "steady-100-pg-2",
+    "steady-100-pg-web",
     "naive-10",
     "naive-100",
     "directory-edits-100k",
@@ -44,7 +45,7 @@ DISPATCHER_ONLY = {"stages_ms", "counters"}
 QUANTILES = {"p50", "p95", "p99", "max", "mean"}
 
 
-@pytest.mark.timeout(240)  # 12 scenarios; ~60 s on an idle 2-core machine
+@pytest.mark.timeout(300)  # 13 scenarios; ~70 s on an idle 2-core machine
 def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) -> None:
     output = tmp_path / "latest.json"
     done = subprocess.run(
@@ -61,7 +62,7 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=290,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(output.read_text())
@@ -82,6 +83,9 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
             assert stages["persisted"]["count"] == stages["acked"]["count"] == result["alerts_sent"], stages
             if result.get("instances", 1) == 1:  # else the other instance may send what one received
                 assert stages["first_request"]["count"] == result["alerts_sent"], stages
+    taker, web = scenarios["steady-100-pg-web"]["counters"]  # the instance of role web took no alert
+    assert taker["ingested"]["alert"] == scenarios["steady-100-pg-web"]["alerts_sent"]
+    assert web["ingested"].get("alert", 0) == 0
     steady = scenarios["steady-10"]["counters"]
     assert steady["alerts_active"]["notifying"] == scenarios["steady-10"]["alerts_sent"]  # the state gauge
     assert steady["ingested"]["alert"] == scenarios["steady-10"]["alerts_sent"]
