@@ -9,7 +9,6 @@ with ``FOR UPDATE SKIP LOCKED``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,19 +17,16 @@ import asyncpg
 
 from dispatcher.store.base import (
     AlertRecord,
-    Conflict,
     InsertOutcome,
     Lease,
     NewAlert,
     NotFound,
-    NotificationSpec,
     Timer,
     Transition,
-    claimed_record,
 )
-from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, PostgresMixin, _iso, _status_count, _utc, utcnow
-from dispatcher.store.postgres_responders import insert_transition_links
-from protocol.replay import SequenceWindow, merge_windows
+from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, PostgresMixin, _iso, utcnow
+from dispatcher.store.postgres_alert_batch import insert_alert_batch, write_transitions
+from protocol.replay import SequenceWindow
 
 
 class PostgresAlerts(PostgresMixin):
@@ -59,147 +55,19 @@ class PostgresAlerts(PostgresMixin):
 
         async def run(conn: Conn) -> list[InsertOutcome]:
             windows = await self._lock_windows(conn, (a.device_id for a, _, _ in batch))
-            return [await self._insert_one(conn, windows, a, w, first, lease) for a, w, first in batch]
+            return await insert_alert_batch(conn, windows, batch, utcnow(), lease)
 
         return await self._tx(run)
-
-    async def _insert_one(
-        self,
-        conn: Conn,
-        windows: dict[str, SequenceWindow],
-        alert: NewAlert,
-        window: SequenceWindow,
-        first: Transition | None,
-        lease: Lease | None = None,
-    ) -> InsertOutcome:
-        now = utcnow()
-        inserted = await conn.fetchval(
-            "INSERT INTO alerts(id, device_id, kind, seq, device_ts, received_at, gesture, fix, raw, state,"
-            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'received', $10)"
-            " ON CONFLICT (id) DO NOTHING RETURNING true",
-            alert.id,
-            alert.device_id,
-            alert.kind,
-            alert.seq,
-            _utc(alert.device_ts),
-            _utc(alert.received_at),
-            alert.gesture,
-            alert.fix or None,
-            alert.raw,
-            now,
-        )
-        if not inserted:
-            return InsertOutcome(created=False)
-        merged = merge_windows(windows.get(alert.device_id, SequenceWindow()), window)
-        windows[alert.device_id] = merged
-        await conn.execute(
-            "UPDATE devices SET replay_high=$1, replay_seen=$2, last_fix=COALESCE($3, last_fix) WHERE id=$4",
-            merged.high,
-            merged.to_bytes(),
-            alert.fix or None,
-            alert.device_id,
-        )
-        await conn.execute(
-            "INSERT INTO alert_events(alert_id, at, kind, detail) VALUES ($1, $2, 'received', $3)",
-            alert.id,
-            now,
-            {"seq": alert.seq, "gesture": alert.gesture},
-        )
-        if first is None:
-            return InsertOutcome(created=True)
-        created = await self._write_transition(conn, first, lease)
-        if lease is None:
-            return InsertOutcome(created=True)
-        return InsertOutcome(created=True, claimed=tuple(claimed_record(i, alert.id, n) for i, n in created))
 
     async def apply_transition(self, transition: Transition) -> list[int]:
         """Write a transition; return the ids of the notifications it created."""
         return await self._tx(lambda c: self._apply(c, transition))
 
     async def _apply(self, conn: Conn, t: Transition) -> list[int]:
-        return [i for i, _ in await self._write_transition(conn, t, None)]
-
-    async def _write_transition(
-        self, conn: Conn, t: Transition, lease: Lease | None
-    ) -> list[tuple[int, NotificationSpec]]:
-        """Write ``t``; its notifications 'pending', or claimed under ``lease``; return those created."""
-        now = utcnow()
-        # Under READ COMMITTED a concurrent writer of this row makes us wait for
+        # Under READ COMMITTED a concurrent writer of the alert's row makes the write wait for
         # its commit, then re-check ``version``: it no longer matches → Conflict.
-        status = await conn.execute(
-            "UPDATE alerts SET state=$1, escalation=$2, context=COALESCE($3, context), version=version+1,"
-            " updated_at=$4 WHERE id=$5 AND version=$6",
-            t.state,
-            t.escalation,
-            t.context,
-            now,
-            t.alert_id,
-            t.expected_version,
-        )
-        if _status_count(status) == 0:
-            raise Conflict(f"alert {t.alert_id} changed since version {t.expected_version}")
-        if t.cancel_timers:
-            await conn.execute("DELETE FROM timers WHERE alert_id=$1", t.alert_id)
-        if t.timers:
-            await conn.execute(
-                "INSERT INTO timers(alert_id, kind, due_at, payload)"
-                " SELECT $1, k, d, p::jsonb FROM unnest($2::text[], $3::float8[], $4::text[]) AS u(k, d, p)",
-                t.alert_id,
-                [s.kind for s in t.timers],
-                [s.due_at for s in t.timers],
-                [json.dumps(s.payload) for s in t.timers],
-            )
-        if t.events:
-            await conn.execute(
-                "INSERT INTO alert_events(alert_id, at, kind, detail)"
-                " SELECT $1, $2, k, d::jsonb FROM unnest($3::text[], $4::text[])"
-                " WITH ORDINALITY AS u(k, d, o) ORDER BY o",
-                t.alert_id,
-                now,
-                [kind for kind, _ in t.events],
-                [json.dumps(detail) for _, detail in t.events],
-            )
-        await insert_transition_links(conn, t)
-        return await self._insert_notifications(conn, t, now, lease)
-
-    async def _insert_notifications(
-        self, conn: Conn, t: Transition, now: datetime, lease: Lease | None
-    ) -> list[tuple[int, NotificationSpec]]:
-        """One row per decided send (a duplicate decision, same UNIQUE key, creates nothing), claimed
-        if ``lease``; the rows created with their specs, in id order."""
-        if not t.notifications:
-            return []
-        columns = ("contact_id", "contact_name", "phone", "channel", "purpose")
-        status, owner, until, attempts = (
-            ("pending", None, None, 0) if lease is None else ("sending", lease.owner, lease.until, 1)
-        )
-        rows = await conn.fetch(
-            "INSERT INTO notifications(alert_id, contact_id, contact_name, phone, channel, purpose, tier,"
-            " round, duress, actor, status, lease_owner, lease_until, attempts, created_at, updated_at)"
-            " SELECT $1, ci, cn, ph, ch, pu, ti, ro, du, ac, $12::text, $13::text, $14::float8, $15::int,"
-            " $2, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],"
-            " $9::int[], $10::bool[], $11::text[])"
-            " WITH ORDINALITY AS u(ci, cn, ph, ch, pu, ti, ro, du, ac, o) ORDER BY o ON CONFLICT DO NOTHING"
-            " RETURNING id, contact_id, channel, purpose, tier, round",
-            t.alert_id,
-            now,
-            *([getattr(n, col) for n in t.notifications] for col in columns),
-            [n.tier for n in t.notifications],
-            [n.round for n in t.notifications],
-            [n.duress for n in t.notifications],
-            [n.actor for n in t.notifications],
-            status,
-            owner,
-            until,
-            attempts,
-        )
-        # Matched back to their specs by the UNIQUE key (RETURNING's order is not guaranteed).
-        specs = {(n.contact_id, n.channel, n.purpose, n.tier, n.round): n for n in t.notifications}
-        created = [
-            (int(r["id"]), specs[(r["contact_id"], r["channel"], r["purpose"], r["tier"], r["round"])])
-            for r in rows
-        ]
-        return sorted(created, key=lambda pair: pair[0])
+        created = await write_transitions(conn, [t], utcnow(), None)
+        return [i for i, _ in created.get(t.alert_id, [])]
 
     def _alert(self, row: asyncpg.Record) -> AlertRecord:
         return AlertRecord(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 
-from dispatcher.store.base import LinkSpec, NotFound, ResponderLink, Transition
+from dispatcher.store.base import LinkSpec, NotFound, ResponderLink
 from dispatcher.store.sqlite_responders import SELECT_LINK
 
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
@@ -29,11 +29,6 @@ async def insert_links(conn: Conn, alert_id: str, links: Iterable[LinkSpec], now
         [link.token_hash for link in rows],
         [link.contact_id for link in rows],
     )
-
-
-async def insert_transition_links(conn: Conn, t: Transition) -> None:
-    """The links a transition minted, in its own transaction."""
-    await insert_links(conn, t.alert_id, t.links, datetime.now(UTC))
 
 
 class PostgresResponders:

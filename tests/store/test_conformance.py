@@ -363,6 +363,60 @@ async def test_insert_alerts_is_idempotent_and_keeps_window_fix_and_first_transi
         await store.get_alert("a-3")
 
 
+@covers("insert_alerts", "replay_windows", "last_fix", "alert_events", "notifications_for", "next_timer_due")
+async def test_a_mixed_batch_is_stored_as_its_alerts_one_by_one_would_be(store: Any) -> None:
+    """Several devices, several first transitions with their timers, a copy twice in the batch and a
+    re-send of a stored alert: each alert, window, fix, event and notification as if written alone."""
+    await seed(store, "btn-1", "btn-2")
+    await store.insert_alerts([(new_alert("a-0", seq=1), window(1), None)])
+    later = NOW + timedelta(seconds=1)
+    fix2 = {**FIX, "lat": 43.62}
+    timer = TimerSpec("ack_timeout", 1120.0, {"tier": 0})
+    outcomes = await store.insert_alerts(
+        [
+            (
+                new_alert("a-1", seq=2, fix=FIX),
+                window(1, 2),
+                first("a-1", spec("chef"), spec("cic", "voice")),
+            ),
+            (new_alert("a-0", seq=1), window(1), first("a-0", spec("chef"))),  # stored already
+            (new_alert("b-1", device_id="btn-2", seq=7, fix=fix2), window(7), first("b-1", spec("chef"))),
+            (new_alert("a-1", seq=2, fix=FIX), window(1, 2), first("a-1", spec("chef"))),  # the same, twice
+            (new_alert("a-2", seq=3, at=later), window(1, 2, 3), first("a-2", spec("cic"), timers=(timer,))),
+            (new_alert("b-2", device_id="btn-2", seq=8, at=later), window(7, 8), None),
+        ],
+        lease=Lease("inst-1", until=1030.0),
+    )
+    assert [o.created for o in outcomes] == [True, False, True, False, True, True]
+    assert [[(n.alert_id, n.contact_id, n.channel) for n in o.claimed] for o in outcomes] == [
+        [("a-1", "chef", "sms"), ("a-1", "cic", "voice")],
+        [],
+        [("b-1", "chef", "sms")],
+        [],
+        [("a-2", "cic", "sms")],
+        [],
+    ]
+    claimed_ids = [n.id for o in outcomes for n in o.claimed]
+    assert claimed_ids == sorted(claimed_ids)  # numbered in the order the alerts came
+    for o in outcomes:
+        for n in o.claimed:
+            assert n in [
+                replace(m, status="pending", attempts=0) for m in await store.notifications_for(n.alert_id)
+            ]
+    windows = await store.replay_windows()
+    assert windows["btn-1"] == window(1, 2, 3) and windows["btn-2"] == window(7, 8)
+    assert await store.last_fix("btn-1") == FIX  # a-2 had none: a-1's is kept
+    assert await store.last_fix("btn-2") == fix2
+    for alert_id in ("a-1", "b-1", "a-2"):
+        stored = await store.get_alert(alert_id)
+        assert (stored.state, stored.version) == ("notifying", 1), alert_id
+        assert [e["kind"] for e in await store.alert_events(alert_id)] == ["received", "located"]
+    assert await store.next_timer_due() == 1120.0  # a-2's
+    assert (await store.get_alert("a-0")).state == "received"  # the re-send decided nothing
+    assert (await store.get_alert("b-2")).version == 0
+    assert len(await store.notifications_for("a-1")) == 2
+
+
 @covers("insert_alerts")
 async def test_unknown_device_is_an_integrity_error_and_nothing_is_kept(store: Any) -> None:
     await seed(store)
