@@ -21,7 +21,8 @@ Invariants:
    found one, or from the start (instances starting together take a moment
    to connect).
 2. Once per episode: after a raise, no other raise until a clear; a clear only
-   after a raise, at the first observation that finds a taker again.
+   after a raise, at the first observation that finds a taker again. A watch
+   taking over an open alarm (``raised=True``) raises nothing and clears it.
 3. An unreadable store decides nothing: it neither raises (the store going
    away already has its own alarms) nor clears, and does not count as a
    moment with no taker: the silence is counted again from it.
@@ -55,12 +56,13 @@ Command = RaiseNoTaker | ClearNoTaker
 class TakerWatch:
     """Follows the instances taking alerts; says when to raise and clear the alarm."""
 
-    def __init__(self, *, grace_s: float, started_at: float) -> None:
+    def __init__(self, *, grace_s: float, started_at: float, raised: bool = False) -> None:
+        """``raised``: the alarm is open already (raised by a previous watcher, now gone)."""
         if grace_s <= 0:
             raise ValueError("grace_s must be positive")
         self.grace_s = grace_s
         self._last_taken = started_at  # the last moment some instance was known to take alerts
-        self.raised = False
+        self.raised = raised
 
     def observe(self, takers: Collection[str], now: float) -> list[Command]:
         """``takers`` were taking alerts at ``now``: what to do."""

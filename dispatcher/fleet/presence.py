@@ -97,8 +97,10 @@ class AlertTakerPresence:
         if not watching:
             self.watch = None  # another instance watches; a new watch starts its grace afresh
             return []
-        if self.watch is None:
-            self.watch = TakerWatch(grace_s=self._grace_s, started_at=now)
+        if self.watch is None:  # taking over: an alarm its previous watcher raised stays one episode
+            self.watch = TakerWatch(
+                grace_s=self._grace_s, started_at=now, raised=TOPIC in self._bus.system_alarms
+            )
         commands = self.watch.observe(takers, now)
         for command in commands:
             await self._carry_out(command)

@@ -113,3 +113,10 @@ def test_the_operators_texts() -> None:
         " broker MQTT. Vérifiez les instances de rôle « all » et leur connexion au broker."
     )
     assert takers_back_text(["d2", "d1"]) == "alertes des balises de nouveau reçues (instance(s) d1, d2)"
+
+
+def test_a_watch_taking_over_an_open_alarm_does_not_raise_it_again_and_clears_it() -> None:
+    watch = TakerWatch(grace_s=GRACE, started_at=100.0, raised=True)
+    assert watch.observe([], 200.0) == []
+    assert watch.observe(["d1"], 201.0) == [ClearNoTaker(("d1",))]
+    assert watch.observe([], 211.0) == [RaiseNoTaker(10.0)]  # a new episode

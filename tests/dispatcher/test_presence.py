@@ -36,6 +36,7 @@ class Node:
     presence: AlertTakerPresence
     store: Store
     metrics: Metrics
+    bus: EventBus
     connected: bool = True  # its MQTT session (role all) is up
     told: list[dict[str, Any]] = field(default_factory=list)
 
@@ -57,7 +58,7 @@ async def node(url: str, name: str, *, web: bool = False, shared: bool = True) -
         grace_s=GRACE,
         shared=shared,
     )
-    n = Node(presence, store, metrics)
+    n = Node(presence, store, metrics, bus)
     holder.append(n)
     bus.relay_to(n.told.append)  # every event this instance published, as the relay would get it
     try:
@@ -130,3 +131,16 @@ async def test_a_sqlite_dispatcher_watches_its_own_session_and_writes_no_lease(t
         assert await alarms(d1.store) == [NO_TAKER, "alertes des balises de nouveau reçues (instance(s) d1)"]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM leases").fetchone() == (0,)
+
+
+async def test_a_watcher_taking_over_an_open_alarm_does_not_raise_it_again(postgres_url: str) -> None:
+    async with node(postgres_url, "w1", web=True) as w1, node(postgres_url, "w2", web=True) as w2:
+        said = await w1.presence.tick(1000.0) + await w2.presence.tick(1000.5)  # w1 holds the watch
+        said += await w1.presence.tick(1000.0 + GRACE)
+        assert said == [RaiseNoTaker(GRACE)]
+        for event in w1.told:  # what the relay hands the other instance's bus
+            w2.bus.deliver(event)
+        taken_over = 1000.0 + GRACE + PRESENCE_LEASE_S + 1  # w1 died: its watch lease ran out
+        assert await w2.presence.tick(taken_over) == []
+        assert await w2.presence.tick(taken_over + GRACE + 1) == []  # the same episode: not again
+        assert await alarms(w2.store) == [NO_TAKER]
