@@ -26,6 +26,7 @@ ALERT_REPORT = "alert.report"
 STATS_EXPORT = "stats.export"
 CONFIG_CHANGE = "config.change"
 VISIT_CHANGE = "visit.change"
+OPERATOR_ALARM_HANDLED = "operator_alarm.handled"
 VISIT_READ = "visit.read"  # staff reading home visits (addresses, door codes)
 RETENTION_PURGE = "retention.purge"
 # The responder page (/r/<token>): who is the contact the link was sent to.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -59,6 +59,10 @@ class EventBus:
         # The system alarms open now (topic -> text: no alert taken, provider down), as told by
         # the events this process saw: a console connecting shows them from its first snapshot.
         self.system_alarms: dict[str, str] = {}
+
+    def remember_system_alarms(self, alarms: Mapping[str, str]) -> None:
+        """The system alarms open when this instance started (topic → text), read from the store."""
+        self.system_alarms.update(alarms)
 
     def relay_to(self, send: Callable[[dict[str, Any]], None] | None) -> None:
         """Also hand every event published here to ``send`` (the other instances' relay)."""

@@ -153,6 +153,7 @@ async def running_dispatcher(
     await cache.load_last_fixes()
     # One dispatcher on SQLite writes every alert itself: its consoles may trust its memory.
     bus = EventBus(alerts=LiveAlerts(sole_writer=not is_postgres(settings.database_url)))
+    bus.remember_system_alarms(await store.open_system_alarms())
     metrics = Metrics()
     health = HealthMonitor(
         store=store, cache=cache, bus=bus, metrics=metrics, instance_id=settings.instance_id

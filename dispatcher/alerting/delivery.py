@@ -371,10 +371,13 @@ class Delivery:
             await self._on_outage(True, f"{result.error_code}: {result.error_message}")
 
     async def _provider_reached(self) -> None:
+        """After every answer: the end of this instance's outage, if any, and in any case the
+        handler is told (another instance's alarm, relayed here, may be the one to clear)."""
         if self.gate.reached():
+            log.warning(nlog.PROVIDER_BACK)
             self._outage_alerts.clear()
-            if self._on_outage is not None:
-                await self._on_outage(False, "")
+        if self._on_outage is not None:
+            await self._on_outage(False, "")
 
     async def _mark(self, n: NotificationRecord, status: str, error: str | None) -> None:
         await self._store.mark_notification(

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
@@ -38,6 +39,7 @@ from dispatcher.domain import (
     Channel,
     Convention,
     DownlinkKind,
+    ResolvedLocation,
 )
 from dispatcher.events import EventBus
 from dispatcher.live_alerts import after_transition, started_record
@@ -114,6 +116,7 @@ class Engine:
         self.links = links  # responder links minted with each decision (alerting/responder_links.py)
         self._outage_alarmed_at = -OUTAGE_ALARM_COOLDOWN_S
         self._outage_alarm_open = False
+        self._ending_provider_alarm = False  # its end is being stored and told (one end per episode)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._contexts: dict[str, AlertContext] = {}
         self._timer_wakeup = asyncio.Event()
@@ -128,6 +131,10 @@ class Engine:
     def plan(self, alert: NewAlert) -> PlannedAlert:
         """Where she is, who is competent, whom to notify first — from memory only."""
         return self.plan_with(alert, context_for(alert, self._cache, self._policy))
+
+    def operator_scope(self, location: ResolvedLocation, at: datetime) -> tuple[str, ...]:
+        """Names of the conventions whose operators would see an alert at ``location``."""
+        return route(self._cache.current.conventions, location, at, self._fallback_contact).watchers
 
     def plan_with(self, alert: NewAlert, ctx: AlertContext) -> PlannedAlert:
         """Route and start an alert whose context is already known (device alerts, visit timers)."""
@@ -314,7 +321,7 @@ class Engine:
         self._metrics.operator_alarms.labels(reason[:40]).inc()
         log.error(alert_logs.OPERATOR_ALARM, alert_id, reason)
         try:
-            await self._store.add_operator_event("alarm", reason, alert_id=alert_id)
+            await self._store.add_operator_event("alarm", reason, alert_id=alert_id, topic=topic)
         except Exception:
             log.exception(alert_logs.OPERATOR_ALARM_NOT_STORED, nlog.yes_no(persisted))
         if topic is None:
@@ -508,7 +515,7 @@ class Engine:
         return await self.handle(n.alert_id, esc.Acknowledged(by=n.contact_id, via="voice"))
 
     async def provider_outage(self, down: bool, detail: str) -> None:
-        """The SMS/voice provider stopped (one alarm per outage) or came back answering.
+        """The SMS/voice provider stopped (one alarm per outage) or answered (``down`` False).
 
         A provider failing on and off (or failing for one number only) would
         raise an alarm per flap: after an alarm, the next one waits
@@ -521,11 +528,20 @@ class Engine:
                 self._outage_alarm_open = True
                 await self._operator_alarm(None, f"{ALARM_PROVIDER_DOWN} ({detail})", topic=PROVIDER_TOPIC)
             return
-        log.warning(nlog.PROVIDER_BACK)
-        if self._outage_alarm_open:
-            self._outage_alarm_open = False
-            await self._store.add_operator_event("provider", PROVIDER_BACK)
-        self._bus.publish("system", topic=PROVIDER_TOPIC, cleared=PROVIDER_BACK)
+        # Told after every answer: ends the alarm this instance raised, or one another instance
+        # raised and can no longer end (it died, or sends nothing now), lest it stay on the
+        # consoles of this one.
+        # Answers come concurrently (an alert's SMS and call): one of them ends the episode.
+        if self._ending_provider_alarm or not (
+            self._outage_alarm_open or PROVIDER_TOPIC in self._bus.system_alarms
+        ):
+            return
+        self._outage_alarm_open, self._ending_provider_alarm = False, True
+        try:
+            await self._store.add_operator_event("provider", PROVIDER_BACK, topic=PROVIDER_TOPIC)
+        finally:  # the consoles are told even if the store is not (stored first: their list shows it)
+            self._bus.publish("system", topic=PROVIDER_TOPIC, cleared=PROVIDER_BACK)
+            self._ending_provider_alarm = False
 
     async def notification_waiting(self, alert_id: str) -> None:
         """Show on the console that this alert's notifications wait for the provider (no new alarm)."""

@@ -623,9 +623,34 @@ VISIT_WITHOUT_DEVICE_WARNING = (
 )
 
 
-def visit_alert_not_raised(reason: str, practitioner_id: str) -> str:
-    """Operator alarm: a visit's alert could not be raised (she has no device at all)."""
+#: Asked to mark handled an event that is not such an alarm (API 409).
+EVENT_NOT_TO_HANDLE = "cet événement n'est pas une alarme à prendre en charge"
+
+
+def alarm_already_handled(by: str | None) -> str:
+    """API 409: another operator took the alarm in hand first."""
+    return f"alarme déjà prise en charge par {by or 'un autre opérateur'}"
+
+
+def visit_alert_not_raised(
+    reason: str,
+    practitioner_id: str,
+    *,
+    name: str | None = None,
+    phone: str | None = None,
+    duress: bool = False,
+) -> str:
+    """Operator alarm: a visit's alert could not be raised (she has no device at all).
+
+    Under duress, whoever holds her phone must not learn that her answer was
+    read as one: the operators are told not to call her.
+    """
+    who = f"{name} ({practitioner_id})" if name else practitioner_id
+    if duress:
+        act = "elle a répondu SOUS CONTRAINTE : ne l'appelez PAS, appelez la police"
+    else:
+        act = f"appelez-la{f' au {phone}' if phone else ''} et appelez la police"
     return (
-        f"{reason} ({practitioner_id}) : ALERTE NON DÉCLENCHÉE, aucune balise à son nom ;"
-        " la police n'a PAS été prévenue : appelez-la et appelez la police"
+        f"{reason} — {who} : ALERTE NON DÉCLENCHÉE, aucune balise à son nom ;"
+        f" la police n'a PAS été prévenue : {act} (adresse dans « Visites en cours »)"
     )

@@ -129,4 +129,4 @@ class BrokerControl:
             await self._store.add_operator_event("alarm", reason, device_id=device_id)
         except Exception:
             log.exception(broker_logs.OPERATOR_ALARM_NOT_STORED, reason)
-        self._bus.publish("operator_alarm", alert_id=None, reason=reason)
+        self._bus.publish("operator_alarm", alert_id=None, device_id=device_id, reason=reason)

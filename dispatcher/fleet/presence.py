@@ -133,14 +133,14 @@ class AlertTakerPresence:
                 log.critical("présence des instances : %s (aucune présence lue depuis %.0f s)", text, silent)
                 self._metrics.operator_alarms.labels(text[:40]).inc()
                 try:
-                    await self._store.add_operator_event("alarm", text)
+                    await self._store.add_operator_event("alarm", text, topic=TOPIC)
                 finally:  # after, so that the consoles re-read it; even if the store is what fails
                     self._bus.publish("operator_alarm", alert_id=None, reason=text, topic=TOPIC)
             case ClearNoTaker(takers=takers):
                 text = takers_back_text(takers)
                 log.warning("présence des instances : %s", text)
                 try:
-                    await self._store.add_operator_event("alert_takers", text)
+                    await self._store.add_operator_event("alert_takers", text, topic=TOPIC)
                 finally:
                     self._bus.publish("system", topic=TOPIC, cleared=text)
 

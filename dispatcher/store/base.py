@@ -486,9 +486,40 @@ class AlertStore(Protocol):
         """
 
     async def add_operator_event(
-        self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
-    ) -> int: ...
-    async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]: ...
+        self,
+        kind: str,
+        message: str,
+        *,
+        alert_id: str | None = None,
+        device_id: str | None = None,
+        scope: Sequence[str] | None = None,
+        topic: str | None = None,
+    ) -> int:
+        """Store an operator event; its id.
+
+        ``scope``: the names of the conventions whose operators see it, for an
+        event about neither an alert nor a device (a home visit's alarm). An
+        event with none of the three is about the whole system; ``topic`` names
+        a system alarm's episode ("provider", "alert_takers"), raised (kind
+        "alarm") or ended (any other kind).
+        """
+
+    async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest events, newest first; ``scope`` is a list or None."""
+
+    async def handle_operator_event(self, event_id: int, by: str) -> bool:
+        """Mark the event handled by ``by``; False if it is unknown or was already handled."""
+
+    async def operator_event(self, event_id: int) -> dict[str, Any] | None:
+        """One event as :meth:`operator_events` gives it; None if unknown."""
+
+    async def open_system_alarms(self) -> dict[str, str]:
+        """Topic → text of the system alarms whose latest event raised them (none ended them
+        since): what an instance starting mid-episode shows its consoles."""
+
+    async def open_scoped_alarms(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Alarms scoped to conventions that nobody has handled yet, newest first: a home
+        visit's alarm stays on the consoles until an operator takes it in hand."""
 
 
 # -- access control, audit, notes, retention (REST API and console) ----------------

@@ -179,21 +179,64 @@ class PostgresFleet(PostgresMixin):
         return [str(r["owner"]) for r in rows]
 
     async def add_operator_event(
-        self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
+        self,
+        kind: str,
+        message: str,
+        *,
+        alert_id: str | None = None,
+        device_id: str | None = None,
+        scope: Sequence[str] | None = None,
+        topic: str | None = None,
     ) -> int:
         event_id: int = await self._tx(
             lambda c: c.fetchval(
-                "INSERT INTO operator_events(at, kind, alert_id, device_id, message)"
-                " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                "INSERT INTO operator_events(at, kind, alert_id, device_id, message, scope, topic)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
                 utcnow(),
                 kind,
                 alert_id,
                 device_id,
                 message,
+                None if scope is None else list(scope),
+                topic,
             )
         )
         return int(event_id)
 
     async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = await self._fetch("SELECT * FROM operator_events ORDER BY id DESC LIMIT $1", limit)
-        return [{**dict(r), "at": _iso(r["at"])} for r in rows]
+        return [_event(r) for r in rows]
+
+    async def operator_event(self, event_id: int) -> dict[str, Any] | None:
+        row = await self._fetchrow("SELECT * FROM operator_events WHERE id = $1", event_id)
+        return None if row is None else _event(row)
+
+    async def open_system_alarms(self) -> dict[str, str]:
+        rows = await self._fetch(
+            "SELECT DISTINCT ON (topic) topic, kind, message FROM operator_events"
+            " WHERE topic IS NOT NULL ORDER BY topic, id DESC"
+        )
+        return {r["topic"]: r["message"] for r in rows if r["kind"] == "alarm"}
+
+    async def open_scoped_alarms(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT * FROM operator_events WHERE scope IS NOT NULL AND handled_by IS NULL"
+            " ORDER BY id DESC LIMIT $1",
+            limit,
+        )
+        return [_event(r) for r in rows]
+
+    async def handle_operator_event(self, event_id: int, by: str) -> bool:
+        status: str = await self._tx(
+            lambda c: c.execute(
+                "UPDATE operator_events SET handled_by = $1 WHERE id = $2 AND handled_by IS NULL",
+                by,
+                event_id,
+            )
+        )
+        return status == "UPDATE 1"
+
+
+def _event(row: asyncpg.Record) -> dict[str, Any]:
+    scope = row["scope"]
+    return {**dict(row), "at": _iso(row["at"]), "scope": None if scope is None else list(scope)}

@@ -443,3 +443,15 @@ MIGRATIONS.append(
         )
     )
 )
+
+# 18 — operator events scoped to conventions, and system alarms' topics (see the SQLite
+# migration 18).
+MIGRATIONS.append(
+    """
+    ALTER TABLE operator_events ADD COLUMN scope text[];
+    ALTER TABLE operator_events ADD COLUMN topic text;
+    CREATE INDEX operator_events_by_topic ON operator_events(topic, id) WHERE topic IS NOT NULL;
+    CREATE INDEX operator_events_open_scoped ON operator_events(id)
+        WHERE scope IS NOT NULL AND handled_by IS NULL;
+    """
+)

@@ -432,3 +432,17 @@ MIGRATIONS.append(
     """
     + "".join(_change_logging_trigger(t, event) for t, events in _DIRECTORY_TABLES for event in events)
 )
+
+# 18 — operator events scoped to conventions (a home visit's alarm when no alert could be
+# raised): a JSON array of convention names, NULL for an event about an alert, a device or
+# the whole system; and the topic of a system alarm's events, so that an instance starting
+# mid-episode knows it is open.
+MIGRATIONS.append(
+    """
+    ALTER TABLE operator_events ADD COLUMN scope TEXT;
+    ALTER TABLE operator_events ADD COLUMN topic TEXT;
+    CREATE INDEX operator_events_by_topic ON operator_events(topic, id) WHERE topic IS NOT NULL;
+    CREATE INDEX operator_events_open_scoped ON operator_events(id)
+        WHERE scope IS NOT NULL AND handled_by IS NULL;
+    """
+)

@@ -157,20 +157,65 @@ class SqliteFleet(SqliteMixin):
         return [str(r["owner"]) for r in rows]
 
     async def add_operator_event(
-        self, kind: str, message: str, *, alert_id: str | None = None, device_id: str | None = None
+        self,
+        kind: str,
+        message: str,
+        *,
+        alert_id: str | None = None,
+        device_id: str | None = None,
+        scope: Sequence[str] | None = None,
+        topic: str | None = None,
     ) -> int:
         async with self._tx() as tx:
             cur = await tx.execute(
-                "INSERT INTO operator_events(at, kind, alert_id, device_id, message) VALUES (?, ?, ?, ?, ?)",
-                (_iso(utcnow()), kind, alert_id, device_id, message),
+                "INSERT INTO operator_events(at, kind, alert_id, device_id, message, scope, topic)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_iso(utcnow()), kind, alert_id, device_id, message, _scope_text(scope), topic),
             )
             return int(cur.lastrowid or 0)
 
     async def operator_events(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [
-            dict(r)
-            for r in await self._all("SELECT * FROM operator_events ORDER BY id DESC LIMIT ?", (limit,))
-        ]
+        rows = await self._all("SELECT * FROM operator_events ORDER BY id DESC LIMIT ?", (limit,))
+        return [_event(r) for r in rows]
+
+    async def operator_event(self, event_id: int) -> dict[str, Any] | None:
+        row = await self._one("SELECT * FROM operator_events WHERE id = ?", (event_id,))
+        return None if row is None else _event(row)
+
+    async def open_system_alarms(self) -> dict[str, str]:
+        rows = await self._all(_LATEST_BY_TOPIC)
+        return {r["topic"]: r["message"] for r in rows if r["kind"] == "alarm"}
+
+    async def open_scoped_alarms(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT * FROM operator_events WHERE scope IS NOT NULL AND handled_by IS NULL"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [_event(r) for r in rows]
+
+    async def handle_operator_event(self, event_id: int, by: str) -> bool:
+        async with self._tx() as tx:
+            cur = await tx.execute(
+                "UPDATE operator_events SET handled_by = ? WHERE id = ? AND handled_by IS NULL",
+                (by, event_id),
+            )
+            return cur.rowcount == 1
+
+
+_LATEST_BY_TOPIC = (
+    "SELECT topic, kind, message FROM operator_events WHERE id IN"
+    " (SELECT MAX(id) FROM operator_events WHERE topic IS NOT NULL GROUP BY topic)"
+)
+
+
+def _scope_text(scope: Sequence[str] | None) -> str | None:
+    return None if scope is None else json.dumps(list(scope))
+
+
+def _event(row: Any) -> dict[str, Any]:
+    scope = row["scope"]
+    return {**dict(row), "scope": None if scope is None else list(json.loads(scope))}
 
 
 _HEALTH_COLUMNS = (

@@ -275,7 +275,7 @@ class VisitTimers:
                 case vt.SendCheck(deadline=deadline):
                     await self._send_check(state, deadline)
                 case vt.RaiseAlert():
-                    await self._after_alert(state, planned)
+                    await self._after_alert(state, visit, c, planned)
                 case vt.Record(action=action, detail=detail):
                     await self._record(state, action, dict(detail), actor)
                 case vt.Reply(text=text):
@@ -305,13 +305,49 @@ class VisitTimers:
             result.sid or result.error_code,
         )
 
-    async def _after_alert(self, state: vt.VisitTimerState, planned: PlannedAlert | None) -> None:
+    async def _after_alert(
+        self,
+        state: vt.VisitTimerState,
+        visit: HomeVisit | None,
+        command: vt.RaiseAlert,
+        planned: PlannedAlert | None,
+    ) -> None:
         if planned is None:
-            reason = texts.visit_alert_not_raised(vt.REASON, state.practitioner_id)
-            await self._store.add_operator_event("alarm", reason)
-            self._bus.publish("operator_alarm", alert_id=None, reason=reason)
+            await self._alert_not_raised(state, visit, command)
             return
         await self._engine.after_commit(planned)
+
+    async def _alert_not_raised(
+        self, state: vt.VisitTimerState, visit: HomeVisit | None, command: vt.RaiseAlert
+    ) -> None:
+        """No device to file her alert under: an alarm for the operators of the visit's territory
+        (those who would have seen the alert), on their consoles until one of them handles it."""
+        practitioner = self._cache.current.practitioners.get(state.practitioner_id)
+        reason = texts.visit_alert_not_raised(
+            command.reason,
+            state.practitioner_id,
+            name=practitioner.display_name if practitioner else None,
+            phone=practitioner.phones[0] if practitioner and practitioner.phones else None,
+            duress=command.duress,
+        )
+        scope = list(self._alarm_scope(visit))
+        event_id = None
+        try:
+            event_id = await self._store.add_operator_event("alarm", reason, scope=scope)
+        except Exception:  # the consoles open now are told all the same, and it is in the log
+            log.exception("visite %s : alarme opérateur non enregistrée : %s", state.visit_id, reason)
+        self._bus.publish("operator_alarm", alert_id=None, reason=reason, scope=scope, event_id=event_id)
+
+    def _alarm_scope(self, visit: HomeVisit | None) -> tuple[str, ...]:
+        """The conventions that would see her alert; every one when the visit is not known."""
+        conventions = self._cache.current.conventions
+        if visit is None:
+            return tuple(c.name for c in conventions)
+        now = datetime.now(UTC)
+        location = resolve_location(
+            fix=None, now=now, visit=visit, known_places=known_places(visits=[visit]), policy=self._policy
+        )
+        return self._engine.operator_scope(location, now) or tuple(c.name for c in conventions)
 
     async def _record(
         self, state: vt.VisitTimerState, action: str, detail: dict[str, Any], actor: Actor

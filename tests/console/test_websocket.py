@@ -15,6 +15,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from broker_config.runner import DevBroker
+from dispatcher.alerting.engine import ALARM_PROVIDER_DOWN, PROVIDER_BACK, PROVIDER_TOPIC
+from dispatcher.store import open_store
 from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, Served, add_users, serving
 from tests.support.system import running_system
@@ -65,6 +67,7 @@ async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None
             "user": "Gaëlle Gard",
             "alerts": [],
             "system": [],
+            "alarms": [],
         }
         device = await served.system.add_device(
             "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
@@ -88,6 +91,84 @@ async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None
     finally:
         await herault.close()
         await gard.close()
+
+
+async def test_an_alarm_about_a_device_reaches_its_operators_only_and_is_no_system_alarm(
+    served: Served,
+) -> None:
+    """The broker refusing a device's revocation: its territory's consoles re-read their events;
+    no console is told the whole system is down, and another territory hears nothing."""
+    ws_url = served.url.replace("http", "ws") + "/api/ws"
+    await served.system.add_device("btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet")
+    feeds = {}
+    for username in ("op-herault", "op-gard"):
+        cookie = await _session_cookie(served.url, username)
+        feeds[username] = await websockets.connect(ws_url, additional_headers={"Cookie": cookie})
+    try:
+        for ws in feeds.values():
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+        await served.system.dispatcher.control.alarm("btn-boutonnet", "révocation non confirmée", "test")
+        served.system.dispatcher.bus.publish("visit")  # every feed forwards it after the alarm
+        herault, _ = await _messages_until(feeds["op-herault"], "visit")
+        gard, _ = await _messages_until(feeds["op-gard"], "visit")
+        assert [m["type"] for m in herault if m["type"] != "ping"] == ["events"]
+        assert [m["type"] for m in gard if m["type"] != "ping"] == [], "another territory's device"
+    finally:
+        for ws in feeds.values():
+            await ws.close()
+
+
+async def test_a_provider_alarm_relayed_from_another_instance_is_cleared_by_this_ones_next_answer(
+    served: Served,
+) -> None:
+    """Another instance raised "provider down" and died (or sends nothing now): this instance's
+    next answer from the provider ends it, lest the banner stay on its consoles for good."""
+    ws_url = served.url.replace("http", "ws") + "/api/ws"
+    bus = served.system.dispatcher.bus
+    # What the relay hands over from the instance that raised it (dispatcher/event_relay.py).
+    down = f"{ALARM_PROVIDER_DOWN} (20003: instance voisine)"
+    bus.deliver({"kind": "operator_alarm", "alert_id": None, "reason": down, "topic": PROVIDER_TOPIC})
+    cookie = await _session_cookie(served.url, "op-herault")
+    async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}) as herault:
+        snapshot = json.loads(await herault.recv())
+        assert snapshot["system"] == [{"topic": PROVIDER_TOPIC, "alarm": down}]
+        device = await served.system.add_device(
+            "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+        )
+        await asyncio.to_thread(device.alert)  # its first tier is sent, and the provider answers
+        _, cleared = await _messages_until(herault, "system")
+        assert cleared == {"type": "system", "topic": PROVIDER_TOPIC, "cleared": PROVIDER_BACK}
+    assert bus.system_alarms == {}
+    ends = [e["message"] for e in await served.system.store.operator_events() if e["kind"] == "provider"]
+    assert ends == [PROVIDER_BACK], "one end of the episode in the events list, stored before it was told"
+
+
+async def test_an_instance_started_during_a_provider_outage_shows_it_and_ends_it_at_the_next_answer(
+    broker: DevBroker, tmp_path: Path
+) -> None:
+    """The alarm was raised by this instance's previous life (or another instance) and never
+    ended: the console of an instance started now shows it from its first snapshot."""
+    down = f"{ALARM_PROVIDER_DOWN} (20003: avant le redémarrage)"
+    earlier = await open_store(f"sqlite:///{tmp_path / 'vigie.db'}")
+    await earlier.add_operator_event("alarm", "fournisseur injoignable (épisode clos)", topic=PROVIDER_TOPIC)
+    await earlier.add_operator_event("provider", PROVIDER_BACK, topic=PROVIDER_TOPIC)
+    await earlier.add_operator_event("alarm", down, topic=PROVIDER_TOPIC)
+    await earlier.close()
+    async with running_system(broker, tmp_path) as system:
+        await add_users(system)
+        async with serving(system) as url:
+            cookie = await _session_cookie(url, "op-herault")
+            ws_url = url.replace("http", "ws") + "/api/ws"
+            async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}) as herault:
+                snapshot = json.loads(await herault.recv())
+                assert snapshot["system"] == [{"topic": PROVIDER_TOPIC, "alarm": down}], "only the open one"
+                device = await system.add_device(
+                    "btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet"
+                )
+                await asyncio.to_thread(device.alert)
+                _, cleared = await _messages_until(herault, "system")
+                assert cleared["cleared"] == PROVIDER_BACK
+            assert await system.store.open_system_alarms() == {}, "stored as ended too"
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ from typing import Any
 
 from dispatcher.events import EventBus
 from dispatcher.fleet.alert_takers import NO_TAKER, ClearNoTaker, RaiseNoTaker
-from dispatcher.fleet.presence import PRESENCE_LEASE_S, AlertTakerPresence
+from dispatcher.fleet.presence import PRESENCE_LEASE_S, TOPIC, AlertTakerPresence
 from dispatcher.metrics import Metrics
 from dispatcher.store import open_store
 from dispatcher.store.base import Store
@@ -131,6 +131,25 @@ async def test_a_sqlite_dispatcher_watches_its_own_session_and_writes_no_lease(t
         assert await alarms(d1.store) == [NO_TAKER, "alertes des balises de nouveau reçues (instance(s) d1)"]
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM leases").fetchone() == (0,)
+
+
+async def test_a_dispatcher_restarted_during_an_episode_shows_it_then_ends_it_once_connected(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'vigie.db'}"
+    async with node(url, "d1", shared=False) as before:
+        before.connected = False
+        assert await before.presence.tick(1000.0) == []
+        assert await before.presence.tick(1000.0 + GRACE) == [RaiseNoTaker(GRACE)]
+    async with node(url, "d1", shared=False) as after:  # restarted, the broker still out of reach
+        after.bus.remember_system_alarms(await after.store.open_system_alarms())  # as the service does
+        assert after.bus.system_alarms == {TOPIC: NO_TAKER}, "its consoles show it from the start"
+        after.connected = False
+        assert await after.presence.tick(2000.0 + GRACE) == [], "the same episode: not raised again"
+        after.connected = True
+        assert await after.presence.tick(2010.0) == [ClearNoTaker(("d1",))]
+        assert after.bus.system_alarms == {}
+        assert await after.store.open_system_alarms() == {}
 
 
 async def test_a_watcher_taking_over_an_open_alarm_does_not_raise_it_again(postgres_url: str) -> None:

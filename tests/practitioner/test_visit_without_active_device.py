@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from dispatcher import audit
 from dispatcher.alerting import texts
 from dispatcher.domain import DeviceKind
-from dispatcher.visits import timer as vt
 from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice
 from tests.practitioner.conftest import FABRE_PHONE, Harness
@@ -178,7 +178,13 @@ async def test_when_last_seen_times_cannot_be_read_the_alert_is_raised_all_the_s
     )
 
 
-async def test_without_any_device_she_is_warned_and_a_missed_check_in_alarms_the_operators(
+async def _open_alarm(h: Harness, client: Any) -> dict[str, Any] | None:
+    """The must-act alarm listed for ``client`` (an operator's API session), if any."""
+    events = (await client.get("/api/operator-events")).json()
+    return next((e for e in events if e["must_act"] and "NON DÉCLENCHÉE" in e["message"]), None)
+
+
+async def test_without_any_device_she_is_warned_and_a_missed_check_in_alarms_her_territory_until_handled(
     harness: Harness,
 ) -> None:
     dr = await harness.as_user("dr-fabre")
@@ -187,14 +193,47 @@ async def test_without_any_device_she_is_warned_and_a_missed_check_in_alarms_the
     assert "seuls les opérateurs" in texts.VISIT_WITHOUT_DEVICE_WARNING
     await wait_check_sms(harness)
 
-    expected = texts.visit_alert_not_raised(vt.REASON, "dr-claire-fabre")
-    assert "police n'a PAS été prévenue" in expected and "appelez la police" in expected
-
-    async def alarmed() -> bool:
-        return any(e["message"] == expected for e in await harness.system.store.operator_events())
-
-    await harness.system.until(alarmed, within=10)
+    herault, gard = await harness.as_user("op-herault"), await harness.as_user("op-gard")
+    await harness.system.until(lambda: _open_alarm(harness, herault), within=10)
+    alarm = await _open_alarm(harness, herault)
+    assert alarm is not None and alarm["handled_by"] is None
+    # Who she is and how to reach her: the operators are the only ones told.
+    assert "Dr Claire Fabre (dr-claire-fabre)" in alarm["message"]
+    assert f"appelez-la au {FABRE_PHONE} et appelez la police" in alarm["message"]
+    assert "police n'a PAS été prévenue" in alarm["message"]
     assert not await harness.system.store.alert_exists(f"{visit['id']}-alerte")
+    # Another territory's operators neither see it nor can take it; her own page never shows it.
+    assert await _open_alarm(harness, gard) is None
+    assert (await gard.post(f"/api/operator-events/{alarm['id']}/handled")).status_code == 404
+    assert (await dr.get("/api/operator-events")).status_code == 403
+
+    taken = await herault.post(f"/api/operator-events/{alarm['id']}/handled")
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["handled_by"] == "op-herault"
+    again = await herault.post(f"/api/operator-events/{alarm['id']}/handled")
+    assert again.status_code == 409 and "op-herault" in again.json()["detail"]
+    assert await harness.system.store.open_scoped_alarms() == []
+    trail = await harness.system.store.list_audit(action=audit.OPERATOR_ALARM_HANDLED)
+    assert [(e.username, e.target_id) for e in trail] == [("op-herault", str(alarm["id"]))]
+
+
+async def test_a_duress_answer_without_any_device_tells_the_operators_not_to_call_her(
+    harness: Harness,
+) -> None:
+    dr = await harness.as_user("dr-fabre")
+    await declare(dr, duration_s=1)
+    await wait_check_sms(harness)
+    answer = await harness.system.sandbox.reply(FABRE_PHONE, "OK 1357")  # her duress PIN
+    assert "visite cloturee" in answer.body, "the same answer as a plain OK"
+
+    herault = await harness.as_user("op-herault")
+    await harness.system.until(lambda: _open_alarm(harness, herault), within=10)
+    alarm = await _open_alarm(harness, herault)
+    assert alarm is not None
+    assert "SOUS CONTRAINTE : ne l'appelez PAS, appelez la police" in alarm["message"]
+    assert FABRE_PHONE not in alarm["message"], "no number to call: whoever holds her phone would answer"
+    page = (await dr.get("/api/me/visits")).json()[0]
+    assert page["phase"] == "closed", "her page: closed like any OK"
 
 
 async def test_the_visits_api_warns_a_practitioner_without_any_device(harness: Harness) -> None:

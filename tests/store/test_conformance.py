@@ -889,6 +889,49 @@ async def test_audit_trails(store: Any) -> None:
     assert len(await store.operator_events()) == 2
 
 
+@covers("add_operator_event", "open_system_alarms")
+async def test_a_system_alarm_is_open_while_its_latest_event_raised_it(store: Any) -> None:
+    assert await store.open_system_alarms() == {}
+    await store.add_operator_event("alarm", "fournisseur injoignable", topic="provider")
+    await store.add_operator_event("alarm", "aucune instance ne prend les alertes", topic="alert_takers")
+    await store.add_operator_event("alarm", "une alerte sans suite", alert_id=None)  # no topic
+    assert await store.open_system_alarms() == {
+        "provider": "fournisseur injoignable",
+        "alert_takers": "aucune instance ne prend les alertes",
+    }
+    await store.add_operator_event("alert_takers", "alertes de nouveau reçues", topic="alert_takers")
+    assert await store.open_system_alarms() == {"provider": "fournisseur injoignable"}
+    await store.add_operator_event("provider", "fournisseur de nouveau joignable", topic="provider")
+    await store.add_operator_event("alarm", "fournisseur injoignable (2)", topic="provider")
+    assert await store.open_system_alarms() == {"provider": "fournisseur injoignable (2)"}
+
+
+@covers(
+    "add_operator_event", "operator_events", "handle_operator_event", "operator_event", "open_scoped_alarms"
+)
+async def test_an_event_scoped_to_conventions_is_handled_once(store: Any) -> None:
+    """A home visit's alarm (no alert, no device) names the conventions that see it, and is
+    marked handled by the first operator only."""
+    scoped = await store.add_operator_event(
+        "alarm", "visite sans nouvelles", scope=["Convention SSJ Hérault", "Convention SSJ Gard"]
+    )
+    system = await store.add_operator_event("alarm", "aucune instance ne prend les alertes")
+    by_id = {e["id"]: e for e in await store.operator_events()}
+    assert by_id[scoped]["scope"] == ["Convention SSJ Hérault", "Convention SSJ Gard"]
+    assert by_id[system]["scope"] is None
+    assert [e["id"] for e in await store.open_scoped_alarms()] == [scoped], "system events are not scoped"
+    one = await store.operator_event(scoped)
+    assert one is not None
+    assert (one["message"], one["scope"]) == ("visite sans nouvelles", by_id[scoped]["scope"])
+    assert await store.operator_event(system + 100) is None
+    assert await store.handle_operator_event(scoped, "op-herault") is True
+    assert await store.handle_operator_event(scoped, "op-gard") is False, "already handled"
+    assert await store.handle_operator_event(system + 100, "op-gard") is False, "unknown"
+    by_id = {e["id"]: e for e in await store.operator_events()}
+    assert (by_id[scoped]["handled_by"], by_id[system]["handled_by"]) == ("op-herault", None)
+    assert await store.open_scoped_alarms() == [], "handled: off the consoles"
+
+
 def _at(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
 

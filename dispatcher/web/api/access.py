@@ -17,6 +17,7 @@ device without a site, that of any site its practitioner's devices are bound to.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -87,6 +88,15 @@ class Access:
         # operator_scope: the conventions of the alert's territory (fallback-routed alerts too).
         scope = set(context.get("operator_scope") or ())
         return context.get("convention_name") in names or bool(scope & set(names))
+
+    def sees_scope(self, scope: Sequence[str]) -> bool:
+        """An event scoped to the conventions named in ``scope`` (a home visit's alarm): their
+        operators. No convention at all to name: every operator, lest nobody sees it."""
+        if self.is_admin:
+            return True
+        if self.user.role is not Role.OPERATOR:
+            return False
+        return not scope or bool(set(scope) & set(self.convention_names(self.convention_ids)))
 
     def site_convention(self, site: Site) -> str | None:
         """Id of the convention whose territory holds the site, if any."""

@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException
 
 from dispatcher import audit
 from dispatcher.alerting import texts
 from dispatcher.domain import Device, Id
 from dispatcher.fleet.dynsec_commands import revoke_commands
 from dispatcher.store.base import NotFound
-from dispatcher.web.api.deps import AdminUser, ClientIp, Ctx, StaffUser, UserAccess, not_found
-from dispatcher.web.api.schemas import DeviceHealthPublic, DevicePublic, DeviceUpdate, OperatorEventPublic
+from dispatcher.web.api.deps import AdminUser, ClientIp, Ctx, UserAccess, not_found
+from dispatcher.web.api.schemas import DeviceHealthPublic, DevicePublic, DeviceUpdate
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
-events_router = APIRouter(prefix="/api/operator-events", tags=["devices"])
 
 
 def _public(d: Device) -> DevicePublic:
@@ -121,37 +119,3 @@ async def revoke_device(device_id: Id, admin: AdminUser, ctx: Ctx, ip: ClientIp)
     if not await ctx.control.apply(revoke_commands(device_id), action="revoke", device_id=device_id):
         raise HTTPException(HTTPStatus.BAD_GATEWAY, detail=texts.REVOKE_UNCONFIRMED)
     return _public(device)
-
-
-@events_router.get("", response_model=list[OperatorEventPublic])
-async def operator_events(
-    _: StaffUser, access: UserAccess, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[OperatorEventPublic]:
-    """Operator alarms and device health changes, newest first, within the user's scope."""
-    out = []
-    for e in await ctx.store.operator_events(limit):
-        if not await _visible_event(access, ctx, e.get("alert_id"), e.get("device_id")):
-            continue
-        out.append(
-            OperatorEventPublic(
-                id=e["id"],
-                at=datetime.fromisoformat(e["at"]),
-                kind=e["kind"],
-                alert_id=e.get("alert_id"),
-                device_id=e.get("device_id"),
-                message=e["message"],
-            )
-        )
-    return out
-
-
-async def _visible_event(access: UserAccess, ctx: Ctx, alert_id: str | None, device_id: str | None) -> bool:
-    if access.is_admin or not (alert_id or device_id):
-        return True  # about the whole system (provider down, no alert taken): every operator's concern
-    if alert_id:
-        try:
-            return access.sees_alert(await ctx.store.get_alert(alert_id))
-        except NotFound:
-            return False
-    device = access.snapshot.devices.get(device_id or "")
-    return device is not None and access.sees_device(device)

@@ -201,6 +201,10 @@ class OperatorEventPublic(BaseModel):
     alert_id: str | None
     device_id: str | None
     message: str
+    must_act: bool = Field(
+        description="An alarm scoped to a territory (a home visit's): on the consoles until handled"
+    )
+    handled_by: str | None
 
 
 class VisitCreate(_In):

@@ -26,6 +26,7 @@ from dispatcher.store.base import AlertQuery, AlertRecord
 from dispatcher.web.api import views
 from dispatcher.web.api.access import Access
 from dispatcher.web.api.deps import ApiContext
+from dispatcher.web.api.operator_events import HANDLED_EVENT
 from dispatcher.web.auth import SESSION_COOKIE, Role, User
 from dispatcher.web.console.coalesce import coalesce
 from dispatcher.web.console.live import FeedAlerts
@@ -148,9 +149,21 @@ class ConsoleFeed:
         ]
         alerts = [views.summary(r, as_practitioner=mine).model_dump(mode="json") for r in shown]
         system = [] if mine else [{"topic": t, "alarm": a} for t, a in self._ctx.bus.system_alarms.items()]
+        alarms = [] if mine else await self._open_alarms(access)
         await self._ws.send_json(
-            {"type": "snapshot", "user": user.display_name, "alerts": alerts, "system": system}
+            {
+                "type": "snapshot",
+                "user": user.display_name,
+                "alerts": alerts,
+                "system": system,
+                "alarms": alarms,
+            }
         )
+
+    async def _open_alarms(self, access: Access) -> list[dict[str, Any]]:
+        """The must-act alarms in scope that nobody has handled yet (a reload keeps them)."""
+        events = await self._ctx.store.open_scoped_alarms()
+        return [{"id": e["id"], "alarm": e["message"]} for e in events if access.sees_scope(e["scope"])]
 
     async def _snapshot_records(self, access: Access, *, mine: bool) -> list[AlertRecord]:
         """The most recent alerts in scope and, for a responder's console, every one still open.
@@ -221,15 +234,31 @@ class ConsoleFeed:
             return True
         return False
 
-    @staticmethod
-    def _system_message(user: User, event: dict[str, Any]) -> dict[str, Any] | None:
-        """An alarm about the whole system (no alert taken, provider down), or its end: operators only."""
+    def _alarm_message(self, user: User, event: dict[str, Any]) -> dict[str, Any] | None:
+        """An alarm about no alert, or its end: operators only, each within their scope.
+
+        With a ``topic``: about the whole system (no alert taken, provider down), for
+        every operator. With a ``scope``: a home visit's alarm, must-act, for the operators
+        of those conventions. About a device: its operators re-read the events list.
+        """
         if user.role is Role.PRACTITIONER:
             return None
-        topic = event.get("topic") or "system"
-        if event.get("kind") == "operator_alarm":
-            return {"type": "system", "topic": topic, "alarm": event.get("reason")}
-        return {"type": "system", "topic": topic, "cleared": event.get("cleared")}
+        kind, topic, scope = event.get("kind"), event.get("topic"), event.get("scope")
+        access = self._access(user)
+        if topic:
+            if kind == "operator_alarm":
+                return {"type": "system", "topic": topic, "alarm": event.get("reason")}
+            return {"type": "system", "topic": topic, "cleared": event.get("cleared")}
+        if isinstance(scope, list):
+            if not access.sees_scope(scope):
+                return None
+            if kind == HANDLED_EVENT:
+                return {"type": "alarm_handled", "id": event.get("event_id"), "by": event.get("by")}
+            return {"type": "alarm", "id": event.get("event_id"), "alarm": event.get("reason")}
+        device = self._ctx.cache.current.devices.get(str(event.get("device_id")))
+        if device is not None and not access.sees_device(device):
+            return None
+        return {"type": "events"}
 
     async def _message(self, user: User, event: dict[str, Any]) -> dict[str, Any] | None:
         kind = event.get("kind")
@@ -248,8 +277,8 @@ class ConsoleFeed:
         ):  # a home visit moved: no data here, the console re-reads /api/open-visits (scoped)
             return {"type": "visit"}
         alert_id = event.get("alert_id")
-        if kind in ("operator_alarm", "system") and not alert_id:
-            return self._system_message(user, event)
+        if kind in ("operator_alarm", "system", HANDLED_EVENT) and not alert_id:
+            return self._alarm_message(user, event)
         if kind not in ("alert", "notification", "operator_alarm") or not alert_id:
             return None
         # From memory when as fresh as the store for this event, else read (dispatcher/live_alerts.py).

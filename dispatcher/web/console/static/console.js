@@ -3,6 +3,7 @@
 // Views in their own modules: escalation.js (tiers and countdown), overview.js (the overview map),
 // filters.js (list filters in the URL), maps.js (maps and their written fallback).
 
+import { addAlarm, clearAlarms, dropAlarm, setAlarms, setupAlarms } from "./alarms.js";
 import { api, onUnauthorized } from "./api.js";
 import { $, cell, el } from "./dom.js";
 import { loadEscalation } from "./escalation.js";
@@ -17,6 +18,7 @@ const state = { alerts: new Map(), selected: null, ws: null, retry: 0, audio: nu
   user: null, filters: {}, listed: null, overview: false, system: new Map() };
 
 onUnauthorized((message) => showLogin(message));
+setupAlarms(() => beep(), () => refreshEvents());
 
 // ---- login ------------------------------------------------------------------------
 function showLogin(message = "") {
@@ -24,6 +26,7 @@ function showLogin(message = "") {
   stopAlarm();
   state.system.clear();
   $("system-banner").hidden = true;
+  clearAlarms();
   $("app").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message;
@@ -85,6 +88,7 @@ function onMessage(msg) {
     state.alerts = new Map(msg.alerts.map((a) => [a.id, a]));
     state.system = new Map((msg.system || []).map((s) => [s.topic, s.alarm]));
     drawSystemBanner();
+    setAlarms(msg.alarms || []);
     refreshList();
     if (state.selected) loadDetail(state.selected);
     scheduleOverview();
@@ -109,6 +113,12 @@ function onMessage(msg) {
     scheduleOverview();
   } else if (msg.type === "system") {
     showSystem(msg);
+  } else if (msg.type === "alarm") {
+    addAlarm(msg);
+  } else if (msg.type === "alarm_handled") {
+    dropAlarm(msg.id);
+  } else if (msg.type === "events") {
+    refreshEvents();
   }
 }
 
