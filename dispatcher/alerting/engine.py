@@ -132,6 +132,11 @@ class Engine:
         """Where she is, who is competent, whom to notify first — from memory only."""
         return self.plan_with(alert, context_for(alert, self._cache, self._policy))
 
+    @property
+    def deployment_contact(self) -> esc.Recipient:
+        """The deployment-wide 24/7 fallback contact (whoever must act when nothing else can)."""
+        return self._fallback_contact
+
     def operator_scope(self, location: ResolvedLocation, at: datetime) -> tuple[str, ...]:
         """Names of the conventions whose operators would see an alert at ``location``."""
         return route(self._cache.current.conventions, location, at, self._fallback_contact).watchers

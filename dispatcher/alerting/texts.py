@@ -623,6 +623,31 @@ VISIT_WITHOUT_DEVICE_WARNING = (
 )
 
 
+def visit_alert_not_raised_sms(
+    reason: str, name: str, phone: str | None, address: Address | None, *, duress: bool
+) -> str:
+    """SMS to the deployment's 24/7 fallback contact: a visit's alert could not be raised.
+
+    Nobody else outside the operators' consoles is told, and a console may be
+    unattended: this contact is the human who can act. The address is the
+    visit's (as in any alert's message); under duress, no call to her.
+    """
+    where = "adresse inconnue"
+    if address is not None:
+        code = f"code {address.access_code}" if address.access_code else None
+        extras = [x for x in (address.floor, code) if x]
+        where = address.label + (f" ({', '.join(extras)})" if extras else "")
+    act = (
+        "réponse SOUS CONTRAINTE : ne l'appelez PAS, prévenez la police"
+        if duress
+        else f"appelez-la{f' au {phone}' if phone else ''} et prévenez la police"
+    )
+    return to_gsm7(
+        f"ALERTE VIGIE NON TRANSMISE - {reason}, praticien sans balise : {name}."
+        f" Lieu: {where}. La police n'a PAS été prévenue : {act}."
+    )
+
+
 #: Asked to mark handled an event that is not such an alarm (API 409).
 EVENT_NOT_TO_HANDLE = "cet événement n'est pas une alarme à prendre en charge"
 

@@ -337,6 +337,30 @@ class VisitTimers:
         except Exception:  # the consoles open now are told all the same, and it is in the log
             log.exception("visite %s : alarme opérateur non enregistrée : %s", state.visit_id, reason)
         self._bus.publish("operator_alarm", alert_id=None, reason=reason, scope=scope, event_id=event_id)
+        await self._tell_fallback_contact(state, visit, command)
+
+    async def _tell_fallback_contact(
+        self, state: vt.VisitTimerState, visit: HomeVisit | None, command: vt.RaiseAlert
+    ) -> None:
+        """The same by SMS to the deployment's 24/7 fallback contact: a console may be unattended."""
+        practitioner = self._cache.current.practitioners.get(state.practitioner_id)
+        contact = self._engine.deployment_contact
+        body = texts.visit_alert_not_raised_sms(
+            command.reason,
+            practitioner.display_name if practitioner else state.practitioner_id,
+            practitioner.phones[0] if practitioner and practitioner.phones else None,
+            visit.address if visit else None,
+            duress=command.duress,
+        )
+        result = await self._notifier.send_sms(contact.phone, body, reference=f"{state.visit_id}-secours")
+        log.log(
+            logging.INFO if result.accepted else logging.ERROR,
+            "visite %s : alerte non déclenchée, SMS au contact de secours %s : %s (%s)",
+            state.visit_id,
+            contact.phone,
+            notification_logs.outcome(result.outcome),
+            result.sid or result.error_code,
+        )
 
     def _alarm_scope(self, visit: HomeVisit | None) -> tuple[str, ...]:
         """The conventions that would see her alert; every one when the visit is not known."""

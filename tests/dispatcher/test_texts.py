@@ -335,3 +335,34 @@ def test_broker_command_alarms_say_the_device_what_failed_and_what_it_means() ->
         " session MQTT pour l'envoyer) : elle peut peut-être encore s'y connecter (ses messages restent"
         " refusés par le dispatcher) ; lancez vigie provision revoke --broker-admin-port"
     )
+
+
+# -- a visit's alert not raised (she has no device): what operators and the fallback contact read --
+
+
+def test_the_fallback_contact_is_told_who_where_and_what_to_do_in_gsm7() -> None:
+    body = texts.visit_alert_not_raised_sms(
+        "visite non clôturée", "Dr Marie-Hélène Dupont-Française", "+33639980123", ADDRESS, duress=False
+    )
+    assert body == (
+        "ALERTE VIGIE NON TRANSMISE - visite non cloturée, praticien sans balise :"
+        " Dr Marie-Hélène Dupont-Francaise. Lieu: Résidence \" Les Jardins de l'Écusson \", batiment C,"
+        " 1245 avenue du Père Soulas, 34090 Montpellier (4e étage, porte gauche au fond du couloir,"
+        " code 4512B). La police n'a PAS été prévenue : appelez-la au +33639980123 et prévenez la police."
+    )
+    assert is_gsm7(body) and segments(body) <= 3
+
+
+def test_under_duress_nobody_is_told_to_call_her() -> None:
+    sms = texts.visit_alert_not_raised_sms("visite non clôturée", "Dr X", "+33639980123", None, duress=True)
+    alarm = texts.visit_alert_not_raised(
+        "visite non clôturée", "marie-dupont", name="Dr X", phone="+33639980123", duress=True
+    )
+    for text in (sms, alarm):
+        assert "+33639980123" not in text and "ne l'appelez PAS" in text and "SOUS CONTRAINTE" in text
+    assert "Lieu: adresse inconnue" in sms
+    assert alarm == (
+        "visite non clôturée — Dr X (marie-dupont) : ALERTE NON DÉCLENCHÉE, aucune balise à son nom ;"
+        " la police n'a PAS été prévenue : elle a répondu SOUS CONTRAINTE : ne l'appelez PAS, appelez la"
+        " police (adresse dans « Visites en cours »)"
+    )

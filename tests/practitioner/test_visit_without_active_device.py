@@ -28,6 +28,7 @@ from protocol.topics import UplinkKind
 from sandbox.fleet import SimulatedDevice
 from tests.practitioner.conftest import FABRE_PHONE, Harness
 from tests.practitioner.test_visit_timer_e2e import VISIT, alert_sms, declare, wait_check_sms
+from tests.support.system import FALLBACK_NUMBER
 
 ONLY_DEVICE = "bracelet-fabre"
 
@@ -178,6 +179,16 @@ async def test_when_last_seen_times_cannot_be_read_the_alert_is_raised_all_the_s
     )
 
 
+async def _fallback_sms(h: Harness) -> list[str]:
+    """The SMS sent to the deployment's fallback contact, once there is one."""
+
+    async def texted() -> bool:
+        return bool(h.sms_to(FALLBACK_NUMBER))
+
+    await h.system.until(texted, within=10)
+    return h.sms_to(FALLBACK_NUMBER)
+
+
 async def _open_alarm(h: Harness, client: Any) -> dict[str, Any] | None:
     """The must-act alarm listed for ``client`` (an operator's API session), if any."""
     events = (await client.get("/api/operator-events")).json()
@@ -202,6 +213,11 @@ async def test_without_any_device_she_is_warned_and_a_missed_check_in_alarms_her
     assert f"appelez-la au {FABRE_PHONE} et appelez la police" in alarm["message"]
     assert "police n'a PAS été prévenue" in alarm["message"]
     assert not await harness.system.store.alert_exists(f"{visit['id']}-alerte")
+    # A console may be unattended: the deployment's 24/7 fallback contact is texted the same.
+    (sms,) = await _fallback_sms(harness)
+    assert sms.startswith("ALERTE VIGIE NON TRANSMISE - visite non cloturée"), sms  # GSM-7: no ô
+    assert "Dr Claire Fabre" in sms and "8 Rue de la Croix de Lavit" in sms and "code 4712B" in sms
+    assert f"La police n'a PAS été prévenue : appelez-la au {FABRE_PHONE} et prévenez la police" in sms
     # Another territory's operators neither see it nor can take it; her own page never shows it.
     assert await _open_alarm(harness, gard) is None
     assert (await gard.post(f"/api/operator-events/{alarm['id']}/handled")).status_code == 404
@@ -232,6 +248,8 @@ async def test_a_duress_answer_without_any_device_tells_the_operators_not_to_cal
     assert alarm is not None
     assert "SOUS CONTRAINTE : ne l'appelez PAS, appelez la police" in alarm["message"]
     assert FABRE_PHONE not in alarm["message"], "no number to call: whoever holds her phone would answer"
+    (sms,) = await _fallback_sms(harness)
+    assert "SOUS CONTRAINTE : ne l'appelez PAS" in sms and FABRE_PHONE not in sms
     page = (await dr.get("/api/me/visits")).json()[0]
     assert page["phase"] == "closed", "her page: closed like any OK"
 
