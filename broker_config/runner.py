@@ -51,12 +51,45 @@ def render_config(profile: str, values: Mapping[str, object]) -> str:
         raise BrokerError(f"configuration {profile!r} : valeur manquante pour {exc.args[0]}") from None
 
 
+# Ports handed to a server that binds them later are drawn below the kernel's
+# ephemeral range: there, no outgoing connection (an MQTT client, an HTTP
+# request) can take the port between this choice and the server's bind.
+_LOWEST_CHOSEN_PORT = 20000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A TCP port that was free on loopback a moment ago."""
+    """A TCP port free on loopback now, that the kernel will not give an outgoing connection.
+
+    Chosen at random below the ephemeral range, so that a server started a
+    moment later (Mosquitto, the demo's HTTP port) does not lose it to a
+    client's connection; the ephemeral range is the last resort.
+    """
+    low, high = _LOWEST_CHOSEN_PORT, _first_ephemeral_port()
+    for _ in range(64):
+        port = low + secrets.randbelow(max(high - low, 1))
+        if _bindable(port):
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from broker_config.runner import DevBroker, free_port
+from broker_config.runner import DevBroker
 from dispatcher.alerting.engine import Engine
 from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.domain import Convention
@@ -31,7 +31,7 @@ from dispatcher.visits.runner import VisitTimers
 from dispatcher.web.app import create_app
 from dispatcher.web.auth import hash_password
 from sandbox.fleet import SimulatedDevice
-from tests.support.system import HERAULT, System, _serve_http, running_system
+from tests.support.system import HERAULT, System, _serve_http, loopback_listener, running_system, url_of
 
 PASSWORD = "correct horse battery staple"
 BASE = "https://vigie.test"
@@ -177,10 +177,10 @@ async def serving(
     settings = d.settings.model_copy(update={"api": api, **updates})
     parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits, d.control)
     app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts)
-    port = free_port()
-    server, task = await _serve_http(app, port, trusted_proxies=trusted_proxies)
+    listener = loopback_listener()
+    server, task = await _serve_http(app, listener, trusted_proxies=trusted_proxies)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url_of(listener)
     finally:
         server.should_exit = True
         await task

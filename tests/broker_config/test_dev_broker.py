@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -99,3 +100,14 @@ def test_vigie_broker_dev_runs_the_project_config_with_the_bundles_accounts(pki:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(15) == 0
+
+
+def test_a_port_chosen_for_a_broker_cannot_be_taken_by_an_outgoing_connection() -> None:
+    """The port is drawn below the kernel's ephemeral range: a client connecting meanwhile
+    (the dispatcher's MQTT client, an HTTP request) gets its port from that range, never this one."""
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(20000 <= port < first_ephemeral for port in ports)
+    assert len(ports) > 1  # drawn at random, so two runs do not contend for one port
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports.pop()))  # and it is free now

@@ -16,13 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker_config.runner import DevBroker, free_port
+from broker_config.runner import DevBroker
 from dispatcher.directory.geocoding import AddressGeocoder
 from dispatcher.settings import ApiSettings, GeocoderSettings
 from dispatcher.web.app import create_app
 from sandbox.ban_server import BanSandbox
 from tests.api.conftest import PASSWORD, _Parts, add_users, tile_url
-from tests.support.system import System, _serve_http, running_system
+from tests.support.system import System, _serve_http, loopback_listener, running_system, url_of
 
 __all__ = ["tile_url"]  # the console's map tiles: none unless a module overrides the fixture
 FABRE_PHONE = "+33639980150"
@@ -81,9 +81,9 @@ async def harness(
                 dispatcher=parts,
                 geocoder=geocoder,
             )
-            port = free_port()
-            server, task = await _serve_http(app, port)
-            h = Harness(system, f"http://127.0.0.1:{port}", ban)
+            listener = loopback_listener()
+            server, task = await _serve_http(app, listener)
+            h = Harness(system, url_of(listener), ban)
             try:
                 yield h
             finally:

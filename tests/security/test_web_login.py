@@ -19,13 +19,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from broker_config.runner import free_port
 from dispatcher import audit
 from dispatcher.web.app import create_app
 from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, Served
 from tests.security.web import raise_alert, state_is
-from tests.support.system import System, _serve_http
+from tests.support.system import System, _serve_http, loopback_listener, url_of
 
 pytestmark = pytest.mark.attacks
 
@@ -62,10 +61,10 @@ async def behind_proxy(served: Served) -> AsyncIterator[str]:
     api = d.settings.api.model_copy(update=proxied)
     settings = d.settings.model_copy(update={"api": api})
     app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d)
-    port = free_port()
-    server, task = await _serve_http(app, port, trusted_proxies=settings.api.trusted_proxies)
+    listener = loopback_listener()
+    server, task = await _serve_http(app, listener, trusted_proxies=settings.api.trusted_proxies)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url_of(listener)
     finally:
         server.should_exit = True
         await task

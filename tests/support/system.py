@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from broker_config.runner import DISPATCHER_USER, DevBroker, free_port
+from broker_config.runner import DISPATCHER_USER, DevBroker
 from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
 from dispatcher.directory.communes import load_communes
 from dispatcher.directory.loader import load_directory
@@ -87,25 +88,53 @@ class System:
         return [r.params.get(field_name, "") for r in self.sandbox.requests_to(number, kind)]
 
 
+def loopback_listener() -> socket.socket:
+    """A TCP socket listening on a loopback port the kernel chose, held until a server takes it.
+
+    Holding the socket from the start, rather than a port number, means no
+    connection opened meanwhile (the dispatcher's MQTT client, say) can take it.
+    """
+    # IPPROTO_TCP named, as getaddrinfo would: asyncio sets TCP_NODELAY only on
+    # connections of such a socket, and Nagle's delay would add 40 ms per answer.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """The base URL of a server on loopback socket ``sock``."""
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 async def _serve_http(
-    app: object, port: int, *, trusted_proxies: Sequence[str] = ()
+    app: object, sock: socket.socket, *, trusted_proxies: Sequence[str] = ()
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    """Serve ``app`` as ``vigie serve`` does (same proxy-header policy) on a loopback port."""
+    """Serve ``app`` on listening socket ``sock`` as ``vigie serve`` does (same proxy-header policy)."""
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=port,
         log_level="warning",
         timeout_graceful_shutdown=2,
         **proxy_options(trusted_proxies),
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_serving(server, sock))
     while not server.started:
         if task.done():
             task.result()
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # uvicorn offers no event to await for "started"
     return server, task
+
+
+async def _serving(server: uvicorn.Server, sock: socket.socket) -> None:
+    # uvicorn exits the process when its start fails; in a test, that SystemExit
+    # would escape the event loop and break every later test: make it an error.
+    try:
+        await server.serve(sockets=[sock])
+    except SystemExit as exc:
+        raise RuntimeError(f"uvicorn did not start on {url_of(sock)} (exit {exc.code})") from None
+    finally:
+        sock.close()
 
 
 def _dev_dispatcher_mqtt(broker: DevBroker) -> MqttSettings:
@@ -137,8 +166,9 @@ async def running_system(
     await load_communes(store, [(str(COMMUNES), COMMUNES.read_bytes())], COMMUNE_DEPARTEMENTS)
     await store.close()
 
-    http_port = free_port()
-    public = f"http://127.0.0.1:{http_port}"
+    listener = loopback_listener()
+    http_port = listener.getsockname()[1]
+    public = url_of(listener)
     sandbox = TwilioSandbox(sms_webhook_url=public + SMS_WEBHOOK_PATH, call_hold_ms=300)
     await sandbox.start()
     settings = DispatcherSettings(
@@ -161,7 +191,7 @@ async def running_system(
             app = create_app(
                 settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d
             )
-            server, task = await _serve_http(app, http_port)
+            server, task = await _serve_http(app, listener)
             system = System(broker, sandbox, d, public)
             try:
                 yield system
@@ -171,4 +201,5 @@ async def running_system(
                 server.should_exit = True
                 await task
     finally:
+        listener.close()  # already closed if the server ran; not if a start failed before it
         await sandbox.stop()
