@@ -291,6 +291,7 @@ async def running_dispatcher(
         except Exception:
             log.exception("report des derniers heartbeats dans device_health impossible")
         await delivery.stop()
+        await visits.sms.stop()
         await bridge.stop()
         await notifier.aclose()
         await store.close()

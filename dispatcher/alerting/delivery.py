@@ -76,6 +76,20 @@ ESCALATING_STATES = frozenset({"notifying", "duress"})
 NOT_WANTED = "non envoyé : l'alerte est close ou prise en charge (fournisseur injoignable jusque-là)"
 
 
+def notification_reference(alert_id: str, notification_id: int) -> str:
+    """Our reference of a notification's request, echoed by the provider's callbacks."""
+    return f"{alert_id}/{notification_id}"
+
+
+def parse_notification_reference(reference: str) -> tuple[str, int] | None:
+    """The alert id and notification id a reference names; None for any other reference
+    (a visit's own SMS, say)."""
+    alert_id, _, number = reference.rpartition("/")
+    if not alert_id or not number.isdigit():
+        return None
+    return alert_id, int(number)
+
+
 def _provably_failed(result: ProviderResult) -> bool:
     """Safe to try again: the provider did not create anything."""
     return result.outcome == "failed" and result.retryable
@@ -387,7 +401,7 @@ class Delivery:
     async def _attempt(self, n: NotificationRecord) -> tuple[ProviderResult, float]:
         """The provider's answer, and when the request left (``time.monotonic()``)."""
         ctx = await self._context_of(n.alert_id)
-        reference = f"{n.alert_id}/{n.id}"
+        reference = notification_reference(n.alert_id, n.id)
         received_at = self._first_pending.pop(n.alert_id, None)
         if received_at is not None:  # the alert's first provider request starts now
             self._metrics.stage_seconds.labels("first_request").observe(time.monotonic() - received_at)

@@ -24,7 +24,7 @@ from dispatcher.alerting import escalation as esc
 from dispatcher.alerting import notification_logs as nlog
 from dispatcher.alerting.alert_context import context_for
 from dispatcher.alerting.cancels import REFUSALS, PinCheck, PinGuard, Verdict
-from dispatcher.alerting.delivery import Delivery
+from dispatcher.alerting.delivery import Delivery, parse_notification_reference
 from dispatcher.alerting.escalation_plan import DEFAULT_RENOTIFY_S
 from dispatcher.alerting.responder_links import ResponderLinks
 from dispatcher.alerting.smsreplies import SmsReplies
@@ -428,6 +428,11 @@ class Engine:
     async def delivery_status(
         self, sid: str, status: str, error_code: str | None, *, ref: str | None = None
     ) -> None:
+        if ref is not None and parse_notification_reference(ref) is None:
+            # A visit's own SMS (check, fallback contact): no row to look for, its fate is logged.
+            level = logging.WARNING if status in FAILED_STATUSES else logging.INFO
+            log.log(level, nlog.STATUS_OF_A_VISIT_TEXT, status, ref, sid)
+            return
         n = await self._notification_for(sid, ref)
         if n is None:
             log.warning(nlog.STATUS_UNKNOWN_SID, status, sid, ref)
@@ -460,12 +465,12 @@ class Engine:
         callback is recorded anyway; a later 'queued' cannot undo it, the store
         never takes a status back (:mod:`dispatcher.alerting.status_order`).
         """
-        alert_id, _, number = ref.rpartition("/")
-        if not alert_id or not number.isdigit():
+        if (named := parse_notification_reference(ref)) is None:
             return None
+        alert_id, number = named
         deadline = time.monotonic() + wait_s
         while True:
-            rows = [n for n in await self._store.notifications_for(alert_id) if n.id == int(number)]
+            rows = [n for n in await self._store.notifications_for(alert_id) if n.id == number]
             if not rows or rows[0].status != "sending" or time.monotonic() >= deadline:
                 return rows[0] if rows else None
             await asyncio.sleep(0.05)

@@ -126,6 +126,8 @@ WEBHOOK_BAD_SIGNATURE: Final = (
 STATUS_INCOMPLETE: Final = "rappel de statut Twilio sans sid ou sans statut, ignoré : %s"
 #: status, sid, reference
 STATUS_UNKNOWN_SID: Final = "statut %s reçu pour un envoi inconnu (sid %s, réf. %s) : ignoré"
+#: status, reference, sid
+STATUS_OF_A_VISIT_TEXT: Final = "statut %s du SMS %s, hors alerte (sid %s)"
 #: call sid, reference
 KEYPRESS_UNKNOWN_CALL: Final = "touche pressée pendant un appel inconnu (sid %s, réf. %s) : ignorée"
 SMS_WITHOUT_SID: Final = "SMS reçu sans MessageSid : ignoré (un SMS signé par Twilio en a toujours un)"

@@ -6,8 +6,11 @@ the alert it raises, in ONE transaction → then act (check SMS, console, audit,
 first notifications of the alert). Any instance claims due rows with a lease,
 so a visit left open by a dispatcher killed with -9 is resumed by the next one.
 
-A check SMS lost to a crash between the commit and the request is not re-sent:
-the grace period runs anyway and ends in the alert, the safe side.
+The visit's own SMS (the check, the text to the fallback contact) leave in the
+background (:mod:`dispatcher.visits.side_sms`): a provider that hangs does not
+hold the timers' pass, hence another visit's alert. A check SMS lost to a crash
+between the commit and the request is not re-sent: the grace period runs
+anyway and ends in the alert, the safe side.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatcher.alerting import notification_logs, texts
+from dispatcher.alerting import texts
 from dispatcher.alerting.engine import Engine, PlannedAlert
 from dispatcher.alerting.notifier import TwilioNotifier
 from dispatcher.audit import Auditor
@@ -41,6 +44,7 @@ from dispatcher.settings import VisitSettings
 from dispatcher.store.base import Conflict, NewAlert, Store, VisitTimerRecord, VisitTimerWrite, server_alert
 from dispatcher.visits import timer as vt
 from dispatcher.visits.alert_device import alert_device
+from dispatcher.visits.side_sms import SideSms, SideText
 from dispatcher.web.auth import User
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,8 @@ log = logging.getLogger(__name__)
 #: How long after an alert raised by a visit her other alerts are still located there.
 HOLD_AFTER_ALERT_S = 3600
 UNFINISHED = ("open", "checking")
+#: How long the text to the fallback contact is tried again while the provider is down.
+FALLBACK_TEXT_WINDOW_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ class VisitTimers:
         self._store = store
         self._cache = cache
         self._engine = engine
-        self._notifier = notifier
+        self.sms = SideSms(notifier)
         self._bus = bus
         self.settings = settings
         self._policy = location_policy
@@ -294,15 +300,14 @@ class VisitTimers:
                 state.practitioner_id,
             )
             return
-        body = texts.visit_check_sms(_dt(deadline))
-        result = await self._notifier.send_sms(
-            practitioner.phones[0], body, reference=f"{state.visit_id}-check"
-        )
-        log.info(
-            "visite %s : SMS de vérification %s (%s)",
-            state.visit_id,
-            notification_logs.outcome(result.outcome),
-            result.sid or result.error_code,
+        self.sms.send(
+            SideText(
+                to=practitioner.phones[0],
+                body=texts.visit_check_sms(_dt(deadline)),
+                reference=f"{state.visit_id}-check",
+                what=f"visite {state.visit_id} : SMS de vérification",
+                window_s=max(0.0, deadline - time.time()),  # worth nothing once the alert is due
+            )
         )
 
     async def _after_alert(
@@ -337,13 +342,16 @@ class VisitTimers:
         except Exception:  # the consoles open now are told all the same, and it is in the log
             log.exception("visite %s : alarme opérateur non enregistrée : %s", state.visit_id, reason)
         self._bus.publish("operator_alarm", alert_id=None, reason=reason, scope=scope, event_id=event_id)
-        await self._tell_fallback_contact(state, visit, command)
+        self._tell_fallback_contact(state, visit, command, practitioner)
 
-    async def _tell_fallback_contact(
-        self, state: vt.VisitTimerState, visit: HomeVisit | None, command: vt.RaiseAlert
+    def _tell_fallback_contact(
+        self,
+        state: vt.VisitTimerState,
+        visit: HomeVisit | None,
+        command: vt.RaiseAlert,
+        practitioner: Practitioner | None,
     ) -> None:
         """The same by SMS to the deployment's 24/7 fallback contact: a console may be unattended."""
-        practitioner = self._cache.current.practitioners.get(state.practitioner_id)
         contact = self._engine.deployment_contact
         body = texts.visit_alert_not_raised_sms(
             command.reason,
@@ -352,14 +360,15 @@ class VisitTimers:
             visit.address if visit else None,
             duress=command.duress,
         )
-        result = await self._notifier.send_sms(contact.phone, body, reference=f"{state.visit_id}-secours")
-        log.log(
-            logging.INFO if result.accepted else logging.ERROR,
-            "visite %s : alerte non déclenchée, SMS au contact de secours %s : %s (%s)",
-            state.visit_id,
-            contact.phone,
-            notification_logs.outcome(result.outcome),
-            result.sid or result.error_code,
+        what = f"visite {state.visit_id} : alerte non déclenchée, SMS au contact de secours {contact.phone}"
+        self.sms.send(
+            SideText(
+                to=contact.phone,
+                body=body,
+                reference=f"{state.visit_id}-secours",
+                what=what,
+                window_s=FALLBACK_TEXT_WINDOW_S,
+            )
         )
 
     def _alarm_scope(self, visit: HomeVisit | None) -> tuple[str, ...]:

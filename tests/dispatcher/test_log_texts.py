@@ -249,6 +249,11 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
         'statut delivered reçu pour un envoi inconnu (sid SM0123, réf. alerts/a-7f3k/1/0) : ignoré',
     ),
     (
+        notification_logs.STATUS_OF_A_VISIT_TEXT,
+        ('undelivered', 'visit-7f3k-check', 'SM0123'),
+        'statut undelivered du SMS visit-7f3k-check, hors alerte (sid SM0123)',
+    ),
+    (
         notification_logs.KEYPRESS_UNKNOWN_CALL,
         ('CA0123', None),
         'touche pressée pendant un appel inconnu (sid CA0123, réf. None) : ignorée',
