@@ -66,15 +66,10 @@ class SideSms:
 
     def send(self, text: SideText) -> asyncio.Task[ProviderResult]:
         """Start sending ``text`` and return at once; the task's result is the last answer."""
-        task = asyncio.create_task(self._send(text), name=f"sms {text.reference}")
+        task = asyncio.create_task(self._send(text), name=text.reference)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    @property
-    def in_flight(self) -> int:
-        """Sends not finished yet (retries included)."""
-        return len(self._tasks)
 
     async def wait_idle(self) -> None:
         """Return once every send started so far has its last answer (or gave up)."""
