@@ -55,8 +55,12 @@ class Notifier(Protocol):
     """What delivery needs from an SMS/voice provider (TwilioNotifier fills it)."""
 
     def gather_action_url(self, reference: str) -> str: ...
-    async def send_sms(self, to: str, body: str, *, reference: str) -> ProviderResult: ...
-    async def place_call(self, to: str, twiml: str, *, reference: str) -> ProviderResult: ...
+    async def send_sms(
+        self, to: str, body: str, *, reference: str, on_connected: Callable[[], None] | None = None
+    ) -> ProviderResult: ...
+    async def place_call(
+        self, to: str, twiml: str, *, reference: str, on_connected: Callable[[], None] | None = None
+    ) -> ProviderResult: ...
 
 
 ContextLoader = Callable[[str], Awaitable[AlertContext]]
@@ -408,7 +412,7 @@ class Delivery:
         # What to say was decided with the row (purpose, position, duress, who acted):
         # the words are right whichever instance sends them, whatever the cache holds.
         facts = texts.Facts(n.purpose, n.tier, n.round, n.duress, n.actor, await self._link_for(n))
-        request: Callable[[], Awaitable[ProviderResult]]
+        request: Callable[..., Awaitable[ProviderResult]]
         if n.channel == "voice":
             twiml = texts.twiml_for(ctx, facts, self._notifier.gather_action_url(reference))
             request = functools.partial(self._notifier.place_call, n.phone, twiml, reference=reference)
@@ -417,7 +421,9 @@ class Delivery:
             request = functools.partial(self._notifier.send_sms, n.phone, body, reference=reference)
         await self.gate.departure(n)  # after an outage, the more urgent requests leave first
         left_at = time.monotonic()
-        return await request(), left_at
+        # The next in line goes once this one holds its connection: started together, they
+        # would race for connections and the provider could receive the less urgent first.
+        return await request(on_connected=functools.partial(self.gate.departed, n)), left_at
 
     async def _link_for(self, n: NotificationRecord) -> str | None:
         """The contact's responder link, durable before the SMS is written; None: the SMS goes without."""

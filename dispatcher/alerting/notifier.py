@@ -80,10 +80,21 @@ class ProviderResult:
 class _Attempt:
     """Tracks whether the current request got its connection (its headers are written next)."""
 
-    __slots__ = ("sent",)
+    __slots__ = ("_on_connected", "sent")
 
-    def __init__(self) -> None:
+    def __init__(self, on_connected: Callable[[], None] | None = None) -> None:
         self.sent = False
+        self._on_connected = on_connected
+
+    def connected(self) -> None:
+        self.sent = True
+        self.settled()
+
+    def settled(self) -> None:
+        """Tell the caller, once: the request holds its connection, or it is over without one."""
+        callback, self._on_connected = self._on_connected, None
+        if callback is not None:
+            callback()
 
 
 class _MarkingConnector(aiohttp.TCPConnector):
@@ -111,7 +122,7 @@ class _MarkingConnector(aiohttp.TCPConnector):
         connection = await super().connect(req, traces, timeout)
         attempt = self._current.get()
         if attempt is not None:
-            attempt.sent = True
+            attempt.connected()
         return connection
 
 
@@ -231,12 +242,19 @@ class TwilioNotifier:
         """Public URL of the ``<Gather action>`` for a call about ``reference``."""
         return f"{self._public}{GATHER_PATH}?ref={_quote(reference)}"
 
-    async def send_sms(self, to: str, body: str, *, reference: str) -> ProviderResult:
-        """Send one SMS; never raises for provider or network trouble."""
+    async def send_sms(
+        self, to: str, body: str, *, reference: str, on_connected: Callable[[], None] | None = None
+    ) -> ProviderResult:
+        """Send one SMS; never raises for provider or network trouble.
+
+        ``on_connected`` is called once the request holds its connection to the
+        provider (its headers are written next), or once it is over without one.
+        """
         return await self._run(
             "sms",
             to,
             reference,
+            on_connected,
             lambda: self._account.messages.create_async(
                 to=to,
                 from_=self._settings.from_number,
@@ -245,12 +263,18 @@ class TwilioNotifier:
             ),
         )
 
-    async def place_call(self, to: str, twiml: str, *, reference: str) -> ProviderResult:
-        """Place one voice call running ``twiml``; never raises for provider or network trouble."""
+    async def place_call(
+        self, to: str, twiml: str, *, reference: str, on_connected: Callable[[], None] | None = None
+    ) -> ProviderResult:
+        """Place one voice call running ``twiml``; never raises for provider or network trouble.
+
+        ``on_connected``: as for :meth:`send_sms`.
+        """
         return await self._run(
             "call",
             to,
             reference,
+            on_connected,
             lambda: self._account.calls.create_async(
                 to=to,
                 from_=self._settings.from_number,
@@ -262,9 +286,14 @@ class TwilioNotifier:
         )
 
     async def _run(
-        self, kind: str, to: str, reference: str, create: Callable[[], Awaitable[Any]]
+        self,
+        kind: str,
+        to: str,
+        reference: str,
+        on_connected: Callable[[], None] | None,
+        create: Callable[[], Awaitable[Any]],
     ) -> ProviderResult:
-        attempt = _Attempt()
+        attempt = _Attempt(on_connected)
         token = self._attempt.set(attempt)
         try:
             async with asyncio.timeout(self._timeout):
@@ -275,6 +304,7 @@ class TwilioNotifier:
             result = ProviderResult("accepted", sid=instance.sid, status=instance.status)
         finally:
             self._attempt.reset(token)
+            attempt.settled()
         _log_result(kind, to, reference, result)
         return result
 

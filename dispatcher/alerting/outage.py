@@ -17,6 +17,12 @@ leaves for the provider (:meth:`ProviderGate.departure`): once the provider
 is back, a request goes only when no more urgent one of that line is still
 getting ready, or after ``ORDER_WAIT_S``. Less urgent contacts are reached
 after the more urgent ones, never held back for long by one that is stuck.
+A request leaves the line (:meth:`ProviderGate.departed`) once it holds its
+connection to the provider, not when it starts: two requests started one after
+the other otherwise race for their connections (a new one against one free in
+the pool), and the provider may receive the second first (stop 28's CI). It
+leaves after ``CONNECT_WAIT_S`` in any case: a slow handshake (TLS to a
+distant provider) must not make a large backlog leave one by one.
 
 Nothing here touches the network or the store; :mod:`dispatcher.alerting.delivery`
 drives it and reports the outage to operators.
@@ -38,6 +44,8 @@ Priority = tuple[int, int, int, int]
 
 #: The longest a request waits at its departure for a more urgent one the outage held.
 ORDER_WAIT_S = 5.0
+#: The longest a departed request keeps the next in line waiting for its connection.
+CONNECT_WAIT_S = 0.05
 
 
 def priority(n: NotificationRecord) -> Priority:
@@ -65,7 +73,8 @@ class _Waiter:
 class ProviderGate:
     """Tells each send when it may go to the provider."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, connect_wait_s: float = CONNECT_WAIT_S) -> None:
+        self._connect_wait_s = connect_wait_s
         self.down_since: float | None = None  # time.time() of the first failure of this outage
         self._prober: int | None = None  # notification id of the request probing the provider
         self._waiters: list[_Waiter] = []
@@ -79,6 +88,7 @@ class ProviderGate:
         self._held: dict[int, Priority] = {}
         self._line: list[tuple[Priority, int]] = []
         self._ready: dict[int, asyncio.Future[None]] = {}
+        self._connecting: dict[int, asyncio.TimerHandle] = {}  # departed, not yet connected
 
     @property
     def down(self) -> bool:
@@ -159,7 +169,8 @@ class ProviderGate:
 
         While the provider is down nothing waits here (the prober probes). Once
         it is back, a request finding a more urgent one of the line still on
-        its way joins the line and waits its turn, at most ``timeout_s``.
+        its way joins the line and waits its turn, at most ``timeout_s``. It
+        stays first in line until :meth:`departed`, at most ``CONNECT_WAIT_S``.
         """
         if not self.down and self._held:
             self.hold(n)
@@ -172,6 +183,15 @@ class ProviderGate:
                     pass  # a more urgent request is stuck getting ready: go anyway
                 finally:
                     self._ready.pop(n.id, None)
+        if n.id in self._held and n.id not in self._connecting:
+            later = asyncio.get_running_loop().call_later(self._connect_wait_s, self.departed, n)
+            self._connecting[n.id] = later
+
+    def departed(self, n: NotificationRecord) -> None:
+        """``n`` holds its connection to the provider (or failed before): the next may go."""
+        later = self._connecting.pop(n.id, None)
+        if later is not None:
+            later.cancel()
         self._leave_line(n)
 
     def _first_in_line(self) -> int | None:
@@ -191,7 +211,7 @@ class ProviderGate:
 
     def leave(self, n: NotificationRecord) -> None:
         """``n`` is done (sent, failed, or no longer wanted): if it was probing, the next in line probes."""
-        self._leave_line(n)
+        self.departed(n)
         if self._prober != n.id:
             return
         self._prober = None

@@ -141,6 +141,24 @@ async def test_connection_refused_is_retryable(make_notifier: MakeNotifier) -> N
     assert result.error_code == "connect-error"
 
 
+async def test_the_caller_hears_once_when_the_request_holds_its_connection(
+    sandbox: TwilioSandbox, make_notifier: MakeNotifier
+) -> None:
+    """Delivery lets the next request of an outage's backlog go at this moment: before the
+    provider has received anything, after this request can no longer be overtaken."""
+    notifier = make_notifier()
+    heard: list[int] = []
+
+    def connected() -> None:
+        heard.append(len(sandbox.requests))  # what the provider had received by then
+
+    assert (await notifier.place_call(CONTACT, TWIML, reference="r1", on_connected=connected)).accepted
+    assert heard == [0]
+    refused = make_notifier(api=f"http://127.0.0.1:{free_port()}")
+    result = await refused.send_sms(CONTACT, "x", reference="r2", on_connected=lambda: heard.append(-1))
+    assert result.error_code == "connect-error" and heard == [0, -1], "told also when it never connected"
+
+
 async def test_concurrent_sends_are_independent(sandbox: TwilioSandbox, make_notifier: MakeNotifier) -> None:
     slow = "+33639980199"
     # The notifier gives up on the slow one after 3 s while the ten others, on the same client,

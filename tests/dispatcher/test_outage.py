@@ -68,6 +68,7 @@ async def test_once_back_the_requests_the_outage_held_leave_in_priority_order_wh
     async def leave_for_provider(n: NotificationRecord) -> None:
         await gate.departure(n, timeout_s=HANG_S)
         left.append(n.id)
+        gate.departed(n)  # holds its connection to the provider
 
     newcomer = row(6, tier=2)  # created after the outage, less urgent than the backlog
     tasks = [asyncio.create_task(leave_for_provider(n)) for n in (newcomer, *reversed(second_tier))]
@@ -76,6 +77,36 @@ async def test_once_back_the_requests_the_outage_held_leave_in_priority_order_wh
     await leave_for_provider(first_tier)
     await asyncio.wait_for(asyncio.gather(*tasks), HANG_S)
     assert left == [1, 4, 5, 6]
+
+
+def _back_after_holding(gate: ProviderGate, *held: NotificationRecord) -> ProviderGate:
+    """``gate`` after an outage that held ``held``, once the provider answered again."""
+    assert gate.unreachable(time.monotonic())
+    for n in held:
+        gate.hold(n)
+    assert gate.reached()
+    return gate
+
+
+async def test_the_next_in_line_goes_only_once_the_one_before_holds_its_connection() -> None:
+    """Stop 28's CI failure: a first-tier request and a second-tier one started a millisecond
+    apart raced for their connections, and the provider received the second-tier one first."""
+    first_tier, second_tier = row(1), row(4, tier=1)
+    gate = _back_after_holding(ProviderGate(connect_wait_s=HANG_S), first_tier, second_tier)
+    await asyncio.wait_for(gate.departure(first_tier, timeout_s=HANG_S), HANG_S)
+    waiting = asyncio.create_task(gate.departure(second_tier, timeout_s=HANG_S))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "the first-tier request has started, not yet connected"
+    gate.departed(first_tier)
+    await asyncio.wait_for(waiting, HANG_S)
+
+
+async def test_a_request_slow_to_connect_holds_the_next_in_line_only_for_a_while() -> None:
+    slow, next_one = row(1), row(4, tier=1)
+    gate = _back_after_holding(ProviderGate(connect_wait_s=0.01), slow, next_one)
+    await asyncio.wait_for(gate.departure(slow, timeout_s=HANG_S), HANG_S)
+    # Never told it connected (a TLS handshake taking its time): the next goes all the same.
+    await asyncio.wait_for(gate.departure(next_one, timeout_s=HANG_S), HANG_S / 3)
 
 
 async def test_a_held_request_that_never_gets_ready_holds_the_others_back_only_for_a_while() -> None:
@@ -110,6 +141,7 @@ async def test_a_long_outage_with_many_retries_keeps_the_line_the_size_of_its_ba
         for n in backlog:
             gate.hold(n)
             await gate.departure(n)  # while down: a probe leaves at once
+            gate.departed(n)
     for n in backlog:
         gate.hold(n)
     assert len(gate._line) <= 2 * len(backlog) + 64
@@ -119,6 +151,7 @@ async def test_a_long_outage_with_many_retries_keeps_the_line_the_size_of_its_ba
     async def leave_for_provider(n: NotificationRecord) -> None:
         await gate.departure(n, timeout_s=HANG_S)
         left.append(n.id)
+        gate.departed(n)  # holds its connection to the provider
 
     # Ready in the worst order, the most urgent last: they still leave in priority order.
     tasks = [asyncio.create_task(leave_for_provider(n)) for n in reversed(backlog)]
