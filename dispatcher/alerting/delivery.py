@@ -423,7 +423,10 @@ class Delivery:
         left_at = time.monotonic()
         # The next in line goes once this one holds its connection: started together, they
         # would race for connections and the provider could receive the less urgent first.
-        return await request(on_connected=functools.partial(self.gate.departed, n)), left_at
+        try:
+            return await request(on_connected=functools.partial(self.gate.departed, n)), left_at
+        finally:
+            self.gate.answered(n)  # while the provider is down, the next probe may go
 
     async def _link_for(self, n: NotificationRecord) -> str | None:
         """The contact's responder link, durable before the SMS is written; None: the SMS goes without."""

@@ -4,7 +4,8 @@ The one source of truth for the log lines of :mod:`dispatcher.alerting.delivery`
 sends), :mod:`dispatcher.alerting.notifier` (each request to Twilio and its outcome),
 :mod:`dispatcher.alerting.reconciler` and the recovery in :mod:`dispatcher.alerting.engine`
 (sends left uncertain by a crash or a timeout), :mod:`dispatcher.alerting.webhooks` and
-:mod:`dispatcher.alerting.smsreplies` (what Twilio calls back). Pure: %-style formats,
+:mod:`dispatcher.alerting.smsreplies` (what Twilio calls back), :mod:`dispatcher.visits.side_sms`
+(a visit's own texts). Pure: %-style formats,
 filled lazily by :mod:`logging` with the arguments named in each comment.
 
 A send is named ``SMS n° 42 vers +33639980151`` or ``appel n° 43 vers …``:
@@ -128,6 +129,14 @@ STATUS_INCOMPLETE: Final = "rappel de statut Twilio sans sid ou sans statut, ign
 STATUS_UNKNOWN_SID: Final = "statut %s reçu pour un envoi inconnu (sid %s, réf. %s) : ignoré"
 #: status, reference, sid
 STATUS_OF_A_VISIT_TEXT: Final = "statut %s du SMS %s, hors alerte (sid %s)"
+#: what (e.g. "visite v-1 : SMS de vérification"), outcome (:func:`outcome`), sid or error code
+VISIT_TEXT_OUTCOME: Final = "%s : %s (%s)"
+#: what, attempt number
+VISIT_TEXT_RETRY: Final = "%s : fournisseur injoignable (tentative %d), nouvel essai"
+#: what
+VISIT_TEXT_CRASHED: Final = "%s : envoi en échec"
+#: the text's reference (its task's name)
+VISIT_TEXT_ABANDONED: Final = "arrêt : SMS %s abandonné avant sa réponse"
 #: call sid, reference
 KEYPRESS_UNKNOWN_CALL: Final = "touche pressée pendant un appel inconnu (sid %s, réf. %s) : ignorée"
 SMS_WITHOUT_SID: Final = "SMS reçu sans MessageSid : ignoré (un SMS signé par Twilio en a toujours un)"

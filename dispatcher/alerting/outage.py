@@ -24,6 +24,20 @@ the pool), and the provider may receive the second first (stop 28's CI). It
 leaves after ``CONNECT_WAIT_S`` in any case: a slow handshake (TLS to a
 distant provider) must not make a large backlog leave one by one.
 
+While the provider is down, requests that probe by themselves (tired of
+waiting behind the prober) still leave one at a time, the most urgent first,
+each after the answer to the one before (:meth:`ProviderGate.answered`), or
+after ``ORDER_WAIT_S`` behind a probe that hangs. Otherwise a handful of them,
+started together while it was down, reach the provider together as it comes
+back, ahead of the more urgent requests it held (seen in the fault test when
+the second tier's requests all tired at once): only the probe that finds the
+provider back may precede the line.
+
+Invariants: while up, no request waits here unless a more urgent one the
+outage held is still on its way (and never longer than ``ORDER_WAIT_S``);
+while down, at most one request is in flight, unless one has hung past
+``ORDER_WAIT_S``; every wait ends when the provider is found back.
+
 Nothing here touches the network or the store; :mod:`dispatcher.alerting.delivery`
 drives it and reports the outage to operators.
 """
@@ -59,8 +73,9 @@ def backoff_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random |
     Jitter keeps several instances (and several probers after a restart) from
     hitting a recovering provider in lock-step.
     """
-    ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
-    return ceiling * (0.5 + 0.5 * (rng or random).random())
+    ceiling = min(cap_s, base_s * 2.0 ** max(0, attempt - 1))
+    draw = rng.random() if rng is not None else random.random()
+    return ceiling * (0.5 + 0.5 * draw)
 
 
 @dataclass(order=True)
@@ -89,6 +104,9 @@ class ProviderGate:
         self._line: list[tuple[Priority, int]] = []
         self._ready: dict[int, asyncio.Future[None]] = {}
         self._connecting: dict[int, asyncio.TimerHandle] = {}  # departed, not yet connected
+        # While down: the request in flight to the provider, and those waiting to probe after it.
+        self._probing: int | None = None
+        self._probes: list[_Waiter] = []
 
     @property
     def down(self) -> bool:
@@ -148,6 +166,11 @@ class ProviderGate:
             waiter = heapq.heappop(self._waiters)
             if not waiter.future.done():
                 waiter.future.set_result(None)
+        self._probing = None
+        while self._probes:  # into the line, which they leave in priority order
+            waiter = heapq.heappop(self._probes)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
         self._wake_first_in_line()
         return True
 
@@ -171,7 +194,11 @@ class ProviderGate:
         it is back, a request finding a more urgent one of the line still on
         its way joins the line and waits its turn, at most ``timeout_s``. It
         stays first in line until :meth:`departed`, at most ``CONNECT_WAIT_S``.
+        While it is down, a request probes only once the probe before it is
+        :meth:`answered` (the most urgent waiting goes next), at most ``timeout_s``.
         """
+        if self.down:
+            await self._probe_turn(n, timeout_s)
         if not self.down and self._held:
             self.hold(n)
             if self._first_in_line() != n.id:
@@ -183,9 +210,45 @@ class ProviderGate:
                     pass  # a more urgent request is stuck getting ready: go anyway
                 finally:
                     self._ready.pop(n.id, None)
-        if n.id in self._held and n.id not in self._connecting:
+        if not self.down and n.id in self._held and n.id not in self._connecting:
+            # (While down, a probe is refused at once or told when it connects: no timer.)
             later = asyncio.get_running_loop().call_later(self._connect_wait_s, self.departed, n)
             self._connecting[n.id] = later
+
+    async def _probe_turn(self, n: NotificationRecord, timeout_s: float) -> None:
+        """While down: return when no other probe is in flight, or the provider is back."""
+        deadline = time.monotonic() + timeout_s
+        while self.down and self._probing not in (None, n.id):
+            waiter = _Waiter(priority(n), next(self._seq), asyncio.get_running_loop().create_future())
+            heapq.heappush(self._probes, waiter)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter.future), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                self._give_up_probe_turn(waiter)
+                return  # the probe before it hangs: go anyway, unaccounted
+            except asyncio.CancelledError:
+                self._give_up_probe_turn(waiter)
+                raise
+        if self.down:
+            self._probing = n.id
+
+    def _give_up_probe_turn(self, waiter: _Waiter) -> None:
+        if not waiter.future.cancel():  # woken meanwhile: the turn goes to the next one
+            self._wake_next_probe()
+
+    def answered(self, n: NotificationRecord) -> None:
+        """``n``'s request is over (answered, refused, timed out): while down, the next probe may go."""
+        if self._probing != n.id:
+            return
+        self._probing = None
+        self._wake_next_probe()
+
+    def _wake_next_probe(self) -> None:
+        while self._probes:
+            waiter = heapq.heappop(self._probes)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+                return
 
     def departed(self, n: NotificationRecord) -> None:
         """``n`` holds its connection to the provider (or failed before): the next may go."""
@@ -212,6 +275,7 @@ class ProviderGate:
     def leave(self, n: NotificationRecord) -> None:
         """``n`` is done (sent, failed, or no longer wanted): if it was probing, the next in line probes."""
         self.departed(n)
+        self.answered(n)
         if self._prober != n.id:
             return
         self._prober = None

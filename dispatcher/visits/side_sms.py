@@ -84,7 +84,7 @@ class SideSms:
             async with asyncio.timeout(grace_s):
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for task in list(self._tasks):
-            log.error("arrêt : SMS %s abandonné avant sa réponse", task.get_name())
+            log.error(notification_logs.VISIT_TEXT_ABANDONED, task.get_name())
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -92,11 +92,11 @@ class SideSms:
         try:
             result = await self._with_retries(text)
         except Exception as exc:  # a bug here must be loud, not a silently lost text
-            log.exception("%s : envoi en échec", text.what)
+            log.exception(notification_logs.VISIT_TEXT_CRASHED, text.what)
             return ProviderResult("failed", error_code="crash", error_message=str(exc))
         log.log(
             logging.INFO if result.accepted else logging.ERROR,
-            "%s : %s (%s)",
+            notification_logs.VISIT_TEXT_OUTCOME,
             text.what,
             notification_logs.outcome(result.outcome),
             result.sid or result.error_code,
@@ -110,7 +110,7 @@ class SideSms:
             wait=wait_random_exponential(multiplier=self._retry_base_s, max=self._retry_max_s),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
             before_sleep=lambda state: log.warning(
-                "%s : fournisseur injoignable (tentative %d), nouvel essai", text.what, state.attempt_number
+                notification_logs.VISIT_TEXT_RETRY, text.what, state.attempt_number
             ),
         )
         result: ProviderResult = await retrying(

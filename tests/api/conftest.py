@@ -31,7 +31,7 @@ from dispatcher.visits.runner import VisitTimers
 from dispatcher.web.app import create_app
 from dispatcher.web.auth import hash_password
 from sandbox.fleet import SimulatedDevice
-from tests.support.system import HERAULT, System, _serve_http, loopback_listener, running_system, url_of
+from tests.support.system import HERAULT, System, http_server, running_system
 
 PASSWORD = "correct horse battery staple"
 BASE = "https://vigie.test"
@@ -177,13 +177,8 @@ async def serving(
     settings = d.settings.model_copy(update={"api": api, **updates})
     parts = _Parts(settings, d.store, d.cache, d.bus, d.engine, d.visits, d.control)
     app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=parts)
-    listener = loopback_listener()
-    server, task = await _serve_http(app, listener, trusted_proxies=trusted_proxies)
-    try:
-        yield url_of(listener)
-    finally:
-        server.should_exit = True
-        await task
+    async with http_server(app, trusted_proxies=trusted_proxies) as url:
+        yield url
 
 
 @pytest.fixture

@@ -254,6 +254,26 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
         'statut undelivered du SMS visit-7f3k-check, hors alerte (sid SM0123)',
     ),
     (
+        notification_logs.VISIT_TEXT_OUTCOME,
+        ("visite v-7f3k : SMS de vérification", notification_logs.outcome("failed"), "http-500"),
+        "visite v-7f3k : SMS de vérification : refusé (http-500)",
+    ),
+    (
+        notification_logs.VISIT_TEXT_RETRY,
+        ("visite v-7f3k : SMS au contact de secours", 2),
+        "visite v-7f3k : SMS au contact de secours : fournisseur injoignable (tentative 2), nouvel essai",
+    ),
+    (
+        notification_logs.VISIT_TEXT_CRASHED,
+        ("visite v-7f3k : SMS de vérification",),
+        "visite v-7f3k : SMS de vérification : envoi en échec",
+    ),
+    (
+        notification_logs.VISIT_TEXT_ABANDONED,
+        ("visit-7f3k-check",),
+        "arrêt : SMS visit-7f3k-check abandonné avant sa réponse",
+    ),
+    (
         notification_logs.KEYPRESS_UNKNOWN_CALL,
         ('CA0123', None),
         'touche pressée pendant un appel inconnu (sid CA0123, réf. None) : ignorée',

@@ -119,11 +119,12 @@ async def test_a_held_request_that_never_gets_ready_holds_the_others_back_only_f
     await asyncio.wait_for(gate.departure(waiting, timeout_s=0.05), HANG_S)
 
 
-async def test_nothing_waits_at_departure_while_down_and_a_request_done_lets_the_next_go() -> None:
+async def test_a_lone_probe_leaves_at_once_while_down_and_a_request_done_lets_the_next_go() -> None:
     gate = ProviderGate()
     assert gate.unreachable(time.monotonic())
     gate.hold(row(1))
     await asyncio.wait_for(gate.departure(row(4, tier=1)), HANG_S)  # a probe, while down
+    gate.answered(row(4, tier=1))
     gate.hold(row(4, tier=1))
     gate.reached()
     second = asyncio.create_task(gate.departure(row(4, tier=1), timeout_s=HANG_S))
@@ -142,6 +143,7 @@ async def test_a_long_outage_with_many_retries_keeps_the_line_the_size_of_its_ba
             gate.hold(n)
             await gate.departure(n)  # while down: a probe leaves at once
             gate.departed(n)
+            gate.answered(n)  # refused
     for n in backlog:
         gate.hold(n)
     assert len(gate._line) <= 2 * len(backlog) + 64
@@ -172,3 +174,54 @@ async def test_a_request_sent_before_the_provider_came_back_does_not_start_anoth
 def test_backoff_grows_to_its_cap_with_jitter() -> None:
     waits = [backoff_s(a, base_s=0.5, cap_s=10) for a in range(1, 10)]
     assert 0.25 <= waits[0] <= 0.5 and all(5 <= w <= 10 for w in waits[6:])
+
+
+async def test_while_down_the_probes_leave_one_at_a_time_the_most_urgent_first() -> None:
+    """The second tier's requests, tired of waiting behind the prober all at once, must not
+    reach a provider coming back together, ahead of the first tier it held."""
+    gate = ProviderGate()
+    assert gate.unreachable(time.monotonic())
+    in_flight, later, urgent = row(4, tier=1), row(9, tier=2), row(5, tier=1)
+    await asyncio.wait_for(gate.departure(in_flight, timeout_s=HANG_S), HANG_S)
+    left: list[int] = []
+
+    async def probe(n: NotificationRecord) -> None:
+        await gate.departure(n, timeout_s=HANG_S)
+        left.append(n.id)
+
+    tasks = [asyncio.create_task(probe(n)) for n in (later, urgent)]
+    await asyncio.sleep(0.05)
+    assert left == []  # one request in flight while the provider is down
+    gate.answered(in_flight)  # refused
+    await asyncio.sleep(0.05)
+    assert left == [5]
+    gate.answered(urgent)
+    await asyncio.wait_for(asyncio.gather(*tasks), HANG_S)
+    assert left == [5, 9]
+
+
+async def test_probes_waiting_when_the_provider_comes_back_leave_behind_the_more_urgent_held() -> None:
+    gate = ProviderGate()
+    assert gate.unreachable(time.monotonic())
+    first_tier, finder, tired = row(1), row(4, tier=1), row(5, tier=1)
+    for n in (first_tier, finder, tired):
+        gate.hold(n)  # the first tier in its backoff, the second tier probing by itself
+    await asyncio.wait_for(gate.departure(finder, timeout_s=HANG_S), HANG_S)
+    waiting = asyncio.create_task(gate.departure(tired, timeout_s=HANG_S))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    assert gate.reached()  # the probe in flight found the provider back
+    gate.answered(finder)
+    gate.departed(finder)
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "the first tier, still in its backoff, goes first"
+    await asyncio.wait_for(gate.departure(first_tier, timeout_s=HANG_S), HANG_S)
+    gate.departed(first_tier)
+    await asyncio.wait_for(waiting, HANG_S)
+
+
+async def test_a_probe_that_hangs_holds_the_next_only_for_a_while() -> None:
+    gate = ProviderGate()
+    assert gate.unreachable(time.monotonic())
+    await asyncio.wait_for(gate.departure(row(4, tier=1), timeout_s=HANG_S), HANG_S)  # never answered
+    await asyncio.wait_for(gate.departure(row(5, tier=1), timeout_s=0.05), HANG_S)

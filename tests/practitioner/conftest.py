@@ -22,7 +22,7 @@ from dispatcher.settings import ApiSettings, GeocoderSettings
 from dispatcher.web.app import create_app
 from sandbox.ban_server import BanSandbox
 from tests.api.conftest import PASSWORD, _Parts, add_users, tile_url
-from tests.support.system import System, _serve_http, loopback_listener, running_system, url_of
+from tests.support.system import System, http_server, running_system
 
 __all__ = ["tile_url"]  # the console's map tiles: none unless a module overrides the fixture
 FABRE_PHONE = "+33639980150"
@@ -81,16 +81,13 @@ async def harness(
                 dispatcher=parts,
                 geocoder=geocoder,
             )
-            listener = loopback_listener()
-            server, task = await _serve_http(app, listener)
-            h = Harness(system, url_of(listener), ban)
-            try:
-                yield h
-            finally:
-                for client in h.clients:
-                    await client.aclose()
-                server.should_exit = True
-                await task
+            async with http_server(app) as url:
+                h = Harness(system, url, ban)
+                try:
+                    yield h
+                finally:
+                    for client in h.clients:
+                        await client.aclose()
     finally:
         await geocoder.aclose()
         await ban.stop()

@@ -24,7 +24,7 @@ from dispatcher.web.app import create_app
 from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, Served
 from tests.security.web import raise_alert, state_is
-from tests.support.system import System, _serve_http, loopback_listener, url_of
+from tests.support.system import System, http_server
 
 pytestmark = pytest.mark.attacks
 
@@ -61,13 +61,8 @@ async def behind_proxy(served: Served) -> AsyncIterator[str]:
     api = d.settings.api.model_copy(update=proxied)
     settings = d.settings.model_copy(update={"api": api})
     app = create_app(settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d)
-    listener = loopback_listener()
-    server, task = await _serve_http(app, listener, trusted_proxies=settings.api.trusted_proxies)
-    try:
-        yield url_of(listener)
-    finally:
-        server.should_exit = True
-        await task
+    async with http_server(app, trusted_proxies=settings.api.trusted_proxies) as url:
+        yield url
 
 
 async def test_a_configured_proxy_is_believed(served: Served, behind_proxy: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -107,23 +108,34 @@ def url_of(sock: socket.socket) -> str:
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def _serve_http(
-    app: object, sock: socket.socket, *, trusted_proxies: Sequence[str] = ()
-) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    """Serve ``app`` on listening socket ``sock`` as ``vigie serve`` does (same proxy-header policy)."""
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-        **proxy_options(trusted_proxies),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(_serving(server, sock))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)  # uvicorn offers no event to await for "started"
-    return server, task
+@asynccontextmanager
+async def http_server(
+    app: object, *, listener: socket.socket | None = None, trusted_proxies: Sequence[str] = ()
+) -> AsyncIterator[str]:
+    """Serve ``app`` as ``vigie serve`` does (same proxy-header policy); yields its base URL.
+
+    On ``listener`` if given (a socket whose URL had to be known before), else
+    on a new loopback one; either is closed on the way out, started or not.
+    """
+    sock = listener or loopback_listener()
+    with contextlib.closing(sock):
+        config = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+            **proxy_options(trusted_proxies),
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(_serving(server, sock))
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)  # uvicorn offers no event to await for "started"
+            yield url_of(sock)
+        finally:
+            server.should_exit = True
+            await task
 
 
 async def _serving(server: uvicorn.Server, sock: socket.socket) -> None:
@@ -170,36 +182,34 @@ async def running_system(
     http_port = listener.getsockname()[1]
     public = url_of(listener)
     sandbox = TwilioSandbox(sms_webhook_url=public + SMS_WEBHOOK_PATH, call_hold_ms=300)
-    await sandbox.start()
-    settings = DispatcherSettings(
-        database_url=database_url,
-        mqtt=mqtt or _dev_dispatcher_mqtt(broker),
-        twilio=TwilioSettings(
-            account_sid=sandbox.account_sid,
-            auth_token=sandbox.auth_token,
-            from_number=FROM_NUMBER,
-            api_base_url=sandbox.base_url,
-            public_base_url=public,
-            request_timeout_s=provider_timeout_s,
-        ),
-        fallback=FallbackContactSettings(name="Permanence Vigie", phone=FALLBACK_NUMBER),
-        http_port=http_port,
-        api=ApiSettings(metrics_token=METRICS_TOKEN),
-    )
     try:
+        await sandbox.start()
+        settings = DispatcherSettings(
+            database_url=database_url,
+            mqtt=mqtt or _dev_dispatcher_mqtt(broker),
+            twilio=TwilioSettings(
+                account_sid=sandbox.account_sid,
+                auth_token=sandbox.auth_token,
+                from_number=FROM_NUMBER,
+                api_base_url=sandbox.base_url,
+                public_base_url=public,
+                request_timeout_s=provider_timeout_s,
+            ),
+            fallback=FallbackContactSettings(name="Permanence Vigie", phone=FALLBACK_NUMBER),
+            http_port=http_port,
+            api=ApiSettings(metrics_token=METRICS_TOKEN),
+        )
         async with running_dispatcher(settings) as d:
             app = create_app(
                 settings=settings, inbox=d.engine, metrics=d.metrics, ready=d.bridge, dispatcher=d
             )
-            server, task = await _serve_http(app, listener)
-            system = System(broker, sandbox, d, public)
-            try:
-                yield system
-            finally:
-                for sim in system.devices.values():
-                    sim.close()
-                server.should_exit = True
-                await task
+            async with http_server(app, listener=listener):
+                system = System(broker, sandbox, d, public)
+                try:
+                    yield system
+                finally:
+                    for sim in system.devices.values():
+                        sim.close()
     finally:
         listener.close()  # already closed if the server ran; not if a start failed before it
         await sandbox.stop()
