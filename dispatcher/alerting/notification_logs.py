@@ -136,7 +136,19 @@ VISIT_TEXT_RETRY: Final = "%s : fournisseur injoignable (tentative %d), nouvel e
 #: what
 VISIT_TEXT_CRASHED: Final = "%s : envoi en échec"
 #: the text's reference (its task's name)
-VISIT_TEXT_ABANDONED: Final = "arrêt : SMS %s abandonné avant sa réponse"
+VISIT_TEXT_ABANDONED: Final = (
+    "arrêt : SMS %s interrompu avant sa réponse ; repris au prochain démarrage s'il n'était pas parti"
+)
+#: what, reference
+VISIT_TEXT_RESUMED: Final = "%s : repris après un arrêt (réf. %s)"
+#: what, reference
+VISIT_TEXT_EXPIRED: Final = "%s : non envoyé, sa fenêtre est passée pendant un arrêt (réf. %s)"
+#: what, reference
+VISIT_TEXT_FATE_UNKNOWN: Final = (
+    "%s : une requête était partie avant un arrêt, sort inconnu : non renvoyée (réf. %s)"
+)
+#: what, reference
+VISIT_TEXT_UNRECORDED: Final = "%s : état de l'envoi non enregistré en base (réf. %s) ; l'envoi continue"
 #: call sid, reference
 KEYPRESS_UNKNOWN_CALL: Final = "touche pressée pendant un appel inconnu (sid %s, réf. %s) : ignorée"
 SMS_WITHOUT_SID: Final = "SMS reçu sans MessageSid : ignoré (un SMS signé par Twilio en a toujours un)"

@@ -740,6 +740,30 @@ class VisitTimerRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SideTextRecord:
+    """A visit's own SMS (its check, the text to the fallback contact) in the durable outbox.
+
+    Written with the visit timer's transaction that decided it, so that a crash
+    between that commit and the request cannot lose it. ``status`` is 'pending'
+    (never attempted, or provably not taken by the provider: safe to send) or
+    'sending' (a request may have left: after a crash its fate is unknown, and it
+    is not repeated). A row is deleted once the provider answered for good, or
+    once its window ``not_after`` (epoch seconds) is past. ``key`` identifies this
+    send (a visit may have several checks); ``reference`` names it to the provider.
+    """
+
+    key: str
+    reference: str
+    phone: str
+    body: str
+    what: str  # how the log names it: "visite v-1 : SMS de vérification"
+    not_after: float
+    status: str = "pending"
+    lease_owner: str | None = None
+    lease_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class VisitTimerWrite:
     """One atomic write of a visit timer, with what must change with it.
 
@@ -747,7 +771,8 @@ class VisitTimerWrite:
     the row must still be at that version (Conflict otherwise); the write also
     releases any lease. ``visit`` is upserted with it; ``alert`` (a server-raised
     alert, inserted without touching any device's replay window) is inserted
-    with its first escalation ``first`` and recorded as the timer's alert.
+    with its first escalation ``first`` and recorded as the timer's alert;
+    ``texts`` join the outbox (:class:`SideTextRecord`).
     """
 
     visit_id: str
@@ -759,6 +784,7 @@ class VisitTimerWrite:
     visit: HomeVisit | None = None
     alert: NewAlert | None = None
     first: Transition | None = None
+    texts: tuple[SideTextRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -790,6 +816,18 @@ class VisitStore(Protocol):
         """Lease the rows due at ``now`` (or whose owner's lease ran out)."""
 
     async def next_visit_timer_due(self) -> float | None: ...
+    async def claim_side_texts(
+        self, owner: str, *, now: float, lease_s: float, reclaim_own: bool = False
+    ) -> list[SideTextRecord]:
+        """Lease the outbox rows nobody holds (no lease, or its owner's ran out), oldest first;
+        with ``reclaim_own``, also those leased to ``owner`` (its own, left by its previous run)."""
+
+    async def mark_side_text(self, key: str, status: str, *, owner: str, lease_until: float) -> None:
+        """Set a row's status ('pending' or 'sending') and renew its lease to ``owner``."""
+
+    async def drop_side_text(self, key: str) -> None:
+        """Delete a row (answered for good, or past its window); nothing if it is gone."""
+
     async def save_incident_report(
         self, alert_id: str, doc: dict[str, Any], *, user_id: int | None, author: str
     ) -> None:

@@ -455,3 +455,22 @@ MIGRATIONS.append(
         WHERE scope IS NOT NULL AND handled_by IS NULL;
     """
 )
+
+# 19 — the visits' durable outbox of SMS (see the SQLite migration 19).
+MIGRATIONS.append(
+    """
+    CREATE TABLE side_texts (
+        key text PRIMARY KEY,
+        reference text NOT NULL,
+        phone text NOT NULL,
+        body text NOT NULL,
+        what text NOT NULL,
+        not_after double precision NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        lease_owner text,
+        lease_until double precision,
+        created_at double precision NOT NULL
+    );
+    CREATE INDEX side_texts_by_lease ON side_texts(lease_until);
+    """
+)

@@ -19,6 +19,7 @@ from dispatcher.store.base import (
     IncidentReportRecord,
     NewAlert,
     NotFound,
+    SideTextRecord,
     Transition,
     VisitTimerRecord,
     VisitTimerWrite,
@@ -27,6 +28,7 @@ from dispatcher.store.base import (
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
 T = TypeVar("T")
+_TEXT_COLUMNS = "key, reference, phone, body, what, not_after, status, lease_owner, lease_until"
 _COLUMNS = "visit_id, practitioner_id, phase, due_at, state, version, alert_id"
 
 
@@ -94,6 +96,13 @@ class PostgresVisits:
                 if w.first is not None:
                     await self._apply(conn, w.first)
             alert_id = w.alert.id if w.alert is not None else None
+            if w.texts:
+                await conn.executemany(
+                    f"INSERT INTO side_texts({_TEXT_COLUMNS}, created_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (key) DO NOTHING",
+                    [(t.key, t.reference, t.phone, t.body, t.what, t.not_after, t.status, t.lease_owner,
+                      t.lease_until, now.timestamp()) for t in w.texts],
+                )  # fmt: skip
             if w.expected_version == 0:
                 await conn.execute(
                     f"INSERT INTO visit_timers({_COLUMNS}, created_at, updated_at)"
@@ -155,6 +164,36 @@ class PostgresVisits:
     async def next_visit_timer_due(self) -> float | None:
         row = await self._fetchrow("SELECT MIN(due_at) AS due FROM visit_timers")
         return None if row is None or row["due"] is None else float(row["due"])
+
+    async def claim_side_texts(
+        self, owner: str, *, now: float, lease_s: float, reclaim_own: bool = False
+    ) -> list[SideTextRecord]:
+        rows = await self._fetch(
+            "WITH free AS (SELECT key FROM side_texts WHERE lease_until IS NULL OR lease_until<$1"
+            " OR ($4 AND lease_owner=$2) ORDER BY created_at, key LIMIT 100 FOR UPDATE SKIP LOCKED)"
+            " UPDATE side_texts t SET lease_owner=$2, lease_until=$3 FROM free WHERE t.key=free.key"
+            f" RETURNING {', '.join('t.' + c for c in _TEXT_COLUMNS.split(', '))}, t.created_at",
+            now,
+            owner,
+            now + lease_s,
+            reclaim_own,
+        )
+        ordered = sorted(rows, key=lambda r: (r["created_at"], r["key"]))
+        return [SideTextRecord(**{c: r[c] for c in _TEXT_COLUMNS.split(", ")}) for r in ordered]
+
+    async def mark_side_text(self, key: str, status: str, *, owner: str, lease_until: float) -> None:
+        await self._tx(
+            lambda conn: conn.execute(
+                "UPDATE side_texts SET status=$1, lease_owner=$2, lease_until=$3 WHERE key=$4",
+                status,
+                owner,
+                lease_until,
+                key,
+            )
+        )
+
+    async def drop_side_text(self, key: str) -> None:
+        await self._tx(lambda conn: conn.execute("DELETE FROM side_texts WHERE key=$1", key))
 
     async def save_incident_report(
         self, alert_id: str, doc: dict[str, Any], *, user_id: int | None, author: str

@@ -446,3 +446,23 @@ MIGRATIONS.append(
         WHERE scope IS NOT NULL AND handled_by IS NULL;
     """
 )
+
+# 19 — the visits' own SMS (check, text to the fallback contact) in a durable outbox,
+# written with the timer's transaction that decides them (dispatcher.store.base.SideTextRecord).
+MIGRATIONS.append(
+    """
+    CREATE TABLE side_texts (
+        key TEXT PRIMARY KEY,
+        reference TEXT NOT NULL,
+        phone TEXT NOT NULL,
+        body TEXT NOT NULL,
+        what TEXT NOT NULL,
+        not_after REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        lease_owner TEXT,
+        lease_until REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX side_texts_by_lease ON side_texts(lease_until);
+    """
+)

@@ -18,6 +18,7 @@ from dispatcher.store.base import (
     IncidentReportRecord,
     NewAlert,
     NotFound,
+    SideTextRecord,
     Transition,
     VisitTimerRecord,
     VisitTimerWrite,
@@ -26,6 +27,7 @@ from dispatcher.store.sqlite_alerts import _apply
 
 T = TypeVar("T")
 _COLUMNS = "visit_id, practitioner_id, phase, due_at, state, version, alert_id"
+_TEXT_COLUMNS = "key, reference, phone, body, what, not_after, status, lease_owner, lease_until"
 
 
 def _now() -> str:
@@ -82,6 +84,12 @@ def _write_timer(tx: sqlite3.Connection, w: VisitTimerWrite, apply: Callable[...
             apply(tx, w.first)
     alert_id = w.alert.id if w.alert is not None else None
     state = json.dumps(w.state)
+    tx.executemany(
+        f"INSERT INTO side_texts({_TEXT_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(key) DO NOTHING",
+        [(t.key, t.reference, t.phone, t.body, t.what, t.not_after, t.status, t.lease_owner, t.lease_until,
+          now) for t in w.texts],
+    )  # fmt: skip
     if w.expected_version == 0:
         tx.execute(
             f"INSERT INTO visit_timers({_COLUMNS}, created_at, updated_at)"
@@ -163,6 +171,37 @@ class SqliteVisits:
     async def next_visit_timer_due(self) -> float | None:
         row = await self._one("SELECT MIN(due_at) AS due FROM visit_timers")
         return None if row is None or row["due"] is None else float(row["due"])
+
+    async def claim_side_texts(
+        self, owner: str, *, now: float, lease_s: float, reclaim_own: bool = False
+    ) -> list[SideTextRecord]:
+        def claim(tx: sqlite3.Connection) -> list[sqlite3.Row]:
+            rows = tx.execute(
+                f"SELECT {_TEXT_COLUMNS} FROM side_texts WHERE lease_until IS NULL OR lease_until<?"
+                " OR (? AND lease_owner=?) ORDER BY created_at, key LIMIT 100",
+                (now, reclaim_own, owner),
+            ).fetchall()
+            tx.executemany(
+                "UPDATE side_texts SET lease_owner=?, lease_until=? WHERE key=?",
+                [(owner, now + lease_s, r["key"]) for r in rows],
+            )
+            return list(rows)
+
+        rows = await self._atomic(claim, urgent=False)
+        leased = {"lease_owner": owner, "lease_until": now + lease_s}
+        return [SideTextRecord(**{**dict(r), **leased}) for r in rows]
+
+    async def mark_side_text(self, key: str, status: str, *, owner: str, lease_until: float) -> None:
+        await self._atomic(
+            lambda tx: tx.execute(
+                "UPDATE side_texts SET status=?, lease_owner=?, lease_until=? WHERE key=?",
+                (status, owner, lease_until, key),
+            ),
+            urgent=False,
+        )
+
+    async def drop_side_text(self, key: str) -> None:
+        await self._atomic(lambda tx: tx.execute("DELETE FROM side_texts WHERE key=?", (key,)), urgent=False)
 
     async def save_incident_report(
         self, alert_id: str, doc: dict[str, Any], *, user_id: int | None, author: str

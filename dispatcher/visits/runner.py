@@ -6,11 +6,12 @@ the alert it raises, in ONE transaction → then act (check SMS, console, audit,
 first notifications of the alert). Any instance claims due rows with a lease,
 so a visit left open by a dispatcher killed with -9 is resumed by the next one.
 
-The visit's own SMS (the check, the text to the fallback contact) leave in the
-background (:mod:`dispatcher.visits.side_sms`): a provider that hangs does not
-hold the timers' pass, hence another visit's alert. A check SMS lost to a crash
-between the commit and the request is not re-sent: the grace period runs
-anyway and ends in the alert, the safe side.
+The visit's own SMS (the check, the text to the fallback contact) are written
+into a durable outbox in that same transaction, then leave in the background
+(:mod:`dispatcher.visits.side_sms`): a provider that hangs does not hold the
+timers' pass, hence another visit's alert, and a crash between the commit and
+the request does not lose them (the next start, or another instance once the
+lease ran out, takes them up).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import logging
 import time
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,10 +43,19 @@ from dispatcher.domain import (
 )
 from dispatcher.events import EventBus
 from dispatcher.settings import VisitSettings
-from dispatcher.store.base import Conflict, NewAlert, Store, VisitTimerRecord, VisitTimerWrite, server_alert
+from dispatcher.store.base import (
+    Conflict,
+    NewAlert,
+    SideTextRecord,
+    Store,
+    VisitTimerRecord,
+    VisitTimerWrite,
+    server_alert,
+)
+from dispatcher.visits import side_sms
 from dispatcher.visits import timer as vt
 from dispatcher.visits.alert_device import alert_device
-from dispatcher.visits.side_sms import SideSms, SideText
+from dispatcher.visits.side_sms import SideSms
 from dispatcher.web.auth import User
 
 log = logging.getLogger(__name__)
@@ -54,6 +65,8 @@ HOLD_AFTER_ALERT_S = 3600
 UNFINISHED = ("open", "checking")
 #: How long the text to the fallback contact is tried again while the provider is down.
 FALLBACK_TEXT_WINDOW_S = 3600.0
+#: How often the timers' pass looks for outbox texts whose sender's lease ran out.
+RESUME_TEXTS_EVERY_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -93,13 +106,14 @@ class VisitTimers:
         self._store = store
         self._cache = cache
         self._engine = engine
-        self.sms = SideSms(notifier)
+        self.sms = SideSms(notifier, store, owner=instance_id)
         self._bus = bus
         self.settings = settings
         self._policy = location_policy
         self._owner = instance_id
         self._audit = Auditor(store)
         self._wakeup = asyncio.Event()
+        self._texts_resumed_at: float | None = None  # time.monotonic() of the last outbox claim
 
     # -- declaring and acting on a visit ------------------------------------------------
 
@@ -150,6 +164,8 @@ class VisitTimers:
                 continue  # another instance (or request) moved it: re-read and re-apply
             if synced is not None:
                 await self._cache.refresh()
+            for text in write.texts:  # committed: they leave now, beside this pass
+                self.sms.send(text)
             reply = await self._act(new, synced or visit, commands, planned, actor)
             return new, reply
         raise Conflict(f"visit timer {visit_id} kept changing under us")
@@ -182,6 +198,8 @@ class VisitTimers:
                 held = max(new.ends_at, time.time()) + HOLD_AFTER_ALERT_S
                 synced = located = located.model_copy(update={"ends_at": _dt(held), "checked_out_at": None})
             raised = self._plan_alert(located, raise_alert, device)
+        not_raised = raise_alert if raise_alert is not None and raised is None else None
+        side_texts = self._texts_for(new, commands, located, not_raised)
         write = VisitTimerWrite(
             visit_id=record.visit_id,
             practitioner_id=record.practitioner_id,
@@ -192,6 +210,7 @@ class VisitTimers:
             visit=synced,
             alert=raised.alert if raised else None,
             first=raised.planned.transition if raised else None,
+            texts=side_texts,
         )
         return write, synced, raised.planned if raised else None
 
@@ -278,8 +297,8 @@ class VisitTimers:
         reply = None
         for c in commands:
             match c:
-                case vt.SendCheck(deadline=deadline):
-                    await self._send_check(state, deadline)
+                case vt.SendCheck():
+                    pass  # written to the outbox with the step, and on its way (apply)
                 case vt.RaiseAlert():
                     await self._after_alert(state, visit, c, planned)
                 case vt.Record(action=action, detail=detail):
@@ -291,23 +310,50 @@ class VisitTimers:
         self._bus.publish("visit", visit_id=state.visit_id, practitioner_id=state.practitioner_id)
         return reply
 
-    async def _send_check(self, state: vt.VisitTimerState, deadline: float) -> None:
+    def _texts_for(
+        self,
+        state: vt.VisitTimerState,
+        commands: list[vt.Command],
+        visit: HomeVisit | None,
+        not_raised: vt.RaiseAlert | None,
+    ) -> tuple[SideTextRecord, ...]:
+        """The SMS this step decides, for the outbox: the check, the text to the fallback contact."""
+        found = [self._check_text(state, c.deadline) for c in commands if isinstance(c, vt.SendCheck)]
+        if not_raised is not None:
+            found.append(self._fallback_text(state, visit, not_raised))
+        return tuple(t for t in found if t is not None)
+
+    def _outbox_row(
+        self, reference: str, phone: str, body: str, what: str, not_after: float
+    ) -> SideTextRecord:
+        """A new outbox row, leased to this instance, which sends it once the step is committed."""
+        return SideTextRecord(
+            key=uuid.uuid4().hex,
+            reference=reference,
+            phone=phone,
+            body=body,
+            what=what,
+            not_after=not_after,
+            lease_owner=self._owner,
+            lease_until=time.time() + side_sms.LEASE_S,
+        )
+
+    def _check_text(self, state: vt.VisitTimerState, deadline: float) -> SideTextRecord | None:
         practitioner = self._cache.current.practitioners.get(state.practitioner_id)
-        if practitioner is None:
+        if practitioner is None or not practitioner.phones:
             log.error(
-                "visite %s : praticien %s absent de l'annuaire, SMS de vérification non envoyé",
+                "visite %s : praticien %s absent de l'annuaire (ou sans téléphone), SMS de vérification"
+                " non envoyé",
                 state.visit_id,
                 state.practitioner_id,
             )
-            return
-        self.sms.send(
-            SideText(
-                to=practitioner.phones[0],
-                body=texts.visit_check_sms(_dt(deadline)),
-                reference=f"{state.visit_id}-check",
-                what=f"visite {state.visit_id} : SMS de vérification",
-                window_s=max(0.0, deadline - time.time()),  # worth nothing once the alert is due
-            )
+            return None
+        return self._outbox_row(
+            f"{state.visit_id}-check",
+            practitioner.phones[0],
+            texts.visit_check_sms(_dt(deadline)),
+            f"visite {state.visit_id} : SMS de vérification",
+            deadline,  # worth nothing once the alert is due
         )
 
     async def _after_alert(
@@ -342,16 +388,13 @@ class VisitTimers:
         except Exception:  # the consoles open now are told all the same, and it is in the log
             log.exception("visite %s : alarme opérateur non enregistrée : %s", state.visit_id, reason)
         self._bus.publish("operator_alarm", alert_id=None, reason=reason, scope=scope, event_id=event_id)
-        self._tell_fallback_contact(state, visit, command, practitioner)
+        # Her fallback contact's text was written with the step (_fallback_text) and is on its way.
 
-    def _tell_fallback_contact(
-        self,
-        state: vt.VisitTimerState,
-        visit: HomeVisit | None,
-        command: vt.RaiseAlert,
-        practitioner: Practitioner | None,
-    ) -> None:
-        """The same by SMS to the deployment's 24/7 fallback contact: a console may be unattended."""
+    def _fallback_text(
+        self, state: vt.VisitTimerState, visit: HomeVisit | None, command: vt.RaiseAlert
+    ) -> SideTextRecord:
+        """The alarm by SMS to the deployment's 24/7 fallback contact: a console may be unattended."""
+        practitioner = self._cache.current.practitioners.get(state.practitioner_id)
         contact = self._engine.deployment_contact
         body = texts.visit_alert_not_raised_sms(
             command.reason,
@@ -361,14 +404,8 @@ class VisitTimers:
             duress=command.duress,
         )
         what = f"visite {state.visit_id} : alerte non déclenchée, SMS au contact de secours {contact.phone}"
-        self.sms.send(
-            SideText(
-                to=contact.phone,
-                body=body,
-                reference=f"{state.visit_id}-secours",
-                what=what,
-                window_s=FALLBACK_TEXT_WINDOW_S,
-            )
+        return self._outbox_row(
+            f"{state.visit_id}-secours", contact.phone, body, what, time.time() + FALLBACK_TEXT_WINDOW_S
         )
 
     def _alarm_scope(self, visit: HomeVisit | None) -> tuple[str, ...]:
@@ -450,6 +487,10 @@ class VisitTimers:
         """Fire due visit timers forever (any instance may claim any row)."""
         while True:
             try:
+                await self.resume_texts()
+            except Exception:  # the timers come first: they fire all the same
+                log.exception("reprise des SMS de visite en attente en échec ; nouvel essai")
+            try:
                 await self.fire_due()
                 next_due = await self._store.next_visit_timer_due()
             except Exception:
@@ -461,6 +502,19 @@ class VisitTimers:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):  # not wait_for (see Engine's timer loop)
                     await self._wakeup.wait()
+
+    async def resume_texts(self) -> None:
+        """Every ``RESUME_TEXTS_EVERY_S``: outbox texts whose sender is gone (its lease ran out,
+        or this instance's previous run, at its first pass) are taken up here."""
+        first = self._texts_resumed_at is None
+        if not first and time.monotonic() - (self._texts_resumed_at or 0.0) < RESUME_TEXTS_EVERY_S:
+            return
+        self._texts_resumed_at = time.monotonic()
+        now = time.time()
+        rows = await self._store.claim_side_texts(
+            self._owner, now=now, lease_s=side_sms.LEASE_S, reclaim_own=first
+        )
+        await self.sms.resume(rows, now=now)
 
     async def fire_due(self) -> None:
         for record in await self._store.claim_due_visit_timers(self._owner, now=time.time()):

@@ -271,7 +271,31 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
     (
         notification_logs.VISIT_TEXT_ABANDONED,
         ("visit-7f3k-check",),
-        "arrêt : SMS visit-7f3k-check abandonné avant sa réponse",
+        "arrêt : SMS visit-7f3k-check interrompu avant sa réponse ; repris au prochain démarrage s'il"
+        " n'était pas parti",
+    ),
+    (
+        notification_logs.VISIT_TEXT_RESUMED,
+        ("visite v-7f3k : SMS de vérification", "v-7f3k-check"),
+        "visite v-7f3k : SMS de vérification : repris après un arrêt (réf. v-7f3k-check)",
+    ),
+    (
+        notification_logs.VISIT_TEXT_EXPIRED,
+        ("visite v-7f3k : SMS de vérification", "v-7f3k-check"),
+        "visite v-7f3k : SMS de vérification : non envoyé, sa fenêtre est passée pendant un arrêt"
+        " (réf. v-7f3k-check)",
+    ),
+    (
+        notification_logs.VISIT_TEXT_FATE_UNKNOWN,
+        ("visite v-7f3k : SMS de vérification", "v-7f3k-check"),
+        "visite v-7f3k : SMS de vérification : une requête était partie avant un arrêt, sort inconnu :"
+        " non renvoyée (réf. v-7f3k-check)",
+    ),
+    (
+        notification_logs.VISIT_TEXT_UNRECORDED,
+        ("visite v-7f3k : SMS de vérification", "v-7f3k-check"),
+        "visite v-7f3k : SMS de vérification : état de l'envoi non enregistré en base (réf. v-7f3k-check) ;"
+        " l'envoi continue",
     ),
     (
         notification_logs.KEYPRESS_UNKNOWN_CALL,

@@ -10,9 +10,11 @@ Twilio sandbox scripts the provider's behaviour per number.
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
+from dispatcher.store.base import SideTextRecord, VisitTimerWrite
 from sandbox.twilio_resources import NumberBehaviour
 from tests.practitioner.conftest import Harness
 from tests.practitioner.test_visit_timer_e2e import alert_sms, declare, wait_check_sms
@@ -94,3 +96,42 @@ async def test_the_fallback_contact_s_text_refused_by_the_provider_is_sent_once_
     reports = [r.getMessage() for r in caplog.records if r.name == "dispatcher.alerting.engine"]
     assert any("statut delivered du SMS" in m and "-secours, hors alerte" in m for m in reports), reports
     assert not any("envoi inconnu" in m for m in reports), reports
+
+
+async def test_outbox_texts_left_by_a_stopped_sender_are_sent_only_when_provably_unsent(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the next start finds in the outbox: a text never attempted (or refused) is sent;
+    one whose request may have left is not sent twice, nor one whose window has passed."""
+    caplog.set_level(logging.INFO, logger="dispatcher.visits.side_sms")
+    store, visits = harness.system.store, harness.system.dispatcher.visits
+    now = time.time()
+
+    def row(key: str, phone: str, *, status: str = "pending", not_after: float = now + 600) -> SideTextRecord:
+        what = f"visite v-{key} : SMS de vérification"
+        return SideTextRecord(key, f"v-{key}-check", phone, "Vigie : tout va bien ?", what, not_after, status)
+
+    left = (
+        row("pending", BENALI_PHONE),
+        row("sending", "+33639980152", status="sending"),
+        row("expired", "+33639980153", not_after=now - 1),
+    )
+    timer = VisitTimerWrite("v-outbox", "dr-karim-benali", "open", None, {}, 0, texts=left)
+    await store.write_visit_timer(timer)  # as a step would, with nobody's lease on them
+
+    claimed = await store.claim_side_texts("another-instance", now=now, lease_s=90)
+    assert {t.key for t in claimed} == {"pending", "sending", "expired"}
+    await visits.sms.resume(claimed, now=now)
+    await visits.sms.wait_idle()
+
+    assert harness.sms_to(BENALI_PHONE) == ["Vigie : tout va bien ?"]
+    assert harness.sms_to("+33639980152") == [], "it may have reached her already"
+    assert harness.sms_to("+33639980153") == [], "too late to mean anything"
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (
+        logging.ERROR,
+        "visite v-sending : SMS de vérification : une requête était partie avant un arrêt,"
+        " sort inconnu : non renvoyée (réf. v-sending-check)",
+    ) in messages
+    assert any("v-expired" in m and "fenêtre est passée" in m for _, m in messages)
+    assert await store.claim_side_texts("a-third", now=now + 1_000, lease_s=90) == [], "the outbox is empty"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dispatcher.domain import HomeVisit
-from dispatcher.store.base import AlreadyExists, Conflict, NotFound, VisitTimerWrite
+from dispatcher.store.base import AlreadyExists, Conflict, NotFound, SideTextRecord, VisitTimerWrite
 from tests.store.coverage import covers
 from tests.store.test_conformance import NOW, PRACTITIONER, SITE, first, new_alert, seed, spec
 
@@ -102,3 +102,46 @@ async def test_server_alerts_and_incident_reports(store: Any) -> None:
     assert report is not None
     assert (report.doc, report.author, report.user_id) == ({"facts": "menaces"}, "Claire F.", 2)
     assert report.updated_at.tzinfo is not None
+
+
+def side_text(key: str, *, owner: str = "a", lease_until: float = 130.0) -> SideTextRecord:
+    return SideTextRecord(
+        key=key,
+        reference="visit-1-check",
+        phone="+33639980150",
+        body="Vigie : tout va bien ?",
+        what="visite visit-1 : SMS de vérification",
+        not_after=400.0,
+        lease_owner=owner,
+        lease_until=lease_until,
+    )
+
+
+@covers("write_visit_timer", "claim_side_texts", "mark_side_text", "drop_side_text")
+async def test_a_visit_s_texts_are_written_with_its_step_and_taken_over_only_after_the_lease(
+    store: Any,
+) -> None:
+    await seed(store)
+    await store.write_visit_timer(write(0, texts=(side_text("k1"),)))
+    with pytest.raises(Conflict):  # a step that loses the race writes nothing, its texts neither
+        await store.write_visit_timer(write(5, texts=(side_text("k-lost"),)))
+    await store.write_visit_timer(write(1, phase="checking", texts=(side_text("k2", lease_until=140.0),)))
+
+    assert await store.claim_side_texts("b", now=120.0, lease_s=60) == [], "both leased to their writer"
+    (first_one,) = await store.claim_side_texts("b", now=135.0, lease_s=60)
+    assert first_one == side_text("k1", owner="b", lease_until=195.0), "as written, leased to b"
+    assert await store.claim_side_texts("c", now=150.0, lease_s=60) == [
+        side_text("k2", owner="c", lease_until=210.0)
+    ]
+
+    # The sender marks each attempt, which renews its lease; a restart of the same instance
+    # takes back its own rows at once, whatever their lease.
+    await store.mark_side_text("k2", "sending", owner="c", lease_until=300.0)
+    assert [t.key for t in await store.claim_side_texts("b", now=250.0, lease_s=60)] == ["k1"], "not k2"
+    (again,) = await store.claim_side_texts("c", now=250.0, lease_s=60, reclaim_own=True)
+    assert (again.key, again.status, again.lease_owner) == ("k2", "sending", "c")
+
+    await store.drop_side_text("k2")
+    await store.drop_side_text("k2")  # gone already: nothing
+    (left,) = await store.claim_side_texts("d", now=1_000.0, lease_s=60)
+    assert left.key == "k1" and left.status == "pending"
