@@ -148,6 +148,8 @@ VISIT_TEXT_FATE_UNKNOWN: Final = (
     "%s : une requête était partie avant un arrêt, sort inconnu : non renvoyée (réf. %s)"
 )
 #: what, reference
+VISIT_TEXT_NOT_WANTED: Final = "%s : plus envoyé, la visite n'attend plus cette réponse (réf. %s)"
+#: what, reference
 VISIT_TEXT_UNRECORDED: Final = "%s : état de l'envoi non enregistré en base (réf. %s) ; l'envoi continue"
 #: call sid, reference
 KEYPRESS_UNKNOWN_CALL: Final = "touche pressée pendant un appel inconnu (sid %s, réf. %s) : ignorée"

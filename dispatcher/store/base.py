@@ -764,6 +764,15 @@ class SideTextRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class StepAlarm:
+    """An operator alarm a visit timer's step decides (her alert could not be raised),
+    scoped to the conventions whose operators would have seen the alert."""
+
+    message: str
+    scope: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class VisitTimerWrite:
     """One atomic write of a visit timer, with what must change with it.
 
@@ -772,7 +781,8 @@ class VisitTimerWrite:
     releases any lease. ``visit`` is upserted with it; ``alert`` (a server-raised
     alert, inserted without touching any device's replay window) is inserted
     with its first escalation ``first`` and recorded as the timer's alert;
-    ``texts`` join the outbox (:class:`SideTextRecord`).
+    ``texts`` join the outbox (:class:`SideTextRecord`); ``alarm`` becomes an
+    operator event of kind 'alarm' (its id is what the write returns).
     """
 
     visit_id: str
@@ -785,6 +795,7 @@ class VisitTimerWrite:
     alert: NewAlert | None = None
     first: Transition | None = None
     texts: tuple[SideTextRecord, ...] = ()
+    alarm: StepAlarm | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -801,7 +812,8 @@ class IncidentReportRecord:
 class VisitStore(Protocol):
     """Durable visit timers (any instance resumes them) and incident reports."""
 
-    async def write_visit_timer(self, write: VisitTimerWrite) -> None: ...
+    async def write_visit_timer(self, write: VisitTimerWrite) -> int | None:
+        """The id of the operator event ``write.alarm`` became; None without one."""
     async def get_visit_timer(self, visit_id: str) -> VisitTimerRecord:
         """Raises NotFound."""
 

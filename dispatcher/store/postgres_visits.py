@@ -77,10 +77,21 @@ class PostgresVisits:
         async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None: ...
         async def _apply(self, conn: Conn, t: Transition) -> list[int]: ...
 
-    async def write_visit_timer(self, write: VisitTimerWrite) -> None:
-        async def run(conn: Conn) -> None:
+    async def write_visit_timer(self, write: VisitTimerWrite) -> int | None:
+        async def run(conn: Conn) -> int | None:
             now = datetime.now(UTC)
             w = write
+            alarm_id = None
+            if w.alarm is not None:
+                alarm_id = int(
+                    await conn.fetchval(
+                        "INSERT INTO operator_events(at, kind, message, scope) VALUES ($1, 'alarm', $2, $3)"
+                        " RETURNING id",
+                        now,
+                        w.alarm.message,
+                        list(w.alarm.scope),
+                    )
+                )
             if w.visit is not None:
                 await conn.execute(
                     "INSERT INTO visits(id, practitioner_id, ends_at, doc)"
@@ -109,7 +120,7 @@ class PostgresVisits:
                     " VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $7)",
                     w.visit_id, w.practitioner_id, w.phase, w.due_at, w.state, alert_id, now,
                 )  # fmt: skip
-                return
+                return alarm_id
             status = await conn.execute(
                 "UPDATE visit_timers SET phase=$1, due_at=$2, state=$3, version=version+1,"
                 " alert_id=COALESCE($4, alert_id), lease_owner=NULL, lease_until=NULL, updated_at=$5"
@@ -118,8 +129,9 @@ class PostgresVisits:
             )  # fmt: skip
             if status.rsplit(" ", 1)[-1] == "0":
                 raise Conflict(f"visit timer {w.visit_id} changed since version {w.expected_version}")
+            return alarm_id
 
-        await self._tx(run)
+        return await self._tx(run)
 
     async def insert_server_alert(self, alert: NewAlert, first: Transition) -> None:
         async def run(conn: Conn) -> None:

@@ -24,6 +24,7 @@ from dispatcher.store.base import (
     VisitTimerWrite,
 )
 from dispatcher.store.sqlite_alerts import _apply
+from dispatcher.store.sqliteutil import _iso, utcnow
 
 T = TypeVar("T")
 _COLUMNS = "visit_id, practitioner_id, phase, due_at, state, version, alert_id"
@@ -69,8 +70,15 @@ def _insert_server_alert(tx: sqlite3.Connection, alert: NewAlert, now: str) -> N
     )
 
 
-def _write_timer(tx: sqlite3.Connection, w: VisitTimerWrite, apply: Callable[..., Any]) -> None:
+def _write_timer(tx: sqlite3.Connection, w: VisitTimerWrite, apply: Callable[..., Any]) -> int | None:
     now = _now()
+    alarm_id = None
+    if w.alarm is not None:
+        cur = tx.execute(
+            "INSERT INTO operator_events(at, kind, message, scope) VALUES (?, 'alarm', ?, ?)",
+            (_iso(utcnow()), w.alarm.message, json.dumps(list(w.alarm.scope))),
+        )
+        alarm_id = int(cur.lastrowid or 0)
     if w.visit is not None:
         tx.execute(
             "INSERT INTO visits(id, practitioner_id, ends_at, doc) VALUES (?, ?, ?, ?) "
@@ -96,7 +104,7 @@ def _write_timer(tx: sqlite3.Connection, w: VisitTimerWrite, apply: Callable[...
             " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)",
             (w.visit_id, w.practitioner_id, w.phase, w.due_at, state, alert_id, now, now),
         )
-        return
+        return alarm_id
     cur = tx.execute(
         "UPDATE visit_timers SET phase=?, due_at=?, state=?, version=version+1,"
         " alert_id=COALESCE(?, alert_id), lease_owner=NULL, lease_until=NULL, updated_at=?"
@@ -105,6 +113,7 @@ def _write_timer(tx: sqlite3.Connection, w: VisitTimerWrite, apply: Callable[...
     )
     if cur.rowcount == 0:
         raise Conflict(f"visit timer {w.visit_id} changed since version {w.expected_version}")
+    return alarm_id
 
 
 class SqliteVisits:
@@ -118,8 +127,8 @@ class SqliteVisits:
         async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None: ...
         async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
 
-    async def write_visit_timer(self, write: VisitTimerWrite) -> None:
-        await self._atomic(lambda tx: _write_timer(tx, write, _apply))
+    async def write_visit_timer(self, write: VisitTimerWrite) -> int | None:
+        return await self._atomic(lambda tx: _write_timer(tx, write, _apply))
 
     async def insert_server_alert(self, alert: NewAlert, first: Transition) -> None:
         def run(tx: sqlite3.Connection) -> None:

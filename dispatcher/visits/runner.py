@@ -46,7 +46,9 @@ from dispatcher.settings import VisitSettings
 from dispatcher.store.base import (
     Conflict,
     NewAlert,
+    NotFound,
     SideTextRecord,
+    StepAlarm,
     Store,
     VisitTimerRecord,
     VisitTimerWrite,
@@ -65,6 +67,8 @@ HOLD_AFTER_ALERT_S = 3600
 UNFINISHED = ("open", "checking")
 #: How long the text to the fallback contact is tried again while the provider is down.
 FALLBACK_TEXT_WINDOW_S = 3600.0
+#: The end of a check SMS's reference (the visit's id before it).
+CHECK_SUFFIX = "-check"
 #: How often the timers' pass looks for outbox texts whose sender's lease ran out.
 RESUME_TEXTS_EVERY_S = 15.0
 
@@ -106,7 +110,7 @@ class VisitTimers:
         self._store = store
         self._cache = cache
         self._engine = engine
-        self.sms = SideSms(notifier, store, owner=instance_id)
+        self.sms = SideSms(notifier, store, owner=instance_id, wanted=self._text_still_wanted)
         self._bus = bus
         self.settings = settings
         self._policy = location_policy
@@ -136,7 +140,7 @@ class VisitTimers:
             )
         )
         await self._cache.refresh()  # an alert during this visit must find it right away
-        await self._act(state, visit, commands, None, actor)
+        await self._act(state, commands, None, actor)
         return state
 
     def device_warning(self, practitioner_id: str) -> str | None:
@@ -159,14 +163,16 @@ class VisitTimers:
             device = await self._alert_device(record.practitioner_id) if raising else None
             write, synced, planned = self._write_for(record, new, commands, visit, device)
             try:
-                await self._store.write_visit_timer(write)
+                alarm_id = await self._store.write_visit_timer(write)
             except Conflict:
                 continue  # another instance (or request) moved it: re-read and re-apply
             if synced is not None:
                 await self._cache.refresh()
             for text in write.texts:  # committed: they leave now, beside this pass
                 self.sms.send(text)
-            reply = await self._act(new, synced or visit, commands, planned, actor)
+            if write.alarm is not None:  # stored: the consoles open now are told at once
+                self._publish_alarm(write.alarm, alarm_id)
+            reply = await self._act(new, commands, planned, actor)
             return new, reply
         raise Conflict(f"visit timer {visit_id} kept changing under us")
 
@@ -200,6 +206,7 @@ class VisitTimers:
             raised = self._plan_alert(located, raise_alert, device)
         not_raised = raise_alert if raise_alert is not None and raised is None else None
         side_texts = self._texts_for(new, commands, located, not_raised)
+        alarm = self._step_alarm(new, located, not_raised) if not_raised is not None else None
         write = VisitTimerWrite(
             visit_id=record.visit_id,
             practitioner_id=record.practitioner_id,
@@ -211,6 +218,7 @@ class VisitTimers:
             alert=raised.alert if raised else None,
             first=raised.planned.transition if raised else None,
             texts=side_texts,
+            alarm=alarm,
         )
         return write, synced, raised.planned if raised else None
 
@@ -289,7 +297,6 @@ class VisitTimers:
     async def _act(
         self,
         state: vt.VisitTimerState,
-        visit: HomeVisit | None,
         commands: list[vt.Command],
         planned: PlannedAlert | None,
         actor: Actor,
@@ -300,7 +307,7 @@ class VisitTimers:
                 case vt.SendCheck():
                     pass  # written to the outbox with the step, and on its way (apply)
                 case vt.RaiseAlert():
-                    await self._after_alert(state, visit, c, planned)
+                    await self._after_alert(planned)
                 case vt.Record(action=action, detail=detail):
                     await self._record(state, action, dict(detail), actor)
                 case vt.Reply(text=text):
@@ -322,6 +329,18 @@ class VisitTimers:
         if not_raised is not None:
             found.append(self._fallback_text(state, visit, not_raised))
         return tuple(t for t in found if t is not None)
+
+    async def _text_still_wanted(self, text: SideTextRecord) -> bool:
+        """A check only while her visit still waits for that very answer (not once she closed or
+        extended it); the fallback contact's text always."""
+        visit_id = text.reference.removesuffix(CHECK_SUFFIX)
+        if visit_id == text.reference:
+            return True
+        try:
+            record = await self._store.get_visit_timer(visit_id)
+        except NotFound:
+            return False
+        return record.phase == "checking" and record.state.get("check_deadline") == text.not_after
 
     def _outbox_row(
         self, reference: str, phone: str, body: str, what: str, not_after: float
@@ -349,30 +368,24 @@ class VisitTimers:
             )
             return None
         return self._outbox_row(
-            f"{state.visit_id}-check",
+            f"{state.visit_id}{CHECK_SUFFIX}",
             practitioner.phones[0],
             texts.visit_check_sms(_dt(deadline)),
             f"visite {state.visit_id} : SMS de vérification",
             deadline,  # worth nothing once the alert is due
         )
 
-    async def _after_alert(
-        self,
-        state: vt.VisitTimerState,
-        visit: HomeVisit | None,
-        command: vt.RaiseAlert,
-        planned: PlannedAlert | None,
-    ) -> None:
+    async def _after_alert(self, planned: PlannedAlert | None) -> None:
         if planned is None:
-            await self._alert_not_raised(state, visit, command)
-            return
+            return  # no device to file it under: the alarm and the fallback text went with the step
         await self._engine.after_commit(planned)
 
-    async def _alert_not_raised(
+    def _step_alarm(
         self, state: vt.VisitTimerState, visit: HomeVisit | None, command: vt.RaiseAlert
-    ) -> None:
+    ) -> StepAlarm:
         """No device to file her alert under: an alarm for the operators of the visit's territory
-        (those who would have seen the alert), on their consoles until one of them handles it."""
+        (those who would have seen the alert), on their consoles until one of them handles it;
+        written with the step, so that no crash comes between the two."""
         practitioner = self._cache.current.practitioners.get(state.practitioner_id)
         reason = texts.visit_alert_not_raised(
             command.reason,
@@ -381,14 +394,13 @@ class VisitTimers:
             phone=practitioner.phones[0] if practitioner and practitioner.phones else None,
             duress=command.duress,
         )
-        scope = list(self._alarm_scope(visit))
-        event_id = None
-        try:
-            event_id = await self._store.add_operator_event("alarm", reason, scope=scope)
-        except Exception:  # the consoles open now are told all the same, and it is in the log
-            log.exception("visite %s : alarme opérateur non enregistrée : %s", state.visit_id, reason)
-        self._bus.publish("operator_alarm", alert_id=None, reason=reason, scope=scope, event_id=event_id)
-        # Her fallback contact's text was written with the step (_fallback_text) and is on its way.
+        return StepAlarm(reason, self._alarm_scope(visit))
+
+    def _publish_alarm(self, alarm: StepAlarm, event_id: int | None) -> None:
+        scope = list(alarm.scope)
+        self._bus.publish(
+            "operator_alarm", alert_id=None, reason=alarm.message, scope=scope, event_id=event_id
+        )
 
     def _fallback_text(
         self, state: vt.VisitTimerState, visit: HomeVisit | None, command: vt.RaiseAlert

@@ -16,6 +16,8 @@ pass for its request timeout per SMS, and with it the next due visit's own alert
   (a check is worth nothing after its deadline);
 * a request whose fate is unknown (it left, no answer) is not repeated: the
   outcome is logged for the operator, as is any refusal about the number;
+* asked before each request whether it is still wanted (a check once her visit
+  was closed or extended is not: it would ask about a visit she already ended);
 * deleted from the outbox once the provider answered for good;
 * :meth:`SideSms.stop` gives the sends in flight a short grace, then cancels
   them: their rows stay, and :meth:`SideSms.resume` takes them up again at the
@@ -32,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_delay, wait_random_exponential
@@ -65,6 +67,16 @@ def _provably_unsent(result: ProviderResult) -> bool:
     return result.outcome == "failed" and result.retryable
 
 
+#: Whether a text is still worth sending (asked before each request).
+Wanted = Callable[[SideTextRecord], Awaitable[bool]]
+#: error_code of a text given up because it was no longer wanted.
+NOT_WANTED = "not-wanted"
+
+
+async def _always(_: SideTextRecord) -> bool:
+    return True
+
+
 class SideSms:
     """Sends the outbox's texts in the background, retried while provably unsent."""
 
@@ -74,12 +86,14 @@ class SideSms:
         outbox: Outbox,
         *,
         owner: str,
+        wanted: Wanted = _always,
         retry_base_s: float = 2.0,
         retry_max_s: float = 60.0,
     ) -> None:
         self._notifier = notifier
         self._outbox = outbox
         self._owner = owner
+        self._wanted = wanted
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._tasks: set[asyncio.Task[ProviderResult]] = set()
@@ -127,6 +141,10 @@ class SideSms:
         except Exception as exc:  # a bug here must be loud, not a silently lost text
             log.exception(notification_logs.VISIT_TEXT_CRASHED, text.what)
             result = ProviderResult("failed", error_code="crash", error_message=str(exc))
+        if result.error_code == NOT_WANTED:
+            log.info(notification_logs.VISIT_TEXT_NOT_WANTED, text.what, text.reference)
+            await self._settle(text)
+            return result
         log.log(
             logging.INFO if result.accepted else logging.ERROR,
             notification_logs.VISIT_TEXT_OUTCOME,
@@ -139,6 +157,8 @@ class SideSms:
 
     async def _with_retries(self, text: SideTextRecord) -> ProviderResult:
         async def attempt() -> ProviderResult:
+            if not await self._wanted(text):
+                return ProviderResult("failed", error_code=NOT_WANTED)
             await self._record(text, "sending")  # from here on, a crash leaves its fate unknown
             result = await self._notifier.send_sms(text.phone, text.body, reference=text.reference)
             if _provably_unsent(result):

@@ -292,6 +292,12 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
         " non renvoyée (réf. v-7f3k-check)",
     ),
     (
+        notification_logs.VISIT_TEXT_NOT_WANTED,
+        ("visite v-7f3k : SMS de vérification", "v-7f3k-check"),
+        "visite v-7f3k : SMS de vérification : plus envoyé, la visite n'attend plus cette réponse"
+        " (réf. v-7f3k-check)",
+    ),
+    (
         notification_logs.VISIT_TEXT_UNRECORDED,
         ("visite v-7f3k : SMS de vérification", "v-7f3k-check"),
         "visite v-7f3k : SMS de vérification : état de l'envoi non enregistré en base (réf. v-7f3k-check) ;"

@@ -16,7 +16,7 @@ import pytest
 
 from dispatcher.store.base import SideTextRecord, VisitTimerWrite
 from sandbox.twilio_resources import NumberBehaviour
-from tests.practitioner.conftest import Harness
+from tests.practitioner.conftest import FABRE_PHONE, Harness
 from tests.practitioner.test_visit_timer_e2e import alert_sms, declare, wait_check_sms
 from tests.support.system import FALLBACK_NUMBER
 
@@ -108,8 +108,8 @@ async def test_outbox_texts_left_by_a_stopped_sender_are_sent_only_when_provably
     now = time.time()
 
     def row(key: str, phone: str, *, status: str = "pending", not_after: float = now + 600) -> SideTextRecord:
-        what = f"visite v-{key} : SMS de vérification"
-        return SideTextRecord(key, f"v-{key}-check", phone, "Vigie : tout va bien ?", what, not_after, status)
+        what = f"visite v-{key} : SMS au contact de secours"  # always wanted, unlike a check
+        return SideTextRecord(key, f"v-{key}-secours", phone, "ALERTE VIGIE", what, not_after, status)
 
     left = (
         row("pending", BENALI_PHONE),
@@ -124,14 +124,36 @@ async def test_outbox_texts_left_by_a_stopped_sender_are_sent_only_when_provably
     await visits.sms.resume(claimed, now=now)
     await visits.sms.wait_idle()
 
-    assert harness.sms_to(BENALI_PHONE) == ["Vigie : tout va bien ?"]
+    assert harness.sms_to(BENALI_PHONE) == ["ALERTE VIGIE"]
     assert harness.sms_to("+33639980152") == [], "it may have reached her already"
     assert harness.sms_to("+33639980153") == [], "too late to mean anything"
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert (
         logging.ERROR,
-        "visite v-sending : SMS de vérification : une requête était partie avant un arrêt,"
-        " sort inconnu : non renvoyée (réf. v-sending-check)",
+        "visite v-sending : SMS au contact de secours : une requête était partie avant un arrêt,"
+        " sort inconnu : non renvoyée (réf. v-sending-secours)",
     ) in messages
     assert any("v-expired" in m and "fenêtre est passée" in m for _, m in messages)
     assert await store.claim_side_texts("a-third", now=now + 1_000, lease_s=90) == [], "the outbox is empty"
+
+
+@pytest.mark.parametrize("grace_s", [60])
+async def test_a_check_still_retrying_when_she_closes_her_visit_is_not_sent(
+    harness: Harness, grace_s: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "Tout va bien ?" about a visit she has already closed would be a message that misleads."""
+    caplog.set_level(logging.INFO, logger="dispatcher.visits.side_sms")
+    sandbox = harness.system.sandbox
+    sandbox.set_number(FABRE_PHONE, NumberBehaviour(http_500=True))
+    dr = await harness.as_user("dr-fabre")
+    visit = await declare(dr, duration_s=1)
+    await sandbox.wait_for(lambda: bool(harness.sms_to(FABRE_PHONE)), within=10)  # tried, refused
+
+    closed = await dr.post(f"/api/me/visits/{visit['id']}/checkout")
+    assert closed.status_code == 200, closed.text
+    sandbox.set_number(FABRE_PHONE, NumberBehaviour())  # the provider takes her number again
+    await harness.system.dispatcher.visits.sms.wait_idle()
+
+    assert [m for m in sandbox.messages.values() if m.to == FABRE_PHONE] == []
+    assert any("la visite n'attend plus cette réponse" in r.getMessage() for r in caplog.records)
+    assert await harness.system.store.claim_side_texts("x", now=time.time() + 1_000, lease_s=90) == []

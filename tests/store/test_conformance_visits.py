@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from dispatcher.domain import HomeVisit
-from dispatcher.store.base import AlreadyExists, Conflict, NotFound, SideTextRecord, VisitTimerWrite
+from dispatcher.store.base import (
+    AlreadyExists,
+    Conflict,
+    NotFound,
+    SideTextRecord,
+    StepAlarm,
+    VisitTimerWrite,
+)
 from tests.store.coverage import covers
 from tests.store.test_conformance import NOW, PRACTITIONER, SITE, first, new_alert, seed, spec
 
@@ -145,3 +152,20 @@ async def test_a_visit_s_texts_are_written_with_its_step_and_taken_over_only_aft
     await store.drop_side_text("k2")  # gone already: nothing
     (left,) = await store.claim_side_texts("d", now=1_000.0, lease_s=60)
     assert left.key == "k1" and left.status == "pending"
+
+
+@covers("write_visit_timer", "open_scoped_alarms", "operator_event")
+async def test_the_alarm_of_a_visit_alert_not_raised_is_written_with_its_step(store: Any) -> None:
+    await seed(store)
+    assert await store.write_visit_timer(write(0)) is None, "no alarm, no event"
+    alarm = StepAlarm("ALERTE DE VISITE NON DÉCLENCHÉE : Claire Fabre", ("Convention SSJ Hérault",))
+    with pytest.raises(Conflict):  # a step that loses the race raises nothing either
+        await store.write_visit_timer(write(7, phase="escalated", due=None, alarm=alarm))
+    assert await store.open_scoped_alarms() == []
+
+    event_id = await store.write_visit_timer(write(1, phase="escalated", due=None, alarm=alarm))
+    assert [e["id"] for e in await store.open_scoped_alarms()] == [event_id]
+    event = await store.operator_event(event_id)
+    assert event is not None
+    assert (event["kind"], event["message"], event["scope"]) == ("alarm", alarm.message, list(alarm.scope))
+    assert event["alert_id"] is None and event["device_id"] is None
