@@ -150,6 +150,10 @@ VISIT_TEXT_FATE_UNKNOWN: Final = (
 #: what, reference
 VISIT_TEXT_NOT_WANTED: Final = "%s : plus envoyé, la visite n'attend plus cette réponse (réf. %s)"
 #: what, reference
+VISIT_TEXT_WANTED_UNKNOWN: Final = (
+    "%s : impossible de vérifier que la visite attend encore cette réponse (réf. %s) ; envoyé quand même"
+)
+#: what, reference
 VISIT_TEXT_UNRECORDED: Final = "%s : état de l'envoi non enregistré en base (réf. %s) ; l'envoi continue"
 #: call sid, reference
 KEYPRESS_UNKNOWN_CALL: Final = "touche pressée pendant un appel inconnu (sid %s, réf. %s) : ignorée"

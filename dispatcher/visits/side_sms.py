@@ -157,7 +157,7 @@ class SideSms:
 
     async def _with_retries(self, text: SideTextRecord) -> ProviderResult:
         async def attempt() -> ProviderResult:
-            if not await self._wanted(text):
+            if not await self._still_wanted(text):
                 return ProviderResult("failed", error_code=NOT_WANTED)
             await self._record(text, "sending")  # from here on, a crash leaves its fate unknown
             result = await self._notifier.send_sms(text.phone, text.body, reference=text.reference)
@@ -177,6 +177,14 @@ class SideSms:
         )
         result: ProviderResult = await retrying(attempt)
         return result
+
+    async def _still_wanted(self, text: SideTextRecord) -> bool:
+        """Whether to send; when that cannot be told (the store unreachable), it is sent."""
+        try:
+            return await self._wanted(text)
+        except Exception:
+            log.exception(notification_logs.VISIT_TEXT_WANTED_UNKNOWN, text.what, text.reference)
+            return True
 
     async def _record(self, text: SideTextRecord, status: str) -> None:
         lease_until = time.time() + LEASE_S

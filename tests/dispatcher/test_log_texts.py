@@ -298,6 +298,12 @@ GOLDEN: list[tuple[str, tuple[object, ...], str]] = [
         " (réf. v-7f3k-check)",
     ),
     (
+        notification_logs.VISIT_TEXT_WANTED_UNKNOWN,
+        ("visite v-7f3k : SMS de vérification", "v-7f3k-check"),
+        "visite v-7f3k : SMS de vérification : impossible de vérifier que la visite attend encore cette"
+        " réponse (réf. v-7f3k-check) ; envoyé quand même",
+    ),
+    (
         notification_logs.VISIT_TEXT_UNRECORDED,
         ("visite v-7f3k : SMS de vérification", "v-7f3k-check"),
         "visite v-7f3k : SMS de vérification : état de l'envoi non enregistré en base (réf. v-7f3k-check) ;"
