@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +25,6 @@ from dispatcher.store.base import (
     VisitTimerWrite,
 )
 from dispatcher.store.sqlite_alerts import _apply
-from dispatcher.store.sqliteutil import _iso, utcnow
 
 T = TypeVar("T")
 _COLUMNS = "visit_id, practitioner_id, phase, due_at, state, version, alert_id"
@@ -76,7 +76,7 @@ def _write_timer(tx: sqlite3.Connection, w: VisitTimerWrite, apply: Callable[...
     if w.alarm is not None:
         cur = tx.execute(
             "INSERT INTO operator_events(at, kind, message, scope) VALUES (?, 'alarm', ?, ?)",
-            (_iso(utcnow()), w.alarm.message, json.dumps(list(w.alarm.scope))),
+            (now, w.alarm.message, json.dumps(list(w.alarm.scope))),
         )
         alarm_id = int(cur.lastrowid or 0)
     if w.visit is not None:
@@ -96,7 +96,7 @@ def _write_timer(tx: sqlite3.Connection, w: VisitTimerWrite, apply: Callable[...
         f"INSERT INTO side_texts({_TEXT_COLUMNS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT(key) DO NOTHING",
         [(t.key, t.reference, t.phone, t.body, t.what, t.not_after, t.status, t.lease_owner, t.lease_until,
-          now) for t in w.texts],
+          time.time()) for t in w.texts],  # epoch seconds, as every column of the outbox
     )  # fmt: skip
     if w.expected_version == 0:
         tx.execute(
