@@ -829,10 +829,11 @@ class VisitStore(Protocol):
 
     async def next_visit_timer_due(self) -> float | None: ...
     async def claim_side_texts(
-        self, owner: str, *, now: float, lease_s: float, reclaim_own: bool = False
+        self, owner: str, *, now: float, lease_s: float, own_before: float | None = None
     ) -> list[SideTextRecord]:
         """Lease the outbox rows nobody holds (no lease, or its owner's ran out), oldest first;
-        with ``reclaim_own``, also those leased to ``owner`` (its own, left by its previous run)."""
+        with ``own_before`` (epoch seconds), also those leased to ``owner`` and written before
+        then: its own, left by its previous run."""
 
     async def mark_side_text(self, key: str, status: str, *, owner: str, lease_until: float) -> None:
         """Set a row's status ('pending' or 'sending') and renew its lease to ``owner``."""

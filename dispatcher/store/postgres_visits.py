@@ -178,17 +178,18 @@ class PostgresVisits:
         return None if row is None or row["due"] is None else float(row["due"])
 
     async def claim_side_texts(
-        self, owner: str, *, now: float, lease_s: float, reclaim_own: bool = False
+        self, owner: str, *, now: float, lease_s: float, own_before: float | None = None
     ) -> list[SideTextRecord]:
         rows = await self._fetch(
             "WITH free AS (SELECT key FROM side_texts WHERE lease_until IS NULL OR lease_until<$1"
-            " OR ($4 AND lease_owner=$2) ORDER BY created_at, key LIMIT 100 FOR UPDATE SKIP LOCKED)"
+            " OR (lease_owner=$2 AND created_at<$4)"
+            " ORDER BY created_at, key LIMIT 100 FOR UPDATE SKIP LOCKED)"
             " UPDATE side_texts t SET lease_owner=$2, lease_until=$3 FROM free WHERE t.key=free.key"
             f" RETURNING {', '.join('t.' + c for c in _TEXT_COLUMNS.split(', '))}, t.created_at",
             now,
             owner,
             now + lease_s,
-            reclaim_own,
+            -1.0 if own_before is None else own_before,
         )
         ordered = sorted(rows, key=lambda r: (r["created_at"], r["key"]))
         return [SideTextRecord(**{c: r[c] for c in _TEXT_COLUMNS.split(", ")}) for r in ordered]

@@ -182,13 +182,13 @@ class SqliteVisits:
         return None if row is None or row["due"] is None else float(row["due"])
 
     async def claim_side_texts(
-        self, owner: str, *, now: float, lease_s: float, reclaim_own: bool = False
+        self, owner: str, *, now: float, lease_s: float, own_before: float | None = None
     ) -> list[SideTextRecord]:
         def claim(tx: sqlite3.Connection) -> list[sqlite3.Row]:
             rows = tx.execute(
                 f"SELECT {_TEXT_COLUMNS} FROM side_texts WHERE lease_until IS NULL OR lease_until<?"
-                " OR (? AND lease_owner=?) ORDER BY created_at, key LIMIT 100",
-                (now, reclaim_own, owner),
+                " OR (lease_owner=? AND created_at<?) ORDER BY created_at, key LIMIT 100",
+                (now, owner, -1.0 if own_before is None else own_before),
             ).fetchall()
             tx.executemany(
                 "UPDATE side_texts SET lease_owner=?, lease_until=? WHERE key=?",

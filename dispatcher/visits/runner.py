@@ -118,6 +118,7 @@ class VisitTimers:
         self._audit = Auditor(store)
         self._wakeup = asyncio.Event()
         self._texts_resumed_at: float | None = None  # time.monotonic() of the last outbox claim
+        self._started_at = time.time()  # its outbox rows older than this are its previous run's
 
     # -- declaring and acting on a visit ------------------------------------------------
 
@@ -523,11 +524,13 @@ class VisitTimers:
         first = self._texts_resumed_at is None
         if not first and time.monotonic() - (self._texts_resumed_at or 0.0) < RESUME_TEXTS_EVERY_S:
             return
-        self._texts_resumed_at = time.monotonic()
         now = time.time()
+        # At the first pass, its own rows written before this run started: nobody sends them.
+        own_before = self._started_at if first else None
         rows = await self._store.claim_side_texts(
-            self._owner, now=now, lease_s=side_sms.LEASE_S, reclaim_own=first
+            self._owner, now=now, lease_s=side_sms.LEASE_S, own_before=own_before
         )
+        self._texts_resumed_at = time.monotonic()  # after the claim: a failed first pass is the first again
         await self.sms.resume(rows, now=now)
 
     async def fire_due(self) -> None:

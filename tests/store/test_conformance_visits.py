@@ -5,6 +5,7 @@ Same fixtures as test_conformance.py: every test runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -145,7 +146,8 @@ async def test_a_visit_s_texts_are_written_with_its_step_and_taken_over_only_aft
     # takes back its own rows at once, whatever their lease.
     await store.mark_side_text("k2", "sending", owner="c", lease_until=300.0)
     assert [t.key for t in await store.claim_side_texts("b", now=250.0, lease_s=60)] == ["k1"], "not k2"
-    (again,) = await store.claim_side_texts("c", now=250.0, lease_s=60, reclaim_own=True)
+    assert await store.claim_side_texts("c", now=250.0, lease_s=60, own_before=100.0) == [], "written since"
+    (again,) = await store.claim_side_texts("c", now=250.0, lease_s=60, own_before=time.time() + 1)
     assert (again.key, again.status, again.lease_owner) == ("k2", "sending", "c")
 
     await store.drop_side_text("k2")
