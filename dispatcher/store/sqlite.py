@@ -24,6 +24,7 @@ shared connection such a read could even see another coroutine's open
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -44,6 +45,8 @@ from dispatcher.store.sqlite_positions import SqlitePositions
 from dispatcher.store.sqlite_responders import SqliteResponders
 from dispatcher.store.sqlite_visits import SqliteVisits
 from dispatcher.store.writelock import PriorityWriteLock
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -126,19 +129,38 @@ class SqliteStore(
         async with self._write_lock.hold(urgent=False):
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(str(exc)) from exc
+            except BaseException as exc:
+                await self._roll_back()  # a cancelled BEGIN still runs on the thread
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StoreUnavailable(str(exc)) from exc
+                raise
             try:
                 yield self._conn
                 await self._conn.execute("COMMIT")
             except BaseException as exc:
-                if self._conn.in_transaction:
-                    await self._conn.execute("ROLLBACK")
+                await self._roll_back()
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise AlreadyExists(str(exc)) from exc
                 if isinstance(exc, sqlite3.OperationalError):
                     raise StoreUnavailable(str(exc)) from exc
                 raise
+
+    async def _roll_back(self) -> None:
+        """End whatever transaction the writer's thread holds, after the statement in flight.
+
+        Called while an exception - often a cancellation - propagates. Whether
+        a transaction is open cannot be read from the event loop's side: a
+        cancelled ``BEGIN`` or ``COMMIT`` may still be running on aiosqlite's
+        thread. The ROLLBACK is queued behind it, and finding no transaction
+        there (the COMMIT went through) is no error. Either way the original
+        exception must go on: turned into an OperationalError, a cancellation
+        was caught by a pass's ``except Exception`` and its task never stopped.
+        """
+        try:
+            await self._conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if "no transaction is active" not in str(exc):
+                log.exception("base SQLite : ROLLBACK impossible")
 
     async def _atomic(
         self, work: Callable[[sqlite3.Connection], T], *, power_safe: bool = True, urgent: bool = True

@@ -171,7 +171,11 @@ class SideSms:
         retrying = AsyncRetrying(
             retry=retry_if_result(_provably_unsent),
             stop=stop_after_delay(max(0.0, text.not_after - time.time())),
-            wait=wait_random_exponential(multiplier=self._retry_base_s, max=self._retry_max_s),
+            # Never less than the base: a provider that just refused is not asked again
+            # within milliseconds, and a text spends its waits marked 'pending'.
+            wait=wait_random_exponential(
+                multiplier=self._retry_base_s, max=self._retry_max_s, min=self._retry_base_s
+            ),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
             before_sleep=before_sleep,
         )
