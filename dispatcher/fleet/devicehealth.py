@@ -34,7 +34,8 @@ Invariants (tested as properties in tests/dispatcher/test_devicehealth.py):
   event per episode, whatever the number of passes;
 * :meth:`Watch.due` returns what :func:`evaluate` over every device would
   return at the same time (a device whose silence deadline has not come and
-  that nobody heard of since its last evaluation cannot have changed), also
+  that nobody heard of since its last evaluation cannot have changed, nor one
+  whose heartbeat, just heard, finds no flag to clear or raise), also
   after the directory changed the monitored devices, and summed over the
   slices of a full evaluation taken with ``limit``.
 """
@@ -272,6 +273,21 @@ class Watch:
     def touch(self, device_id: str) -> None:
         """Something was heard of ``device_id`` (or merged from another instance)."""
         self._touched.add(device_id)
+
+    def heard(self, device_id: str, h: DeviceHealth) -> None:
+        """A heartbeat of ``device_id`` was just applied to ``h``: a touch, if it can change a flag.
+
+        Heard this instant, the device is not silent, so the heartbeat can
+        only clear a flag it holds or raise low battery. A device without a
+        flag and with a battery above the threshold is left to what already
+        makes it due: its entry in the heap (a deadline that comes early costs
+        one evaluation, see the class), or, without one, a touch or a full
+        evaluation still to come. So a device heard every interval, flagged
+        after two missed, is evaluated every other heartbeat, not after each.
+        """
+        low = h.battery_pct is not None and h.battery_pct < self._low_battery
+        if h.flags or low:
+            self._touched.add(device_id)
 
     def due(
         self,

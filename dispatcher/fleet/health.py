@@ -120,7 +120,7 @@ class HealthMonitor:
         self._dirty.add(hb.device)
         self._heard.add(hb.device)
         if self.leading:
-            self._watch.touch(hb.device)
+            self._watch.heard(hb.device, h)
         self._announce_if_changed(h, before)
         return True
 
@@ -280,7 +280,8 @@ class HealthMonitor:
         for d in dirty:
             if d in known:
                 h = devices[d]
-                seen, at = _instant(h.last_seen), _instant(h.status_at)  # formatted once per row
+                seen = _instant(h.last_seen)  # formatted once per row; after a heartbeat, the
+                at = seen if h.status_at == h.last_seen else _instant(h.status_at)  # same instant
                 rows.append(_row(h, me, seen, at) if d in heard else _status_row(h, me, at))
                 merged.append((d, (seen, at)))
         if not rows:

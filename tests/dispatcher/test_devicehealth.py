@@ -139,8 +139,8 @@ steps = st.lists(
 @settings(max_examples=300)
 @given(steps=steps)
 def test_the_watch_finds_every_change_a_full_scan_finds(steps: list[tuple[float, int, str]]) -> None:
-    """Driven by deadlines and touches, the leader raises and clears exactly what scanning every
-    device at every pass would."""
+    """Driven by deadlines, touches and heartbeats (which touch only a device with a flag to
+    change), the leader raises and clears exactly what scanning every device at every pass would."""
     devices = [Monitored(f"btn-{i}", "", interval) for i, interval in enumerate((5.0, 5.0, 10.0, 30.0))]
     scanned = {d.device_id: DeviceHealth(d.device_id) for d in devices}
     watched = copy.deepcopy(scanned)
@@ -157,7 +157,9 @@ def test_the_watch_finds_every_change_a_full_scan_finds(steps: list[tuple[float,
                 h.heard(now, seq, battery_pct=10 if kind == "low" else 90)
             elif kind in ("online", "offline"):
                 h.set_status(kind, now)
-        if kind != "pass":
+        if kind in ("heartbeat", "low"):
+            watch.heard(device_id, watched[device_id])
+        elif kind != "pass":
             watch.touch(device_id)
         expected = evaluate(devices, scanned, now=now, **kwargs)  # type: ignore[arg-type]
         found = watch.due(watched, now=now, watching_since=0.0)
@@ -224,7 +226,10 @@ def test_directory_edits_and_a_sliced_full_evaluation_find_what_a_full_scan_find
                     h.set_status("offline", now)
                 else:
                     h.heard(now, seq, battery_pct=10 if kind == "low" else 90)
-            watch.touch(device_id)
+            if kind == "offline":
+                watch.touch(device_id)
+            else:
+                watch.heard(device_id, watched[device_id])
         expected = evaluate(directory(), scanned, now=now, **kwargs)  # type: ignore[arg-type]
         found = watch.due(watched, now=now, watching_since=0.0, limit=1)
         while watch.backlog:
