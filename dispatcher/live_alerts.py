@@ -19,7 +19,14 @@ Invariants (tests/dispatcher/test_live_alerts.py):
   within ``ttl_s`` of being recorded, and otherwise (several instances on
   PostgreSQL, whose writes this process never sees) none; anything else is
   None and the caller reads the store;
-* at most ``capacity`` alerts are held, the least recently recorded dropped first.
+* at most ``capacity`` alerts are held, the least recently recorded dropped first;
+* what is held costs the garbage collector a few objects per alert, whatever
+  the size of its documents: the record's JSON documents (fix, escalation,
+  context) and its summaries are held encoded, and :meth:`LiveAlerts.current`
+  and :meth:`LiveAlerts.summary_of` hand out fresh copies. Held as dicts and
+  lists (about 60 per alert), 3,600 recent alerts made each full collection
+  walk 310,000 objects: 50-160 ms with the loop stopped, every few seconds at
+  100 alerts/s (docs/performance.md, fifteenth round).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
+
+import msgspec
 
 from dispatcher.store.base import AlertRecord, NewAlert, Transition
 
@@ -36,11 +45,46 @@ DEFAULT_CAPACITY = 20_000  # alerts: over three minutes at 100 alerts/s
 DEFAULT_TTL_S = 600.0  # then re-read: a bound on what an out-of-process writer (the purge CLI) could leave
 
 
+_encode = msgspec.json.Encoder().encode
+_decode_documents = msgspec.json.Decoder(
+    tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]
+).decode
+_decode_summary = msgspec.json.Decoder(dict[str, Any]).decode
+
+
 @dataclass(slots=True)
 class _Held:
-    record: AlertRecord
+    """One alert as held: its record without its documents, and those encoded (see the invariants)."""
+
+    shell: AlertRecord  # fix, escalation and context set to None
+    documents: bytes  # (fix, escalation, context) as JSON
     at: float  # when it was recorded (monotonic seconds)
-    summaries: dict[bool, dict[str, Any]]  # as_practitioner → its JSON summary, built once
+    summaries: dict[bool, bytes]  # as_practitioner → its JSON summary, built once
+
+    @classmethod
+    def of(cls, record: AlertRecord, at: float) -> _Held | None:
+        """None if a document is not JSON (never from the store): the feeds then read the store."""
+        documents = _documents(record)
+        return None if documents is None else cls(_shell(record), documents, at, {})
+
+    def holds(self, record: AlertRecord) -> bool:
+        """``record`` is the very one held: same row, same documents."""
+        return self.shell == _shell(record) and self.documents == _documents(record)
+
+    def record(self) -> AlertRecord:
+        fix, escalation, context = _decode_documents(self.documents)
+        return replace(self.shell, fix=fix, escalation=escalation, context=context)
+
+
+def _shell(record: AlertRecord) -> AlertRecord:
+    return replace(record, fix=None, escalation=None, context=None)
+
+
+def _documents(record: AlertRecord) -> bytes | None:
+    try:
+        return _encode((record.fix, record.escalation, record.context))
+    except (TypeError, ValueError):  # (msgspec.EncodeError is a ValueError)
+        return None
 
 
 class LiveAlerts:
@@ -77,37 +121,41 @@ class LiveAlerts:
     def current(self, alert_id: str, *, version: int | None = None, now: float) -> AlertRecord | None:
         """The held record if it is as fresh as the store for an event naming ``version``; else None."""
         held = self._fresh(alert_id, version, now)
-        return held.record if held is not None else None
+        return held.record() if held is not None else None
 
     def summary_of(self, record: AlertRecord, as_practitioner: bool) -> dict[str, Any] | None:
-        """The JSON summary already built for this very record (same version), if any."""
+        """The JSON summary already built for this very record (same version, same documents), if any."""
         held = self._held.get(record.id)
-        if held is None or held.record is not record:
+        if held is None or as_practitioner not in held.summaries or not held.holds(record):
             return None
-        return held.summaries.get(as_practitioner)
+        return _decode_summary(held.summaries[as_practitioner])
 
     def keep_summary(self, record: AlertRecord, as_practitioner: bool, summary: dict[str, Any]) -> None:
         """Remember ``summary`` of ``record`` for the other consoles (only while it is the one held)."""
         held = self._held.get(record.id)
-        if held is not None and held.record is record:
-            held.summaries[as_practitioner] = summary
+        if held is not None and held.holds(record):
+            held.summaries[as_practitioner] = _encode(summary)
 
     def _fresh(self, alert_id: str, version: int | None, now: float) -> _Held | None:
         held = self._held.get(alert_id)
         if held is None or now - held.at > self._ttl_s:
             return None
         if version is not None:  # the event names what was committed: older than that is stale
-            return held if held.record.version >= version else None
+            return held if held.shell.version >= version else None
         return held if self.sole_writer else None
 
     def _keep(self, record: AlertRecord, now: float) -> None:
         held = self._held.get(record.id)
-        if held is not None and held.record.version > record.version:
+        if held is not None and held.shell.version > record.version:
             return  # older than what is held: a read that started before a commit
-        if held is not None and held.record == record:
+        if held is not None and held.holds(record):
             held.at = now  # confirmed as it is: keep the summaries already built
         else:
-            self._held[record.id] = _Held(record, now, {})
+            fresh = _Held.of(record, now)
+            if fresh is None:  # cannot be held: never answer with the older one
+                self._held.pop(record.id, None)
+                return
+            self._held[record.id] = fresh
         self._held.move_to_end(record.id)
         while len(self._held) > self._capacity:
             self._held.popitem(last=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -121,3 +122,47 @@ def test_the_records_it_is_given_are_what_the_store_writes() -> None:
     after = after_transition(started, ack)
     assert (after.state, after.escalation, after.version) == ("acknowledged", {"acked_by": "x"}, 2)
     assert after.context == started.context  # a transition without a context keeps the stored one
+
+
+def escalated(alert_id: str, version: int = 1) -> AlertRecord:
+    """An alert with documents the size of a real one: two tiers of recipients, a fix, a context."""
+    recipient = {"contact_id": "csp-chef", "name": "Chef de poste", "channels": ["sms", "voice"]}
+    tiers = [{"ack_timeout_s": 120, "recipients": [dict(recipient), dict(recipient)]} for _ in range(2)]
+    place = {"label": "45 rue du Faubourg Boutonnet", "floor": None}
+    return alert_record(
+        id=alert_id,
+        version=version,
+        fix={"lat": 43.62153, "lon": 3.87269, "accuracy_m": 12.5, "source": "gnss"},
+        escalation={"schema": 1, "plan": {"tiers": tiers}, "attempts": [[0, "sms"], [0, "voice"]]},
+        context={"convention_name": "Hérault", "place": place},
+    )
+
+
+def test_a_held_alert_costs_the_garbage_collector_a_few_objects_whatever_its_documents() -> None:
+    # Each full collection walks every tracked object with the event loop stopped: thousands of
+    # recent alerts held as dicts and lists made those pauses grow to 160 ms (docs/performance.md).
+    live = LiveAlerts(sole_writer=True)
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(1_000):
+        live.committed(escalated(f"a-{n}"), now=0)
+    gc.collect()
+    per_alert = (len(gc.get_objects()) - before) / 1_000
+    assert per_alert <= 4, f"{per_alert:.1f} tracked objects per held alert"
+
+
+def test_what_it_hands_out_is_the_record_it_was_given() -> None:
+    live = LiveAlerts(sole_writer=True)
+    original = escalated("a-1")
+    live.committed(original, now=0)
+    held = live.current("a-1", now=1)
+    assert held == original and held is not original
+    live.keep_summary(held, False, {"state": "notifying", "tiers": [1, 2]})
+    assert live.summary_of(original, False) == {"state": "notifying", "tiers": [1, 2]}  # same content
+
+
+def test_a_record_whose_documents_cannot_be_held_is_read_from_the_store_instead() -> None:
+    live = LiveAlerts(sole_writer=True)
+    live.committed(record(1), now=0)
+    live.committed(replace(record(2), context={"odd": object()}), now=0)  # never from the store
+    assert live.current("a-1", now=0) is None  # not the older version 1: the feed reads the store
