@@ -43,7 +43,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 FREEZE_CHECK_S = 2.0
 
 
-async def _keep_records_out_of_full_collections() -> None:
+async def keep_records_out_of_full_collections(check_s: float = FREEZE_CHECK_S) -> None:
     """Freeze what survived each full garbage collection (this process's heap only grows).
 
     The sandbox keeps every request, message, call and webhook it saw, so each
@@ -57,7 +57,7 @@ async def _keep_records_out_of_full_collections() -> None:
     """
     done = gc.get_stats()[2]["collections"]
     while True:
-        await asyncio.sleep(FREEZE_CHECK_S)
+        await asyncio.sleep(check_s)
         if gc.get_stats()[2]["collections"] != done:
             gc.freeze()
             done = gc.get_stats()[2]["collections"]
@@ -85,7 +85,7 @@ async def _serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     await sandbox.start()
     print(f"twilio sandbox listening on {sandbox.base_url} (account {sandbox.account_sid})", flush=True)
-    freezer = asyncio.create_task(_keep_records_out_of_full_collections())
+    freezer = asyncio.create_task(keep_records_out_of_full_collections())
     try:
         await stop.wait()
     finally:
