@@ -31,8 +31,9 @@ Invariants (tests/dispatcher/test_live_alerts.py):
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgspec
@@ -60,6 +61,9 @@ class _Held:
     documents: bytes  # (fix, escalation, context) as JSON
     at: float  # when it was recorded (monotonic seconds)
     summaries: dict[bool, bytes]  # as_practitioner → its JSON summary, built once
+    # The copy last handed out, while a feed still holds it: handed out again, and known as
+    # "the very record" without encoding it again.
+    given: weakref.ref[AlertRecord] | None = field(default=None)
 
     @classmethod
     def of(cls, record: AlertRecord, at: float) -> _Held | None:
@@ -69,11 +73,18 @@ class _Held:
 
     def holds(self, record: AlertRecord) -> bool:
         """``record`` is the very one held: same row, same documents."""
+        if self.given is not None and self.given() is record:
+            return True
         return self.shell == _shell(record) and self.documents == _documents(record)
 
     def record(self) -> AlertRecord:
+        given = self.given() if self.given is not None else None
+        if given is not None:
+            return given
         fix, escalation, context = _decode_documents(self.documents)
-        return replace(self.shell, fix=fix, escalation=escalation, context=context)
+        decoded = replace(self.shell, fix=fix, escalation=escalation, context=context)
+        self.given = weakref.ref(decoded)
+        return decoded
 
 
 def _shell(record: AlertRecord) -> AlertRecord:

@@ -240,7 +240,7 @@ class FlagChange:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # (weakref: dispatcher.live_alerts)
 class AlertRecord:
     """An alert as stored, with its escalation state and context documents."""
 
