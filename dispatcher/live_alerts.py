@@ -65,12 +65,6 @@ class _Held:
     # "the very record" without encoding it again.
     given: weakref.ref[AlertRecord] | None = field(default=None)
 
-    @classmethod
-    def of(cls, record: AlertRecord, at: float) -> _Held | None:
-        """None if a document is not JSON (never from the store): the feeds then read the store."""
-        documents = _documents(record)
-        return None if documents is None else cls(_shell(record), documents, at, {})
-
     def holds(self, record: AlertRecord) -> bool:
         """``record`` is the very one held: same row, same documents."""
         if self.given is not None and self.given() is record:
@@ -159,14 +153,14 @@ class LiveAlerts:
         held = self._held.get(record.id)
         if held is not None and held.shell.version > record.version:
             return  # older than what is held: a read that started before a commit
-        if held is not None and held.holds(record):
+        shell, documents = _shell(record), _documents(record)  # each worked out once
+        if documents is None:  # not JSON (never from the store): the feeds read the store, not an older one
+            self._held.pop(record.id, None)
+            return
+        if held is not None and held.shell == shell and held.documents == documents:
             held.at = now  # confirmed as it is: keep the summaries already built
         else:
-            fresh = _Held.of(record, now)
-            if fresh is None:  # cannot be held: never answer with the older one
-                self._held.pop(record.id, None)
-                return
-            self._held[record.id] = fresh
+            self._held[record.id] = _Held(shell, documents, now, {})
         self._held.move_to_end(record.id)
         while len(self._held) > self._capacity:
             self._held.popitem(last=False)
