@@ -121,31 +121,28 @@ async def _share_group(store: Store) -> str:
     return await store.deployment_secret("mqtt_share_group", f"vigie-{secrets.token_hex(16)}")
 
 
-def _freeze_what_was_loaded() -> None:
+def freeze_what_was_loaded() -> tuple[int, int]:
     """Keep the objects loaded at start out of the garbage collector's full passes.
 
-    The directory, the devices' health and their windows live as long as the
-    process (a directory reload reuses every unchanged object), and with
-    100,000 devices a full collection walking them all held the GIL for
-    0.1-0.3 s at a time, alerts waiting. Frozen objects are still freed by
+    Called once everything the process holds for its whole life exists: the
+    directory, the devices' health and their windows (a directory reload reuses
+    every unchanged object), and the web side (its routes, dependency graphs
+    and pydantic schemas, about 50,000 objects). With 100,000 devices a full
+    collection walking them all held the GIL for 0.1-0.3 s at a time; the web
+    side alone, frozen too late, added 15 ms to every full pass at 100 alerts/s
+    (docs/performance.md, sixteenth round). Frozen objects are still freed by
     reference counting; only a reference cycle already alive now and dropped
-    later is never collected, a one-time cost bounded by what starting up
-    holds.
+    later is never collected, a one-time cost bounded by what starting up holds.
+
+    Returns (objects frozen, objects the full passes still walk).
     """
     gc.freeze()
+    return gc.get_freeze_count(), len(gc.get_objects())
 
 
 @contextlib.asynccontextmanager
-async def running_dispatcher(
-    settings: DispatcherSettings, *, freeze_loaded: bool = False
-) -> AsyncIterator[Dispatcher]:
-    """Start a dispatcher (store, broker session, loops); stop it on exit.
-
-    ``freeze_loaded``: the process is this dispatcher's own (``vigie serve``,
-    the demo), so what it loads at start may leave the garbage collector's
-    full passes (:func:`_freeze_what_was_loaded`); not for a dispatcher
-    started inside a process that runs other things, such as a test session.
-    """
+async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Dispatcher]:
+    """Start a dispatcher (store, broker session, loops); stop it on exit."""
     store = await open_store(settings.database_url)
     cache = DirectoryCache(store)
     await cache.refresh()
@@ -172,8 +169,6 @@ async def running_dispatcher(
         quarantine=quarantine,
     )
     await ingest.load_windows()
-    if freeze_loaded:
-        _freeze_what_was_loaded()
     policy = LocationPolicy(max_fix_age_s=settings.max_fix_age_s, max_accuracy_m=settings.max_fix_accuracy_m)
     links = ResponderLinks(store, settings.twilio.public_base_url)
     engine = Engine(
@@ -343,7 +338,7 @@ async def serve(settings: DispatcherSettings) -> None:
     sys.setswitchinterval(settings.gil_switch_interval_s)
 
     async with (
-        running_dispatcher(settings, freeze_loaded=True) as d,
+        running_dispatcher(settings) as d,
         AddressGeocoder(settings.geocoder) as geocoder,
     ):
         app = create_app(
@@ -364,6 +359,15 @@ async def serve(settings: DispatcherSettings) -> None:
             **proxy_options(settings.api.trusted_proxies),
         )
         server = uvicorn.Server(config)
+        # The process is this dispatcher's own: what it holds from now until it stops leaves the
+        # collector's full passes (not in the demo or a test session, which hold other things).
+        frozen, walked = freeze_what_was_loaded()
+        log.info(
+            "mémoire : %d objets du démarrage gelés (hors des passes complètes du ramasse-miettes),"
+            " %d suivis",
+            frozen,
+            walked,
+        )
         watchdog = asyncio.create_task(feed_watchdog(d.dead_tasks))
         log.info(
             "dispatcher %s en service sur http://%s:%s",

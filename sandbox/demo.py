@@ -35,7 +35,7 @@ import uvicorn
 from broker_config.runner import DISPATCHER_USER, BrokerError, DevBroker, free_port
 from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
 from dispatcher.directory.geocoding import AddressGeocoder
-from dispatcher.service import Dispatcher, running_dispatcher
+from dispatcher.service import Dispatcher, freeze_what_was_loaded, running_dispatcher
 from dispatcher.settings import (
     DispatcherSettings,
     FallbackContactSettings,
@@ -125,7 +125,7 @@ async def run(options: Options) -> None:
     try:
         await sandbox.start()
         settings = _settings(options, public, broker, generated, sandbox)
-        async with running_dispatcher(settings, freeze_loaded=True) as d, _demo_geocoder() as geocoder:
+        async with running_dispatcher(settings) as d, _demo_geocoder() as geocoder:
             await _serve(d, settings, options, broker, generated, sandbox, hand_config, directory, geocoder)
     finally:
         await sandbox.stop()
@@ -179,6 +179,7 @@ async def _serve(
             app, host="127.0.0.1", port=settings.http_port, log_level="warning", timeout_graceful_shutdown=2
         )
     )
+    freeze_what_was_loaded()  # the demo's process is its own: as vigie serve does
     http = asyncio.create_task(server.serve())
     devices = [_simulated(device_id, generated, broker.port) for device_id in setup.SIMULATED_DEVICES]
     watch = AlertWatch(d.store, d.bus, sandbox, _phone_names(directory))

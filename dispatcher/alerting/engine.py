@@ -23,6 +23,7 @@ from dispatcher.alerting import alert_logs
 from dispatcher.alerting import escalation as esc
 from dispatcher.alerting import notification_logs as nlog
 from dispatcher.alerting.alert_context import context_for
+from dispatcher.alerting.alert_contexts import AlertContexts
 from dispatcher.alerting.cancels import REFUSALS, PinCheck, PinGuard, Verdict
 from dispatcher.alerting.delivery import Delivery, parse_notification_reference
 from dispatcher.alerting.escalation_plan import DEFAULT_RENOTIFY_S
@@ -118,7 +119,7 @@ class Engine:
         self._outage_alarm_open = False
         self._ending_provider_alarm = False  # its end is being stored and told (one end per episode)
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._contexts: dict[str, AlertContext] = {}
+        self._contexts = AlertContexts()  # held encoded past the recent ones (alert_contexts.py)
         self._timer_wakeup = asyncio.Event()
         self._replies = SmsReplies(store, self._ack_by_sms, self.context_of)
         self.delivery: Delivery | None = None
@@ -191,7 +192,7 @@ class Engine:
         if drill is not None:
             events.append(drill)
         transition = transition_for(0, state, commands, events, context=ctx, links=self.links)
-        self._contexts[alert.id] = ctx
+        self._contexts.put(alert.id, ctx)
         kind = ctx.kind.value if ctx.kind.value != alert.kind else None
         return PlannedAlert(alert.id, alert.device_id, transition, commands, kind, alert)
 
@@ -572,12 +573,12 @@ class Engine:
         if ctx is None:
             record = await self._store.get_alert(alert_id)
             ctx = AlertContext.model_validate(record.context)
-            self._contexts[alert_id] = ctx
+            self._contexts.put(alert_id, ctx)
         return ctx
 
     def forget(self, alert_id: str) -> None:
         """Drop cached context of a closed alert."""
-        self._contexts.pop(alert_id, None)
+        self._contexts.forget(alert_id)
         self._locks.pop(alert_id, None)
 
 
