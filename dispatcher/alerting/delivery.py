@@ -36,6 +36,7 @@ from dispatcher.alerting import notification_logs as nlog
 from dispatcher.alerting import texts
 from dispatcher.alerting.notifier import ProviderResult
 from dispatcher.alerting.outage import ProviderGate, backoff_s
+from dispatcher.alerting.recent_sends import RecentSends
 from dispatcher.alerting.responder_links import ResponderLinks, needs_link
 from dispatcher.domain import AlertContext
 from dispatcher.events import EventBus
@@ -71,9 +72,6 @@ WaitingHandler = Callable[[str], Awaitable[None]]
 
 LEASE_S = 30.0
 MAX_TRACKED_FIRST_REQUESTS = 10_000
-# Provider SIDs this instance recorded, for its status callbacks: ~6 per alert,
-# 10,000 covers the callbacks of the last few minutes at 100 alerts/s.
-MAX_REMEMBERED_SIDS = 10_000
 SPAWN_CHUNK = 8  # sends spawned between two yields to the event loop
 #: States in which an alert still needs its alert notifications.
 ESCALATING_STATES = frozenset({"notifying", "duress"})
@@ -163,7 +161,7 @@ class Delivery:
         self._recorder: asyncio.Task[None] | None = None
         # alert id -> monotonic MQTT receipt, for the "first_request" stage metric.
         self._first_pending: OrderedDict[str, float] = OrderedDict()
-        self._sent: OrderedDict[str, NotificationRecord] = OrderedDict()
+        self._sent = RecentSends()  # by provider SID, for the status callbacks
 
     def expect_first_request(self, alert_id: str, received_at: float) -> None:
         """Remember when ``alert_id`` arrived, to time its first provider request."""
@@ -449,9 +447,7 @@ class Delivery:
         # recorded after it, never overwritten by the 'queued' of the send.
         if sid is None:
             return
-        self._sent[sid] = n
-        while len(self._sent) > MAX_REMEMBERED_SIDS:
-            self._sent.popitem(last=False)
+        self._sent.remember(sid, n)
 
     async def _record_outcome(self, n: NotificationRecord, result: ProviderResult) -> None:
         if result.accepted:
