@@ -10,7 +10,8 @@ not slow the load generator down.
 
 It writes one line per alert, the first time the feed shows it:
 ``<alert id> <time.monotonic()>``, taken as the frame is received. An alert is
-shown by a push (``{"type": "alert", "alert": {"id": …}}``) or by a later
+shown by a push (``{"type": "alert", "alert": {"id": …}}``, alone or in a
+batch frame, dispatcher/web/console/frames.py) or by a later
 snapshot, which the feed sends when it fell behind and which the page lists
 at once. Its first line is ``ready`` once the first snapshot came: alerts
 published before that would be in it, not pushed.
@@ -35,6 +36,7 @@ from bench.report import percentiles_ms
 from dispatcher.store import open_store
 from dispatcher.store.base import NewUser
 from dispatcher.web.auth import SESSION_COOKIE, hash_password
+from dispatcher.web.console.frames import messages_in
 
 OPERATOR = "op-bench"
 # Not a secret: a throw-away account in a throw-away database, on loopback.
@@ -118,7 +120,11 @@ class FeedLines:
         self._ready = False
         self._seen: set[str] = set()
 
-    def lines_for(self, message: Mapping[str, Any], at: float) -> list[str]:
+    def lines_for(self, frame: Mapping[str, Any], at: float) -> list[str]:
+        """The lines for one frame of the feed: a lone message or a batch of them."""
+        return [line for message in messages_in(frame) for line in self._lines_for(message, at)]
+
+    def _lines_for(self, message: Mapping[str, Any], at: float) -> list[str]:
         """``ready`` for the first snapshot; then each alert the first time the feed shows it."""
         if message.get("type") == "snapshot" and not self._ready:
             self._ready = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bench.console import READY, FeedLines, push_latency, read_pushes
 from bench.load import SentAlert
 from bench.run import verdicts
+from dispatcher.web.console.frames import frame_of
 
 
 def test_the_first_push_of_each_alert_counts_and_a_line_being_written_is_skipped() -> None:
@@ -29,6 +30,10 @@ def test_an_alert_counts_when_pushed_or_when_a_catching_up_snapshot_first_lists_
     catch_up = {"type": "snapshot", "alerts": [{"id": i} for i in listed]}
     assert feed.lines_for(catch_up, 3.0) == ["al-3 3.0", "al-2 3.0"]
     assert feed.lines_for({"type": "alert", "alert": {"id": "al-2"}}, 4.0) == []
+    # A busy feed's batch frame: each alert in it counts, at the frame's time.
+    batch = frame_of([{"type": "alert", "alert": {"id": i}} for i in ("al-4", "al-2", "al-5")])
+    assert batch is not None
+    assert feed.lines_for(batch, 5.0) == ["al-4 5.0", "al-5 5.0"]
 
 
 def test_no_snapshot_means_not_ready() -> None:

@@ -8,12 +8,15 @@ console must ring again until an operator takes it in hand.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
 from playwright.async_api import Browser, expect
 
-from dispatcher.fleet.alert_takers import NO_TAKER
+from dispatcher.alerting.engine import ALARM_PROVIDER_DOWN, PROVIDER_BACK, PROVIDER_TOPIC
+from dispatcher.fleet.alert_takers import NO_TAKER, takers_back_text
+from dispatcher.fleet.presence import TOPIC as TAKERS_TOPIC
 from protocol.topics import UplinkKind
 from tests.api.conftest import Served
 from tests.console.test_browser import ARTIFACTS, browser, chromium, login  # noqa: F401 (fixtures)
@@ -86,4 +89,36 @@ async def test_the_console_says_when_no_alert_can_arrive_and_when_they_can_again
     await asyncio.to_thread(served.system.broker.start)
     await expect(system_banner).to_be_hidden(timeout=40_000)  # the bridge's reconnection back-off
     await expect(page.locator("#events li").first).to_contain_text("alertes des balises de nouveau reçues")
+    assert errors == []
+
+
+async def test_the_console_applies_every_message_of_a_batch_frame(
+    browser: Browser,  # noqa: F811
+    served: Served,
+) -> None:
+    """Two system alarms raised in one turn reach the feed together and travel as one frame
+    (dispatcher/web/console/frames.py): the page shows both, then clears both."""
+    page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    batches: list[str | bytes] = []
+
+    def keep_batches(payload: str | bytes) -> None:
+        if json.loads(payload)["type"] == "batch":
+            batches.append(payload)
+
+    page.on("websocket", lambda ws: ws.on("framereceived", keep_batches))
+    await login(page, served, "op-herault")
+    system_banner = page.locator("#system-banner")
+    bus = served.system.dispatcher.bus
+    down = f"{ALARM_PROVIDER_DOWN} (20003: fournisseur de test)"
+    # Published as the presence watch and the engine do, in one turn of the loop.
+    bus.publish("operator_alarm", alert_id=None, reason=NO_TAKER, topic=TAKERS_TOPIC)
+    bus.publish("operator_alarm", alert_id=None, reason=down, topic=PROVIDER_TOPIC)
+    await expect(system_banner).to_have_text(f"ALERTE SYSTÈME — {NO_TAKER} · ALERTE SYSTÈME — {down}")
+
+    bus.publish("system", topic=TAKERS_TOPIC, cleared=takers_back_text(["vigie-1"]))
+    bus.publish("system", topic=PROVIDER_TOPIC, cleared=PROVIDER_BACK)
+    await expect(system_banner).to_be_hidden()
+    assert len(batches) == 2, "each pair went out as one frame"
     assert errors == []

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, WebSocket, async_playwright, expect
 
+from dispatcher.web.console.frames import messages_in
 from tests.api.conftest import PASSWORD, Served
 
 pytestmark = pytest.mark.browser
@@ -58,8 +59,7 @@ async def login(page: Page, served: Served, username: str) -> None:
 
 def _pushes(frame: str | bytes, alert_id: str) -> bool:
     """Whether a console feed frame is the live push of ``alert_id``."""
-    message = json.loads(frame)
-    return bool(message["type"] == "alert" and message["alert"]["id"] == alert_id)
+    return any(m["type"] == "alert" and m["alert"]["id"] == alert_id for m in messages_in(json.loads(frame)))
 
 
 async def test_operator_sees_a_live_alert_and_acknowledges_it(browser: Browser, served: Served) -> None:

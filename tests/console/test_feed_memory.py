@@ -23,6 +23,7 @@ from dispatcher.web.api import views
 from protocol.topics import UplinkKind
 from tests.api.conftest import Served
 from tests.console.test_websocket import LIVE_S, _herault_feed_with_an_alert, _messages_until, _session_cookie
+from tests.support.feed import next_message
 
 DURESS_PIN = "1357"  # Dr Fabre's duress code in the test directory (tests/api/test_duress_views.py)
 
@@ -39,7 +40,7 @@ async def _push_of(ws: Any, alert_id: str, wanted: Callable[[dict[str, Any]], bo
 
     async def read() -> dict[str, Any]:
         while True:
-            message: dict[str, Any] = json.loads(await ws.recv())
+            message = await next_message(ws)
             if message["type"] == "alert" and message["alert"]["id"] == alert_id and wanted(message):
                 return message
 

@@ -17,8 +17,10 @@ from websockets.exceptions import ConnectionClosed
 from broker_config.runner import DevBroker
 from dispatcher.alerting.engine import ALARM_PROVIDER_DOWN, PROVIDER_BACK, PROVIDER_TOPIC
 from dispatcher.store import open_store
+from dispatcher.web.console.frames import messages_in
 from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, Served, add_users, serving
+from tests.support.feed import next_message
 from tests.support.system import running_system
 
 # How long a push may take before the test gives up: a safety net for a loaded machine,
@@ -76,7 +78,7 @@ async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None
 
         async def first_alert_message() -> dict[str, object]:
             while True:
-                message = json.loads(await herault.recv())
+                message = await next_message(herault)
                 if message["type"] == "alert":
                     return message
 
@@ -86,18 +88,16 @@ async def test_websocket_pushes_new_alerts_in_scope_only(served: Served) -> None
         # Every feed forwards the bus's events in order, and a visit event to everyone: once
         # Gard's feed has forwarded one published now, it has dealt with the alert's events.
         served.system.dispatcher.bus.publish("visit")
-        while (seen := json.loads(await asyncio.wait_for(gard.recv(), LIVE_S)))["type"] != "visit":
+        while (seen := await asyncio.wait_for(next_message(gard), LIVE_S))["type"] != "visit":
             assert seen["type"] == "ping", f"Gard's operator was told of a Hérault alert: {seen}"
     finally:
         await herault.close()
         await gard.close()
 
 
-async def test_an_alarm_about_a_device_reaches_its_operators_only_and_is_no_system_alarm(
-    served: Served,
-) -> None:
-    """The broker refusing a device's revocation: its territory's consoles re-read their events;
-    no console is told the whole system is down, and another territory hears nothing."""
+@asynccontextmanager
+async def _two_territories_feeds(served: Served) -> AsyncIterator[dict[str, Any]]:
+    """Hérault's and Gard's operators' feeds, past their snapshots, Boutonnet's button registered."""
     ws_url = served.url.replace("http", "ws") + "/api/ws"
     await served.system.add_device("btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet")
     feeds = {}
@@ -107,15 +107,48 @@ async def test_an_alarm_about_a_device_reaches_its_operators_only_and_is_no_syst
     try:
         for ws in feeds.values():
             assert json.loads(await ws.recv())["type"] == "snapshot"
+        yield feeds
+    finally:
+        for ws in feeds.values():
+            await ws.close()
+
+
+async def test_an_alarm_about_a_device_reaches_its_operators_only_and_is_no_system_alarm(
+    served: Served,
+) -> None:
+    """The broker refusing a device's revocation: its territory's consoles re-read their events;
+    no console is told the whole system is down, and another territory hears nothing."""
+    async with _two_territories_feeds(served) as feeds:
         await served.system.dispatcher.control.alarm("btn-boutonnet", "révocation non confirmée", "test")
         served.system.dispatcher.bus.publish("visit")  # every feed forwards it after the alarm
         herault, _ = await _messages_until(feeds["op-herault"], "visit")
         gard, _ = await _messages_until(feeds["op-gard"], "visit")
         assert [m["type"] for m in herault if m["type"] != "ping"] == ["events"]
         assert [m["type"] for m in gard if m["type"] != "ping"] == [], "another territory's device"
-    finally:
-        for ws in feeds.values():
-            await ws.close()
+
+
+async def test_events_waiting_together_reach_a_console_as_one_frame_in_order_and_in_scope(
+    served: Served,
+) -> None:
+    """A busy feed sends one frame per batch (dispatcher/web/console/frames.py); what it
+    carries is still filtered by scope, and a lone message still travels as itself."""
+    async with _two_territories_feeds(served) as feeds:
+        bus = served.system.dispatcher.bus
+        # In one turn of the loop: both wait in each feed's queue together.
+        bus.publish("device_health", device_id="btn-boutonnet", flag="offline", raised=True)
+        bus.publish("visit")
+
+        async def frame_with_visit(ws: Any) -> dict[str, Any]:
+            while True:
+                frame: dict[str, Any] = json.loads(await ws.recv())
+                if {"type": "visit"} in messages_in(frame):
+                    return frame
+
+        herault = await asyncio.wait_for(frame_with_visit(feeds["op-herault"]), LIVE_S)
+        health = {"type": "health", "device_id": "btn-boutonnet", "flag": "offline", "raised": True}
+        assert herault["type"] == "batch" and herault["messages"][-2:] == [health, {"type": "visit"}]
+        gard = await asyncio.wait_for(frame_with_visit(feeds["op-gard"]), LIVE_S)
+        assert gard == {"type": "visit"}, "another territory's device, and nothing to batch with"
 
 
 async def test_a_provider_alarm_relayed_from_another_instance_is_cleared_by_this_ones_next_answer(
@@ -190,7 +223,7 @@ async def _messages_until(ws: Any, kind: str) -> tuple[list[dict[str, Any]], dic
 
     async def read() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         before = []
-        while (message := json.loads(await ws.recv()))["type"] != kind:
+        while (message := await next_message(ws))["type"] != kind:
             before.append(message)
         return before, message
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +23,7 @@ from dispatcher.store.base import NewUser
 from dispatcher.web.auth import hash_password
 from tests.scaleout.conftest import Cluster, Instance
 from tests.scaleout.test_two_instances import provider_requests, send_rounds
+from tests.support.feed import next_message
 
 pytestmark = pytest.mark.faults
 
@@ -63,7 +63,7 @@ async def alerts_pushed(ws: ClientConnection, wanted: set[str]) -> set[str]:
 
     async def read() -> None:
         while not wanted <= seen:
-            message: dict[str, Any] = json.loads(await ws.recv())
+            message = await next_message(ws)
             if message["type"] == "alert":
                 seen.add(message["alert"]["id"])
 

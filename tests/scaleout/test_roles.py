@@ -8,7 +8,6 @@ any more, and told again when one does.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from sandbox.people import reply_text
 from tests.scaleout.conftest import Cluster, Instance, sms_webhook
 from tests.scaleout.test_console_instances import LIVE_S, add_operator, alerts_pushed, console, session_cookie
 from tests.scaleout.test_two_instances import CHEF_DE_POSTE, provider_requests, send_rounds
+from tests.support.feed import next_message
 
 pytestmark = pytest.mark.faults
 
@@ -41,7 +41,7 @@ async def system_message(ws: ClientConnection, key: str, within: float) -> dict[
 
     async def read() -> dict[str, Any]:
         while True:
-            message: dict[str, Any] = json.loads(await ws.recv())
+            message = await next_message(ws)
             if message["type"] == "system" and key in message:
                 return message
 

@@ -29,6 +29,7 @@ from dispatcher.store.schema import MIGRATIONS
 from protocol.topics import UplinkKind
 from tests.api.conftest import PASSWORD, Served
 from tests.security.web import logged_in, raise_alert, state_is
+from tests.support.feed import next_message
 
 pytestmark = pytest.mark.attacks
 
@@ -78,7 +79,7 @@ async def test_open_feeds_close_on_logout_disable_and_rescope(served: Served) ->
     # Legitimate use: another operator's feed is untouched and still live.
     async with _feed(served, "op-herault") as (ws, _):
         _, alert_id = await raise_alert(served.system, "btn-boutonnet")
-        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        message = await asyncio.wait_for(next_message(ws), 5)
         assert message["type"] == "alert" and message["alert"]["id"] == alert_id
 
 

@@ -29,6 +29,7 @@ from dispatcher.web.api.deps import ApiContext
 from dispatcher.web.api.operator_events import HANDLED_EVENT
 from dispatcher.web.auth import SESSION_COOKIE, Role, User
 from dispatcher.web.console.coalesce import coalesce
+from dispatcher.web.console.frames import frame_of
 from dispatcher.web.console.live import FeedAlerts
 
 log = logging.getLogger(__name__)
@@ -200,27 +201,35 @@ class ConsoleFeed:
                 await self._ws.send_json({"type": "ping"})
                 continue
             started = self._taken_at = time.monotonic()
-            for event in coalesce([first, *_waiting(queue)], RESYNC_EVENT):
-                if not await self._answer(user, event):
-                    return
+            if not await self._answer(user, coalesce([first, *_waiting(queue)], RESYNC_EVENT)):
+                return
             # As long again before the next batch: a feed with much to say takes at most
             # about half the event loop, the alert path keeps the rest, and what arrives
             # meanwhile is answered once per alert in the next batch.
             await asyncio.sleep(min(time.monotonic() - started, MAX_PAUSE_S))
 
-    async def _answer(self, user: User, event: dict[str, Any]) -> bool:
-        """Send what ``event`` calls for; False once the feed was closed."""
-        kind = event.get("kind")
-        if kind == RESYNC_EVENT:  # this feed fell behind and lost events: re-read everything
-            if await self._account_changed(user):
-                return False
-            await self._send_snapshot(user)
-            return True
-        if kind == ACCOUNT_EVENT:
-            return not (event.get("user_id") == user.id and await self._account_changed(user))
-        message = await self._message(user, event)
-        if message is not None:
-            await self._ws.send_json(message)
+    async def _answer(self, user: User, events: list[dict[str, Any]]) -> bool:
+        """Send what ``events`` call for, in one frame (dispatcher/web/console/frames.py).
+
+        False once the feed was closed: what the batch had gathered is not sent
+        to a session that ended or whose rights changed.
+        """
+        messages: list[dict[str, Any]] = []
+        for event in events:
+            kind = event.get("kind")
+            if kind == RESYNC_EVENT:  # this feed fell behind and lost events: re-read everything
+                # coalesce() keeps nothing before a resync; a snapshot goes alone, first.
+                if await self._account_changed(user):
+                    return False
+                await self._send_snapshot(user)
+            elif kind == ACCOUNT_EVENT:
+                if event.get("user_id") == user.id and await self._account_changed(user):
+                    return False
+            elif (message := await self._message(user, event)) is not None:
+                messages.append(message)
+        frame = frame_of(messages)
+        if frame is not None:
+            await self._ws.send_json(frame)
         return True
 
     async def _account_changed(self, user: User) -> bool:

@@ -68,7 +68,7 @@ function connect() {
   const ws = new WebSocket(`${scheme}://${location.host}/api/ws`);
   state.ws = ws;
   ws.onopen = () => { state.retry = 0; setConn(true); };
-  ws.onmessage = (event) => onMessage(JSON.parse(event.data));
+  ws.onmessage = (event) => onFrame(JSON.parse(event.data));
   ws.onclose = (event) => {
     setConn(false);
     if (event.code === 4401) { showLogin("Session expirée : reconnectez-vous."); return; }
@@ -81,6 +81,29 @@ function setConn(on) {
   const el = $("conn");
   el.textContent = on ? "en direct" : "hors ligne — reconnexion…";
   el.className = `conn ${on ? "conn-on" : "conn-off"}`;
+}
+
+// A busy feed sends its messages in one frame (dispatcher/web/console/frames.py). The
+// list is then drawn, and the panels re-read, once per frame rather than once per
+// message: in a surge a frame can hold many alerts, and the list every open one.
+const batch = { open: false, pending: new Set() };
+
+function soon(redraw) {
+  if (batch.open) batch.pending.add(redraw);
+  else redraw();
+}
+
+function onFrame(frame) {
+  if (frame.type !== "batch") { onMessage(frame); return; }
+  batch.open = true;
+  try {
+    frame.messages.forEach(onMessage);
+  } finally {
+    batch.open = false;
+    const pending = [...batch.pending];
+    batch.pending.clear();
+    pending.forEach((redraw) => redraw());
+  }
 }
 
 function onMessage(msg) {
@@ -100,16 +123,16 @@ function onMessage(msg) {
       if (i >= 0) state.listed[i] = msg.alert;
       scheduleList();
     }
-    renderAlerts();
-    if (isNew) refreshHealth(); // a device's first alert may come before its first heartbeat
+    soon(renderAlerts);
+    if (isNew) soon(refreshHealth); // a device's first alert may come before its first heartbeat
     if (isNew && msg.alert.needs_attention && !state.selected && !state.overview) select(msg.alert.id);
     else if (msg.alert.id === state.selected) scheduleDetail();
-    if (msg.alarm) refreshEvents();
+    if (msg.alarm) soon(refreshEvents);
     scheduleOverview();
   } else if (msg.type === "health") {
-    refreshHealth();
+    soon(refreshHealth);
   } else if (msg.type === "visit") {
-    refreshVisits();
+    soon(refreshVisits);
     scheduleOverview();
   } else if (msg.type === "system") {
     showSystem(msg);
@@ -118,7 +141,7 @@ function onMessage(msg) {
   } else if (msg.type === "alarm_handled") {
     dropAlarm(msg.id);
   } else if (msg.type === "events") {
-    refreshEvents();
+    soon(refreshEvents);
   }
 }
 
