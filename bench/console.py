@@ -98,19 +98,32 @@ async def login(base_url: str, username: str, password: str) -> str:
         return str(response.cookies[SESSION_COOKIE])
 
 
-async def watch(base_url: str, username: str, password: str, out: Path) -> None:
-    """Log in, open the feed, and write each alert's first push until the feed closes."""
+async def watch(
+    base_url: str, username: str, password: str, out: Path, *, reopen_every_s: float | None = None
+) -> None:
+    """Log in, open the feed, and write each alert's first push until the feed closes.
+
+    ``reopen_every_s``: close the feed and open it again that often, as a page
+    reloaded does: each time the dispatcher builds a fresh snapshot of every
+    open alert (in a surge, thousands) while alerts keep coming.
+    """
     session = await login(base_url, username, password)
     ws_url = base_url.replace("http", "ws", 1) + "/api/ws"
+    feed = FeedLines()
     with out.open("a", buffering=1) as lines:  # line-buffered: the parent reads it while we run
-        async with websockets.connect(
-            ws_url, additional_headers={"Cookie": f"{SESSION_COOKIE}={session}"}, max_size=None
-        ) as ws:
-            feed = FeedLines()
-            async for frame in ws:
-                at = time.monotonic()
-                for line in feed.lines_for(json.loads(frame), at):
-                    lines.write(line + "\n")
+        while True:
+            async with websockets.connect(
+                ws_url, additional_headers={"Cookie": f"{SESSION_COOKIE}={session}"}, max_size=None
+            ) as ws:
+                try:
+                    async with asyncio.timeout(reopen_every_s):
+                        async for frame in ws:
+                            at = time.monotonic()
+                            for line in feed.lines_for(json.loads(frame), at):
+                                lines.write(line + "\n")
+                        return  # the dispatcher closed the feed
+                except TimeoutError:
+                    continue  # reopen
 
 
 class FeedLines:
@@ -149,12 +162,14 @@ class FeedLines:
 class ConsoleWatcher:
     """The watcher process of one scenario: start it, wait for its snapshot, read its pushes."""
 
-    def __init__(self, workdir: Path, base_url: str) -> None:
+    def __init__(self, workdir: Path, base_url: str, *, reopen_every_s: float | None = None) -> None:
         self.out = workdir / "console-pushes.log"
         self.out.write_text("")
         argv = python_module(
             "bench.console", "--url", base_url, "--username", OPERATOR, "--out", str(self.out)
         )
+        if reopen_every_s is not None:
+            argv += ["--reopen-every", str(reopen_every_s)]
         self._process = Process("console", argv, workdir / "console.log")
 
     def start(self, timeout: float = 30.0) -> None:
@@ -183,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="the dispatcher's HTTP base URL")
     parser.add_argument("--username", default=OPERATOR)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--reopen-every", type=float, default=None, help="seconds; a page reloaded")
     args = parser.parse_args(argv)
-    asyncio.run(watch(args.url, args.username, OPERATOR_PASSWORD, args.out))
+    asyncio.run(watch(args.url, args.username, OPERATOR_PASSWORD, args.out, reopen_every_s=args.reopen_every))
     return 0
 
 

@@ -28,6 +28,8 @@ from dispatcher.fleet.health import HEALTH_PASS_S
 Runner = Callable[[Path, sc.Sizes], dict[str, Any]]
 
 SLOW_PROVIDER = {"latency_ms": 3000, "failure_rate": 0.10}
+#: How often the steady-100-console-reopens scenario reloads its console (seconds).
+CONSOLE_REOPEN_S = 5.0
 TARGETS = {
     "steady-100": "p50 ≤ 5 ms, p99 ≤ 15 ms (publish → first provider request, durable commit included)",
     "slow-provider-10": "p99 ≤ 2× the fast provider's p99 at the same rate (steady-10)",
@@ -77,6 +79,17 @@ def _scenarios() -> dict[str, Runner]:
         "steady-10": steady(10),
         "steady-100": steady(100),
         "steady-100-no-callbacks": isolated(100),
+        "steady-100-console-reopens": lambda w, s: sc.alert_scenario(
+            "steady-100-console-reopens",
+            w,
+            s,
+            rate=100,
+            duration_s=s.steady_s,
+            console=True,
+            console_reopen_s=CONSOLE_REOPEN_S,
+            notes=f"the operator's console reloaded every {CONSOLE_REOPEN_S:g} s: a fresh snapshot"
+            " of every open alert (thousands) while alerts keep coming",
+        ),
         "burst-1000": lambda w, s: sc.alert_scenario(
             "burst-1000", w, s, rate=None, duration_s=0, burst=s.burst, notes=f"{s.burst} alerts at once"
         ),

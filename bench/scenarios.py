@@ -172,6 +172,7 @@ def alert_scenario(
     instances: int = 1,
     web_instance: bool = False,
     console: bool = False,
+    console_reopen_s: float | None = None,
     notes: str = "",
 ) -> dict[str, Any]:
     """Alerts against the real dispatcher(s); latency measured at the sandbox.
@@ -180,7 +181,8 @@ def alert_scenario(
     dispatchers sharing it (CPU and RSS are their sum); ``web_instance``: the
     second of them is of role web and takes every provider callback. ``console``: one
     operator's console feed is open throughout, and each alert's publish →
-    first push to it is measured too (``bench/console.py``).
+    first push to it is measured too (``bench/console.py``); ``console_reopen_s``:
+    that console is reloaded that often (a fresh snapshot each time).
     """
     specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices)]
     with Cluster(
@@ -201,7 +203,7 @@ def alert_scenario(
         watcher: ConsoleWatcher | None = None
         try:
             if console:
-                watcher = _open_console(cluster)
+                watcher = _open_console(cluster, reopen_every_s=console_reopen_s)
             before, t0 = _all(cluster.dispatcher_pids), time.monotonic()
             if burst is not None:
                 sent = burst_alerts(pubs, Fleet(cluster.keys), devices, count=burst)
@@ -259,10 +261,10 @@ def alert_scenario(
     return result
 
 
-def _open_console(cluster: Cluster) -> ConsoleWatcher:
+def _open_console(cluster: Cluster, *, reopen_every_s: float | None = None) -> ConsoleWatcher:
     """An operator account, logged in on its console feed (live once this returns)."""
     asyncio.run(add_operator(cluster.store_url))
-    watcher = ConsoleWatcher(cluster.workdir, cluster.public_url)
+    watcher = ConsoleWatcher(cluster.workdir, cluster.public_url, reopen_every_s=reopen_every_s)
     try:
         watcher.start()
     except BaseException:

@@ -46,6 +46,12 @@ from dispatcher.web.app import create_app
 from dispatcher.web.console.coalesce import coalesce
 
 log = logging.getLogger(__name__)
+#: The console feed's WebSocket frames go uncompressed. Deflating a snapshot in a surge
+#: (thousands of open alerts, megabytes of JSON) held the event loop, and the alerts
+#: arriving, for tens of milliseconds; a push costs less without it; and a compressed
+#: stream mixing a page's own data with what others can influence is what CRIME-style
+#: attacks measure (docs/performance.md, "A console opening in a surge").
+WS_COMPRESSION = False
 
 
 @dataclass
@@ -356,6 +362,7 @@ async def serve(settings: DispatcherSettings) -> None:
             log_level="warning",
             # Open console WebSockets must not hold a restart (systemd) hostage.
             timeout_graceful_shutdown=5,
+            ws_per_message_deflate=WS_COMPRESSION,
             **proxy_options(settings.api.trusted_proxies),
         )
         server = uvicorn.Server(config)

@@ -35,7 +35,7 @@ import uvicorn
 from broker_config.runner import DISPATCHER_USER, BrokerError, DevBroker, free_port
 from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
 from dispatcher.directory.geocoding import AddressGeocoder
-from dispatcher.service import Dispatcher, freeze_what_was_loaded, running_dispatcher
+from dispatcher.service import WS_COMPRESSION, Dispatcher, freeze_what_was_loaded, running_dispatcher
 from dispatcher.settings import (
     DispatcherSettings,
     FallbackContactSettings,
@@ -176,7 +176,12 @@ async def _serve(
     )
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=settings.http_port, log_level="warning", timeout_graceful_shutdown=2
+            app,
+            host="127.0.0.1",
+            port=settings.http_port,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+            ws_per_message_deflate=WS_COMPRESSION,
         )
     )
     freeze_what_was_loaded()  # the demo's process is its own: as vigie serve does

@@ -8,7 +8,7 @@ Every method commits before it returns: callers rely on "returned" meaning
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -699,6 +699,16 @@ class AccessStore(Protocol):
 
     async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
         """Alerts matching ``query``, most recent first."""
+
+    def alert_pages(self, query: AlertQuery) -> AsyncGenerator[Iterator[AlertRecord], None]:
+        """:meth:`search_alerts`' alerts a page at a time, for reads of thousands.
+
+        Each page makes its records one by one, as it is iterated: the caller
+        keeps what it needs of each and lets go of it. Thousands held at once
+        (each a tree of dicts) made the garbage collector walk them all, on the
+        event loop (docs/performance.md, "A console opening in a surge"). Close
+        it (``contextlib.aclosing``) if you stop early.
+        """
 
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         """Raises NotFound if the alert does not exist."""

@@ -7,7 +7,8 @@ dialect (``->>`` for JSON paths, numbered parameters).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +27,7 @@ from dispatcher.store.base import (
     UserRecord,
 )
 from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, _status_count, _utc, utcnow
+from dispatcher.store.rows import ROWS_PER_TURN
 
 T = TypeVar("T")
 
@@ -270,7 +272,8 @@ class PostgresAccess:
             for r in rows
         ]
 
-    async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
+    async def _search_rows(self, query: AlertQuery) -> list[asyncpg.Record]:
+        """The rows :meth:`search_alerts` turns into records."""
         if (
             query.convention_names is not None and not query.convention_names
         ) or query.practitioner_ids == ():
@@ -297,13 +300,24 @@ class PostgresAccess:
             where.add("received_at>=$?", _utc(query.since))
         if query.until is not None:
             where.add("received_at<$?", _utc(query.until))
-        rows = await self._fetch(
+        return await self._fetch(
             f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {where.sql}"
             f" ORDER BY received_at DESC LIMIT {where.next()}",
             *where.params,
             query.limit,
         )
-        return [self._alert(r) for r in rows]
+
+    async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
+        return [self._alert(r) for r in await self._search_rows(query)]
+
+    async def alert_pages(self, query: AlertQuery) -> AsyncGenerator[Iterator[AlertRecord], None]:
+        # asyncpg decodes the documents as it receives the rows: here the pages only
+        # spare the caller holding every record at once.
+        rows = await self._search_rows(query)
+        for start in range(0, len(rows), ROWS_PER_TURN):
+            if start:
+                await asyncio.sleep(0)
+            yield map(self._alert, rows[start : start + ROWS_PER_TURN])
 
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         if not await self.alert_exists(alert_id):

@@ -7,9 +7,10 @@ PostgreSQL mixin mirrors one to one; JSON paths use json_extract (``->>`` there)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from dispatcher.store.base import (
     PurgeReport,
     UserRecord,
 )
+from dispatcher.store.rows import parse_rows_in_turns
 from dispatcher.store.sqlite_positions import _from_us, _to_us
 from dispatcher.store.sqliteutil import _iso, _loads, utcnow
 
@@ -40,6 +42,8 @@ class SqliteAccess:
         def _tx(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
         async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None: ...
         async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
+        async def _all_in_pages(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
+        def _pages(self, sql: str, params: Iterable[Any] = ()) -> AsyncGenerator[list[sqlite3.Row], None]: ...
         def _alert(self, row: sqlite3.Row) -> AlertRecord: ...
         async def alert_exists(self, alert_id: str) -> bool: ...
 
@@ -264,11 +268,12 @@ class SqliteAccess:
             for r in rows
         ]
 
-    async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
+    def _search_statement(self, query: AlertQuery) -> tuple[str, tuple[Any, ...]] | None:
+        """The SELECT of :meth:`search_alerts` and its parameters (None: nothing can match)."""
         if (
             query.convention_names is not None and not query.convention_names
         ) or query.practitioner_ids == ():
-            return []
+            return None
         where: list[str] = ["1=1"]
         params: list[Any] = []
 
@@ -301,11 +306,22 @@ class SqliteAccess:
         if query.until is not None:
             where.append("received_at<?")
             params.append(_iso(query.until))
-        rows = await self._all(
-            f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY received_at DESC LIMIT ?",
-            (*params, query.limit),
-        )
-        return [self._alert(r) for r in rows]
+        sql = f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY received_at DESC LIMIT ?"
+        return sql, (*params, query.limit)
+
+    async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
+        statement = self._search_statement(query)
+        if statement is None:
+            return []
+        return await parse_rows_in_turns(self._alert, await self._all_in_pages(*statement))
+
+    async def alert_pages(self, query: AlertQuery) -> AsyncGenerator[Iterator[AlertRecord], None]:
+        statement = self._search_statement(query)
+        if statement is None:
+            return
+        async with contextlib.aclosing(self._pages(*statement)) as pages:
+            async for rows in pages:
+                yield map(self._alert, rows)
 
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         if not await self.alert_exists(alert_id):

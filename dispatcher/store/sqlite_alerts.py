@@ -28,6 +28,7 @@ from dispatcher.store.base import (
     Transition,
     claimed_record,
 )
+from dispatcher.store.rows import parse_rows_in_turns
 from dispatcher.store.sqlite_responders import insert_transition_links
 from dispatcher.store.sqliteutil import SqliteMixin, _iso, _loads, utcnow
 from protocol.replay import SequenceWindow
@@ -85,18 +86,19 @@ class SqliteAlerts(SqliteMixin):
         """Most recent first, optionally filtered by state."""
         if states:
             marks = ",".join("?" * len(states))
-            rows = await self._all(
+            rows = await self._all_in_pages(
                 f"SELECT * FROM alerts WHERE state IN ({marks}) ORDER BY received_at DESC LIMIT ?",
                 (*states, limit),
             )
         else:
-            rows = await self._all("SELECT * FROM alerts ORDER BY received_at DESC LIMIT ?", (limit,))
-        return [self._alert(r) for r in rows]
+            sql = "SELECT * FROM alerts ORDER BY received_at DESC LIMIT ?"
+            rows = await self._all_in_pages(sql, (limit,))
+        return await parse_rows_in_turns(self._alert, rows)
 
     async def unstarted_alerts(self) -> list[AlertRecord]:
         """Alerts persisted without an escalation (routing failed before commit)."""
         rows = await self._all("SELECT * FROM alerts WHERE escalation IS NULL ORDER BY received_at")
-        return [self._alert(r) for r in rows]
+        return await parse_rows_in_turns(self._alert, rows)
 
     async def alert_events(self, alert_id: str) -> list[dict[str, Any]]:
         rows = await self._all(

@@ -10,6 +10,8 @@ conformance test exercises.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import time
 from dataclasses import replace
@@ -180,7 +182,8 @@ def test_every_protocol_method_is_implemented_and_covered() -> None:
         for name, signature in methods.items():
             member = getattr(impl, name, None)
             assert member is not None, f"{impl.__name__} lacks {name}"
-            assert inspect.iscoroutinefunction(member), f"{impl.__name__}.{name} is not async"
+            is_async = inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member)
+            assert is_async, f"{impl.__name__}.{name} is not async"
             params = list(inspect.signature(member).parameters.values())
             expected = list(signature.parameters.values())
             assert [(p.name, p.kind, p.default) for p in params] == [
@@ -1239,6 +1242,48 @@ async def test_search_alerts(store: Any) -> None:
     assert await ids(since=NOW + timedelta(minutes=1)) == ["a-3", "a-2"]
     assert await ids(until=NOW + timedelta(minutes=1)) == ["a-1"]
     assert await ids(limit=1) == ["a-3"]
+
+
+@covers("alert_pages")
+async def test_alert_pages_give_the_searched_alerts_a_page_at_a_time(store: Any) -> None:
+    """A console's snapshot in a surge reads thousands of alerts: page by page, the same ones
+    as one search, in the same order, with the event loop free to run between pages."""
+    await seed(store)
+    await store.insert_alerts(
+        [
+            (new_alert(f"a-{i:03}", seq=i, at=NOW + timedelta(seconds=i)), window(i), first(f"a-{i:03}"))
+            if i % 3
+            else (new_alert(f"a-{i:03}", seq=i, at=NOW + timedelta(seconds=i)), window(i), None)
+            for i in range(1, 261)
+        ]
+    )
+    ticks = 0
+
+    async def ticking() -> None:  # another task of the loop: an alert arriving, say
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    for query in (AlertQuery(limit=1000), AlertQuery(states=("notifying",), limit=150)):
+        ticker = asyncio.create_task(ticking())
+        await asyncio.sleep(0)
+        pages = []
+        async with contextlib.aclosing(store.alert_pages(query)) as reading:
+            async for page in reading:
+                pages.append(list(page))
+        ticker.cancel()
+        assert [r for page in pages for r in page] == await store.search_alerts(query)
+        assert len(pages) > 1 and ticks > len(pages), "the loop ran between the pages"
+    assert len([r async for page in store.alert_pages(AlertQuery(convention_names=())) for r in page]) == 0
+
+    # A reader that stops early (the console went away) leaves the store as it was.
+    async with contextlib.aclosing(store.alert_pages(AlertQuery(limit=1000))) as reading:
+        async for page in reading:
+            assert next(iter(page)).id == "a-260"
+            break
+    await store.insert_alerts([(new_alert("a-261", seq=261, at=NOW + timedelta(hours=1)), window(261), None)])
+    assert (await store.search_alerts(AlertQuery(limit=1)))[0].id == "a-261"
 
 
 @covers("add_note", "notes_for", "notification_times", "alert_event_times")

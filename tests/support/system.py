@@ -17,7 +17,7 @@ from dispatcher.alerting.notifier import SMS_WEBHOOK_PATH
 from dispatcher.directory.communes import load_communes
 from dispatcher.directory.loader import load_directory
 from dispatcher.domain import Device, DeviceKind
-from dispatcher.service import Dispatcher, proxy_options, running_dispatcher
+from dispatcher.service import WS_COMPRESSION, Dispatcher, proxy_options, running_dispatcher
 from dispatcher.settings import (
     ApiSettings,
     DispatcherSettings,
@@ -123,6 +123,7 @@ async def http_server(
             app,  # type: ignore[arg-type]
             log_level="warning",
             timeout_graceful_shutdown=2,
+            ws_per_message_deflate=WS_COMPRESSION,
             **proxy_options(trusted_proxies),
         )
         server = uvicorn.Server(config)

@@ -2,7 +2,7 @@
 
 The feed answers its waiting events in batches (``routes.ConsoleFeed``). At
 100 alerts/s a batch holds several alerts' summaries, and each frame costs
-the dispatcher a frame build, a compression and a socket write on the event
+the dispatcher a frame build and a socket write on the event
 loop the alert path shares. A batch therefore goes out as one frame.
 
 Invariants (tests/console/test_frames.py):

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,6 +96,19 @@ def _waiting(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
     return events
 
 
+def _listed(record: AlertRecord, access: Access, *, mine: bool) -> bool:
+    """Whether a snapshot lists ``record`` (in scope; for her, never a duress she cannot see)."""
+    return access.sees_alert(record) and not (mine and views.hidden_from_practitioner(record))
+
+
+def _summary_json(record: AlertRecord, *, mine: bool) -> str:
+    return _json(views.summary(record, as_practitioner=mine).model_dump(mode="json"))
+
+
+def _json(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)  # as WebSocket.send_json
+
+
 def _same_origin(origin: str, host: str | None) -> bool:
     return bool(host) and urlsplit(origin).netloc == host
 
@@ -144,46 +160,48 @@ class ConsoleFeed:
     async def _send_snapshot(self, user: User) -> None:
         access = self._access(user)
         mine = user.role is Role.PRACTITIONER  # she sees a duress as a plain cancel
-        records = await self._snapshot_records(access, mine=mine)
-        shown = [
-            r for r in records if access.sees_alert(r) and not (mine and views.hidden_from_practitioner(r))
-        ]
-        alerts = [views.summary(r, as_practitioner=mine).model_dump(mode="json") for r in shown]
+        alerts = await self._snapshot_summaries(access, mine=mine)
         system = [] if mine else [{"topic": t, "alarm": a} for t, a in self._ctx.bus.system_alarms.items()]
         alarms = [] if mine else await self._open_alarms(access)
-        await self._ws.send_json(
-            {
-                "type": "snapshot",
-                "user": user.display_name,
-                "alerts": alerts,
-                "system": system,
-                "alarms": alarms,
-            }
-        )
+        head = _json({"type": "snapshot", "user": user.display_name})
+        tail = _json({"system": system, "alarms": alarms})
+        # The alerts' JSON joined as it is: one json.dumps of thousands of summaries would
+        # build them all as dicts again, and hold the loop as long.
+        await self._ws.send_text(f'{head[:-1]},"alerts":[{",".join(alerts)}],{tail[1:]}')
 
     async def _open_alarms(self, access: Access) -> list[dict[str, Any]]:
         """The must-act alarms in scope that nobody has handled yet (a reload keeps them)."""
         events = await self._ctx.store.open_scoped_alarms()
         return [{"id": e["id"], "alarm": e["message"]} for e in events if access.sees_scope(e["scope"])]
 
-    async def _snapshot_records(self, access: Access, *, mine: bool) -> list[AlertRecord]:
-        """The most recent alerts in scope and, for a responder's console, every one still open.
+    async def _snapshot_summaries(self, access: Access, *, mine: bool) -> list[str]:
+        """The JSON summaries of the most recent alerts in scope and, for a responder's console,
+        of every one still open; most recent first.
 
         The page replaces its list with each snapshot, and a feed that fell
         behind is re-sent one: recent alerts alone would drop from the screen
         an open alert that a burst pushed out of the most recent ones.
         The practitioner's console keeps to her recent alerts: which of hers
         are "open" would tell a duress (still going on) from a cancel.
+
+        Read a page at a time, each record let go once summarised: in a surge
+        thousands of open alerts held as records made the garbage collector
+        walk them all, holding the alerts arriving meanwhile for half a second
+        (docs/performance.md, "A console opening in a surge").
         """
-        recent_limit = self._ctx.settings.api.console_recent_alerts
-        recent = await self._ctx.store.search_alerts(access.alert_query(AlertQuery(limit=recent_limit)))
-        if mine:
-            return list(recent)
-        still_open = await self._ctx.store.search_alerts(
-            access.alert_query(AlertQuery(states=tuple(sorted(views.OPEN_STATES)), limit=SNAPSHOT_OPEN_MAX))
-        )
-        merged = {r.id: r for r in (*still_open, *recent)}
-        return sorted(merged.values(), key=lambda r: r.received_at, reverse=True)
+        recent = access.alert_query(AlertQuery(limit=self._ctx.settings.api.console_recent_alerts))
+        queries = [recent]
+        if not mine:
+            states = tuple(sorted(views.OPEN_STATES))
+            queries.append(access.alert_query(AlertQuery(states=states, limit=SNAPSHOT_OPEN_MAX)))
+        shown: dict[str, tuple[datetime, str]] = {}  # the fresher read first: the recent one
+        for query in queries:
+            async with contextlib.aclosing(self._ctx.store.alert_pages(query)) as pages:
+                async for page in pages:
+                    for record in page:
+                        if record.id not in shown and _listed(record, access, mine=mine):
+                            shown[record.id] = (record.received_at, _summary_json(record, mine=mine))
+        return [text for _, text in sorted(shown.values(), key=itemgetter(0), reverse=True)]
 
     async def _forward(
         self, user: User, queue: asyncio.Queue[dict[str, Any]], reader: asyncio.Task[None]
