@@ -7,7 +7,6 @@ dialect (``->>`` for JSON paths, numbered parameters).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,7 +26,7 @@ from dispatcher.store.base import (
     UserRecord,
 )
 from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, _status_count, _utc, utcnow
-from dispatcher.store.rows import ROWS_PER_TURN
+from dispatcher.store.rows import in_turns
 
 T = TypeVar("T")
 
@@ -314,10 +313,8 @@ class PostgresAccess:
         # asyncpg decodes the documents as it receives the rows: here the pages only
         # spare the caller holding every record at once.
         rows = await self._search_rows(query)
-        for start in range(0, len(rows), ROWS_PER_TURN):
-            if start:
-                await asyncio.sleep(0)
-            yield map(self._alert, rows[start : start + ROWS_PER_TURN])
+        async for turn in in_turns(rows):
+            yield map(self._alert, turn)
 
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         if not await self.alert_exists(alert_id):

@@ -15,7 +15,7 @@ parsing thousands of them stalled the alert path as long as the loop did.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -49,6 +49,14 @@ async def off_the_loop_if_many(work: Callable[[], T], rows: int) -> T:
 ROWS_PER_TURN = 25
 
 
+async def in_turns(rows: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
+    """``rows`` a turn's worth (:data:`ROWS_PER_TURN`) at a time, the event loop running between turns."""
+    for start in range(0, len(rows), ROWS_PER_TURN):
+        if start:
+            await asyncio.sleep(0)
+        yield rows[start : start + ROWS_PER_TURN]
+
+
 async def parse_rows_in_turns(parse: Callable[[Any], T], rows: Sequence[Any]) -> list[T]:
     """``parse`` applied to every row, letting the event loop run between every few rows.
 
@@ -60,10 +68,8 @@ async def parse_rows_in_turns(parse: Callable[[Any], T], rows: Sequence[Any]) ->
     opening in a surge").
     """
     parsed: list[T] = []
-    for start in range(0, len(rows), ROWS_PER_TURN):
-        if start:
-            await asyncio.sleep(0)
-        parsed.extend(parse(row) for row in rows[start : start + ROWS_PER_TURN])
+    async for turn in in_turns(rows):
+        parsed.extend(map(parse, turn))
     return parsed
 
 
