@@ -135,6 +135,20 @@ class LiveAlerts:
             return None
         return _decode_summary(held.summaries[as_practitioner])
 
+    def summary_at(self, alert_id: str, version: int, as_practitioner: bool, *, now: float) -> str | None:
+        """The JSON summary already built for ``alert_id`` at exactly ``version``, if held (within
+        ``ttl_s`` of being recorded): what a console's snapshot takes instead of reading the record.
+
+        A version names one commit of the alert, whoever wrote it, so an exact
+        match is what the store holds whatever the number of writers; the TTL
+        bounds what an out-of-process purge (no new version) could leave.
+        """
+        held = self._held.get(alert_id)
+        if held is None or held.shell.version != version or now - held.at > self._ttl_s:
+            return None
+        summary = held.summaries.get(as_practitioner)
+        return None if summary is None else summary.decode()
+
     def keep_summary(self, record: AlertRecord, as_practitioner: bool, summary: dict[str, Any]) -> None:
         """Remember ``summary`` of ``record`` for the other consoles (only while it is the one held)."""
         held = self._held.get(record.id)

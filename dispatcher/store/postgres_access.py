@@ -15,6 +15,7 @@ import asyncpg
 
 from dispatcher.store.base import (
     PURGED_LOCATION,
+    AlertHead,
     AlertQuery,
     AlertRecord,
     AlreadyExists,
@@ -271,11 +272,13 @@ class PostgresAccess:
             for r in rows
         ]
 
-    async def _search_rows(self, query: AlertQuery) -> list[asyncpg.Record]:
-        """The rows :meth:`search_alerts` turns into records."""
+    async def _search_rows(self, query: AlertQuery, columns: str = _ALERT_COLUMNS) -> list[asyncpg.Record]:
+        """The rows :meth:`search_alerts` turns into records (``columns`` of them)."""
         if (
-            query.convention_names is not None and not query.convention_names
-        ) or query.practitioner_ids == ():
+            (query.convention_names is not None and not query.convention_names)
+            or query.practitioner_ids == ()
+            or query.ids == ()
+        ):
             return []
         where = _Where()
         if query.states:
@@ -295,12 +298,14 @@ class PostgresAccess:
             where.add("context->'practitioner'->>'id' = ANY($?::text[])", list(query.practitioner_ids))
         if query.device_id is not None:
             where.add("device_id=$?", query.device_id)
+        if query.ids is not None:
+            where.add("id = ANY($?::text[])", list(query.ids))
         if query.since is not None:
             where.add("received_at>=$?", _utc(query.since))
         if query.until is not None:
             where.add("received_at<$?", _utc(query.until))
         return await self._fetch(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE {where.sql}"
+            f"SELECT {columns} FROM alerts WHERE {where.sql}"
             f" ORDER BY received_at DESC LIMIT {where.next()}",
             *where.params,
             query.limit,
@@ -315,6 +320,10 @@ class PostgresAccess:
         rows = await self._search_rows(query)
         async for turn in in_turns(rows):
             yield map(self._alert, turn)
+
+    async def alert_heads(self, query: AlertQuery) -> list[AlertHead]:
+        rows = await self._search_rows(query, "id, version, received_at")
+        return [AlertHead(r[0], r[1], r[2]) for r in rows]
 
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         if not await self.alert_exists(alert_id):

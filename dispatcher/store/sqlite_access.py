@@ -19,6 +19,7 @@ import aiosqlite
 
 from dispatcher.store.base import (
     PURGED_LOCATION,
+    AlertHead,
     AlertQuery,
     AlertRecord,
     AlreadyExists,
@@ -268,11 +269,13 @@ class SqliteAccess:
             for r in rows
         ]
 
-    def _search_statement(self, query: AlertQuery) -> tuple[str, tuple[Any, ...]] | None:
+    def _search_statement(self, query: AlertQuery, columns: str = "*") -> tuple[str, tuple[Any, ...]] | None:
         """The SELECT of :meth:`search_alerts` and its parameters (None: nothing can match)."""
         if (
-            query.convention_names is not None and not query.convention_names
-        ) or query.practitioner_ids == ():
+            (query.convention_names is not None and not query.convention_names)
+            or query.practitioner_ids == ()
+            or query.ids == ()
+        ):
             return None
         where: list[str] = ["1=1"]
         params: list[Any] = []
@@ -300,13 +303,16 @@ class SqliteAccess:
         if query.device_id is not None:
             where.append("device_id=?")
             params.append(query.device_id)
+        if query.ids is not None:  # one parameter, whatever their number (SQLite bounds the count)
+            where.append("id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(query.ids))
         if query.since is not None:
             where.append("received_at>=?")
             params.append(_iso(query.since))
         if query.until is not None:
             where.append("received_at<?")
             params.append(_iso(query.until))
-        sql = f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY received_at DESC LIMIT ?"
+        sql = f"SELECT {columns} FROM alerts WHERE {' AND '.join(where)} ORDER BY received_at DESC LIMIT ?"
         return sql, (*params, query.limit)
 
     async def search_alerts(self, query: AlertQuery) -> list[AlertRecord]:
@@ -322,6 +328,13 @@ class SqliteAccess:
         async with contextlib.aclosing(self._pages(*statement)) as pages:
             async for rows in pages:
                 yield map(self._alert, rows)
+
+    async def alert_heads(self, query: AlertQuery) -> list[AlertHead]:
+        statement = self._search_statement(query, "id, version, received_at")
+        if statement is None:
+            return []
+        rows = await self._all_in_pages(*statement)
+        return [AlertHead(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
 
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         if not await self.alert_exists(alert_id):

@@ -19,6 +19,7 @@ from typing import Any
 import websockets
 
 from dispatcher.alerting import escalation as esc
+from dispatcher.store.base import Transition
 from dispatcher.web.api import views
 from protocol.topics import UplinkKind
 from tests.api.conftest import Served
@@ -129,3 +130,49 @@ async def test_a_console_that_fell_behind_ends_with_the_state_the_store_has(serv
         stored = await system.store.get_alert(alert_id)
         assert said == views.summary(stored).model_dump(mode="json")
         assert said is not None and said["taken_over_by"] == "Opératrice de test"
+
+
+async def _snapshot_alerts(url: str, username: str) -> dict[str, dict[str, Any]]:
+    ws_url = url.replace("http", "ws") + "/api/ws"
+    cookie = await _session_cookie(url, username)
+    async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}) as ws:
+        message = json.loads(await asyncio.wait_for(ws.recv(), LIVE_S))
+        assert message["type"] == "snapshot"
+        return {a["id"]: a for a in message["alerts"]}
+
+
+async def test_a_console_opening_is_sent_the_version_the_store_holds_not_an_older_one_memory_holds(
+    served: Served,
+) -> None:
+    # A snapshot takes from memory the summaries built for the very version the store holds.
+    # An alert changed by another writer (another instance, on PostgreSQL) is read again.
+    system = served.system
+    async with _herault_feed_with_an_alert(served) as (herault, alert_id):
+        await _started(served, alert_id)
+        await _push_of(herault, alert_id, lambda m: m["alert"]["state"] == "notifying")
+        held = await system.store.get_alert(alert_id)
+        assert system.dispatcher.bus.alerts.summary_at(
+            alert_id, held.version, False, now=time.monotonic()
+        ), "the feed's push left its summary in memory"
+        assert (await _snapshot_alerts(served.url, "op-herault"))[alert_id] == views.summary(
+            held
+        ).model_dump(mode="json")
+
+        # Another writer moves the alert on, without this process's memory being told.
+        await system.store.apply_transition(
+            Transition(
+                alert_id=alert_id,
+                expected_version=held.version,
+                state="acknowledged",
+                escalation=held.escalation,
+            )
+        )
+        stored = await system.store.get_alert(alert_id)
+        shown = (await _snapshot_alerts(served.url, "op-herault"))[alert_id]
+        assert shown == views.summary(stored).model_dump(mode="json")
+        assert shown["state"] == "acknowledged"
+        # And what it read is kept for the next console: the same version, from memory.
+        assert system.dispatcher.bus.alerts.summary_at(alert_id, stored.version, False, now=time.monotonic())
+        assert (await _snapshot_alerts(served.url, "op-herault"))[alert_id] == shown
+        # Gard's operator is not sent it, held or not.
+        assert alert_id not in await _snapshot_alerts(served.url, "op-gard")

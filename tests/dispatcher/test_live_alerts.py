@@ -166,3 +166,16 @@ def test_a_record_whose_documents_cannot_be_held_is_read_from_the_store_instead(
     live.committed(record(1), now=0)
     live.committed(replace(record(2), context={"odd": object()}), now=0)  # never from the store
     assert live.current("a-1", now=0) is None  # not the older version 1: the feed reads the store
+
+
+def test_a_snapshot_takes_a_held_summary_only_for_the_very_version_the_store_holds() -> None:
+    live = LiveAlerts(sole_writer=False, ttl_s=10)
+    live.committed(record(3), now=0)
+    assert live.summary_at("a-1", 3, False, now=1) is None  # no feed built it yet
+    live.keep_summary(record(3), False, {"id": "a-1", "state": "notifying"})
+    assert live.summary_at("a-1", 3, False, now=1) == '{"id":"a-1","state":"notifying"}'
+    assert live.summary_at("a-1", 3, True, now=1) is None  # hers is another summary
+    assert live.summary_at("a-1", 4, False, now=1) is None  # another writer moved it on
+    assert live.summary_at("a-1", 2, False, now=1) is None
+    assert live.summary_at("a-1", 3, False, now=10.5) is None  # past the TTL: read again
+    assert live.summary_at("a-2", 1, False, now=1) is None

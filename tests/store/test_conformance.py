@@ -41,6 +41,7 @@ from dispatcher.domain import (
 )
 from dispatcher.store.base import (
     PURGED_LOCATION,
+    AlertHead,
     AlertQuery,
     AlreadyExists,
     CommuneRecord,
@@ -1239,6 +1240,8 @@ async def test_search_alerts(store: Any) -> None:
     assert "a-1" in hers and await ids(practitioner_ids=(PRACTITIONER.id, "dr-autre")) == hers
     assert await ids(practitioner_ids=("dr-autre",)) == []
     assert await ids(practitioner_ids=()) == []
+    assert await ids(ids=("a-1", "a-3", "a-9")) == ["a-3", "a-1"]
+    assert await ids(ids=()) == []
     assert await ids(since=NOW + timedelta(minutes=1)) == ["a-3", "a-2"]
     assert await ids(until=NOW + timedelta(minutes=1)) == ["a-1"]
     assert await ids(limit=1) == ["a-3"]
@@ -1284,6 +1287,37 @@ async def test_alert_pages_give_the_searched_alerts_a_page_at_a_time(store: Any)
             break
     await store.insert_alerts([(new_alert("a-261", seq=261, at=NOW + timedelta(hours=1)), window(261), None)])
     assert (await store.search_alerts(AlertQuery(limit=1)))[0].id == "a-261"
+
+
+@covers("alert_heads")
+async def test_alert_heads_name_the_searched_alerts_versions_in_the_same_order(store: Any) -> None:
+    """A console's snapshot asks which version of each alert the store holds, to take the
+    summaries it holds in memory: the same alerts as a search, in the same order, each with
+    the version and time its record has."""
+    await seed(store)
+    await store.insert_alerts(
+        [
+            (new_alert(f"a-{i}", seq=i, at=NOW + timedelta(seconds=i)), window(i), first(f"a-{i}"))
+            for i in (1, 2, 3)
+        ]
+    )
+    record = await store.get_alert("a-2")
+    await store.apply_transition(
+        Transition(
+            alert_id="a-2", expected_version=record.version, state="acknowledged", escalation={"tier": 1}
+        )
+    )
+    for query in (
+        AlertQuery(),
+        AlertQuery(states=("notifying",)),
+        AlertQuery(ids=("a-2", "a-3")),
+        AlertQuery(limit=1),
+        AlertQuery(convention_names=()),
+    ):
+        heads = await store.alert_heads(query)
+        records = await store.search_alerts(query)
+        assert heads == [AlertHead(r.id, r.version, r.received_at) for r in records]
+    assert [h.version for h in await store.alert_heads(AlertQuery(ids=("a-2",)))] == [record.version + 1]
 
 
 @covers("add_note", "notes_for", "notification_times", "alert_event_times")

@@ -14,8 +14,6 @@ import contextlib
 import json
 import logging
 import time
-from datetime import datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -101,10 +99,6 @@ def _listed(record: AlertRecord, access: Access, *, mine: bool) -> bool:
     return access.sees_alert(record) and not (mine and views.hidden_from_practitioner(record))
 
 
-def _summary_json(record: AlertRecord, *, mine: bool) -> str:
-    return _json(views.summary(record, as_practitioner=mine).model_dump(mode="json"))
-
-
 def _json(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)  # as WebSocket.send_json
 
@@ -184,9 +178,10 @@ class ConsoleFeed:
         The practitioner's console keeps to her recent alerts: which of hers
         are "open" would tell a duress (still going on) from a cancel.
 
-        Read a page at a time, each record let go once summarised: in a surge
-        thousands of open alerts held as records made the garbage collector
-        walk them all, holding the alerts arriving meanwhile for half a second
+        The summaries the feeds already built for the very version the store
+        holds are taken from memory; the other records are read a page at a
+        time (:meth:`FeedAlerts.snapshot`): in a surge, reading, decoding and
+        summarising thousands of open alerts held the alerts arriving meanwhile
         (docs/performance.md, "A console opening in a surge").
         """
         recent = access.alert_query(AlertQuery(limit=self._ctx.settings.api.console_recent_alerts))
@@ -194,14 +189,12 @@ class ConsoleFeed:
         if not mine:
             states = tuple(sorted(views.OPEN_STATES))
             queries.append(access.alert_query(AlertQuery(states=states, limit=SNAPSHOT_OPEN_MAX)))
-        shown: dict[str, tuple[datetime, str]] = {}  # the fresher read first: the recent one
-        for query in queries:
-            async with contextlib.aclosing(self._ctx.store.alert_pages(query)) as pages:
-                async for page in pages:
-                    for record in page:
-                        if record.id not in shown and _listed(record, access, mine=mine):
-                            shown[record.id] = (record.received_at, _summary_json(record, mine=mine))
-        return [text for _, text in sorted(shown.values(), key=itemgetter(0), reverse=True)]
+        return await self._alerts.snapshot(
+            queries,
+            as_practitioner=mine,
+            listed=lambda record: _listed(record, access, mine=mine),
+            from_memory=not mine,
+        )
 
     async def _forward(
         self, user: User, queue: asyncio.Queue[dict[str, Any]], reader: asyncio.Task[None]
