@@ -940,6 +940,10 @@ class PositionStore(Protocol):
     async def latest_alert_position(self, alert_id: str) -> PositionFix | None:
         """The fix with the latest ``at`` (then the last received), or None (none, or purged)."""
 
+    async def latest_alert_positions(self, alert_ids: Sequence[str]) -> dict[str, PositionFix]:
+        """:meth:`latest_alert_position` of each alert that has one, in one read (the overview map:
+        hundreds of open alerts, one store read each held the alerts arriving meanwhile)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ResponderLink:

@@ -5,7 +5,7 @@ Same semantics as :mod:`dispatcher.store.sqlite_positions`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -23,6 +23,7 @@ class PostgresPositions:
 
         async def _tx(self, work: Callable[[Conn], Awaitable[T]]) -> T: ...
         async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None: ...
+        async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]: ...
 
     async def record_alert_position(self, alert_id: str, fix: PositionFix) -> None:
         async def run(conn: Conn) -> None:
@@ -35,6 +36,21 @@ class PostgresPositions:
             )  # fmt: skip
 
         await self._tx(run)
+
+    async def latest_alert_positions(self, alert_ids: Sequence[str]) -> dict[str, PositionFix]:
+        if not alert_ids:
+            return {}
+        rows = await self._fetch(
+            "SELECT DISTINCT ON (alert_id) alert_id, lat, lon, accuracy_m, at, received_at"
+            " FROM alert_positions WHERE alert_id = ANY($1::text[]) ORDER BY alert_id, at DESC, id DESC",
+            list(alert_ids),
+        )
+        return {
+            r["alert_id"]: PositionFix(
+                r["lat"], r["lon"], r["accuracy_m"], _utc(r["at"]), _utc(r["received_at"])
+            )
+            for r in rows
+        }
 
     async def latest_alert_position(self, alert_id: str) -> PositionFix | None:
         row = await self._fetchrow(

@@ -7,8 +7,9 @@ the greatest fix time, then the last inserted.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,11 +46,28 @@ class SqlitePositions:
             self, work: Callable[[sqlite3.Connection], T], *, power_safe: bool = True, urgent: bool = True
         ) -> T: ...
         async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None: ...
+        async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]: ...
 
     async def record_alert_position(self, alert_id: str, fix: PositionFix) -> None:
         # Not power-safe and not urgent: the next fix follows within seconds, and
         # an alert's own transactions must not wait behind a stream of positions.
         await self._atomic(lambda tx: _insert(tx, alert_id, fix), power_safe=False, urgent=False)
+
+    async def latest_alert_positions(self, alert_ids: Sequence[str]) -> dict[str, PositionFix]:
+        if not alert_ids:
+            return {}
+        rows = await self._all(
+            "SELECT alert_id, lat, lon, accuracy_m, at_us, received_us FROM (SELECT *, ROW_NUMBER() OVER"
+            " (PARTITION BY alert_id ORDER BY at_us DESC, id DESC) AS latest FROM alert_positions"
+            " WHERE alert_id IN (SELECT value FROM json_each(?))) WHERE latest = 1",
+            (json.dumps(list(alert_ids)),),
+        )
+        return {
+            r["alert_id"]: PositionFix(
+                r["lat"], r["lon"], r["accuracy_m"], _from_us(r["at_us"]), _from_us(r["received_us"])
+            )
+            for r in rows
+        }
 
     async def latest_alert_position(self, alert_id: str) -> PositionFix | None:
         row = await self._one(

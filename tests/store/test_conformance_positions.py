@@ -25,7 +25,7 @@ def fix(lat: float, *, at_s: float, accuracy_m: float | None = 6.5, received_s: 
     )
 
 
-@covers("record_alert_position", "latest_alert_position")
+@covers("record_alert_position", "latest_alert_position", "latest_alert_positions")
 async def test_the_latest_fix_of_an_alert_is_the_one_taken_last(store: Any) -> None:
     await seed(store, "btn-1", "btn-2")
     await store.insert_alerts(
@@ -52,6 +52,16 @@ async def test_the_latest_fix_of_an_alert_is_the_one_taken_last(store: Any) -> N
     with pytest.raises(NotFound):
         await store.record_alert_position("a-404", fix(43.6, at_s=1))
     assert await store.latest_alert_position("a-404") is None
+
+    # The overview map reads the latest fix of many alerts at once: the same ones.
+    await store.record_alert_position("a-2", fix(43.70, at_s=3))
+    await store.record_alert_position("a-2", fix(43.71, at_s=2, received_s=5))
+    assert await store.latest_alert_positions(["a-1", "a-2", "a-404"]) == {
+        "a-1": fix(43.63, at_s=10, received_s=2),
+        "a-2": fix(43.70, at_s=3),
+    }
+    assert await store.latest_alert_positions(["a-2"]) == {"a-2": fix(43.70, at_s=3)}
+    assert await store.latest_alert_positions([]) == {}
 
 
 @covers("record_alert_position", "latest_alert_position", "purge_locations")

@@ -53,6 +53,11 @@ class Access:
     def convention_names(self, ids: frozenset[str]) -> tuple[str, ...]:
         return tuple(c.name for c in self.snapshot.conventions if c.id in ids)
 
+    @cached_property
+    def _names_seen(self) -> frozenset[str]:
+        """The names of :attr:`convention_ids`: worked out once, not for each alert of a list."""
+        return frozenset(self.convention_names(self.convention_ids))
+
     def alert_query(self, query: AlertQuery, convention_id: str | None = None) -> AlertQuery:
         """``query`` narrowed to this user's scope (and to ``convention_id`` if given)."""
         names: tuple[str, ...] | None = None
@@ -84,10 +89,10 @@ class Access:
         if self.user.role is Role.PRACTITIONER:
             practitioner = context.get("practitioner") or {}
             return bool(self.user.practitioner_id) and practitioner.get("id") == self.user.practitioner_id
-        names = self.convention_names(self.convention_ids)
+        names = self._names_seen
         # operator_scope: the conventions of the alert's territory (fallback-routed alerts too).
-        scope = set(context.get("operator_scope") or ())
-        return context.get("convention_name") in names or bool(scope & set(names))
+        scope = context.get("operator_scope") or ()
+        return context.get("convention_name") in names or not names.isdisjoint(scope)
 
     def sees_scope(self, scope: Sequence[str]) -> bool:
         """An event scoped to the conventions named in ``scope`` (a home visit's alarm): their
@@ -96,7 +101,7 @@ class Access:
             return True
         if self.user.role is not Role.OPERATOR:
             return False
-        return not scope or bool(set(scope) & set(self.convention_names(self.convention_ids)))
+        return not scope or not self._names_seen.isdisjoint(scope)
 
     def site_convention(self, site: Site) -> str | None:
         """Id of the convention whose territory holds the site, if any."""

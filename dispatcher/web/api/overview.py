@@ -1,7 +1,7 @@
 """The console's overview map: open alerts and open declared visits of the territory, with their positions.
 
 An alert is placed at the device's latest live position when it sends one
-(:meth:`Store.latest_alert_position`), else at the location resolved when it
+(:meth:`Store.latest_alert_positions`, all in one read), else at the location resolved when it
 arrived; a visit at its declared address.
 
 Reading positions is audited like an alert's detail: one ``alert.location.read``
@@ -10,6 +10,7 @@ entry (``via: overview``, the alerts shown) and one ``visit.read`` per request.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,14 +66,30 @@ def _alert(record: AlertRecord, live: PositionFix | None) -> OverviewAlert | Non
 
 
 async def _alerts(ctx: Ctx, access: UserAccess) -> tuple[list[OverviewAlert], int]:
+    """The open alerts in scope, placed; and how many could not be.
+
+    Read a page at a time, each record let go once placed (as a console's
+    snapshot), and their positions in one read: in a surge, 500 records held
+    at once and 500 position reads one after the other held the alerts
+    arriving meanwhile (docs/performance.md, "The overview map in a surge").
+    Positions are read first, for the alerts open then; one opened since is
+    placed where it was located on arrival.
+    """
     query = access.alert_query(AlertQuery(states=tuple(views.OPEN_STATES), limit=500))
-    records = [r for r in await ctx.store.search_alerts(query) if access.sees_alert(r)]
-    shown = []
-    for record in records:
-        placed = _alert(record, await ctx.store.latest_alert_position(record.id))
-        if placed is not None:
-            shown.append(placed)
-    return shown, len(records) - len(shown)
+    live = await ctx.store.latest_alert_positions([h.id for h in await ctx.store.alert_heads(query)])
+    shown: list[OverviewAlert] = []
+    unplaced = 0
+    async with contextlib.aclosing(ctx.store.alert_pages(query)) as pages:
+        async for page in pages:
+            for record in page:
+                if not access.sees_alert(record):
+                    continue
+                placed = _alert(record, live.get(record.id))
+                if placed is None:
+                    unplaced += 1
+                else:
+                    shown.append(placed)
+    return shown, unplaced
 
 
 async def _visits(ctx: Ctx, access: UserAccess, now: float) -> tuple[list[OverviewVisit], int]:
