@@ -15,6 +15,11 @@ batch frame, dispatcher/web/console/frames.py) or by a later
 snapshot, which the feed sends when it fell behind and which the page lists
 at once. Its first line is ``ready`` once the first snapshot came: alerts
 published before that would be in it, not pushed.
+
+With ``--overview-every S`` the same operator also reads the overview map
+(``GET /api/overview``) every S seconds, as the console does while the map is
+open, and writes how long each read took to ``<out>.overview`` (seconds, one
+per line).
 """
 
 from __future__ import annotations
@@ -99,15 +104,49 @@ async def login(base_url: str, username: str, password: str) -> str:
 
 
 async def watch(
-    base_url: str, username: str, password: str, out: Path, *, reopen_every_s: float | None = None
+    base_url: str,
+    username: str,
+    password: str,
+    out: Path,
+    *,
+    reopen_every_s: float | None = None,
+    overview_every_s: float | None = None,
 ) -> None:
     """Log in, open the feed, and write each alert's first push until the feed closes.
 
     ``reopen_every_s``: close the feed and open it again that often, as a page
     reloaded does: each time the dispatcher builds a fresh snapshot of every
     open alert (in a surge, thousands) while alerts keep coming.
+    ``overview_every_s``: read the overview map that often meanwhile.
     """
     session = await login(base_url, username, password)
+    if overview_every_s is None:
+        await _feed(base_url, session, out, reopen_every_s)
+        return
+    async with asyncio.TaskGroup() as tasks:  # a failed read ends the watcher, with its error
+        poller = tasks.create_task(_read_overview(base_url, session, overview_path(out), overview_every_s))
+        await _feed(base_url, session, out, reopen_every_s)
+        poller.cancel()
+
+
+def overview_path(out: Path) -> Path:
+    """Where the watcher writes its overview read times."""
+    return out.with_name(out.name + ".overview")
+
+
+async def _read_overview(base_url: str, session: str, out: Path, every_s: float) -> None:
+    cookie = {"Cookie": f"{SESSION_COOKIE}={session}"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        with out.open("a", buffering=1) as lines:
+            while True:
+                started = time.monotonic()
+                response = await client.get("/api/overview", headers=cookie)
+                response.raise_for_status()
+                lines.write(f"{time.monotonic() - started}\n")
+                await asyncio.sleep(every_s)
+
+
+async def _feed(base_url: str, session: str, out: Path, reopen_every_s: float | None) -> None:
     ws_url = base_url.replace("http", "ws", 1) + "/api/ws"
     feed = FeedLines()
     with out.open("a", buffering=1) as lines:  # line-buffered: the parent reads it while we run
@@ -162,14 +201,24 @@ class FeedLines:
 class ConsoleWatcher:
     """The watcher process of one scenario: start it, wait for its snapshot, read its pushes."""
 
-    def __init__(self, workdir: Path, base_url: str, *, reopen_every_s: float | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        base_url: str,
+        *,
+        reopen_every_s: float | None = None,
+        overview_every_s: float | None = None,
+    ) -> None:
         self.out = workdir / "console-pushes.log"
         self.out.write_text("")
+        overview_path(self.out).write_text("")
         argv = python_module(
             "bench.console", "--url", base_url, "--username", OPERATOR, "--out", str(self.out)
         )
         if reopen_every_s is not None:
             argv += ["--reopen-every", str(reopen_every_s)]
+        if overview_every_s is not None:
+            argv += ["--overview-every", str(overview_every_s)]
         self._process = Process("console", argv, workdir / "console.log")
 
     def start(self, timeout: float = 30.0) -> None:
@@ -189,6 +238,11 @@ class ConsoleWatcher:
         """Alert id -> when the console first received it (time.monotonic())."""
         return read_pushes(self.out.read_text())[1]
 
+    def overview_reads(self) -> dict[str, Any]:
+        """The overview map's reads: how many, and how long they took (ms)."""
+        times = [float(line) for line in overview_path(self.out).read_text().split()]
+        return {"reads": len(times), "read_ms": percentiles_ms(times)}
+
     def stop(self) -> None:
         self._process.stop()
 
@@ -199,8 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--username", default=OPERATOR)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--reopen-every", type=float, default=None, help="seconds; a page reloaded")
+    parser.add_argument("--overview-every", type=float, default=None, help="seconds; the map read again")
     args = parser.parse_args(argv)
-    asyncio.run(watch(args.url, args.username, OPERATOR_PASSWORD, args.out, reopen_every_s=args.reopen_every))
+    asyncio.run(
+        watch(
+            args.url,
+            args.username,
+            OPERATOR_PASSWORD,
+            args.out,
+            reopen_every_s=args.reopen_every,
+            overview_every_s=args.overview_every,
+        )
+    )
     return 0
 
 

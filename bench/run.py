@@ -30,6 +30,8 @@ Runner = Callable[[Path, sc.Sizes], dict[str, Any]]
 SLOW_PROVIDER = {"latency_ms": 3000, "failure_rate": 0.10}
 #: How often the steady-100-console-reopens scenario reloads its console (seconds).
 CONSOLE_REOPEN_S = 5.0
+#: How often the steady-100-overview scenario reads the overview map (seconds).
+OVERVIEW_EVERY_S = 2.0
 TARGETS = {
     "steady-100": "p50 ≤ 5 ms, p99 ≤ 15 ms (publish → first provider request, durable commit included)",
     "slow-provider-10": "p99 ≤ 2× the fast provider's p99 at the same rate (steady-10)",
@@ -89,6 +91,17 @@ def _scenarios() -> dict[str, Runner]:
             console_reopen_s=CONSOLE_REOPEN_S,
             notes=f"the operator's console reloaded every {CONSOLE_REOPEN_S:g} s: a fresh snapshot"
             " of every open alert (thousands) while alerts keep coming",
+        ),
+        "steady-100-overview": lambda w, s: sc.alert_scenario(
+            "steady-100-overview",
+            w,
+            s,
+            rate=100,
+            duration_s=s.steady_s,
+            console=True,
+            console_overview_s=OVERVIEW_EVERY_S,
+            notes=f"the operator's overview map read every {OVERVIEW_EVERY_S:g} s: its 500 most"
+            " recent open alerts, placed, while alerts keep coming",
         ),
         "burst-1000": lambda w, s: sc.alert_scenario(
             "burst-1000", w, s, rate=None, duration_s=0, burst=s.burst, notes=f"{s.burst} alerts at once"

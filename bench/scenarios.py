@@ -173,6 +173,7 @@ def alert_scenario(
     web_instance: bool = False,
     console: bool = False,
     console_reopen_s: float | None = None,
+    console_overview_s: float | None = None,
     notes: str = "",
 ) -> dict[str, Any]:
     """Alerts against the real dispatcher(s); latency measured at the sandbox.
@@ -182,7 +183,8 @@ def alert_scenario(
     second of them is of role web and takes every provider callback. ``console``: one
     operator's console feed is open throughout, and each alert's publish →
     first push to it is measured too (``bench/console.py``); ``console_reopen_s``:
-    that console is reloaded that often (a fresh snapshot each time).
+    that console is reloaded that often (a fresh snapshot each time);
+    ``console_overview_s``: its overview map is read that often.
     """
     specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices)]
     with Cluster(
@@ -203,7 +205,9 @@ def alert_scenario(
         watcher: ConsoleWatcher | None = None
         try:
             if console:
-                watcher = _open_console(cluster, reopen_every_s=console_reopen_s)
+                watcher = _open_console(
+                    cluster, reopen_every_s=console_reopen_s, overview_every_s=console_overview_s
+                )
             before, t0 = _all(cluster.dispatcher_pids), time.monotonic()
             if burst is not None:
                 sent = burst_alerts(pubs, Fleet(cluster.keys), devices, count=burst)
@@ -234,6 +238,7 @@ def alert_scenario(
                 time.sleep(0.5)
                 requests = cluster.sandbox_requests()
             pushes = _console_pushes(watcher, wanted, sizes.drain_timeout_s) if watcher else None
+            overview = watcher.overview_reads() if watcher and console_overview_s else None
             metrics = cluster.all_metrics()
             stored = cluster.stored_alert_ids()
         finally:
@@ -258,13 +263,19 @@ def alert_scenario(
     )
     if pushes is not None:
         result["console"] = push_latency(sent, pushes)
+    if overview is not None:
+        result["overview"] = overview
     return result
 
 
-def _open_console(cluster: Cluster, *, reopen_every_s: float | None = None) -> ConsoleWatcher:
+def _open_console(
+    cluster: Cluster, *, reopen_every_s: float | None = None, overview_every_s: float | None = None
+) -> ConsoleWatcher:
     """An operator account, logged in on its console feed (live once this returns)."""
     asyncio.run(add_operator(cluster.store_url))
-    watcher = ConsoleWatcher(cluster.workdir, cluster.public_url, reopen_every_s=reopen_every_s)
+    watcher = ConsoleWatcher(
+        cluster.workdir, cluster.public_url, reopen_every_s=reopen_every_s, overview_every_s=overview_every_s
+    )
     try:
         watcher.start()
     except BaseException:

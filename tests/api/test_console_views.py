@@ -120,6 +120,9 @@ async def test_the_overview_has_open_alerts_and_open_visits_with_their_positions
     assert [(r.username, r.detail.get("via"), r.detail.get("alerts")) for r in reads] == [
         ("op-herault", "overview", [alert_id])
     ]
+    # The alerts this process holds in memory are taken from there; others are read: the same map.
+    harness.system.dispatcher.bus.alerts.forget()
+    assert (await operator.get("/api/overview")).json()["alerts"] == view["alerts"]
 
     # The device sends where she is now: the overview follows its latest live position.
     moved = Location(

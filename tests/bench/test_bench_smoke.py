@@ -19,6 +19,7 @@ ALERT_SCENARIOS = (
     "steady-100",
     "steady-100-no-callbacks",
     "steady-100-console-reopens",
+    "steady-100-overview",
     "burst-1000",
     "slow-provider-10",
     "slow-provider-100",
@@ -91,10 +92,12 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
     assert steady["alerts_active"]["notifying"] == scenarios["steady-10"]["alerts_sent"]  # the state gauge
     assert steady["ingested"]["alert"] == scenarios["steady-10"]["alerts_sent"]
     # An operator console open (reloaded, in the last): every alert pushed to it, or listed by a snapshot.
-    for name in ("steady-10", "steady-100", "steady-100-console-reopens"):
+    for name in ("steady-10", "steady-100", "steady-100-console-reopens", "steady-100-overview"):
         console = scenarios[name]["console"]
         assert console["never_pushed"] == 0 and console["pushed"] == scenarios[name]["alerts_sent"], name
         assert set(console["push_ms"]) == QUANTILES and console["push_ms"]["p99"] is not None
+    overview = scenarios["steady-100-overview"]["overview"]  # the map read meanwhile, each read timed
+    assert overview["reads"] >= 1 and overview["read_ms"]["max"] is not None
     heartbeat = scenarios["heartbeat-10k"]
     assert heartbeat["heartbeats_ingested"] > 0 and heartbeat["false_offline_flags"] == 0
     assert {"cpu_pct_of_core", "rss_mb"} <= set(heartbeat["dispatcher"])
