@@ -81,28 +81,22 @@ def _scenarios() -> dict[str, Runner]:
         "steady-10": steady(10),
         "steady-100": steady(100),
         "steady-100-no-callbacks": isolated(100),
-        "steady-100-console-reopens": lambda w, s: sc.alert_scenario(
-            "steady-100-console-reopens",
-            w,
-            s,
-            rate=100,
-            duration_s=s.steady_s,
+        "steady-100-console-reopens": at(
+            "steady-{rate:g}-console-reopens",
+            lambda s: s.steady_s,
             console=True,
             console_reopen_s=CONSOLE_REOPEN_S,
             notes=f"the operator's console reloaded every {CONSOLE_REOPEN_S:g} s: a fresh snapshot"
             " of every open alert (thousands) while alerts keep coming",
-        ),
-        "steady-100-overview": lambda w, s: sc.alert_scenario(
-            "steady-100-overview",
-            w,
-            s,
-            rate=100,
-            duration_s=s.steady_s,
+        )(100),
+        "steady-100-overview": at(
+            "steady-{rate:g}-overview",
+            lambda s: s.steady_s,
             console=True,
             console_overview_s=OVERVIEW_EVERY_S,
             notes=f"the operator's overview map read every {OVERVIEW_EVERY_S:g} s: its 500 most"
             " recent open alerts, placed, while alerts keep coming",
-        ),
+        )(100),
         "burst-1000": lambda w, s: sc.alert_scenario(
             "burst-1000", w, s, rate=None, duration_s=0, burst=s.burst, notes=f"{s.burst} alerts at once"
         ),
