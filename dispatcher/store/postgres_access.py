@@ -15,6 +15,7 @@ import asyncpg
 
 from dispatcher.store.base import (
     PURGED_LOCATION,
+    AlertFacts,
     AlertHead,
     AlertQuery,
     AlertRecord,
@@ -27,7 +28,7 @@ from dispatcher.store.base import (
     UserRecord,
 )
 from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, _status_count, _utc, utcnow
-from dispatcher.store.rows import in_turns
+from dispatcher.store.rows import in_turns, parse_rows_in_turns
 
 T = TypeVar("T")
 
@@ -325,6 +326,9 @@ class PostgresAccess:
         rows = await self._search_rows(query, "id, version, received_at")
         return [AlertHead(r[0], r[1], r[2]) for r in rows]
 
+    async def alert_facts(self, query: AlertQuery) -> list[AlertFacts]:
+        return await parse_rows_in_turns(_facts, await self._search_rows(query, _FACTS_COLUMNS))
+
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         if not await self.alert_exists(alert_id):
             raise NotFound(f"alert {alert_id!r} does not exist")
@@ -441,3 +445,28 @@ def purged_context(context: dict[str, Any] | None) -> dict[str, Any] | None:
             "departement": location.get("departement"),
         },
     }
+
+
+# What the statistics count of an alert, read from its documents by PostgreSQL (AlertFacts' order).
+_FACTS_COLUMNS = (
+    "id, kind, received_at, state, context->>'convention_name', context->'operator_scope',"
+    " context#>>'{practitioner,id}', context#>>'{location,source}', context#>>'{site,kind}',"
+    " COALESCE(escalation->'duress' = 'true'::jsonb, false),"
+    " (SELECT MIN(at) FROM alert_events e WHERE e.alert_id = alerts.id AND e.kind = 'Acknowledged')"
+)
+
+
+def _facts(r: asyncpg.Record) -> AlertFacts:
+    return AlertFacts(
+        id=r[0],
+        kind=r[1],
+        received_at=r[2],
+        state=r[3],
+        convention_name=r[4],
+        operator_scope=tuple(r[5] or ()),
+        practitioner_id=r[6],
+        location_source=r[7],
+        site_kind=r[8],
+        duress=r[9],
+        acknowledged_at=r[10],
+    )

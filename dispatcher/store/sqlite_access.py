@@ -19,6 +19,7 @@ import aiosqlite
 
 from dispatcher.store.base import (
     PURGED_LOCATION,
+    AlertFacts,
     AlertHead,
     AlertQuery,
     AlertRecord,
@@ -339,6 +340,12 @@ class SqliteAccess:
         rows = await self._all_in_pages(*statement)
         return [AlertHead(r[0], r[1], datetime.fromisoformat(r[2])) for r in rows]
 
+    async def alert_facts(self, query: AlertQuery) -> list[AlertFacts]:
+        statement = self._search_statement(query, _FACTS_COLUMNS)
+        if statement is None:
+            return []
+        return await parse_rows_in_turns(_facts, await self._all_in_pages(*statement))
+
     async def add_note(self, alert_id: str, *, user_id: int | None, author: str, text: str) -> NoteRecord:
         if not await self.alert_exists(alert_id):
             raise NotFound(f"alert {alert_id!r} does not exist")
@@ -439,3 +446,30 @@ def _purged_context(text: str | None) -> str | None:
         "departement": location.get("departement"),
     }
     return json.dumps(context)
+
+
+# What the statistics count of an alert, read from its documents by SQLite (AlertFacts' order).
+_FACTS_COLUMNS = (
+    "id, kind, received_at, state, json_extract(context, '$.convention_name'),"
+    " json_extract(context, '$.operator_scope'), json_extract(context, '$.practitioner.id'),"
+    " json_extract(context, '$.location.source'), json_extract(context, '$.site.kind'),"
+    " json_extract(escalation, '$.duress'),"
+    " (SELECT MIN(at) FROM alert_events WHERE alert_id = alerts.id AND kind = 'Acknowledged')"
+)
+
+
+def _facts(row: sqlite3.Row) -> AlertFacts:
+    scope, acked = row[5], row[10]
+    return AlertFacts(
+        id=row[0],
+        kind=row[1],
+        received_at=datetime.fromisoformat(row[2]),
+        state=row[3],
+        convention_name=row[4],
+        operator_scope=tuple(json.loads(scope)) if scope else (),
+        practitioner_id=row[6],
+        location_source=row[7],
+        site_kind=row[8],
+        duress=bool(row[9]),
+        acknowledged_at=None if acked is None else datetime.fromisoformat(acked),
+    )

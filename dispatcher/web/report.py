@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from dispatcher.domain import Convention
-from dispatcher.store.base import AlertRecord
+from dispatcher.store.base import AlertFacts
 from dispatcher.web.api.schemas import AlertDetail, StatsRow
 
 REPORTABLE_STATES = frozenset({"resolved"})
@@ -139,30 +139,23 @@ def _quantile(values: Sequence[float], q: float) -> float | None:
     return round(stats.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1], 1)
 
 
-def statistics(
-    records: Iterable[AlertRecord],
-    event_times: dict[str, dict[str, datetime]],
-    conventions: Sequence[Convention],
-) -> list[StatsRow]:
+def statistics(alerts: Iterable[AlertFacts], conventions: Sequence[Convention]) -> list[StatsRow]:
     """Anonymised counts per (convention, month, type of place); real alerts only, not tests."""
     departements = {c.name: c.departement for c in conventions}
-    cells: dict[tuple[str, str, str], list[AlertRecord]] = defaultdict(list)
-    for r in records:
-        if r.kind != "alert":
+    cells: dict[tuple[str, str, str], list[AlertFacts]] = defaultdict(list)
+    for a in alerts:
+        if a.kind != "alert":
             continue
-        ctx = r.context or {}
         key = (
-            ctx.get("convention_name") or "(aucune convention)",
-            r.received_at.astimezone(PARIS).strftime("%Y-%m"),
-            place_type((ctx.get("location") or {}).get("source"), (ctx.get("site") or {}).get("kind")),
+            a.convention_name or "(aucune convention)",
+            a.received_at.astimezone(PARIS).strftime("%Y-%m"),
+            place_type(a.location_source, a.site_kind),
         )
-        cells[key].append(r)
+        cells[key].append(a)
     rows = []
-    for (convention, month, place), alerts in sorted(cells.items()):
+    for (convention, month, place), cell in sorted(cells.items()):
         delays = [
-            (acked - r.received_at).total_seconds()
-            for r in alerts
-            if (acked := event_times.get(r.id, {}).get("Acknowledged")) is not None
+            (a.acknowledged_at - a.received_at).total_seconds() for a in cell if a.acknowledged_at is not None
         ]
         rows.append(
             StatsRow(
@@ -170,11 +163,11 @@ def statistics(
                 departement=departements.get(convention),
                 month=month,
                 place_type=place,
-                alerts=len(alerts),
+                alerts=len(cell),
                 acknowledged=len(delays),
-                false_alarms=sum(r.state == "false_alarm" for r in alerts),
-                cancelled=sum(r.state == "cancelled" for r in alerts),
-                duress=sum(bool((r.escalation or {}).get("duress")) for r in alerts),
+                false_alarms=sum(a.state == "false_alarm" for a in cell),
+                cancelled=sum(a.state == "cancelled" for a in cell),
+                duress=sum(a.duress for a in cell),
                 median_ack_s=round(stats.median(delays), 1) if delays else None,
                 p90_ack_s=_quantile(delays, 0.9),
             )

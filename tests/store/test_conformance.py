@@ -41,6 +41,7 @@ from dispatcher.domain import (
 )
 from dispatcher.store.base import (
     PURGED_LOCATION,
+    AlertFacts,
     AlertHead,
     AlertQuery,
     AlreadyExists,
@@ -1318,6 +1319,77 @@ async def test_alert_heads_name_the_searched_alerts_versions_in_the_same_order(s
         records = await store.search_alerts(query)
         assert heads == [AlertHead(r.id, r.version, r.received_at) for r in records]
     assert [h.version for h in await store.alert_heads(AlertQuery(ids=("a-2",)))] == [record.version + 1]
+
+
+@covers("alert_facts")
+async def test_alert_facts_are_what_the_records_and_their_first_acknowledgement_say(store: Any) -> None:
+    """The statistics read only the facts they count, by the database from the documents: they
+    must be exactly what the records say (a wrong count misleads a territory's review), for
+    every shape a context takes: routed, fallback-routed with a territory, no place, duress."""
+    await seed(store)
+    contexts: dict[str, dict[str, Any] | None] = {
+        "a-1": {
+            "convention_name": CONVENTION.name,
+            "location": {"source": "site", "description": "45 Rue"},
+            "site": {"kind": "cabinet"},
+            "practitioner": {"id": PRACTITIONER.id},
+        },
+        "a-2": {"operator_scope": ["SSJ Gard", "SSJ Hérault"], "location": {"source": "gnss"}},
+        "a-3": None,
+    }
+    escalations = {"a-1": {"tier": 0}, "a-2": {"tier": 0, "duress": True}, "a-3": {"duress": False}}
+    kinds = {"a-1": "alert", "a-2": "alert", "a-3": "drill"}
+    await store.insert_alerts(
+        [
+            (
+                new_alert(f"a-{i}", seq=i, at=NOW + timedelta(seconds=i), kind=kinds[f"a-{i}"]),
+                window(i),
+                Transition(
+                    alert_id=f"a-{i}",
+                    expected_version=0,
+                    state="notifying",
+                    escalation=escalations[f"a-{i}"],
+                    context=contexts[f"a-{i}"],
+                ),
+            )
+            for i in (1, 2, 3)
+        ]
+    )
+    for state in ("acknowledged", "resolved"):  # two acknowledgements: the first one counts
+        record = await store.get_alert("a-2")
+        await store.apply_transition(
+            Transition(
+                alert_id="a-2",
+                expected_version=record.version,
+                state=state,
+                escalation=escalations["a-2"],
+                events=(("Acknowledged", {"by": "Brigadier Roux"}),),
+            )
+        )
+    times = await store.alert_event_times(["a-1", "a-2", "a-3"])
+    for query in (AlertQuery(), AlertQuery(kinds=("alert",)), AlertQuery(ids=("a-3",)), AlertQuery(limit=1)):
+        expected = [
+            AlertFacts(
+                id=r.id,
+                kind=r.kind,
+                received_at=r.received_at,
+                state=r.state,
+                convention_name=(r.context or {}).get("convention_name"),
+                operator_scope=tuple((r.context or {}).get("operator_scope", ())),
+                practitioner_id=((r.context or {}).get("practitioner") or {}).get("id"),
+                location_source=((r.context or {}).get("location") or {}).get("source"),
+                site_kind=((r.context or {}).get("site") or {}).get("kind"),
+                duress=bool((r.escalation or {}).get("duress")),
+                acknowledged_at=times[r.id].get("Acknowledged"),
+            )
+            for r in await store.search_alerts(query)
+        ]
+        assert await store.alert_facts(query) == expected
+    a1, a2, a3 = sorted(await store.alert_facts(AlertQuery()), key=lambda f: f.id)
+    assert (a1.site_kind, a1.practitioner_id, a1.acknowledged_at) == ("cabinet", PRACTITIONER.id, None)
+    assert a2.duress and a2.operator_scope == ("SSJ Gard", "SSJ Hérault") and a2.state == "resolved"
+    assert a2.acknowledged_at is not None and a2.acknowledged_at == times["a-2"]["Acknowledged"]
+    assert (a3.kind, a3.duress, a3.convention_name, a3.location_source) == ("drill", False, None, None)
 
 
 @covers("add_note", "notes_for", "notification_times", "alert_event_times")

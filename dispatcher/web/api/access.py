@@ -25,7 +25,7 @@ from dispatcher.directory.location import departement_of
 from dispatcher.directory.routing import find_convention
 from dispatcher.directory.snapshot import DirectorySnapshot
 from dispatcher.domain import Address, Device, LocationSource, ResolvedLocation, Site
-from dispatcher.store.base import AlertQuery, AlertRecord
+from dispatcher.store.base import AlertFacts, AlertQuery, AlertRecord
 from dispatcher.web.auth import Role, User
 
 
@@ -86,13 +86,20 @@ class Access:
         if self.is_admin:
             return True
         context: dict[str, Any] = record.context or {}
-        if self.user.role is Role.PRACTITIONER:
-            practitioner = context.get("practitioner") or {}
-            return bool(self.user.practitioner_id) and practitioner.get("id") == self.user.practitioner_id
-        names = self._names_seen
+        practitioner = context.get("practitioner") or {}
         # operator_scope: the conventions of the alert's territory (fallback-routed alerts too).
         scope = context.get("operator_scope") or ()
-        return context.get("convention_name") in names or not names.isdisjoint(scope)
+        return self._sees(context.get("convention_name"), scope, practitioner.get("id"))
+
+    def sees_facts(self, facts: AlertFacts) -> bool:
+        """:meth:`sees_alert` for the facts the statistics read instead of the record."""
+        return self.is_admin or self._sees(facts.convention_name, facts.operator_scope, facts.practitioner_id)
+
+    def _sees(self, convention_name: str | None, scope: Sequence[str], practitioner_id: str | None) -> bool:
+        if self.user.role is Role.PRACTITIONER:
+            return bool(self.user.practitioner_id) and practitioner_id == self.user.practitioner_id
+        names = self._names_seen
+        return convention_name in names or not names.isdisjoint(scope)
 
     def sees_scope(self, scope: Sequence[str]) -> bool:
         """An event scoped to the conventions named in ``scope`` (a home visit's alarm): their

@@ -93,9 +93,8 @@ async def _cells(
     query = access.alert_query(
         AlertQuery(kinds=(kind,), since=since, until=until, limit=100_000), convention_id
     )
-    records = [r for r in await ctx.store.search_alerts(query) if access.sees_alert(r)]
-    times = await ctx.store.alert_event_times([r.id for r in records])
-    return statistics(records, times, access.snapshot.conventions)
+    facts = [f for f in await ctx.store.alert_facts(query) if access.sees_facts(f)]
+    return statistics(facts, access.snapshot.conventions)
 
 
 def _csv(rows: list[StatsRow] | list[StatsTotal], model: type[BaseModel], filename: str) -> Response:
