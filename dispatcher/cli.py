@@ -102,6 +102,7 @@ def serve(
 ) -> None:
     """Run the dispatcher: MQTT ingest, escalation, webhooks, API."""
     from dispatcher.alerting.mqtt import MqttUnavailable
+    from dispatcher.fleet.instance_claim import InstanceIdInUse
     from dispatcher.service import serve as run
 
     _logging(verbose)
@@ -109,7 +110,7 @@ def serve(
     _require_database(_settings(AdminSettings).database_url, create)
     try:
         uvloop.run(run(_settings(DispatcherSettings)))
-    except MqttUnavailable as exc:  # a setting or the broker to fix: one line, not a traceback
+    except (MqttUnavailable, InstanceIdInUse) as exc:  # a setting or the broker to fix: one line
         typer.echo(f"erreur : {exc}", err=True)
         raise typer.Exit(1) from None
 

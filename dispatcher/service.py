@@ -32,6 +32,7 @@ from dispatcher.directory.snapshot import DirectoryCache
 from dispatcher.events import RESYNC_EVENT, EventBus
 from dispatcher.fleet.broker_control import BrokerControl
 from dispatcher.fleet.health import HealthMonitor
+from dispatcher.fleet.instance_claim import InstanceClaim, InstanceIdInUse
 from dispatcher.fleet.presence import AlertTakerPresence
 from dispatcher.fleet.quarantine import Quarantine
 from dispatcher.live_alerts import LiveAlerts
@@ -72,6 +73,8 @@ class Dispatcher:
     visits: VisitTimers
     control: BrokerControl
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Why this process must stop (its instance id claimed by another live process), once it must.
+    must_stop: asyncio.Future[InstanceIdInUse] = field(default_factory=asyncio.Future)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -122,6 +125,27 @@ async def _relay_events(dsn: str, bus: EventBus, metrics: Metrics) -> None:
         bus.relay_to(None)
 
 
+async def _claim_instance_id(store: Store, settings: DispatcherSettings) -> InstanceClaim | None:
+    """This process's claim on its instance id, before anything is taken back (PostgreSQL only)."""
+    if not is_postgres(settings.database_url):
+        return None
+    claim = InstanceClaim(store, settings.instance_id, lease_s=settings.instance_lease_s)
+    try:
+        await claim.take()
+    except BaseException:
+        await store.close()
+        raise
+    return claim
+
+
+async def _keep_claim(claim: InstanceClaim, must_stop: asyncio.Future[InstanceIdInUse]) -> None:
+    try:
+        await claim.keep()
+    except InstanceIdInUse as exc:  # expected, and said in one line: no traceback
+        log.critical("%s", exc)
+        must_stop.set_result(exc)  # serve() stops the process, as on SIGTERM
+
+
 async def _share_group(store: Store) -> str:
     """The dispatchers' secret $share group name, the same for every instance on ``store``."""
     return await store.deployment_secret("mqtt_share_group", f"vigie-{secrets.token_hex(16)}")
@@ -150,6 +174,7 @@ def freeze_what_was_loaded() -> tuple[int, int]:
 async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Dispatcher]:
     """Start a dispatcher (store, broker session, loops); stop it on exit."""
     store = await open_store(settings.database_url)
+    claim = await _claim_instance_id(store, settings)
     cache = DirectoryCache(store)
     await cache.refresh()
     await cache.refresh_communes_if_changed()
@@ -246,6 +271,8 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         control,
     )  # fmt: skip
     try:
+        if claim is not None:
+            d.spawn(_keep_claim(claim, d.must_stop), "instance-claim")
         await engine.recover()
         await bridge.start()
         d.spawn(ingest.run(), "ingest")
@@ -295,6 +322,8 @@ async def running_dispatcher(settings: DispatcherSettings) -> AsyncIterator[Disp
         await visits.sms.stop()
         await bridge.stop()
         await notifier.aclose()
+        if claim is not None:
+            await claim.release()  # last: a restart under this id must find everything given back
         await store.close()
 
 
@@ -376,6 +405,7 @@ async def serve(settings: DispatcherSettings) -> None:
             walked,
         )
         watchdog = asyncio.create_task(feed_watchdog(d.dead_tasks))
+        d.must_stop.add_done_callback(lambda _: setattr(server, "should_exit", True))
         log.info(
             "dispatcher %s en service sur http://%s:%s",
             settings.instance_id,
@@ -388,3 +418,5 @@ async def serve(settings: DispatcherSettings) -> None:
             watchdog.cancel()
             log.info("dispatcher %s : arrêt en cours", settings.instance_id)
     log.info("dispatcher %s arrêté", settings.instance_id)
+    if d.must_stop.done():
+        raise d.must_stop.result()

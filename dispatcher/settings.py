@@ -350,6 +350,13 @@ class DispatcherSettings(AdminSettings):
     http_host: str = Field(default="127.0.0.1", description="Where the REST API and console listen")
     http_port: int = Field(default=8080, description="REST API / console / webhooks port")
     instance_id: str = Field(default="dispatcher-1", description="Names this instance in leases and logs")
+    instance_lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="On PostgreSQL, one running process per instance id: a second process started with"
+        " the same id stops, and a restart after a crash waits at most this long for the dead run's"
+        " claim to run out (dispatcher/fleet/instance_claim.py)",
+    )
     role: Literal["all", "web"] = Field(
         default="all",
         description="all: takes the devices' alerts from the broker and serves the web side; web: serves"
