@@ -63,6 +63,44 @@ class DirectorySnapshot:
         """The sites by position (built once per snapshot: by the cache before it serves it)."""
         return SiteIndex(self.sites.values())
 
+    @cached_property
+    def devices_by_id(self) -> tuple[Device, ...]:
+        """The devices sorted by id (the devices' table), sorted once per snapshot."""
+        return tuple(sorted(self.devices.values(), key=lambda d: d.id))
+
+    @cached_property
+    def practitioner_devices(self) -> dict[str, tuple[Device, ...]]:
+        """Each practitioner's devices: one pass over the devices per snapshot, not one per
+        practitioner or device asked about (a territory's 100,000 were 10^10 steps)."""
+        devices: dict[str, list[Device]] = {}
+        for d in self.devices.values():
+            if d.practitioner_id:
+                devices.setdefault(d.practitioner_id, []).append(d)
+        return {p: tuple(ds) for p, ds in devices.items()}
+
+    @cached_property
+    def practitioner_sites(self) -> dict[str, tuple[str, ...]]:
+        """For each practitioner, the sites her devices are bound to (where a carried device of
+        hers, bound to none, belongs)."""
+        return {
+            p: tuple(sorted({d.site_id for d in ds if d.site_id and d.site_id in self.sites}))
+            for p, ds in self.practitioner_devices.items()
+        }
+
+    @cached_property
+    def territory_devices(self) -> dict[frozenset[str], tuple[Device, ...]]:
+        """Memo of the devices (by id) an operator of these conventions sees, filled as operators
+        ask (:func:`dispatcher.web.api.devices.device_health`): once per territory and snapshot,
+        not once per console's read."""
+        return {}
+
+    @cached_property
+    def site_conventions(self) -> dict[str, str | None]:
+        """Memo of each site's convention id, filled as sites are asked about
+        (:meth:`dispatcher.web.api.access.Access.site_convention`): a territory test per site
+        and snapshot, not one per device of the site and request."""
+        return {}
+
     def key_for(self, device_id: str) -> bytes | None:
         """HMAC key of an active device; None for unknown or revoked ones."""
         return self.keys.get(device_id)

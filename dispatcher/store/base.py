@@ -490,6 +490,13 @@ class AlertStore(Protocol):
         """Health rows (with ``flags`` and ``rev``) whose ``rev`` is above ``after_rev``, but for those
         that are exactly the view of instance ``not_by`` (it knows them already)."""
 
+    async def device_health_of(self, device_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The health rows (as :meth:`device_health`'s) of these devices only, sorted by device id:
+        a page of the devices' table, not the 100,000 rows of a national fleet."""
+
+    async def flagged_devices(self) -> list[str]:
+        """The devices with a flag raised (offline, low battery), sorted: a few among 100,000."""
+
     async def device_last_seen(self, device_ids: Sequence[str]) -> dict[str, datetime]:
         """When each of ``device_ids`` was last heard (timezone-aware), read for these devices only;
         a device never heard (or unknown) is absent."""

@@ -120,6 +120,19 @@ class PostgresFleet(PostgresMixin):
         )
         return await parse_rows(_health_row, rows)
 
+    async def device_health_of(self, device_ids: Sequence[str]) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            'SELECT * FROM device_health WHERE device_id = ANY($1::text[]) ORDER BY device_id COLLATE "C"',
+            list(device_ids),
+        )
+        return [_health_row(r) for r in rows]
+
+    async def flagged_devices(self) -> list[str]:
+        rows = await self._fetch(
+            "SELECT device_id FROM device_health WHERE flags <> '[]' ORDER BY device_id COLLATE \"C\""
+        )
+        return [str(r[0]) for r in rows]
+
     async def device_last_seen(self, device_ids: Sequence[str]) -> dict[str, datetime]:
         rows = await self._fetch(
             "SELECT device_id, last_seen_at FROM device_health"

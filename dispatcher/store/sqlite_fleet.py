@@ -103,6 +103,18 @@ class SqliteFleet(SqliteMixin):
         # instead of the few past ``after_rev`` in the rev index.
         return await parse_rows(dict, await self._all(sql, params), key=lambda r: str(r["device_id"]))
 
+    async def device_health_of(self, device_ids: Sequence[str]) -> list[dict[str, Any]]:
+        rows = await self._all(
+            "SELECT * FROM device_health WHERE device_id IN (SELECT value FROM json_each(?))"
+            " ORDER BY device_id",
+            (json.dumps(list(device_ids)),),
+        )
+        return [dict(r) for r in rows]
+
+    async def flagged_devices(self) -> list[str]:
+        rows = await self._all("SELECT device_id FROM device_health WHERE flags <> '[]' ORDER BY device_id")
+        return [str(r[0]) for r in rows]
+
     async def device_last_seen(self, device_ids: Sequence[str]) -> dict[str, datetime]:
         rows = await self._all(
             "SELECT device_id, last_seen_at FROM device_health"

@@ -997,6 +997,29 @@ async def test_health_observations_merge_whatever_the_order(store: Any) -> None:
     assert await store.device_health(after_rev=last_rev + 1) == []
 
 
+@covers("device_health_of", "flagged_devices")
+async def test_a_page_of_the_devices_table_reads_its_devices_and_the_flagged_ones(store: Any) -> None:
+    """The devices' table of a national fleet reads the flagged devices, then one page of rows:
+    the same rows as the full read, for these devices only."""
+    await seed(store, "btn-1", "btn-2", "btn-3")
+    t = 1_700_000_000.25
+    await store.merge_device_health([_observation(d, t, t) for d in ("btn-3", "btn-1", "btn-2")])
+    assert await store.flagged_devices() == []
+    await store.record_health_changes(
+        [
+            FlagChange("btn-3", '["offline"]', "offline", "balise btn-3 hors ligne"),
+            FlagChange("btn-1", '["low_battery"]', "low_battery", "batterie faible (9 %) sur btn-1"),
+        ]
+    )
+    assert await store.flagged_devices() == ["btn-1", "btn-3"]
+    every = {r["device_id"]: r for r in await store.device_health()}
+    page = await store.device_health_of(["btn-3", "btn-2", "btn-404"])
+    assert page == [every["btn-2"], every["btn-3"]]
+    assert await store.device_health_of([]) == []
+    await store.record_health_changes([FlagChange("btn-3", "[]", "offline_cleared", "balise btn-3 revenue")])
+    assert await store.flagged_devices() == ["btn-1"]
+
+
 @covers("record_health_changes", "operator_events")
 async def test_a_pass_flag_changes_are_recorded_together_with_their_events_in_order(store: Any) -> None:
     """A network outage silences many devices at once: one write records them all, each with its event."""

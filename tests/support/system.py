@@ -26,7 +26,7 @@ from dispatcher.settings import (
     TwilioSettings,
 )
 from dispatcher.store import open_store
-from dispatcher.store.base import Store
+from dispatcher.store.base import FlagChange, Store
 from dispatcher.web.app import create_app
 from sandbox.fleet import SimulatedDevice, new_device_secrets
 from sandbox.twilio_server import TwilioSandbox
@@ -214,3 +214,24 @@ async def running_system(
     finally:
         listener.close()  # already closed if the server ran; not if a start failed before it
         await sandbox.stop()
+
+
+async def flag_device(store: Store, device_id: str, flags: str, kind: str) -> None:
+    """``device_id`` reported offline by its Last Will, then flagged as the health leader does."""
+    await store.merge_device_health(
+        [
+            {
+                "device_id": device_id,
+                "last_seen_at": None,
+                "hb_seq": None,
+                "status": "offline",
+                "status_at": "2026-11-30T03:00:00.000000+00:00",
+                "battery_pct": None,
+                "signal_dbm": None,
+                "firmware": None,
+                "uptime_s": None,
+                "merged_by": "dispatcher-1",
+            }
+        ]
+    )
+    await store.record_health_changes([FlagChange(device_id, flags, kind, f"{device_id} : {kind}")])

@@ -112,7 +112,12 @@ class Access:
 
     def site_convention(self, site: Site) -> str | None:
         """Id of the convention whose territory holds the site, if any."""
-        return self.address_convention(site.address)
+        if self.snapshot.sites.get(site.id) is not site:  # a site being created or edited: not memoised
+            return self.address_convention(site.address)
+        known = self.snapshot.site_conventions
+        if site.id not in known:
+            known[site.id] = self.address_convention(site.address)
+        return known[site.id]
 
     def address_convention(
         self, address: Address, source: LocationSource = LocationSource.SITE
@@ -140,16 +145,13 @@ class Access:
         )
 
     def _device_sites(self, device: Device) -> list[Site]:
+        sites = self.snapshot.sites
         if device.site_id:
-            site = self.snapshot.sites.get(device.site_id)
+            site = sites.get(device.site_id)
             return [site] if site else []
         if not device.practitioner_id:
             return []
-        return [
-            self.snapshot.sites[d.site_id]
-            for d in self.snapshot.devices.values()
-            if d.practitioner_id == device.practitioner_id and d.site_id in self.snapshot.sites
-        ]
+        return [sites[s] for s in self.snapshot.practitioner_sites.get(device.practitioner_id, ())]
 
     def sees_device(self, device: Device) -> bool:
         if self.is_admin:
@@ -163,10 +165,7 @@ class Access:
             return True
         if self.user.role is Role.PRACTITIONER:
             return practitioner_id == self.user.practitioner_id
-        return any(
-            d.practitioner_id == practitioner_id and self.sees_device(d)
-            for d in self.snapshot.devices.values()
-        )
+        return any(self.sees_device(d) for d in self.snapshot.practitioner_devices.get(practitioner_id, ()))
 
     def sees_convention(self, convention_id: str) -> bool:
         return convention_id in self.convention_ids

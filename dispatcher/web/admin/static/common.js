@@ -36,6 +36,18 @@ export class ApiError extends Error {
 
 /** JSON over the same-origin session cookie; a 401 sends the browser to the console's login. */
 export async function api(path, options = {}) {
+  const response = await request(path, options);
+  return response.status === 204 ? null : response.json();
+}
+
+/** A list the server sends a page of: its rows, and how many there are in all (X-Total-Count). */
+export async function apiPage(path) {
+  const response = await request(path, {});
+  const rows = await response.json();
+  return { rows, total: Number(response.headers.get("X-Total-Count") ?? rows.length) };
+}
+
+async function request(path, options) {
   const response = await fetch(path, {
     credentials: "same-origin",
     headers: options.body ? { "Content-Type": "application/json" } : {},
@@ -56,7 +68,7 @@ export async function api(path, options = {}) {
     }
     throw new ApiError(response.status, String(detail || `erreur ${response.status}`));
   }
-  return response.status === 204 ? null : response.json();
+  return response;
 }
 export const send = (method, path, body) => api(path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
 

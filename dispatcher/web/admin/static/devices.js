@@ -1,5 +1,5 @@
 // Balises: state, link, battery, last seen; revocation after a confirmation step.
-import { $, api, badge, cell, confirmAction, el, parisTime, send } from "./common.js";
+import { $, api, apiPage, badge, cell, confirmAction, el, parisTime, send } from "./common.js";
 
 const KIND_FR = { button: "bouton fixe", pocket: "bouton de poche", bracelet: "bracelet" };
 
@@ -56,9 +56,13 @@ async function revoke(d) {
 }
 
 export async function showDevices() {
-  const [health, practitioners, sites] = await Promise.all([
-    api("/api/devices/health"), api("/api/practitioners"), api("/api/sites"),
+  const [page, practitioners, sites] = await Promise.all([
+    apiPage("/api/devices/health"), api("/api/practitioners"), api("/api/sites"),
   ]);
+  const health = page.rows;
+  $("devices-more").hidden = page.total <= health.length;
+  $("devices-more").textContent = `${health.length.toLocaleString("fr-FR")} balises affichées sur`
+    + ` ${page.total.toLocaleString("fr-FR")}, celles hors ligne ou à batterie faible en premier.`;
   const names = {
     practitioners: Object.fromEntries(practitioners.map((p) => [p.id, p.display_name])),
     sites: Object.fromEntries(sites.map((s) => [s.id, s.name])),

@@ -6,6 +6,18 @@ let unauthorized = () => {};
 export function onUnauthorized(handler) { unauthorized = handler; }
 
 export async function api(path, options = {}) {
+  const response = await request(path, options);
+  return response.status === 204 ? null : response.json();
+}
+
+/** A list the server sends a page of: its rows, and how many there are in all (X-Total-Count). */
+export async function apiPage(path) {
+  const response = await request(path, {});
+  const rows = await response.json();
+  return { rows, total: Number(response.headers.get("X-Total-Count") ?? rows.length) };
+}
+
+async function request(path, options) {
   const response = await fetch(path, {
     credentials: "same-origin",
     headers: options.body ? { "Content-Type": "application/json" } : {},
@@ -21,5 +33,5 @@ export async function api(path, options = {}) {
     if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join(" ; ");
     throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
   }
-  return response.status === 204 ? null : response.json();
+  return response;
 }

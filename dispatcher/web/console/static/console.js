@@ -4,7 +4,7 @@
 // filters.js (list filters in the URL), maps.js (maps and their written fallback).
 
 import { addAlarm, clearAlarms, dropAlarm, setAlarms, setupAlarms } from "./alarms.js";
-import { api, onUnauthorized } from "./api.js";
+import { api, apiPage, onUnauthorized } from "./api.js";
 import { $, cell, el } from "./dom.js";
 import { loadEscalation } from "./escalation.js";
 import { alertsPath, isActive, OPEN_STATES, setUrlParams, setupFilters } from "./filters.js";
@@ -124,13 +124,13 @@ function onMessage(msg) {
       scheduleList();
     }
     soon(renderAlerts);
-    if (isNew) soon(refreshHealth); // a device's first alert may come before its first heartbeat
+    if (isNew) soon(refreshHealthSoon); // a device's first alert may come before its first heartbeat
     if (isNew && msg.alert.needs_attention && !state.selected && !state.overview) select(msg.alert.id);
     else if (msg.alert.id === state.selected) scheduleDetail();
     if (msg.alarm) soon(refreshEvents);
     scheduleOverview();
   } else if (msg.type === "health") {
-    soon(refreshHealth);
+    soon(refreshHealthSoon);
   } else if (msg.type === "visit") {
     soon(refreshVisits);
     scheduleOverview();
@@ -448,9 +448,26 @@ function since(iso) {
   return `il y a ${age((Date.now() - new Date(iso).getTime()) / 1000)}`;
 }
 
+// At most one read of the devices' health per HEALTH_EVERY_MS when alerts or health events come
+// in a burst (each asks for one): the first at once, the others folded into one after it.
+const HEALTH_EVERY_MS = 2000;
+// The console's table: the flagged devices first; the rest of a large territory is in the administration.
+const HEALTH_ROWS = 200;
+const health = { at: 0, timer: null };
+
+function refreshHealthSoon() {
+  if (health.timer) return;
+  const wait = Math.max(0, health.at + HEALTH_EVERY_MS - Date.now());
+  health.timer = setTimeout(() => { health.timer = null; refreshHealth(); }, wait);
+}
+
 async function refreshHealth() {
+  health.at = Date.now();
   try {
-    const rows = await api("/api/devices/health");
+    const { rows, total } = await apiPage(`/api/devices/health?limit=${HEALTH_ROWS}`);
+    $("health-more").hidden = total <= rows.length;
+    $("health-more").textContent = `${rows.length.toLocaleString("fr-FR")} balises affichées sur`
+      + ` ${total.toLocaleString("fr-FR")}, celles hors ligne ou à batterie faible en premier.`;
     $("health").replaceChildren(...rows.map((d) => {
       const tr = el("tr");
       const status = d.state === "revoked" ? label("deviceState", d.state) : d.offline ? label("deviceStatus", "offline")
