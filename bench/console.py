@@ -18,8 +18,9 @@ published before that would be in it, not pushed.
 
 With ``--overview-every S`` the same operator also reads the overview map
 (``GET /api/overview``) every S seconds, as the console does while the map is
-open, and writes how long each read took to ``<out>.overview`` (seconds, one
-per line).
+open, and with ``--health-table-every S`` the devices' health table (``GET
+/api/devices/health?limit=200``), as consoles do at new alerts; it writes how
+long each read took to ``<out>.<page>`` (seconds, one per line).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ CONVENTION = "ssj-34"  # the Boutonnet practice's convention (bench/cluster.py's
 READY = "ready"
 #: The goal the figure is read against: an alert is on the operator's console within 1 s.
 GOAL_MS = 1000.0
+#: The pages a watcher may read again and again, by name: what the console asks for.
+PAGES = {"overview": "/api/overview", "health-table": "/api/devices/health?limit=200"}
 
 
 def read_pushes(text: str) -> tuple[bool, dict[str, float]]:
@@ -110,37 +113,38 @@ async def watch(
     out: Path,
     *,
     reopen_every_s: float | None = None,
-    overview_every_s: float | None = None,
+    read_every_s: Mapping[str, float] | None = None,
 ) -> None:
     """Log in, open the feed, and write each alert's first push until the feed closes.
 
     ``reopen_every_s``: close the feed and open it again that often, as a page
     reloaded does: each time the dispatcher builds a fresh snapshot of every
     open alert (in a surge, thousands) while alerts keep coming.
-    ``overview_every_s``: read the overview map that often meanwhile.
+    ``read_every_s``: each of these :data:`PAGES` read that often meanwhile.
     """
     session = await login(base_url, username, password)
-    if overview_every_s is None:
-        await _feed(base_url, session, out, reopen_every_s)
-        return
     async with asyncio.TaskGroup() as tasks:  # a failed read ends the watcher, with its error
-        poller = tasks.create_task(_read_overview(base_url, session, overview_path(out), overview_every_s))
+        pollers = [
+            tasks.create_task(_read_page(base_url, session, PAGES[page], page_path(out, page), every_s))
+            for page, every_s in (read_every_s or {}).items()
+        ]
         await _feed(base_url, session, out, reopen_every_s)
-        poller.cancel()
+        for poller in pollers:
+            poller.cancel()
 
 
-def overview_path(out: Path) -> Path:
-    """Where the watcher writes its overview read times."""
-    return out.with_name(out.name + ".overview")
+def page_path(out: Path, page: str) -> Path:
+    """Where the watcher writes the read times of ``page``."""
+    return out.with_name(f"{out.name}.{page}")
 
 
-async def _read_overview(base_url: str, session: str, out: Path, every_s: float) -> None:
+async def _read_page(base_url: str, session: str, path: str, out: Path, every_s: float) -> None:
     cookie = {"Cookie": f"{SESSION_COOKIE}={session}"}
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         with out.open("a", buffering=1) as lines:
             while True:
                 started = time.monotonic()
-                response = await client.get("/api/overview", headers=cookie)
+                response = await client.get(path, headers=cookie)
                 response.raise_for_status()
                 lines.write(f"{time.monotonic() - started}\n")
                 await asyncio.sleep(every_s)
@@ -207,18 +211,18 @@ class ConsoleWatcher:
         base_url: str,
         *,
         reopen_every_s: float | None = None,
-        overview_every_s: float | None = None,
+        read_every_s: Mapping[str, float] | None = None,
     ) -> None:
         self.out = workdir / "console-pushes.log"
         self.out.write_text("")
-        overview_path(self.out).write_text("")
         argv = python_module(
             "bench.console", "--url", base_url, "--username", OPERATOR, "--out", str(self.out)
         )
         if reopen_every_s is not None:
             argv += ["--reopen-every", str(reopen_every_s)]
-        if overview_every_s is not None:
-            argv += ["--overview-every", str(overview_every_s)]
+        for page, every_s in (read_every_s or {}).items():
+            page_path(self.out, page).write_text("")
+            argv += [f"--{page}-every", str(every_s)]
         self._process = Process("console", argv, workdir / "console.log")
 
     def start(self, timeout: float = 30.0) -> None:
@@ -238,9 +242,9 @@ class ConsoleWatcher:
         """Alert id -> when the console first received it (time.monotonic())."""
         return read_pushes(self.out.read_text())[1]
 
-    def overview_reads(self) -> dict[str, Any]:
-        """The overview map's reads: how many, and how long they took (ms)."""
-        times = [float(line) for line in overview_path(self.out).read_text().split()]
+    def page_reads(self, page: str) -> dict[str, Any]:
+        """The reads of ``page`` (a key of :data:`PAGES`): how many, and how long they took (ms)."""
+        times = [float(line) for line in page_path(self.out, page).read_text().split()]
         return {"reads": len(times), "read_ms": percentiles_ms(times)}
 
     def stop(self) -> None:
@@ -254,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--reopen-every", type=float, default=None, help="seconds; a page reloaded")
     parser.add_argument("--overview-every", type=float, default=None, help="seconds; the map read again")
+    parser.add_argument(
+        "--health-table-every", type=float, default=None, help="seconds; the devices' health table read again"
+    )
     args = parser.parse_args(argv)
+    reads = {"overview": args.overview_every, "health-table": args.health_table_every}
     asyncio.run(
         watch(
             args.url,
@@ -262,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             OPERATOR_PASSWORD,
             args.out,
             reopen_every_s=args.reopen_every,
-            overview_every_s=args.overview_every,
+            read_every_s={page: every_s for page, every_s in reads.items() if every_s is not None},
         )
     )
     return 0

@@ -111,13 +111,13 @@ def console_table(results: Sequence[dict[str, Any]]) -> str:
                 f" max {_fmt(q['max'])}  never pushed {c['never_pushed']}"
                 f"  over {c['goal_ms']:g} ms {c['over_goal']}"
             )
-        o = r.get("overview")
-        if o:
-            q = o["read_ms"]
-            lines.append(
-                f"  {r['name']:<20} overview map: {o['reads']} reads, each p50 {_fmt(q['p50'])}"
-                f" max {_fmt(q['max'])} ms"
-            )
+        for page, what in (("overview", "overview map"), ("health-table", "devices' health table")):
+            if o := r.get(page):
+                q = o["read_ms"]
+                lines.append(
+                    f"  {r['name']:<20} {what}: {o['reads']} reads, each p50 {_fmt(q['p50'])}"
+                    f" max {_fmt(q['max'])} ms"
+                )
     return "\n".join(lines) if len(lines) > 1 else ""
 
 

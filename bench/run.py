@@ -32,6 +32,9 @@ SLOW_PROVIDER = {"latency_ms": 3000, "failure_rate": 0.10}
 CONSOLE_REOPEN_S = 5.0
 #: How often the steady-100-overview scenario reads the overview map (seconds).
 OVERVIEW_EVERY_S = 2.0
+#: How often the health-table-100k scenario reads the devices' health table (seconds): each
+#: console asks at new alerts, at most every 2 s; two consoles open.
+HEALTH_TABLE_EVERY_S = 1.0
 TARGETS = {
     "steady-100": "p50 ≤ 5 ms, p99 ≤ 15 ms (publish → first provider request, durable commit included)",
     "slow-provider-10": "p99 ≤ 2× the fast provider's p99 at the same rate (steady-10)",
@@ -45,6 +48,8 @@ TARGETS = {
     " every 2 s (a practitioner renamed, a device relabelled, in turn)",
     "directory-bulk-100k": "informational: 10 alerts/s while 5,000 of a 100,000-device directory's"
     " devices are relabelled at once every 5 s (an import)",
+    "health-table-100k": "informational: 10 alerts/s while an operator's console reads the devices'"
+    " health table of a 100,000-device territory every second (consoles ask at new alerts)",
     "console-push": "every alert on the operator console within 1 s of its publish, none missing"
     " (steady-10 and steady-100)",
 }
@@ -109,6 +114,18 @@ def _scenarios() -> dict[str, Runner]:
         "heartbeat-10k": lambda w, s: sc.heartbeat_scenario("heartbeat-10k", w, s),
         "heartbeat-100k": lambda w, s: sc.heartbeat_scenario(
             "heartbeat-100k", w, s, devices=s.national_devices
+        ),
+        "health-table-100k": lambda w, s: sc.alert_scenario(
+            "health-table-100k",
+            w,
+            s,
+            rate=10,
+            duration_s=s.steady_s,
+            console=True,
+            console_health_s=HEALTH_TABLE_EVERY_S,
+            directory_devices=s.national_devices,
+            notes=f"{s.national_devices} devices in the operator's territory; its console's health table"
+            f" (GET /api/devices/health?limit=200) read every {HEALTH_TABLE_EVERY_S:g} s",
         ),
         "directory-edits-100k": lambda w, s: sc.directory_edits_scenario(
             "directory-edits-100k", w, s, devices=s.national_devices, rate=10

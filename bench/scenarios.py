@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -174,6 +174,8 @@ def alert_scenario(
     console: bool = False,
     console_reopen_s: float | None = None,
     console_overview_s: float | None = None,
+    console_health_s: float | None = None,
+    directory_devices: int = 0,
     notes: str = "",
 ) -> dict[str, Any]:
     """Alerts against the real dispatcher(s); latency measured at the sandbox.
@@ -184,9 +186,16 @@ def alert_scenario(
     operator's console feed is open throughout, and each alert's publish →
     first push to it is measured too (``bench/console.py``); ``console_reopen_s``:
     that console is reloaded that often (a fresh snapshot each time);
-    ``console_overview_s``: its overview map is read that often.
+    ``console_overview_s``: its overview map is read that often;
+    ``console_health_s``: its devices' health table. ``directory_devices``: that
+    many more devices in the directory (heartbeating hourly: none is due), in the
+    console's territory.
     """
     specs = [DeviceSpec(ALERT_DEVICES, sizes.alert_devices)]
+    if directory_devices:
+        specs.append(DeviceSpec("dir", directory_devices, 3600))
+    reads = {"overview": console_overview_s, "health-table": console_health_s}
+    read_every_s = {page: every_s for page, every_s in reads.items() if every_s is not None}
     with Cluster(
         workdir / name,
         specs,
@@ -205,9 +214,7 @@ def alert_scenario(
         watcher: ConsoleWatcher | None = None
         try:
             if console:
-                watcher = _open_console(
-                    cluster, reopen_every_s=console_reopen_s, overview_every_s=console_overview_s
-                )
+                watcher = _open_console(cluster, reopen_every_s=console_reopen_s, read_every_s=read_every_s)
             before, t0 = _all(cluster.dispatcher_pids), time.monotonic()
             if burst is not None:
                 sent = burst_alerts(pubs, Fleet(cluster.keys), devices, count=burst)
@@ -238,7 +245,7 @@ def alert_scenario(
                 time.sleep(0.5)
                 requests = cluster.sandbox_requests()
             pushes = _console_pushes(watcher, wanted, sizes.drain_timeout_s) if watcher else None
-            overview = watcher.overview_reads() if watcher and console_overview_s else None
+            page_reads = {page: watcher.page_reads(page) for page in read_every_s} if watcher else {}
             metrics = cluster.all_metrics()
             stored = cluster.stored_alert_ids()
         finally:
@@ -263,18 +270,20 @@ def alert_scenario(
     )
     if pushes is not None:
         result["console"] = push_latency(sent, pushes)
-    if overview is not None:
-        result["overview"] = overview
+    for page, read in page_reads.items():
+        result[page] = read
+    if directory_devices:
+        result["directory_devices"] = directory_devices
     return result
 
 
 def _open_console(
-    cluster: Cluster, *, reopen_every_s: float | None = None, overview_every_s: float | None = None
+    cluster: Cluster, *, reopen_every_s: float | None = None, read_every_s: Mapping[str, float] | None = None
 ) -> ConsoleWatcher:
     """An operator account, logged in on its console feed (live once this returns)."""
     asyncio.run(add_operator(cluster.store_url))
     watcher = ConsoleWatcher(
-        cluster.workdir, cluster.public_url, reopen_every_s=reopen_every_s, overview_every_s=overview_every_s
+        cluster.workdir, cluster.public_url, reopen_every_s=reopen_every_s, read_every_s=read_every_s
     )
     try:
         watcher.start()

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+CONSOLE_READS = ("steady-100-overview", "health-table-100k")  # a console reading a page again and again
 ALERT_SCENARIOS = (
     "steady-10",
     "steady-100",
     "steady-100-no-callbacks",
     "steady-100-console-reopens",
     "steady-100-overview",
+    "health-table-100k",
     "burst-1000",
     "slow-provider-10",
     "slow-provider-100",
@@ -92,12 +94,15 @@ def test_smoke_benchmark_reports_every_figure_and_loses_nothing(tmp_path: Path) 
     assert steady["alerts_active"]["notifying"] == scenarios["steady-10"]["alerts_sent"]  # the state gauge
     assert steady["ingested"]["alert"] == scenarios["steady-10"]["alerts_sent"]
     # An operator console open (reloaded, in the last): every alert pushed to it, or listed by a snapshot.
-    for name in ("steady-10", "steady-100", "steady-100-console-reopens", "steady-100-overview"):
+    for name in (*("steady-10", "steady-100", "steady-100-console-reopens"), *CONSOLE_READS):
         console = scenarios[name]["console"]
         assert console["never_pushed"] == 0 and console["pushed"] == scenarios[name]["alerts_sent"], name
         assert set(console["push_ms"]) == QUANTILES and console["push_ms"]["p99"] is not None
     overview = scenarios["steady-100-overview"]["overview"]  # the map read meanwhile, each read timed
     assert overview["reads"] >= 1 and overview["read_ms"]["max"] is not None
+    table = scenarios["health-table-100k"]  # the health table of a territory of all these devices
+    assert table["health-table"]["reads"] >= 1 and table["health-table"]["read_ms"]["max"] is not None
+    assert table["directory_devices"] == 400
     heartbeat = scenarios["heartbeat-10k"]
     assert heartbeat["heartbeats_ingested"] > 0 and heartbeat["false_offline_flags"] == 0
     assert {"cpu_pct_of_core", "rss_mb"} <= set(heartbeat["dispatcher"])
