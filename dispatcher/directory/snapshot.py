@@ -95,6 +95,12 @@ class DirectorySnapshot:
         return {}
 
     @cached_property
+    def territory_ids(self) -> dict[frozenset[str], frozenset[str]]:
+        """The ids of :attr:`territory_devices`, made once per territory and snapshot: a mobile
+        network's outage flags tens of thousands of devices, each tested against a territory."""
+        return {}
+
+    @cached_property
     def site_conventions(self) -> dict[str, str | None]:
         """Memo of each site's convention id, filled as sites are asked about
         (:meth:`dispatcher.web.api.access.Access.site_convention`): a territory test per site

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -58,9 +58,9 @@ async def device_health(
     new alert): the flagged devices, then one page of rows, are.
     """
     devices = access.snapshot.devices
-    flagged_ids = [i for i in await ctx.store.flagged_devices() if i in devices]
-    shown = [devices[i] for i in flagged_ids if access.sees_device(devices[i])][:limit]
     visible = await _visible(access)
+    seen = _ids(access, visible)
+    shown = [devices[i] for i in await ctx.store.flagged_devices() if i in seen][:limit]
     first = {d.id for d in shown}
     shown += itertools.islice((d for d in visible if d.id not in first), limit - len(shown))
     rows = {r["device_id"]: r for r in await ctx.store.device_health_of([d.id for d in shown])}
@@ -82,6 +82,21 @@ async def _visible(access: Access) -> Sequence[Device]:
     territory = access.convention_ids
     if territory not in known:
         known[territory] = await _territory(access, snapshot.devices_by_id)
+    return known[territory]
+
+
+def _ids(access: Access, visible: Sequence[Device]) -> Container[str]:
+    """The ids of ``visible`` (:func:`_visible`'s), for tests of membership: an operator's made
+    once per territory and snapshot."""
+    snapshot = access.snapshot
+    if access.is_admin:
+        return snapshot.devices
+    if access.user.role is Role.PRACTITIONER:
+        return {d.id for d in visible}
+    known = snapshot.territory_ids
+    territory = access.convention_ids
+    if territory not in known:
+        known[territory] = frozenset(d.id for d in visible)
     return known[territory]
 
 
