@@ -137,8 +137,24 @@ class DirectorySnapshot:
         )
         if not delta.sites and "site_index" in self.__dict__:
             snapshot.__dict__["site_index"] = self.site_index  # same sites: the same index serves
+        # The web side's memos, kept while what they are made of is unchanged: a home visit
+        # starting or ending makes a new snapshot every few seconds in a national deployment.
+        changed = {name for name in ("devices", "sites", "conventions") if getattr(delta, name)}
+        for memo, made_of in _MEMOS.items():
+            if memo in self.__dict__ and not changed & made_of:
+                snapshot.__dict__[memo] = self.__dict__[memo]
         return snapshot
 
+
+#: The snapshot's memos of the web side, and the parts of the directory each is made of.
+_MEMOS = {
+    "devices_by_id": {"devices"},
+    "practitioner_devices": {"devices"},
+    "practitioner_sites": {"devices", "sites"},
+    "territory_devices": {"devices", "sites", "conventions"},
+    "territory_ids": {"devices", "sites", "conventions"},
+    "site_conventions": {"sites", "conventions"},
+}
 
 R = TypeVar("R", Practitioner, Site, Device, HomeVisit, Convention)
 

@@ -304,3 +304,32 @@ async def test_the_sites_index_is_ready_before_an_alert_needs_it_and_kept_while_
     rebuilt = cache.current.__dict__.get("site_index")
     assert rebuilt is not None and rebuilt is not built
     assert "cabinet-boutonnet" in {s.id for s in rebuilt.near(44.5, site.address.point.lon)}
+
+
+async def test_the_web_sides_memos_are_kept_while_their_devices_sites_and_conventions_are(
+    store: SqliteStore,
+) -> None:
+    """A home visit starting or ending, a practitioner edited, makes a new snapshot every few
+    seconds in a national deployment: an operator's territory (100,000 devices tested) must not
+    be worked out again for it. A device edited must be, and only what it is part of."""
+    cache = DirectoryCache(store)
+    await cache.refresh()
+    first = cache.current
+    by_id, territories, conventions = first.devices_by_id, first.territory_devices, first.site_conventions
+    territories[frozenset({"ssj-34"})] = first.devices_by_id  # as an operator's read fills it
+
+    dr = await store.get_practitioner("dr-claire-fabre")
+    await store.upsert_practitioner(dr.model_copy(update={"phones": ["+33600000008"]}))
+    await cache.refresh()
+    kept = cache.current
+    assert kept is not first
+    assert kept.devices_by_id is by_id and kept.territory_devices is territories
+    assert kept.site_conventions is conventions
+
+    device = await store.get_device("btn-1")
+    await store.update_device(device.model_copy(update={"label": "bouton relabellisé"}))
+    await cache.refresh()
+    edited = cache.current
+    assert edited.site_conventions is conventions  # the sites and conventions did not change
+    assert edited.territory_devices is not territories and edited.territory_devices == {}
+    assert [d.label for d in edited.devices_by_id if d.id == "btn-1"] == ["bouton relabellisé"]
