@@ -121,6 +121,7 @@ def _mount_api(
     from dispatcher.web.admin.page import mount_admin_page
     from dispatcher.web.api import api_routers
     from dispatcher.web.api.deps import ApiContext
+    from dispatcher.web.common import mount_common_static
     from dispatcher.web.console.routes import mount_console
     from dispatcher.web.practitioner import practitioner_routers
     from dispatcher.web.practitioner.page import mount_practitioner_page
@@ -130,6 +131,7 @@ def _mount_api(
     app.state.api = ctx
     for router in api_routers() + practitioner_routers():
         app.include_router(router)
+    mount_common_static(app)
     mount_console(app, ctx)
     mount_practitioner_page(app)
     mount_admin_page(app, ctx)

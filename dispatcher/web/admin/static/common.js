@@ -1,6 +1,8 @@
 // Vigie administration — shared helpers: REST calls, French errors, Paris times, cells, confirmation.
 // Every string from the server goes through textContent.
 
+import { sessionClient } from "/common/static/session.js";
+
 export const $ = (id) => document.getElementById(id);
 export const PARIS = "Europe/Paris";
 const dayTime = new Intl.DateTimeFormat("fr-FR", {
@@ -34,43 +36,20 @@ export class ApiError extends Error {
   }
 }
 
-/** JSON over the same-origin session cookie; a 401 sends the browser to the console's login. */
-export async function api(path, options = {}) {
-  const response = await request(path, options);
-  return response.status === 204 ? null : response.json();
+function refused(status, detail) {
+  if (Array.isArray(detail)) return new ApiError(status, validationText(detail), detail.map((d) => d.loc[d.loc.length - 1]));
+  if (detail && typeof detail === "object") return new ApiError(status, detail.message || "refusé", [], detail.problems || []);
+  return new ApiError(status, String(detail || `erreur ${status}`));
 }
 
-/** A list the server sends a page of: its rows, and how many there are in all (X-Total-Count). */
-export async function apiPage(path) {
-  const response = await request(path, {});
-  const rows = await response.json();
-  return { rows, total: Number(response.headers.get("X-Total-Count") ?? rows.length) };
+/** The admin screens have no login of their own: an expired session goes back to the console's. */
+function sessionExpired() {
+  location.assign("/console/");
+  return new ApiError(401, "Session expirée : reconnectez-vous.");
 }
 
-async function request(path, options) {
-  const response = await fetch(path, {
-    credentials: "same-origin",
-    headers: options.body ? { "Content-Type": "application/json" } : {},
-    ...options,
-  });
-  if (response.status === 401) {
-    location.assign("/console/");
-    throw new ApiError(401, "Session expirée : reconnectez-vous.");
-  }
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail; } catch { /* not JSON */ }
-    if (Array.isArray(detail)) {
-      throw new ApiError(response.status, validationText(detail), detail.map((d) => d.loc[d.loc.length - 1]));
-    }
-    if (detail && typeof detail === "object") {
-      throw new ApiError(response.status, detail.message || "refusé", [], detail.problems || []);
-    }
-    throw new ApiError(response.status, String(detail || `erreur ${response.status}`));
-  }
-  return response;
-}
-export const send = (method, path, body) => api(path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+/** REST calls over the session cookie; errors are {@link ApiError}s, with the fields a form should mark. */
+export const { api, apiPage, send } = sessionClient({ onUnauthorized: sessionExpired, refused });
 
 export function el(tag, text, className) {
   const node = document.createElement(tag);

@@ -1,6 +1,8 @@
 // Vigie — the practitioner's page: declare a visit, its timer, her devices, her alerts and reports.
 // No framework, no build step; every string from the server goes through textContent.
 
+import { sessionClient } from "/common/static/session.js";
+
 const $ = (id) => document.getElementById(id);
 const PARIS = "Europe/Paris";
 const hhmm = new Intl.DateTimeFormat("fr-FR", { timeZone: PARIS, hour: "2-digit", minute: "2-digit" });
@@ -20,26 +22,21 @@ const AMBER_S = 5 * 60;
 
 const state = { user: null, visits: [], current: null, minutes: 30, poll: null, tick: null, report: null };
 
-// ---- REST (same conventions as the console: same-origin cookie, JSON bodies) ----------
-async function api(path, options = {}) {
-  const response = await fetch(path, {
-    credentials: "same-origin",
-    headers: options.body ? { "Content-Type": "application/json" } : {},
-    ...options,
-  });
-  if (response.status === 401 && path !== "/api/auth/login") {
-    showLogin("Session expirée : reconnectez-vous.");
-    throw new Error("session expirée");
-  }
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail; } catch { /* not JSON */ }
-    const error = new Error(typeof detail === "string" ? detail : detail.map((d) => d.msg).join(" ; "));
-    error.fields = Array.isArray(detail) ? detail.map((d) => d.loc[d.loc.length - 1]) : [];
-    throw error;
-  }
-  return response.status === 204 ? null : response.json();
+// ---- REST (the client every signed-in page uses; her errors name the form fields) ----------
+function refused(status, detail) {
+  const error = new Error(typeof detail === "string" ? detail
+    : Array.isArray(detail) ? detail.map((d) => d.msg).join(" ; ") : `erreur ${status}`);
+  error.fields = Array.isArray(detail) ? detail.map((d) => d.loc[d.loc.length - 1]) : [];
+  return error;
 }
+
+function sessionExpired(path) {
+  if (path === "/api/auth/login") return null;
+  showLogin("Session expirée : reconnectez-vous.");
+  return new Error("session expirée");
+}
+
+const { api } = sessionClient({ onUnauthorized: sessionExpired, refused });
 const post = (path, body) => api(path, { method: "POST", body: body === undefined ? undefined : JSON.stringify(body) });
 
 function el(tag, text, className) {
