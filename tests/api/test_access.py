@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from dispatcher.fleet.alert_takers import NO_TAKER
+from dispatcher.fleet.presence import TOPIC as ALERT_TAKERS
 from dispatcher.store import sqlite_path
 from tests.api.conftest import PASSWORD, Api
 
@@ -139,12 +140,26 @@ async def test_every_operator_sees_the_alarms_about_the_whole_system(api: Api) -
     _, alert_id = await api.alert_from("btn-boutonnet", "dr-claire-fabre", "cabinet-boutonnet")
     store = api.system.dispatcher.store
     await store.add_operator_event("alarm", "alerte sans contact joignable", alert_id=alert_id)
-    await store.add_operator_event("alarm", NO_TAKER)
+    await store.add_operator_event("alarm", NO_TAKER, topic=ALERT_TAKERS)
     gard = await api.as_user("op-gard")
     herault = await api.as_user("op-herault")
     assert [e["message"] for e in (await gard.get("/api/operator-events")).json()] == [NO_TAKER]
     seen = [e["message"] for e in (await herault.get("/api/operator-events")).json()]
     assert seen[:2] == [NO_TAKER, "alerte sans contact joignable"]
+
+
+async def test_a_visit_alarm_from_before_scopes_is_read_by_admins_only(api: Api) -> None:
+    """Before migration 18 a home visit's alarm had no scope: it names a practitioner and her
+    phone, of any territory, so no operator reads it; admins do."""
+    old = "Visite dépassée — Dr Claire Fabre (dr-claire-fabre) : ALERTE NON DÉCLENCHÉE, appelez-la"
+    store = api.system.dispatcher.store
+    await store.add_operator_event("alarm", old)  # as written then: no alert, device, scope or topic
+    await store.add_operator_event("alarm", NO_TAKER, topic=ALERT_TAKERS)
+    for operator in ("op-gard", "op-herault"):
+        client = await api.as_user(operator)
+        assert [e["message"] for e in (await client.get("/api/operator-events")).json()] == [NO_TAKER]
+    admin = await api.as_user("admin")
+    assert [e["message"] for e in (await admin.get("/api/operator-events")).json()] == [NO_TAKER, old]
 
 
 async def test_practitioner_sees_only_her_own_alerts(api: Api) -> None:

@@ -3,7 +3,9 @@ on the consoles until an operator takes it in hand (a home visit's, when no aler
 
 Who sees an event: the users who see its alert, or its device; for an event scoped to
 conventions (``scope``), their operators; for one about the whole system (a provider
-down, no instance taking alerts), every operator. Never a practitioner.
+down, no instance taking alerts: it names its ``topic``), every operator. Never a practitioner.
+An event about none of these was written before migration 18, when a home visit's alarm had no
+scope yet: it may name a practitioner of any territory, so only admins read it.
 """
 
 from __future__ import annotations
@@ -95,4 +97,4 @@ async def visible(access: Access, ctx: Ctx, event: dict[str, Any]) -> bool:
         return device is not None and access.sees_device(device)
     if scope is not None:
         return access.sees_scope(scope)
-    return True  # about the whole system: every operator's concern (staff only reach here)
+    return event.get("topic") is not None  # the whole system's: every operator's (staff only reach here)
