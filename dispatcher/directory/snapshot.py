@@ -27,8 +27,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from dispatcher.directory import search
 from dispatcher.directory.communes import CommuneIndex
 from dispatcher.directory.site_index import SiteIndex
 from dispatcher.domain import Convention, Device, DeviceState, HomeVisit, Practitioner, Site
@@ -43,6 +44,22 @@ log = logging.getLogger(__name__)
 #: Snapshots whose changed devices the cache remembers (one per catch-up; the health monitor
 #: asks once a second what changed since the one it watches).
 KEPT_GENERATIONS = 64
+
+
+L = TypeVar("L", Practitioner, Site)
+
+
+@dataclass(frozen=True)
+class Listed(Generic[L]):
+    """Records in id order and, at the same index, the folded text that finds each.
+
+    Two flat tuples rather than one pair per record: a tuple of strings is not
+    tracked by the garbage collector, and 150,000 pairs made after start (and
+    its ``gc.freeze``) would lengthen every full collection pass.
+    """
+
+    texts: tuple[str, ...]
+    records: tuple[L, ...]
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,19 @@ class DirectorySnapshot:
         and snapshot, not one per device of the site and request."""
         return {}
 
+    @cached_property
+    def practitioners_listed(self) -> Listed[Practitioner]:
+        """The practitioners by id, with the text that finds each (:mod:`dispatcher.directory.search`):
+        folded once per snapshot, for the lists and the alerts' filter at national scale."""
+        listed = tuple(sorted(self.practitioners.values(), key=lambda p: p.id))
+        return Listed(tuple(search.practitioner_text(p) for p in listed), listed)
+
+    @cached_property
+    def sites_listed(self) -> Listed[Site]:
+        """The sites by id, with the text that finds each: folded once per snapshot."""
+        listed = tuple(sorted(self.sites.values(), key=lambda s: s.id))
+        return Listed(tuple(search.site_text(s) for s in listed), listed)
+
     def key_for(self, device_id: str) -> bytes | None:
         """HMAC key of an active device; None for unknown or revoked ones."""
         return self.keys.get(device_id)
@@ -139,7 +169,7 @@ class DirectorySnapshot:
             snapshot.__dict__["site_index"] = self.site_index  # same sites: the same index serves
         # The web side's memos, kept while what they are made of is unchanged: a home visit
         # starting or ending makes a new snapshot every few seconds in a national deployment.
-        changed = {name for name in ("devices", "sites", "conventions") if getattr(delta, name)}
+        changed = {n for n in ("practitioners", "devices", "sites", "conventions") if getattr(delta, n)}
         for memo, made_of in _MEMOS.items():
             if memo in self.__dict__ and not changed & made_of:
                 snapshot.__dict__[memo] = self.__dict__[memo]
@@ -154,6 +184,8 @@ _MEMOS = {
     "territory_devices": {"devices", "sites", "conventions"},
     "territory_ids": {"devices", "sites", "conventions"},
     "site_conventions": {"sites", "conventions"},
+    "practitioners_listed": {"practitioners"},
+    "sites_listed": {"sites"},
 }
 
 R = TypeVar("R", Practitioner, Site, Device, HomeVisit, Convention)

@@ -159,3 +159,33 @@ async def test_audit_log_filters_by_user_action_and_dates(browser: Browser, serv
     await page.fill("#f-until", today)
     await page.click("#audit-filters button[type=submit]")
     await expect(rows).to_have_count(1)
+
+
+async def test_a_practitioner_account_is_bound_to_her_found_by_typing_her_name(
+    browser: Browser, served: Served
+) -> None:
+    """A national directory's 100,000 practitioners are never all sent: the admin types, the
+    screen offers the practitioners found (name and RPPS), and the account shows her name."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    await open_admin(page, served, "utilisateurs")
+    await page.click("#user-new")
+    await page.fill("#u-username", "claire.fabre")
+    await page.fill("#u-display", "Claire Fabre")
+    await page.fill("#u-password", PASSWORD)
+    await page.select_option("#u-role", "practitioner")
+    await page.fill("#u-practitioner", "FABRE")
+    offered = page.locator("#u-practitioner-list option")
+    await expect(offered).to_have_count(1)
+    assert await offered.get_attribute("value") == "dr-claire-fabre"
+    await expect(offered).to_have_text("Dr Claire Fabre — RPPS 10001234567")
+
+    await page.fill("#u-practitioner", "dr-inconnue")  # not one of those offered
+    await page.click("#user-save")
+    await expect(page.locator("#user-error")).to_contain_text("praticien inconnu")
+
+    await page.fill("#u-practitioner", "dr-claire-fabre")  # what choosing the suggestion fills in
+    await page.click("#user-save")
+    row = page.locator('#users tr[data-username="claire.fabre"]')
+    await expect(row).to_contain_text("Dr Claire Fabre")
+    created = next(u for u in await served.system.store.list_users() if u.username == "claire.fabre")
+    assert (created.role, created.practitioner_id) == ("practitioner", "dr-claire-fabre")

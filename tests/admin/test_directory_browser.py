@@ -7,11 +7,14 @@ nothing; a valid one is saved, audited, and keeps the PIN hashes it did not set.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.async_api import Browser, Page, expect
 
 from dispatcher.directory.entry import Others, parse_entry
 from dispatcher.directory.loader import DirectoryError
+from dispatcher.domain import Practitioner
 from tests.admin.conftest import open_admin
 from tests.api.conftest import Served
 
@@ -133,3 +136,45 @@ async def test_a_new_site_is_created_and_its_id_cannot_be_renamed(browser: Brows
         "ligne 2, sites[0].id : l'identifiant ne peut pas changer ('cabinet-ecusson')"
     )
     assert [e.detail["change"] for e in await store.list_audit(target_kind="site")] == ["create"]
+
+
+async def test_a_large_directory_is_shown_a_page_at_a_time_and_searched(
+    browser: Browser, served: Served
+) -> None:
+    """A national directory's practitioners are not all sent: 200 shown, how many in all, and
+    the one wanted found by a word of her name, without accents."""
+    store = served.system.store
+    for n in range(230):
+        await store.upsert_practitioner(
+            Practitioner(id=f"inf-{n:03d}", first_name="Ange", last_name=f"Infirmier{n}",
+                         profession="infirmier libéral", rpps=f"1009{n:07d}", phones=("+33600000000",))
+        )  # fmt: skip
+    await store.upsert_practitioner(
+        Practitioner(id="inf-helene", first_name="Hélène", last_name="Sérieys",
+                     profession="infirmière libérale", rpps="10099999999", phones=("+33600000001",))
+    )  # fmt: skip
+    await served.system.dispatcher.cache.refresh()
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    await open_admin(page, served, "annuaire")
+
+    await expect(page.locator("#dir-practitioners tbody tr")).to_have_count(200)
+    await expect(page.locator("#dir-more-practitioners")).to_have_text(
+        "200 praticiens affichés sur 234 : précisez la recherche."
+    )
+    await page.fill("#dir-q-practitioners", "helene serieys")
+    await expect(page.locator("#dir-practitioners tbody tr")).to_have_count(1)
+    found = page.locator('#dir-practitioners tr[data-id="inf-helene"]')
+    await expect(found).to_contain_text("Dr Hélène Sérieys")
+    await expect(page.locator("#dir-more-practitioners")).to_be_hidden()
+    await found.locator("button.edit").click()
+    await expect(page.locator("#dir-yaml")).to_have_value(re.compile("last_name: Sérieys"))
+
+    await page.fill("#dir-q-practitioners", "zzz")
+    await expect(page.locator("#dir-practitioners tbody tr")).to_have_count(0)
+    nothing = "Aucun praticien ne correspond à « zzz »."
+    await expect(page.locator("#dir-more-practitioners")).to_have_text(nothing)
+    await page.fill("#dir-q-sites", "saint gely")
+    await expect(page.locator("#dir-sites tbody tr")).to_have_count(1)
+    await expect(page.locator('#dir-sites tr[data-id="mmg-saint-gely"]')).to_be_visible()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await page.screenshot(path="test-artifacts/admin-directory-search-phone.png", full_page=True)

@@ -181,8 +181,12 @@ async def test_practitioner_sees_only_her_own_alerts(api: Api) -> None:
 async def test_responses_never_expose_keys_or_hashes(api: Api) -> None:
     await api.system.add_device("btn-boutonnet", practitioner="dr-claire-fabre", site="cabinet-boutonnet")
     admin = await api.as_user("admin")
-    for path in ("/api/practitioners", "/api/devices", "/api/users", "/api/practitioners/dr-claire-fabre"):
-        text = (await admin.get(path)).text
+    operator = await api.as_user("op-herault")
+    paths = ("/api/practitioners", "/api/devices", "/api/users", "/api/practitioners/dr-claire-fabre",
+             "/api/sites", "/api/sites/mmg-saint-gely")  # fmt: skip
+    for path, text in [(p, (await admin.get(p)).text) for p in paths] + [
+        (p, (await operator.get(p)).text) for p in ("/api/sites", "/api/sites/mmg-saint-gely")
+    ]:
         assert "argon2" not in text and "hash" not in text.replace("has_", "") and "hmac" not in text, path
     practitioner = (await admin.get("/api/practitioners/dr-claire-fabre")).json()
     assert practitioner["has_cancel_pin"] and practitioner["has_duress_pin"]

@@ -333,3 +333,29 @@ async def test_the_web_sides_memos_are_kept_while_their_devices_sites_and_conven
     assert edited.site_conventions is conventions  # the sites and conventions did not change
     assert edited.territory_devices is not territories and edited.territory_devices == {}
     assert [d.label for d in edited.devices_by_id if d.id == "btn-1"] == ["bouton relabellisé"]
+
+
+async def test_the_searchable_lists_are_made_again_only_when_their_records_change(store: SqliteStore) -> None:
+    """The practitioners' and sites' folded names (100,000 nationally) are kept by a snapshot
+    made for a device edited, and made again when a practitioner or a site is."""
+    cache = DirectoryCache(store)
+    await cache.refresh()
+    first = cache.current
+    practitioners, sites = first.practitioners_listed, first.sites_listed
+    assert [p.id for p in practitioners.records] == sorted(first.practitioners)
+    texts = dict(zip([p.id for p in practitioners.records], practitioners.texts, strict=True))
+    assert texts["dr-claire-fabre"] == "claire fabre dr-claire-fabre 10001234567"
+
+    device = await store.get_device("btn-1")
+    await store.update_device(device.model_copy(update={"label": "bouton relabellisé"}))
+    await cache.refresh()
+    assert cache.current.practitioners_listed is practitioners and cache.current.sites_listed is sites
+
+    dr = await store.get_practitioner("dr-claire-fabre")
+    await store.upsert_practitioner(dr.model_copy(update={"last_name": "Fabre-Élie"}))
+    await cache.refresh()
+    renamed = cache.current
+    assert renamed.practitioners_listed is not practitioners and renamed.sites_listed is sites
+    listed = renamed.practitioners_listed
+    texts = dict(zip([p.id for p in listed.records], listed.texts, strict=True))
+    assert texts["dr-claire-fabre"] == "claire fabre-elie dr-claire-fabre 10001234567"

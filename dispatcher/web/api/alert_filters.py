@@ -6,32 +6,22 @@ filtering happens in the store, within the user's scope, on both stores alike.
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from dispatcher.directory import search
+from dispatcher.directory.snapshot import Listed
 from dispatcher.domain import Practitioner
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def fold(text: str) -> str:
-    """Lower case without accents, spaces collapsed: "Hélène  FABRE" and "helene fabre" are equal."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(bare.casefold().split())
-
-
-def practitioners_named(practitioners: Iterable[Practitioner], text: str) -> tuple[str, ...]:
-    """Ids of the practitioners whose name holds every word of ``text`` (accents and case ignored)."""
-    words = fold(text).split()
-    found = []
-    for p in practitioners:
-        name = fold(f"{p.first_name} {p.last_name} {p.display_name}")
-        if all(w in name for w in words):
-            found.append(p.id)
-    return tuple(sorted(found))
+def practitioners_named(listed: Listed[Practitioner], text: str) -> tuple[str, ...]:
+    """Ids of the practitioners whose name (or id, RPPS) holds every word of ``text``, accents and
+    case ignored; ``listed`` is the snapshot's folded listing (:mod:`dispatcher.directory.search`)."""
+    wanted = search.words(text)
+    named = zip(listed.texts, listed.records, strict=True)
+    return tuple(p.id for text, p in named if search.holds(text, wanted))
 
 
 def paris_day_bounds(first: date | None, last: date | None) -> tuple[datetime | None, datetime | None]:

@@ -15,6 +15,7 @@ from dispatcher.store.base import AlertQuery, AlertRecord, NotFound
 from dispatcher.web.api import alert_filters as filters
 from dispatcher.web.api import views
 from dispatcher.web.api.deps import ClientIp, Ctx, CurrentUser, StaffUser, UserAccess, not_found
+from dispatcher.web.api.listing import listed
 from dispatcher.web.api.schemas import AlertDetail, AlertSummary, NoteCreate, NotePublic, TimelineEntry
 from dispatcher.web.auth import Role, User
 from dispatcher.web.report import REPORT_CSP, REPORTABLE_STATES, fiche_html
@@ -66,7 +67,7 @@ async def list_alerts(
         )
     first_day, after_last_day = filters.paris_day_bounds(date_from, date_to)
     named = (
-        filters.practitioners_named(ctx.cache.current.practitioners.values(), practitioner)
+        filters.practitioners_named(await listed(access.snapshot, "practitioners_listed"), practitioner)
         if practitioner
         else None
     )

@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from dispatcher import audit
 from dispatcher.alerting import texts
+from dispatcher.directory.snapshot import DirectorySnapshot
 from dispatcher.domain import Device, Id
 from dispatcher.fleet.dynsec_commands import revoke_commands
 from dispatcher.store.base import NotFound
@@ -65,7 +66,7 @@ async def device_health(
     shown += itertools.islice((d for d in visible if d.id not in first), limit - len(shown))
     rows = {r["device_id"]: r for r in await ctx.store.device_health_of([d.id for d in shown])}
     response.headers["X-Total-Count"] = str(len(visible))
-    return [_health(d, rows.get(d.id, {})) for d in shown]
+    return [_health(d, rows.get(d.id, {}), access.snapshot) for d in shown]
 
 
 async def _visible(access: Access) -> Sequence[Device]:
@@ -110,16 +111,20 @@ async def _territory(access: Access, devices: Sequence[Device]) -> tuple[Device,
     return tuple(seen)
 
 
-def _health(d: Device, row: dict[str, Any]) -> DeviceHealthPublic:
+def _health(d: Device, row: dict[str, Any], snapshot: DirectorySnapshot) -> DeviceHealthPublic:
     flags = set(json.loads(row.get("flags") or "[]"))
     seen = row.get("last_seen_at")
+    practitioner = snapshot.practitioners.get(d.practitioner_id or "")
+    site = snapshot.sites.get(d.site_id or "")
     return DeviceHealthPublic(
         device_id=d.id,
         label=d.label,
         kind=d.kind,
         state=d.state,
         practitioner_id=d.practitioner_id,
+        practitioner_name=practitioner.display_name if practitioner else None,
         site_id=d.site_id,
+        site_name=site.name if site else None,
         status=row.get("status"),
         last_seen_at=datetime.fromisoformat(seen) if seen else None,
         battery_pct=row.get("battery_pct"),

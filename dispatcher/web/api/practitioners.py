@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from dispatcher import audit
 from dispatcher.directory.loader import hash_pin
+from dispatcher.directory.snapshot import Listed
 from dispatcher.domain import Id, Practitioner
 from dispatcher.store.base import NotFound
 from dispatcher.web.api.deps import AdminUser, ClientIp, Ctx, UserAccess, not_found
 from dispatcher.web.api.entry_yaml import add_yaml_routes
+from dispatcher.web.api.listing import PAGE, Limit, Search, listed, page
 from dispatcher.web.api.schemas import PractitionerCreate, PractitionerPublic, PractitionerWrite
 
 router = APIRouter(prefix="/api/practitioners", tags=["practitioners"])
@@ -29,12 +31,14 @@ async def _to_domain(pid: str, body: PractitionerWrite, current: Practitioner | 
 
 
 @router.get("", response_model=list[PractitionerPublic])
-async def list_practitioners(access: UserAccess, ctx: Ctx) -> list[PractitionerPublic]:
-    return [
-        PractitionerPublic.of(p)
-        for p in await ctx.store.list_practitioners()
-        if access.sees_practitioner(p.id)
-    ]
+async def list_practitioners(
+    access: UserAccess, response: Response, q: Search = None, limit: Limit = PAGE
+) -> list[PractitionerPublic]:
+    """The visible practitioners by id; with ``q``, those whose names, id or RPPS hold its words;
+    ``limit`` at most, how many in all in ``X-Total-Count`` (:mod:`dispatcher.web.api.listing`)."""
+    rows: Listed[Practitioner] = await listed(access.snapshot, "practitioners_listed")
+    found = await page(rows, lambda p: access.sees_practitioner(p.id), q=q, limit=limit, response=response)
+    return [PractitionerPublic.of(p) for p in found]
 
 
 @router.get("/{practitioner_id}", response_model=PractitionerPublic)

@@ -23,6 +23,7 @@ from dispatcher.domain import (
     Id,
     LocationSource,
     Practitioner,
+    Site,
     SiteKind,
 )
 from dispatcher.web.auth import Role
@@ -56,6 +57,7 @@ class UserPublic(BaseModel):
     display_name: str
     role: Role
     practitioner_id: str | None = None
+    practitioner_name: str | None = Field(default=None, description="A practitioner account's display name")
     conventions: list[str] = Field(default_factory=list)
     disabled: bool = False
 
@@ -112,6 +114,30 @@ class PractitionerPublic(BaseModel):
             phones=list(p.phones),
             has_cancel_pin=p.cancel_pin_hash is not None,
             has_duress_pin=p.duress_pin_hash is not None,
+        )
+
+
+class SitePublic(BaseModel):
+    """A site as sent out: whether it has staff PINs, never their hashes (a 4-digit PIN is found
+    from its hash in minutes, and the duress one must stay unknown to anyone who could be made
+    to tell it)."""
+
+    id: str
+    kind: SiteKind
+    name: str
+    address: Address
+    has_cancel_pin: bool
+    has_duress_pin: bool
+
+    @classmethod
+    def of(cls, s: Site) -> SitePublic:
+        return cls(
+            id=s.id,
+            kind=s.kind,
+            name=s.name,
+            address=s.address,
+            has_cancel_pin=s.cancel_pin_hash is not None,
+            has_duress_pin=s.duress_pin_hash is not None,
         )
 
 
@@ -184,7 +210,9 @@ class DeviceHealthPublic(BaseModel):
     kind: DeviceKind
     state: DeviceState
     practitioner_id: str | None
+    practitioner_name: str | None = Field(description="Her display name (the screens show it, not her id)")
     site_id: str | None
+    site_name: str | None
     status: str | None = Field(description="'online' / 'offline' as last reported, None if never seen")
     last_seen_at: datetime | None
     battery_pct: int | None

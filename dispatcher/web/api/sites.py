@@ -4,30 +4,35 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from dispatcher import audit
+from dispatcher.directory.snapshot import Listed
 from dispatcher.domain import Id, Site
 from dispatcher.web.api.deps import AdminUser, ClientIp, Ctx, UserAccess, not_found
 from dispatcher.web.api.entry_yaml import add_yaml_routes
-from dispatcher.web.api.schemas import SiteCreate, SiteWrite
+from dispatcher.web.api.listing import PAGE, Limit, Search, listed, page
+from dispatcher.web.api.schemas import SiteCreate, SitePublic, SiteWrite
 
-#: Never sent out: a 4-digit PIN is found from its hash in seconds.
-_PIN_HASHES = {"cancel_pin_hash", "duress_pin_hash"}
 router = APIRouter(prefix="/api/sites", tags=["sites"])
 
 
-@router.get("", response_model=list[Site], response_model_exclude=_PIN_HASHES)
-async def list_sites(access: UserAccess, ctx: Ctx) -> list[Site]:
-    return [s for s in await ctx.store.list_sites() if access.sees_site(s)]
+@router.get("", response_model=list[SitePublic])
+async def list_sites(
+    access: UserAccess, response: Response, q: Search = None, limit: Limit = PAGE
+) -> list[SitePublic]:
+    """The visible sites by id; with ``q``, those whose name, id or address hold its words;
+    ``limit`` at most, how many in all in ``X-Total-Count`` (:mod:`dispatcher.web.api.listing`)."""
+    rows: Listed[Site] = await listed(access.snapshot, "sites_listed")
+    return [SitePublic.of(s) for s in await page(rows, access.sees_site, q=q, limit=limit, response=response)]
 
 
-@router.get("/{site_id}", response_model=Site, response_model_exclude=_PIN_HASHES)
-async def get_site(site_id: Id, access: UserAccess) -> Site:
+@router.get("/{site_id}", response_model=SitePublic)
+async def get_site(site_id: Id, access: UserAccess) -> SitePublic:
     site = access.snapshot.sites.get(site_id)
     if site is None or not access.sees_site(site):
         raise not_found("site")
-    return site
+    return SitePublic.of(site)
 
 
 async def _save(ctx: Ctx, site: Site) -> Site:
@@ -43,8 +48,8 @@ async def _save(ctx: Ctx, site: Site) -> Site:
     return site
 
 
-@router.post("", response_model=Site, response_model_exclude=_PIN_HASHES, status_code=status.HTTP_201_CREATED)
-async def create_site(body: SiteCreate, admin: AdminUser, ctx: Ctx, ip: ClientIp) -> Site:
+@router.post("", response_model=SitePublic, status_code=status.HTTP_201_CREATED)
+async def create_site(body: SiteCreate, admin: AdminUser, ctx: Ctx, ip: ClientIp) -> SitePublic:
     """Create a site; its address is geocoded when no point is given (422 if not found)."""
     if body.id in ctx.cache.current.sites:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="ce site existe déjà")
@@ -54,11 +59,11 @@ async def create_site(body: SiteCreate, admin: AdminUser, ctx: Ctx, ip: ClientIp
     await ctx.audit.record(
         admin, audit.CONFIG_CHANGE, target_kind="site", target_id=site.id, ip=ip, change="create"
     )
-    return site
+    return SitePublic.of(site)
 
 
-@router.put("/{site_id}", response_model=Site, response_model_exclude=_PIN_HASHES)
-async def update_site(site_id: Id, body: SiteWrite, admin: AdminUser, ctx: Ctx, ip: ClientIp) -> Site:
+@router.put("/{site_id}", response_model=SitePublic)
+async def update_site(site_id: Id, body: SiteWrite, admin: AdminUser, ctx: Ctx, ip: ClientIp) -> SitePublic:
     if site_id not in ctx.cache.current.sites:
         raise not_found("site")
     current = ctx.cache.current.sites[site_id]
@@ -68,7 +73,7 @@ async def update_site(site_id: Id, body: SiteWrite, admin: AdminUser, ctx: Ctx, 
     await ctx.audit.record(
         admin, audit.CONFIG_CHANGE, target_kind="site", target_id=site_id, ip=ip, change="update"
     )
-    return site
+    return SitePublic.of(site)
 
 
 add_yaml_routes(router, "site", "site", lambda snapshot, sid: snapshot.sites.get(sid), _save)

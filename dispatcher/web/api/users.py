@@ -18,13 +18,15 @@ from dispatcher.web.auth import Role, User, hash_password
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 
-def _public(r: UserRecord) -> UserPublic:
+def _public(r: UserRecord, ctx: Ctx) -> UserPublic:
+    practitioner = ctx.cache.current.practitioners.get(r.practitioner_id or "")
     return UserPublic(
         id=r.id,
         username=r.username,
         display_name=r.display_name,
         role=Role(r.role),
         practitioner_id=r.practitioner_id,
+        practitioner_name=practitioner.display_name if practitioner else None,
         conventions=list(r.conventions),
         disabled=r.disabled,
     )
@@ -59,7 +61,7 @@ def _check_scope(ctx: Ctx, practitioner_id: str | None, conventions: list[str]) 
 
 @router.get("", response_model=list[UserPublic])
 async def list_users(_: AdminUser, ctx: Ctx) -> list[UserPublic]:
-    return [_public(u) for u in await ctx.store.list_users()]
+    return [_public(u, ctx) for u in await ctx.store.list_users()]
 
 
 @router.post("", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
@@ -88,7 +90,7 @@ async def create_user(body: UserCreate, admin: AdminUser, ctx: Ctx, ip: ClientIp
         role=record.role,
         conventions=list(record.conventions),
     )
-    return _public(record)
+    return _public(record, ctx)
 
 
 @router.patch("/{user_id}", response_model=UserPublic)
@@ -128,4 +130,4 @@ async def update_user(user_id: int, body: UserUpdate, admin: AdminUser, ctx: Ctx
         conventions=list(updated.conventions),
         disabled=updated.disabled,
     )
-    return _public(updated)
+    return _public(updated, ctx)

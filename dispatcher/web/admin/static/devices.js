@@ -1,5 +1,5 @@
 // Balises: state, link, battery, last seen; revocation after a confirmation step.
-import { $, api, apiPage, badge, cell, confirmAction, el, parisTime, send } from "./common.js";
+import { $, apiPage, badge, cell, confirmAction, el, parisTime, send } from "./common.js";
 
 const KIND_FR = { button: "bouton fixe", pocket: "bouton de poche", bracelet: "bracelet" };
 
@@ -14,10 +14,10 @@ function battery(d) {
   return d.low_battery ? badge(`${d.battery_pct} % (faible)`, "warn") : `${d.battery_pct} %`;
 }
 
-function row(d, names) {
+function row(d) {
   const tr = el("tr");
   tr.dataset.id = d.device_id;
-  const who = [names.practitioners[d.practitioner_id], names.sites[d.site_id]].filter(Boolean).join(" · ");
+  const who = [d.practitioner_name, d.site_name].filter(Boolean).join(" · ");
   const action = el("button", "Révoquer");
   action.type = "button";
   action.className = "revoke";
@@ -56,17 +56,11 @@ async function revoke(d) {
 }
 
 export async function showDevices() {
-  const [page, practitioners, sites] = await Promise.all([
-    apiPage("/api/devices/health"), api("/api/practitioners"), api("/api/sites"),
-  ]);
+  const page = await apiPage("/api/devices/health");
   const health = page.rows;
   $("devices-more").hidden = page.total <= health.length;
   $("devices-more").textContent = `${health.length.toLocaleString("fr-FR")} balises affichées sur`
     + ` ${page.total.toLocaleString("fr-FR")}, celles hors ligne ou à batterie faible en premier.`;
-  const names = {
-    practitioners: Object.fromEntries(practitioners.map((p) => [p.id, p.display_name])),
-    sites: Object.fromEntries(sites.map((s) => [s.id, s.name])),
-  };
-  $("devices").tBodies[0].replaceChildren(...health.map((d) => row(d, names)));
+  $("devices").tBodies[0].replaceChildren(...health.map(row));
   $("devices-empty").hidden = health.length > 0;
 }

@@ -1,13 +1,20 @@
 // Annuaire: practitioners, sites and conventions, viewed and edited as the directory file's YAML,
 // checked by the same loader (its line-precise errors are shown; nothing is saved on error).
-import { $, api, cell, el, send, showError } from "./common.js";
+import { $, api, apiPage, cell, el, send, showError } from "./common.js";
 
+// A national directory holds 100,000 practitioners: their list and the sites' are a page, searched.
 const KINDS = {
-  practitioners: { title: "Praticiens", one: "praticien", name: (x) => x.display_name },
-  sites: { title: "Sites", one: "site", name: (x) => x.name },
-  conventions: { title: "Conventions", one: "convention", name: (x) => x.name },
+  practitioners: {
+    title: "Praticiens", one: "praticien", many: "praticiens", name: (x) => x.display_name,
+    search: "Nom, n° RPPS ou identifiant",
+  },
+  sites: { title: "Sites", one: "site", many: "sites", name: (x) => x.name, search: "Nom, adresse ou identifiant" },
+  conventions: {
+    title: "Conventions", one: "convention", many: "conventions", name: (x) => x.name, add: "Nouvelle convention",
+  },
 };
-const state = { editing: null };
+const ROWS = 200;
+const state = { editing: null, typing: {} };
 
 function table(kind, items) {
   const t = el("table", null, "grid");
@@ -62,7 +69,7 @@ function editor() {
 
 async function openEditor(kind, id) {
   state.editing = { kind, id };
-  $("dir-editor-title").textContent = id ? `Modifier : ${KINDS[kind].one} « ${id} »` : `Nouveau ${KINDS[kind].one}`;
+  $("dir-editor-title").textContent = id ? `Modifier : ${KINDS[kind].one} « ${id} »` : KINDS[kind].add || `Nouveau ${KINDS[kind].one}`;
   $("dir-yaml").value = id ? (await api(`/api/${kind}/${encodeURIComponent(id)}/yaml`)).yaml : `${kind}:\n  - id: \n`;
   $("dir-error").replaceChildren();
   $("dir-saved").textContent = "";
@@ -85,21 +92,58 @@ async function onSave(event) {
   }
 }
 
-async function listAll() {
-  const lists = await Promise.all(Object.keys(KINDS).map((k) => api(`/api/${k}`)));
-  const blocks = Object.keys(KINDS).map((kind, i) => {
-    const block = el("section", null, "card");
-    const head = el("div", null, "actions");
-    head.append(el("h2", KINDS[kind].title));
-    const add = el("button", `Nouveau ${KINDS[kind].one}`);
-    add.type = "button";
-    add.id = `dir-new-${kind}`;
-    add.addEventListener("click", () => openEditor(kind, null));
-    head.append(add);
-    block.append(head, table(kind, lists[i]));
-    return block;
+/** One kind's table: a page of those the search finds, and how many there are when not all shown. */
+async function fillList(kind) {
+  const spec = KINDS[kind];
+  const typed = spec.search ? $(`dir-q-${kind}`).value.trim() : "";
+  const query = new URLSearchParams({ limit: String(ROWS) });
+  if (typed) query.set("q", typed);
+  const { rows, total } = spec.search ? await apiPage(`/api/${kind}?${query}`) : { rows: await api(`/api/${kind}`), total: 0 };
+  $(`dir-${kind}`).replaceWith(table(kind, rows));
+  if (!spec.search) return;
+  const more = $(`dir-more-${kind}`);
+  more.hidden = total <= rows.length && !(typed && total === 0);
+  more.textContent = total === 0 ? `Aucun ${spec.one} ne correspond à « ${typed} ».`
+    : `${rows.length.toLocaleString("fr-FR")} ${spec.many} affichés sur ${total.toLocaleString("fr-FR")} : précisez la recherche.`;
+}
+
+function searchField(kind) {
+  const label = el("label", "Rechercher ", "search");
+  const input = el("input");
+  input.type = "search";
+  input.id = `dir-q-${kind}`;
+  input.placeholder = KINDS[kind].search;
+  input.addEventListener("input", () => {
+    clearTimeout(state.typing[kind]);
+    state.typing[kind] = setTimeout(() => fillList(kind), 250);
   });
-  $("dir-lists").replaceChildren(...blocks);
+  label.append(input);
+  return label;
+}
+
+function block(kind) {
+  const spec = KINDS[kind];
+  const section = el("section", null, "card");
+  const head = el("div", null, "actions");
+  head.append(el("h2", spec.title));
+  const add = el("button", spec.add || `Nouveau ${spec.one}`);
+  add.type = "button";
+  add.id = `dir-new-${kind}`;
+  add.addEventListener("click", () => openEditor(kind, null));
+  head.append(add);
+  section.append(head);
+  if (spec.search) {
+    const more = el("p", null, "muted small");
+    more.id = `dir-more-${kind}`;
+    more.hidden = true;
+    section.append(searchField(kind), more);
+  }
+  section.append(table(kind, []));
+  return section;
+}
+
+async function listAll() {
+  await Promise.all(Object.keys(KINDS).map(fillList));
 }
 
 export async function showDirectory() {
@@ -109,5 +153,6 @@ export async function showDirectory() {
 export function initDirectory() {
   const lists = el("div");
   lists.id = "dir-lists";
+  lists.append(...Object.keys(KINDS).map(block));
   $("directory").replaceChildren(editor(), lists);
 }

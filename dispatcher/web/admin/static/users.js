@@ -2,14 +2,13 @@
 import { $, api, badge, cell, el, send, showError } from "./common.js";
 
 export const ROLE_FR = { admin: "Administrateur", operator: "Opérateur", practitioner: "Praticien" };
-const state = { users: [], conventions: [], practitioners: [], editing: null };
+const state = { users: [], conventions: [], editing: null, search: null };
+// Practitioners offered as she types (a national directory holds 100,000: never the whole list).
+const SUGGESTED = 20;
 
 function scopeText(u) {
   if (u.role === "admin") return "tout le territoire";
-  if (u.role === "practitioner") {
-    const p = state.practitioners.find((x) => x.id === u.practitioner_id);
-    return p ? p.display_name : u.practitioner_id;
-  }
+  if (u.role === "practitioner") return u.practitioner_name || u.practitioner_id;
   const names = Object.fromEntries(state.conventions.map((c) => [c.id, c.name]));
   return u.conventions.map((id) => names[id] || id).join(", ");
 }
@@ -41,13 +40,21 @@ function fillChoices() {
     label.append(box, ` ${c.name}`);
     return label;
   }));
-  const none = el("option", "—");
-  none.value = "";
-  $("u-practitioner").replaceChildren(none, ...state.practitioners.map((p) => {
-    const option = el("option", p.display_name);
-    option.value = p.id;
-    return option;
-  }));
+}
+
+/** Her account's practitioner, found by words of her name, her RPPS or her id as the admin types. */
+function suggestPractitioners() {
+  clearTimeout(state.search);
+  state.search = setTimeout(async () => {
+    const typed = $("u-practitioner").value.trim();
+    if (!typed) { $("u-practitioner-list").replaceChildren(); return; }
+    const found = await api(`/api/practitioners?q=${encodeURIComponent(typed)}&limit=${SUGGESTED}`).catch(() => []);
+    $("u-practitioner-list").replaceChildren(...found.map((p) => {
+      const option = el("option", `${p.display_name} — RPPS ${p.rpps}`);
+      option.value = p.id;
+      return option;
+    }));
+  }, 200);
 }
 
 function syncRoleFields() {
@@ -80,7 +87,7 @@ function formBody() {
     display_name: $("u-display").value.trim(),
     role,
     conventions: role === "operator" ? [...$("u-conventions").querySelectorAll("input:checked")].map((b) => b.value) : [],
-    practitioner_id: role === "practitioner" ? $("u-practitioner").value || null : null,
+    practitioner_id: role === "practitioner" ? $("u-practitioner").value.trim() || null : null,
   };
   if ($("u-password").value) body.password = $("u-password").value;
   if (!state.editing) body.username = $("u-username").value.trim();
@@ -104,9 +111,7 @@ async function onSave(event) {
 }
 
 export async function showUsers() {
-  [state.users, state.conventions, state.practitioners] = await Promise.all([
-    api("/api/users"), api("/api/conventions"), api("/api/practitioners"),
-  ]);
+  [state.users, state.conventions] = await Promise.all([api("/api/users"), api("/api/conventions")]);
   if (!$("u-conventions").childElementCount) fillChoices();
   $("users").tBodies[0].replaceChildren(...state.users.map(row));
   return state.users;
@@ -116,5 +121,6 @@ export function initUsers() {
   $("user-new").addEventListener("click", () => openForm(null));
   $("user-cancel").addEventListener("click", () => { $("user-form").hidden = true; });
   $("u-role").addEventListener("change", syncRoleFields);
+  $("u-practitioner").addEventListener("input", suggestPractitioners);
   $("user-form").addEventListener("submit", onSave);
 }

@@ -472,7 +472,10 @@ async function refreshHealth() {
       const tr = el("tr");
       const status = d.state === "revoked" ? label("deviceState", d.state) : d.offline ? label("deviceStatus", "offline")
         : (label("deviceStatus", d.status) || "jamais vue");
-      tr.append(cell("Balise", d.label || d.device_id), cell("État", status, d.offline ? "flag" : ""),
+      const device = cell("Balise", d.label || d.device_id);
+      const who = [d.practitioner_name, d.site_name].filter(Boolean).join(" · ");
+      if (who) device.append(el("br"), el("span", who, "muted small"));
+      tr.append(device, cell("État", status, d.offline ? "flag" : ""),
         cell("Batterie", d.battery_pct === null ? "—" : `${d.battery_pct} %`, d.low_battery ? "flag" : ""),
         cell("Vue", since(d.last_seen_at)));
       return tr;
