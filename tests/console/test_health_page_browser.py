@@ -54,10 +54,10 @@ async def test_the_console_and_the_administration_show_a_page_flagged_devices_fi
         await expect(page.locator("#health tr")).to_have_count(200, timeout=10_000)
         await expect(page.locator("#health tr").first).to_contain_text("Bouton 1002")
         await expect(page.locator("#health tr").first).to_contain_text("HORS LIGNE")
-        # whose it is and where: the operator knows whom to call about a device offline
-        await expect(page.locator("#health tr").first).to_contain_text(
-            "Dr Claire Fabre · Cabinet médical du Faubourg Boutonnet"
-        )
+        # whose it is (the operator knows whom to call about a device offline), where when hovered
+        await expect(page.locator("#health tr").first).to_contain_text("Dr Claire Fabre")
+        site = "Cabinet médical du Faubourg Boutonnet"
+        await expect(page.locator("#health tr td").first).to_have_attribute("title", site)
         await expect(page.locator("#health-more")).to_have_text(
             re.compile(
                 r"^200 balises affichées sur 1\s003,"

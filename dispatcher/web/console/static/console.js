@@ -472,9 +472,10 @@ async function refreshHealth() {
       const tr = el("tr");
       const status = d.state === "revoked" ? label("deviceState", d.state) : d.offline ? label("deviceStatus", "offline")
         : (label("deviceStatus", d.status) || "jamais vue");
+      // Whose it is (whom to call when it goes offline); its site when hovered, the pane is narrow.
       const device = cell("Balise", d.label || d.device_id);
-      const who = [d.practitioner_name, d.site_name].filter(Boolean).join(" · ");
-      if (who) device.append(el("br"), el("span", who, "muted small"));
+      if (d.practitioner_name) device.append(el("br"), el("span", d.practitioner_name, "muted small"));
+      if (d.site_name) device.title = d.site_name;
       tr.append(device, cell("État", status, d.offline ? "flag" : ""),
         cell("Batterie", d.battery_pct === null ? "—" : `${d.battery_pct} %`, d.low_battery ? "flag" : ""),
         cell("Vue", since(d.last_seen_at)));
