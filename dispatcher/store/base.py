@@ -577,6 +577,13 @@ class NewUser:
     conventions: tuple[str, ...] = ()  # convention ids an operator is scoped to
 
 
+
+def contains_pattern(word: str) -> str:
+    """A LIKE pattern matching text that contains ``word`` literally (``%`` and ``_`` escaped
+    with a backslash: ``ESCAPE '\\'``)."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
 @dataclass(frozen=True, slots=True)
 class UserRecord:
     """A stored account."""
@@ -676,6 +683,10 @@ class AccessStore(Protocol):
 
     async def get_user_by_name(self, username: str) -> UserRecord | None: ...
     async def list_users(self) -> list[UserRecord]: ...
+    async def users_page(self, words: Sequence[str], limit: int) -> tuple[list[UserRecord], int]:
+        """The first ``limit`` accounts by username whose username, name or practitioner id hold
+        every one of ``words`` (case ignored, accents not), and how many there are in all: a
+        national deployment has an account per practitioner, 100,000 of them."""
     async def update_user(self, user: UserRecord) -> None:
         """Overwrite display name, password hash, role, practitioner, conventions, disabled."""
 

@@ -26,6 +26,7 @@ from dispatcher.store.base import (
     NotFound,
     PurgeReport,
     UserRecord,
+    contains_pattern,
 )
 from dispatcher.store.pgutil import _ALERT_COLUMNS, Conn, _status_count, _utc, utcnow
 from dispatcher.store.rows import in_turns, parse_rows_in_turns
@@ -87,6 +88,13 @@ class PostgresAccess:
 
     async def list_users(self) -> list[UserRecord]:
         return [self._user(r) for r in await self._fetch('SELECT * FROM users ORDER BY username COLLATE "C"')]
+
+    async def users_page(self, words: Sequence[str], limit: int) -> tuple[list[UserRecord], int]:
+        where, params = _users_holding(words)
+        order = f'ORDER BY username COLLATE "C" LIMIT ${len(params) + 1}'
+        rows = await self._fetch(f"SELECT * FROM users{where} {order}", *params, limit)
+        total = await self._fetchrow(f"SELECT count(*) FROM users{where}", *params)
+        return [self._user(r) for r in rows], int(total[0]) if total else 0
 
     async def update_user(self, user: UserRecord) -> None:
         status = await self._tx(
@@ -470,3 +478,13 @@ def _facts(r: asyncpg.Record) -> AlertFacts:
         duress=r[9],
         acknowledged_at=r[10],
     )
+
+
+def _users_holding(words: Sequence[str]) -> tuple[str, list[str]]:
+    """A WHERE clause for accounts holding every word (ILIKE ignores case), and its parameters."""
+    held = " AND ".join(
+        f"(username ILIKE ${n} ESCAPE '\\' OR display_name ILIKE ${n} ESCAPE '\\'"
+        f" OR coalesce(practitioner_id, '') ILIKE ${n} ESCAPE '\\')"
+        for n in range(1, len(words) + 1)
+    )
+    return (f" WHERE {held}" if words else ""), [contains_pattern(w) for w in words]

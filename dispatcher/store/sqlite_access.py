@@ -30,6 +30,7 @@ from dispatcher.store.base import (
     NotFound,
     PurgeReport,
     UserRecord,
+    contains_pattern,
 )
 from dispatcher.store.rows import in_turns, parse_rows_in_turns
 from dispatcher.store.sqlite_positions import _from_us, _to_us
@@ -95,6 +96,12 @@ class SqliteAccess:
 
     async def list_users(self) -> list[UserRecord]:
         return [self._user(r) for r in await self._all("SELECT * FROM users ORDER BY username")]
+
+    async def users_page(self, words: Sequence[str], limit: int) -> tuple[list[UserRecord], int]:
+        where, params = _users_holding(words)
+        rows = await self._all(f"SELECT * FROM users{where} ORDER BY username LIMIT ?", (*params, limit))
+        total = await self._one(f"SELECT count(*) FROM users{where}", params)
+        return [self._user(r) for r in rows], int(total[0]) if total else 0
 
     async def update_user(self, user: UserRecord) -> None:
         async with self._tx() as tx:
@@ -473,3 +480,15 @@ def _facts(row: sqlite3.Row) -> AlertFacts:
         duress=bool(row[9]),
         acknowledged_at=None if acked is None else datetime.fromisoformat(acked),
     )
+
+
+def _users_holding(words: Sequence[str]) -> tuple[str, list[str]]:
+    """A WHERE clause for accounts holding every word (LIKE ignores ASCII case), and its parameters."""
+    if not words:
+        return "", []
+    held = " AND ".join(
+        "(username LIKE ? ESCAPE '\\' OR display_name LIKE ? ESCAPE '\\'"
+        " OR coalesce(practitioner_id, '') LIKE ? ESCAPE '\\')"
+        for _ in words
+    )
+    return f" WHERE {held}", [contains_pattern(w) for w in words for _ in range(3)]

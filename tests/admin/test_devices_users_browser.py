@@ -8,6 +8,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from dispatcher.domain import DeviceState
+from dispatcher.store.base import NewUser
 from protocol.topics import UplinkKind
 from tests.admin.conftest import open_admin
 from tests.api.conftest import PASSWORD, Served
@@ -140,8 +141,15 @@ async def test_audit_log_filters_by_user_action_and_dates(browser: Browser, serv
     await expect(rows.first).to_contain_text("balise btn-boutonnet")
     await expect(rows.first).to_contain_text("révocation")
 
-    admin = next(u for u in await served.system.store.list_users() if u.username == "admin")
-    await page.select_option("#f-user", str(admin.id))
+    # The user filter offers the accounts found as the admin types (never the whole list).
+    await page.fill("#f-user", "adm")
+    offered = page.locator('#f-user-list option[value="admin"]')
+    await expect(offered).to_have_count(1)
+    await page.fill("#f-user", "personne")  # no such account: nothing, not everyone's entries
+    await page.click("#audit-filters button[type=submit]")
+    await expect(rows).to_have_count(0)
+    await expect(page.locator("#audit-empty")).to_be_visible()
+    await page.fill("#f-user", "admin")
     await page.select_option("#f-action", "auth.login")
     await page.click("#audit-filters button[type=submit]")
     await expect(rows).to_have_count(1)
@@ -189,3 +197,28 @@ async def test_a_practitioner_account_is_bound_to_her_found_by_typing_her_name(
     await expect(row).to_contain_text("Dr Claire Fabre")
     created = next(u for u in await served.system.store.list_users() if u.username == "claire.fabre")
     assert (created.role, created.practitioner_id) == ("practitioner", "dr-claire-fabre")
+
+
+async def test_many_accounts_are_shown_a_page_at_a_time_and_searched(
+    browser: Browser, served: Served
+) -> None:
+    store = served.system.store
+    before = len(await store.list_users())
+    for n in range(210):
+        user = NewUser(f"inf-{n:03d}", f"Infirmier {n}", "h", "operator", conventions=("ssj-34",))
+        await store.add_user(user)
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    await open_admin(page, served, "utilisateurs")
+    await expect(page.locator("#users tbody tr")).to_have_count(200)
+    await expect(page.locator("#users-more")).to_have_text(
+        f"200 comptes affichés sur {210 + before} : précisez la recherche."
+    )
+    await page.fill("#users-q", "infirmier 42")  # every word: "Infirmier 42" and "Infirmier 142"
+    await expect(page.locator("#users tbody tr")).to_have_count(2)
+    await page.fill("#users-q", "INF-042")
+    await expect(page.locator("#users tbody tr")).to_have_count(1)
+    await expect(page.locator('#users tr[data-username="inf-042"]')).to_contain_text("Infirmier 42")
+    await expect(page.locator("#users-more")).to_be_hidden()
+    await page.fill("#users-q", "personne")
+    await expect(page.locator("#users-more")).to_have_text("Aucun compte ne correspond à « personne ».")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -105,3 +105,18 @@ async def test_the_alerts_filter_by_her_name_finds_her_among_namesakes(api: Api)
     assert [a["id"] for a in hers.json()] == [alert_id]
     other = await admin.get("/api/alerts", params={"practitioner": "fabreguette"})
     assert other.json() == []
+
+
+async def test_the_accounts_a_page_by_username_searched_and_counted(api: Api) -> None:
+    """One account per practitioner nationally: the admin's list is a page, found by words."""
+    admin = await api.as_user("admin")
+    everyone = await admin.get("/api/users")
+    names = [u["username"] for u in everyone.json()]
+    assert names == sorted(names) and int(everyone.headers["X-Total-Count"]) == len(names) >= 4
+    two = await admin.get("/api/users", params={"limit": 2})
+    assert ([u["username"] for u in two.json()], two.headers["X-Total-Count"]) == (names[:2], str(len(names)))
+    fabre = await admin.get("/api/users", params={"q": "FABRE"})  # her name, her practitioner id
+    assert [u["username"] for u in fabre.json()] == ["dr-fabre"]
+    assert fabre.json()[0]["practitioner_name"] == "Dr Claire Fabre"
+    assert (await admin.get("/api/users", params={"q": "op- gard"})).headers["X-Total-Count"] == "1"
+    assert (await (await api.as_user("op-herault")).get("/api/users")).status_code == 403

@@ -1174,6 +1174,29 @@ async def test_users(store: Any) -> None:
         await store.get_user(admin.id + 100)
 
 
+@covers("users_page")
+async def test_a_page_of_accounts_holds_every_word_typed(store: Any) -> None:
+    for username, name, practitioner in (
+        ("zoe", "Zoé Opératrice", None),
+        ("anne", "Anne Admin", None),
+        ("claire.fabre", "Claire Fabre", "dr-claire-fabre"),
+        ("c.fabregue", "Claire Fabrègue", "inf-fabregue"),
+        ("odd_100%", "Compte étrange", None),
+    ):
+        role = "practitioner" if practitioner else "operator"
+        await store.add_user(NewUser(username, name, "h", role, practitioner_id=practitioner))
+    names = lambda page: ([u.username for u in page[0]], page[1])  # noqa: E731
+    assert names(await store.users_page((), 2)) == (["anne", "c.fabregue"], 5)
+    assert names(await store.users_page(("FABR",), 10)) == (["c.fabregue", "claire.fabre"], 2)
+    # "dr-" is in her practitioner id only
+    assert names(await store.users_page(("claire", "dr-"), 10)) == (["claire.fabre"], 1)
+    assert names(await store.users_page(("zoé",), 10)) == (["zoe"], 1)
+    assert names(await store.users_page(("100%",), 10)) == (["odd_100%"], 1)
+    assert names(await store.users_page(("_",), 10)) == (["odd_100%"], 1), "_ is a character, not a wildcard"
+    assert names(await store.users_page(("%",), 10)) == (["odd_100%"], 1)
+    assert names(await store.users_page(("nobody",), 10)) == ([], 0)
+
+
 @covers("create_session", "session_user", "delete_session", "delete_user_sessions")
 async def test_sessions(store: Any) -> None:
     user = await store.add_user(NewUser("zoe", "Zoé", "h", "operator"))

@@ -6,12 +6,13 @@ import asyncio
 from dataclasses import replace
 from http import HTTPStatus
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
 from dispatcher import audit
 from dispatcher.events import ACCOUNT_EVENT
 from dispatcher.store.base import NewUser, NotFound, UserRecord
 from dispatcher.web.api.deps import AdminUser, ClientIp, Ctx, not_found
+from dispatcher.web.api.listing import PAGE, Limit, Search
 from dispatcher.web.api.schemas import UserCreate, UserPublic, UserUpdate
 from dispatcher.web.auth import Role, User, hash_password
 
@@ -60,8 +61,15 @@ def _check_scope(ctx: Ctx, practitioner_id: str | None, conventions: list[str]) 
 
 
 @router.get("", response_model=list[UserPublic])
-async def list_users(_: AdminUser, ctx: Ctx) -> list[UserPublic]:
-    return [_public(u, ctx) for u in await ctx.store.list_users()]
+async def list_users(
+    _: AdminUser, ctx: Ctx, response: Response, q: Search = None, limit: Limit = PAGE
+) -> list[UserPublic]:
+    """The accounts by username; with ``q``, those whose username, name or practitioner id hold
+    its words (case ignored, accents as typed); ``limit`` at most, how many in all in
+    ``X-Total-Count``: a national deployment has an account per practitioner."""
+    users, total = await ctx.store.users_page(q.split() if q else (), limit)
+    response.headers["X-Total-Count"] = str(total)
+    return [_public(u, ctx) for u in users]
 
 
 @router.post("", response_model=UserPublic, status_code=status.HTTP_201_CREATED)

@@ -10,7 +10,7 @@ import { initDirectory, showDirectory } from "./directory.js";
 const SCREENS = {
   balises: showDevices,
   utilisateurs: showUsers,
-  journal: async () => showAudit(await api("/api/users")),
+  journal: showAudit,
   statistiques: showStats,
   annuaire: showDirectory,
 };

@@ -73,9 +73,33 @@ function row(e) {
   return tr;
 }
 
-function query(beforeId) {
+// The user filter: accounts offered as the admin types (never the whole list: one per
+// practitioner nationally), each username remembered with its id.
+const known = new Map();
+let typing = null;
+
+async function suggestUsers(typed) {
+  const found = await api(`/api/users?q=${encodeURIComponent(typed)}&limit=20`);
+  for (const u of found) known.set(u.username, u.id);
+  $("f-user-list").replaceChildren(...found.map((u) => {
+    const option = el("option", u.display_name);
+    option.value = u.username;
+    return option;
+  }));
+}
+
+/** The id of the account typed, null for every account; 0 (no account has it) for an unknown one. */
+async function chosenUser() {
+  const typed = $("f-user").value.trim();
+  if (!typed) return null;
+  if (!known.has(typed)) await suggestUsers(typed);
+  return known.get(typed) ?? 0;
+}
+
+async function query(beforeId) {
   const q = new URLSearchParams({ limit: String(PAGE) });
-  if ($("f-user").value) q.set("user_id", $("f-user").value);
+  const user = await chosenUser();
+  if (user !== null) q.set("user_id", String(user));
   if ($("f-action").value) q.set("action", $("f-action").value);
   if ($("f-since").value) q.set("since", parisMidnight($("f-since").value));
   if ($("f-until").value) q.set("until", parisMidnight(nextDay($("f-until").value)));
@@ -84,7 +108,7 @@ function query(beforeId) {
 }
 
 async function load(append) {
-  const entries = await api(query(append ? state.oldest : null));
+  const entries = await api(await query(append ? state.oldest : null));
   const body = $("audit").tBodies[0];
   if (append) body.append(...entries.map(row));
   else body.replaceChildren(...entries.map(row));
@@ -93,14 +117,9 @@ async function load(append) {
   $("audit-empty").hidden = body.childElementCount > 0;
 }
 
-export async function showAudit(users) {
+export async function showAudit() {
   if (!state.filled) {
     state.filled = true;
-    for (const u of users) {
-      const option = el("option", `${u.display_name} (${u.username})`);
-      option.value = String(u.id);
-      $("f-user").append(option);
-    }
     for (const [action, label] of Object.entries(ACTION_FR)) {
       const option = el("option", label);
       option.value = action;
@@ -113,4 +132,9 @@ export async function showAudit(users) {
 export function initAudit() {
   $("audit-filters").addEventListener("submit", (event) => { event.preventDefault(); load(false); });
   $("audit-more").addEventListener("click", () => load(true));
+  $("f-user").addEventListener("input", () => {
+    clearTimeout(typing);
+    const typed = $("f-user").value.trim();
+    if (typed) typing = setTimeout(() => suggestUsers(typed).catch(() => null), 250);
+  });
 }

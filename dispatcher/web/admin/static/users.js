@@ -1,8 +1,10 @@
 // Utilisateurs et rôles: create, change role and scope, disable (each change is audited server-side).
-import { $, api, badge, cell, el, send, showError } from "./common.js";
+import { $, api, apiPage, badge, cell, el, send, showError } from "./common.js";
 
 export const ROLE_FR = { admin: "Administrateur", operator: "Opérateur", practitioner: "Praticien" };
-const state = { users: [], conventions: [], editing: null, search: null };
+const state = { users: [], conventions: [], editing: null, search: null, typing: null };
+// Accounts shown at once: a national deployment has one per practitioner, 100,000.
+const ROWS = 200;
 // Practitioners offered as she types (a national directory holds 100,000: never the whole list).
 const SUGGESTED = 20;
 
@@ -111,7 +113,15 @@ async function onSave(event) {
 }
 
 export async function showUsers() {
-  [state.users, state.conventions] = await Promise.all([api("/api/users"), api("/api/conventions")]);
+  const typed = $("users-q").value.trim();
+  const query = new URLSearchParams({ limit: String(ROWS) });
+  if (typed) query.set("q", typed);
+  let page;
+  [page, state.conventions] = await Promise.all([apiPage(`/api/users?${query}`), api("/api/conventions")]);
+  state.users = page.rows;
+  $("users-more").hidden = page.total <= page.rows.length && page.total > 0;
+  $("users-more").textContent = page.total === 0 ? `Aucun compte ne correspond à « ${typed} ».`
+    : `${page.rows.length.toLocaleString("fr-FR")} comptes affichés sur ${page.total.toLocaleString("fr-FR")} : précisez la recherche.`;
   if (!$("u-conventions").childElementCount) fillChoices();
   $("users").tBodies[0].replaceChildren(...state.users.map(row));
   return state.users;
@@ -122,5 +132,9 @@ export function initUsers() {
   $("user-cancel").addEventListener("click", () => { $("user-form").hidden = true; });
   $("u-role").addEventListener("change", syncRoleFields);
   $("u-practitioner").addEventListener("input", suggestPractitioners);
+  $("users-q").addEventListener("input", () => {
+    clearTimeout(state.typing);
+    state.typing = setTimeout(showUsers, 250);
+  });
   $("user-form").addEventListener("submit", onSave);
 }
