@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from dispatcher.domain import Practitioner, Site
+from dispatcher.domain import Device, Practitioner, Site
 
 
 def fold(text: str) -> str:
@@ -37,3 +37,9 @@ def practitioner_text(p: Practitioner) -> str:
 def site_text(s: Site) -> str:
     """What finds a site: its name, its id, its address."""
     return fold(f"{s.name} {s.id} {s.address.label}")
+
+
+def device_text(d: Device, practitioner: Practitioner | None, site: Site | None) -> str:
+    """What finds a device: its id, its label, whose it is and where."""
+    whose = f"{practitioner.first_name} {practitioner.last_name}" if practitioner else ""
+    return fold(f"{d.id} {d.label} {whose} {site.name if site else ''}")

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 KEPT_GENERATIONS = 64
 
 
-L = TypeVar("L", Practitioner, Site)
+L = TypeVar("L", Practitioner, Site, Device)
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,16 @@ class DirectorySnapshot:
         listed = tuple(sorted(self.sites.values(), key=lambda s: s.id))
         return Listed(tuple(search.site_text(s) for s in listed), listed)
 
+    @cached_property
+    def devices_listed(self) -> Listed[Device]:
+        """The devices by id, with the text that finds each (its id, label, practitioner, site)."""
+        whose, where = self.practitioners, self.sites
+        texts = tuple(
+            search.device_text(d, whose.get(d.practitioner_id or ""), where.get(d.site_id or ""))
+            for d in self.devices_by_id
+        )
+        return Listed(texts, self.devices_by_id)
+
     def key_for(self, device_id: str) -> bytes | None:
         """HMAC key of an active device; None for unknown or revoked ones."""
         return self.keys.get(device_id)
@@ -186,6 +196,7 @@ _MEMOS = {
     "site_conventions": {"sites", "conventions"},
     "practitioners_listed": {"practitioners"},
     "sites_listed": {"sites"},
+    "devices_listed": {"devices", "practitioners", "sites"},
 }
 
 R = TypeVar("R", Practitioner, Site, Device, HomeVisit, Convention)

@@ -8,6 +8,8 @@ many the user sees in all (``X-Total-Count``). Territories apply as before.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dispatcher.domain import Device, DeviceKind
 from sandbox.fleet import new_device_secrets
 from tests.api.conftest import Api
@@ -70,3 +72,28 @@ async def test_a_page_is_bounded(api: Api) -> None:
         for path in ("/api/devices/health", "/api/devices"):
             response = await herault.get(path, params={"limit": limit})
             assert response.status_code == 422, (path, limit)
+    assert (await herault.get("/api/devices/health", params={"q": ""})).status_code == 422
+
+
+async def test_the_table_searched_by_id_label_practitioner_or_site(api: Api) -> None:
+    """The administration finds one device of 100,000 to revoke it: words of its id, label,
+    practitioner or site, any case or accent; still flagged first, still within the territory."""
+    await add_devices(
+        api,
+        Device(id="btn-a", kind=DeviceKind.BUTTON, practitioner_id=FABRE, site_id=CABINET, label="Bureau"),
+        Device(id="btn-b", kind=DeviceKind.BUTTON, practitioner_id=FABRE, site_id=CABINET, label="Accueil"),
+        Device(id="pocket-k", kind=DeviceKind.POCKET, practitioner_id="dr-karim-benali", label="Poche"),
+    )
+    await flag_device(api.system.store, "btn-b", '["offline"]', "offline")
+    admin, gard = await api.as_user("admin"), await api.as_user("op-gard")
+
+    def ids(answer: Any) -> tuple[list[str], str]:
+        return [d["device_id"] for d in answer.json()], answer.headers["X-Total-Count"]
+
+    assert ids(await admin.get("/api/devices/health", params={"q": "BUREAU"})) == (["btn-a"], "1")
+    hers = (["btn-b", "btn-a"], "2")  # the flagged one first
+    assert ids(await admin.get("/api/devices/health", params={"q": "claire fabre"})) == hers
+    assert ids(await admin.get("/api/devices/health", params={"q": "faubourg"})) == hers
+    assert ids(await admin.get("/api/devices/health", params={"q": "bénali"})) == (["pocket-k"], "1")
+    assert ids(await admin.get("/api/devices/health", params={"q": "fabre", "limit": 1})) == (["btn-b"], "2")
+    assert ids(await gard.get("/api/devices/health", params={"q": "fabre"})) == ([], "0")

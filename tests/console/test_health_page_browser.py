@@ -74,5 +74,11 @@ async def test_the_console_and_the_administration_show_a_page_flagged_devices_fi
         await expect(page.locator("#devices tbody tr").first).to_contain_text("Dr Claire Fabre")
         more = page.locator("#devices-more")
         await expect(more).to_have_text(re.compile(r"^1\s000 balises affichées sur 1\s003"))
+        await page.fill("#devices-q", "bouton 0042")  # one of 1,003, to revoke it say
+        await expect(page.locator("#devices tbody tr")).to_have_count(1)
+        await expect(page.locator("#devices tbody tr").first).to_have_attribute("data-id", "btn-0042")
+        await expect(more).to_be_hidden()
+        await page.fill("#devices-q", "aucune")
+        await expect(page.locator("#devices-empty")).to_have_text("Aucune balise ne correspond à « aucune ».")
     finally:
         await context.close()

@@ -341,7 +341,7 @@ async def test_the_searchable_lists_are_made_again_only_when_their_records_chang
     cache = DirectoryCache(store)
     await cache.refresh()
     first = cache.current
-    practitioners, sites = first.practitioners_listed, first.sites_listed
+    practitioners, sites, devices = first.practitioners_listed, first.sites_listed, first.devices_listed
     assert [p.id for p in practitioners.records] == sorted(first.practitioners)
     texts = dict(zip([p.id for p in practitioners.records], practitioners.texts, strict=True))
     assert texts["dr-claire-fabre"] == "claire fabre dr-claire-fabre 10001234567"
@@ -350,12 +350,17 @@ async def test_the_searchable_lists_are_made_again_only_when_their_records_chang
     await store.update_device(device.model_copy(update={"label": "bouton relabellisé"}))
     await cache.refresh()
     assert cache.current.practitioners_listed is practitioners and cache.current.sites_listed is sites
+    assert cache.current.devices_listed is not devices
+    assert "bouton relabellise" in cache.current.devices_listed.texts[
+        [d.id for d in cache.current.devices_listed.records].index("btn-1")
+    ]
 
     dr = await store.get_practitioner("dr-claire-fabre")
     await store.upsert_practitioner(dr.model_copy(update={"last_name": "Fabre-Élie"}))
     await cache.refresh()
     renamed = cache.current
     assert renamed.practitioners_listed is not practitioners and renamed.sites_listed is sites
+    assert "devices_listed" not in vars(renamed), "a device's text names its practitioner: made again"
     listed = renamed.practitioners_listed
     texts = dict(zip([p.id for p in listed.records], listed.texts, strict=True))
     assert texts["dr-claire-fabre"] == "claire fabre-elie dr-claire-fabre 10001234567"

@@ -14,12 +14,13 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from dispatcher import audit
 from dispatcher.alerting import texts
-from dispatcher.directory.snapshot import DirectorySnapshot
+from dispatcher.directory.snapshot import DirectorySnapshot, Listed
 from dispatcher.domain import Device, Id
 from dispatcher.fleet.dynsec_commands import revoke_commands
 from dispatcher.store.base import NotFound
 from dispatcher.web.api.access import Access
 from dispatcher.web.api.deps import AdminUser, ClientIp, Ctx, UserAccess, not_found
+from dispatcher.web.api.listing import Search, listed, matching
 from dispatcher.web.api.schemas import DeviceHealthPublic, DevicePublic, DeviceUpdate
 from dispatcher.web.auth import Role
 
@@ -50,17 +51,22 @@ async def device_health(
     ctx: Ctx,
     response: Response,
     limit: Annotated[int, Query(ge=1, le=10_000)] = PAGE,
+    q: Search = None,
 ) -> list[DeviceHealthPublic]:
     """The visible devices with their last heartbeat, battery and offline/low-battery flags.
 
     The flagged ones first, then the others by id, ``limit`` at most; how many
     the user sees in all is in the ``X-Total-Count`` header. A national fleet's
     100,000 rows are neither read nor sent (each console asks again at every
-    new alert): the flagged devices, then one page of rows, are.
+    new alert): the flagged devices, then one page of rows, are. With ``q``,
+    only the devices whose id, label, practitioner or site hold its words.
     """
     devices = access.snapshot.devices
     visible = await _visible(access)
     seen = _ids(access, visible)
+    if q:
+        visible = await _found(access, seen, q)
+        seen = {d.id for d in visible}
     shown = [devices[i] for i in await ctx.store.flagged_devices() if i in seen][:limit]
     first = {d.id for d in shown}
     shown += itertools.islice((d for d in visible if d.id not in first), limit - len(shown))
@@ -84,6 +90,12 @@ async def _visible(access: Access) -> Sequence[Device]:
     if territory not in known:
         known[territory] = await _territory(access, snapshot.devices_by_id)
     return known[territory]
+
+
+async def _found(access: Access, seen: Container[str], q: str) -> list[Device]:
+    """The visible devices (ids ``seen``) whose id, label, practitioner or site hold the words of ``q``."""
+    listing: Listed[Device] = await listed(access.snapshot, "devices_listed")
+    return await matching(listing, lambda d: d.id in seen, q)
 
 
 def _ids(access: Access, visible: Sequence[Device]) -> Container[str]:

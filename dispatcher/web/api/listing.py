@@ -18,9 +18,9 @@ from fastapi import Query, Response
 
 from dispatcher.directory import search
 from dispatcher.directory.snapshot import DirectorySnapshot, Listed
-from dispatcher.domain import Practitioner, Site
+from dispatcher.domain import Device, Practitioner, Site
 
-T = TypeVar("T", Practitioner, Site)
+T = TypeVar("T", Practitioner, Site, Device)
 
 #: Rows a list sends at most, by default (its ``limit``).
 PAGE = 1000
@@ -43,6 +43,20 @@ async def listed(snapshot: DirectorySnapshot, memo: str) -> Listed[Any]:
     return rows
 
 
+async def matching(rows: Listed[T], visible: Callable[[T], bool], q: str | None) -> list[T]:
+    """Every row the user sees and ``q`` finds, in the listing's order; scanned in slices."""
+    wanted = search.words(q) if q else ()
+    found: list[T] = []
+    for start in range(0, len(rows.records), _SLICE):
+        if start:
+            await asyncio.sleep(0)  # alerts go through between slices
+        end = start + _SLICE
+        for text, row in zip(rows.texts[start:end], rows.records[start:end], strict=True):
+            if search.holds(text, wanted) and visible(row):
+                found.append(row)
+    return found
+
+
 async def page(
     rows: Listed[T],
     visible: Callable[[T], bool],
@@ -53,17 +67,6 @@ async def page(
 ) -> list[T]:
     """The first ``limit`` rows the user sees and ``q`` finds, in the listing's order; how many
     there are in all in ``X-Total-Count``."""
-    wanted = search.words(q) if q else ()
-    shown: list[T] = []
-    total = 0
-    for start in range(0, len(rows.records), _SLICE):
-        if start:
-            await asyncio.sleep(0)  # alerts go through between slices
-        end = start + _SLICE
-        for text, row in zip(rows.texts[start:end], rows.records[start:end], strict=True):
-            if search.holds(text, wanted) and visible(row):
-                total += 1
-                if len(shown) < limit:
-                    shown.append(row)
-    response.headers["X-Total-Count"] = str(total)
-    return shown
+    found = await matching(rows, visible, q)
+    response.headers["X-Total-Count"] = str(len(found))
+    return found[:limit]

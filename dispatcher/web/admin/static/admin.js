@@ -1,7 +1,7 @@
 // Vigie — the admin page: one screen per tab (#balises, #utilisateurs, #journal, #statistiques, #annuaire).
 // No framework, no build step. The server only serves this page to an admin's session.
 import { $, api, send } from "./common.js";
-import { showDevices } from "./devices.js";
+import { initDevices, showDevices } from "./devices.js";
 import { initUsers, showUsers } from "./users.js";
 import { initAudit, showAudit } from "./audit.js";
 import { initStats, showStats } from "./stats.js";
@@ -40,6 +40,7 @@ async function start() {
     await send("POST", "/api/auth/logout");
     location.assign("/console/");
   });
+  initDevices();
   initUsers();
   initAudit();
   initStats();

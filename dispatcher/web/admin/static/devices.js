@@ -56,11 +56,23 @@ async function revoke(d) {
 }
 
 export async function showDevices() {
-  const page = await apiPage("/api/devices/health");
+  const typed = $("devices-q").value.trim();
+  const page = await apiPage(`/api/devices/health${typed ? `?q=${encodeURIComponent(typed)}` : ""}`);
   const health = page.rows;
   $("devices-more").hidden = page.total <= health.length;
   $("devices-more").textContent = `${health.length.toLocaleString("fr-FR")} balises affichées sur`
-    + ` ${page.total.toLocaleString("fr-FR")}, celles hors ligne ou à batterie faible en premier.`;
+    + ` ${page.total.toLocaleString("fr-FR")}, celles hors ligne ou à batterie faible en premier : précisez la recherche.`;
   $("devices").tBodies[0].replaceChildren(...health.map(row));
+  $("devices-empty").textContent = typed ? `Aucune balise ne correspond à « ${typed} ».` : "Aucune balise.";
   $("devices-empty").hidden = health.length > 0;
+}
+
+let typing = null;
+
+/** The search field: the table found again a moment after the admin stops typing. */
+export function initDevices() {
+  $("devices-q").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(showDevices, 250);
+  });
 }
